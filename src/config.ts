@@ -1,0 +1,287 @@
+/**
+ * Flags, environment and config file folded into one typed object.
+ * Precedence: flag > env (EGRESS_<FLAG_IN_UPPER_SNAKE>) > --config file (JSON or YAML) > default.
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { parseCidr } from './policy/ip.js';
+
+export class ConfigError extends Error {
+  constructor(readonly setting: string, message: string) {
+    super(`${setting}: ${message}`);
+  }
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface ApiToken {
+  token: string;
+  accountId: string;
+}
+
+export interface GatewayConfig {
+  api: HostPort;
+  apiTlsCert: string | null;
+  apiTlsKey: string | null;
+  httpProxy: HostPort | null;
+  socks: HostPort | null;
+  dns: HostPort | null;
+  transparentTls: HostPort | null;
+  transparentHttp: HostPort | null;
+  upstreamDns: HostPort[];
+  db: string;
+  apiTokens: ApiToken[];
+  allowPrivate: string[];
+  agentGatewayHosts: string[];
+  mcpGatewayHosts: string[];
+  mirrorHosts: string[];
+  tunnelDomain: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  dnsDenyRcode: 'nxdomain' | 'refused';
+  dnsMinTtl: number;
+  dnsMaxTtl: number;
+  dnsLearnGrace: number;
+  dnsRateLimit: number;
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  headerTimeoutMs: number;
+  maxHeaderBytes: number;
+  maxConnectionsPerDevbox: number;
+  shutdownGraceMs: number;
+}
+
+type Kind =
+  | { t: 'hostport' }
+  | { t: 'hostportOrOff' }
+  | { t: 'hostportList' }
+  | { t: 'string' }
+  | { t: 'stringOrNull' }
+  | { t: 'list' }
+  | { t: 'cidrList' }
+  | { t: 'tokens' }
+  | { t: 'int'; min: number; max: number }
+  | { t: 'enum'; values: readonly string[] };
+
+interface OptionSpec {
+  key: keyof GatewayConfig;
+  flag: string;
+  kind: Kind;
+  def: () => unknown;
+  help: string;
+  /** Env var name when it is not EGRESS_<FLAG_IN_UPPER_SNAKE>. */
+  env?: string;
+}
+
+const hp = (s: string): HostPort => parseHostPort('default', s);
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { key: 'api', flag: 'api', kind: { t: 'hostport' }, def: () => hp('127.0.0.1:8080'), help: 'admin REST API, /metrics, /healthz, /openapi.json' },
+  { key: 'apiTlsCert', flag: 'api-tls-cert', kind: { t: 'stringOrNull' }, def: () => null, help: 'PEM certificate: serve the API over TLS (h2 + http/1.1 by ALPN)' },
+  { key: 'apiTlsKey', flag: 'api-tls-key', kind: { t: 'stringOrNull' }, def: () => null, help: 'PEM private key for --api-tls-cert' },
+  { key: 'httpProxy', flag: 'http-proxy', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:3128'), help: 'HTTP forward proxy with CONNECT ("off" to disable)' },
+  { key: 'socks', flag: 'socks', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:1080'), help: 'SOCKS5 proxy ("off" to disable)' },
+  { key: 'dns', flag: 'dns', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:5353'), help: 'filtering DNS resolver, UDP and TCP ("off" to disable)' },
+  { key: 'transparentTls', flag: 'transparent-tls', kind: { t: 'hostportOrOff' }, def: () => null, help: 'transparent TLS listener, decides on SNI (off unless given)' },
+  { key: 'transparentHttp', flag: 'transparent-http', kind: { t: 'hostportOrOff' }, def: () => null, help: 'transparent HTTP listener, decides on Host (off unless given)' },
+  { key: 'upstreamDns', flag: 'upstream-dns', kind: { t: 'hostportList' }, def: resolvConfNameservers, help: 'upstream resolvers HOST:PORT[,HOST:PORT…] (default: /etc/resolv.conf)' },
+  { key: 'db', flag: 'db', kind: { t: 'string' }, def: () => './data/egress.db', help: 'sqlite file (created with its folder)' },
+  { key: 'apiTokens', flag: 'api-token', env: 'EGRESS_API_TOKENS', kind: { t: 'tokens' }, def: () => [], help: 'TOKEN:ACCOUNT_ID, repeatable' },
+  { key: 'allowPrivate', flag: 'allow-private', kind: { t: 'cidrList' }, def: () => [], help: 'CIDR exempt from the private-address guardrail, repeatable' },
+  { key: 'agentGatewayHosts', flag: 'agent-gateway-hosts', kind: { t: 'list' }, def: () => [], help: 'hosts allow_agent_gateway admits (comma-separated)' },
+  { key: 'mcpGatewayHosts', flag: 'mcp-gateway-hosts', kind: { t: 'list' }, def: () => [], help: 'hosts allow_mcp_gateway admits' },
+  { key: 'mirrorHosts', flag: 'mirror-hosts', kind: { t: 'list' }, def: () => [], help: 'hosts allow_runloop_mirrors admits' },
+  { key: 'tunnelDomain', flag: 'tunnel-domain', kind: { t: 'string' }, def: () => 'tunnel.runloop.ai', help: 'devbox tunnel domain for allow_devbox_to_devbox' },
+  { key: 'logLevel', flag: 'log-level', kind: { t: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, def: () => 'info', help: 'log level' },
+  { key: 'dnsDenyRcode', flag: 'dns-deny-rcode', kind: { t: 'enum', values: ['nxdomain', 'refused'] }, def: () => 'nxdomain', help: 'answer for denied names' },
+  { key: 'dnsMinTtl', flag: 'dns-min-ttl', kind: { t: 'int', min: 0, max: 86400 }, def: () => 5, help: 'lowest TTL the answer cache keeps (s)' },
+  { key: 'dnsMaxTtl', flag: 'dns-max-ttl', kind: { t: 'int', min: 1, max: 604800 }, def: () => 3600, help: 'highest TTL the answer cache keeps (s)' },
+  { key: 'dnsLearnGrace', flag: 'dns-learn-grace', kind: { t: 'int', min: 0, max: 86400 }, def: () => 60, help: 'seconds past TTL a DNS-learned address stays admitted' },
+  { key: 'dnsRateLimit', flag: 'dns-rate-limit', kind: { t: 'int', min: 0, max: 10_000_000 }, def: () => 2000, help: 'queries per second per client (0: unlimited)' },
+  { key: 'connectTimeoutMs', flag: 'connect-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'upstream connect time-out' },
+  { key: 'idleTimeoutMs', flag: 'idle-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 300_000, help: 'idle tunnel/connection time-out' },
+  { key: 'headerTimeoutMs', flag: 'header-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'time a client has to send request headers or a handshake' },
+  { key: 'maxHeaderBytes', flag: 'max-header-bytes', kind: { t: 'int', min: 1024, max: 1_048_576 }, def: () => 32_768, help: 'largest request head accepted' },
+  { key: 'maxConnectionsPerDevbox', flag: 'max-connections-per-devbox', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 1024, help: 'concurrent connections per devbox' },
+  { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', kind: { t: 'int', min: 0, max: 600_000 }, def: () => 10_000, help: 'how long shutdown waits for connections to drain' },
+];
+
+export function parseHostPort(setting: string, text: string): HostPort {
+  const s = text.trim();
+  let host: string;
+  let portText: string;
+  const bracket = /^\[([^\]]+)\]:(\d+)$/.exec(s);
+  if (bracket) {
+    host = bracket[1]!;
+    portText = bracket[2]!;
+  } else {
+    const i = s.lastIndexOf(':');
+    if (i <= 0) throw new ConfigError(setting, `"${text}" is not HOST:PORT`);
+    host = s.slice(0, i);
+    portText = s.slice(i + 1);
+  }
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw new ConfigError(setting, `"${text}" has a bad port`);
+  if (isIP(host) === 0 && host !== 'localhost') throw new ConfigError(setting, `"${text}": host must be an IP address or localhost`);
+  return { host, port: Number(portText) };
+}
+
+export function formatHostPort(a: HostPort): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+function resolvConfNameservers(): HostPort[] {
+  try {
+    const text = readFileSync('/etc/resolv.conf', 'utf8');
+    const out: HostPort[] = [];
+    for (const line of text.split('\n')) {
+      const m = /^\s*nameserver\s+(\S+)/.exec(line);
+      if (m && isIP(m[1]!) !== 0) out.push({ host: m[1]!, port: 53 });
+    }
+    return out;
+  } catch {
+    return [];
+  }
+}
+
+function splitList(v: unknown): string[] {
+  if (Array.isArray(v)) return v.flatMap((x) => splitList(x));
+  if (typeof v !== 'string') return [String(v)];
+  return v.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
+}
+
+function convert(spec: OptionSpec, raw: unknown): unknown {
+  const setting = `--${spec.flag}`;
+  const k = spec.kind;
+  switch (k.t) {
+    case 'hostport':
+      return parseHostPort(setting, String(raw));
+    case 'hostportOrOff':
+      return raw === null || raw === false || String(raw) === 'off' || String(raw) === '' ? null : parseHostPort(setting, String(raw));
+    case 'hostportList':
+      return splitList(raw).map((x) => {
+        const v = isIP(x);
+        if (v === 4) return { host: x, port: 53 };
+        if (v === 6) return { host: x, port: 53 };
+        return parseHostPort(setting, x);
+      });
+    case 'string':
+      if (String(raw).length === 0) throw new ConfigError(setting, 'must not be empty');
+      return String(raw);
+    case 'stringOrNull':
+      return raw === null || raw === '' ? null : String(raw);
+    case 'list':
+      return splitList(raw).map((h) => h.toLowerCase());
+    case 'cidrList':
+      return splitList(raw).map((c) => {
+        const p = parseCidr(c);
+        if ('error' in p) throw new ConfigError(setting, `"${c}" is not a CIDR (${p.error})`);
+        return p.text;
+      });
+    case 'tokens':
+      return splitList(raw).map((pair) => {
+        const i = pair.lastIndexOf(':');
+        if (i <= 0 || i === pair.length - 1) throw new ConfigError(setting, 'expected TOKEN:ACCOUNT_ID');
+        return { token: pair.slice(0, i), accountId: pair.slice(i + 1) };
+      });
+    case 'int': {
+      const n = typeof raw === 'number' ? raw : /^-?\d+$/.test(String(raw)) ? Number(raw) : NaN;
+      if (!Number.isInteger(n) || n < k.min || n > k.max) throw new ConfigError(setting, `"${String(raw)}" is not a whole number from ${k.min} to ${k.max}`);
+      return n;
+    }
+    case 'enum':
+      if (!k.values.includes(String(raw))) throw new ConfigError(setting, `"${String(raw)}" is not one of ${k.values.join(', ')}`);
+      return String(raw);
+  }
+}
+
+function envName(spec: OptionSpec): string {
+  return spec.env ?? `EGRESS_${spec.flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+const REPEATABLE = new Set(['api-token', 'allow-private']);
+
+/** Splits argv into flag values (repeatable flags collect) and positional arguments. */
+export function parseArgv(argv: readonly string[], known: ReadonlySet<string>): { flags: Map<string, string[]>; positional: string[] } {
+  const flags = new Map<string, string[]>();
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) {
+      positional.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = eq === -1 ? a.slice(2) : a.slice(2, eq);
+    if (!known.has(name)) throw new ConfigError(`--${name}`, 'unknown flag (see --help)');
+    let value: string;
+    if (eq !== -1) value = a.slice(eq + 1);
+    else if (BOOLEAN_FLAGS.has(name)) value = 'true';
+    else {
+      const next = argv[i + 1];
+      if (next === undefined) throw new ConfigError(`--${name}`, 'needs a value');
+      value = next;
+      i++;
+    }
+    const list = flags.get(name) ?? [];
+    list.push(value);
+    flags.set(name, list);
+  }
+  return { flags, positional };
+}
+
+export const BOOLEAN_FLAGS = new Set(['help', 'prune', 'dry-run', 'json']);
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError('--config', `cannot read ${path}: ${(e as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (e) {
+    throw new ConfigError('--config', `${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new ConfigError('--config', `${path} must hold an object`);
+  return data as Record<string, unknown>;
+}
+
+/** Keys a config file may use for a flag: the flag itself, snake_case, or camelCase. */
+function fileValue(file: Record<string, unknown>, spec: OptionSpec): unknown {
+  for (const k of [spec.flag, spec.flag.replace(/-/g, '_'), spec.key]) if (k in file) return file[k];
+  return undefined;
+}
+
+export function loadConfig(flags: Map<string, string[]>, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const configPath = flags.get('config')?.at(-1) ?? env.EGRESS_CONFIG;
+  const file = configPath ? readConfigFile(configPath) : {};
+  const known = new Set(OPTIONS.map((o) => o.flag));
+  for (const k of Object.keys(file)) {
+    const ok = OPTIONS.some((o) => k === o.flag || k === o.flag.replace(/-/g, '_') || k === o.key);
+    if (!ok && !known.has(k)) throw new ConfigError(`--config`, `unknown setting "${k}" in ${configPath}`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const spec of OPTIONS) {
+    const fromFlag = flags.get(spec.flag);
+    const fromEnv = env[envName(spec)];
+    const fromFile = fileValue(file, spec);
+    let raw: unknown;
+    if (fromFlag !== undefined) raw = REPEATABLE.has(spec.flag) ? fromFlag : fromFlag.at(-1);
+    else if (fromEnv !== undefined) raw = fromEnv;
+    else if (fromFile !== undefined) raw = fromFile;
+    out[spec.key] = raw === undefined ? spec.def() : convert(spec, raw);
+  }
+  const cfg = out as unknown as GatewayConfig;
+  if ((cfg.apiTlsCert === null) !== (cfg.apiTlsKey === null)) throw new ConfigError('--api-tls-key', 'give --api-tls-cert and --api-tls-key together');
+  if (cfg.dnsMinTtl > cfg.dnsMaxTtl) throw new ConfigError('--dns-min-ttl', 'must not exceed --dns-max-ttl');
+  return cfg;
+}
+
+export function configHelp(): string {
+  return OPTIONS.map((o) => `  --${o.flag.padEnd(28)} ${o.help}  [env ${envName(o)}]`).join('\n');
+}

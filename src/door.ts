@@ -1,0 +1,32 @@
+/** What every listener (door) is given, and what it hands back to the gateway. */
+import type { Logger } from 'pino';
+import { ConfigError, type GatewayConfig, type HostPort } from './config.js';
+import type { PolicyEngine } from './policy/engine.js';
+import type { Gate } from './egress/gate.js';
+import type { ConnectionTracker } from './egress/tracker.js';
+import type { Resolver } from './dns/resolver.js';
+
+export interface DoorContext {
+  config: GatewayConfig;
+  engine: PolicyEngine;
+  gate: Gate;
+  tracker: ConnectionTracker;
+  resolver: Resolver;
+  log: Logger;
+}
+
+export interface RunningDoor {
+  /** Stable name used in start-up lines and logs: api, http-proxy, socks, dns, transparent-tls, transparent-http. */
+  name: string;
+  /** The address actually bound (port 0 resolved). */
+  address: HostPort;
+  /** Stops accepting, waits up to graceMs for open connections to finish, then closes them. */
+  close(graceMs: number): Promise<void>;
+}
+
+/** Turns a listen failure into the one-line start-up error that names the setting. */
+export function listenError(setting: string, at: { host: string; port: number }, err: unknown): Error {
+  const e = err as NodeJS.ErrnoException;
+  const why = e.code === 'EADDRINUSE' ? 'address already in use' : e.code === 'EADDRNOTAVAIL' ? 'address not available on this host' : e.message;
+  return new ConfigError(setting, `cannot listen on ${at.host}:${at.port}: ${why}`);
+}

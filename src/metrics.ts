@@ -1,0 +1,57 @@
+/** The gateway's one Prometheus registry and the metrics every part shares. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry, prefix: 'egress_' });
+
+/** Every decision a door enforces, by door, allow/deny and reason. */
+export const decisions = new Counter({
+  name: 'egress_decisions_total',
+  help: 'Decisions enforced, by door, decision and reason',
+  labelNames: ['door', 'decision', 'reason'] as const,
+  registers: [registry],
+});
+
+export const decisionSeconds = new Histogram({
+  name: 'egress_decision_duration_seconds',
+  help: 'Time from a request reaching a door to its decision (incl. resolution)',
+  labelNames: ['door'] as const,
+  buckets: [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+  registers: [registry],
+});
+
+export const activeConnections = new Gauge({
+  name: 'egress_active_connections',
+  help: 'Open client connections, by door',
+  labelNames: ['door'] as const,
+  registers: [registry],
+});
+
+export const bytesTotal = new Counter({
+  name: 'egress_bytes_total',
+  help: 'Bytes relayed, by door and direction (out: devbox to destination)',
+  labelNames: ['door', 'direction'] as const,
+  registers: [registry],
+});
+
+export const upstreamConnectErrors = new Counter({
+  name: 'egress_upstream_connect_errors_total',
+  help: 'Failed connections to destinations, by door and error code',
+  labelNames: ['door', 'code'] as const,
+  registers: [registry],
+});
+
+/** Inputs a door refused as malformed or abusive (bad HTTP, SOCKS, ClientHello, DNS…). */
+export const protocolErrors = new Counter({
+  name: 'egress_protocol_errors_total',
+  help: 'Malformed or abusive client input, by door and kind',
+  labelNames: ['door', 'kind'] as const,
+  registers: [registry],
+});
+
+export const connectionsCut = new Counter({
+  name: 'egress_connections_cut_total',
+  help: 'Open connections closed because a policy or devbox change now denies them',
+  labelNames: ['door', 'reason'] as const,
+  registers: [registry],
+});

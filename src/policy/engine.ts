@@ -1,0 +1,246 @@
+/**
+ * The policy engine: holds compiled policies and the running devboxes, answers decide()
+ * for every door, and tells listeners when something changed so open connections can be
+ * re-judged. Reads only through a PolicySource.
+ */
+import { EventEmitter } from 'node:events';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Devbox } from './model.js';
+import type { PolicySource, SourceChange } from './source.js';
+import { CompiledPolicy, type ToggleHosts } from './compiler.js';
+import { type Decision, type Door, denial } from './decision.js';
+import { normalizeHost } from './hostname.js';
+import { Guardrails } from './guardrails.js';
+import { ipToWords } from './ip.js';
+import { LearnedAddresses } from './learned.js';
+
+export interface Identity {
+  /** The running devbox this traffic belongs to, or null for an unknown client. */
+  readonly devboxId: string | null;
+  readonly via: 'credentials' | 'address' | 'none';
+  /** Source address of the connection or query. */
+  readonly source: string;
+}
+
+export interface EngineOptions {
+  toggles: ToggleHosts;
+  allowPrivate: readonly string[];
+  /** Devbox tunnel hostnames are `{port}-{tunnel_key}.<tunnelDomain>`. */
+  tunnelDomain: string;
+}
+
+interface AccountIndex {
+  addresses: Set<string>;
+  tunnelKeys: Set<string>;
+}
+
+interface Runtime {
+  devbox: Devbox;
+  compiled: CompiledPolicy | null; // null: the devbox names a policy that does not exist
+}
+
+export type Protocol = 'TCP' | 'UDP';
+
+const EMPTY_ACCOUNT: AccountIndex = { addresses: new Set(), tunnelKeys: new Set() };
+
+export function hashPassword(password: string): string {
+  return createHash('sha256').update(password).digest('hex');
+}
+
+export class PolicyEngine {
+  readonly guardrails: Guardrails;
+  readonly learned = new LearnedAddresses();
+  private readonly events = new EventEmitter();
+  private readonly compiled = new Map<string, CompiledPolicy>();
+  private readonly runtimes = new Map<string, Runtime>();
+  private readonly byAddress = new Map<string, string>();
+  private readonly accounts = new Map<string, AccountIndex>();
+  private readonly defaultPolicy: CompiledPolicy;
+  private readonly tunnelSuffix: string;
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly source: PolicySource, private readonly opts: EngineOptions) {
+    this.guardrails = new Guardrails(opts.allowPrivate);
+    this.defaultPolicy = new CompiledPolicy(null, opts.toggles);
+    this.tunnelSuffix = `.${opts.tunnelDomain.toLowerCase()}`;
+    this.events.setMaxListeners(0);
+    for (const d of source.runningDevboxes()) this.addRuntime(d);
+    this.unsubscribe = source.onChange((c) => this.apply(c));
+  }
+
+  close(): void {
+    this.unsubscribe();
+    this.events.removeAllListeners();
+  }
+
+  /** Called after every applied change (policy edited, devbox attached, shut down…). */
+  onChange(listener: (change: SourceChange) => void): () => void {
+    this.events.on('change', listener);
+    return () => this.events.off('change', listener);
+  }
+
+  // ── identity ────────────────────────────────────────────────────────────────
+
+  identifyByAddress(source: string): Identity {
+    const ip = source.startsWith('::ffff:') ? source.slice(7) : source;
+    const id = this.byAddress.get(ip) ?? null;
+    return { devboxId: id, via: id ? 'address' : 'none', source: ip };
+  }
+
+  /** Null when the credentials are wrong (the door answers 407 / SOCKS auth failure). */
+  identifyByCredentials(username: string, password: string, source: string): Identity | null {
+    const rt = this.runtimes.get(username);
+    const got = Buffer.from(hashPassword(password), 'hex');
+    const want = Buffer.from(rt?.devbox.password_hash ?? '0'.repeat(64), 'hex');
+    if (!rt || want.length !== got.length || !timingSafeEqual(got, want)) return null;
+    const ip = source.startsWith('::ffff:') ? source.slice(7) : source;
+    return { devboxId: rt.devbox.id, via: 'credentials', source: ip };
+  }
+
+  devbox(id: string): Devbox | undefined {
+    return this.runtimes.get(id)?.devbox;
+  }
+
+  // ── decisions ───────────────────────────────────────────────────────────────
+
+  /** May this identity reach host:port? The one decision every door asks. */
+  decide(identity: Identity, host: string, port: number, _door: Door, protocol: Protocol = 'TCP'): Decision {
+    const rt = identity.devboxId === null ? undefined : this.runtimes.get(identity.devboxId);
+    if (rt === undefined) return denial('unknown_client', host);
+    const cp = rt.compiled;
+    if (cp === null) return denial('policy_missing', host, { policyId: rt.devbox.network_policy_id, policyVersion: null });
+    return this.decideWith(cp, rt.devbox.id, host, port, protocol);
+  }
+
+  /** decide() against a policy alone, for explain (`/v1/egress/check`, `check`). */
+  decideForPolicy(policyId: string | null, host: string, port: number, protocol: Protocol = 'TCP', devboxId: string | null = null): Decision {
+    const cp = policyId === null ? this.defaultPolicy : this.compiledFor(policyId);
+    if (cp === null) return denial('policy_missing', host, { policyId, policyVersion: null });
+    return this.decideWith(cp, devboxId, host, port, protocol);
+  }
+
+  /**
+   * The guardrail on the address actually dialled, after a name was allowed and resolved.
+   * Applies under allow_all too. Returns the decision to enforce.
+   */
+  checkResolved(decision: Decision, ip: string): Decision {
+    if (!decision.allow) return decision;
+    if (this.guardrails.blocked(ip) === null) return decision;
+    return denial('private_address', decision.host, decision, decision.hostKind);
+  }
+
+  private decideWith(cp: CompiledPolicy, devboxId: string | null, host: string, port: number, protocol: Protocol): Decision {
+    const hit = cp.cache.get(host);
+    if (hit !== undefined) return hit;
+    const n = normalizeHost(host);
+    if (n.kind === 'invalid') return denial('invalid_host', host, this.ref(cp), 'invalid');
+    if (n.kind === 'ip') return this.decideIp(cp, devboxId, n.ip, port, protocol);
+    const d = this.decideName(cp, n.name);
+    cp.cache.set(host, d);
+    return d;
+  }
+
+  private ref(cp: CompiledPolicy): { policyId: string | null; policyVersion: number | null } {
+    return { policyId: cp.id, policyVersion: cp.id === null ? null : cp.version };
+  }
+
+  private allowed(cp: CompiledPolicy, host: string, hostKind: 'name' | 'ip', reason: Decision['reason'], matched: string | null): Decision {
+    return Object.freeze({ allow: true, reason, matched, ...this.ref(cp), host, hostKind });
+  }
+
+  private decideName(cp: CompiledPolicy, name: string): Decision {
+    if (cp.allowAll) return this.allowed(cp, name, 'name', 'allow_all', null);
+    const m = cp.matchName(name);
+    if (m !== undefined) return this.allowed(cp, name, 'name', m.reason, m.entry);
+    if (cp.devboxToDevbox && this.isAccountTunnel(cp.accountId, name)) {
+      return this.allowed(cp, name, 'name', 'devbox_to_devbox', name);
+    }
+    return denial('not_allowlisted', name, this.ref(cp));
+  }
+
+  private decideIp(cp: CompiledPolicy, devboxId: string | null, ip: string, port: number, protocol: Protocol): Decision {
+    const account = (cp.accountId !== null && this.accounts.get(cp.accountId)) || EMPTY_ACCOUNT;
+    // The account's own devboxes are registered by the operator, so they are reachable
+    // under devbox_to_devbox even though their addresses are usually private.
+    if (cp.devboxToDevbox && account.addresses.has(ip) && !this.isOwnAddress(devboxId, ip)) {
+      return this.allowed(cp, ip, 'ip', 'devbox_to_devbox', ip);
+    }
+    if (this.guardrails.blocked(ip) !== null) return denial('private_address', ip, this.ref(cp), 'ip');
+    if (cp.allowAll) return this.allowed(cp, ip, 'ip', 'allow_all', null);
+    const words = ipToWords(ip);
+    const cidr = words === null ? null : cp.matchCidr(words, port, protocol);
+    if (cidr !== null) return this.allowed(cp, ip, 'ip', 'cidr', cidr);
+    if (devboxId !== null) {
+      const learned = this.learned.lookup(devboxId, ip);
+      if (learned !== undefined) {
+        const again = this.decideName(cp, learned.name);
+        if (again.allow) return this.allowed(cp, ip, 'ip', 'dns_learned', learned.name);
+      }
+    }
+    return denial('ip_literal', ip, this.ref(cp), 'ip');
+  }
+
+  private isOwnAddress(devboxId: string | null, ip: string): boolean {
+    return devboxId !== null && this.byAddress.get(ip) === devboxId;
+  }
+
+  private isAccountTunnel(accountId: string | null, name: string): boolean {
+    if (accountId === null || !name.endsWith(this.tunnelSuffix)) return false;
+    const label = name.slice(0, name.length - this.tunnelSuffix.length);
+    const m = /^\d{1,5}-([a-z0-9]+)$/.exec(label);
+    return m !== null && (this.accounts.get(accountId)?.tunnelKeys.has(m[1]!) ?? false);
+  }
+
+  // ── compiled policies and change handling ───────────────────────────────────
+
+  /** The compiled form of a stored policy, compiled on first use; null if it does not exist. */
+  compiledFor(policyId: string): CompiledPolicy | null {
+    let cp = this.compiled.get(policyId);
+    if (cp === undefined) {
+      const p = this.source.getPolicy(policyId);
+      if (p === undefined) return null;
+      cp = new CompiledPolicy(p, this.opts.toggles);
+      this.compiled.set(policyId, cp);
+    }
+    return cp;
+  }
+
+  private addRuntime(d: Devbox): void {
+    const compiled = d.network_policy_id === null ? this.defaultPolicy : this.compiledFor(d.network_policy_id);
+    this.runtimes.set(d.id, { devbox: d, compiled });
+    for (const a of d.addresses) this.byAddress.set(a, d.id);
+    let acct = this.accounts.get(d.account_id);
+    if (!acct) this.accounts.set(d.account_id, (acct = { addresses: new Set(), tunnelKeys: new Set() }));
+    for (const a of d.addresses) acct.addresses.add(a);
+    acct.tunnelKeys.add(d.tunnel_key);
+  }
+
+  private removeRuntime(id: string): void {
+    const rt = this.runtimes.get(id);
+    if (!rt) return;
+    this.runtimes.delete(id);
+    for (const a of rt.devbox.addresses) if (this.byAddress.get(a) === id) this.byAddress.delete(a);
+    const acct = this.accounts.get(rt.devbox.account_id);
+    if (acct) {
+      for (const a of rt.devbox.addresses) acct.addresses.delete(a);
+      acct.tunnelKeys.delete(rt.devbox.tunnel_key);
+    }
+  }
+
+  private apply(change: SourceChange): void {
+    if (change.kind === 'policy') {
+      this.compiled.delete(change.id);
+      for (const rt of this.runtimes.values()) {
+        if (rt.devbox.network_policy_id === change.id) rt.compiled = this.compiledFor(change.id);
+      }
+    } else {
+      this.removeRuntime(change.id);
+      const d = this.source.getDevbox(change.id);
+      if (d && d.status === 'running') this.addRuntime(d);
+      else this.learned.forget(change.id);
+      // The account's set of devbox addresses and tunnels changed: its cached answers may be stale.
+      for (const cp of this.compiled.values()) if (cp.accountId === change.accountId) cp.clearCache();
+    }
+    this.events.emit('change', change);
+  }
+}

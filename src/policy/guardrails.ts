@@ -1,0 +1,46 @@
+/**
+ * Destinations no policy may reach unless the operator exempts the range: loopback,
+ * RFC 1918, CGNAT, link-local (cloud metadata), multicast, documentation and other
+ * non-global ranges. Checked on the address actually dialled, after resolution.
+ */
+import { type Cidr, cidrContains, ipToWords, parseCidr } from './ip.js';
+
+export const NON_GLOBAL_RANGES: readonly string[] = [
+  '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12',
+  '192.0.0.0/24', '192.0.2.0/24', '192.88.99.0/24', '192.168.0.0/16', '198.18.0.0/15',
+  '198.51.100.0/24', '203.0.113.0/24', '224.0.0.0/4', '240.0.0.0/4',
+  '::/128', '::1/128', '64:ff9b:1::/48', '100::/64', '2001::/23', '2001:db8::/32', '2002::/16',
+  'fc00::/7', 'fe80::/10', 'ff00::/8',
+];
+
+function compile(list: readonly string[]): Cidr[] {
+  return list.map((t) => {
+    const c = parseCidr(t);
+    if ('error' in c) throw new Error(`bad built-in range ${t}: ${c.error}`);
+    return c;
+  });
+}
+
+const NON_GLOBAL = compile(NON_GLOBAL_RANGES);
+
+export class Guardrails {
+  private readonly exempt: Cidr[];
+
+  constructor(allowPrivate: readonly string[] = []) {
+    this.exempt = compile(allowPrivate);
+  }
+
+  /** Why this address may not be dialled, or null when it may. Unparseable addresses are refused. */
+  blocked(ip: string): string | null {
+    const w = ipToWords(ip);
+    if (!w) return 'unparseable address';
+    for (const c of this.exempt) if (cidrContains(c, w)) return null;
+    // NAT64 (64:ff9b::/96) carries an IPv4 address; judge the address it carries.
+    if (w.family === 6 && w.words[0] === 0x0064ff9b && w.words[1] === 0 && w.words[2] === 0) {
+      const inner = w.words[3]!;
+      return this.blocked(`${inner >>> 24}.${(inner >>> 16) & 255}.${(inner >>> 8) & 255}.${inner & 255}`);
+    }
+    for (const c of NON_GLOBAL) if (cidrContains(c, w)) return `non-global address (${c.text})`;
+    return null;
+  }
+}

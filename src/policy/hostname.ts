@@ -1,0 +1,135 @@
+/**
+ * Host name normalisation and allowlist-entry validation: the one place that decides
+ * what a name is. Entries and queried names go through the same steps (lower-case,
+ * IDNA to punycode, one trailing dot stripped), so they can be compared as strings.
+ */
+import { domainToASCII } from 'node:url';
+import { isIP } from 'node:net';
+import { parseIpLiteral } from './ip.js';
+
+export const MAX_NAME_LENGTH = 253;
+export const MAX_LABEL_LENGTH = 63;
+
+export type NormalizedHost =
+  | { kind: 'name'; name: string }
+  | { kind: 'ip'; ip: string; family: 4 | 6 }
+  | { kind: 'invalid'; why: string };
+
+const C_DOT = 46;
+const C_DASH = 45;
+const C_UNDERSCORE = 95;
+
+/** True when every char is [a-z0-9._-]; the common case, checked without allocating. */
+function isPlainLowerAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === C_DOT || c === C_DASH || c === C_UNDERSCORE) continue;
+    return false;
+  }
+  return true;
+}
+
+/** Checks label lengths and emptiness of an already lower-case ASCII name. */
+function labelProblem(name: string): string | null {
+  if (name.length === 0) return 'empty name';
+  if (name.length > MAX_NAME_LENGTH) return `name longer than ${MAX_NAME_LENGTH} characters`;
+  let start = 0;
+  for (let i = 0; i <= name.length; i++) {
+    if (i === name.length || name.charCodeAt(i) === C_DOT) {
+      const len = i - start;
+      if (len === 0) return 'empty label';
+      if (len > MAX_LABEL_LENGTH) return `label longer than ${MAX_LABEL_LENGTH} characters`;
+      start = i + 1;
+    }
+  }
+  return null;
+}
+
+/** WHATWG treats a name whose last label is numeric (decimal, 0x hex, octal) as IPv4. */
+function lastLabelLooksNumeric(name: string): boolean {
+  const dot = name.lastIndexOf('.');
+  const last = dot === -1 ? name : name.slice(dot + 1);
+  if (last.length === 0) return false;
+  if (/^[0-9]+$/.test(last)) return true;
+  return /^0x[0-9a-f]*$/.test(last);
+}
+
+/**
+ * Normalises a destination as a client names it (Host header, SNI, CONNECT target,
+ * SOCKS domain, DNS question). IP literals in every spelling come back as canonical IPs.
+ */
+export function normalizeHost(input: string): NormalizedHost {
+  let s = input;
+  if (s.length > 0 && s.charCodeAt(s.length - 1) === C_DOT) s = s.slice(0, -1);
+  if (s.length === 0) return { kind: 'invalid', why: 'empty name' };
+  if (s.length > 1024) return { kind: 'invalid', why: 'name too long' };
+  if (!isPlainLowerAscii(s)) {
+    if (s.charCodeAt(0) === 91 /* [ */ || s.includes(':')) {
+      const ip = parseIpLiteral(s);
+      return ip ? { kind: 'ip', ip: ip.ip, family: ip.family } : { kind: 'invalid', why: 'malformed IPv6 literal' };
+    }
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c <= 32 || c === 127 || c === 37 /* % */ || c === 47 /* / */ || c === 64 /* @ */ || c === 92 /* \ */) {
+        return { kind: 'invalid', why: 'forbidden character in name' };
+      }
+    }
+    const ascii = domainToASCII(s);
+    if (ascii === '' || !isPlainLowerAscii(ascii)) return { kind: 'invalid', why: 'not a valid host name' };
+    s = ascii.endsWith('.') ? ascii.slice(0, -1) : ascii;
+  }
+  if (lastLabelLooksNumeric(s)) {
+    const ip = parseIpLiteral(s);
+    if (ip) return { kind: 'ip', ip: ip.ip, family: ip.family };
+    return { kind: 'invalid', why: 'malformed IPv4 literal' };
+  }
+  const problem = labelProblem(s);
+  if (problem) return { kind: 'invalid', why: problem };
+  return { kind: 'name', name: s };
+}
+
+export type EntryResult = { ok: true; entry: string } | { ok: false; why: string };
+
+/**
+ * Validates and normalises one `allowed_hostnames` entry: `name` or `*.name`, where the
+ * wildcard is the whole first label and at least two labels follow it.
+ */
+export function normalizeAllowedHostname(raw: unknown): EntryResult {
+  if (typeof raw !== 'string') return { ok: false, why: 'must be a string' };
+  const entry = raw.trim();
+  if (entry !== raw) return { ok: false, why: 'has leading or trailing spaces' };
+  if (entry.length === 0) return { ok: false, why: 'is empty' };
+  if (entry.includes('://') || entry.includes('/')) return { ok: false, why: 'is a URL; give the host name only' };
+  if (entry === '*' || entry === '*.') return { ok: false, why: 'a bare wildcard would allow everything; use allow_all' };
+  const wildcard = entry.startsWith('*.');
+  const rest = wildcard ? entry.slice(2) : entry;
+  if (rest.includes('*')) return { ok: false, why: 'a wildcard may only be the whole first label, once (*.example.com)' };
+  if (isIP(rest.replace(/^\[|\]$/g, '')) !== 0) return { ok: false, why: 'is an IP address; put addresses in allowed_cidrs' };
+  if (/:\d*$/.test(rest)) return { ok: false, why: 'has a port; entries are host names only' };
+  const n = normalizeHost(rest);
+  if (n.kind === 'ip') return { ok: false, why: 'is an IP address; put addresses in allowed_cidrs' };
+  if (n.kind === 'invalid') return { ok: false, why: `is not a valid host name (${n.why})` };
+  if (wildcard) {
+    if (!n.name.includes('.')) return { ok: false, why: 'a wildcard needs at least two labels after it (*.example.com, not *.com)' };
+    if (n.name.length + 2 > MAX_NAME_LENGTH) return { ok: false, why: `is longer than ${MAX_NAME_LENGTH} characters` };
+    return { ok: true, entry: `*.${n.name}` };
+  }
+  return { ok: true, entry: n.name };
+}
+
+/** Normalises a list of entries, de-duplicated in first-seen order; the first bad one is reported. */
+export function normalizeAllowedHostnames(
+  raw: readonly unknown[],
+): { ok: true; entries: string[] } | { ok: false; entry: unknown; why: string } {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const item of raw) {
+    const r = normalizeAllowedHostname(item);
+    if (!r.ok) return { ok: false, entry: item, why: r.why };
+    if (!seen.has(r.entry)) {
+      seen.add(r.entry);
+      out.push(r.entry);
+    }
+  }
+  return { ok: true, entries: out };
+}

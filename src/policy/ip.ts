@@ -1,0 +1,197 @@
+/**
+ * IP literals and CIDR ranges. IPv4 is a uint32; IPv6 is four uint32 words. IPv4-mapped
+ * IPv6 (::ffff:a.b.c.d) is treated as the IPv4 address it carries, so it cannot dodge a rule.
+ */
+import { isIPv6 } from 'node:net';
+
+export interface IpLiteral {
+  ip: string;
+  family: 4 | 6;
+}
+
+function parseV4Part(p: string): number {
+  if (p.length === 0) return NaN;
+  let radix = 10;
+  let digits = p;
+  if (p.length > 1 && (p.startsWith('0x') || p.startsWith('0X'))) {
+    radix = 16;
+    digits = p.slice(2);
+    if (digits.length === 0) return 0;
+  } else if (p.length > 1 && p.charCodeAt(0) === 48) {
+    radix = 8;
+    digits = p.slice(1);
+  }
+  const re = radix === 16 ? /^[0-9a-fA-F]+$/ : radix === 8 ? /^[0-7]+$/ : /^[0-9]+$/;
+  if (!re.test(digits)) return NaN;
+  return parseInt(digits, radix);
+}
+
+/** Parses IPv4 in every spelling a WHATWG URL parser accepts: 127.1, 0x7f.1, 2130706433, 0177.0.0.1. */
+export function parseIPv4Whatwg(s: string): number | null {
+  const parts = s.split('.');
+  if (parts.length > 4 || parts.length === 0) return null;
+  const nums = parts.map(parseV4Part);
+  if (nums.some((n) => Number.isNaN(n))) return null;
+  for (let i = 0; i < nums.length - 1; i++) if (nums[i]! > 255) return null;
+  const last = nums[nums.length - 1]!;
+  if (last >= 256 ** (5 - nums.length)) return null;
+  let v = last;
+  for (let i = 0; i < nums.length - 1; i++) v += nums[i]! * 256 ** (3 - i);
+  return v >>> 0;
+}
+
+export function v4ToString(v: number): string {
+  return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+}
+
+/** Expands an IPv6 text into four uint32 words, or null. */
+export function parseIPv6Words(s: string): Uint32Array | null {
+  if (!isIPv6(s)) return null;
+  let text = s;
+  const groups: number[] = [];
+  const lastColon = text.lastIndexOf(':');
+  let tailV4: number | null = null;
+  if (text.indexOf('.', lastColon) !== -1) {
+    tailV4 = parseStrictV4(text.slice(lastColon + 1));
+    if (tailV4 === null) return null;
+    text = text.slice(0, lastColon + 1) + '0:0';
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') as [string, string] : [text, null];
+  const headGroups = head ? head.split(':').map((g) => parseInt(g, 16)) : [];
+  const tailGroups = tail ? tail.split(':').map((g) => parseInt(g, 16)) : [];
+  const fill = 8 - headGroups.length - tailGroups.length;
+  if (tail === null && fill !== 0) return null;
+  groups.push(...headGroups, ...new Array<number>(Math.max(fill, 0)).fill(0), ...tailGroups);
+  if (groups.length !== 8) return null;
+  const w = new Uint32Array(4);
+  for (let i = 0; i < 4; i++) w[i] = ((groups[2 * i]! << 16) | groups[2 * i + 1]!) >>> 0;
+  if (tailV4 !== null) w[3] = tailV4;
+  return w;
+}
+
+/** Strict dotted-quad (as inside IPv6 text and CIDRs). */
+export function parseStrictV4(s: string): number | null {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (!m) return null;
+  let v = 0;
+  for (let i = 1; i <= 4; i++) {
+    const part = m[i]!;
+    if (part.length > 1 && part.startsWith('0')) return null;
+    const n = Number(part);
+    if (n > 255) return null;
+    v = v * 256 + n;
+  }
+  return v >>> 0;
+}
+
+function wordsToV6String(w: Uint32Array): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 4; i++) groups.push(w[i]! >>> 16, w[i]! & 0xffff);
+  // RFC 5952: compress the longest run (length >= 2) of zero groups, the first on ties.
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart === -1) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+function isV4Mapped(w: Uint32Array): boolean {
+  return w[0] === 0 && w[1] === 0 && w[2] === 0xffff;
+}
+
+/**
+ * Parses an IP literal as a client may spell it: any WHATWG IPv4 form, or IPv6 with or
+ * without brackets. Returns the canonical text; IPv4-mapped IPv6 comes back as IPv4.
+ */
+export function parseIpLiteral(input: string): IpLiteral | null {
+  let s = input;
+  if (s.startsWith('[')) {
+    if (!s.endsWith(']')) return null;
+    s = s.slice(1, -1);
+  }
+  if (s.includes(':')) {
+    if (s.includes('%')) return null;
+    const w = parseIPv6Words(s.toLowerCase());
+    if (!w) return null;
+    if (isV4Mapped(w)) return { ip: v4ToString(w[3]!), family: 4 };
+    return { ip: wordsToV6String(w), family: 6 };
+  }
+  const v4 = parseIPv4Whatwg(s);
+  return v4 === null ? null : { ip: v4ToString(v4), family: 4 };
+}
+
+/** A parsed CIDR range. IPv4 ranges use words[0] only. */
+export interface Cidr {
+  family: 4 | 6;
+  prefix: number;
+  words: Uint32Array;
+  text: string;
+}
+
+function maskWord(word: number, bits: number): number {
+  if (bits <= 0) return 0;
+  if (bits >= 32) return word >>> 0;
+  return (word & (~0 << (32 - bits))) >>> 0;
+}
+
+/**
+ * Parses `a.b.c.d/n` or `v6/n` (a bare address means a single host). With `strict`, host
+ * bits must be zero (the API's canonical form); otherwise they are masked off.
+ */
+export function parseCidr(text: string, strict = false): Cidr | { error: string } {
+  const slash = text.indexOf('/');
+  const addr = slash === -1 ? text : text.slice(0, slash);
+  const prefixText = slash === -1 ? null : text.slice(slash + 1);
+  if (prefixText !== null && !/^\d{1,3}$/.test(prefixText)) return { error: 'prefix length must be a number' };
+  if (addr.includes(':')) {
+    const w = parseIPv6Words(addr.toLowerCase());
+    if (!w) return { error: 'not an IPv6 address' };
+    const prefix = prefixText === null ? 128 : Number(prefixText);
+    if (prefix > 128) return { error: 'IPv6 prefix length must be 0-128' };
+    const masked = new Uint32Array(4);
+    for (let i = 0; i < 4; i++) masked[i] = maskWord(w[i]!, prefix - 32 * i);
+    if (strict && masked.some((v, i) => v !== w[i])) return { error: 'host bits must be zero' };
+    return { family: 6, prefix, words: masked, text: `${wordsToV6String(masked)}/${prefix}` };
+  }
+  const v = parseStrictV4(addr);
+  if (v === null) return { error: 'not an IPv4 address in dotted-quad form' };
+  const prefix = prefixText === null ? 32 : Number(prefixText);
+  if (prefix > 32) return { error: 'IPv4 prefix length must be 0-32' };
+  const m = maskWord(v, prefix);
+  if (strict && m !== v) return { error: 'host bits must be zero' };
+  return { family: 4, prefix, words: Uint32Array.of(m), text: `${v4ToString(m)}/${prefix}` };
+}
+
+/** A canonical IP (as returned by parseIpLiteral) as words for matching. */
+export interface IpWords {
+  family: 4 | 6;
+  words: Uint32Array;
+}
+
+export function ipToWords(ip: string): IpWords | null {
+  if (ip.includes(':')) {
+    const w = parseIPv6Words(ip);
+    if (!w) return null;
+    if (isV4Mapped(w)) return { family: 4, words: Uint32Array.of(w[3]!) };
+    return { family: 6, words: w };
+  }
+  const v = parseStrictV4(ip);
+  return v === null ? null : { family: 4, words: Uint32Array.of(v) };
+}
+
+export function cidrContains(c: Cidr, a: IpWords): boolean {
+  if (c.family !== a.family) return false;
+  for (let i = 0; i < c.words.length; i++) {
+    const bits = c.prefix - 32 * i;
+    if (bits <= 0) return true;
+    if (maskWord(a.words[i]!, bits) !== c.words[i]) return false;
+  }
+  return true;
+}

@@ -1,0 +1,47 @@
+/**
+ * Addresses a devbox learned through allowed DNS answers (Cilium's DNS-learned
+ * identities): an IP-literal connection to one of them is admitted until TTL + grace.
+ */
+export interface LearnedEntry {
+  name: string;
+  expiresAt: number;
+}
+
+export class LearnedAddresses {
+  private readonly byDevbox = new Map<string, Map<string, LearnedEntry>>();
+  private readonly maxPerDevbox: number;
+
+  constructor(maxPerDevbox = 10_000) {
+    this.maxPerDevbox = maxPerDevbox;
+  }
+
+  learn(devboxId: string, name: string, ips: readonly string[], ttlSeconds: number, now = Date.now()): void {
+    let m = this.byDevbox.get(devboxId);
+    if (!m) this.byDevbox.set(devboxId, (m = new Map()));
+    const expiresAt = now + ttlSeconds * 1000;
+    for (const ip of ips) {
+      const prev = m.get(ip);
+      if (prev && prev.expiresAt >= expiresAt) continue;
+      m.delete(ip); // re-insert so the map's order is least-recently-learned first
+      m.set(ip, { name, expiresAt });
+    }
+    while (m.size > this.maxPerDevbox) {
+      const oldest = m.keys().next().value as string;
+      m.delete(oldest);
+    }
+  }
+
+  lookup(devboxId: string, ip: string, now = Date.now()): LearnedEntry | undefined {
+    const e = this.byDevbox.get(devboxId)?.get(ip);
+    if (!e) return undefined;
+    if (e.expiresAt < now) {
+      this.byDevbox.get(devboxId)!.delete(ip);
+      return undefined;
+    }
+    return e;
+  }
+
+  forget(devboxId: string): void {
+    this.byDevbox.delete(devboxId);
+  }
+}

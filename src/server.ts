@@ -1,0 +1,75 @@
+/**
+ * Assembles one gateway process: store → engine → gate → doors, with the admin API.
+ * Used by `serve` and by the tests, which start it on port 0.
+ */
+import type { Logger } from 'pino';
+import { type GatewayConfig, type HostPort, formatHostPort } from './config.js';
+import { PolicyEngine } from './policy/engine.js';
+import { Gate } from './egress/gate.js';
+import { ConnectionTracker } from './egress/tracker.js';
+import type { DoorContext, RunningDoor } from './door.js';
+import { openStore, type Store } from './store/index.js';
+import { startApi } from './api/index.js';
+import { createResolver } from './dns/index.js';
+import { startDnsDoor } from './dns/index.js';
+import { startHttpProxy } from './proxy/http-proxy.js';
+import { startSocksDoor } from './proxy/socks5.js';
+import { startTransparentTls, startTransparentHttp } from './proxy/transparent.js';
+
+export interface Gateway {
+  config: GatewayConfig;
+  store: Store;
+  engine: PolicyEngine;
+  doors: Record<string, HostPort>;
+  /** Tokens created on first start (printed once by `serve`). */
+  createdToken: string | null;
+  close(): Promise<void>;
+}
+
+type Starter = (ctx: DoorContext, at: HostPort) => Promise<RunningDoor>;
+
+export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
+  const store = openStore(config.db);
+  const createdToken = store.ensureTokens(config.apiTokens);
+  const engine = new PolicyEngine(store, {
+    toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
+    allowPrivate: config.allowPrivate,
+    tunnelDomain: config.tunnelDomain,
+  });
+  const resolver = createResolver(config, log);
+  const gate = new Gate(engine, resolver, log);
+  const tracker = new ConnectionTracker(engine, config.maxConnectionsPerDevbox);
+  const ctx: DoorContext = { config, engine, gate, tracker, resolver, log };
+
+  const running: RunningDoor[] = [];
+  const plan: Array<[HostPort | null, Starter]> = [
+    [config.httpProxy, startHttpProxy],
+    [config.socks, startSocksDoor],
+    [config.dns, startDnsDoor],
+    [config.transparentTls, startTransparentTls],
+    [config.transparentHttp, startTransparentHttp],
+  ];
+  const closeAll = async (graceMs: number) => {
+    await Promise.allSettled(running.map((d) => d.close(graceMs)));
+    tracker.closeAll();
+    tracker.dispose();
+    engine.close();
+    store.close();
+  };
+  try {
+    running.push(await startApi(ctx, store, config.api));
+    for (const [at, start] of plan) if (at !== null) running.push(await start(ctx, at));
+  } catch (e) {
+    await closeAll(0);
+    throw e;
+  }
+  const doors: Record<string, HostPort> = {};
+  for (const d of running) doors[d.name] = d.address;
+  log.info({ event: 'listening', listeners: Object.fromEntries(running.map((d) => [d.name, formatHostPort(d.address)])) },
+    `egress-gateway listening: ${running.map((d) => `${d.name} on ${formatHostPort(d.address)}`).join(', ')}`);
+  let closing: Promise<void> | null = null;
+  return {
+    config, store, engine, doors, createdToken,
+    close: () => (closing ??= closeAll(config.shutdownGraceMs)),
+  };
+}
