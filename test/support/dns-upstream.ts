@@ -1,0 +1,111 @@
+/**
+ * A small authoritative DNS server for tests (UDP + TCP on 127.0.0.1, port 0): answers
+ * the records it is given, NXDOMAIN otherwise, and counts every query it sees so tests
+ * can prove the gateway did (or did not) ask upstream. Shared by every door's tests.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import dnsPacket from 'dns-packet';
+
+export interface TestRecord {
+  type: string;
+  data: unknown;
+  ttl?: number;
+}
+
+export interface DnsUpstreamOptions {
+  /** name (lower-case, no trailing dot) → records. */
+  records: Record<string, TestRecord[]>;
+  /** Names whose UDP answers come back with the TC bit and no answers (to force TCP). */
+  truncateUdp?: Set<string>;
+}
+
+export interface DnsUpstream {
+  port: number;
+  address: string;
+  /** Every question seen, in order, as `name/TYPE/udp|tcp`. */
+  queries: string[];
+  countFor(name: string): number;
+  setRecords(name: string, records: TestRecord[]): void;
+  close(): Promise<void>;
+}
+
+function answer(query: dnsPacket.Packet, opts: DnsUpstreamOptions, transport: 'udp' | 'tcp'): Buffer {
+  const q = query.questions?.[0];
+  const name = (q?.name ?? '').toLowerCase().replace(/\.$/, '');
+  const recs = opts.records[name];
+  const base = { type: 'response' as const, id: query.id, flags: dnsPacket.AUTHORITATIVE_ANSWER | dnsPacket.RECURSION_DESIRED, questions: query.questions };
+  if (!q || !recs) return dnsPacket.encode({ ...base, flags: (base.flags ?? 0) | 3 /* NXDOMAIN */ } as dnsPacket.Packet);
+  if (transport === 'udp' && opts.truncateUdp?.has(name)) {
+    return dnsPacket.encode({ ...base, flags: (base.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE } as dnsPacket.Packet);
+  }
+  const answers = recs
+    .filter((r) => r.type === q.type || (q.type as string) === 'ANY' || r.type === 'CNAME')
+    .map((r) => ({ type: r.type, name: q.name, class: 'IN', ttl: r.ttl ?? 300, data: r.data }));
+  return dnsPacket.encode({ ...base, answers } as dnsPacket.Packet);
+}
+
+export async function startDnsUpstream(opts: DnsUpstreamOptions): Promise<DnsUpstream> {
+  const queries: string[] = [];
+  const note = (p: dnsPacket.Packet, t: string) => {
+    const q = p.questions?.[0];
+    if (q) queries.push(`${q.name.toLowerCase().replace(/\.$/, '')}/${q.type}/${t}`);
+  };
+  const udp = dgram.createSocket('udp4');
+  udp.on('message', (msg, rinfo) => {
+    let p: dnsPacket.Packet;
+    try {
+      p = dnsPacket.decode(msg);
+    } catch {
+      return;
+    }
+    note(p, 'udp');
+    udp.send(answer(p, opts, 'udp'), rinfo.port, rinfo.address);
+  });
+  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+  const port = udp.address().port;
+  const tcp = net.createServer((sock) => {
+    let buf = Buffer.alloc(0);
+    sock.on('error', () => {});
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2) {
+        const len = buf.readUInt16BE(0);
+        if (buf.length < 2 + len) break;
+        const msg = buf.subarray(2, 2 + len);
+        buf = buf.subarray(2 + len);
+        try {
+          const p = dnsPacket.decode(msg);
+          note(p, 'tcp');
+          const out = answer(p, opts, 'tcp');
+          const framed = Buffer.alloc(2 + out.length);
+          framed.writeUInt16BE(out.length, 0);
+          out.copy(framed, 2);
+          sock.write(framed);
+        } catch {
+          sock.destroy();
+        }
+      }
+    });
+  });
+  // Same port for TCP, as a real server; retry on the rare clash is not needed on loopback.
+  await new Promise<void>((r, j) => tcp.once('error', j).listen(port, '127.0.0.1', () => r()));
+  return {
+    port,
+    address: '127.0.0.1',
+    queries,
+    countFor: (name) => queries.filter((q) => q.startsWith(`${name}/`)).length,
+    setRecords: (name, records) => {
+      opts.records[name] = records;
+    },
+    close: async () => {
+      udp.close();
+      await new Promise<void>((r) => tcp.close(() => r()));
+    },
+  };
+}
+
+/** A records map where each name resolves to 127.0.0.1 (A) only. */
+export function loopbackRecords(names: string[]): Record<string, TestRecord[]> {
+  return Object.fromEntries(names.map((n) => [n, [{ type: 'A', data: '127.0.0.1', ttl: 60 }]]));
+}
