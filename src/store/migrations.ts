@@ -1,0 +1,81 @@
+/**
+ * Schema migrations, versioned by `PRAGMA user_version`. Append only: never edit a
+ * migration that has shipped; add the next one.
+ */
+import type Database from 'better-sqlite3';
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: tokens, policies, devboxes, the addresses of running devboxes, and a change log
+  //    other processes on the same file follow.
+  `
+  CREATE TABLE api_tokens (
+    token_hash     TEXT PRIMARY KEY,
+    account_id     TEXT NOT NULL,
+    source         TEXT NOT NULL CHECK (source IN ('config', 'generated')),
+    create_time_ms INTEGER NOT NULL
+  );
+
+  CREATE TABLE network_policies (
+    id             TEXT PRIMARY KEY,
+    account_id     TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    description    TEXT,
+    egress         TEXT NOT NULL CHECK (json_valid(egress)),
+    version        INTEGER NOT NULL DEFAULT 1,
+    create_time_ms INTEGER NOT NULL,
+    update_time_ms INTEGER NOT NULL,
+    UNIQUE (account_id, name)
+  );
+  CREATE INDEX network_policies_account ON network_policies (account_id, id);
+
+  CREATE TABLE devboxes (
+    id                TEXT PRIMARY KEY,
+    account_id        TEXT NOT NULL,
+    name              TEXT,
+    status            TEXT NOT NULL,
+    network_policy_id TEXT,
+    addresses         TEXT NOT NULL CHECK (json_valid(addresses)),
+    metadata          TEXT NOT NULL CHECK (json_valid(metadata)),
+    tunnel_key        TEXT NOT NULL UNIQUE,
+    password_hash     TEXT NOT NULL,
+    create_time_ms    INTEGER NOT NULL,
+    end_time_ms       INTEGER
+  );
+  CREATE INDEX devboxes_account ON devboxes (account_id, id);
+  CREATE INDEX devboxes_policy ON devboxes (network_policy_id) WHERE status = 'running';
+  CREATE INDEX devboxes_status ON devboxes (status);
+
+  -- One row per source address of a running devbox: the primary key makes addresses
+  -- unique among running devboxes. Rows go when the devbox shuts down.
+  CREATE TABLE running_addresses (
+    address   TEXT PRIMARY KEY,
+    devbox_id TEXT NOT NULL REFERENCES devboxes (id) ON DELETE CASCADE
+  );
+  CREATE INDEX running_addresses_devbox ON running_addresses (devbox_id);
+
+  CREATE TABLE change_log (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT NOT NULL CHECK (kind IN ('policy', 'devbox')),
+    id         TEXT NOT NULL,
+    account_id TEXT NOT NULL
+  );
+  `,
+];
+
+/** Brings the database to the latest version; each step in its own transaction. */
+export function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`schema version ${current} is newer than this build knows (${MIGRATIONS.length}); upgrade egress-gateway`);
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    const step = db.transaction(() => {
+      // Another process may have migrated while we waited for the write lock.
+      const now = db.pragma('user_version', { simple: true }) as number;
+      if (now > v) return;
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    });
+    step.immediate();
+  }
+}
