@@ -32,6 +32,8 @@ export interface GatewayConfig {
   dns: HostPort | null;
   transparentTls: HostPort | null;
   transparentHttp: HostPort | null;
+  transparentTlsUpstreamPort: number;
+  transparentHttpUpstreamPort: number;
   upstreamDns: HostPort[];
   db: string;
   apiTokens: ApiToken[];
@@ -87,6 +89,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'dns', flag: 'dns', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:5353'), help: 'filtering DNS resolver, UDP and TCP ("off" to disable)' },
   { key: 'transparentTls', flag: 'transparent-tls', kind: { t: 'hostportOrOff' }, def: () => null, help: 'transparent TLS listener, decides on SNI (off unless given)' },
   { key: 'transparentHttp', flag: 'transparent-http', kind: { t: 'hostportOrOff' }, def: () => null, help: 'transparent HTTP listener, decides on Host (off unless given)' },
+  { key: 'transparentTlsUpstreamPort', flag: 'transparent-tls-upstream-port', kind: { t: 'int', min: 1, max: 65535 }, def: () => 443, help: 'port the transparent TLS door dials on the checked address' },
+  { key: 'transparentHttpUpstreamPort', flag: 'transparent-http-upstream-port', kind: { t: 'int', min: 1, max: 65535 }, def: () => 80, help: 'port the transparent HTTP door dials on the checked address' },
   { key: 'upstreamDns', flag: 'upstream-dns', kind: { t: 'hostportList' }, def: resolvConfNameservers, help: 'upstream resolvers HOST:PORT[,HOST:PORT…] (default: /etc/resolv.conf)' },
   { key: 'db', flag: 'db', kind: { t: 'string' }, def: () => './data/egress.db', help: 'sqlite file (created with its folder)' },
   { key: 'apiTokens', flag: 'api-token', env: 'EGRESS_API_TOKENS', kind: { t: 'tokens' }, def: () => [], help: 'TOKEN:ACCOUNT_ID, repeatable' },

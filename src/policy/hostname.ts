@@ -29,6 +29,16 @@ function isPlainLowerAscii(s: string): boolean {
   return true;
 }
 
+/** True when every char is [A-Za-z0-9._-] (plain ASCII host name in any case). */
+function isPlainAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i) | 0x20;
+    if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === C_DOT || c === C_DASH || c === (C_UNDERSCORE | 0x20)) continue;
+    return false;
+  }
+  return true;
+}
+
 /** Checks label lengths and emptiness of an already lower-case ASCII name. */
 function labelProblem(name: string): string | null {
   if (name.length === 0) return 'empty name';
@@ -47,37 +57,30 @@ function labelProblem(name: string): string | null {
 
 /** WHATWG treats a name whose last label is numeric (decimal, 0x hex, octal) as IPv4. */
 function lastLabelLooksNumeric(name: string): boolean {
-  const dot = name.lastIndexOf('.');
-  const last = dot === -1 ? name : name.slice(dot + 1);
-  if (last.length === 0) return false;
-  if (/^[0-9]+$/.test(last)) return true;
-  return /^0x[0-9a-f]*$/.test(last);
+  const start = name.lastIndexOf('.') + 1;
+  const n = name.length;
+  if (start >= n) return false;
+  let i = start;
+  if (n - start >= 2 && name.charCodeAt(start) === 48 && name.charCodeAt(start + 1) === 120 /* 0x */) {
+    for (i = start + 2; i < n; i++) {
+      const c = name.charCodeAt(i);
+      if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+    }
+    return true;
+  }
+  for (; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
 }
 
-/**
- * Normalises a destination as a client names it (Host header, SNI, CONNECT target,
- * SOCKS domain, DNS question). IP literals in every spelling come back as canonical IPs.
- */
-export function normalizeHost(input: string): NormalizedHost {
-  let s = input;
-  if (s.length > 0 && s.charCodeAt(s.length - 1) === C_DOT) s = s.slice(0, -1);
-  if (s.length === 0) return { kind: 'invalid', why: 'empty name' };
-  if (s.length > 1024) return { kind: 'invalid', why: 'name too long' };
-  if (!isPlainLowerAscii(s)) {
-    if (s.charCodeAt(0) === 91 /* [ */ || s.includes(':')) {
-      const ip = parseIpLiteral(s);
-      return ip ? { kind: 'ip', ip: ip.ip, family: ip.family } : { kind: 'invalid', why: 'malformed IPv6 literal' };
-    }
-    for (let i = 0; i < s.length; i++) {
-      const c = s.charCodeAt(i);
-      if (c <= 32 || c === 127 || c === 37 /* % */ || c === 47 /* / */ || c === 64 /* @ */ || c === 92 /* \ */) {
-        return { kind: 'invalid', why: 'forbidden character in name' };
-      }
-    }
-    const ascii = domainToASCII(s);
-    if (ascii === '' || !isPlainLowerAscii(ascii)) return { kind: 'invalid', why: 'not a valid host name' };
-    s = ascii.endsWith('.') ? ascii.slice(0, -1) : ascii;
-  }
+/** Punycode labels (`xn--`) are validated by the IDNA step, not waved through. */
+function hasAceLabel(s: string): boolean {
+  return s.indexOf('xn--') !== -1;
+}
+
+function finishAscii(s: string): NormalizedHost {
   if (lastLabelLooksNumeric(s)) {
     const ip = parseIpLiteral(s);
     if (ip) return { kind: 'ip', ip: ip.ip, family: ip.family };
@@ -86,6 +89,43 @@ export function normalizeHost(input: string): NormalizedHost {
   const problem = labelProblem(s);
   if (problem) return { kind: 'invalid', why: problem };
   return { kind: 'name', name: s };
+}
+
+/**
+ * Normalises a destination as a client names it (Host header, SNI, CONNECT target,
+ * SOCKS domain, DNS question). IP literals in every spelling come back as canonical IPs.
+ * Steps, identical for allowlist entries: strip one trailing dot, lower-case, IDNA
+ * (UTS #46, as WHATWG URL) to punycode, reject empty or over-long labels and names.
+ */
+export function normalizeHost(input: string): NormalizedHost {
+  let s = input;
+  if (s.length > 0 && s.charCodeAt(s.length - 1) === C_DOT) s = s.slice(0, -1);
+  if (s.length === 0) return { kind: 'invalid', why: 'empty name' };
+  if (s.length > 1024) return { kind: 'invalid', why: 'name too long' };
+  // Fast path: plain lower-case ASCII, no punycode to validate. No allocation besides the result.
+  if (isPlainLowerAscii(s) && !hasAceLabel(s)) return finishAscii(s);
+  if (s.charCodeAt(0) === 91 /* [ */ || s.includes(':')) {
+    const ip = parseIpLiteral(s);
+    return ip ? { kind: 'ip', ip: ip.ip, family: ip.family } : { kind: 'invalid', why: 'malformed IPv6 literal' };
+  }
+  if (isPlainAscii(s)) {
+    const lower = s.toLowerCase();
+    if (!hasAceLabel(lower)) return finishAscii(lower);
+  }
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c <= 32 || c === 127 || c === 37 /* % */ || c === 47 /* / */ || c === 64 /* @ */ || c === 92 /* \ */ || c === 58 /* : */) {
+      return { kind: 'invalid', why: 'forbidden character in name' };
+    }
+    // C1 controls, and the invisible/format characters IDNA would silently drop.
+    if ((c >= 0x80 && c <= 0x9f) || c === 0xad || (c >= 0x200b && c <= 0x200f) || c === 0xfeff) {
+      return { kind: 'invalid', why: 'forbidden character in name' };
+    }
+  }
+  const ascii = domainToASCII(s);
+  if (ascii === '' || !isPlainLowerAscii(ascii)) return { kind: 'invalid', why: 'not a valid host name' };
+  // IDNA may map a full-width dot at the end to a trailing '.', strip that once too.
+  return finishAscii(ascii.endsWith('.') ? ascii.slice(0, -1) : ascii);
 }
 
 export type EntryResult = { ok: true; entry: string } | { ok: false; why: string };

@@ -1,0 +1,289 @@
+/**
+ * JSON schemas of the API: request validation (Ajv, no coercion of bodies, unknown fields
+ * rejected), response serialisation, and the source of /openapi.json. Shapes follow
+ * Runloop's published network-policies OpenAPI plus the fields the current SDK sends
+ * (allowed_cidrs, allow_runloop_mirrors).
+ */
+import { DEVBOX_STATUSES } from '../policy/model.js';
+
+export const MAX_NAME_LENGTH = 256;
+export const MAX_DESCRIPTION_LENGTH = 4096;
+export const MAX_LIST_LIMIT = 5000;
+export const DEFAULT_LIST_LIMIT = 20;
+
+const nullable = <T extends object>(s: T) => ({ ...s, nullable: true });
+
+export const errorSchema = {
+  type: 'object',
+  description: 'The one error shape every failing request gets.',
+  properties: {
+    error: {
+      type: 'object',
+      properties: {
+        code: { type: 'string', description: 'Stable machine-readable code, e.g. invalid_request, unauthorized, not_found.' },
+        message: { type: 'string', description: 'What went wrong, naming the field and the offending value.' },
+        status: { type: 'integer', description: 'The HTTP status code.' },
+      },
+      required: ['code', 'message', 'status'],
+    },
+  },
+  required: ['error'],
+} as const;
+
+const portRule = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    port: { type: 'integer', minimum: 1, maximum: 65535, description: 'The allowed port, or the start of a range.' },
+    end_port: nullable({ type: 'integer', minimum: 1, maximum: 65535, description: 'Inclusive end of the range (>= port).' }),
+    protocol: nullable({ type: 'string', enum: ['TCP', 'UDP'], description: 'TCP or UDP; omitted means both.' }),
+  },
+  required: ['port'],
+} as const;
+
+const allowedCidr = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    cidr: { type: 'string', description: 'IPv4 or IPv6 CIDR in canonical form (host bits zero), e.g. 10.12.0.0/16.' },
+    ports: nullable({ type: 'array', items: portRule, maxItems: 1000, description: 'Ports allowed; empty or omitted means all.' }),
+  },
+  required: ['cidr'],
+} as const;
+
+const egressView = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'Egress (outbound) network rules for a NetworkPolicy.',
+  properties: {
+    allow_all: { type: 'boolean' },
+    allow_devbox_to_devbox: { type: 'boolean' },
+    allowed_hostnames: { type: 'array', items: { type: 'string' } },
+    allow_agent_gateway: { type: 'boolean' },
+    allow_mcp_gateway: { type: 'boolean' },
+    allow_runloop_mirrors: { type: 'boolean' },
+    allowed_cidrs: { type: 'array', items: allowedCidr },
+  },
+  required: ['allow_all', 'allow_devbox_to_devbox', 'allowed_hostnames', 'allow_agent_gateway', 'allow_mcp_gateway', 'allow_runloop_mirrors', 'allowed_cidrs'],
+} as const;
+
+export const policyView = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'A NetworkPolicy defines egress network access rules for devboxes.',
+  properties: {
+    id: { type: 'string' },
+    name: { type: 'string' },
+    description: nullable({ type: 'string' }),
+    egress: egressView,
+    create_time_ms: { type: 'integer' },
+    update_time_ms: { type: 'integer' },
+  },
+  required: ['id', 'name', 'egress', 'create_time_ms', 'update_time_ms'],
+} as const;
+
+const policyFields = {
+  description: nullable({ type: 'string', maxLength: MAX_DESCRIPTION_LENGTH }),
+  allow_all: nullable({ type: 'boolean' }),
+  allow_devbox_to_devbox: nullable({ type: 'boolean' }),
+  allowed_hostnames: nullable({ type: 'array', items: { type: 'string' }, maxItems: 10000 }),
+  allow_agent_gateway: nullable({ type: 'boolean' }),
+  allow_mcp_gateway: nullable({ type: 'boolean' }),
+  allow_runloop_mirrors: nullable({ type: 'boolean' }),
+  allowed_cidrs: nullable({ type: 'array', items: allowedCidr, maxItems: 10000 }),
+} as const;
+
+export const policyCreateBody = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'Parameters required to create a new NetworkPolicy.',
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: MAX_NAME_LENGTH },
+    ...policyFields,
+  },
+  required: ['name'],
+} as const;
+
+export const policyUpdateBody = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'All fields optional: omitted or null fields keep their values, provided fields replace entirely.',
+  properties: {
+    name: nullable({ type: 'string', minLength: 1, maxLength: MAX_NAME_LENGTH }),
+    ...policyFields,
+  },
+} as const;
+
+export const emptyBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {},
+} as const;
+
+const pageQuery = {
+  limit: { type: 'integer', minimum: 1, maximum: MAX_LIST_LIMIT, default: DEFAULT_LIST_LIMIT, description: 'Items to return, 1 to 5000 (default 20).' },
+  starting_after: { type: 'string', description: 'Load the page after the item with this id.' },
+  include_total_count: { type: 'boolean', default: true, description: 'Include total_count (default true).' },
+} as const;
+
+export const policyListQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', description: 'Case-insensitive substring of the name.' },
+    id: { type: 'string', description: 'Filter by id.' },
+    ...pageQuery,
+  },
+} as const;
+
+export const policyListView = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    network_policies: { type: 'array', items: policyView },
+    has_more: { type: 'boolean' },
+    total_count: nullable({ type: 'integer' }),
+  },
+  required: ['network_policies', 'has_more'],
+} as const;
+
+export const idParams = {
+  type: 'object',
+  properties: { id: { type: 'string', description: 'The resource id.' } },
+  required: ['id'],
+} as const;
+
+// ── devboxes ───────────────────────────────────────────────────────────────
+
+const metadata = {
+  type: 'object',
+  additionalProperties: { type: 'string', maxLength: 4096 },
+  maxProperties: 256,
+  description: 'User-defined string key/value tags.',
+} as const;
+
+export const devboxView = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    id: { type: 'string' },
+    name: nullable({ type: 'string' }),
+    status: { type: 'string', enum: [...DEVBOX_STATUSES] },
+    create_time_ms: { type: 'integer' },
+    end_time_ms: nullable({ type: 'integer' }),
+    launch_parameters: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { network_policy_id: nullable({ type: 'string' }) },
+      required: ['network_policy_id'],
+    },
+    metadata,
+    network: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { addresses: { type: 'array', items: { type: 'string' }, description: 'Source addresses the devbox\'s traffic comes from.' } },
+      required: ['addresses'],
+    },
+    tunnel_key: { type: 'string', description: 'Key of the devbox tunnel hostnames {port}-{tunnel_key}.<tunnel domain>.' },
+    proxy_credentials: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Only in the create response: proxy username (the devbox id) and password. The password is not shown again.',
+      properties: { username: { type: 'string' }, password: { type: 'string' } },
+      required: ['username', 'password'],
+    },
+  },
+  required: ['id', 'name', 'status', 'create_time_ms', 'end_time_ms', 'launch_parameters', 'metadata', 'network', 'tunnel_key'],
+} as const;
+
+export const devboxCreateBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: nullable({ type: 'string', maxLength: MAX_NAME_LENGTH }),
+    metadata: nullable(metadata),
+    launch_parameters: nullable({
+      type: 'object',
+      additionalProperties: false,
+      properties: { network_policy_id: nullable({ type: 'string' }) },
+    }),
+    network: nullable({
+      type: 'object',
+      additionalProperties: false,
+      properties: { addresses: { type: 'array', items: { type: 'string' }, maxItems: 256 } },
+    }),
+  },
+} as const;
+
+export const devboxUpdateBody = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'Omitted or null name/metadata keep their values; launch_parameters.network_policy_id null detaches the policy.',
+  properties: {
+    name: nullable({ type: 'string', maxLength: MAX_NAME_LENGTH }),
+    metadata: nullable(metadata),
+    launch_parameters: nullable({
+      type: 'object',
+      additionalProperties: false,
+      properties: { network_policy_id: nullable({ type: 'string' }) },
+    }),
+  },
+} as const;
+
+export const devboxListQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    status: { type: 'string', enum: [...DEVBOX_STATUSES] },
+    ...pageQuery,
+  },
+} as const;
+
+export const devboxListView = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    devboxes: { type: 'array', items: devboxView },
+    has_more: { type: 'boolean' },
+    total_count: nullable({ type: 'integer' }),
+  },
+  required: ['devboxes', 'has_more'],
+} as const;
+
+// ── egress check ───────────────────────────────────────────────────────────
+
+export const egressCheckBody = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'Give exactly one of devbox_id or network_policy_id.',
+  properties: {
+    devbox_id: nullable({ type: 'string' }),
+    network_policy_id: nullable({ type: 'string' }),
+    host: { type: 'string', minLength: 1, maxLength: 1024, description: 'Host name or IP literal.' },
+    port: { type: 'integer', minimum: 1, maximum: 65535, default: 443 },
+    protocol: { type: 'string', enum: ['TCP', 'UDP'], default: 'TCP' },
+  },
+  required: ['host'],
+} as const;
+
+export const egressCheckView = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    decision: { type: 'string', enum: ['allow', 'deny'] },
+    reason: { type: 'string' },
+    matched: nullable({ type: 'string' }),
+    host: { type: 'string' },
+    port: { type: 'integer' },
+    protocol: { type: 'string' },
+    devbox_id: nullable({ type: 'string' }),
+    network_policy_id: nullable({ type: 'string' }),
+    policy_version: nullable({ type: 'integer' }),
+  },
+  required: ['decision', 'reason', 'matched', 'host', 'port', 'network_policy_id', 'policy_version'],
+} as const;
+
+/** Standard error responses for the OpenAPI document. */
+export function errorResponses(...codes: number[]): Record<number, typeof errorSchema> {
+  return Object.fromEntries(codes.map((c) => [c, errorSchema]));
+}

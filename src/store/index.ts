@@ -1,0 +1,557 @@
+/**
+ * The sqlite store: API tokens, network policies and devboxes, in one better-sqlite3 file
+ * (WAL, busy timeout, every write in an IMMEDIATE transaction so several processes can
+ * share the file). It is the gateway's PolicySource: change events fire synchronously
+ * after each committed write in this process, and writes made by other processes on the
+ * same file are picked up from a change log by a short poll.
+ *
+ * Validation of user input is the API's job; the store enforces what the database can:
+ * unique names per account, unique addresses among running devboxes, policies in use.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import Database from 'better-sqlite3';
+import { ConfigError, type ApiToken } from '../config.js';
+import type { Devbox, DevboxStatus, EgressRules, NetworkPolicy } from '../policy/model.js';
+import type { PolicySource, SourceChange } from '../policy/source.js';
+import { hashPassword } from '../policy/engine.js';
+import { migrate } from './migrations.js';
+import { newId, randomAlnum, randomSecret } from './ids.js';
+
+export type StoreErrorCode = 'not_found' | 'duplicate_name' | 'policy_in_use' | 'policy_not_found' | 'address_in_use';
+
+/** A write the data forbids; the API turns it into a 400 or 404 with this message. */
+export class StoreError extends Error {
+  constructor(readonly code: StoreErrorCode, message: string, readonly details: Record<string, unknown> = {}) {
+    super(message);
+  }
+}
+
+export interface PageQuery {
+  /** Items to return (the API checks 1..5000). */
+  limit: number;
+  /** Only items whose id sorts after this one. */
+  startingAfter?: string | null;
+  includeTotalCount?: boolean;
+}
+
+export interface PolicyQuery extends PageQuery {
+  /** Case-insensitive substring of the name. */
+  name?: string | null;
+  id?: string | null;
+}
+
+export interface DevboxQuery extends PageQuery {
+  status?: DevboxStatus | null;
+}
+
+export interface Page<T> {
+  items: T[];
+  hasMore: boolean;
+  /** Items matching the filters (ignoring starting_after and limit); null when not asked for. */
+  totalCount: number | null;
+}
+
+export interface PolicyInput {
+  name: string;
+  description?: string | null;
+  egress?: Partial<EgressRules>;
+}
+
+/** Fields present replace; absent (undefined) fields keep their values. */
+export interface PolicyPatch {
+  name?: string;
+  description?: string | null;
+  egress?: Partial<EgressRules>;
+}
+
+export interface DevboxInput {
+  name?: string | null;
+  metadata?: Record<string, string>;
+  networkPolicyId?: string | null;
+  /** Canonical IP literals (the API canonicalises). */
+  addresses?: string[];
+}
+
+/** undefined keeps; networkPolicyId null detaches the policy (the default, deny all, applies). */
+export interface DevboxPatch {
+  name?: string | null;
+  metadata?: Record<string, string>;
+  networkPolicyId?: string | null;
+}
+
+export interface Store extends PolicySource {
+  readonly path: string;
+  /** Upserts configured tokens; with none configured and none stored, creates one for account `default` and returns it. */
+  ensureTokens(configured: readonly ApiToken[]): string | null;
+  accountForToken(token: string): string | null;
+
+  createPolicy(accountId: string, input: PolicyInput): NetworkPolicy;
+  getPolicyFor(accountId: string, id: string): NetworkPolicy | undefined;
+  getPolicyByName(accountId: string, name: string): NetworkPolicy | undefined;
+  updatePolicy(accountId: string, id: string, patch: PolicyPatch): NetworkPolicy;
+  deletePolicy(accountId: string, id: string): NetworkPolicy;
+  listPolicies(accountId: string, query: PolicyQuery): Page<NetworkPolicy>;
+
+  /** Returns the devbox and its proxy password (stored only as a hash). */
+  createDevbox(accountId: string, input: DevboxInput): { devbox: Devbox; password: string };
+  getDevboxFor(accountId: string, id: string): Devbox | undefined;
+  updateDevbox(accountId: string, id: string, patch: DevboxPatch): Devbox;
+  shutdownDevbox(accountId: string, id: string): Devbox;
+  listDevboxes(accountId: string, query: DevboxQuery): Page<Devbox>;
+  /** Running devboxes attached to the policy. */
+  devboxesUsingPolicy(policyId: string): Devbox[];
+
+  close(): void;
+}
+
+export const DEFAULT_ACCOUNT = 'default';
+const CHANGE_POLL_MS = 500;
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+const DEFAULT_EGRESS: EgressRules = {
+  allow_all: false,
+  allow_devbox_to_devbox: false,
+  allowed_hostnames: [],
+  allow_agent_gateway: false,
+  allow_mcp_gateway: false,
+  allow_runloop_mirrors: false,
+  allowed_cidrs: [],
+};
+
+/** Fills defaults and applies the one coupling rule: allow_all implies allow_devbox_to_devbox. */
+function completeEgress(base: EgressRules, patch: Partial<EgressRules> | undefined): EgressRules {
+  const e: EgressRules = { ...base };
+  if (patch) {
+    for (const k of Object.keys(patch) as (keyof EgressRules)[]) {
+      const v = patch[k];
+      if (v !== undefined && v !== null) (e as unknown as Record<string, unknown>)[k] = v;
+    }
+  }
+  if (e.allow_all) e.allow_devbox_to_devbox = true;
+  return {
+    allow_all: e.allow_all,
+    allow_devbox_to_devbox: e.allow_devbox_to_devbox,
+    allowed_hostnames: [...e.allowed_hostnames],
+    allow_agent_gateway: e.allow_agent_gateway,
+    allow_mcp_gateway: e.allow_mcp_gateway,
+    allow_runloop_mirrors: e.allow_runloop_mirrors,
+    allowed_cidrs: e.allowed_cidrs.map((c) => ({ ...c, ports: c.ports ? c.ports.map((p) => ({ ...p })) : c.ports })),
+  };
+}
+
+interface PolicyRow {
+  id: string;
+  account_id: string;
+  name: string;
+  description: string | null;
+  egress: string;
+  version: number;
+  create_time_ms: number;
+  update_time_ms: number;
+}
+
+interface DevboxRow {
+  id: string;
+  account_id: string;
+  name: string | null;
+  status: string;
+  network_policy_id: string | null;
+  addresses: string;
+  metadata: string;
+  tunnel_key: string;
+  password_hash: string;
+  create_time_ms: number;
+  end_time_ms: number | null;
+}
+
+function toPolicy(r: PolicyRow): NetworkPolicy {
+  return {
+    id: r.id,
+    account_id: r.account_id,
+    name: r.name,
+    description: r.description,
+    egress: completeEgress(DEFAULT_EGRESS, JSON.parse(r.egress) as Partial<EgressRules>),
+    create_time_ms: r.create_time_ms,
+    update_time_ms: r.update_time_ms,
+    version: r.version,
+  };
+}
+
+function toDevbox(r: DevboxRow): Devbox {
+  return {
+    id: r.id,
+    account_id: r.account_id,
+    name: r.name,
+    status: r.status as DevboxStatus,
+    network_policy_id: r.network_policy_id,
+    addresses: JSON.parse(r.addresses) as string[],
+    metadata: JSON.parse(r.metadata) as Record<string, string>,
+    tunnel_key: r.tunnel_key,
+    password_hash: r.password_hash,
+    create_time_ms: r.create_time_ms,
+    end_time_ms: r.end_time_ms,
+  };
+}
+
+function isUniqueViolation(e: unknown): boolean {
+  const code = (e as { code?: string }).code;
+  return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+/** Opens (creating folder, file and schema as needed) the store at path. */
+export function openStore(path: string): Store {
+  const file = path === ':memory:' ? path : resolve(path);
+  let db: Database.Database;
+  try {
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    db = new Database(file, { timeout: 5000 });
+  } catch (e) {
+    throw new ConfigError('--db', `cannot open ${file}: ${(e as Error).message}`);
+  }
+  try {
+    db.pragma('busy_timeout = 5000');
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    db.function('casefold', { deterministic: true }, (s: unknown) => (typeof s === 'string' ? s.toLowerCase() : s));
+    migrate(db);
+  } catch (e) {
+    db.close();
+    throw new ConfigError('--db', `${file} is not a usable egress-gateway database: ${(e as Error).message}`);
+  }
+  return new SqliteStore(db, file);
+}
+
+function statements(db: Database.Database) {
+  const p = (sql: string) => db.prepare(sql);
+  return {
+    tokenByHash: p('SELECT account_id FROM api_tokens WHERE token_hash = ?').pluck(),
+    tokenCount: p('SELECT count(*) FROM api_tokens').pluck(),
+    upsertToken: p(`INSERT INTO api_tokens (token_hash, account_id, source, create_time_ms) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (token_hash) DO UPDATE SET account_id = excluded.account_id, source = excluded.source`),
+    configTokens: p(`SELECT token_hash FROM api_tokens WHERE source = 'config'`).pluck(),
+    deleteToken: p('DELETE FROM api_tokens WHERE token_hash = ?'),
+
+    policyById: p('SELECT * FROM network_policies WHERE id = ?'),
+    policyByName: p('SELECT * FROM network_policies WHERE account_id = ? AND name = ?'),
+    insertPolicy: p(`INSERT INTO network_policies (id, account_id, name, description, egress, version, create_time_ms, update_time_ms)
+                     VALUES (@id, @account_id, @name, @description, @egress, 1, @create_time_ms, @update_time_ms)`),
+    updatePolicy: p(`UPDATE network_policies SET name = @name, description = @description, egress = @egress,
+                     version = version + 1, update_time_ms = @update_time_ms WHERE id = @id`),
+    deletePolicy: p('DELETE FROM network_policies WHERE id = ?'),
+
+    devboxById: p('SELECT * FROM devboxes WHERE id = ?'),
+    running: p(`SELECT * FROM devboxes WHERE status = 'running' ORDER BY id`),
+    runningForPolicy: p(`SELECT * FROM devboxes WHERE status = 'running' AND network_policy_id = ? ORDER BY id`),
+    insertDevbox: p(`INSERT INTO devboxes (id, account_id, name, status, network_policy_id, addresses, metadata, tunnel_key, password_hash, create_time_ms, end_time_ms)
+                     VALUES (@id, @account_id, @name, 'running', @network_policy_id, @addresses, @metadata, @tunnel_key, @password_hash, @create_time_ms, NULL)`),
+    updateDevbox: p('UPDATE devboxes SET name = @name, metadata = @metadata, network_policy_id = @network_policy_id WHERE id = @id'),
+    shutdownDevbox: p(`UPDATE devboxes SET status = 'shutdown', end_time_ms = ? WHERE id = ?`),
+    addressOwner: p('SELECT devbox_id FROM running_addresses WHERE address = ?').pluck(),
+    insertAddress: p('INSERT INTO running_addresses (address, devbox_id) VALUES (?, ?)'),
+    deleteAddresses: p('DELETE FROM running_addresses WHERE devbox_id = ?'),
+
+    logChange: p('INSERT INTO change_log (kind, id, account_id) VALUES (?, ?, ?)'),
+    changesSince: p('SELECT seq, kind, id, account_id FROM change_log WHERE seq > ? ORDER BY seq'),
+    maxSeq: p('SELECT coalesce(max(seq), 0) FROM change_log').pluck(),
+    pruneLog: p('DELETE FROM change_log WHERE seq < ?'),
+  };
+}
+
+class SqliteStore implements Store {
+  private readonly events = new EventEmitter();
+  private lastSeq: number;
+  private readonly poll: NodeJS.Timeout;
+  private closed = false;
+
+  private readonly q: ReturnType<typeof statements>;
+
+  constructor(private readonly db: Database.Database, readonly path: string) {
+    this.events.setMaxListeners(0);
+    this.q = statements(db);
+    this.lastSeq = this.q.maxSeq.get() as number;
+    this.poll = setInterval(() => this.followOtherWriters(), CHANGE_POLL_MS);
+    this.poll.unref();
+  }
+
+  // ── PolicySource ──────────────────────────────────────────────────────────
+
+  getPolicy(id: string): NetworkPolicy | undefined {
+    const r = this.q.policyById.get(id) as PolicyRow | undefined;
+    return r && toPolicy(r);
+  }
+
+  getDevbox(id: string): Devbox | undefined {
+    const r = this.q.devboxById.get(id) as DevboxRow | undefined;
+    return r && toDevbox(r);
+  }
+
+  runningDevboxes(): Devbox[] {
+    return (this.q.running.all() as DevboxRow[]).map(toDevbox);
+  }
+
+  onChange(listener: (change: SourceChange) => void): () => void {
+    this.events.on('change', listener);
+    return () => this.events.off('change', listener);
+  }
+
+  private emit(change: SourceChange): void {
+    this.events.emit('change', change);
+  }
+
+  /** Replays writes other processes made to the same file (ours are replayed too; listeners re-read, so that is harmless). */
+  private followOtherWriters(): void {
+    if (this.closed) return;
+    try {
+      const rows = this.q.changesSince.all(this.lastSeq) as { seq: number; kind: 'policy' | 'devbox'; id: string; account_id: string }[];
+      for (const r of rows) {
+        this.lastSeq = r.seq;
+        this.emit({ kind: r.kind, id: r.id, accountId: r.account_id });
+      }
+      if (this.lastSeq > 20_000 && this.lastSeq % 1000 < rows.length) this.q.pruneLog.run(this.lastSeq - 10_000);
+    } catch {
+      // Busy or closing: try again on the next tick.
+    }
+  }
+
+  /** Runs fn in an IMMEDIATE transaction, then fires the change events it collected. */
+  private write<T>(fn: (changes: SourceChange[]) => T): T {
+    const changes: SourceChange[] = [];
+    const tx = this.db.transaction(() => {
+      changes.length = 0;
+      const out = fn(changes);
+      for (const c of changes) this.q.logChange.run(c.kind, c.id, c.accountId);
+      return out;
+    });
+    const out = tx.immediate();
+    for (const c of changes) this.emit(c);
+    return out;
+  }
+
+  // ── tokens ────────────────────────────────────────────────────────────────
+
+  ensureTokens(configured: readonly ApiToken[]): string | null {
+    return this.write(() => {
+      const now = Date.now();
+      if (configured.length > 0) {
+        const keep = new Set<string>();
+        for (const t of configured) {
+          const h = hashToken(t.token);
+          keep.add(h);
+          this.q.upsertToken.run(h, t.accountId, 'config', now);
+        }
+        // A token taken out of the configuration stops working.
+        for (const h of this.q.configTokens.all() as string[]) if (!keep.has(h)) this.q.deleteToken.run(h);
+        return null;
+      }
+      if ((this.q.tokenCount.get() as number) > 0) return null;
+      const token = `egw_${randomSecret(32)}`;
+      this.q.upsertToken.run(hashToken(token), DEFAULT_ACCOUNT, 'generated', now);
+      return token;
+    });
+  }
+
+  accountForToken(token: string): string | null {
+    if (token.length === 0 || token.length > 4096) return null;
+    return (this.q.tokenByHash.get(hashToken(token)) as string | undefined) ?? null;
+  }
+
+  // ── policies ──────────────────────────────────────────────────────────────
+
+  getPolicyFor(accountId: string, id: string): NetworkPolicy | undefined {
+    const p = this.getPolicy(id);
+    return p && p.account_id === accountId ? p : undefined;
+  }
+
+  getPolicyByName(accountId: string, name: string): NetworkPolicy | undefined {
+    const r = this.q.policyByName.get(accountId, name) as PolicyRow | undefined;
+    return r && toPolicy(r);
+  }
+
+  private duplicateName(name: string): StoreError {
+    return new StoreError('duplicate_name', `a network policy named ${JSON.stringify(name)} already exists in this account; names must be unique`, { name });
+  }
+
+  createPolicy(accountId: string, input: PolicyInput): NetworkPolicy {
+    return this.write((changes) => {
+      if (this.q.policyByName.get(accountId, input.name)) throw this.duplicateName(input.name);
+      const now = Date.now();
+      const id = newId('npol_', now);
+      const egress = completeEgress(DEFAULT_EGRESS, input.egress);
+      try {
+        this.q.insertPolicy.run({
+          id, account_id: accountId, name: input.name, description: input.description ?? null,
+          egress: JSON.stringify(egress), create_time_ms: now, update_time_ms: now,
+        });
+      } catch (e) {
+        if (isUniqueViolation(e)) throw this.duplicateName(input.name);
+        throw e;
+      }
+      changes.push({ kind: 'policy', id, accountId });
+      return this.getPolicy(id)!;
+    });
+  }
+
+  updatePolicy(accountId: string, id: string, patch: PolicyPatch): NetworkPolicy {
+    return this.write((changes) => {
+      const cur = this.getPolicyFor(accountId, id);
+      if (!cur) throw new StoreError('not_found', `network policy ${id} not found`);
+      const name = patch.name ?? cur.name;
+      if (name !== cur.name && this.q.policyByName.get(accountId, name)) throw this.duplicateName(name);
+      const egress = completeEgress(cur.egress, patch.egress);
+      try {
+        this.q.updatePolicy.run({
+          id, name,
+          description: patch.description === undefined ? cur.description : patch.description,
+          egress: JSON.stringify(egress),
+          update_time_ms: Math.max(Date.now(), cur.update_time_ms),
+        });
+      } catch (e) {
+        if (isUniqueViolation(e)) throw this.duplicateName(name);
+        throw e;
+      }
+      changes.push({ kind: 'policy', id, accountId });
+      return this.getPolicy(id)!;
+    });
+  }
+
+  deletePolicy(accountId: string, id: string): NetworkPolicy {
+    return this.write((changes) => {
+      const cur = this.getPolicyFor(accountId, id);
+      if (!cur) throw new StoreError('not_found', `network policy ${id} not found`);
+      const users = this.devboxesUsingPolicy(id);
+      if (users.length > 0) {
+        const ids = users.map((d) => d.id);
+        throw new StoreError('policy_in_use',
+          `network policy ${id} is in use by running devboxes: ${ids.join(', ')}; shut them down or move them to another policy first`,
+          { devbox_ids: ids });
+      }
+      this.q.deletePolicy.run(id);
+      changes.push({ kind: 'policy', id, accountId });
+      return cur;
+    });
+  }
+
+  listPolicies(accountId: string, query: PolicyQuery): Page<NetworkPolicy> {
+    const where = ['account_id = @account'];
+    const params: Record<string, unknown> = { account: accountId };
+    if (query.name) {
+      where.push('instr(casefold(name), @name) > 0');
+      params.name = query.name.toLowerCase();
+    }
+    if (query.id) {
+      where.push('id = @id');
+      params.id = query.id;
+    }
+    return this.page<PolicyRow, NetworkPolicy>('network_policies', where, params, query, toPolicy);
+  }
+
+  private page<R, T>(table: string, where: string[], params: Record<string, unknown>, query: PageQuery, map: (r: R) => T): Page<T> {
+    const read = this.db.transaction(() => {
+      const cond = [...where];
+      if (query.startingAfter) {
+        cond.push('id > @after');
+        params.after = query.startingAfter;
+      }
+      const rows = this.db.prepare(`SELECT * FROM ${table} WHERE ${cond.join(' AND ')} ORDER BY id LIMIT @lim`)
+        .all({ ...params, lim: query.limit + 1 }) as R[];
+      const total = query.includeTotalCount === false ? null
+        : (this.db.prepare(`SELECT count(*) FROM ${table} WHERE ${where.join(' AND ')}`).pluck().get(params) as number);
+      return { rows, total };
+    });
+    const { rows, total } = read.deferred();
+    return { items: rows.slice(0, query.limit).map(map), hasMore: rows.length > query.limit, totalCount: total };
+  }
+
+  // ── devboxes ──────────────────────────────────────────────────────────────
+
+  getDevboxFor(accountId: string, id: string): Devbox | undefined {
+    const d = this.getDevbox(id);
+    return d && d.account_id === accountId ? d : undefined;
+  }
+
+  private requirePolicy(accountId: string, policyId: string): void {
+    if (!this.getPolicyFor(accountId, policyId)) {
+      throw new StoreError('policy_not_found', `launch_parameters.network_policy_id: network policy ${policyId} does not exist in this account`);
+    }
+  }
+
+  createDevbox(accountId: string, input: DevboxInput): { devbox: Devbox; password: string } {
+    const password = randomSecret(24);
+    const devbox = this.write((changes) => {
+      if (input.networkPolicyId) this.requirePolicy(accountId, input.networkPolicyId);
+      const addresses = [...new Set(input.addresses ?? [])];
+      for (const a of addresses) {
+        const owner = this.q.addressOwner.get(a) as string | undefined;
+        if (owner) throw new StoreError('address_in_use', `network.addresses: ${a} is already the address of running devbox ${owner}`, { address: a, devbox_id: owner });
+      }
+      const now = Date.now();
+      const id = newId('dbx_', now);
+      this.q.insertDevbox.run({
+        id, account_id: accountId, name: input.name ?? null, network_policy_id: input.networkPolicyId ?? null,
+        addresses: JSON.stringify(addresses), metadata: JSON.stringify(input.metadata ?? {}),
+        tunnel_key: randomAlnum(20), password_hash: hashPassword(password), create_time_ms: now,
+      });
+      for (const a of addresses) this.q.insertAddress.run(a, id);
+      changes.push({ kind: 'devbox', id, accountId });
+      return this.getDevbox(id)!;
+    });
+    return { devbox, password };
+  }
+
+  updateDevbox(accountId: string, id: string, patch: DevboxPatch): Devbox {
+    return this.write((changes) => {
+      const cur = this.getDevboxFor(accountId, id);
+      if (!cur) throw new StoreError('not_found', `devbox ${id} not found`);
+      if (patch.networkPolicyId) this.requirePolicy(accountId, patch.networkPolicyId);
+      this.q.updateDevbox.run({
+        id,
+        name: patch.name === undefined ? cur.name : patch.name,
+        metadata: JSON.stringify(patch.metadata ?? cur.metadata),
+        network_policy_id: patch.networkPolicyId === undefined ? cur.network_policy_id : patch.networkPolicyId,
+      });
+      changes.push({ kind: 'devbox', id, accountId });
+      return this.getDevbox(id)!;
+    });
+  }
+
+  shutdownDevbox(accountId: string, id: string): Devbox {
+    return this.write((changes) => {
+      const cur = this.getDevboxFor(accountId, id);
+      if (!cur) throw new StoreError('not_found', `devbox ${id} not found`);
+      if (cur.status === 'shutdown') return cur;
+      this.q.shutdownDevbox.run(Date.now(), id);
+      this.q.deleteAddresses.run(id);
+      changes.push({ kind: 'devbox', id, accountId });
+      return this.getDevbox(id)!;
+    });
+  }
+
+  listDevboxes(accountId: string, query: DevboxQuery): Page<Devbox> {
+    const where = ['account_id = @account'];
+    const params: Record<string, unknown> = { account: accountId };
+    if (query.status) {
+      where.push('status = @status');
+      params.status = query.status;
+    }
+    return this.page<DevboxRow, Devbox>('devboxes', where, params, query, toDevbox);
+  }
+
+  devboxesUsingPolicy(policyId: string): Devbox[] {
+    return (this.q.runningForPolicy.all(policyId) as DevboxRow[]).map(toDevbox);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.poll);
+    this.events.removeAllListeners();
+    this.db.close();
+  }
+}
