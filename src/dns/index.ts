@@ -1,14 +1,37 @@
-/** The DNS door and the gateway's own resolver. (Placeholder until the DNS door lands.) */
+/** The DNS door and the gateway's own resolver, sharing one upstream client and answer cache. */
 import type { Logger } from 'pino';
 import type { GatewayConfig, HostPort } from '../config.js';
 import type { DoorContext, RunningDoor } from '../door.js';
-import { type Resolver, SimpleUpstreamResolver } from './resolver.js';
+import { CachedResolver, type Resolver } from './resolver.js';
+import { DnsHandler } from './handler.js';
+import { startDnsServer } from './server.js';
 
-export function createResolver(config: GatewayConfig, _log: Logger): Resolver {
-  return new SimpleUpstreamResolver(config.upstreamDns);
+export type { Resolver } from './resolver.js';
+export { CachedResolver, ResolveError } from './resolver.js';
+
+export function createResolver(config: GatewayConfig, _log: Logger): CachedResolver {
+  return new CachedResolver(config.upstreamDns, { minTtl: config.dnsMinTtl, maxTtl: config.dnsMaxTtl });
 }
 
 export async function startDnsDoor(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
-  ctx.log.warn('DNS door not implemented yet');
-  return { name: 'dns', address: at, close: async () => {} };
+  const log = ctx.log.child({ door: 'dns' });
+  // Share the proxy doors' resolver (and so its cache) when it is ours; else keep one of our own.
+  const own = !(ctx.resolver instanceof CachedResolver);
+  const resolver = ctx.resolver instanceof CachedResolver ? ctx.resolver : createResolver(ctx.config, log);
+  const handler = new DnsHandler({ config: ctx.config, engine: ctx.engine, gate: ctx.gate, resolver, log });
+  if (ctx.config.upstreamDns.length === 0) log.warn({ event: 'dns_no_upstreams' }, 'no upstream DNS servers (--upstream-dns): allowed names will get SERVFAIL');
+  const server = await startDnsServer(handler, at, log);
+  return {
+    name: 'dns',
+    address: server.address,
+    close: async (graceMs: number) => {
+      await server.close(graceMs);
+      if (own) resolver.close();
+    },
+  };
+}
+
+/** For callers that only hold the interface. */
+export function isCachedResolver(r: Resolver): r is CachedResolver {
+  return r instanceof CachedResolver;
 }

@@ -1,11 +1,13 @@
 /**
  * How the gateway itself turns a name into addresses (for the proxy doors): through the
- * configured upstream DNS servers, never the host's stub resolver, so the DNS door and
- * the proxy doors see the same answers.
+ * configured upstream DNS servers, never the host's stub resolver, and through the same
+ * answer cache as the DNS door, so the DNS door and the proxy doors see the same answers.
  */
-import dgram from 'node:dgram';
-import dnsPacket from 'dns-packet';
 import type { HostPort } from '../config.js';
+import { AnswerCache, type CacheEntry, type TtlBounds, cacheKey, prepareAnswer } from './cache.js';
+import { UpstreamClient, type UpstreamOptions } from './upstream.js';
+import { CLASS_IN, RCODE, T } from './wire.js';
+import { dnsMetrics } from './metrics.js';
 
 export class ResolveError extends Error {
   constructor(readonly code: 'NXDOMAIN' | 'NODATA' | 'SERVFAIL' | 'TIMEOUT', readonly host: string) {
@@ -18,59 +20,81 @@ export interface Resolver {
   resolve(name: string): Promise<string[]>;
 }
 
-/** A minimal uncached resolver over UDP; the DNS door's cached upstream replaces it. */
-export class SimpleUpstreamResolver implements Resolver {
-  constructor(private readonly upstreams: readonly HostPort[], private readonly timeoutMs = 2000) {}
+const PLAIN_NAME = /^(?=.{1,253}$)([a-z0-9_-]{1,63})(\.[a-z0-9_-]{1,63})*$/;
+
+/** A name the door may put on the wire: lower-case LDH/underscore labels, within DNS limits. */
+export function isPlainName(name: string): boolean {
+  return PLAIN_NAME.test(name);
+}
+
+/** The cached upstream path the DNS door and the proxy doors share. */
+export class CachedResolver implements Resolver {
+  readonly cache: AnswerCache;
+  readonly upstream: UpstreamClient;
+  private readonly inflight = new Map<string, Promise<CacheEntry>>();
+
+  constructor(upstreams: readonly HostPort[], readonly bounds: TtlBounds, opts: UpstreamOptions & { cacheSize?: number } = {}) {
+    this.cache = new AnswerCache(bounds, opts.cacheSize);
+    this.upstream = new UpstreamClient(upstreams, opts);
+  }
+
+  /**
+   * The answer for name/type/class, from the cache or the upstreams (then cached for its
+   * TTL). Concurrent misses for one key share one upstream query. Rejects with
+   * UpstreamError when no upstream answered, or ResolveError('SERVFAIL') for an answer
+   * that cannot be used.
+   */
+  lookup(name: string, qtype: number, qclass: number, now = Date.now()): CacheEntry | Promise<CacheEntry> {
+    const key = cacheKey(name, qtype, qclass);
+    const hit = this.cache.get(key, now);
+    dnsMetrics.cacheLookup(hit !== undefined);
+    if (hit !== undefined) return hit;
+    return this.fetch(key, name, qtype, qclass);
+  }
+
+  /** Upstream only (the caller already missed the cache). */
+  fetch(key: string, name: string, qtype: number, qclass: number): Promise<CacheEntry> {
+    let p = this.inflight.get(key);
+    if (p === undefined) {
+      p = this.upstream.query(name, qtype, qclass).then((a) => {
+        const now = Date.now();
+        const prepared = prepareAnswer(a.bytes, this.bounds, now);
+        if (prepared === null) throw new ResolveError('SERVFAIL', name);
+        this.cache.set(key, prepared.entry, prepared.ttl);
+        return prepared.entry;
+      });
+      this.inflight.set(key, p);
+      const done = () => this.inflight.delete(key);
+      p.then(done, done);
+    }
+    return p;
+  }
 
   async resolve(name: string): Promise<string[]> {
-    const [a, aaaa] = await Promise.allSettled([this.query(name, 'A'), this.query(name, 'AAAA')]);
+    const n = name.endsWith('.') ? name.slice(0, -1).toLowerCase() : name.toLowerCase();
+    if (!isPlainName(n)) throw new ResolveError('NXDOMAIN', name);
+    const [a, aaaa] = await Promise.allSettled([this.addresses(n, T.A), this.addresses(n, T.AAAA)]);
     const out = [...(a.status === 'fulfilled' ? a.value : []), ...(aaaa.status === 'fulfilled' ? aaaa.value : [])];
     if (out.length > 0) return out;
     if (a.status === 'rejected') throw a.reason;
+    if (aaaa.status === 'rejected') throw aaaa.reason;
     throw new ResolveError('NODATA', name);
   }
 
-  private async query(name: string, type: 'A' | 'AAAA'): Promise<string[]> {
-    let last: unknown = new ResolveError('SERVFAIL', name);
-    for (const up of this.upstreams) {
-      try {
-        return await this.ask(up, name, type);
-      } catch (e) {
-        last = e;
-        if (e instanceof ResolveError && e.code === 'NXDOMAIN') throw e;
-      }
+  private async addresses(name: string, qtype: number): Promise<string[]> {
+    let entry: CacheEntry;
+    try {
+      entry = await this.lookup(name, qtype, CLASS_IN);
+    } catch (e) {
+      throw e instanceof ResolveError ? e : new ResolveError('TIMEOUT', name);
     }
-    throw last;
+    if (entry.rcode === RCODE.NXDOMAIN) throw new ResolveError('NXDOMAIN', name);
+    if (entry.rcode !== RCODE.NOERROR) throw new ResolveError('SERVFAIL', name);
+    const v6 = qtype === T.AAAA;
+    return entry.addresses.filter((ip) => ip.includes(':') === v6);
   }
 
-  private ask(up: HostPort, name: string, type: 'A' | 'AAAA'): Promise<string[]> {
-    return new Promise((resolve, reject) => {
-      const sock = dgram.createSocket(up.host.includes(':') ? 'udp6' : 'udp4');
-      const id = Math.floor(Math.random() * 65536);
-      const timer = setTimeout(() => finish(new ResolveError('TIMEOUT', name)), this.timeoutMs);
-      const finish = (err: Error | null, value?: string[]) => {
-        clearTimeout(timer);
-        sock.close();
-        if (err) reject(err);
-        else resolve(value ?? []);
-      };
-      sock.on('error', () => finish(new ResolveError('SERVFAIL', name)));
-      sock.on('message', (msg) => {
-        let p: dnsPacket.Packet;
-        try {
-          p = dnsPacket.decode(msg);
-        } catch {
-          return;
-        }
-        if (p.id !== id) return;
-        const rcode = (p as { rcode?: string }).rcode;
-        if (rcode === 'NXDOMAIN') return finish(new ResolveError('NXDOMAIN', name));
-        if (rcode !== 'NOERROR') return finish(new ResolveError('SERVFAIL', name));
-        const ips = (p.answers ?? []).filter((r) => r.type === type).map((r) => String((r as { data: unknown }).data));
-        finish(null, ips);
-      });
-      const q = dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }] });
-      sock.send(q, up.port, up.host);
-    });
+  close(): void {
+    this.upstream.close();
   }
 }

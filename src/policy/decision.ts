@@ -31,8 +31,13 @@ export interface Decision {
   readonly hostKind: 'name' | 'ip' | 'invalid';
 }
 
+/**
+ * Decisions are shared (the cache hands the same object to every caller), so they are
+ * immutable by type. They are not Object.freeze()d: freezing costs ~30 ns, more than a
+ * cached decision takes in all.
+ */
 export function denial(reason: Reason, host: string, base?: Pick<Decision, 'policyId' | 'policyVersion'>, hostKind: Decision['hostKind'] = 'name'): Decision {
-  return Object.freeze({
+  return {
     allow: false,
     reason,
     matched: null,
@@ -40,5 +45,5 @@ export function denial(reason: Reason, host: string, base?: Pick<Decision, 'poli
     policyVersion: base?.policyVersion ?? null,
     host,
     hostKind,
-  });
+  };
 }

@@ -7,9 +7,9 @@ import { EventEmitter } from 'node:events';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Devbox } from './model.js';
 import type { PolicySource, SourceChange } from './source.js';
-import { CompiledPolicy, type ToggleHosts } from './compiler.js';
+import { CompiledPolicy, DECISION_CACHE_MAX, type ToggleHosts } from './compiler.js';
 import { type Decision, type Door, denial } from './decision.js';
-import { normalizeHost } from './hostname.js';
+import { SCAN_OK, hostScan, normalizeHost, scanHost } from './hostname.js';
 import { Guardrails } from './guardrails.js';
 import { ipToWords } from './ip.js';
 import { LearnedAddresses } from './learned.js';
@@ -27,6 +27,8 @@ export interface EngineOptions {
   allowPrivate: readonly string[];
   /** Devbox tunnel hostnames are `{port}-{tunnel_key}.<tunnelDomain>`. */
   tunnelDomain: string;
+  /** Decisions cached per compiled policy (default 4096; 0 disables the cache). */
+  decisionCacheSize?: number;
 }
 
 interface AccountIndex {
@@ -58,10 +60,12 @@ export class PolicyEngine {
   private readonly defaultPolicy: CompiledPolicy;
   private readonly tunnelSuffix: string;
   private readonly unsubscribe: () => void;
+  private readonly cacheSize: number;
 
   constructor(private readonly source: PolicySource, private readonly opts: EngineOptions) {
     this.guardrails = new Guardrails(opts.allowPrivate);
-    this.defaultPolicy = new CompiledPolicy(null, opts.toggles);
+    this.cacheSize = opts.decisionCacheSize ?? DECISION_CACHE_MAX;
+    this.defaultPolicy = new CompiledPolicy(null, opts.toggles, this.cacheSize);
     this.tunnelSuffix = `.${opts.tunnelDomain.toLowerCase()}`;
     this.events.setMaxListeners(0);
     for (const d of source.runningDevboxes()) this.addRuntime(d);
@@ -132,12 +136,21 @@ export class PolicyEngine {
   private decideWith(cp: CompiledPolicy, devboxId: string | null, host: string, port: number, protocol: Protocol): Decision {
     const hit = cp.cache.get(host);
     if (hit !== undefined) return hit;
+    // Fast path: a plain lower-case name is already normalised, and the pass that proved
+    // it also hashed it for the matcher.
+    if (scanHost(host) === SCAN_OK) {
+      const d = this.decideName(cp, host, true);
+      cp.cache.set(host, d);
+      return d;
+    }
     const n = normalizeHost(host);
-    if (n.kind === 'invalid') return denial('invalid_host', host, this.ref(cp), 'invalid');
+    if (n.kind === 'name') {
+      const d = this.decideName(cp, n.name, false);
+      cp.cache.set(host, d);
+      return d;
+    }
     if (n.kind === 'ip') return this.decideIp(cp, devboxId, n.ip, port, protocol);
-    const d = this.decideName(cp, n.name);
-    cp.cache.set(host, d);
-    return d;
+    return denial('invalid_host', host, this.ref(cp), 'invalid');
   }
 
   private ref(cp: CompiledPolicy): { policyId: string | null; policyVersion: number | null } {
@@ -145,12 +158,13 @@ export class PolicyEngine {
   }
 
   private allowed(cp: CompiledPolicy, host: string, hostKind: 'name' | 'ip', reason: Decision['reason'], matched: string | null): Decision {
-    return Object.freeze({ allow: true, reason, matched, ...this.ref(cp), host, hostKind });
+    return { allow: true, reason, matched, policyId: cp.id, policyVersion: cp.id === null ? null : cp.version, host, hostKind };
   }
 
-  private decideName(cp: CompiledPolicy, name: string): Decision {
+  /** `scanned`: scanHost(name) was the last scan (hostScan holds its hashes). */
+  private decideName(cp: CompiledPolicy, name: string, scanned: boolean): Decision {
     if (cp.allowAll) return this.allowed(cp, name, 'name', 'allow_all', null);
-    const m = cp.matchName(name);
+    const m = scanned ? cp.matchScanned(name, hostScan) : cp.matchName(name);
     if (m !== undefined) return this.allowed(cp, name, 'name', m.reason, m.entry);
     if (cp.devboxToDevbox && this.isAccountTunnel(cp.accountId, name)) {
       return this.allowed(cp, name, 'name', 'devbox_to_devbox', name);
@@ -170,10 +184,12 @@ export class PolicyEngine {
     const words = ipToWords(ip);
     const cidr = words === null ? null : cp.matchCidr(words, port, protocol);
     if (cidr !== null) return this.allowed(cp, ip, 'ip', 'cidr', cidr);
+    const toggle = cp.matchToggleIp(ip);
+    if (toggle !== undefined) return this.allowed(cp, ip, 'ip', toggle.reason, toggle.entry);
     if (devboxId !== null) {
       const learned = this.learned.lookup(devboxId, ip);
       if (learned !== undefined) {
-        const again = this.decideName(cp, learned.name);
+        const again = this.decideName(cp, learned.name, false);
         if (again.allow) return this.allowed(cp, ip, 'ip', 'dns_learned', learned.name);
       }
     }
@@ -199,7 +215,7 @@ export class PolicyEngine {
     if (cp === undefined) {
       const p = this.source.getPolicy(policyId);
       if (p === undefined) return null;
-      cp = new CompiledPolicy(p, this.opts.toggles);
+      cp = new CompiledPolicy(p, this.opts.toggles, this.cacheSize);
       this.compiled.set(policyId, cp);
     }
     return cp;

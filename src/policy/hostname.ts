@@ -102,8 +102,10 @@ export function normalizeHost(input: string): NormalizedHost {
   if (s.length > 0 && s.charCodeAt(s.length - 1) === C_DOT) s = s.slice(0, -1);
   if (s.length === 0) return { kind: 'invalid', why: 'empty name' };
   if (s.length > 1024) return { kind: 'invalid', why: 'name too long' };
-  // Fast path: plain lower-case ASCII, no punycode to validate. No allocation besides the result.
-  if (isPlainLowerAscii(s) && !hasAceLabel(s)) return finishAscii(s);
+  // Fast path: one pass over plain lower-case ASCII with no punycode label to validate.
+  const fast = scanHost(s);
+  if (fast === SCAN_OK) return { kind: 'name', name: s };
+  if (fast === SCAN_CHECK) return finishAscii(s);
   if (s.charCodeAt(0) === 91 /* [ */ || s.includes(':')) {
     const ip = parseIpLiteral(s);
     return ip ? { kind: 'ip', ip: ip.ip, family: ip.family } : { kind: 'invalid', why: 'malformed IPv6 literal' };
@@ -114,7 +116,7 @@ export function normalizeHost(input: string): NormalizedHost {
   }
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c <= 32 || c === 127 || c === 37 /* % */ || c === 47 /* / */ || c === 64 /* @ */ || c === 92 /* \ */ || c === 58 /* : */) {
+    if (c <= 32 || c === 127 || c === 37 /* % */ || c === 47 /* / */ || c === 64 /* @ */ || c === 92 /* \\ */) {
       return { kind: 'invalid', why: 'forbidden character in name' };
     }
     // C1 controls, and the invisible/format characters IDNA would silently drop.
@@ -128,6 +130,99 @@ export function normalizeHost(input: string): NormalizedHost {
   return finishAscii(ascii.endsWith('.') ? ascii.slice(0, -1) : ascii);
 }
 
+/** Plain lower-case ASCII, good labels, non-numeric last label: already normalised. */
+export const SCAN_OK = 0;
+/** Plain lower-case ASCII, but label lengths or a numeric last label need the full checks. */
+export const SCAN_CHECK = 1;
+/** Plain lower-case ASCII with a punycode (`xn--`) label the IDNA step must validate. */
+export const SCAN_IDNA = 2;
+/** Anything else (upper case, non-ASCII, IP literal forms, forbidden characters). */
+export const SCAN_OTHER = 3;
+
+const MAX_SCAN_DOTS = 128;
+const MAX_SCAN_LENGTH = 1024;
+
+/**
+ * What scanHost() learnt about the string it last scanned: a polynomial hash (base 31,
+ * mod 2^32) of the whole string and of each prefix ending at a dot, from which the
+ * compiler derives the hash of every suffix without slicing. Valid until the next call;
+ * JavaScript runs one decision at a time, so one shared scratch suffices.
+ */
+export interface HostScan {
+  /** Hash of the whole string. */
+  hash: number;
+  /** Number of dots recorded. */
+  dots: number;
+  /** Index of each dot, left to right. */
+  readonly dotAt: Int32Array;
+  /** Hash of the prefix up to and including each dot. */
+  readonly prefixHash: Int32Array;
+}
+
+export const hostScan: HostScan = { hash: 0, dots: 0, dotAt: new Int32Array(MAX_SCAN_DOTS), prefixHash: new Int32Array(MAX_SCAN_DOTS) };
+
+/** POW31[k] = 31^k mod 2^32: hash(s[j..n)) = hash(s) − hash(s[0..j)) · 31^(n−j). */
+export const POW31: Int32Array = (() => {
+  const p = new Int32Array(MAX_SCAN_LENGTH + 1);
+  p[0] = 1;
+  for (let i = 1; i <= MAX_SCAN_LENGTH; i++) p[i] = Math.imul(p[i - 1]!, 31);
+  return p;
+})();
+
+/** The same hash scanHost computes, for a whole string (used to index entries). */
+export function nameHash(s: string): number {
+  let h = 0;
+  for (let i = 0; i < s.length; i++) h = (Math.imul(h, 31) + s.charCodeAt(i)) | 0;
+  return h;
+}
+
+/**
+ * One pass over a host as given: classifies it (SCAN_*) and, unless SCAN_OTHER, fills
+ * hostScan. Does not strip a trailing dot (a trailing dot makes an empty last label →
+ * SCAN_CHECK). No allocation.
+ */
+export function scanHost(s: string): number {
+  const n = s.length;
+  if (n === 0 || n > MAX_SCAN_LENGTH) return SCAN_OTHER;
+  const scan = hostScan;
+  let labelStart = 0;
+  let check = n > MAX_NAME_LENGTH;
+  let idna = false;
+  let dots = 0;
+  let h = 0;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    h = (Math.imul(h, 31) + c) | 0;
+    if (c === C_DOT) {
+      const len = i - labelStart;
+      if (len === 0 || len > MAX_LABEL_LENGTH) check = true;
+      labelStart = i + 1;
+      if (dots < MAX_SCAN_DOTS) {
+        scan.dotAt[dots] = i;
+        scan.prefixHash[dots] = h;
+        dots++;
+      } else check = true;
+    } else if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === C_UNDERSCORE) {
+      continue;
+    } else if (c === C_DASH) {
+      // `xn--` at the start of a label: punycode, which the IDNA step must validate.
+      if (i === labelStart + 3 && s.charCodeAt(i - 1) === C_DASH && s.charCodeAt(labelStart) === 120 && s.charCodeAt(labelStart + 1) === 110) {
+        idna = true;
+      }
+    } else {
+      return SCAN_OTHER;
+    }
+  }
+  scan.hash = h;
+  scan.dots = dots;
+  const last = n - labelStart;
+  if (last === 0 || last > MAX_LABEL_LENGTH) check = true;
+  // WHATWG: a numeric last label (decimal, or 0x hex) makes the whole host an IPv4 literal.
+  const c0 = s.charCodeAt(labelStart);
+  if (c0 >= 48 && c0 <= 57) check = true;
+  return idna ? SCAN_IDNA : check ? SCAN_CHECK : SCAN_OK;
+}
+
 export type EntryResult = { ok: true; entry: string } | { ok: false; why: string };
 
 /**
@@ -136,6 +231,12 @@ export type EntryResult = { ok: true; entry: string } | { ok: false; why: string
  */
 export function normalizeAllowedHostname(raw: unknown): EntryResult {
   if (typeof raw !== 'string') return { ok: false, why: 'must be a string' };
+  // Fast path for the stored, already-normalised form (compiling 100,000 entries).
+  const w = raw.length > 2 && raw.charCodeAt(0) === 42 /* * */ && raw.charCodeAt(1) === C_DOT;
+  const plain = w ? raw.slice(2) : raw;
+  if (plain.length > 0 && plain.charCodeAt(plain.length - 1) !== C_DOT && isPlainLowerAscii(plain) && !hasAceLabel(plain)) {
+    return entryFrom(w, finishAscii(plain));
+  }
   const entry = raw.trim();
   if (entry !== raw) return { ok: false, why: 'has leading or trailing spaces' };
   if (entry.length === 0) return { ok: false, why: 'is empty' };
@@ -146,7 +247,10 @@ export function normalizeAllowedHostname(raw: unknown): EntryResult {
   if (rest.includes('*')) return { ok: false, why: 'a wildcard may only be the whole first label, once (*.example.com)' };
   if (isIP(rest.replace(/^\[|\]$/g, '')) !== 0) return { ok: false, why: 'is an IP address; put addresses in allowed_cidrs' };
   if (/:\d*$/.test(rest)) return { ok: false, why: 'has a port; entries are host names only' };
-  const n = normalizeHost(rest);
+  return entryFrom(wildcard, normalizeHost(rest));
+}
+
+function entryFrom(wildcard: boolean, n: NormalizedHost): EntryResult {
   if (n.kind === 'ip') return { ok: false, why: 'is an IP address; put addresses in allowed_cidrs' };
   if (n.kind === 'invalid') return { ok: false, why: `is not a valid host name (${n.why})` };
   if (wildcard) {

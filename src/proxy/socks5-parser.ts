@@ -120,12 +120,12 @@ export function ipv6ToText(b: Buffer, at: number): string {
 export class Socks5Parser {
   private buf: Buffer = EMPTY;
 
-  constructor(private readonly maxBytes: number = DEFAULT_MAX_HANDSHAKE_BYTES) {}
-
-  /** Appends received bytes; false when the buffered handshake exceeds the bound. */
-  push(chunk: Buffer): boolean {
+  /**
+   * Appends received bytes. The caller bounds the buffer (see DEFAULT_MAX_HANDSHAKE_BYTES):
+   * a client may legitimately send data for the destination right after its request.
+   */
+  push(chunk: Buffer): void {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    return this.buf.length <= this.maxBytes;
   }
 
   /** Bytes received but not consumed by a parsed message. */

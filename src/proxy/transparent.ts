@@ -1,13 +1,114 @@
-/** Transparent TLS (SNI) and HTTP (Host) doors. (Placeholder until they land.) */
-import type { HostPort } from '../config.js';
-import type { DoorContext, RunningDoor } from '../door.js';
+/**
+ * Transparent doors, for traffic the host's firewall redirects here (the original
+ * destination address is gone after the redirect, so the name the client sends decides):
+ * - TLS (--transparent-tls): the ClientHello's SNI is decided, resolved through the
+ *   gateway's resolver and spliced to port 443 of the checked address. No SNI, a malformed
+ *   hello or a denial: a TLS alert, then close.
+ * - HTTP (--transparent-http): the Host header is decided, the request forwarded to port 80.
+ */
+import net from 'node:net';
+import type { GatewayConfig, HostPort } from '../config.js';
+import { type DoorContext, type RunningDoor, listenError } from '../door.js';
+import { denial } from '../policy/decision.js';
+import { protocolErrors } from '../metrics.js';
+import { ALERT_ACCESS_DENIED, ALERT_DECODE_ERROR, ALERT_HANDSHAKE_FAILURE, ALERT_UNRECOGNIZED_NAME, tlsAlert } from './clienthello.js';
+import { readFirstFlight } from './connect.js';
+import { closeServer, startHttpDoor } from './http-proxy.js';
+import { Tunnel } from './tunnel.js';
+
+/** The destination port the transparent TLS door decides on (what the firewall redirected). */
+export const TRANSPARENT_TLS_PORT = 443;
+export const TRANSPARENT_HTTP_PORT = 80;
+
+/**
+ * Upstream ports: 443/80 in production. Read from the config (keys
+ * `transparentTlsUpstreamPort` / `transparentHttpUpstreamPort`, only for tests that cannot
+ * bind 443/80) on every connection, defensively, as they are not (yet) GatewayConfig options.
+ */
+export function upstreamPort(config: GatewayConfig, key: 'transparentTlsUpstreamPort' | 'transparentHttpUpstreamPort', def: number): number {
+  const v = (config as unknown as Record<string, unknown>)[key];
+  return typeof v === 'number' && Number.isInteger(v) && v > 0 && v < 65536 ? v : def;
+}
+
+function closeWithAlert(sock: net.Socket, alert: number): void {
+  if (!sock.writable) {
+    sock.destroy();
+    return;
+  }
+  sock.end(tlsAlert(alert), () => sock.destroy());
+  sock.resume();
+}
+
+async function handleTls(ctx: DoorContext, sock: net.Socket): Promise<void> {
+  sock.on('error', () => sock.destroy());
+  const identity = ctx.engine.identifyByAddress(sock.remoteAddress ?? '');
+  const { buf, result } = await readFirstFlight(sock, null, ctx.config.headerTimeoutMs, true);
+  if (sock.destroyed) return;
+  if (typeof result === 'string') {
+    if (result !== 'closed') protocolErrors.labels('tls', result === 'not_tls' ? 'not_tls' : 'client_hello').inc();
+    if (result === 'closed') sock.destroy();
+    else closeWithAlert(sock, ALERT_DECODE_ERROR);
+    return;
+  }
+  if (result.sni === null) {
+    ctx.gate.record(identity, 'tls', denial('invalid_host', '', undefined, 'invalid'), TRANSPARENT_TLS_PORT);
+    protocolErrors.labels('tls', 'no_sni').inc();
+    closeWithAlert(sock, ALERT_UNRECOGNIZED_NAME);
+    return;
+  }
+  const host = result.sni;
+  const admission = await ctx.gate.admit(identity, host, TRANSPARENT_TLS_PORT, 'tls');
+  if (!admission.ok) {
+    closeWithAlert(sock, admission.error === 'denied' ? ALERT_ACCESS_DENIED : ALERT_UNRECOGNIZED_NAME);
+    return;
+  }
+  if (sock.destroyed) return;
+  const tunnel = Tunnel.open(ctx, sock, { door: 'tls', identity, decision: admission.decision, host, port: TRANSPARENT_TLS_PORT });
+  if (tunnel === null) {
+    closeWithAlert(sock, ALERT_HANDSHAKE_FAILURE);
+    return;
+  }
+  const err = await tunnel.connect(admission.address, upstreamPort(ctx.config, 'transparentTlsUpstreamPort', TRANSPARENT_TLS_PORT));
+  if (err) {
+    tunnel.close(err.code, tlsAlert(ALERT_HANDSHAKE_FAILURE));
+    return;
+  }
+  tunnel.splice(buf);
+}
 
 export async function startTransparentTls(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
-  ctx.log.warn('transparent TLS not implemented yet');
-  return { name: 'transparent-tls', address: at, close: async () => {} };
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (sock) => {
+    sockets.add(sock);
+    sock.once('close', () => sockets.delete(sock));
+    handleTls(ctx, sock).catch((e: unknown) => {
+      ctx.log.error({ err: e }, 'transparent TLS failed');
+      sock.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: unknown) => reject(listenError('--transparent-tls', at, e));
+    server.once('error', onError);
+    server.listen(at.port, at.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('error', (e) => ctx.log.error({ err: e, door: 'transparent-tls' }, 'listener error'));
+  const bound = server.address() as net.AddressInfo;
+  return {
+    name: 'transparent-tls',
+    address: { host: bound.address, port: bound.port },
+    close: (graceMs) => closeServer(server, sockets, graceMs),
+  };
 }
 
 export async function startTransparentHttp(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
-  ctx.log.warn('transparent HTTP not implemented yet');
-  return { name: 'transparent-http', address: at, close: async () => {} };
+  return startHttpDoor(ctx, at, {
+    door: 'transparent_http',
+    name: 'transparent-http',
+    setting: '--transparent-http',
+    proxy: false,
+    originPort: upstreamPort(ctx.config, 'transparentHttpUpstreamPort', TRANSPARENT_HTTP_PORT),
+  });
 }

@@ -18,6 +18,14 @@ export interface DnsUpstreamOptions {
   records: Record<string, TestRecord[]>;
   /** Names whose UDP answers come back with the TC bit and no answers (to force TCP). */
   truncateUdp?: Set<string>;
+  /** Names whose UDP queries are counted but never answered (to force a time-out). */
+  dropUdp?: Set<string>;
+  /** When set, NXDOMAIN and NODATA answers carry this SOA in authority (RFC 2308 negative caching). */
+  negativeSoa?: { ttl: number; minimum: number };
+}
+
+function udpName(p: dnsPacket.Packet): string {
+  return (p.questions?.[0]?.name ?? '').toLowerCase().replace(/\.$/, '');
 }
 
 export interface DnsUpstream {
@@ -35,14 +43,17 @@ function answer(query: dnsPacket.Packet, opts: DnsUpstreamOptions, transport: 'u
   const name = (q?.name ?? '').toLowerCase().replace(/\.$/, '');
   const recs = opts.records[name];
   const base = { type: 'response' as const, id: query.id, flags: dnsPacket.AUTHORITATIVE_ANSWER | dnsPacket.RECURSION_DESIRED, questions: query.questions };
-  if (!q || !recs) return dnsPacket.encode({ ...base, flags: (base.flags ?? 0) | 3 /* NXDOMAIN */ } as dnsPacket.Packet);
+  const soa = opts.negativeSoa
+    ? [{ type: 'SOA', name: 'test', class: 'IN', ttl: opts.negativeSoa.ttl, data: { mname: 'ns.test', rname: 'hostmaster.test', serial: 1, refresh: 60, retry: 60, expire: 60, minimum: opts.negativeSoa.minimum } }]
+    : [];
+  if (!q || !recs) return dnsPacket.encode({ ...base, flags: (base.flags ?? 0) | 3 /* NXDOMAIN */, authorities: soa } as dnsPacket.Packet);
   if (transport === 'udp' && opts.truncateUdp?.has(name)) {
     return dnsPacket.encode({ ...base, flags: (base.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE } as dnsPacket.Packet);
   }
   const answers = recs
     .filter((r) => r.type === q.type || (q.type as string) === 'ANY' || r.type === 'CNAME')
     .map((r) => ({ type: r.type, name: q.name, class: 'IN', ttl: r.ttl ?? 300, data: r.data }));
-  return dnsPacket.encode({ ...base, answers } as dnsPacket.Packet);
+  return dnsPacket.encode({ ...base, answers, ...(answers.length === 0 ? { authorities: soa } : {}) } as dnsPacket.Packet);
 }
 
 export async function startDnsUpstream(opts: DnsUpstreamOptions): Promise<DnsUpstream> {
@@ -51,8 +62,7 @@ export async function startDnsUpstream(opts: DnsUpstreamOptions): Promise<DnsUps
     const q = p.questions?.[0];
     if (q) queries.push(`${q.name.toLowerCase().replace(/\.$/, '')}/${q.type}/${t}`);
   };
-  const udp = dgram.createSocket('udp4');
-  udp.on('message', (msg, rinfo) => {
+  const onUdp = (udp: dgram.Socket) => (msg: Buffer, rinfo: dgram.RemoteInfo) => {
     let p: dnsPacket.Packet;
     try {
       p = dnsPacket.decode(msg);
@@ -60,10 +70,9 @@ export async function startDnsUpstream(opts: DnsUpstreamOptions): Promise<DnsUps
       return;
     }
     note(p, 'udp');
+    if (opts.dropUdp?.has(udpName(p))) return;
     udp.send(answer(p, opts, 'udp'), rinfo.port, rinfo.address);
-  });
-  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
-  const port = udp.address().port;
+  };
   const tcp = net.createServer((sock) => {
     let buf = Buffer.alloc(0);
     sock.on('error', () => {});
@@ -88,8 +97,23 @@ export async function startDnsUpstream(opts: DnsUpstreamOptions): Promise<DnsUps
       }
     });
   });
-  // Same port for TCP, as a real server; retry on the rare clash is not needed on loopback.
-  await new Promise<void>((r, j) => tcp.once('error', j).listen(port, '127.0.0.1', () => r()));
+  // Same port for UDP and TCP, as a real server: UDP picks a free port, and when TCP
+  // cannot have it (other tests on this host hold it) both try again.
+  let udp!: dgram.Socket;
+  let port = 0;
+  for (let attempt = 0; ; attempt++) {
+    udp = dgram.createSocket('udp4');
+    udp.on('message', onUdp(udp));
+    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+    port = udp.address().port;
+    try {
+      await new Promise<void>((r, j) => tcp.once('error', j).listen(port, '127.0.0.1', () => r()));
+      break;
+    } catch (e) {
+      udp.close();
+      if (attempt >= 20) throw e;
+    }
+  }
   return {
     port,
     address: '127.0.0.1',

@@ -1,0 +1,163 @@
+/**
+ * The admin REST API: Runloop-compatible /v1/network-policies, devbox registration,
+ * egress check, /healthz, /metrics and /openapi.json, on one port that speaks HTTP/1.1
+ * and HTTP/2 (h2c prior knowledge, or h2/http1.1 by ALPN with TLS).
+ */
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import swagger from '@fastify/swagger';
+import { ConfigError, type HostPort } from '../config.js';
+import { listenError, type DoorContext, type RunningDoor } from '../door.js';
+import type { Store } from '../store/index.js';
+import { requireAuth } from './auth.js';
+import { errorBody, registerErrorHandling } from './errors.js';
+import { listenDual } from './transport.js';
+import { networkPolicyRoutes } from './routes/network-policies.js';
+import { devboxRoutes } from './routes/devboxes.js';
+import { egressCheckRoutes } from './routes/egress-check.js';
+import { healthRoutes } from './routes/health.js';
+import { apiRequestSeconds, apiRequests, metricsRoutes } from './routes/metrics.js';
+
+export const BODY_LIMIT = 1024 * 1024;
+
+type RawHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+const handlers = new WeakMap<FastifyInstance, RawHandler>();
+
+interface QuerySchema {
+  properties?: Record<string, { type?: string }>;
+}
+
+/**
+ * Query strings arrive as text. Bodies are validated without coercion (a "true" string is
+ * not a boolean), so query values are converted here, by the types the route's schema
+ * declares, before validation. Values that do not convert stay text and fail validation.
+ */
+function coerceQuery(req: FastifyRequest): void {
+  const schema = req.routeOptions.schema?.querystring as QuerySchema | undefined;
+  const q = req.query as Record<string, unknown> | undefined;
+  if (!schema?.properties || !q) return;
+  for (const [k, s] of Object.entries(schema.properties)) {
+    const v = q[k];
+    if (typeof v !== 'string') continue;
+    if (s.type === 'integer' && /^-?\d{1,15}$/.test(v)) q[k] = Number(v);
+    else if (s.type === 'boolean' && (v === 'true' || v === 'false')) q[k] = v === 'true';
+  }
+}
+
+/** Builds the Fastify app (not listening). The raw request handler is kept for the transport. */
+export async function buildApi(ctx: DoorContext, store: Store): Promise<FastifyInstance> {
+  let handler: RawHandler | null = null;
+  const app = Fastify({
+    loggerInstance: ctx.log.child({ door: 'api' }),
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: BODY_LIMIT,
+    return503OnClosing: true,
+    // The transport owns the sockets; this server never listens.
+    serverFactory: (h: RawHandler) => {
+      handler = h;
+      return http.createServer();
+    },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
+  }) as unknown as FastifyInstance;
+  handlers.set(app, (req, res) => handler!(req, res));
+
+  registerErrorHandling(app);
+
+  // An empty JSON body (the SDK's delete() sends Content-Type: application/json, no body) is {}.
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (req, body, done) => {
+    if (typeof body === 'string' && body.trim().length === 0) return done(null, {});
+    json(req, body as string, done);
+  });
+
+  app.addHook('preValidation', async (req) => {
+    coerceQuery(req);
+    if (req.body === undefined && req.method === 'POST') req.body = {};
+  });
+  app.addHook('onSend', async (req, reply) => {
+    // HTTP/2 forbids connection-specific headers; Fastify adds `Connection: close` after body errors.
+    if (req.raw.httpVersionMajor === 2) reply.removeHeader('connection');
+    // An oversized body with a Content-Length: keep the connection so Node discards the rest of the
+    // body instead of resetting the socket under a client still sending (it would never see the 413).
+    else if (reply.statusCode === 413 && req.headers['content-length'] !== undefined && Number(req.headers['content-length']) <= 64 * BODY_LIMIT) {
+      reply.removeHeader('connection');
+    }
+  });
+  app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
+    const labels = { route: req.routeOptions.url ?? 'unmatched', method: req.method, status: String(reply.statusCode) };
+    apiRequests.inc(labels);
+    apiRequestSeconds.observe(labels, reply.elapsedTime / 1000);
+    req.log.debug({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, http: req.raw.httpVersion }, 'api request');
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'egress-gateway API',
+        version: '1',
+        description: 'Runloop-compatible network policies, devbox registration and egress checks. '
+          + 'Errors: { "error": { "code", "message", "status" } }.',
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+
+  await app.register(healthRoutes);
+  await app.register(metricsRoutes);
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(async (v1) => {
+    requireAuth(v1, store);
+    await v1.register(networkPolicyRoutes(store));
+    await v1.register(devboxRoutes(store));
+    await v1.register(egressCheckRoutes(store, ctx.engine));
+  });
+  return app;
+}
+
+function readPem(setting: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ConfigError(setting, `cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
+export async function startApi(ctx: DoorContext, store: Store, at: HostPort): Promise<RunningDoor> {
+  const cfg = ctx.config;
+  const tls = cfg.apiTlsCert && cfg.apiTlsKey
+    ? { cert: readPem('--api-tls-cert', cfg.apiTlsCert), key: readPem('--api-tls-key', cfg.apiTlsKey) }
+    : null;
+  const app = await buildApi(ctx, store);
+  await app.ready();
+  const handler = handlers.get(app)!;
+  let server;
+  try {
+    server = await listenDual(handler as Parameters<typeof listenDual>[0], at, {
+      tls,
+      headerTimeoutMs: cfg.headerTimeoutMs,
+      maxHeaderBytes: cfg.maxHeaderBytes,
+      idleTimeoutMs: Math.min(cfg.idleTimeoutMs, 300_000),
+      bodyLimit: BODY_LIMIT,
+      tooLargeBody: JSON.stringify(errorBody(413, 'payload_too_large', 'request body is larger than 1 MiB')),
+    });
+  } catch (e) {
+    await app.close();
+    if ((e as NodeJS.ErrnoException).code === 'ERR_OSSL_PEM_NO_START_LINE' || /PEM|key|certificate/i.test((e as Error).message) && tls) {
+      throw new ConfigError('--api-tls-cert', `cannot use the TLS certificate/key: ${(e as Error).message}`);
+    }
+    throw listenError('--api', at, e);
+  }
+  const running = server;
+  return {
+    name: 'api',
+    address: running.address,
+    async close(graceMs: number) {
+      await running.close(graceMs);
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,59 @@
+/** POST /v1/egress/check: explain what the gateway would decide for a devbox or policy. */
+import type { FastifyPluginAsync } from 'fastify';
+import type { PolicyEngine } from '../../policy/engine.js';
+import type { Store } from '../../store/index.js';
+import { badRequest } from '../errors.js';
+import { egressCheckBody, egressCheckView, errorResponses } from '../schemas.js';
+
+interface CheckBody {
+  devbox_id?: string | null;
+  network_policy_id?: string | null;
+  host: string;
+  port?: number;
+  protocol?: 'TCP' | 'UDP';
+}
+
+export const egressCheckRoutes = (store: Store, engine: PolicyEngine): FastifyPluginAsync => async (app) => {
+  app.post<{ Body: CheckBody }>('/v1/egress/check', {
+    schema: {
+      tags: ['egress'], security: [{ bearerAuth: [] }], operationId: 'checkEgress',
+      summary: 'Would this devbox (or policy) be allowed to reach host:port? Same decision the doors enforce (before DNS resolution).',
+      body: egressCheckBody,
+      response: { 200: egressCheckView, ...errorResponses(400, 401) },
+    },
+  }, async (req) => {
+    const b = req.body;
+    const port = b.port ?? 443;
+    const protocol = b.protocol ?? 'TCP';
+    const hasDevbox = b.devbox_id != null;
+    const hasPolicy = b.network_policy_id != null;
+    if (hasDevbox === hasPolicy) throw badRequest('give exactly one of "devbox_id" or "network_policy_id"');
+    let policyId: string | null;
+    let devboxId: string | null = null;
+    if (hasDevbox) {
+      const d = store.getDevboxFor(req.accountId, b.devbox_id!);
+      if (!d) throw badRequest(`field "devbox_id": devbox ${b.devbox_id!} does not exist in this account`);
+      devboxId = d.id;
+      policyId = d.network_policy_id;
+    } else {
+      const p = store.getPolicyFor(req.accountId, b.network_policy_id!);
+      if (!p) throw badRequest(`field "network_policy_id": network policy ${b.network_policy_id!} does not exist in this account`);
+      policyId = p.id;
+    }
+    // A devbox that is not running has no traffic admitted at all; ask the engine the way a door would.
+    const d = devboxId !== null && store.getDevbox(devboxId)?.status !== 'running'
+      ? engine.decide({ devboxId, via: 'credentials', source: '' }, b.host, port, 'check', protocol)
+      : engine.decideForPolicy(policyId, b.host, port, protocol, devboxId);
+    return {
+      decision: d.allow ? 'allow' : 'deny',
+      reason: d.reason,
+      matched: d.matched,
+      host: d.host,
+      port,
+      protocol,
+      devbox_id: devboxId,
+      network_policy_id: policyId,
+      policy_version: d.policyVersion,
+    };
+  });
+};

@@ -1,0 +1,31 @@
+/**
+ * GET /metrics (no auth): the gateway's one prom-client registry, including the API's
+ * own request counter and latency histogram, by route, method and status.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import { Counter, Histogram } from 'prom-client';
+import { registry } from '../../metrics.js';
+
+export const apiRequests = new Counter({
+  name: 'egress_api_requests_total',
+  help: 'Admin API requests, by route, method and status',
+  labelNames: ['route', 'method', 'status'] as const,
+  registers: [registry],
+});
+
+export const apiRequestSeconds = new Histogram({
+  name: 'egress_api_request_duration_seconds',
+  help: 'Admin API request latency, by route, method and status',
+  labelNames: ['route', 'method', 'status'] as const,
+  buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  registers: [registry],
+});
+
+export const metricsRoutes: FastifyPluginAsync = async (app) => {
+  app.get('/metrics', {
+    schema: { tags: ['operations'], summary: 'Prometheus metrics (no auth).', produces: ['text/plain'] },
+  }, async (_req, reply) => {
+    const text = await registry.metrics();
+    return reply.type(registry.contentType).send(text);
+  });
+};

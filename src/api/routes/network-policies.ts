@@ -1,0 +1,128 @@
+/** /v1/network-policies: create, list, get, update, delete (Runloop-compatible). */
+import type { FastifyPluginAsync } from 'fastify';
+import type { AllowedCidr, EgressRules } from '../../policy/model.js';
+import type { Store } from '../../store/index.js';
+import { notFound } from '../errors.js';
+import {
+  emptyBody, errorResponses, idParams, policyCreateBody, policyListQuery, policyListView, policyUpdateBody, policyView as policyViewSchema,
+  DEFAULT_LIST_LIMIT,
+} from '../schemas.js';
+import { checkCidrs, checkHostnames, checkName } from '../validate.js';
+import { policyView } from '../views.js';
+
+interface PolicyBody {
+  name?: string | null;
+  description?: string | null;
+  allow_all?: boolean | null;
+  allow_devbox_to_devbox?: boolean | null;
+  allowed_hostnames?: string[] | null;
+  allow_agent_gateway?: boolean | null;
+  allow_mcp_gateway?: boolean | null;
+  allow_runloop_mirrors?: boolean | null;
+  allowed_cidrs?: AllowedCidr[] | null;
+}
+
+interface ListQuery {
+  name?: string;
+  id?: string;
+  limit?: number;
+  starting_after?: string;
+  include_total_count?: boolean;
+}
+
+const TOGGLES = ['allow_all', 'allow_devbox_to_devbox', 'allow_agent_gateway', 'allow_mcp_gateway', 'allow_runloop_mirrors'] as const;
+
+/** The egress fields the body provides (null and absent mean "keep" / "default"), validated and normalised. */
+function egressPatch(b: PolicyBody): Partial<EgressRules> {
+  const e: Partial<EgressRules> = {};
+  for (const k of TOGGLES) {
+    const v = b[k];
+    if (typeof v === 'boolean') e[k] = v;
+  }
+  if (b.allowed_hostnames != null) e.allowed_hostnames = checkHostnames(b.allowed_hostnames);
+  if (b.allowed_cidrs != null) e.allowed_cidrs = checkCidrs(b.allowed_cidrs);
+  return e;
+}
+
+export const networkPolicyRoutes = (store: Store): FastifyPluginAsync => async (app) => {
+  const tags = ['network-policies'];
+  const security = [{ bearerAuth: [] }];
+
+  app.post<{ Body: PolicyBody }>('/v1/network-policies', {
+    schema: {
+      tags, security, operationId: 'createNetworkPolicy', summary: 'Create a NetworkPolicy.',
+      body: policyCreateBody,
+      response: { 200: policyViewSchema, ...errorResponses(400, 401, 413) },
+    },
+  }, async (req) => {
+    const b = req.body;
+    const name = checkName('name', b.name!);
+    const p = store.createPolicy(req.accountId, { name, description: b.description ?? null, egress: egressPatch(b) });
+    req.log.info({ event: 'policy_created', account: req.accountId, policy: p.id, name: p.name }, 'network policy created');
+    return policyView(p);
+  });
+
+  app.get<{ Querystring: ListQuery }>('/v1/network-policies', {
+    schema: {
+      tags, security, operationId: 'listNetworkPolicies', summary: 'List NetworkPolicies.',
+      querystring: policyListQuery,
+      response: { 200: policyListView, ...errorResponses(400, 401) },
+    },
+  }, async (req) => {
+    const q = req.query;
+    const includeTotal = q.include_total_count ?? true;
+    const page = store.listPolicies(req.accountId, {
+      name: q.name, id: q.id, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal,
+    });
+    return {
+      network_policies: page.items.map(policyView),
+      has_more: page.hasMore,
+      ...(includeTotal ? { total_count: page.totalCount } : {}),
+    };
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/network-policies/:id', {
+    schema: {
+      tags, security, operationId: 'getNetworkPolicy', summary: 'Get a NetworkPolicy.',
+      params: idParams,
+      response: { 200: policyViewSchema, ...errorResponses(401, 404) },
+    },
+  }, async (req) => {
+    const p = store.getPolicyFor(req.accountId, req.params.id);
+    if (!p) throw notFound(`network policy ${req.params.id} not found`);
+    return policyView(p);
+  });
+
+  app.post<{ Params: { id: string }; Body: PolicyBody | undefined }>('/v1/network-policies/:id', {
+    schema: {
+      tags, security, operationId: 'updateNetworkPolicy',
+      summary: 'Update a NetworkPolicy: omitted or null fields keep their values, provided fields replace entirely.',
+      params: idParams,
+      body: policyUpdateBody,
+      response: { 200: policyViewSchema, ...errorResponses(400, 401, 404, 413) },
+    },
+  }, async (req) => {
+    const b = req.body ?? {};
+    if (!store.getPolicyFor(req.accountId, req.params.id)) throw notFound(`network policy ${req.params.id} not found`);
+    const p = store.updatePolicy(req.accountId, req.params.id, {
+      name: b.name == null ? undefined : checkName('name', b.name),
+      description: b.description === null ? undefined : b.description,
+      egress: egressPatch(b),
+    });
+    req.log.info({ event: 'policy_updated', account: req.accountId, policy: p.id, version: p.version }, 'network policy updated');
+    return policyView(p);
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/network-policies/:id/delete', {
+    schema: {
+      tags, security, operationId: 'deleteNetworkPolicy', summary: 'Delete a NetworkPolicy; returns the deleted view.',
+      params: idParams,
+      body: emptyBody,
+      response: { 200: policyViewSchema, ...errorResponses(400, 401, 404) },
+    },
+  }, async (req) => {
+    const p = store.deletePolicy(req.accountId, req.params.id);
+    req.log.info({ event: 'policy_deleted', account: req.accountId, policy: p.id }, 'network policy deleted');
+    return policyView(p);
+  });
+};

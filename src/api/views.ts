@@ -1,0 +1,35 @@
+/** Stored shapes → the JSON the API returns. */
+import type { Devbox, NetworkPolicy } from '../policy/model.js';
+
+export function policyView(p: NetworkPolicy) {
+  return {
+    id: p.id,
+    name: p.name,
+    description: p.description,
+    egress: {
+      allow_all: p.egress.allow_all,
+      allow_devbox_to_devbox: p.egress.allow_devbox_to_devbox,
+      allowed_hostnames: p.egress.allowed_hostnames,
+      allow_agent_gateway: p.egress.allow_agent_gateway,
+      allow_mcp_gateway: p.egress.allow_mcp_gateway,
+      allow_runloop_mirrors: p.egress.allow_runloop_mirrors,
+      allowed_cidrs: p.egress.allowed_cidrs,
+    },
+    create_time_ms: p.create_time_ms,
+    update_time_ms: p.update_time_ms,
+  };
+}
+
+export function devboxView(d: Devbox) {
+  return {
+    id: d.id,
+    name: d.name,
+    status: d.status,
+    create_time_ms: d.create_time_ms,
+    end_time_ms: d.end_time_ms,
+    launch_parameters: { network_policy_id: d.network_policy_id },
+    metadata: d.metadata,
+    network: { addresses: d.addresses },
+    tunnel_key: d.tunnel_key,
+  };
+}

@@ -1,0 +1,159 @@
+/**
+ * `egress-gateway firewall`: prints the nftables ruleset that makes the gateway the only way
+ * out of a devbox. Devbox TCP 80/443 is redirected (DNAT) to the transparent HTTP/TLS doors,
+ * UDP+TCP 53 (to any resolver) to the DNS door; the devbox may reach the gateway's proxy
+ * ports on --gateway-addr; everything else it sends — forwarded or to the host — is dropped
+ * (QUIC on UDP 443 and DNS to other resolvers included). Load with `nft -f`; the rendered
+ * file deletes and recreates its own table, so reloading is idempotent.
+ */
+import { isIP } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import { ConfigError, loadConfig, type HostPort } from '../config.js';
+import { parseCidr } from '../policy/ip.js';
+
+export interface FirewallPorts {
+  transparentTls: number;
+  transparentHttp: number;
+  dns: number;
+  /** Explicit-proxy ports the devbox may reach directly (null: not exposed). */
+  httpProxy: number | null;
+  socks: number | null;
+}
+
+export interface FirewallOptions {
+  /** nftables table name (family inet). */
+  table: string;
+  /** Devbox source ranges (IPv4 and/or IPv6). */
+  devboxCidrs: string[];
+  /** Devbox-facing interfaces (nft iifname patterns, `veth*` allowed). */
+  interfaces: string[];
+  /** IPv4 address of the host the devboxes reach the gateway at; the doors must listen on it (or 0.0.0.0). */
+  gatewayAddr: string;
+  ports: FirewallPorts;
+}
+
+/** Defaults match the container image (Dockerfile) when a door is not configured. */
+export const DEFAULT_PORTS: FirewallPorts = { transparentTls: 8443, transparentHttp: 8081, dns: 5353, httpProxy: 3128, socks: 1080 };
+export const DEFAULT_TABLE = 'egress_gateway';
+
+const TABLE_RE = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+const IFACE_RE = /^[A-Za-z0-9_.:@+-]{1,15}\*?$|^[A-Za-z0-9_.:@+-]{0,14}\*$/;
+
+export function validateFirewallOptions(o: FirewallOptions): FirewallOptions {
+  if (!TABLE_RE.test(o.table)) throw new ConfigError('--table', `"${o.table}" is not a valid nftables table name`);
+  if (isIP(o.gatewayAddr) !== 4) throw new ConfigError('--gateway-addr', `"${o.gatewayAddr}" must be an IPv4 address on this host`);
+  if (o.devboxCidrs.length === 0 && o.interfaces.length === 0) throw new ConfigError('--devbox-cidr', 'give at least one --devbox-cidr (and optionally --interface)');
+  const cidrs = o.devboxCidrs.map((c) => {
+    const p = parseCidr(c);
+    if ('error' in p) throw new ConfigError('--devbox-cidr', `"${c}" is not a CIDR (${p.error})`);
+    return p.text;
+  });
+  for (const i of o.interfaces) if (!IFACE_RE.test(i)) throw new ConfigError('--interface', `"${i}" is not an interface name (at most 15 characters, optional trailing *)`);
+  for (const [k, v] of Object.entries(o.ports)) {
+    if (v === null) continue;
+    if (!Number.isInteger(v) || v < 1 || v > 65535) throw new ConfigError(`--${k}`, `port ${v} must be 1-65535 (a listener on port 0 needs its real port here)`);
+  }
+  return { ...o, devboxCidrs: cidrs };
+}
+
+/** The devbox matchers: one rule prefix per interface and per source range. */
+function matchers(o: FirewallOptions): string[] {
+  const out = o.interfaces.map((i) => `iifname "${i}"`);
+  const v4 = o.devboxCidrs.filter((c) => !c.includes(':'));
+  const v6 = o.devboxCidrs.filter((c) => c.includes(':'));
+  if (v4.length > 0) out.push(`ip saddr { ${v4.join(', ')} }`);
+  if (v6.length > 0) out.push(`ip6 saddr { ${v6.join(', ')} }`);
+  return out;
+}
+
+export function renderFirewall(input: FirewallOptions): string {
+  const o = validateFirewallOptions(input);
+  const { table, gatewayAddr: gw, ports: p } = o;
+  const m = matchers(o);
+  const tcpPorts = [p.transparentTls, p.transparentHttp, p.dns, p.httpProxy, p.socks].filter((x): x is number => x !== null);
+  const uniqueTcp = [...new Set(tcpPorts)].sort((a, b) => a - b);
+  const lines = [
+    '#!/usr/sbin/nft -f',
+    '# egress-gateway sidecar firewall (rendered by `egress-gateway firewall`; edit the flags, not this file).',
+    `# devboxes: ${[...o.interfaces.map((i) => `interface ${i}`), ...o.devboxCidrs].join(', ')}`,
+    `# gateway:  ${gw}  transparent TLS :${p.transparentTls}  transparent HTTP :${p.transparentHttp}  DNS :${p.dns}` +
+      `${p.httpProxy !== null ? `  HTTP proxy :${p.httpProxy}` : ''}${p.socks !== null ? `  SOCKS5 :${p.socks}` : ''}`,
+    `# load:     nft -f THIS_FILE        remove: nft delete table inet ${table}`,
+    '# Removing the table re-opens the devboxes\' direct egress; stopping the gateway does not (it fails closed).',
+    '',
+    '# Create-then-delete makes reloading idempotent.',
+    `table inet ${table}`,
+    `delete table inet ${table}`,
+    '',
+    `table inet ${table} {`,
+    '  chain prerouting {',
+    '    type nat hook prerouting priority dstnat; policy accept;',
+    ...m.map((x) => `    ${x} jump devbox_redirect`),
+    '  }',
+    '',
+    '  # Web and DNS traffic to anywhere goes to the gateway\'s transparent doors.',
+    '  chain devbox_redirect {',
+    `    meta nfproto ipv4 tcp dport 443 dnat ip to ${gw}:${p.transparentTls}`,
+    `    meta nfproto ipv4 tcp dport 80 dnat ip to ${gw}:${p.transparentHttp}`,
+    `    meta nfproto ipv4 udp dport 53 dnat ip to ${gw}:${p.dns}`,
+    `    meta nfproto ipv4 tcp dport 53 dnat ip to ${gw}:${p.dns}`,
+    '  }',
+    '',
+    '  chain input {',
+    '    type filter hook input priority filter; policy accept;',
+    ...m.map((x) => `    ${x} jump devbox_input`),
+    '  }',
+    '',
+    '  # To the host itself a devbox may reach only the gateway\'s listeners.',
+    '  chain devbox_input {',
+    '    ct state established,related accept',
+    `    ip daddr ${gw} tcp dport { ${uniqueTcp.join(', ')} } accept`,
+    `    ip daddr ${gw} udp dport ${p.dns} accept`,
+    '    counter drop',
+    '  }',
+    '',
+    '  # Nothing a devbox sends is routed past the host: direct connections, UDP 443 (QUIC),',
+    '  # DNS to other resolvers (already redirected above) and IPv6 all stop here.',
+    '  chain forward {',
+    '    type filter hook forward priority filter; policy accept;',
+    ...m.map((x) => `    ${x} counter drop`),
+    '  }',
+    '}',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+function envOr(flags: Map<string, string[]>, flag: string, env: string): string[] {
+  const v = flags.get(flag);
+  if (v !== undefined) return v.flatMap((x) => x.split(',')).map((x) => x.trim()).filter(Boolean);
+  const e = process.env[env];
+  return e ? e.split(',').map((x) => x.trim()).filter(Boolean) : [];
+}
+
+function port(at: HostPort | null, fallback: number | null): number | null {
+  return at === null ? fallback : at.port;
+}
+
+export async function firewallCommand(flags: Map<string, string[]>, _positional: string[]): Promise<void> {
+  const config = loadConfig(flags);
+  const gatewayAddr = envOr(flags, 'gateway-addr', 'EGRESS_GATEWAY_ADDR').at(-1);
+  if (!gatewayAddr) throw new ConfigError('--gateway-addr', 'required: the IPv4 address on this host the devboxes reach the gateway at');
+  const text = renderFirewall({
+    table: envOr(flags, 'table', 'EGRESS_FIREWALL_TABLE').at(-1) ?? DEFAULT_TABLE,
+    devboxCidrs: envOr(flags, 'devbox-cidr', 'EGRESS_DEVBOX_CIDR'),
+    interfaces: envOr(flags, 'interface', 'EGRESS_DEVBOX_INTERFACE'),
+    gatewayAddr,
+    ports: {
+      transparentTls: port(config.transparentTls, DEFAULT_PORTS.transparentTls)!,
+      transparentHttp: port(config.transparentHttp, DEFAULT_PORTS.transparentHttp)!,
+      dns: port(config.dns, DEFAULT_PORTS.dns)!,
+      httpProxy: port(config.httpProxy, null),
+      socks: port(config.socks, null),
+    },
+  });
+  const out = flags.get('out')?.at(-1);
+  if (out) writeFileSync(out, text);
+  else process.stdout.write(text);
+  process.exitCode = 0;
+}

@@ -1,0 +1,174 @@
+/**
+ * The answer cache, shared by the DNS door and the gateway's own resolver: upstream
+ * answers keyed by name/type/class, kept as wire bytes (OPT removed, ECH stripped, TTLs
+ * bounded) for the answer's TTL; negative answers for the SOA's negative TTL (RFC 2308).
+ * A hit is a copy of the bytes with the client's id and question written in place and the
+ * TTLs counted down; nothing is decoded on that path.
+ */
+import { LRUCache } from 'lru-cache';
+import dnsPacket from 'dns-packet';
+import { type AnswerInfo, RCODE, T, inspectAnswer, stripSvcbEch } from './wire.js';
+
+export interface CacheEntry {
+  /** Answer template: no OPT; TTLs as of `age` seconds after storing. */
+  readonly bytes: Buffer;
+  readonly rcode: number;
+  /** Records in the additional section (OPT excluded). */
+  readonly ar: number;
+  readonly ttlOffsets: readonly number[];
+  /** TTLs as stored (bounded), one per offset. */
+  readonly ttls: Uint32Array;
+  readonly storedAt: number;
+  /** When the entry stops being served (ms, Date.now clock). */
+  readonly expiresAt: number;
+  /** A and AAAA addresses of the answer section. */
+  readonly addresses: readonly string[];
+  age: number;
+}
+
+export interface TtlBounds {
+  minTtl: number;
+  maxTtl: number;
+}
+
+/** Longest time a negative answer is kept (RFC 2308 §5 suggests 1–3 hours at most). */
+const MAX_NEGATIVE_TTL = 3 * 3600;
+
+export function cacheKey(name: string, qtype: number, qclass: number): string {
+  return `${name}|${qtype}|${qclass}`;
+}
+
+/**
+ * Turns an upstream answer into a servable entry: OPT removed, HTTPS/SVCB `ech` removed,
+ * TTLs bounded. `ttl` is how long it may be cached (0: serve once, do not keep).
+ * Returns null when the answer is malformed or cannot be cleaned.
+ */
+export function prepareAnswer(raw: Buffer, bounds: TtlBounds, now: number): { entry: CacheEntry; ttl: number } | null {
+  let info = inspectAnswer(raw);
+  if (info === null) return null;
+  let bytes: Buffer;
+  if (info.hasEch || (info.optAt >= 0 && info.optAt + info.optLen !== raw.length)) {
+    const rebuilt = rebuild(raw);
+    if (rebuilt === null) return null;
+    bytes = rebuilt;
+    info = inspectAnswer(bytes);
+    if (info === null || info.hasEch) return null;
+  } else {
+    const end = info.optAt >= 0 ? info.optAt : raw.length;
+    bytes = Buffer.allocUnsafe(end);
+    raw.copy(bytes, 0, 0, end);
+  }
+  // Header: id 0 (set per reply), counts without OPT.
+  bytes.writeUInt16BE(0, 0);
+  bytes.writeUInt16BE(info.ar, 10);
+  const ttl = cacheTtl(info, bounds);
+  const ttls = new Uint32Array(info.ttlOffsets.length);
+  info.ttlOffsets.forEach((off, i) => {
+    const orig = bytes.readUInt32BE(off);
+    const negative = info!.rcode === RCODE.NXDOMAIN || info!.an === 0;
+    const t = negative && ttl > 0 ? ttl : clamp(orig > 0x7fffffff ? 0 : orig, bounds);
+    ttls[i] = t;
+    bytes.writeUInt32BE(t, off);
+  });
+  const entry: CacheEntry = {
+    bytes, rcode: info.rcode, ar: info.ar, ttlOffsets: info.ttlOffsets, ttls, storedAt: now,
+    expiresAt: now + ttl * 1000, addresses: info.addresses, age: 0,
+  };
+  return { entry, ttl };
+}
+
+function clamp(ttl: number, b: TtlBounds): number {
+  return ttl < b.minTtl ? b.minTtl : ttl > b.maxTtl ? b.maxTtl : ttl;
+}
+
+/** Seconds an answer may be cached: the lowest record TTL, or the negative TTL; 0 for none. */
+function cacheTtl(info: AnswerInfo, b: TtlBounds): number {
+  if (info.tc) return 0;
+  if (info.rcode === RCODE.NOERROR && info.an > 0) return clamp(info.minTtl < 0 ? 0 : Math.min(info.minTtl, 0x7fffffff), b);
+  if (info.rcode === RCODE.NXDOMAIN || (info.rcode === RCODE.NOERROR && info.an === 0)) {
+    if (info.soaTtl < 0) return 0; // RFC 2308 §5: no SOA, no negative caching
+    return Math.min(clamp(Math.min(info.soaTtl, info.soaMinimum), b), MAX_NEGATIVE_TTL);
+  }
+  return 0;
+}
+
+/** The rare path: decode, drop OPT and `ech`, encode (names come out uncompressed). */
+function rebuild(raw: Buffer): Buffer | null {
+  try {
+    const p = dnsPacket.decode(raw) as dnsPacket.Packet & { flags?: number };
+    const clean = (list: dnsPacket.Answer[] | undefined): dnsPacket.Answer[] => {
+      const out: dnsPacket.Answer[] = [];
+      for (const r of list ?? []) {
+        const type = r.type as string;
+        if (type === 'OPT') continue;
+        if (type === `UNKNOWN_${T.HTTPS}` || type === `UNKNOWN_${T.SVCB}`) {
+          const data = (r as { data: Buffer }).data;
+          const stripped = Buffer.isBuffer(data) ? stripSvcbEch(data) : null;
+          if (stripped === null) continue; // unparseable: drop the record rather than pass ECH
+          out.push({ ...(r as object), data: stripped } as dnsPacket.Answer);
+          continue;
+        }
+        out.push(r);
+      }
+      return out;
+    };
+    return dnsPacket.encode({
+      ...p,
+      answers: clean(p.answers),
+      authorities: clean(p.authorities),
+      additionals: clean(p.additionals),
+    } as dnsPacket.Packet);
+  } catch {
+    return null;
+  }
+}
+
+export class AnswerCache {
+  private readonly lru: LRUCache<string, CacheEntry>;
+  hits = 0;
+  misses = 0;
+
+  constructor(readonly bounds: TtlBounds, max = 20_000) {
+    this.lru = new LRUCache<string, CacheEntry>({ max });
+  }
+
+  get(key: string, now: number): CacheEntry | undefined {
+    const e = this.lru.get(key);
+    if (e === undefined) return undefined;
+    if (e.expiresAt <= now) {
+      this.lru.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+
+  set(key: string, entry: CacheEntry, ttl: number): void {
+    if (ttl > 0) this.lru.set(key, entry);
+  }
+
+  get size(): number {
+    return this.lru.size;
+  }
+
+  clear(): void {
+    this.lru.clear();
+  }
+}
+
+/** Brings the template's TTLs to the entry's current age (in place; cheap when unchanged). */
+export function refreshTtls(e: CacheEntry, now: number): void {
+  const age = Math.floor((now - e.storedAt) / 1000);
+  if (age === e.age) return;
+  e.age = age;
+  const offs = e.ttlOffsets;
+  for (let i = 0; i < offs.length; i++) {
+    const t = e.ttls[i]! - age;
+    e.bytes.writeUInt32BE(t > 0 ? t : 0, offs[i]!);
+  }
+}
+
+/** Seconds the entry has left (at least 0). */
+export function remainingTtl(e: CacheEntry, now: number): number {
+  const s = Math.floor((e.expiresAt - now) / 1000);
+  return s > 0 ? s : 0;
+}

@@ -1,0 +1,224 @@
+/**
+ * One DNS query, start to answer: rate limit and identity (before reading more than the
+ * header), parse the question, decide() on the name, then a local answer, a denial
+ * (NXDOMAIN/REFUSED with EDE 15), or the cached/forwarded upstream answer relayed with
+ * the client's id and question, whose A/AAAA addresses are learned for the devbox.
+ * Never throws; returns null to drop.
+ */
+import type { Logger } from 'pino';
+import type { GatewayConfig } from '../config.js';
+import type { Gate } from '../egress/gate.js';
+import type { PolicyEngine, Identity } from '../policy/engine.js';
+import { type Decision, denial } from '../policy/decision.js';
+import { type CacheEntry, refreshTtls } from './cache.js';
+import type { CachedResolver } from './resolver.js';
+import { blockedOpt, PLAIN_OPT } from './ede.js';
+import { dnsMetrics } from './metrics.js';
+import { isLocalReverse } from './reverse.js';
+import { AA, CLASS_IN, RCODE, RCODE_NAMES, T, TC, type Query, emptyReply, parseQuery, replyFlags, typeName, writeOpt } from './wire.js';
+
+export type Transport = 'udp' | 'tcp';
+export type HandleResult = Buffer | null | Promise<Buffer | null>;
+
+export interface HandlerDeps {
+  config: Pick<GatewayConfig, 'dnsDenyRcode' | 'dnsLearnGrace' | 'dnsRateLimit'>;
+  engine: PolicyEngine;
+  gate: Pick<Gate, 'record'>;
+  resolver: CachedResolver;
+  log: Logger;
+  /** One allowed query in this many is logged (0: none). */
+  allowLogEvery?: number;
+}
+
+/** Fixed one-second windows per source address; the table is emptied every window. */
+class RateLimiter {
+  private window = -1;
+  private readonly counts = new Map<string, number>();
+
+  constructor(private readonly perSecond: number) {}
+
+  allow(source: string, now: number): boolean {
+    if (this.perSecond <= 0) return true;
+    const w = Math.floor(now / 1000);
+    if (w !== this.window) {
+      this.window = w;
+      this.counts.clear();
+    }
+    const n = (this.counts.get(source) ?? 0) + 1;
+    this.counts.set(source, n);
+    return n <= this.perSecond;
+  }
+}
+
+/** At most one line per kind per second, so floods cannot flood the log. */
+class LogThrottle {
+  private readonly last = new Map<string, number>();
+  ok(kind: string, now: number): boolean {
+    const t = this.last.get(kind) ?? 0;
+    if (now - t < 1000) return false;
+    this.last.set(kind, now);
+    return true;
+  }
+}
+
+const MAX_UDP_REPLY = 4096;
+
+export class DnsHandler {
+  private readonly limiter: RateLimiter;
+  private readonly throttle = new LogThrottle();
+  private readonly denyRcode: number;
+  private readonly graceSeconds: number;
+  private readonly allowLogEvery: number;
+  private allowedSeen = 0;
+
+  constructor(private readonly deps: HandlerDeps) {
+    this.limiter = new RateLimiter(deps.config.dnsRateLimit);
+    this.denyRcode = deps.config.dnsDenyRcode === 'refused' ? RCODE.REFUSED : RCODE.NXDOMAIN;
+    this.graceSeconds = deps.config.dnsLearnGrace;
+    this.allowLogEvery = deps.allowLogEvery ?? 100;
+  }
+
+  handle(msg: Buffer, source: string, transport: Transport): HandleResult {
+    const started = performance.now();
+    if (msg.length < 12 || (msg[2]! & 0x80) !== 0) {
+      dnsMetrics.query('malformed', 'none', 'dropped');
+      return null;
+    }
+    const now = Date.now();
+    if (!this.limiter.allow(source, now)) {
+      dnsMetrics.query('rate_limited', 'none', 'REFUSED');
+      if (this.throttle.ok('rate_limited', now)) this.deps.log.warn({ event: 'dns_rate_limited', source }, 'DNS client over its query rate; answering REFUSED');
+      return this.refusedQuickly(msg);
+    }
+    const identity = this.deps.engine.identifyByAddress(source);
+    if (identity.devboxId === null) {
+      dnsMetrics.query('unknown_client', 'none', 'REFUSED');
+      if (this.throttle.ok('unknown_client', now)) this.deps.log.info({ event: 'dns_unknown_client', source }, 'DNS query from an unknown client refused');
+      dnsMetrics.answered('refused', (performance.now() - started) / 1000);
+      return this.refusedQuickly(msg);
+    }
+    const q = parseQuery(msg);
+    if ('drop' in q) {
+      if (q.drop) {
+        dnsMetrics.query('malformed', 'none', 'dropped');
+        return null;
+      }
+      dnsMetrics.query('malformed', 'none', RCODE_NAMES[q.rcode] ?? 'other');
+      // A malformed question is not echoed; a well-formed one is.
+      return emptyReply(msg, q.qEnd, q.rcode, null);
+    }
+    return this.answer(msg, q, identity, transport, started, now);
+  }
+
+  /** REFUSED, never larger than the query: header and (when it parses) the question. */
+  private refusedQuickly(msg: Buffer): Buffer | null {
+    const q = parseQuery(msg);
+    if ('drop' in q) return q.drop ? null : emptyReply(msg, 12, RCODE.REFUSED, null);
+    return emptyReply(msg, q.qEnd, RCODE.REFUSED, null);
+  }
+
+  private answer(msg: Buffer, q: Query, identity: Identity, transport: Transport, started: number, now: number): HandleResult {
+    const qt = typeName(q.qtype);
+    if (q.qclass !== CLASS_IN) return this.local(msg, q, RCODE.REFUSED, 0, 'refused', qt, started);
+    if (q.qtype === T.AXFR || q.qtype === T.IXFR) return this.local(msg, q, RCODE.REFUSED, 0, 'refused', qt, started);
+    if (isLocalReverse(q.name, this.deps.engine)) return this.local(msg, q, RCODE.NXDOMAIN, AA, 'local', qt, started);
+
+    let decision: Decision;
+    if (!q.plain) decision = denial('invalid_host', q.name);
+    else {
+      decision = this.deps.engine.decide(identity, q.name, 53, 'dns', 'UDP');
+      // IP-literal spellings are not DNS names: never forwarded.
+      if (decision.allow && decision.hostKind !== 'name') decision = denial('invalid_host', q.name, decision, decision.hostKind);
+    }
+    this.deps.gate.record(identity, 'dns', decision, 53);
+    if (!decision.allow) {
+      const rcode = this.denyRcode;
+      const out = emptyReply(msg, q.qEnd, rcode, q.edns ? blockedOpt(decision.policyId, decision.reason) : null);
+      dnsMetrics.query('deny', qt, RCODE_NAMES[rcode]!);
+      dnsMetrics.answered('denied', (performance.now() - started) / 1000);
+      return out;
+    }
+    if (q.qtype === T.ANY) return this.anyAnswer(msg, q, qt, started);
+
+    const r = this.deps.resolver.lookup(q.name, q.qtype, q.qclass, now);
+    if (!(r instanceof Promise)) return this.relay(msg, q, r, identity, transport, decision, started, now, 'cache');
+    return r.then(
+      (entry) => this.relay(msg, q, entry, identity, transport, decision, started, Date.now(), 'upstream'),
+      () => {
+        dnsMetrics.query('allow', qt, 'SERVFAIL');
+        dnsMetrics.answered('upstream', (performance.now() - started) / 1000);
+        return emptyReply(msg, q.qEnd, RCODE.SERVFAIL, q.edns ? PLAIN_OPT : null);
+      },
+    );
+  }
+
+  private relay(msg: Buffer, q: Query, e: CacheEntry, identity: Identity, transport: Transport, decision: Decision, started: number, now: number, source: 'cache' | 'upstream'): Buffer {
+    refreshTtls(e, now);
+    if (e.addresses.length > 0) {
+      // Expiry of the answer + grace; stable across hits, so repeated learning is a no-op.
+      const ttl = (e.expiresAt - now) / 1000 + this.graceSeconds;
+      this.deps.engine.learned.learn(identity.devboxId!, q.name, e.addresses, ttl > 0 ? ttl : this.graceSeconds, now);
+    }
+    const tmpl = e.bytes;
+    const len = tmpl.length + (q.edns ? 11 : 0);
+    const limit = transport === 'tcp' ? 65535 : q.edns ? Math.min(q.udpSize, MAX_UDP_REPLY) : 512;
+    let out: Buffer;
+    if (len > limit) {
+      out = emptyReply(msg, q.qEnd, e.rcode, q.edns ? PLAIN_OPT : null, TC);
+    } else {
+      out = Buffer.allocUnsafe(len);
+      tmpl.copy(out, 0);
+      out[0] = msg[0]!;
+      out[1] = msg[1]!;
+      const flags = replyFlags(q.flags, e.rcode);
+      out[2] = flags >> 8;
+      out[3] = flags & 0xff;
+      // The client's question, byte for byte (its letter case included).
+      msg.copy(out, 12, 12, q.qEnd);
+      if (q.edns) {
+        writeOpt(out, tmpl.length);
+        out.writeUInt16BE(e.ar + 1, 10);
+      }
+    }
+    const rc = RCODE_NAMES[e.rcode] ?? 'other';
+    dnsMetrics.query('allow', typeName(q.qtype), rc);
+    const seconds = (performance.now() - started) / 1000;
+    dnsMetrics.answered(source, seconds);
+    if (this.allowLogEvery > 0 && ++this.allowedSeen % this.allowLogEvery === 0) {
+      this.deps.log.info(
+        {
+          event: 'dns_query', door: 'dns', devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
+          host: q.name, qtype: typeName(q.qtype), rcode: rc, decision: 'allow', reason: decision.reason, answered_from: source,
+          addresses: e.addresses.length, duration_ms: Math.round(seconds * 1e6) / 1000, sampled: `1/${this.allowLogEvery}`,
+        },
+        'dns query allowed (sampled)',
+      );
+    }
+    return out;
+  }
+
+  /** RFC 8482 §4.2: answer ANY with one synthesized HINFO record, without asking upstream. */
+  private anyAnswer(msg: Buffer, q: Query, qt: string, started: number): Buffer {
+    const rdata = Buffer.from('\u0007RFC8482\u0000', 'latin1');
+    const rr = Buffer.allocUnsafe(2 + 10 + rdata.length);
+    rr.writeUInt16BE(0xc00c, 0);
+    rr.writeUInt16BE(T.HINFO, 2);
+    rr.writeUInt16BE(CLASS_IN, 4);
+    rr.writeUInt32BE(3600, 6);
+    rr.writeUInt16BE(rdata.length, 10);
+    rdata.copy(rr, 12);
+    const head = emptyReply(msg, q.qEnd, RCODE.NOERROR, null);
+    const out = Buffer.concat([head, rr, q.edns ? PLAIN_OPT : Buffer.alloc(0)]);
+    out.writeUInt16BE(1, 6);
+    out.writeUInt16BE(q.edns ? 1 : 0, 10);
+    dnsMetrics.query('allow', qt, 'NOERROR');
+    dnsMetrics.answered('local', (performance.now() - started) / 1000);
+    return out;
+  }
+
+  private local(msg: Buffer, q: Query, rcode: number, extraFlags: number, decision: string, qt: string, started: number): Buffer {
+    dnsMetrics.query(decision, qt, RCODE_NAMES[rcode] ?? 'other');
+    dnsMetrics.answered('local', (performance.now() - started) / 1000);
+    return emptyReply(msg, q.qEnd, rcode, q.edns ? PLAIN_OPT : null, extraFlags);
+  }
+}

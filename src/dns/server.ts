@@ -1,0 +1,206 @@
+/**
+ * The DNS door's listeners: one UDP socket and one TCP server on the same address.
+ * TCP carries length-prefixed messages, several (pipelined) per connection, answered as
+ * they complete. Oversize or truncated frames, idle or over-limit connections are closed.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import type { Logger } from 'pino';
+import type { HostPort } from '../config.js';
+import { listenError } from '../door.js';
+import type { DnsHandler } from './handler.js';
+import { activeConnections, protocolErrors } from '../metrics.js';
+
+export interface DnsServerOptions {
+  /** Largest TCP query frame accepted; a longer one closes the connection. */
+  maxTcpQuery?: number;
+  /** A TCP connection with nothing to say for this long is closed (RFC 7766 §6.2.3). */
+  tcpIdleMs?: number;
+  /** Open TCP connections in all, and per source address. */
+  maxTcpConnections?: number;
+  maxTcpPerClient?: number;
+  /** Queries in flight on one TCP connection before reading pauses. */
+  maxTcpPipeline?: number;
+}
+
+export interface DnsServer {
+  address: HostPort;
+  close(graceMs: number): Promise<void>;
+}
+
+export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Logger, opts: DnsServerOptions = {}): Promise<DnsServer> {
+  const maxTcpQuery = opts.maxTcpQuery ?? 4096;
+  const idleMs = opts.tcpIdleMs ?? 10_000;
+  const maxConns = opts.maxTcpConnections ?? 1024;
+  const maxPerClient = opts.maxTcpPerClient ?? 64;
+  const maxPipeline = opts.maxTcpPipeline ?? 64;
+
+  // ── UDP ───────────────────────────────────────────────────────────────────
+  const makeUdp = () => {
+    const sock = dgram.createSocket({ type: net.isIPv6(at.host) ? 'udp6' : 'udp4', recvBufferSize: 8 << 20, sendBufferSize: 8 << 20 });
+    const send = (out: Buffer, rinfo: dgram.RemoteInfo) => sock.send(out, rinfo.port, rinfo.address);
+    sock.on('error', (err) => log.warn({ event: 'dns_udp_error', err: err.message }, 'DNS UDP socket error'));
+    sock.on('message', (msg, rinfo) => {
+      let out;
+      try {
+        out = handler.handle(msg, rinfo.address, 'udp');
+      } catch (err) {
+        log.error({ event: 'dns_handler_error', err: (err as Error).message }, 'DNS handler failed');
+        return;
+      }
+      if (out === null) return;
+      if (out instanceof Promise) out.then((b) => b !== null && send(b, rinfo), () => {});
+      else send(out, rinfo);
+    });
+    return sock;
+  };
+  let udp = makeUdp();
+  await bindUdp(udp, at.port, at.host).catch((err) => {
+    throw listenError('--dns', at, err);
+  });
+  let port = udp.address().port;
+
+  // ── TCP ───────────────────────────────────────────────────────────────────
+  const conns = new Set<net.Socket>();
+  const perClient = new Map<string, number>();
+  const tcp = net.createServer((sock) => {
+    const source = (sock.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const mine = (perClient.get(source) ?? 0) + 1;
+    if (conns.size >= maxConns || mine > maxPerClient) {
+      protocolErrors.labels('dns', 'tcp_connection_limit').inc();
+      sock.destroy();
+      return;
+    }
+    perClient.set(source, mine);
+    conns.add(sock);
+    activeConnections.labels('dns').inc();
+    sock.setNoDelay(true);
+    sock.setTimeout(idleMs, () => sock.destroy());
+    let buf: Buffer = Buffer.alloc(0);
+    let inflight = 0;
+    let ended = false;
+    const finishIfDone = () => {
+      if (ended && inflight === 0 && !sock.destroyed) sock.end();
+    };
+    const write = (out: Buffer | null) => {
+      if (out === null || sock.destroyed) return;
+      const framed = Buffer.allocUnsafe(2 + out.length);
+      framed.writeUInt16BE(out.length, 0);
+      out.copy(framed, 2);
+      sock.write(framed);
+    };
+    const pump = () => {
+      while (buf.length >= 2 && inflight < maxPipeline) {
+        const len = buf.readUInt16BE(0);
+        if (len < 12 || len > maxTcpQuery) {
+          protocolErrors.labels('dns', len < 12 ? 'tcp_frame_short' : 'tcp_frame_oversize').inc();
+          sock.destroy();
+          return;
+        }
+        if (buf.length < 2 + len) break;
+        const msg = buf.subarray(2, 2 + len);
+        buf = buf.subarray(2 + len);
+        let out;
+        try {
+          out = handler.handle(msg, source, 'tcp');
+        } catch (err) {
+          log.error({ event: 'dns_handler_error', err: (err as Error).message }, 'DNS handler failed');
+          sock.destroy();
+          return;
+        }
+        if (out instanceof Promise) {
+          inflight++;
+          out.then(write, () => {}).finally(() => {
+            inflight--;
+            if (sock.isPaused() && !ended) sock.resume();
+            pump();
+            finishIfDone();
+          });
+        } else {
+          write(out);
+        }
+      }
+      if (inflight >= maxPipeline) sock.pause();
+      if (buf.length > maxTcpQuery + 2) sock.destroy();
+    };
+    sock.on('data', (d: Buffer) => {
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+      pump();
+    });
+    sock.on('end', () => {
+      ended = true;
+      if (buf.length > 0) {
+        protocolErrors.labels('dns', 'tcp_frame_truncated').inc();
+        sock.destroy();
+        return;
+      }
+      finishIfDone();
+    });
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      conns.delete(sock);
+      activeConnections.labels('dns').dec();
+      const n = (perClient.get(source) ?? 1) - 1;
+      if (n <= 0) perClient.delete(source);
+      else perClient.set(source, n);
+    });
+  });
+  tcp.on('error', (err) => log.warn({ event: 'dns_tcp_error', err: err.message }, 'DNS TCP server error'));
+  // Port 0: UDP chose the port; if TCP cannot have the same one, both try another.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await listenTcp(tcp, port, at.host);
+      break;
+    } catch (err) {
+      const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
+      if (at.port === 0 && inUse && attempt < 10) {
+        await new Promise<void>((r) => udp.close(() => r()));
+        udp = makeUdp();
+        await bindUdp(udp, 0, at.host).catch((e) => {
+          throw listenError('--dns', at, e);
+        });
+        port = udp.address().port;
+        continue;
+      }
+      udp.close();
+      throw listenError('--dns', { host: at.host, port }, err);
+    }
+  }
+
+  return {
+    address: { host: at.host, port },
+    close: async (graceMs: number) => {
+      try {
+        udp.close();
+      } catch {
+        /* closed */
+      }
+      const closed = new Promise<void>((r) => tcp.close(() => r()));
+      for (const s of conns) s.end();
+      const deadline = Date.now() + graceMs;
+      while (conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const s of conns) s.destroy();
+      await closed;
+    },
+  };
+}
+
+function bindUdp(sock: dgram.Socket, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    sock.once('error', reject);
+    sock.bind(port, host, () => {
+      sock.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function listenTcp(server: net.Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,95 @@
+/**
+ * A PolicySource held in memory: policies and devboxes put in by code. Used by `check
+ * --file` (explain a policy file without a store), the decision benchmark and unit
+ * tests; a fleet follower could keep its last good copy in one.
+ */
+import type { Devbox, EgressRules, NetworkPolicy } from './model.js';
+import type { PolicySource, SourceChange } from './source.js';
+
+export const DEFAULT_EGRESS: EgressRules = Object.freeze({
+  allow_all: false,
+  allow_devbox_to_devbox: false,
+  allowed_hostnames: [],
+  allow_agent_gateway: false,
+  allow_mcp_gateway: false,
+  allow_runloop_mirrors: false,
+  allowed_cidrs: [],
+}) as EgressRules;
+
+export class MemorySource implements PolicySource {
+  private readonly policies = new Map<string, NetworkPolicy>();
+  private readonly devboxes = new Map<string, Devbox>();
+  private readonly listeners = new Set<(c: SourceChange) => void>();
+  private seq = 0;
+
+  getPolicy(id: string): NetworkPolicy | undefined {
+    return this.policies.get(id);
+  }
+
+  getDevbox(id: string): Devbox | undefined {
+    return this.devboxes.get(id);
+  }
+
+  runningDevboxes(): Devbox[] {
+    return [...this.devboxes.values()].filter((d) => d.status === 'running');
+  }
+
+  onChange(listener: (change: SourceChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Creates or replaces a policy (version bumped on replace) and tells listeners. */
+  putPolicy(p: { id?: string; account_id?: string; name?: string; description?: string | null; egress?: Partial<EgressRules> }): NetworkPolicy {
+    const id = p.id ?? `npol_mem${++this.seq}`;
+    const prev = this.policies.get(id);
+    const now = Date.now();
+    const policy: NetworkPolicy = {
+      id,
+      account_id: p.account_id ?? prev?.account_id ?? 'acct',
+      name: p.name ?? prev?.name ?? id,
+      description: p.description ?? null,
+      egress: { ...DEFAULT_EGRESS, ...p.egress },
+      create_time_ms: prev?.create_time_ms ?? now,
+      update_time_ms: now,
+      version: (prev?.version ?? 0) + 1,
+    };
+    if (policy.egress.allow_all) policy.egress.allow_devbox_to_devbox = true;
+    this.policies.set(id, policy);
+    this.emit({ kind: 'policy', id, accountId: policy.account_id });
+    return policy;
+  }
+
+  deletePolicy(id: string): void {
+    const p = this.policies.get(id);
+    if (!p) return;
+    this.policies.delete(id);
+    this.emit({ kind: 'policy', id, accountId: p.account_id });
+  }
+
+  /** Creates or replaces a devbox (running unless told otherwise) and tells listeners. */
+  putDevbox(d: Partial<Devbox> & { id: string }): Devbox {
+    const prev = this.devboxes.get(d.id);
+    const devbox: Devbox = {
+      account_id: 'acct',
+      name: null,
+      status: 'running',
+      network_policy_id: null,
+      addresses: [],
+      metadata: {},
+      tunnel_key: `k${d.id.replace(/[^a-z0-9]/gi, '').toLowerCase()}`,
+      password_hash: '0'.repeat(64),
+      create_time_ms: Date.now(),
+      end_time_ms: null,
+      ...prev,
+      ...d,
+    };
+    this.devboxes.set(devbox.id, devbox);
+    this.emit({ kind: 'devbox', id: devbox.id, accountId: devbox.account_id });
+    return devbox;
+  }
+
+  private emit(change: SourceChange): void {
+    for (const l of this.listeners) l(change);
+  }
+}

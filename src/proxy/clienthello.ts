@@ -1,0 +1,204 @@
+/**
+ * TLS ClientHello reader: finds the SNI host name in a client's first flight, for the
+ * CONNECT SNI check, SOCKS and the transparent TLS door.
+ *
+ * Incremental by re-parsing: call it with everything received so far; it answers
+ * 'incomplete' until the whole ClientHello (possibly split over several handshake
+ * records) is there. Every read is bounds-checked and it never throws, whatever bytes it
+ * is given. Anything ambiguous (two SNI extensions, two host names, odd characters in the
+ * name, trailing bytes inside a structure) is 'malformed': a door refuses rather than
+ * guessing which name a server would use.
+ */
+
+export interface ClientHelloInfo {
+  /** The host_name of the server_name extension as sent (lower-cased), or null when absent. */
+  sni: string | null;
+  /** The hello carries an encrypted_client_hello extension (its real name is hidden). */
+  ech: boolean;
+  /** Bytes of the stream the ClientHello occupied (whole records). */
+  length: number;
+}
+
+export type ClientHelloResult = 'incomplete' | 'not_tls' | 'malformed' | ClientHelloInfo;
+
+const CONTENT_HANDSHAKE = 0x16;
+const HANDSHAKE_CLIENT_HELLO = 0x01;
+const EXT_SERVER_NAME = 0x0000;
+const EXT_ECH = 0xfe0d;
+const MAX_RECORD = 16384 + 256;
+/** The largest ClientHello accepted (real ones are ~0.5–2 KB; post-quantum shares < 4 KB). */
+export const MAX_CLIENT_HELLO = 65536;
+
+/** True when the first byte of a stream says "TLS handshake record". */
+export function looksLikeTls(firstByte: number): boolean {
+  return firstByte === CONTENT_HANDSHAKE;
+}
+
+/**
+ * Parses the ClientHello at the start of `buf`.
+ * 'not_tls': the stream does not start with a TLS handshake record.
+ * 'incomplete': more bytes are needed (callers bound how many and for how long).
+ * 'malformed': a TLS handshake record that is not a well-formed, unambiguous ClientHello.
+ */
+export function parseClientHello(buf: Uint8Array, maxBytes = MAX_CLIENT_HELLO): ClientHelloResult {
+  if (buf.length === 0) return 'incomplete';
+  if (buf[0] !== CONTENT_HANDSHAKE) return 'not_tls';
+  if (buf.length >= 2 && buf[1] !== 0x03) return 'malformed';
+  // Gather the handshake message from consecutive handshake records.
+  let off = 0;
+  let msgLen = -1; // body length from the handshake header, once known
+  const parts: Uint8Array[] = [];
+  let have = 0;
+  for (;;) {
+    if (off + 5 > buf.length) return buf.length > maxBytes ? 'malformed' : 'incomplete';
+    if (buf[off] !== CONTENT_HANDSHAKE || buf[off + 1] !== 0x03) return 'malformed';
+    const recLen = (buf[off + 3]! << 8) | buf[off + 4]!;
+    if (recLen === 0 || recLen > MAX_RECORD) return 'malformed';
+    const start = off + 5;
+    const end = start + recLen;
+    const avail = Math.min(end, buf.length);
+    parts.push(buf.subarray(start, avail));
+    have += avail - start;
+    if (msgLen < 0 && have >= 4) {
+      const h = headerBytes(parts);
+      if (h[0] !== HANDSHAKE_CLIENT_HELLO) return 'malformed';
+      msgLen = (h[1]! << 16) | (h[2]! << 8) | h[3]!;
+      if (msgLen + 4 > maxBytes || msgLen < 38) return 'malformed';
+    }
+    if (msgLen >= 0 && have >= msgLen + 4) {
+      // The hello must end exactly at a record boundary we have (no other message shares it).
+      if (avail < end) return 'incomplete';
+      if (have !== msgLen + 4) return 'malformed';
+      const msg = parts.length === 1 ? parts[0]! : concat(parts, have);
+      const info = parseBody(msg, 4, msgLen + 4);
+      if (info === null) return 'malformed';
+      return { sni: info.sni, ech: info.ech, length: end };
+    }
+    if (avail < end) return buf.length > maxBytes ? 'malformed' : 'incomplete';
+    off = end;
+    if (off > maxBytes) return 'malformed';
+  }
+}
+
+function headerBytes(parts: Uint8Array[]): Uint8Array {
+  if (parts[0]!.length >= 4) return parts[0]!;
+  const out = new Uint8Array(4);
+  let k = 0;
+  for (const p of parts) for (let i = 0; i < p.length && k < 4; i++) out[k++] = p[i]!;
+  return out;
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let k = 0;
+  for (const p of parts) {
+    out.set(p, k);
+    k += p.length;
+  }
+  return out;
+}
+
+/** Walks the ClientHello body in msg[from, to); null when anything is out of place. */
+function parseBody(msg: Uint8Array, from: number, to: number): { sni: string | null; ech: boolean } | null {
+  let p = from;
+  const need = (n: number) => p + n <= to;
+  // legacy_version (2) + random (32)
+  if (!need(34)) return null;
+  if (msg[p] !== 0x03) return null;
+  p += 34;
+  // legacy_session_id <0..32>
+  if (!need(1)) return null;
+  const sid = msg[p]!;
+  p += 1;
+  if (sid > 32 || !need(sid)) return null;
+  p += sid;
+  // cipher_suites <2..2^16-2>
+  if (!need(2)) return null;
+  const cs = (msg[p]! << 8) | msg[p + 1]!;
+  p += 2;
+  if (cs < 2 || cs % 2 !== 0 || !need(cs)) return null;
+  p += cs;
+  // legacy_compression_methods <1..2^8-1>
+  if (!need(1)) return null;
+  const cm = msg[p]!;
+  p += 1;
+  if (cm < 1 || !need(cm)) return null;
+  p += cm;
+  if (p === to) return { sni: null, ech: false }; // no extensions at all (old clients)
+  if (!need(2)) return null;
+  const extLen = (msg[p]! << 8) | msg[p + 1]!;
+  p += 2;
+  if (p + extLen !== to) return null;
+  let sni: string | null = null;
+  let sawSni = false;
+  let ech = false;
+  const seen = new Set<number>();
+  while (p < to) {
+    if (!need(4)) return null;
+    const type = (msg[p]! << 8) | msg[p + 1]!;
+    const len = (msg[p + 2]! << 8) | msg[p + 3]!;
+    p += 4;
+    if (!need(len)) return null;
+    if (seen.has(type)) return null; // RFC 8446 §4.2: at most one extension of each type
+    seen.add(type);
+    if (type === EXT_SERVER_NAME) {
+      sawSni = true;
+      sni = parseServerName(msg, p, p + len);
+      if (sni === null) return null;
+    } else if (type === EXT_ECH) {
+      ech = true;
+    }
+    p += len;
+  }
+  return { sni: sawSni ? sni : null, ech };
+}
+
+/** server_name extension data → the one host_name; null when malformed or ambiguous. */
+function parseServerName(msg: Uint8Array, from: number, to: number): string | null {
+  if (from + 2 > to) return null;
+  const listLen = (msg[from]! << 8) | msg[from + 1]!;
+  let p = from + 2;
+  if (p + listLen !== to || listLen === 0) return null;
+  let name: string | null = null;
+  while (p < to) {
+    if (p + 3 > to) return null;
+    const kind = msg[p]!;
+    const len = (msg[p + 1]! << 8) | msg[p + 2]!;
+    p += 3;
+    if (p + len > to) return null;
+    if (kind === 0) {
+      if (name !== null) return null; // two host names: which one would the server use?
+      name = hostName(msg, p, p + len);
+      if (name === null) return null;
+    }
+    p += len;
+  }
+  return name;
+}
+
+/** Host name bytes → lower-case string; only [A-Za-z0-9._-], 1..253 (+ one trailing dot). */
+function hostName(msg: Uint8Array, from: number, to: number): string | null {
+  const len = to - from;
+  if (len < 1 || len > 254) return null;
+  let s = '';
+  for (let i = from; i < to; i++) {
+    let c = msg[i]!;
+    if (c >= 65 && c <= 90) c += 32;
+    const ok = (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 46 || c === 45 || c === 95;
+    if (!ok) return null;
+    s += String.fromCharCode(c);
+  }
+  return s;
+}
+
+// ── TLS alerts ────────────────────────────────────────────────────────────────
+
+export const ALERT_ACCESS_DENIED = 49;
+export const ALERT_UNRECOGNIZED_NAME = 112;
+export const ALERT_HANDSHAKE_FAILURE = 40;
+export const ALERT_DECODE_ERROR = 50;
+
+/** A fatal TLS alert record (plaintext, as before any handshake), to send before closing. */
+export function tlsAlert(description: number): Buffer {
+  return Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description & 0xff]);
+}

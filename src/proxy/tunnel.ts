@@ -1,0 +1,231 @@
+/**
+ * "Dial + pipe + track + count bytes", shared by CONNECT, SOCKS5, WebSocket upgrades and
+ * the transparent TLS door.
+ *
+ *   const t = Tunnel.open(ctx, client, { door, identity, decision, host, port });
+ *   if (!t) → answer "too many connections" (the devbox is at its limit)
+ *   const err = await t.connect(address);   // the address Gate.admit checked; no lookup
+ *   if (err) → answer err.status (502/504) in the door's words, then t.close(err.code)
+ *   else → answer success, then t.splice(head)
+ *
+ * A Tunnel is registered with the ConnectionTracker for its whole life (so a policy change
+ * can cut it), destroys both sockets on any error or idle time-out, counts bytes once at
+ * the end (socket counters, nothing per chunk) and writes one log line via
+ * Gate.logConnection.
+ */
+import net from 'node:net';
+import type { DoorContext } from '../door.js';
+import type { Decision, Door } from '../policy/decision.js';
+import type { Identity } from '../policy/engine.js';
+import type { TrackedConnection } from '../egress/tracker.js';
+import { bytesTotal, upstreamConnectErrors } from '../metrics.js';
+
+export class DialError extends Error {
+  constructor(
+    /** errno-style code: ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH, … */
+    readonly code: string,
+    /** The HTTP status a proxy answers with: 504 for a time-out, else 502. */
+    readonly status: 502 | 504,
+  ) {
+    super(`upstream connect failed: ${code}`);
+  }
+}
+
+function dialError(e: unknown): DialError {
+  const code = (e as NodeJS.ErrnoException)?.code ?? 'ERROR';
+  return new DialError(code, code === 'ETIMEDOUT' ? 504 : 502);
+}
+
+/**
+ * Connects to exactly `address` (an IP literal: net does no lookup for those) with a time-out.
+ * Counts failures in egress_upstream_connect_errors_total. `onSocket` receives the socket
+ * before it connects, so a caller can abort it.
+ */
+export function dial(address: string, port: number, timeoutMs: number, door: Door, onSocket?: (s: net.Socket) => void): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    if (net.isIP(address) === 0) {
+      upstreamConnectErrors.labels(door, 'EINVAL').inc();
+      reject(new DialError('EINVAL', 502));
+      return;
+    }
+    const s = net.connect({ host: address, port, allowHalfOpen: true, noDelay: true });
+    onSocket?.(s);
+    const fail = (err: DialError) => {
+      clearTimeout(timer);
+      s.off('connect', ok);
+      s.destroy();
+      upstreamConnectErrors.labels(door, err.code).inc();
+      reject(err);
+    };
+    const onError = (e: unknown) => fail(dialError(e));
+    const onClose = () => fail(new DialError('ECONNABORTED', 502));
+    const ok = () => {
+      clearTimeout(timer);
+      s.off('error', onError);
+      s.off('close', onClose);
+      resolve(s);
+    };
+    const timer = setTimeout(() => fail(new DialError('ETIMEDOUT', 504)), timeoutMs);
+    s.once('error', onError);
+    s.once('close', onClose);
+    s.once('connect', ok);
+  });
+}
+
+export interface TunnelSpec {
+  door: Door;
+  identity: Identity;
+  /** The allowed decision (from Gate.admit). */
+  decision: Decision;
+  /** The destination as the client named it (re-decided by the tracker on every change). */
+  host: string;
+  port: number;
+}
+
+const noop = () => {};
+
+export class Tunnel implements TrackedConnection {
+  readonly identity: Identity;
+  readonly host: string;
+  readonly port: number;
+  readonly door: Door;
+  readonly decision: Decision;
+  upstream: net.Socket | null = null;
+  private readonly started = performance.now();
+  private done = false;
+  private connected = false;
+
+  private constructor(private readonly ctx: DoorContext, readonly client: net.Socket, spec: TunnelSpec) {
+    this.identity = spec.identity;
+    this.host = spec.host;
+    this.port = spec.port;
+    this.door = spec.door;
+    this.decision = spec.decision;
+  }
+
+  /**
+   * Registers the connection; null when the devbox is at its connection limit (the client
+   * socket is left for the caller to answer). From here on the Tunnel owns the client
+   * socket: errors and close end the tunnel.
+   */
+  static open(ctx: DoorContext, client: net.Socket, spec: TunnelSpec): Tunnel | null {
+    const t = new Tunnel(ctx, client, spec);
+    if (!ctx.tracker.add(t)) return null;
+    client.on('error', t.onError);
+    client.on('close', t.onClientClose);
+    if (client.destroyed) t.finish('client_closed');
+    return t;
+  }
+
+  get closed(): boolean {
+    return this.done;
+  }
+
+  /** Dials the checked address; null on success, else the DialError (already counted). */
+  async connect(address: string, port = this.port): Promise<DialError | null> {
+    if (this.done) return new DialError('ECONNABORTED', 502);
+    try {
+      const s = await dial(address, port, this.ctx.config.connectTimeoutMs, this.door, (sock) => (this.upstream = sock));
+      if (this.done) {
+        s.destroy();
+        return new DialError('ECONNABORTED', 502);
+      }
+      this.connected = true;
+      s.on('error', this.onError);
+      s.on('close', this.onUpstreamClose);
+      return null;
+    } catch (e) {
+      this.upstream = null;
+      return e instanceof DialError ? e : dialError(e);
+    }
+  }
+
+  /** Starts the destination → client direction only (the door still inspects the client's first bytes). */
+  startDownstream(): void {
+    const up = this.upstream;
+    if (this.done || up === null) return;
+    this.client.setNoDelay(true);
+    this.client.setTimeout(this.ctx.config.idleTimeoutMs, this.onIdle);
+    up.pipe(this.client);
+  }
+
+  /** Starts the client → destination direction, first writing bytes the door already read. */
+  startUpstream(head?: Buffer | null): void {
+    const up = this.upstream;
+    if (this.done || up === null) return;
+    if (head && head.length > 0) up.write(head);
+    this.client.pipe(up);
+  }
+
+  /** Both directions. */
+  splice(head?: Buffer | null): void {
+    this.startDownstream();
+    this.startUpstream(head);
+  }
+
+  /**
+   * Ends the tunnel now: destroys both sockets (errors, denials after connect, policy cuts).
+   * With `farewell`, the client is sent those bytes (a 502, a SOCKS reply, a TLS alert)
+   * and closed once they are flushed.
+   */
+  close(error?: string, farewell?: Buffer | string): void {
+    this.finish(error ?? 'closed_by_gateway', farewell);
+  }
+
+  private readonly onError = (e: Error) => {
+    this.finish((e as NodeJS.ErrnoException).code ?? 'error');
+  };
+
+  private readonly onIdle = () => {
+    this.finish('idle_timeout');
+  };
+
+  private readonly onClientClose = () => {
+    if (!this.connected || this.upstream === null) this.finish('client_closed');
+    else this.drainInto(this.upstream);
+  };
+
+  private readonly onUpstreamClose = () => {
+    this.drainInto(this.client);
+  };
+
+  /** One side closed cleanly: let the other flush what it holds (half-close), then done. */
+  private drainInto(other: net.Socket): void {
+    if (this.done) return;
+    if (other.destroyed || other.writableFinished) return this.finish();
+    if (!other.writableEnded) other.end();
+    other.once('finish', () => this.finish());
+    other.setTimeout(this.ctx.config.idleTimeoutMs, this.onIdle);
+  }
+
+  private finish(error?: string, farewell?: Buffer | string): void {
+    if (this.done) return;
+    this.done = true;
+    const up = this.upstream;
+    const client = this.client;
+    this.ctx.tracker.remove(this);
+    client.setTimeout(0);
+    // Late errors from either socket must not become uncaught.
+    client.on('error', noop);
+    if (farewell !== undefined && client.writable) {
+      if (up) client.unpipe?.(up);
+      client.end(farewell, () => client.destroy());
+      client.resume(); // read (and drop) whatever the client still sends, so close is clean
+    } else {
+      client.destroy();
+    }
+    let out = 0;
+    let inn = 0;
+    if (up) {
+      up.on('error', noop);
+      up.destroy();
+      if (this.connected) {
+        out = up.bytesWritten;
+        inn = up.bytesRead;
+        if (out > 0) bytesTotal.labels(this.door, 'out').inc(out);
+        if (inn > 0) bytesTotal.labels(this.door, 'in').inc(inn);
+      }
+    }
+    this.ctx.gate.logConnection(this.identity, this.door, this.decision, this.port, out, inn, performance.now() - this.started, error);
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Starts the real API (startApi) on 127.0.0.1:0 with a real sqlite file in a temp dir,
+ * a real PolicyEngine on that store, and two accounts' tokens.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { loadConfig, type GatewayConfig } from '../../src/config.js';
+import { PolicyEngine } from '../../src/policy/engine.js';
+import { openStore, type Store } from '../../src/store/index.js';
+import { startApi } from '../../src/api/index.js';
+import type { DoorContext, RunningDoor } from '../../src/door.js';
+
+export const TOKEN_A = 'token-alpha';
+export const TOKEN_B = 'token-bravo';
+export const ACCOUNT_A = 'acct_alpha';
+export const ACCOUNT_B = 'acct_bravo';
+
+export interface TestApi {
+  base: string;
+  port: number;
+  dir: string;
+  dbPath: string;
+  store: Store;
+  engine: PolicyEngine;
+  config: GatewayConfig;
+  door: RunningDoor;
+  /** Stops the API and closes the store (the db file stays). */
+  stop(): Promise<void>;
+  /** stop() and delete the temp dir. */
+  close(): Promise<void>;
+}
+
+export function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'egw-api-'));
+}
+
+export async function startTestApi(opts: { dir?: string; extraFlags?: [string, string[]][]; tokens?: string[] } = {}): Promise<TestApi> {
+  const dir = opts.dir ?? tempDir();
+  const dbPath = join(dir, 'db', 'egress.db');
+  const flags = new Map<string, string[]>([
+    ['api', ['127.0.0.1:0']],
+    ['http-proxy', ['off']],
+    ['socks', ['off']],
+    ['dns', ['off']],
+    ['upstream-dns', ['127.0.0.1:53']],
+    ['db', [dbPath]],
+    ['api-token', opts.tokens ?? [`${TOKEN_A}:${ACCOUNT_A}`, `${TOKEN_B}:${ACCOUNT_B}`]],
+    ['log-level', ['silent']],
+    ...(opts.extraFlags ?? []),
+  ]);
+  const config = loadConfig(flags, {});
+  const store = openStore(config.db);
+  store.ensureTokens(config.apiTokens);
+  const engine = new PolicyEngine(store, {
+    toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
+    allowPrivate: config.allowPrivate,
+    tunnelDomain: config.tunnelDomain,
+  });
+  const log = pino({ level: 'silent' });
+  // The API uses config, engine and log; the other parts belong to the proxy doors.
+  const ctx = { config, engine, log, gate: undefined, tracker: undefined, resolver: undefined } as unknown as DoorContext;
+  const door = await startApi(ctx, store, config.api);
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await door.close(1000);
+    engine.close();
+    store.close();
+  };
+  return {
+    base: `http://127.0.0.1:${door.address.port}`,
+    port: door.address.port,
+    dir, dbPath, store, engine, config, door, stop,
+    async close() {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface JsonResponse {
+  status: number;
+  headers: Headers;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  text: string;
+}
+
+/** fetch() (HTTP/1.1, undici) with a bearer token; body objects are sent as JSON, strings as given. */
+export async function call(api: { base: string }, method: string, path: string, opts: { token?: string | null; body?: unknown; headers?: Record<string, string> } = {}): Promise<JsonResponse> {
+  const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+  const token = opts.token === undefined ? TOKEN_A : opts.token;
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  let body: string | undefined;
+  if (opts.body !== undefined) {
+    body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+    if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json';
+  }
+  const res = await fetch(`${api.base}${path}`, { method, headers, body });
+  const text = await res.text();
+  let parsed: unknown = undefined;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: res.status, headers: res.headers, body: parsed, text };
+}
+
+/** Asserts the one error shape and returns the message. */
+export function errorOf(r: JsonResponse, status: number): string {
+  if (r.status !== status) throw new Error(`expected ${status}, got ${r.status}: ${r.text}`);
+  const e = r.body?.error;
+  if (!e || typeof e.code !== 'string' || typeof e.message !== 'string' || e.status !== status) {
+    throw new Error(`not the error shape: ${r.text}`);
+  }
+  return e.message as string;
+}

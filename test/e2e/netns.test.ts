@@ -1,0 +1,236 @@
+/**
+ * The sidecar proof (issue #6): devboxes in their own network namespaces, with no proxy
+ * settings at all, whose only way out is the gateway on the host, held there by the
+ * nftables rules `egress-gateway firewall` prints.
+ *
+ *   devbox-a ──veth──┐                    ┌──veth── origin (HTTPS :443, HTTP :80, :8080, UDP :443, DNS :53)
+ *   devbox-b ──veth──┤ host: gateway +    │
+ *                    └ nftables ──────────┘
+ *
+ * Skips (loudly) only when this machine forbids network namespaces.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NetnsLab, netnsUnavailable, run } from '../support/netns.js';
+import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { testCert } from '../support/origin.js';
+import { renderFirewall } from '../../src/cli/firewall.js';
+
+const why = netnsUnavailable();
+if (why !== null) process.stderr.write(`\n[netns] SKIPPING the sidecar proof: ${why}. It needs root and iproute2 (see README "Tests").\n\n`);
+const suite = why === null ? describe : describe.skip;
+
+interface OriginEvent {
+  event: string;
+  server?: string;
+  host?: string | null;
+  name?: string;
+  type?: string;
+  from?: string;
+  transport?: string;
+  url?: string;
+}
+
+/** Any resolver address: the devbox's DNS is redirected wherever it points. */
+const DEVBOX_RESOLVER = '192.0.2.53';
+
+const resolvConf = `nameserver ${DEVBOX_RESOLVER}\noptions timeout:2 attempts:1\n`;
+const lab = new NetnsLab({ roles: ['a', 'b', 'o'], resolvConf: { a: resolvConf, b: resolvConf } });
+const table = `egw_e2e_${process.pid}`;
+
+suite('sidecar deployment in real network namespaces', { timeout: 60_000 }, () => {
+  const a = lab.link('a');
+  const b = lab.link('b');
+  const o = lab.link('o');
+  const originIp = o.nsIp;
+  /** The gateway listens on the host end of devbox-a's link; devbox-b reaches it through the host too. */
+  const gwAddr = a.hostIp;
+  const events: OriginEvent[] = [];
+  let gw: TestGateway;
+  let policyA: string;
+  let certPath: string;
+  const control = { tcp: false, udp: false };
+
+  const curl = (role: string, args: string[]) =>
+    lab.exec(role, 'curl', ['-sS', '--connect-timeout', '3', '--max-time', '5', '--cacert', certPath, ...args], 15_000);
+  const dig = (role: string, args: string[]) => lab.exec(role, 'dig', ['+time=2', '+tries=1', ...args], 15_000);
+  const seen = (pred: (e: OriginEvent) => boolean) => events.filter(pred);
+  const fromDevbox = (e: OriginEvent) => e.from === a.nsIp || e.from === b.nsIp;
+  const waitFor = async (pred: () => boolean, ms: number) => {
+    const end = Date.now() + ms;
+    while (!pred() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    return pred();
+  };
+
+  beforeAll(async () => {
+    const cert = testCert();
+    certPath = cert.certPath;
+    await lab.up();
+    lab.enableForwarding();
+
+    // The origin's servers, inside the origin namespace.
+    lab.spawnIn('o', process.execPath, ['--import', 'tsx', 'test/e2e/fixtures/origin-server.ts', originIp, cert.certPath, cert.keyPath], (line) => {
+      try {
+        events.push(JSON.parse(line) as OriginEvent);
+      } catch {
+        /* not ours */
+      }
+    });
+    if (!(await waitFor(() => events.some((e) => e.event === 'ready'), 20_000))) throw new Error('origin server did not start');
+
+    // Control: before the firewall, devbox-a reaches the origin directly (so every "dropped" below is the firewall's doing).
+    const direct = await curl('a', [`http://${originIp}:8080/control`]);
+    control.tcp = direct.code === 0 && direct.stdout.includes('"server":"direct"');
+    await lab.exec('a', 'bash', ['-c', `echo control > /dev/udp/${originIp}/443`]);
+    control.udp = await waitFor(() => events.some((e) => e.event === 'udp443' && e.from === a.nsIp), 2000);
+
+    // The gateway on the host, its doors on the host end of devbox-a's veth.
+    gw = await startTestGateway({
+      flags: {
+        'transparent-tls': `${gwAddr}:0`,
+        'transparent-http': `${gwAddr}:0`,
+        dns: `${gwAddr}:0`,
+        'http-proxy': `${gwAddr}:0`,
+        socks: `${gwAddr}:0`,
+        'upstream-dns': `${originIp}:53`,
+        'allow-private': ['127.0.0.0/8', '198.18.0.0/15'],
+        'dns-rate-limit': '0',
+      },
+    });
+    policyA = await gw.api.policy('devbox-a', { allowed_hostnames: ['allowed.test'] });
+    const policyB = await gw.api.policy('devbox-b', { allowed_hostnames: ['denied.test'] });
+    await gw.api.devbox(policyA, [a.nsIp], 'devbox-a');
+    await gw.api.devbox(policyB, [b.nsIp], 'devbox-b');
+
+    // A door that is not implemented yet reports port 0: redirect to a closed port (fails closed).
+    const p = (door: Parameters<TestGateway['addr']>[0]) => gw.addr(door).port || 1;
+    await lab.loadNft(table, renderFirewall({
+      table,
+      devboxCidrs: [a.cidr, b.cidr],
+      interfaces: [a.hostIf, b.hostIf],
+      gatewayAddr: gwAddr,
+      ports: { transparentTls: p('transparent-tls'), transparentHttp: p('transparent-http'), dns: p('dns'), httpProxy: p('http-proxy'), socks: p('socks') },
+    }));
+  }, 90_000);
+
+  afterAll(async () => {
+    await gw?.close();
+    lab.down();
+  });
+
+  it('control: without the firewall a devbox reaches the origin directly (TCP and UDP 443)', () => {
+    expect(control).toEqual({ tcp: true, udp: true });
+  });
+
+  it('devbox-a: dig allowed.test via the gateway answers with the origin; dig denied.test gets NXDOMAIN', async () => {
+    const ok = await dig('a', ['allowed.test', 'A']);
+    expect(ok.stdout).toMatch(/status: NOERROR/);
+    expect(ok.stdout).toMatch(new RegExp(`allowed\\.test\\.\\s+\\d+\\s+IN\\s+A\\s+${originIp.replace(/\./g, '\\.')}`));
+    const tcp = await dig('a', ['+tcp', 'allowed.test', 'A']);
+    expect(tcp.stdout).toMatch(/status: NOERROR/);
+    const denied = await dig('a', ['denied.test', 'A']);
+    expect(denied.stdout).toMatch(/status: NXDOMAIN/);
+    // Only the gateway asked the origin's resolver, from the host's address, never the devbox.
+    expect(seen((e) => e.event === 'dns' && fromDevbox(e))).toEqual([]);
+    expect(seen((e) => e.event === 'dns' && e.name === 'denied.test')).toEqual([]);
+  });
+
+  it('devbox-a: curl https://allowed.test succeeds through the transparent TLS door', async () => {
+    const r = await curl('a', ['https://allowed.test/tls']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const body = JSON.parse(r.stdout) as OriginEvent;
+    expect(body).toMatchObject({ server: 'https', host: 'allowed.test', url: '/tls' });
+    // It arrived from the host (the gateway), not from the devbox.
+    expect(body.from).toBe(o.hostIp);
+  });
+
+  it('devbox-a: curl http://allowed.test works through the transparent HTTP door', async () => {
+    const r = await curl('a', ['http://allowed.test/plain']);
+    expect(r.code).toBe(0);
+    const body = JSON.parse(r.stdout) as OriginEvent;
+    expect(body).toMatchObject({ server: 'http', host: 'allowed.test', url: '/plain', from: o.hostIp });
+  });
+
+  it('devbox-a: curl https://denied.test fails', async () => {
+    const r = await curl('a', ['https://denied.test/']);
+    expect(r.code).not.toBe(0);
+    expect(seen((e) => e.event === 'http' && e.host?.startsWith('denied.test') === true)).toEqual([]);
+  });
+
+  it('devbox-a: curl --resolve denied.test:443:<origin> (denied SNI) fails; plain HTTP gets 403', async () => {
+    const tls = await curl('a', ['--resolve', `denied.test:443:${originIp}`, 'https://denied.test/sni']);
+    expect(tls.code).not.toBe(0);
+    const plain = await curl('a', ['--resolve', `denied.test:80:${originIp}`, '-o', '/dev/null', '-w', '%{http_code}', 'http://denied.test/host']);
+    expect(plain.stdout).toBe('403');
+    expect(seen((e) => e.event === 'http' && e.host?.startsWith('denied.test') === true)).toEqual([]);
+  });
+
+  it('devbox-a: a TCP connection straight to the origin on another port is dropped', async () => {
+    const r = await curl('a', [`http://${originIp}:8080/direct`]);
+    expect(r.code).not.toBe(0);
+    expect([7, 28]).toContain(r.code); // refused or timed out, never answered
+    expect(seen((e) => e.event === 'http' && e.server === 'direct' && e.url === '/direct')).toEqual([]);
+  });
+
+  it('devbox-a: UDP 443 (QUIC) is dropped', async () => {
+    const before = seen((e) => e.event === 'udp443').length;
+    await lab.exec('a', 'bash', ['-c', `for i in 1 2 3; do echo quic > /dev/udp/${originIp}/443; done`]);
+    const q = await dig('a', ['-p', '443', `@${originIp}`, 'quic.test']);
+    expect(q.stdout).not.toMatch(/status: NOERROR/);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(seen((e) => e.event === 'udp443').length).toBe(before);
+  });
+
+  it('devbox-a: dig @<origin dns> is redirected to the gateway, never answered by the origin', async () => {
+    const nonce = `nonce-${process.pid}-${Date.now()}.test`;
+    const r = await dig('a', [`@${originIp}`, nonce, 'A']);
+    // Redirected: the gateway answers NXDOMAIN (the policy denies the name); or dropped: no answer at all.
+    if (r.code === 0) expect(r.stdout).toMatch(/status: NXDOMAIN/);
+    const tcp = await dig('a', ['+tcp', `@${originIp}`, nonce, 'A']);
+    if (tcp.code === 0) expect(tcp.stdout).toMatch(/status: NXDOMAIN/);
+    expect(seen((e) => e.event === 'dns' && e.name === nonce)).toEqual([]);
+    expect(seen((e) => e.event === 'dns' && fromDevbox(e))).toEqual([]);
+  });
+
+  it('devbox-a may still use the gateway\'s explicit proxy port', async () => {
+    const r = await curl('a', ['-x', `http://${gwAddr}:${gw.addr('http-proxy').port}`, 'http://allowed.test/via-proxy']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ server: 'http', host: 'allowed.test', url: '/via-proxy' });
+  });
+
+  it('devbox-b with another policy sees its own allowlist', async () => {
+    const ok = await curl('b', ['https://denied.test/b']);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ server: 'https', host: 'denied.test', url: '/b', from: o.hostIp });
+    const no = await curl('b', ['--resolve', `allowed.test:443:${originIp}`, 'https://allowed.test/b']);
+    expect(no.code).not.toBe(0);
+    expect((await dig('b', ['allowed.test', 'A'])).stdout).toMatch(/status: NXDOMAIN/);
+    expect((await dig('b', ['denied.test', 'A'])).stdout).toMatch(/status: NOERROR/);
+    const direct = await curl('b', [`http://${originIp}:8080/direct-b`]);
+    expect(direct.code).not.toBe(0);
+  });
+
+  it('changing devbox-a\'s policy through the API changes what it can reach on its next connection', async () => {
+    expect((await curl('a', ['--resolve', `denied.test:443:${originIp}`, 'https://denied.test/before'])).code).not.toBe(0);
+    await gw.api.updatePolicy(policyA, { allowed_hostnames: ['allowed.test', 'denied.test'] });
+    const r = await curl('a', ['https://denied.test/after']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ server: 'https', host: 'denied.test', url: '/after' });
+    expect((await dig('a', ['denied.test', 'A'])).stdout).toMatch(/status: NOERROR/);
+    // And back: allowed.test removed, so it is now refused.
+    await gw.api.updatePolicy(policyA, { allowed_hostnames: ['denied.test'] });
+    expect((await curl('a', ['--resolve', `allowed.test:443:${originIp}`, 'https://allowed.test/removed'])).code).not.toBe(0);
+  });
+});
+
+suite('sidecar deployment teardown', () => {
+  it('removed its namespaces, veths, /etc/netns files and nftables table, and restored ip_forward', async () => {
+    const ns = await run('ip', ['netns', 'list']);
+    for (const l of Object.values(lab.links)) {
+      expect(ns.stdout).not.toContain(l.ns);
+      expect((await run('ip', ['link', 'show', l.hostIf])).code).not.toBe(0);
+    }
+    expect((await run('nft', ['list', 'table', 'inet', table])).code).not.toBe(0);
+    expect(lab.leftovers()).toEqual([]);
+  });
+});
