@@ -23,8 +23,12 @@ export async function runLoad(op: () => Promise<Outcome>, opts: LoadOptions): Pr
   const deadline = start + opts.durationMs;
   const max = opts.maxCount ?? Number.POSITIVE_INFINITY;
   let issued = 0;
+  let lastProgress = start;
   const timer = opts.onProgress
-    ? setInterval(() => opts.onProgress!(rec, performance.now() - start), opts.progressEveryMs ?? 1000)
+    ? setInterval(() => {
+      lastProgress = performance.now();
+      opts.onProgress!(rec, lastProgress - start);
+    }, opts.progressEveryMs ?? 1000)
     : null;
   const worker = async () => {
     while (performance.now() < deadline && issued < max) {
@@ -44,8 +48,10 @@ export async function runLoad(op: () => Promise<Outcome>, opts: LoadOptions): Pr
   } finally {
     if (timer) clearInterval(timer);
   }
-  const elapsedMs = performance.now() - start;
-  opts.onProgress?.(rec, elapsedMs);
+  const end = performance.now();
+  const elapsedMs = end - start;
+  // A last line with the final count, unless one was just printed.
+  if (end - lastProgress > 250) opts.onProgress?.(rec, elapsedMs);
   return { rec, elapsedMs };
 }
 

@@ -21,6 +21,7 @@ export class DecisionCache<V> {
   }
 
   get(key: string): V | undefined {
+    if (this.half === 0) return undefined;
     const v = this.young.get(key);
     if (v !== undefined) return v;
     if (this.old.size === 0) return undefined;

@@ -69,9 +69,19 @@ class NameEntry implements NameMatch {
  * their hash: a hit touches the slot array, the entry and its key string, nothing more.
  */
 class NameTable {
-  slots: Array<NameEntry | null> = NameTable.empty(16);
-  mask = 15;
+  slots: Array<NameEntry | null>;
+  /** hashes[i] = slots[i].hash, or -1 for an empty slot: probing reads only this array until a hash matches. */
+  hashes: Int32Array;
+  mask: number;
   size = 0;
+
+  constructor(expected = 8) {
+    let n = 16;
+    while (n < expected * 2) n *= 2;
+    this.slots = NameTable.empty(n);
+    this.hashes = new Int32Array(n).fill(-1);
+    this.mask = n - 1;
+  }
 
   private static empty(n: number): Array<NameEntry | null> {
     const a: Array<NameEntry | null> = [];
@@ -80,23 +90,29 @@ class NameTable {
   }
 
   find(hash: number, key: string): NameEntry | null {
-    const slots = this.slots;
+    const hashes = this.hashes;
     const mask = this.mask;
     for (let i = hash & mask; ; i = (i + 1) & mask) {
-      const e = slots[i]!;
-      if (e === null) return null;
-      if (e.hash === hash && e.key === key) return e;
+      const h = hashes[i]!;
+      if (h === -1) return null;
+      if (h === hash) {
+        const e = this.slots[i]!;
+        if (e.key === key) return e;
+      }
     }
   }
 
   /** The entry whose key equals name's last len characters. */
   findSuffix(hash: number, name: string, len: number): NameEntry | null {
-    const slots = this.slots;
+    const hashes = this.hashes;
     const mask = this.mask;
     for (let i = hash & mask; ; i = (i + 1) & mask) {
-      const e = slots[i]!;
-      if (e === null) return null;
-      if (e.hash === hash && e.key.length === len && name.endsWith(e.key)) return e;
+      const h = hashes[i]!;
+      if (h === -1) return null;
+      if (h === hash) {
+        const e = this.slots[i]!;
+        if (e.key.length === len && name.endsWith(e.key)) return e;
+      }
     }
   }
 
@@ -112,13 +128,15 @@ class NameTable {
   private place(e: NameEntry): void {
     const mask = this.mask;
     let i = e.hash & mask;
-    while (this.slots[i] !== null) i = (i + 1) & mask;
+    while (this.hashes[i] !== -1) i = (i + 1) & mask;
     this.slots[i] = e;
+    this.hashes[i] = e.hash;
   }
 
   private grow(): void {
     const old = this.slots;
     this.slots = NameTable.empty(old.length * 2);
+    this.hashes = new Int32Array(old.length * 2).fill(-1);
     this.mask = this.slots.length - 1;
     for (const e of old) if (e !== null) this.place(e);
   }
@@ -149,9 +167,9 @@ export class CompiledPolicy {
   readonly allowAll: boolean;
   readonly devboxToDevbox: boolean;
   /** Exact names. */
-  private readonly exact = new NameTable();
+  private readonly exact: NameTable;
   /** `*.` entries, keyed by the part after `*.`. */
-  private readonly suffixes = new NameTable();
+  private readonly suffixes: NameTable;
   /**
    * One bit per hash (of exact names and of suffixes), at least 8 bits per entry: a probe
    * whose bit is clear cannot hit, and this array stays in the CPU cache where the hash
@@ -176,6 +194,10 @@ export class CompiledPolicy {
     this.accountId = policy?.account_id ?? null;
     this.version = policy?.version ?? 0;
     const e = policy?.egress;
+    let wild = 0;
+    for (const h of e?.allowed_hostnames ?? []) if (typeof h === 'string' && h.charCodeAt(0) === 42) wild++;
+    this.exact = new NameTable((e?.allowed_hostnames?.length ?? 0) - wild + 8);
+    this.suffixes = new NameTable(wild + 8);
     this.allowAll = e?.allow_all ?? false;
     this.devboxToDevbox = (e?.allow_devbox_to_devbox ?? false) || this.allowAll;
     if (!e) return;

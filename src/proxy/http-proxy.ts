@@ -26,6 +26,12 @@ export type Resolution =
   | { ok: false; status: 400; message: string }
   | { ok: false; status: 403; host: string; port: number };
 
+function hostCount(raw: string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') n++;
+  return n;
+}
+
 function sameHost(a: string, b: string): boolean {
   if (a === b) return true;
   const na = normalizeHost(a);
@@ -42,7 +48,10 @@ function sameHost(a: string, b: string): boolean {
  */
 export function resolveTarget(req: http.IncomingMessage, allowOriginForm: boolean, originPort: number): Resolution {
   const url = req.url ?? '';
+  if (req.httpVersionMajor !== 1) return { ok: false, status: 400, message: 'only HTTP/1.0 and HTTP/1.1 are accepted' };
   const hostHeader = req.headers.host;
+  // node keeps the first of repeated Host headers; an origin may use the last one.
+  if (hostHeader !== undefined && hostCount(req.rawHeaders) > 1) return { ok: false, status: 400, message: 'more than one Host header' };
   if (url.length > 7 && (url.charCodeAt(0) | 0x20) === 104 /* h */ && url.slice(0, 7).toLowerCase() === 'http://') {
     let end = url.indexOf('/', 7);
     const q = url.indexOf('?', 7);
@@ -75,8 +84,8 @@ export interface HttpDoorOptions {
   setting: string;
   /** Proxy mode: absolute-form, CONNECT and Proxy-Authorization; else transparent (origin-form, fixed port). */
   proxy: boolean;
-  /** Transparent mode: the port requests are forwarded to. */
-  originPort: number;
+  /** Transparent mode: the port requests are forwarded to (asked per request). */
+  originPort: () => number;
 }
 
 /** Starts a node:http server that decides and forwards every request. */
@@ -111,10 +120,10 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
   };
 
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const r = resolveTarget(req, !opts.proxy, opts.originPort);
+    const r = resolveTarget(req, !opts.proxy, opts.proxy ? 80 : opts.originPort());
     if (!r.ok && r.status === 400) {
       protocolErrors.labels(opts.door, 'bad_request').inc();
-      sendError(res, 400, r.message);
+      sendError(res, 400, r.message, ['Connection', 'close']);
       return;
     }
     const identity = who(req);
@@ -134,7 +143,7 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
-    const r = resolveTarget(req, !opts.proxy, opts.originPort);
+    const r = resolveTarget(req, !opts.proxy, opts.proxy ? 80 : opts.originPort());
     if (!r.ok && r.status === 400) {
       protocolErrors.labels(opts.door, 'bad_request').inc();
       endSocket(socket, rawError(400, r.message));
@@ -240,5 +249,5 @@ export async function closeServer(server: { close(cb?: (err?: Error) => void): u
 }
 
 export async function startHttpProxy(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
-  return startHttpDoor(ctx, at, { door: 'http', name: 'http-proxy', setting: '--http-proxy', proxy: true, originPort: 80 });
+  return startHttpDoor(ctx, at, { door: 'http', name: 'http-proxy', setting: '--http-proxy', proxy: true, originPort: () => 80 });
 }

@@ -109,6 +109,6 @@ export async function startTransparentHttp(ctx: DoorContext, at: HostPort): Prom
     name: 'transparent-http',
     setting: '--transparent-http',
     proxy: false,
-    originPort: upstreamPort(ctx.config, 'transparentHttpUpstreamPort', TRANSPARENT_HTTP_PORT),
+    originPort: () => upstreamPort(ctx.config, 'transparentHttpUpstreamPort', TRANSPARENT_HTTP_PORT),
   });
 }

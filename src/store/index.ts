@@ -267,6 +267,8 @@ function statements(db: Database.Database) {
 class SqliteStore implements Store {
   private readonly events = new EventEmitter();
   private lastSeq: number;
+  /** change_log rows this process wrote (already announced); the poll skips them. */
+  private readonly ownSeqs = new Set<number>();
   private readonly poll: NodeJS.Timeout;
   private closed = false;
 
@@ -305,13 +307,14 @@ class SqliteStore implements Store {
     this.events.emit('change', change);
   }
 
-  /** Replays writes other processes made to the same file (ours are replayed too; listeners re-read, so that is harmless). */
+  /** Announces writes other processes made to the same file. */
   private followOtherWriters(): void {
     if (this.closed) return;
     try {
       const rows = this.q.changesSince.all(this.lastSeq) as { seq: number; kind: 'policy' | 'devbox'; id: string; account_id: string }[];
       for (const r of rows) {
         this.lastSeq = r.seq;
+        if (this.ownSeqs.delete(r.seq)) continue;
         this.emit({ kind: r.kind, id: r.id, accountId: r.account_id });
       }
       if (this.lastSeq > 20_000 && this.lastSeq % 1000 < rows.length) this.q.pruneLog.run(this.lastSeq - 10_000);
@@ -323,13 +326,16 @@ class SqliteStore implements Store {
   /** Runs fn in an IMMEDIATE transaction, then fires the change events it collected. */
   private write<T>(fn: (changes: SourceChange[]) => T): T {
     const changes: SourceChange[] = [];
+    const seqs: number[] = [];
     const tx = this.db.transaction(() => {
       changes.length = 0;
+      seqs.length = 0;
       const out = fn(changes);
-      for (const c of changes) this.q.logChange.run(c.kind, c.id, c.accountId);
+      for (const c of changes) seqs.push(Number(this.q.logChange.run(c.kind, c.id, c.accountId).lastInsertRowid));
       return out;
     });
     const out = tx.immediate();
+    for (const s of seqs) if (s > this.lastSeq) this.ownSeqs.add(s);
     for (const c of changes) this.emit(c);
     return out;
   }

@@ -27,11 +27,15 @@ export interface SetupOptions {
   /** source address → allowed_hostnames (one policy and one devbox each). */
   devboxes: Record<string, string[]>;
   flags?: Record<string, string | string[]>;
+  /** Upstreams (HOST:PORT) tried before the test upstream. */
+  upstreamsBefore?: string[];
 }
 
 export async function setupDns(opts: SetupOptions): Promise<DnsSetup> {
   const up = await startDnsUpstream(opts.upstream);
-  const g = await startTestGateway({ upstreamDnsPort: up.port, flags: opts.flags });
+  const flags = { ...opts.flags };
+  if (opts.upstreamsBefore) flags['upstream-dns'] = [[...opts.upstreamsBefore, `127.0.0.1:${up.port}`].join(',')];
+  const g = await startTestGateway({ upstreamDnsPort: up.port, flags });
   const devboxes: Record<string, string> = {};
   const policies: Record<string, string> = {};
   for (const [addr, names] of Object.entries(opts.devboxes)) {

@@ -6,6 +6,9 @@
  */
 import net from 'node:net';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
 import { startHttpOrigin, startHttpsOrigin, testCert, type Origin } from '../support/origin.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
@@ -61,24 +64,42 @@ export interface CurlResult {
   stderr: string;
 }
 
-/** Runs curl asynchronously; `-s -D <headers>`; body on stdout. */
+/**
+ * Runs curl asynchronously (`-s -S`, headers of every response into `headers`, bodies on
+ * stdout). Extra `-w` text goes after the bodies; status/connectStatus are the last response's.
+ */
 export function curl(args: string[], timeoutMs = 15_000): Promise<CurlResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'egw-curl-'));
+  const headerFile = join(dir, 'h');
+  const w = args.indexOf('-w');
+  let extraW = '';
+  if (w >= 0) {
+    extraW = args[w + 1] ?? '';
+    args = [...args.slice(0, w), ...args.slice(w + 2)];
+  }
   return new Promise((resolve) => {
     const marker = '\n@@CURL@@';
     execFile(
       'curl',
-      ['-s', '-S', '-D', '/dev/stderr', '-o', '-', '-w', `${marker}%{http_code} %{http_connect}`, '--max-time', String(Math.ceil(timeoutMs / 1000)), ...args],
+      ['-s', '-S', '-D', headerFile, '-o', '-', '-w', `${extraW}${marker}%{http_code} %{http_connect}`, '--max-time', String(Math.ceil(timeoutMs / 1000)), ...args],
       { encoding: 'buffer', maxBuffer: 256 * 1024 * 1024, timeout: timeoutMs + 2000 },
       (err, stdout, stderr) => {
         const out = stdout as Buffer;
         const at = out.lastIndexOf(marker);
         const tail = at >= 0 ? out.subarray(at + marker.length).toString() : '0 0';
         const [code, conn] = tail.split(' ').map(Number);
+        let headers = '';
+        try {
+          headers = readFileSync(headerFile, 'latin1');
+        } catch {
+          /* no response */
+        }
+        rmSync(dir, { recursive: true, force: true });
         resolve({
           exit: err ? ((err as { code?: number }).code ?? 1) : 0,
           status: code ?? 0,
           connectStatus: conn ?? 0,
-          headers: (stderr as Buffer).toString('latin1'),
+          headers,
           body: at >= 0 ? out.subarray(0, at) : out,
           stderr: (stderr as Buffer).toString('latin1'),
         });
@@ -143,7 +164,10 @@ export function connectTunnel(proxyPort: number, target: string, opts: { localAd
         return;
       }
       const rest = buf.subarray(end + 4);
+      // Keep bytes that came with the 200 for whoever reads the tunnel next.
+      sock.pause();
       if (rest.length > 0) sock.unshift(rest);
+      setImmediate(() => sock.resume());
       resolve(sock);
     };
     sock.on('data', onData);

@@ -7,6 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type ProxyEnv, curl, metric, originPattern, rawExchange, startProxyEnv, statusOf } from './helpers.js';
 
 let env: ProxyEnv;
@@ -24,7 +27,9 @@ describe('HTTP proxy: absolute-form forwarding', () => {
 
   it('forwards a POST body intact and keeps the client Host header', async () => {
     const body = randomBytes(300_000).toString('base64');
-    const r = await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl, '--data-binary', body, '-H', 'content-type: text/plain', `http://www.allowed.test:${env.http.port}/echo?x=1`]);
+    const file = join(mkdtempSync(join(tmpdir(), 'egw-body-')), 'body');
+    writeFileSync(file, body);
+    const r = await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl, '--data-binary', `@${file}`, '-H', 'content-type: text/plain', `http://www.allowed.test:${env.http.port}/echo?x=1`]);
     expect(r.status).toBe(200);
     const echo = JSON.parse(r.body.toString());
     expect(echo.body).toBe(body);
@@ -35,7 +40,7 @@ describe('HTTP proxy: absolute-form forwarding', () => {
   it('decides every request of a keep-alive connection on its own host', async () => {
     const before = await metric(env, 'egress_decisions_total', { door: 'http', decision: 'deny', reason: 'not_allowlisted' });
     const p = env.http.port;
-    const r = await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl, '-w', '%{num_connects}\n',
+    const r = await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl, '-w', '\n%{num_connects}\n',
       `http://allowed.test:${p}/one`, `http://other.test:${p}/two`, `http://www.allowed.test:${p}/three`]);
     const text = r.body.toString();
     const statuses = [...r.headers.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((m) => Number(m[1]));

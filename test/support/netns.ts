@@ -134,7 +134,31 @@ export class NetnsLab {
     return l;
   }
 
+  /** Removes namespaces, /etc/netns folders and e2e nftables tables left by runs whose process is gone (killed by a signal). */
+  async sweepStale(): Promise<void> {
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch (e) {
+        return (e as NodeJS.ErrnoException).code === 'EPERM';
+      }
+    };
+    const list = await run('ip', ['netns', 'list']);
+    for (const line of list.stdout.split('\n')) {
+      const m = /^(egw(\d+)-[a-z])\b/.exec(line.trim());
+      if (!m || alive(Number(m[2]))) continue;
+      await run('ip', ['netns', 'del', m[1]!]);
+      rmSync(`/etc/netns/${m[1]!}`, { recursive: true, force: true });
+    }
+    const tables = await run('nft', ['list', 'tables', 'inet']);
+    for (const m of tables.stdout.matchAll(/table inet (egw_e2e_(\d+))/g)) {
+      if (!alive(Number(m[2]))) await run('nft', ['delete', 'table', 'inet', m[1]!]);
+    }
+  }
+
   async up(): Promise<void> {
+    await this.sweepStale();
     for (const role of this.opts.roles) {
       const l = this.link(role);
       // A leftover from a crashed run with the same pid: remove it first.

@@ -1,0 +1,151 @@
+/**
+ * Policy files: one policy per JSON or YAML file, keyed by name. Validated with the same
+ * functions the API uses (normalizeAllowedHostnames, parseCidr strict), so a file that
+ * loads here is one the API accepts, stored the same way.
+ */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { basename, extname, join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { AllowedCidr, CidrPortRange } from '../policy/model.js';
+import { normalizeAllowedHostnames } from '../policy/hostname.js';
+import { parseCidr } from '../policy/ip.js';
+
+/** The policy a file describes, normalised; every field present (defaults filled in). */
+export interface PolicySpec {
+  name: string;
+  description: string | null;
+  allow_all: boolean;
+  allow_devbox_to_devbox: boolean;
+  allowed_hostnames: string[];
+  allow_agent_gateway: boolean;
+  allow_mcp_gateway: boolean;
+  allow_runloop_mirrors: boolean;
+  allowed_cidrs: AllowedCidr[];
+}
+
+export const POLICY_EXTENSIONS = ['.json', '.yaml', '.yml'];
+const BOOLEANS = ['allow_all', 'allow_devbox_to_devbox', 'allow_agent_gateway', 'allow_mcp_gateway', 'allow_runloop_mirrors'] as const;
+const KEYS = new Set(['name', 'description', 'allowed_hostnames', 'allowed_cidrs', ...BOOLEANS]);
+
+export class PolicyFileError extends Error {
+  constructor(readonly file: string, message: string) {
+    super(`${file}: ${message}`);
+  }
+}
+
+/** Policy files in a folder (sorted), or the one file given. */
+export function policyFiles(path: string): string[] {
+  const st = statSync(path);
+  if (!st.isDirectory()) return [path];
+  return readdirSync(path)
+    .filter((f) => POLICY_EXTENSIONS.includes(extname(f).toLowerCase()) && !f.startsWith('.'))
+    .sort()
+    .map((f) => join(path, f));
+}
+
+export function loadPolicyFile(file: string): PolicySpec {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new PolicyFileError(file, `cannot read: ${(e as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = extname(file).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
+  } catch (e) {
+    throw new PolicyFileError(file, `not valid ${extname(file).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  return parsePolicySpec(file, data);
+}
+
+export function parsePolicySpec(file: string, data: unknown): PolicySpec {
+  const fail = (m: string): never => {
+    throw new PolicyFileError(file, m);
+  };
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) fail('must hold one policy (an object with a "name")');
+  const o = data as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!KEYS.has(k)) fail(`unknown field "${k}" (known: ${[...KEYS].join(', ')})`);
+  if (typeof o.name !== 'string' || o.name.trim().length === 0) fail('field "name" must be a non-empty string');
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(o.name as string)) fail('field "name" must not contain control characters');
+  if (o.description != null && typeof o.description !== 'string') fail('field "description" must be a string');
+  const spec: PolicySpec = {
+    name: o.name as string,
+    description: (o.description as string | undefined) ?? null,
+    allow_all: false,
+    allow_devbox_to_devbox: false,
+    allowed_hostnames: [],
+    allow_agent_gateway: false,
+    allow_mcp_gateway: false,
+    allow_runloop_mirrors: false,
+    allowed_cidrs: [],
+  };
+  for (const k of BOOLEANS) {
+    const v = o[k];
+    if (v == null) continue;
+    if (typeof v !== 'boolean') fail(`field "${k}" must be true or false`);
+    spec[k] = v as boolean;
+  }
+  if (spec.allow_all) spec.allow_devbox_to_devbox = true; // as the API stores it
+  if (o.allowed_hostnames != null) {
+    if (!Array.isArray(o.allowed_hostnames)) fail('field "allowed_hostnames" must be a list');
+    const r = normalizeAllowedHostnames(o.allowed_hostnames as unknown[]);
+    if (!r.ok) fail(`allowed_hostnames[${(o.allowed_hostnames as unknown[]).indexOf(r.entry)}]: entry ${JSON.stringify(r.entry)} is rejected: ${r.why}`);
+    else spec.allowed_hostnames = r.entries;
+  }
+  if (o.allowed_cidrs != null) {
+    if (!Array.isArray(o.allowed_cidrs)) fail('field "allowed_cidrs" must be a list');
+    spec.allowed_cidrs = (o.allowed_cidrs as unknown[]).map((c, i) => parseCidrEntry(c, `allowed_cidrs[${i}]`, fail));
+  }
+  return spec;
+}
+
+function parseCidrEntry(raw: unknown, at: string, fail: (m: string) => never): AllowedCidr {
+  const c = typeof raw === 'string' ? { cidr: raw } : raw;
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) return fail(`${at}: must be a CIDR string or { cidr, ports? }`);
+  const o = c as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (k !== 'cidr' && k !== 'ports') fail(`${at}: unknown field "${k}"`);
+  if (typeof o.cidr !== 'string' || !o.cidr.includes('/')) return fail(`${at}.cidr: give a CIDR with a prefix length, e.g. 203.0.113.7/32`);
+  const p = parseCidr(o.cidr, true);
+  if ('error' in p) return fail(`${at}.cidr: entry ${JSON.stringify(o.cidr)} is rejected: ${p.error}`);
+  const out: AllowedCidr = { cidr: p.text };
+  if (o.ports != null) {
+    if (!Array.isArray(o.ports)) return fail(`${at}.ports must be a list`);
+    const ports: CidrPortRange[] = o.ports.map((r: unknown, j: number) => {
+      const pr = (typeof r === 'number' ? { port: r } : r) as Record<string, unknown> | null;
+      const where = `${at}.ports[${j}]`;
+      if (pr === null || typeof pr !== 'object') return fail(`${where}: must be a port number or { port, end_port?, protocol? }`);
+      const okPort = (v: unknown) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 65535;
+      if (!okPort(pr.port)) return fail(`${where}.port must be a whole number from 1 to 65535`);
+      const rule: CidrPortRange = { port: pr.port as number };
+      if (pr.end_port != null) {
+        if (!okPort(pr.end_port)) return fail(`${where}.end_port must be a whole number from 1 to 65535`);
+        if ((pr.end_port as number) < rule.port) return fail(`${where}.end_port ${String(pr.end_port)} is below port ${rule.port}`);
+        if (pr.end_port !== rule.port) rule.end_port = pr.end_port as number;
+      }
+      if (pr.protocol != null) {
+        const proto = String(pr.protocol).toUpperCase();
+        if (proto !== 'TCP' && proto !== 'UDP') return fail(`${where}.protocol must be TCP or UDP`);
+        rule.protocol = proto;
+      }
+      return rule;
+    });
+    if (ports.length > 0) out.ports = ports;
+  }
+  return out;
+}
+
+/** Loads every file, requiring one policy per name. Throws the first problem, naming the file. */
+export function loadPolicyFolder(path: string): PolicySpec[] {
+  const byName = new Map<string, string>();
+  const specs: PolicySpec[] = [];
+  for (const file of policyFiles(path)) {
+    const spec = loadPolicyFile(file);
+    const prev = byName.get(spec.name);
+    if (prev) throw new PolicyFileError(file, `policy name "${spec.name}" is also used by ${basename(prev)}`);
+    byName.set(spec.name, file);
+    specs.push(spec);
+  }
+  return specs;
+}
