@@ -22,7 +22,9 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY policies ./policies
-RUN mkdir -p /data && chown node:node /data
+# nft: the DaemonSet's init container loads the host firewall from this image.
+RUN apt-get update && apt-get install -y --no-install-recommends nftables && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 # API + metrics, HTTP proxy, SOCKS5, DNS (UDP and TCP), transparent TLS, transparent HTTP

@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { ConfigError, OPTIONS, BOOLEAN_FLAGS, configHelp, loadConfig, parseArgv } from './config.js';
 import { startGateway } from './server.js';
 
-const COMMAND_FLAGS = ['config', 'help', 'policy', 'devbox', 'prune', 'dry-run', 'json', 'proxy', 'duration', 'concurrency',
+const COMMAND_FLAGS = ['config', 'help', 'policy', 'devbox', 'prune', 'dry-run', 'json', 'proxy', 'duration', 'concurrency', 'api-url', 'token',
   'allowed', 'denied', 'devbox-cidr', 'gateway-addr', 'interface', 'socks-proxy', 'out', 'table', 'proxy-user', 'max-requests'];
 
 const USAGE = `egress-gateway — network-policy enforcement for devboxes

@@ -34,6 +34,11 @@ export interface TtlBounds {
 /** Longest time a negative answer is kept (RFC 2308 §5 suggests 1–3 hours at most). */
 const MAX_NEGATIVE_TTL = 3 * 3600;
 
+/** Wall-clock milliseconds (fractional), the clock of every expiry in the DNS door. */
+export function clockMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 export function cacheKey(name: string, qtype: number, qclass: number): string {
   return `${name}|${qtype}|${qclass}`;
 }

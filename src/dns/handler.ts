@@ -10,12 +10,12 @@ import type { GatewayConfig } from '../config.js';
 import type { Gate } from '../egress/gate.js';
 import type { PolicyEngine, Identity } from '../policy/engine.js';
 import { type Decision, denial } from '../policy/decision.js';
-import { type CacheEntry, refreshTtls } from './cache.js';
+import { type CacheEntry, clockMs, refreshTtls } from './cache.js';
 import type { CachedResolver } from './resolver.js';
 import { blockedOpt, PLAIN_OPT } from './ede.js';
 import { dnsMetrics } from './metrics.js';
 import { isLocalReverse } from './reverse.js';
-import { AA, CLASS_IN, RCODE, RCODE_NAMES, T, TC, type Query, emptyReply, parseQuery, replyFlags, typeName, writeOpt } from './wire.js';
+import { AA, CLASS_IN, RCODE, RCODE_NAMES, T, TC, type Query, emptyReply, parseQuery, replyFlags, typeName } from './wire.js';
 
 export type Transport = 'udp' | 'tcp';
 export type HandleResult = Buffer | null | Promise<Buffer | null>;
@@ -62,10 +62,78 @@ class LogThrottle {
 }
 
 const MAX_UDP_REPLY = 4096;
+const TIME_ORIGIN = performance.timeOrigin;
+
+interface DeniedSeen {
+  identity: Identity;
+  decision: Decision;
+  qtype: string;
+  repeats: number;
+}
+
+/**
+ * One log line per denied query, except that identical denials (same devbox, name and
+ * type) within one second are folded into a single follow-up line with a `repeats`
+ * count, so a query flood cannot turn into a log flood. Every denial is counted.
+ */
+class DenialLog {
+  private window = -1;
+  private seen = new Map<string, DeniedSeen>();
+  private overflow = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly gate: Pick<Gate, 'record'>, private readonly log: Logger, private readonly maxKeys = 10_000) {
+    this.timer = setInterval(() => this.flush(clockMs()), 1000);
+    this.timer.unref();
+  }
+
+  record(identity: Identity, decision: Decision, qtype: string, now: number): void {
+    const w = Math.floor(now / 1000);
+    if (w !== this.window) this.flush(now);
+    const key = `${identity.devboxId}\u0000${decision.host}\u0000${qtype}`;
+    const e = this.seen.get(key);
+    if (e !== undefined) {
+      e.repeats++;
+      dnsMetrics.decisions.add(false, decision.reason);
+      return;
+    }
+    if (this.seen.size >= this.maxKeys) {
+      this.overflow++;
+      dnsMetrics.decisions.add(false, decision.reason);
+      return;
+    }
+    this.seen.set(key, { identity, decision, qtype, repeats: 0 });
+    this.gate.record(identity, 'dns', decision, 53); // counts, and logs the denial
+  }
+
+  flush(now: number): void {
+    this.window = Math.floor(now / 1000);
+    if (this.seen.size === 0 && this.overflow === 0) return;
+    for (const e of this.seen.values()) {
+      if (e.repeats === 0) continue;
+      this.log.info(
+        {
+          event: 'decision', door: 'dns', devbox: e.identity.devboxId, source: e.identity.source, policy: e.decision.policyId,
+          host: e.decision.host, port: 53, qtype: e.qtype, decision: 'deny', reason: e.decision.reason, repeats: e.repeats,
+        },
+        'egress denied (repeated within 1 s)',
+      );
+    }
+    if (this.overflow > 0) this.log.warn({ event: 'dns_denials_unlogged', count: this.overflow }, 'DNS denials over the per-second log budget (counted, not logged)');
+    this.seen = new Map();
+    this.overflow = 0;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.flush(clockMs());
+  }
+}
 
 export class DnsHandler {
   private readonly limiter: RateLimiter;
   private readonly throttle = new LogThrottle();
+  private readonly denials: DenialLog;
   private readonly denyRcode: number;
   private readonly graceSeconds: number;
   private readonly allowLogEvery: number;
@@ -76,6 +144,11 @@ export class DnsHandler {
     this.denyRcode = deps.config.dnsDenyRcode === 'refused' ? RCODE.REFUSED : RCODE.NXDOMAIN;
     this.graceSeconds = deps.config.dnsLearnGrace;
     this.allowLogEvery = deps.allowLogEvery ?? 100;
+    this.denials = new DenialLog(deps.gate, deps.log);
+  }
+
+  close(): void {
+    this.denials.close();
   }
 
   handle(msg: Buffer, source: string, transport: Transport): HandleResult {
@@ -84,7 +157,7 @@ export class DnsHandler {
       dnsMetrics.query('malformed', 'none', 'dropped');
       return null;
     }
-    const now = Date.now();
+    const now = TIME_ORIGIN + started;
     if (!this.limiter.allow(source, now)) {
       dnsMetrics.query('rate_limited', 'none', 'REFUSED');
       if (this.throttle.ok('rate_limited', now)) this.deps.log.warn({ event: 'dns_rate_limited', source }, 'DNS client over its query rate; answering REFUSED');
@@ -130,20 +203,23 @@ export class DnsHandler {
       // IP-literal spellings are not DNS names: never forwarded.
       if (decision.allow && decision.hostKind !== 'name') decision = denial('invalid_host', q.name, decision, decision.hostKind);
     }
-    this.deps.gate.record(identity, 'dns', decision, 53);
     if (!decision.allow) {
+      this.denials.record(identity, decision, qt, now);
       const rcode = this.denyRcode;
       const out = emptyReply(msg, q.qEnd, rcode, q.edns ? blockedOpt(decision.policyId, decision.reason) : null);
       dnsMetrics.query('deny', qt, RCODE_NAMES[rcode]!);
       dnsMetrics.answered('denied', (performance.now() - started) / 1000);
       return out;
     }
+    // Allowed queries are counted in egress_decisions_total in batches (Gate.record's
+    // per-call label hashing would be a quarter of a cached answer's cost); not logged here.
+    dnsMetrics.decisions.add(true, decision.reason);
     if (q.qtype === T.ANY) return this.anyAnswer(msg, q, qt, started);
 
     const r = this.deps.resolver.lookup(q.name, q.qtype, q.qclass, now);
     if (!(r instanceof Promise)) return this.relay(msg, q, r, identity, transport, decision, started, now, 'cache');
     return r.then(
-      (entry) => this.relay(msg, q, entry, identity, transport, decision, started, Date.now(), 'upstream'),
+      (entry) => this.relay(msg, q, entry, identity, transport, decision, started, clockMs(), 'upstream'),
       () => {
         dnsMetrics.query('allow', qt, 'SERVFAIL');
         dnsMetrics.answered('upstream', (performance.now() - started) / 1000);
@@ -167,16 +243,16 @@ export class DnsHandler {
       out = emptyReply(msg, q.qEnd, e.rcode, q.edns ? PLAIN_OPT : null, TC);
     } else {
       out = Buffer.allocUnsafe(len);
-      tmpl.copy(out, 0);
+      out.set(tmpl, 0);
       out[0] = msg[0]!;
       out[1] = msg[1]!;
       const flags = replyFlags(q.flags, e.rcode);
       out[2] = flags >> 8;
       out[3] = flags & 0xff;
       // The client's question, byte for byte (its letter case included).
-      msg.copy(out, 12, 12, q.qEnd);
+      for (let i = 12, end = q.qEnd; i < end; i++) out[i] = msg[i]!;
       if (q.edns) {
-        writeOpt(out, tmpl.length);
+        out.set(PLAIN_OPT, tmpl.length);
         out.writeUInt16BE(e.ar + 1, 10);
       }
     }

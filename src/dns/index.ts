@@ -26,6 +26,7 @@ export async function startDnsDoor(ctx: DoorContext, at: HostPort): Promise<Runn
     address: server.address,
     close: async (graceMs: number) => {
       await server.close(graceMs);
+      handler.close();
       if (own) resolver.close();
     },
   };

@@ -5,7 +5,7 @@
  * through a small registry-compatible metric).
  */
 import { Counter, type Registry } from 'prom-client';
-import { registry } from '../metrics.js';
+import { decisions, registry } from '../metrics.js';
 
 /** A counter whose increments are plain additions, flushed into prom-client at scrape. */
 class FastCounter<L extends string> {
@@ -100,19 +100,116 @@ class FastHistogram {
 
 const LATENCY_BUCKETS = [0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
+interface Cell {
+  n: number;
+}
+
+/**
+ * Queries by decision × type × rcode: three Map lookups on interned label strings and an
+ * add, no string building; flushed into prom-client at scrape.
+ */
+class QueryCounter {
+  private readonly cells = new Map<string, Map<string, Map<string, Cell>>>();
+  readonly counter: Counter<'decision' | 'qtype' | 'rcode'>;
+
+  constructor(reg: Registry) {
+    const cells = this.cells;
+    this.counter = new Counter({
+      name: 'egress_dns_queries_total',
+      help: 'DNS queries answered, by decision (allow, deny, local, refused, unknown_client, rate_limited, malformed), query type and rcode',
+      labelNames: ['decision', 'qtype', 'rcode'] as const,
+      registers: [reg],
+      collect() {
+        for (const [decision, byType] of cells) {
+          for (const [qtype, byRcode] of byType) {
+            for (const [rcode, cell] of byRcode) {
+              if (cell.n > 0) {
+                this.inc({ decision, qtype, rcode }, cell.n);
+                cell.n = 0;
+              }
+            }
+          }
+        }
+      },
+    });
+  }
+
+  inc(decision: string, qtype: string, rcode: string): void {
+    let byType = this.cells.get(decision);
+    if (byType === undefined) this.cells.set(decision, (byType = new Map()));
+    let byRcode = byType.get(qtype);
+    if (byRcode === undefined) byType.set(qtype, (byRcode = new Map()));
+    const cell = byRcode.get(rcode);
+    if (cell !== undefined) cell.n++;
+    else byRcode.set(rcode, { n: 1 });
+  }
+}
+
+/**
+ * DNS decisions for the shared egress_decisions_total, added up here and handed to it
+ * every second, so the per-query cost is one add (a count may show up to a second late).
+ */
+class DecisionBatch {
+  private readonly cells = new Map<string, [allow: number, deny: number]>();
+  private timer: NodeJS.Timeout | null = null;
+
+  add(allow: boolean, reason: string): void {
+    let c = this.cells.get(reason);
+    if (c === undefined) this.cells.set(reason, (c = [0, 0]));
+    c[allow ? 0 : 1]++;
+    if (this.timer === null) {
+      this.timer = setInterval(() => this.flush(), 1000);
+      this.timer.unref();
+    }
+  }
+
+  flush(): void {
+    for (const [reason, c] of this.cells) {
+      if (c[0] > 0) decisions.inc({ door: 'dns', decision: 'allow', reason }, c[0]);
+      if (c[1] > 0) decisions.inc({ door: 'dns', decision: 'deny', reason }, c[1]);
+      c[0] = 0;
+      c[1] = 0;
+    }
+  }
+}
+
 class DnsMetrics {
-  readonly queries = new FastCounter('egress_dns_queries_total', 'DNS queries answered, by decision (allow, deny, local, unknown_client, rate_limited, malformed), query type and rcode', ['decision', 'qtype', 'rcode'] as const, registry);
-  readonly cache = new FastCounter('egress_dns_cache_total', 'DNS answer cache lookups, by result (hit, miss)', ['result'] as const, registry);
+  readonly decisions = new DecisionBatch();
+  readonly queries = new QueryCounter(registry);
+  private hits = 0;
+  private misses = 0;
+  readonly cache: Counter<'result'>;
   readonly upstreamErrors = new FastCounter('egress_dns_upstream_errors_total', 'Failed upstream DNS attempts, by upstream and kind (timeout, tcp_failed, servfail, refused)', ['upstream', 'kind'] as const, registry);
   readonly upstreamSeconds = new FastHistogram('egress_dns_upstream_duration_seconds', 'Time an upstream DNS server took to answer, by transport', 'transport', LATENCY_BUCKETS, registry);
   readonly answerSeconds = new FastHistogram('egress_dns_answer_duration_seconds', 'Time from a query reaching the DNS door to its answer, by source (cache, upstream, denied, local, refused)', 'source', LATENCY_BUCKETS, registry);
 
+  constructor() {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    this.cache = new Counter({
+      name: 'egress_dns_cache_total',
+      help: 'DNS answer cache lookups, by result (hit, miss)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+      collect() {
+        if (self.hits > 0) this.inc({ result: 'hit' }, self.hits);
+        if (self.misses > 0) this.inc({ result: 'miss' }, self.misses);
+        self.hits = 0;
+        self.misses = 0;
+      },
+    });
+    // Both series exist from the start.
+    this.cache.inc({ result: 'hit' }, 0);
+    this.cache.inc({ result: 'miss' }, 0);
+  }
+
   query(decision: string, qtype: string, rcode: string): void {
-    this.queries.inc(`${decision}|${qtype}|${rcode}`, () => [decision, qtype, rcode]);
+    this.queries.inc(decision, qtype, rcode);
   }
 
   cacheLookup(hit: boolean): void {
-    this.cache.inc(hit ? 'hit' : 'miss', () => [hit ? 'hit' : 'miss']);
+    if (hit) this.hits++;
+    else this.misses++;
   }
 
   upstreamError(upstream: string, kind: string): void {

@@ -4,7 +4,7 @@
  * answer cache as the DNS door, so the DNS door and the proxy doors see the same answers.
  */
 import type { HostPort } from '../config.js';
-import { AnswerCache, type CacheEntry, type TtlBounds, cacheKey, prepareAnswer } from './cache.js';
+import { AnswerCache, type CacheEntry, type TtlBounds, cacheKey, clockMs, prepareAnswer } from './cache.js';
 import { UpstreamClient, type UpstreamOptions } from './upstream.js';
 import { CLASS_IN, RCODE, T } from './wire.js';
 import { dnsMetrics } from './metrics.js';
@@ -44,7 +44,7 @@ export class CachedResolver implements Resolver {
    * UpstreamError when no upstream answered, or ResolveError('SERVFAIL') for an answer
    * that cannot be used.
    */
-  lookup(name: string, qtype: number, qclass: number, now = Date.now()): CacheEntry | Promise<CacheEntry> {
+  lookup(name: string, qtype: number, qclass: number, now = clockMs()): CacheEntry | Promise<CacheEntry> {
     const key = cacheKey(name, qtype, qclass);
     const hit = this.cache.get(key, now);
     dnsMetrics.cacheLookup(hit !== undefined);
@@ -57,7 +57,7 @@ export class CachedResolver implements Resolver {
     let p = this.inflight.get(key);
     if (p === undefined) {
       p = this.upstream.query(name, qtype, qclass).then((a) => {
-        const now = Date.now();
+        const now = clockMs();
         const prepared = prepareAnswer(a.bytes, this.bounds, now);
         if (prepared === null) throw new ResolveError('SERVFAIL', name);
         this.cache.set(key, prepared.entry, prepared.ttl);

@@ -97,10 +97,9 @@ export class UpstreamClient {
     if (this.closed) throw new UpstreamError('closed', 'upstream client closed');
     if (this.upstreams.length === 0) throw new UpstreamError('no_upstreams', 'no upstream DNS servers configured');
     let last: UpstreamAnswer | null = null;
-    let lastError: UpstreamError = new UpstreamError('timeout', `no answer from ${this.upstreams.length} upstream(s)`);
+    let lastFailed = '';
     for (let attempt = 0; attempt < this.attempts; attempt++) {
       const up = this.upstreams[attempt % this.upstreams.length]!;
-      const label = `${up.host}:${up.port}`;
       const started = performance.now();
       let bytes = await this.udpAttempt(up, name, qtype, qclass);
       let transport: 'udp' | 'tcp' = 'udp';
@@ -108,9 +107,10 @@ export class UpstreamClient {
         transport = 'tcp';
         bytes = await this.tcpAttempt(up, name, qtype, qclass).catch(() => null);
       }
+      const label = bytes === null || (bytes[3]! & 0xf) !== 0 ? `${up.host}:${up.port}` : '';
       if (bytes === null) {
         dnsMetrics.upstreamError(label, transport === 'tcp' ? 'tcp_failed' : 'timeout');
-        lastError = new UpstreamError('timeout', `no answer from ${label} for ${name}`);
+        lastFailed = label;
         continue;
       }
       dnsMetrics.upstreamLatency(transport, (performance.now() - started) / 1000);
@@ -124,7 +124,7 @@ export class UpstreamClient {
       return answer;
     }
     if (last !== null) return last;
-    throw lastError;
+    throw new UpstreamError('timeout', `no answer for ${name} after ${this.attempts} attempts (last: ${lastFailed})`);
   }
 
   // ── UDP ─────────────────────────────────────────────────────────────────────

@@ -18,7 +18,7 @@
 import type { NetworkPolicy } from './model.js';
 import type { Decision, Reason } from './decision.js';
 import { type Cidr, type IpWords, parseCidr, parseIpLiteral } from './ip.js';
-import { type HostScan, POW31, SCAN_OTHER, hostScan, nameHash, normalizeAllowedHostname, scanHost } from './hostname.js';
+import { type HostScan, MAX_NAME_LENGTH, POW31, SCAN_OK, SCAN_OTHER, hostScan, nameHash, normalizeAllowedHostname, scanHost } from './hostname.js';
 import { DecisionCache } from './cache.js';
 
 export interface ToggleHosts {
@@ -51,98 +51,124 @@ interface V6Bucket {
 
 export const DECISION_CACHE_MAX = 4096;
 
-/** Keeps hashes in V8's small-integer range so they are stored unboxed. */
-const HASH_MASK = 0x3fffffff;
+/** findScanned() found nothing. */
+export const NO_MATCH = -1;
 
-/** One name entry: what matchName returns. `key` is the exact name, or the part after `*.`. */
-class NameEntry implements NameMatch {
-  constructor(
-    readonly hash: number,
-    readonly key: string,
-    readonly reason: Reason,
-    readonly entry: string,
-  ) {}
-}
+/** Table hashes are 27 bits, so a cell tag (reason code, hash + 1) is always a small integer. */
+const TAG_HASH = 0x7ffffff;
+/** The reasons a name entry can carry, by the code kept in a cell tag (bits 28-29). */
+const NAME_REASONS: readonly Reason[] = ['hostname', 'agent_gateway', 'mcp_gateway', 'mirrors'];
 
 /**
- * Open-addressing hash table (linear probing, load ≤ 1/2) of NameEntry objects keyed by
- * their hash: a hit touches the slot array, the entry and its key string, nothing more.
+ * Open-addressing hash table (linear probing, load ≤ 1/2) laid out in one flat array of
+ * cells, `stride` per slot: [tag, key] for exact names, [tag, key, entry] for `*.`
+ * entries (key is the part after `*.`). tag = reason code << 28 | (hash + 1), 0 when
+ * empty. A probe reads one cell run; a hit adds only the key string it is confirmed
+ * against — two cache lines, which is what a 100,000-entry policy costs per lookup.
  */
 class NameTable {
-  slots: Array<NameEntry | null>;
-  /** hashes[i] = slots[i].hash, or -1 for an empty slot: probing reads only this array until a hash matches. */
-  hashes: Int32Array;
+  cells: Array<number | string>;
   mask: number;
   size = 0;
 
-  constructor(expected = 8) {
+  constructor(readonly stride: 2 | 3, expected = 8) {
     let n = 16;
     while (n < expected * 2) n *= 2;
-    this.slots = NameTable.empty(n);
-    this.hashes = new Int32Array(n).fill(-1);
+    this.cells = NameTable.empty(n * stride);
     this.mask = n - 1;
   }
 
-  private static empty(n: number): Array<NameEntry | null> {
-    const a: Array<NameEntry | null> = [];
-    for (let i = 0; i < n; i++) a.push(null);
+  private static empty(n: number): Array<number | string> {
+    const a: Array<number | string> = [];
+    for (let i = 0; i < n; i++) a.push(0);
     return a;
   }
 
-  find(hash: number, key: string): NameEntry | null {
-    const hashes = this.hashes;
+  get slots(): number {
+    return this.mask + 1;
+  }
+
+  /** Cell index of key's slot, or -1. `h` is the 27-bit hash. */
+  find(h: number, key: string): number {
+    const cells = this.cells;
     const mask = this.mask;
-    for (let i = hash & mask; ; i = (i + 1) & mask) {
-      const h = hashes[i]!;
-      if (h === -1) return null;
-      if (h === hash) {
-        const e = this.slots[i]!;
-        if (e.key === key) return e;
+    const stride = this.stride;
+    const want = h + 1;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const c = i * stride;
+      const tag = cells[c] as number;
+      if (tag === 0) return -1;
+      if ((tag & TAG_HASH) === want && cells[c + 1] === key) return c;
+    }
+  }
+
+  /** Cell index of the slot whose key equals the last `len` characters of name, or -1. */
+  findSuffix(h: number, name: string, len: number): number {
+    const cells = this.cells;
+    const mask = this.mask;
+    const stride = this.stride;
+    const want = h + 1;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const c = i * stride;
+      const tag = cells[c] as number;
+      if (tag === 0) return -1;
+      if ((tag & TAG_HASH) === want) {
+        const key = cells[c + 1] as string;
+        if (key.length === len && name.endsWith(key)) return c;
       }
     }
   }
 
-  /** The entry whose key equals name's last len characters. */
-  findSuffix(hash: number, name: string, len: number): NameEntry | null {
-    const hashes = this.hashes;
-    const mask = this.mask;
-    for (let i = hash & mask; ; i = (i + 1) & mask) {
-      const h = hashes[i]!;
-      if (h === -1) return null;
-      if (h === hash) {
-        const e = this.slots[i]!;
-        if (e.key.length === len && name.endsWith(e.key)) return e;
-      }
-    }
+  reason(c: number): Reason {
+    return NAME_REASONS[(this.cells[c] as number) >>> 28]!;
+  }
+
+  key(c: number): string {
+    return this.cells[c + 1] as string;
+  }
+
+  /** The entry as written: the key itself, or `*.key`. */
+  entry(c: number): string {
+    return (this.stride === 3 ? this.cells[c + 2] : this.cells[c + 1]) as string;
   }
 
   /** Adds unless the key is present (the first entry wins); true when added. */
-  add(e: NameEntry): boolean {
-    if (this.find(e.hash, e.key) !== null) return false;
-    if ((this.size + 1) * 2 > this.slots.length) this.grow();
-    this.place(e);
+  add(h: number, key: string, reason: Reason, entry: string): boolean {
+    if (this.find(h, key) !== -1) return false;
+    if ((this.size + 1) * 2 > this.slots) this.grow();
+    this.place((NAME_REASONS.indexOf(reason) << 28) | (h + 1), key, entry);
     this.size++;
     return true;
   }
 
-  private place(e: NameEntry): void {
+  private place(tag: number, key: string, entry: string): void {
     const mask = this.mask;
-    let i = e.hash & mask;
-    while (this.hashes[i] !== -1) i = (i + 1) & mask;
-    this.slots[i] = e;
-    this.hashes[i] = e.hash;
+    const stride = this.stride;
+    let i = ((tag & TAG_HASH) - 1) & mask;
+    while (this.cells[i * stride] !== 0) i = (i + 1) & mask;
+    const c = i * stride;
+    this.cells[c] = tag;
+    this.cells[c + 1] = key;
+    if (stride === 3) this.cells[c + 2] = entry;
   }
 
   private grow(): void {
-    const old = this.slots;
-    this.slots = NameTable.empty(old.length * 2);
-    this.hashes = new Int32Array(old.length * 2).fill(-1);
-    this.mask = this.slots.length - 1;
-    for (const e of old) if (e !== null) this.place(e);
+    const old = this.cells;
+    const stride = this.stride;
+    this.cells = NameTable.empty(old.length * 2);
+    this.mask = (this.cells.length / stride) - 1;
+    for (let c = 0; c < old.length; c += stride) {
+      if (old[c] !== 0) this.place(old[c] as number, old[c + 1] as string, (stride === 3 ? old[c + 2] : old[c + 1]) as string);
+    }
   }
 
-  *values(): IterableIterator<NameEntry> {
-    for (const e of this.slots) if (e !== null) yield e;
+  /** Hashes (27-bit) of every key, for the filter. */
+  *hashes(): IterableIterator<number> {
+    for (let c = 0; c < this.cells.length; c += this.stride) if (this.cells[c] !== 0) yield ((this.cells[c] as number) & TAG_HASH) - 1;
+  }
+
+  *matches(): IterableIterator<NameMatch> {
+    for (let c = 0; c < this.cells.length; c += this.stride) if (this.cells[c] !== 0) yield { reason: this.reason(c), entry: this.entry(c) };
   }
 }
 
@@ -196,8 +222,8 @@ export class CompiledPolicy {
     const e = policy?.egress;
     let wild = 0;
     for (const h of e?.allowed_hostnames ?? []) if (typeof h === 'string' && h.charCodeAt(0) === 42) wild++;
-    this.exact = new NameTable((e?.allowed_hostnames?.length ?? 0) - wild + 8);
-    this.suffixes = new NameTable(wild + 8);
+    this.exact = new NameTable(2, (e?.allowed_hostnames?.length ?? 0) - wild + 8);
+    this.suffixes = new NameTable(3, wild + 8);
     this.allowAll = e?.allow_all ?? false;
     this.devboxToDevbox = (e?.allow_devbox_to_devbox ?? false) || this.allowAll;
     if (!e) return;
@@ -229,7 +255,7 @@ export class CompiledPolicy {
     const filter = new Int32Array(bits >>> 5);
     const mask = bits - 1;
     for (const table of [this.exact, this.suffixes]) {
-      for (const { hash: h } of table.values()) filter[(h & mask) >>> 5]! |= 1 << (h & 31);
+      for (const h of table.hashes()) filter[(h & mask) >>> 5]! |= 1 << (h & 31);
     }
     this.filter = filter;
     this.filterMask = mask;
@@ -242,25 +268,34 @@ export class CompiledPolicy {
 
   /** The normalised name entries this policy admits, in table order (for explain and tests). */
   *entries(): IterableIterator<NameMatch> {
-    for (const table of [this.exact, this.suffixes]) {
-      for (const e of table.values()) yield { reason: e.reason, entry: e.entry };
-    }
+    for (const table of [this.exact, this.suffixes]) yield* table.matches();
   }
 
   private addName(raw: string, reason: Reason): void {
+    // Fast path for the stored (already normalised) form: one scan validates and hashes.
+    if (typeof raw === 'string') {
+      const wild = raw.length > 2 && raw.charCodeAt(0) === 42 /* * */ && raw.charCodeAt(1) === 46;
+      const key = wild ? raw.slice(2) : raw;
+      if (scanHost(key) === SCAN_OK && (!wild || (hostScan.dots > 0 && raw.length <= MAX_NAME_LENGTH))) {
+        this.insert(key, hostScan.hash & TAG_HASH, reason, raw, wild);
+        return;
+      }
+    }
     const r = normalizeAllowedHostname(raw);
     if (!r.ok) {
       this.rejected.push({ entry: String(raw), why: r.why });
       return;
     }
-    const entry = r.entry;
-    if (entry.charCodeAt(0) === 42 /* * */) {
-      const suffix = entry.slice(2);
-      if (this.suffixes.add(new NameEntry(nameHash(suffix) & HASH_MASK, suffix, reason, entry))) {
-        if (suffix.length > this.maxSuffixLength) this.maxSuffixLength = suffix.length;
-      }
+    const wild = r.entry.charCodeAt(0) === 42;
+    const key = wild ? r.entry.slice(2) : r.entry;
+    this.insert(key, nameHash(key) & TAG_HASH, reason, r.entry, wild);
+  }
+
+  private insert(key: string, hash: number, reason: Reason, entry: string, wild: boolean): void {
+    if (wild) {
+      if (this.suffixes.add(hash, key, reason, entry) && key.length > this.maxSuffixLength) this.maxSuffixLength = key.length;
     } else {
-      this.exact.add(new NameEntry(nameHash(entry) & HASH_MASK, entry, reason, entry));
+      this.exact.add(hash, key, reason, entry);
     }
   }
 
@@ -305,32 +340,50 @@ export class CompiledPolicy {
     return this.matchScanned(name, hostScan);
   }
 
-  /**
-   * matchName for a name scanHost() has just scanned (the engine's fast path: the one pass
-   * that validated the name also hashed it). Allocation-free: the hash of the suffix after
-   * each dot comes from the prefix hashes, and a hit is confirmed by comparing strings.
-   */
+  /** matchName for a name scanHost() has just scanned. */
   matchScanned(name: string, scan: HostScan): NameMatch | undefined {
+    const r = this.findScanned(name, scan);
+    return r === NO_MATCH ? undefined : { reason: this.matchReason(r), entry: this.matchEntry(r) };
+  }
+
+  /**
+   * The engine's fast path: the one pass that validated the name (scanHost) also hashed
+   * it. Allocation-free: the hash of the suffix after each dot comes from the prefix
+   * hashes, the filter turns most probes away without touching the tables, and a hit is
+   * confirmed by comparing strings. Returns a match handle for matchReason/matchEntry, or
+   * NO_MATCH.
+   */
+  findScanned(name: string, scan: HostScan): number {
     const n = name.length;
     const h = scan.hash;
     const filter = this.filter;
     const fm = this.filterMask;
-    if ((filter[(h & fm) >>> 5]! >>> (h & 31)) & 1) {
-      const e = this.exact.find(h & HASH_MASK, name);
-      if (e !== null) return e;
+    const eh = h & TAG_HASH;
+    if ((filter[(eh & fm) >>> 5]! >>> (eh & 31)) & 1) {
+      const c = this.exact.find(eh, name);
+      if (c !== -1) return c;
     }
-    if (this.suffixes.size === 0) return undefined;
+    if (this.suffixes.size === 0) return NO_MATCH;
     const maxSuffix = this.maxSuffixLength;
     // Dots left to right = suffixes longest first; the last dot leaves a single label.
     for (let k = 0; k < scan.dots - 1; k++) {
       const len = n - scan.dotAt[k]! - 1;
       if (len > maxSuffix) continue;
-      const sh = ((h - Math.imul(scan.prefixHash[k]!, POW31[len]!)) | 0) & HASH_MASK;
+      const sh = (h - Math.imul(scan.prefixHash[k]!, POW31[len]!)) & TAG_HASH;
       if (((filter[(sh & fm) >>> 5]! >>> (sh & 31)) & 1) === 0) continue;
-      const e = this.suffixes.findSuffix(sh, name, len);
-      if (e !== null) return e;
+      const c = this.suffixes.findSuffix(sh, name, len);
+      if (c !== -1) return -2 - c;
     }
-    return undefined;
+    return NO_MATCH;
+  }
+
+  matchReason(r: number): Reason {
+    return r >= 0 ? this.exact.reason(r) : this.suffixes.reason(-2 - r);
+  }
+
+  /** The entry as written in the policy (`github.com`, `*.npmjs.org`). */
+  matchEntry(r: number): string {
+    return r >= 0 ? this.exact.key(r) : this.suffixes.entry(-2 - r);
   }
 
   /** The CIDR entry admitting ip:port/protocol (most specific prefix first), or null. */

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Devbox } from './model.js';
 import type { PolicySource, SourceChange } from './source.js';
-import { CompiledPolicy, DECISION_CACHE_MAX, type ToggleHosts } from './compiler.js';
+import { CompiledPolicy, DECISION_CACHE_MAX, NO_MATCH, type ToggleHosts } from './compiler.js';
 import { type Decision, type Door, denial } from './decision.js';
 import { SCAN_OK, hostScan, normalizeHost, scanHost } from './hostname.js';
 import { Guardrails } from './guardrails.js';
@@ -164,8 +164,13 @@ export class PolicyEngine {
   /** `scanned`: scanHost(name) was the last scan (hostScan holds its hashes). */
   private decideName(cp: CompiledPolicy, name: string, scanned: boolean): Decision {
     if (cp.allowAll) return this.allowed(cp, name, 'name', 'allow_all', null);
-    const m = scanned ? cp.matchScanned(name, hostScan) : cp.matchName(name);
-    if (m !== undefined) return this.allowed(cp, name, 'name', m.reason, m.entry);
+    if (scanned) {
+      const r = cp.findScanned(name, hostScan);
+      if (r !== NO_MATCH) return this.allowed(cp, name, 'name', cp.matchReason(r), cp.matchEntry(r));
+    } else {
+      const m = cp.matchName(name);
+      if (m !== undefined) return this.allowed(cp, name, 'name', m.reason, m.entry);
+    }
     if (cp.devboxToDevbox && this.isAccountTunnel(cp.accountId, name)) {
       return this.allowed(cp, name, 'name', 'devbox_to_devbox', name);
     }

@@ -101,7 +101,9 @@ export class HttpForwarder {
       maxFreeSockets: 256,
       scheduling: 'lifo',
       timeout: ctx.config.idleTimeoutMs,
-    });
+      // passed to net.connect: no Nagle on upstream sockets (small requests would wait for ACKs)
+      noDelay: true,
+    } as http.AgentOptions);
   }
 
   close(): void {
@@ -175,6 +177,7 @@ export class HttpForwarder {
     });
     up.setTimeout(ctx.config.idleTimeoutMs, () => up.destroy(Object.assign(new Error('upstream idle'), { code: 'ETIMEDOUT' })));
     up.on('error', (e: NodeJS.ErrnoException) => {
+      if (finished) return; // the client went away first and we destroyed the request
       const code = e.code ?? 'ERROR';
       const connecting = sock === null || sock.connecting || sock.bytesRead === inBase;
       if (!res.headersSent) {

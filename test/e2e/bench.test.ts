@@ -100,6 +100,22 @@ describe('egress-gateway bench against a running gateway', () => {
     expect(dns.countFor('denied.test')).toBe(0);
   });
 
+  it('--proxy-user makes the HTTP proxy and SOCKS5 judge the bench as that devbox', async () => {
+    // Another devbox, with the opposite allowlist and no address: only its credentials can select it.
+    const pol = await gw.api.policy('bench-creds', { allowed_hostnames: ['denied.test'] });
+    const dbx = await gw.api.devbox(pol, [], 'bench-creds');
+    const r = await runCli([
+      'bench', '--proxy', `127.0.0.1:${gw.addr('http-proxy').port}`, '--socks-proxy', `127.0.0.1:${gw.addr('socks').port}`,
+      '--proxy-user', `${dbx.username}:${dbx.password}`,
+      '--allowed', `denied.test:${origin.port}`, '--denied', `allowed.test:${origin.port}`, '--duration', '900ms', '--concurrency', '2', '--json',
+    ]);
+    const report = JSON.parse(r.stdout) as BenchReport;
+    expect(report.results.map((s) => `${s.protocol} ${s.expect} ${s.unexpected + s.errors}`)).toEqual([
+      'http allow 0', 'http deny 0', 'connect allow 0', 'connect deny 0', 'socks5 allow 0', 'socks5 deny 0',
+    ]);
+    expect(r.code).toBe(0);
+  });
+
   it('prints a table, and exits 1 when the gateway decides otherwise than expected', async () => {
     const r = await runCli([
       'bench', '--dns', `127.0.0.1:${gw.addr('dns').port}`,

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
-import { type ProxyEnv, connectTunnel, curl, headerOf, metric, originPattern, rawExchange, startProxyEnv, statusOf } from './helpers.js';
+import { type ProxyEnv, connectTunnel, curl, headerOf, metric, originPattern, rawExchange, startProxyEnv, statusOf, until } from './helpers.js';
 
 let env: ProxyEnv;
 beforeAll(async () => {
@@ -89,8 +89,32 @@ describe('CONNECT tunnels', () => {
   it('counts tunnel bytes and the active-connections gauge returns to zero', async () => {
     const before = await metric(env, 'egress_bytes_total', { door: 'connect', direction: 'in' });
     await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl, '--cacert', env.certPath, `https://www.allowed.test:${env.https.port}/bytes/200000`]);
-    expect(await metric(env, 'egress_bytes_total', { door: 'connect', direction: 'in' })).toBeGreaterThan(before + 200_000);
-    await new Promise((r) => setTimeout(r, 50));
-    expect(await metric(env, 'egress_active_connections', { door: 'connect' })).toBe(0);
+    // Counted when the tunnel ends, which may be a moment after curl has its body.
+    expect(await until(async () => (await metric(env, 'egress_bytes_total', { door: 'connect', direction: 'in' })) > before + 200_000)).toBe(true);
+    expect(await until(async () => (await metric(env, 'egress_active_connections', { door: 'connect' })) === 0)).toBe(true);
+  });
+});
+
+describe('per-devbox connection limit', () => {
+  it('the devbox at --max-connections-per-devbox gets 503 for the next tunnel and request; others are unaffected', async () => {
+    const e = await startProxyEnv({ 'max-connections-per-devbox': '2' });
+    const echo = net.createServer((s) => s.on('error', () => {}).pipe(s));
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    const port = (echo.address() as net.AddressInfo).port;
+    try {
+      const t1 = await connectTunnel(e.proxyPort, `allowed.test:${port}`, { localAddress: '127.0.0.2' });
+      const t2 = await connectTunnel(e.proxyPort, `allowed.test:${port}`, { localAddress: '127.0.0.2' });
+      await expect(connectTunnel(e.proxyPort, `allowed.test:${port}`, { localAddress: '127.0.0.2' })).rejects.toThrow(/503/);
+      const r = await curl(['--interface', '127.0.0.2', '-x', e.proxyUrl, `http://allowed.test:${e.http.port}/`]);
+      expect(r.status).toBe(503);
+      const other = await connectTunnel(e.proxyPort, `other.test:${port}`, { localAddress: '127.0.0.3' });
+      other.destroy();
+      t1.destroy();
+      expect(await until(async () => (await curl(['--interface', '127.0.0.2', '-x', e.proxyUrl, `http://allowed.test:${e.http.port}/`])).status === 200)).toBe(true);
+      t2.destroy();
+    } finally {
+      echo.close();
+      await e.close();
+    }
   });
 });

@@ -25,7 +25,7 @@ afterAll(async () => env?.close());
 function getVia(servername: string | undefined, localAddress: string, path: string): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = https.request({
-      createConnection: () => tls.connect({ host: '127.0.0.1', port: tport, localAddress, ...(servername ? { servername } : {}), ca: readFileSync(env.certPath) }),
+      createConnection: () => tls.connect({ host: '127.0.0.1', port: tport, localAddress, ...(servername ? { servername } : {}), ca: readFileSync(env.certPath) } as tls.ConnectionOptions),
       path, host: servername ?? '127.0.0.1',
     }, (res) => {
       const parts: Buffer[] = [];
@@ -89,7 +89,7 @@ describe('transparent TLS (SNI)', () => {
   it('a policy change cuts an open transparent TLS connection', async () => {
     const p = await env.gw.api.policy('tls-cut', { allowed_hostnames: ['www.allowed.test'] });
     await env.gw.api.devbox(p, ['127.0.0.30'], 'tls-cut');
-    const sock = tls.connect({ host: '127.0.0.1', port: tport, localAddress: '127.0.0.30', servername: 'www.allowed.test', ca: readFileSync(env.certPath) });
+    const sock = tls.connect({ host: '127.0.0.1', port: tport, localAddress: '127.0.0.30', servername: 'www.allowed.test', ca: readFileSync(env.certPath) } as tls.ConnectionOptions);
     await new Promise<void>((resolve, reject) => {
       sock.once('secureConnect', () => resolve());
       sock.once('error', reject);

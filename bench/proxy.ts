@@ -1,0 +1,410 @@
+/**
+ * `npm run bench:proxy`: end-to-end latency and throughput of every proxy door, each beside
+ * a direct connection to the same origin in the same run.
+ *
+ * Three processes (this file in three roles): the origin (HTTP keep-alive, TCP echo,
+ * TCP bulk source, HTTPS), the gateway (started as in the tests, logging JSON at info to
+ * /dev/null, so the per-decision log line is paid for), and the load generator (raw
+ * sockets, no http.Agent: it must not be the bottleneck). For each scenario: latency with
+ * one client (p50/p99), then rate with CONCURRENCY clients. Bounded: the whole run < 90 s.
+ * Prints one markdown table.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import http from 'node:http';
+import https from 'node:https';
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+
+const LAT_MS = Number(process.env.BENCH_LAT_MS ?? 1200);
+const RATE_MS = Number(process.env.BENCH_RATE_MS ?? 2500);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
+const BULK_BYTES = Number(process.env.BENCH_BULK_MB ?? 100) * 1024 * 1024;
+const SMALL_BODY = Buffer.alloc(64, 'x');
+
+const role = process.argv.find((a) => a.startsWith('--role='))?.slice(7) ?? 'main';
+
+// ── origin role ──────────────────────────────────────────────────────────────
+
+async function runOrigin(): Promise<void> {
+  const { testCert } = await import('../test/support/origin.js');
+  const listen = (s: net.Server) => new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as net.AddressInfo).port)));
+  const h = http.createServer({ keepAliveTimeout: 60_000 }, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': SMALL_BODY.length });
+    res.end(SMALL_BODY);
+  });
+  const echo = net.createServer((s) => {
+    s.setNoDelay(true);
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  const chunk = Buffer.alloc(256 * 1024, 'b');
+  const bulk = net.createServer((s) => {
+    s.on('error', () => {});
+    let left = BULK_BYTES;
+    const pump = () => {
+      while (left > 0) {
+        const piece = left >= chunk.length ? chunk : chunk.subarray(0, left);
+        left -= piece.length;
+        if (!s.write(piece)) return void s.once('drain', pump);
+      }
+      s.end();
+    };
+    // Wait for one byte from the client so the tunnel is fully set up before timing starts.
+    s.once('data', pump);
+  });
+  const { key, cert } = testCert();
+  const hs = https.createServer({ key, cert, keepAliveTimeout: 60_000 }, (_req, res) => {
+    res.writeHead(200, { 'content-length': SMALL_BODY.length });
+    res.end(SMALL_BODY);
+  });
+  const ports = { http: await listen(h), echo: await listen(echo), bulk: await listen(bulk), https: await listen(hs as unknown as net.Server), cert: testCert().certPath };
+  process.send!(ports);
+}
+
+// ── gateway role ─────────────────────────────────────────────────────────────
+
+async function runGateway(): Promise<void> {
+  const originPorts = JSON.parse(process.env.BENCH_ORIGIN!) as { http: number; https: number };
+  process.env.EGRESS_TEST_LOG = 'info';
+  const { startDnsUpstream, loopbackRecords } = await import('../test/support/dns-upstream.js');
+  const { startTestGateway } = await import('../test/support/gateway.js');
+  // A and AAAA answers: the test DNS server sends NODATA without an SOA, which the
+  // gateway's cache does not keep, and a per-request AAAA query is not what we measure here.
+  const records = loopbackRecords(['allowed.test', 'www.allowed.test', 'denied.test']);
+  for (const r of Object.values(records)) r.push({ type: 'AAAA', data: '::1', ttl: 60 });
+  const dns = await startDnsUpstream({ records });
+  const gw = await startTestGateway({
+    upstreamDnsPort: dns.port,
+    flags: { 'transparent-tls': '127.0.0.1:0', 'transparent-http': '127.0.0.1:0', 'max-connections-per-devbox': '100000' },
+  });
+  const cfg = gw.gw.config as unknown as Record<string, unknown>;
+  cfg.transparentTlsUpstreamPort = originPorts.https;
+  cfg.transparentHttpUpstreamPort = originPorts.http;
+  const p = await gw.api.policy('bench', { allowed_hostnames: ['allowed.test', 'www.allowed.test'] });
+  // The load generator connects from 127.0.0.1: binding a source address per connection (127.0.0.2)
+  // makes the kernel search ports among TIME_WAIT sockets and dominates set-up time.
+  await gw.api.devbox(p, ['127.0.0.1'], 'bench-box');
+  const doors: Record<string, number> = {};
+  for (const [k, v] of Object.entries(gw.gw.doors)) doors[k] = v.port;
+  doors.reference = await bareForwarder();
+  process.send!(doors);
+  process.on('message', async (m) => {
+    if (m === 'stop') {
+      if (dns.queries.length > 20) process.stderr.write(`  (gateway asked upstream DNS ${dns.queries.length} times)\n`);
+      await gw.close();
+      await dns.close();
+      process.exit(0);
+    }
+  });
+}
+
+/**
+ * The reference point the targets were set against: a bare node:http forwarder with a
+ * keep-alive agent (no decision, no metrics, no log), in the gateway's process.
+ */
+async function bareForwarder(): Promise<number> {
+  const agent = new http.Agent({ keepAlive: true, maxFreeSockets: 256 });
+  const server = http.createServer((req, res) => {
+    const u = new URL(req.url!);
+    const up = http.request({ host: '127.0.0.1', port: Number(u.port), path: u.pathname + u.search, method: req.method, headers: req.headers, agent }, (r) => {
+      res.writeHead(r.statusCode!, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return (server.address() as net.AddressInfo).port;
+}
+
+// ── load generation ──────────────────────────────────────────────────────────
+
+interface Run {
+  count: number;
+  errors: number;
+  lat: number[];
+  seconds: number;
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** Keep-alive HTTP: `conns` sockets, one request in flight each, for `ms`. */
+function httpLoad(port: number, request: Buffer, conns: number, ms: number, expectStatus: number): Promise<Run> {
+  return new Promise((resolve) => {
+    const lat: number[] = [];
+    let count = 0;
+    let errors = 0;
+    let open = conns;
+    const started = performance.now();
+    const deadline = started + ms;
+    const status = Buffer.from(`HTTP/1.1 ${expectStatus}`);
+    for (let c = 0; c < conns; c++) {
+      const s = net.connect({ host: '127.0.0.1', port, noDelay: true });
+      let buf: Buffer | null = null;
+      let sent = 0;
+      let need = -1;
+      const send = () => {
+        if (performance.now() >= deadline) {
+          s.destroy();
+          return;
+        }
+        sent = performance.now();
+        need = -1;
+        buf = null;
+        s.write(request);
+      };
+      s.on('connect', send);
+      s.on('data', (d: Buffer) => {
+        buf = buf === null ? d : Buffer.concat([buf, d]);
+        if (need < 0) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const head = buf.toString('latin1', 0, end).toLowerCase();
+          const i = head.indexOf('content-length:');
+          const len = i < 0 ? 0 : parseInt(head.slice(i + 15), 10);
+          need = end + 4 + len;
+        }
+        if (buf.length < need) return;
+        if (buf.compare(status, 0, status.length, 0, status.length) !== 0) errors++;
+        lat.push(performance.now() - sent);
+        count++;
+        send();
+      });
+      s.on('error', () => errors++);
+      s.on('close', () => {
+        if (--open === 0) resolve({ count, errors, lat, seconds: (performance.now() - started) / 1000 });
+      });
+    }
+  });
+}
+
+/** One connection per operation: `op` resolves when the operation is complete; `conns` loops. */
+async function connLoad(op: () => Promise<boolean>, conns: number, ms: number): Promise<Run> {
+  const lat: number[] = [];
+  let count = 0;
+  let errors = 0;
+  const started = performance.now();
+  const deadline = started + ms;
+  await Promise.all(Array.from({ length: conns }, async () => {
+    while (performance.now() < deadline) {
+      const t = performance.now();
+      const ok = await op().catch(() => false);
+      if (ok) {
+        lat.push(performance.now() - t);
+        count++;
+      } else errors++;
+    }
+  }));
+  return { count, errors, lat, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Sends `first`, reads until `until(buf)` says done; resolves true/false; always closes. */
+function exchange(port: number, steps: Array<{ send: Buffer; done: (b: Buffer) => boolean | null }>): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port, noDelay: true });
+    let step = 0;
+    let buf = Buffer.alloc(0);
+    const finish = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.on('connect', () => s.write(steps[0]!.send));
+    s.on('data', (d) => {
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+      const r = steps[step]!.done(buf);
+      if (r === null) return;
+      if (!r) return finish(false);
+      buf = Buffer.alloc(0);
+      step++;
+      if (step === steps.length) return finish(true);
+      s.write(steps[step]!.send);
+    });
+    s.on('error', () => finish(false));
+    s.on('close', () => resolve(false));
+  });
+}
+
+const PING = Buffer.from('ping');
+const pong = (b: Buffer) => (b.length >= 4 ? b.subarray(0, 4).equals(PING) : null);
+const headEnd = (b: Buffer) => b.indexOf('\r\n\r\n') >= 0;
+const statusIs = (code: number) => (b: Buffer) => (headEnd(b) ? b.toString('latin1', 0, 12) === `HTTP/1.1 ${code}` : null);
+
+function socksRequest(host: string, port: number): Buffer {
+  return Buffer.concat([Buffer.from([5, 1, 0, 3, host.length]), Buffer.from(host), Buffer.from([port >> 8, port & 0xff])]);
+}
+
+function tlsOnce(port: number, servername: string, ca: Buffer): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername, ca } as tls.ConnectionOptions);
+    s.on('secureConnect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
+function bulkOnce(port: number, viaConnect: string | null): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let got = 0;
+    let t0 = 0;
+    let established = viaConnect === null;
+    let head = Buffer.alloc(0);
+    s.on('connect', () => {
+      if (viaConnect) s.write(`CONNECT ${viaConnect} HTTP/1.1\r\nHost: ${viaConnect}\r\n\r\n`);
+      else {
+        t0 = performance.now();
+        s.write('g');
+      }
+    });
+    s.on('data', (d: Buffer) => {
+      if (!established) {
+        head = Buffer.concat([head, d]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        established = true;
+        t0 = performance.now();
+        s.write('g');
+        got += head.length - end - 4;
+        return;
+      }
+      got += d.length;
+    });
+    s.on('end', () => {
+      const secs = (performance.now() - t0) / 1000;
+      s.destroy();
+      if (got !== BULK_BYTES) reject(new Error(`bulk: got ${got} of ${BULK_BYTES}`));
+      else resolve(BULK_BYTES / secs / 1e6);
+    });
+    s.on('error', reject);
+  });
+}
+
+interface Row {
+  door: string;
+  scenario: string;
+  p50: number;
+  p99: number;
+  rate: number;
+  unit: string;
+  direct?: Row;
+  note?: string;
+}
+
+async function measure(door: string, scenario: string, unit: string, latency: () => Promise<Run>, rate: () => Promise<Run>): Promise<Row> {
+  const l = await latency();
+  const r = await rate();
+  const sorted = l.lat.sort((a, b) => a - b);
+  const row = { door, scenario, p50: pct(sorted, 50), p99: pct(sorted, 99), rate: r.count / r.seconds, unit };
+  const errs = l.errors + r.errors;
+  process.stderr.write(`  ${door} ${scenario}: p50 ${row.p50.toFixed(3)} ms, p99 ${row.p99.toFixed(3)} ms, ${Math.round(row.rate)} ${unit}/s${errs ? `, ${errs} errors` : ''}\n`);
+  return errs > (l.count + r.count) * 0.01 ? { ...row, note: `${errs} errors` } : row;
+}
+
+function startChild(r: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess; info: any }> {
+  const prof = r === 'gateway' && process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
+  const child = fork(fileURLToPath(import.meta.url), [`--role=${r}`], {
+    execArgv: ['--import', 'tsx', ...prof],
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  return new Promise((resolve, reject) => {
+    child.once('message', (info) => resolve({ child, info }));
+    child.once('exit', (code) => reject(new Error(`${r} exited ${code}`)));
+  });
+}
+
+async function main(): Promise<void> {
+  const wall = performance.now();
+  const origin = await startChild('origin');
+  const o = origin.info as { http: number; echo: number; bulk: number; https: number; cert: string };
+  const gwp = await startChild('gateway', { BENCH_ORIGIN: JSON.stringify(o) });
+  const d = gwp.info as Record<string, number>;
+  const proxy = d['http-proxy']!;
+  const ca = (await import('node:fs')).readFileSync(o.cert);
+  const C = CONCURRENCY;
+  const rows: Row[] = [];
+  const both = async (door: string, scenario: string, unit: string, f: (conns: number, ms: number) => Promise<Run>) =>
+    measure(door, scenario, unit, () => f(1, LAT_MS), () => f(C, RATE_MS));
+
+  const only = process.env.BENCH_ONLY; // "http" or "allowed": skip the rest (profiling)
+  process.stderr.write(`bench:proxy — ${os.cpus().length} cores, Node ${process.version}, ${C} concurrent clients\n`);
+  // HTTP keep-alive
+  const directReq = Buffer.from(`GET /small HTTP/1.1\r\nHost: allowed.test:${o.http}\r\n\r\n`);
+  const proxyReq = Buffer.from(`GET http://allowed.test:${o.http}/small HTTP/1.1\r\nHost: allowed.test:${o.http}\r\n\r\n`);
+  const deniedReq = Buffer.from(`GET http://denied.test:${o.http}/small HTTP/1.1\r\nHost: denied.test:${o.http}\r\n\r\n`);
+  const transReq = Buffer.from(`GET /small HTTP/1.1\r\nHost: allowed.test\r\n\r\n`);
+  const transDenied = Buffer.from(`GET /small HTTP/1.1\r\nHost: denied.test\r\n\r\n`);
+  await httpLoad(proxy, proxyReq, 4, 500, 200); // warm-up (JIT, DNS cache, upstream pool)
+  const directHttp = await both('direct', 'HTTP keep-alive GET', 'req', (c, ms) => httpLoad(o.http, directReq, c, ms, 200));
+  if (d.reference && only !== 'allowed') {
+    await httpLoad(d.reference, proxyReq, 4, 300, 200);
+    rows.push({ ...(await both('reference', 'bare node:http forwarder (no policy)', 'req', (c, ms) => httpLoad(d.reference!, proxyReq, c, ms, 200))), direct: directHttp });
+  }
+  rows.push({ ...(await both('http-proxy', 'keep-alive GET, allowed', 'req', (c, ms) => httpLoad(proxy, proxyReq, c, ms, 200))), direct: directHttp });
+  if (only !== 'allowed') rows.push({ ...(await both('http-proxy', 'keep-alive GET, denied (403)', 'req', (c, ms) => httpLoad(proxy, deniedReq, c, ms, 403))), direct: directHttp });
+  if (d['transparent-http'] && only !== 'allowed') {
+    await httpLoad(d['transparent-http'], transReq, 2, 300, 200);
+    rows.push({ ...(await both('transparent-http', 'keep-alive GET, allowed', 'req', (c, ms) => httpLoad(d['transparent-http']!, transReq, c, ms, 200))), direct: directHttp });
+    rows.push({ ...(await both('transparent-http', 'keep-alive GET, denied (403)', 'req', (c, ms) => httpLoad(d['transparent-http']!, transDenied, c, ms, 403))), direct: directHttp });
+  }
+  // Tunnels: new connection, set-up, one echo round trip, close.
+  if (!only) {
+  const directTcp = await both('direct', 'TCP connect + echo', 'conn', (c, ms) => connLoad(() => exchange(o.echo, [{ send: PING, done: pong }]), c, ms));
+  const connectReq = Buffer.from(`CONNECT allowed.test:${o.echo} HTTP/1.1\r\nHost: allowed.test:${o.echo}\r\n\r\n`);
+  const connectDenied = Buffer.from(`CONNECT denied.test:${o.echo} HTTP/1.1\r\nHost: denied.test:${o.echo}\r\n\r\n`);
+  rows.push({ ...(await both('http-proxy', 'CONNECT tunnel + echo, allowed', 'tunnel', (c, ms) => connLoad(() => exchange(proxy, [{ send: connectReq, done: statusIs(200) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
+  rows.push({ ...(await both('http-proxy', 'CONNECT, denied (403)', 'tunnel', (c, ms) => connLoad(() => exchange(proxy, [{ send: connectDenied, done: statusIs(403) }]), c, ms))), direct: directTcp });
+  if (d.socks) {
+    const greet = Buffer.from([5, 1, 0]);
+    const gotMethod = (b: Buffer) => (b.length >= 2 ? b[0] === 5 && b[1] === 0 : null);
+    const reply = (code: number) => (b: Buffer) => (b.length >= 10 ? b[1] === code : null);
+    rows.push({ ...(await both('socks5', 'CONNECT + echo, allowed', 'tunnel', (c, ms) => connLoad(() => exchange(d.socks!, [{ send: greet, done: gotMethod }, { send: socksRequest('allowed.test', o.echo), done: reply(0) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
+    rows.push({ ...(await both('socks5', 'CONNECT, denied (0x02)', 'tunnel', (c, ms) => connLoad(() => exchange(d.socks!, [{ send: greet, done: gotMethod }, { send: socksRequest('denied.test', o.echo), done: reply(2) }]), c, ms))), direct: directTcp });
+  }
+  if (d['transparent-tls']) {
+    const directTls = await both('direct', 'TLS handshake', 'conn', (c, ms) => connLoad(() => tlsOnce(o.https, 'www.allowed.test', ca), c, ms));
+    rows.push({ ...(await both('transparent-tls', 'TLS handshake via SNI, allowed', 'conn', (c, ms) => connLoad(() => tlsOnce(d['transparent-tls']!, 'www.allowed.test', ca), c, ms))), direct: directTls });
+    rows.push({ ...(await both('transparent-tls', 'ClientHello, denied (alert)', 'conn', (c, ms) => connLoad(() => tlsOnce(d['transparent-tls']!, 'denied.test', ca).then((ok) => !ok), c, ms))), direct: directTls });
+  }
+  }
+  // Bulk
+  const bulkDirect: number[] = [];
+  const bulkTunnel: number[] = [];
+  for (let i = 0; i < (only ? 0 : 2); i++) {
+    bulkDirect.push(await bulkOnce(o.bulk, null));
+    bulkTunnel.push(await bulkOnce(proxy, `allowed.test:${o.bulk}`));
+  }
+
+  gwp.child.send('stop');
+  origin.child.kill();
+  await new Promise((r) => gwp.child.once('exit', r));
+
+  const f = (n: number) => (Number.isFinite(n) ? n.toFixed(3) : '–');
+  const lines = [
+    `### Proxy doors (${os.cpus().length} cores, Node ${process.version}, ${C} concurrent clients for rates; latency with 1 client)`,
+    '',
+    '| door | scenario | p50 ms | p99 ms | rate /s | direct p50 ms | direct rate /s | rate vs direct | p50 over direct |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const r of rows) {
+    const dd = r.direct!;
+    lines.push(`| ${r.door} | ${r.scenario}${r.note ? ` (${r.note})` : ''} | ${f(r.p50)} | ${f(r.p99)} | ${Math.round(r.rate)} ${r.unit} | ${f(dd.p50)} | ${Math.round(dd.rate)} | ${(r.rate / dd.rate).toFixed(2)}× | +${f(r.p50 - dd.p50)} |`);
+  }
+  const best = (a: number[]) => Math.max(...a);
+  lines.push('', `| bulk ${Math.round(BULK_BYTES / 1048576)} MB | MB/s (best of 2) | vs direct |`, '|---|---:|---:|');
+  lines.push(`| direct | ${best(bulkDirect).toFixed(0)} | 1.00× |`);
+  lines.push(`| CONNECT tunnel | ${best(bulkTunnel).toFixed(0)} | ${(best(bulkTunnel) / best(bulkDirect)).toFixed(2)}× |`);
+  lines.push('', `_whole run ${((performance.now() - wall) / 1000).toFixed(1)} s_`);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+if (role === 'origin') await runOrigin();
+else if (role === 'gateway') await runGateway();
+else await main();

@@ -1,0 +1,42 @@
+/** The engine over the real sqlite store: a write is seen by the very next decision. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openStore } from '../../src/store/index.js';
+import { PolicyEngine } from '../../src/policy/engine.js';
+import { NO_TOGGLES } from './helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'egw-engine-store-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('PolicyEngine over the sqlite store', () => {
+  it('policy edits, attachment and shutdown take effect on the next decision', () => {
+    const store = openStore(join(dir, 'egress.db'));
+    const engine = new PolicyEngine(store, { toggles: NO_TOGGLES, allowPrivate: [], tunnelDomain: 'tunnel.runloop.ai' });
+    try {
+      const p = store.createPolicy('acct-a', { name: 'registries', egress: { allowed_hostnames: ['*.npmjs.org'] } });
+      const { devbox } = store.createDevbox('acct-a', { networkPolicyId: p.id, addresses: ['10.20.0.2'] });
+      const who = engine.identifyByAddress('10.20.0.2');
+      expect(who.devboxId).toBe(devbox.id);
+      const first = engine.decide(who, 'registry.npmjs.org', 443, 'connect');
+      expect(first).toMatchObject({ allow: true, reason: 'hostname', matched: '*.npmjs.org', policyId: p.id });
+      expect(engine.decide(who, 'npmjs.org', 443, 'connect').allow).toBe(false);
+
+      const p2 = store.updatePolicy('acct-a', p.id, { egress: { allowed_hostnames: ['pypi.org'] } });
+      expect(p2.version).toBeGreaterThan(p.version);
+      expect(engine.decide(who, 'registry.npmjs.org', 443, 'connect')).toMatchObject({ allow: false, policyVersion: p2.version });
+      expect(engine.decide(who, 'pypi.org', 443, 'connect').allow).toBe(true);
+
+      const open = store.createPolicy('acct-a', { name: 'open', egress: { allow_all: true } });
+      store.updateDevbox('acct-a', devbox.id, { networkPolicyId: open.id });
+      expect(engine.decide(who, 'anything.example', 443, 'connect')).toMatchObject({ allow: true, reason: 'allow_all', policyId: open.id });
+
+      store.shutdownDevbox('acct-a', devbox.id);
+      expect(engine.decide(who, 'anything.example', 443, 'connect').reason).toBe('unknown_client');
+    } finally {
+      engine.close();
+      store.close();
+    }
+  });
+});
