@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
-import { parseCidr } from './policy/ip.js';
+import { parseCidr, parseIpLiteral } from './policy/ip.js';
+import { normalizeAllowedHostname } from './policy/hostname.js';
 
 export class ConfigError extends Error {
   constructor(readonly setting: string, message: string) {
@@ -177,7 +178,14 @@ function convert(spec: OptionSpec, raw: unknown): unknown {
     case 'stringOrNull':
       return raw === null || raw === '' ? null : String(raw);
     case 'list':
-      return splitList(raw).map((h) => h.toLowerCase());
+      return splitList(raw).map((h) => {
+        const host = h.toLowerCase();
+        const ip = parseIpLiteral(host);
+        if (ip) return ip.ip;
+        const entry = normalizeAllowedHostname(host);
+        if (!entry.ok) throw new ConfigError(setting, `"${h}" ${entry.why}`);
+        return entry.entry;
+      });
     case 'cidrList':
       return splitList(raw).map((c) => {
         const p = parseCidr(c);

@@ -2,7 +2,6 @@
 /** CLI: `egress-gateway serve | check | apply | firewall | bench`. */
 import { pino } from 'pino';
 import { ConfigError, OPTIONS, BOOLEAN_FLAGS, configHelp, loadConfig, parseArgv } from './config.js';
-import { startGateway } from './server.js';
 
 const COMMAND_FLAGS = ['config', 'help', 'policy', 'devbox', 'prune', 'dry-run', 'json', 'proxy', 'duration', 'concurrency', 'api-url', 'token',
   'allowed', 'denied', 'devbox-cidr', 'gateway-addr', 'interface', 'socks-proxy', 'out', 'table', 'proxy-user', 'max-requests'];
@@ -23,6 +22,8 @@ ${configHelp()}`;
 async function serve(flags: Map<string, string[]>): Promise<void> {
   const config = loadConfig(flags);
   const log = pino({ level: config.logLevel, base: { service: 'egress-gateway' } });
+  // Loaded here so `check`/`apply` do not pay for the whole server stack.
+  const { startGateway } = await import('./server.js');
   const gw = await startGateway(config, log);
   if (gw.createdToken) {
     process.stderr.write(

@@ -94,3 +94,14 @@ describe('bad settings are refused with the setting named', () => {
     expect(() => loadConfig(flags('--config', file), {})).toThrow(/unknown setting "htp-proxy"/);
   });
 });
+
+describe('service host lists', () => {
+  it('normalises toggle hosts and accepts wildcards and IPs', () => {
+    const c = loadConfig(flags('--agent-gateway-hosts', 'Gateway.Example.com.,*.mcp.example.com,203.0.113.7'), {});
+    expect(c.agentGatewayHosts).toEqual(['gateway.example.com', '*.mcp.example.com', '203.0.113.7']);
+  });
+
+  it('refuses a toggle host the matching rules reject, naming the setting', () => {
+    expect(() => loadConfig(flags('--mirror-hosts', 'mirror.example.com,*.com'), {})).toThrow(/--mirror-hosts.*\*\.com/);
+  });
+});

@@ -25,7 +25,7 @@ function run(args: string[], env: Record<string, string> = {}) {
   return { child, exited, out: () => out, err: () => err };
 }
 
-async function waitFor(check: () => boolean, ms = 20_000): Promise<void> {
+async function waitFor(check: () => boolean, ms = 45_000): Promise<void> {
   const end = Date.now() + ms;
   while (!check()) {
     if (Date.now() > end) throw new Error('timed out waiting');
@@ -39,7 +39,7 @@ afterAll(() => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
 });
 
-describe('serve', () => {
+describe('serve', { timeout: 60_000 }, () => {
   it('starts on free ports, names every listener, prints the first token once, and stops cleanly on SIGTERM', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'egw-serve-'));
     const db = join(dir, 'nested', 'egress.db');
@@ -62,7 +62,7 @@ describe('serve', () => {
     expect(second.err()).not.toContain('Created API token');
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
-  });
+  }, 120_000);
 
   it('refuses a bad address with one line naming the setting and exit code 2', async () => {
     const r = run(['serve', ...loopbackOnly, '--http-proxy', 'nowhere:99999']);
