@@ -6,9 +6,8 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import type { AllowedCidr, CidrPortRange } from '../policy/model.js';
-import { normalizeAllowedHostnames } from '../policy/hostname.js';
-import { parseCidr } from '../policy/ip.js';
+import { type AllowedCidr, type CidrPortRange, type EgressRules, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
+import { RuleError, validateCidrs, validateHostnames } from '../policy/validate.js';
 
 /** The policy a file describes, normalised; every field present (defaults filled in). */
 export interface PolicySpec {
@@ -70,46 +69,48 @@ export function parsePolicySpec(file: string, data: unknown): PolicySpec {
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(o.name as string)) fail('field "name" must not contain control characters');
   if (o.description != null && typeof o.description !== 'string') fail('field "description" must be a string');
-  const spec: PolicySpec = {
-    name: o.name as string,
-    description: (o.description as string | undefined) ?? null,
-    allow_all: false,
-    allow_devbox_to_devbox: false,
-    allowed_hostnames: [],
-    allow_agent_gateway: false,
-    allow_mcp_gateway: false,
-    allow_runloop_mirrors: false,
-    allowed_cidrs: [],
-  };
+  const patch: Partial<EgressRules> = {};
   for (const k of BOOLEANS) {
     const v = o[k];
     if (v == null) continue;
     if (typeof v !== 'boolean') fail(`field "${k}" must be true or false`);
-    spec[k] = v as boolean;
+    patch[k] = v as boolean;
   }
-  if (spec.allow_all) spec.allow_devbox_to_devbox = true; // as the API stores it
   if (o.allowed_hostnames != null) {
     if (!Array.isArray(o.allowed_hostnames)) fail('field "allowed_hostnames" must be a list');
-    const r = normalizeAllowedHostnames(o.allowed_hostnames as unknown[]);
-    if (!r.ok) fail(`allowed_hostnames[${(o.allowed_hostnames as unknown[]).indexOf(r.entry)}]: entry ${JSON.stringify(r.entry)} is rejected: ${r.why}`);
-    else spec.allowed_hostnames = r.entries;
+    patch.allowed_hostnames = rules(() => validateHostnames(o.allowed_hostnames as unknown[]), fail);
   }
   if (o.allowed_cidrs != null) {
     if (!Array.isArray(o.allowed_cidrs)) fail('field "allowed_cidrs" must be a list');
-    spec.allowed_cidrs = (o.allowed_cidrs as unknown[]).map((c, i) => parseCidrEntry(c, `allowed_cidrs[${i}]`, fail));
+    const shaped = (o.allowed_cidrs as unknown[]).map((c, i) => parseCidrEntry(c, `allowed_cidrs[${i}]`, fail));
+    patch.allowed_cidrs = rules(() => validateCidrs(shaped), fail);
   }
+  const spec: PolicySpec = {
+    name: o.name as string,
+    description: (o.description as string | undefined) ?? null,
+    ...completeEgress(DEFAULT_EGRESS, patch), // allow_all implies allow_devbox_to_devbox, as the API stores it
+  };
   return spec;
 }
 
+/** Runs a shared rule check, reporting its message as this file's problem. */
+function rules<T>(check: () => T, fail: (m: string) => never): T {
+  try {
+    return check();
+  } catch (e) {
+    if (e instanceof RuleError) return fail(e.message);
+    throw e;
+  }
+}
+
+/** Checks the shape a file's CIDR entry must have; the rule checks are validateCidrs'. */
 function parseCidrEntry(raw: unknown, at: string, fail: (m: string) => never): AllowedCidr {
   const c = typeof raw === 'string' ? { cidr: raw } : raw;
   if (c === null || typeof c !== 'object' || Array.isArray(c)) return fail(`${at}: must be a CIDR string or { cidr, ports? }`);
   const o = c as Record<string, unknown>;
   for (const k of Object.keys(o)) if (k !== 'cidr' && k !== 'ports') fail(`${at}: unknown field "${k}"`);
-  if (typeof o.cidr !== 'string' || !o.cidr.includes('/')) return fail(`${at}.cidr: give a CIDR with a prefix length, e.g. 203.0.113.7/32`);
-  const p = parseCidr(o.cidr, true);
-  if ('error' in p) return fail(`${at}.cidr: entry ${JSON.stringify(o.cidr)} is rejected: ${p.error}`);
-  const out: AllowedCidr = { cidr: p.text };
+  if (typeof o.cidr !== 'string') return fail(`${at}.cidr must be a string`);
+  const out: AllowedCidr = { cidr: o.cidr };
   if (o.ports != null) {
     if (!Array.isArray(o.ports)) return fail(`${at}.ports must be a list`);
     const ports: CidrPortRange[] = o.ports.map((r: unknown, j: number) => {
@@ -121,8 +122,7 @@ function parseCidrEntry(raw: unknown, at: string, fail: (m: string) => never): A
       const rule: CidrPortRange = { port: pr.port as number };
       if (pr.end_port != null) {
         if (!okPort(pr.end_port)) return fail(`${where}.end_port must be a whole number from 1 to 65535`);
-        if ((pr.end_port as number) < rule.port) return fail(`${where}.end_port ${String(pr.end_port)} is below port ${rule.port}`);
-        if (pr.end_port !== rule.port) rule.end_port = pr.end_port as number;
+        rule.end_port = pr.end_port as number;
       }
       if (pr.protocol != null) {
         const proto = String(pr.protocol).toUpperCase();

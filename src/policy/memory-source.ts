@@ -3,18 +3,10 @@
  * --file` (explain a policy file without a store), the decision benchmark and unit
  * tests; a fleet follower could keep its last good copy in one.
  */
-import type { Devbox, EgressRules, NetworkPolicy } from './model.js';
+import { type Devbox, type EgressRules, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from './model.js';
 import type { PolicySource, SourceChange } from './source.js';
 
-export const DEFAULT_EGRESS: EgressRules = Object.freeze({
-  allow_all: false,
-  allow_devbox_to_devbox: false,
-  allowed_hostnames: [],
-  allow_agent_gateway: false,
-  allow_mcp_gateway: false,
-  allow_runloop_mirrors: false,
-  allowed_cidrs: [],
-}) as EgressRules;
+export { DEFAULT_EGRESS };
 
 export class MemorySource implements PolicySource {
   private readonly policies = new Map<string, NetworkPolicy>();
@@ -49,12 +41,11 @@ export class MemorySource implements PolicySource {
       account_id: p.account_id ?? prev?.account_id ?? 'acct',
       name: p.name ?? prev?.name ?? id,
       description: p.description ?? null,
-      egress: { ...DEFAULT_EGRESS, ...p.egress },
+      egress: completeEgress(DEFAULT_EGRESS, p.egress),
       create_time_ms: prev?.create_time_ms ?? now,
       update_time_ms: now,
       version: (prev?.version ?? 0) + 1,
     };
-    if (policy.egress.allow_all) policy.egress.allow_devbox_to_devbox = true;
     this.policies.set(id, policy);
     this.emit({ kind: 'policy', id, accountId: policy.account_id });
     return policy;

@@ -23,6 +23,42 @@ export interface EgressRules {
   allowed_cidrs: AllowedCidr[];
 }
 
+/** A policy's egress when nothing was said: no network access (DENY_ALL). */
+export const DEFAULT_EGRESS: Readonly<EgressRules> = Object.freeze({
+  allow_all: false,
+  allow_devbox_to_devbox: false,
+  allowed_hostnames: [],
+  allow_agent_gateway: false,
+  allow_mcp_gateway: false,
+  allow_runloop_mirrors: false,
+  allowed_cidrs: [],
+});
+
+/**
+ * Applies a patch (undefined or null fields keep their values; provided ones replace
+ * entirely) and the one coupling rule: allow_all implies allow_devbox_to_devbox.
+ * Returns a fresh object that shares nothing with its inputs.
+ */
+export function completeEgress(base: Readonly<EgressRules>, patch?: Partial<EgressRules> | null): EgressRules {
+  const e: EgressRules = { ...base };
+  if (patch) {
+    for (const k of Object.keys(patch) as (keyof EgressRules)[]) {
+      const v = patch[k];
+      if (v !== undefined && v !== null) (e as unknown as Record<string, unknown>)[k] = v;
+    }
+  }
+  if (e.allow_all) e.allow_devbox_to_devbox = true;
+  return {
+    allow_all: e.allow_all,
+    allow_devbox_to_devbox: e.allow_devbox_to_devbox,
+    allowed_hostnames: [...e.allowed_hostnames],
+    allow_agent_gateway: e.allow_agent_gateway,
+    allow_mcp_gateway: e.allow_mcp_gateway,
+    allow_runloop_mirrors: e.allow_runloop_mirrors,
+    allowed_cidrs: e.allowed_cidrs.map((c) => ({ ...c, ports: c.ports ? c.ports.map((p) => ({ ...p })) : c.ports })),
+  };
+}
+
 export interface NetworkPolicy {
   id: string;
   account_id: string;

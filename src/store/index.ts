@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import { ConfigError, type ApiToken } from '../config.js';
-import type { Devbox, DevboxStatus, EgressRules, NetworkPolicy } from '../policy/model.js';
+import { type Devbox, type DevboxStatus, type EgressRules, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
 import type { PolicySource, SourceChange } from '../policy/source.js';
 import { hashPassword } from '../policy/engine.js';
 import { migrate } from './migrations.js';
@@ -114,36 +114,6 @@ export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
-const DEFAULT_EGRESS: EgressRules = {
-  allow_all: false,
-  allow_devbox_to_devbox: false,
-  allowed_hostnames: [],
-  allow_agent_gateway: false,
-  allow_mcp_gateway: false,
-  allow_runloop_mirrors: false,
-  allowed_cidrs: [],
-};
-
-/** Fills defaults and applies the one coupling rule: allow_all implies allow_devbox_to_devbox. */
-function completeEgress(base: EgressRules, patch: Partial<EgressRules> | undefined): EgressRules {
-  const e: EgressRules = { ...base };
-  if (patch) {
-    for (const k of Object.keys(patch) as (keyof EgressRules)[]) {
-      const v = patch[k];
-      if (v !== undefined && v !== null) (e as unknown as Record<string, unknown>)[k] = v;
-    }
-  }
-  if (e.allow_all) e.allow_devbox_to_devbox = true;
-  return {
-    allow_all: e.allow_all,
-    allow_devbox_to_devbox: e.allow_devbox_to_devbox,
-    allowed_hostnames: [...e.allowed_hostnames],
-    allow_agent_gateway: e.allow_agent_gateway,
-    allow_mcp_gateway: e.allow_mcp_gateway,
-    allow_runloop_mirrors: e.allow_runloop_mirrors,
-    allowed_cidrs: e.allowed_cidrs.map((c) => ({ ...c, ports: c.ports ? c.ports.map((p) => ({ ...p })) : c.ports })),
-  };
-}
 
 interface PolicyRow {
   id: string;
