@@ -1,5 +1,7 @@
 # egress-gateway: multi-stage build on the current Node LTS (the code also runs on Node 20).
-FROM node:24-bookworm-slim AS build
+# Pinned below 24.19: addons compiled against 24.19+ headers abort when the GC frees their
+# objects (nodejs/node#65446), which takes down better-sqlite3 12. Move on once that is fixed.
+FROM node:24.18.0-bookworm-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -8,7 +10,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
-FROM node:24-bookworm-slim
+FROM node:24.18.0-bookworm-slim
 ENV NODE_ENV=production \
     EGRESS_DB=/data/egress.db \
     EGRESS_API=0.0.0.0:8080 \

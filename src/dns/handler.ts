@@ -197,7 +197,7 @@ export class DnsHandler {
     if (isLocalReverse(q.name, this.deps.engine)) return this.local(msg, q, RCODE.NXDOMAIN, AA, 'local', qt, started);
 
     let decision: Decision;
-    if (!q.plain) decision = denial('invalid_host', q.name);
+    if (!q.plain) decision = this.deps.engine.denyUnreadable(identity, q.name);
     else {
       decision = this.deps.engine.decide(identity, q.name, 53, 'dns', 'UDP');
       // IP-literal spellings are not DNS names: never forwarded.

@@ -40,7 +40,19 @@ export class ConnectionTracker {
     }
     this.open.add(c);
     activeConnections.labels(c.door).inc();
+    // A change may have landed while this connection was being resolved and dialled, after
+    // its decision and before it was tracked: judge it once more now (a cached decision).
+    if (!this.engine.decide(c.identity, c.host, c.port, c.door).allow) setImmediate(() => this.cut(c));
     return true;
+  }
+
+  private cut(c: TrackedConnection): void {
+    if (!this.open.has(c)) return;
+    const d = this.engine.decide(c.identity, c.host, c.port, c.door);
+    if (d.allow) return;
+    connectionsCut.labels(c.door, d.reason).inc();
+    this.remove(c);
+    c.close();
   }
 
   remove(c: TrackedConnection): void {
@@ -56,13 +68,7 @@ export class ConnectionTracker {
 
   /** Re-decides every open connection; called after each applied change. */
   recheck(): void {
-    for (const c of [...this.open]) {
-      const d = this.engine.decide(c.identity, c.host, c.port, c.door);
-      if (d.allow) continue;
-      connectionsCut.labels(c.door, d.reason).inc();
-      this.remove(c);
-      c.close();
-    }
+    for (const c of [...this.open]) this.cut(c);
   }
 
   /** Closes everything (shutdown after the drain period). */

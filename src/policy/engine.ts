@@ -116,6 +116,18 @@ export class PolicyEngine {
     return this.decideWith(cp, rt.devbox.id, host, port, protocol);
   }
 
+  /**
+   * The denial for a destination a door could not even read as a name (e.g. a DNS label
+   * with a dot or a control byte inside), carrying the devbox's policy like any decision.
+   */
+  denyUnreadable(identity: Identity, host: string): Decision {
+    const rt = identity.devboxId === null ? undefined : this.runtimes.get(identity.devboxId);
+    if (rt === undefined) return denial('unknown_client', host);
+    const cp = rt.compiled;
+    if (cp === null) return denial('policy_missing', host, { policyId: rt.devbox.network_policy_id, policyVersion: null });
+    return denial('invalid_host', host, this.ref(cp), 'invalid');
+  }
+
   /** decide() against a policy alone, for explain (`/v1/egress/check`, `check`). */
   decideForPolicy(policyId: string | null, host: string, port: number, protocol: Protocol = 'TCP', devboxId: string | null = null): Decision {
     const cp = policyId === null ? this.defaultPolicy : this.compiledFor(policyId);

@@ -3,7 +3,7 @@
  * what a name is. Entries and queried names go through the same steps (lower-case,
  * IDNA to punycode, one trailing dot stripped), so they can be compared as strings.
  */
-import { domainToASCII } from 'node:url';
+import { domainToASCII, domainToUnicode } from 'node:url';
 import { isIP } from 'node:net';
 import { parseIpLiteral } from './ip.js';
 
@@ -80,6 +80,21 @@ function hasAceLabel(s: string): boolean {
   return s.indexOf('xn--') !== -1;
 }
 
+/**
+ * Every `xn--` label must decode to a non-ASCII label that encodes back to itself
+ * (UTS #46 4.1). Node 20's domainToASCII fails on bad punycode; Node 24's passes such a
+ * label through unchanged, so check it here rather than trust either.
+ */
+function aceLabelsValid(ascii: string): boolean {
+  for (const label of ascii.split('.')) {
+    if (!label.startsWith('xn--')) continue;
+    const u = domainToUnicode(label);
+    // eslint-disable-next-line no-control-regex
+    if (u === '' || /^[\x00-\x7f]*$/.test(u) || domainToASCII(u) !== label) return false;
+  }
+  return true;
+}
+
 function finishAscii(s: string): NormalizedHost {
   if (lastLabelLooksNumeric(s)) {
     const ip = parseIpLiteral(s);
@@ -126,6 +141,7 @@ export function normalizeHost(input: string): NormalizedHost {
   }
   const ascii = domainToASCII(s);
   if (ascii === '' || !isPlainLowerAscii(ascii)) return { kind: 'invalid', why: 'not a valid host name' };
+  if (hasAceLabel(ascii) && !aceLabelsValid(ascii)) return { kind: 'invalid', why: 'invalid punycode label' };
   // IDNA may map a full-width dot at the end to a trailing '.', strip that once too.
   return finishAscii(ascii.endsWith('.') ? ascii.slice(0, -1) : ascii);
 }
