@@ -67,7 +67,7 @@ async function runOrigin(): Promise<void> {
 
 async function runGateway(): Promise<void> {
   const originPorts = JSON.parse(process.env.BENCH_ORIGIN!) as { http: number; https: number };
-  process.env.EGRESS_TEST_LOG = 'info';
+  process.env.EGRESS_TEST_LOG = process.env.BENCH_LOG ?? 'info';
   const { startDnsUpstream, loopbackRecords } = await import('../test/support/dns-upstream.js');
   const { startTestGateway } = await import('../test/support/gateway.js');
   // A and AAAA answers: the test DNS server sends NODATA without an SOA, which the
@@ -341,6 +341,7 @@ async function main(): Promise<void> {
   const deniedReq = Buffer.from(`GET http://denied.test:${o.http}/small HTTP/1.1\r\nHost: denied.test:${o.http}\r\n\r\n`);
   const transReq = Buffer.from(`GET /small HTTP/1.1\r\nHost: allowed.test\r\n\r\n`);
   const transDenied = Buffer.from(`GET /small HTTP/1.1\r\nHost: denied.test\r\n\r\n`);
+  if (only !== 'bulk') {
   await httpLoad(proxy, proxyReq, 4, 500, 200); // warm-up (JIT, DNS cache, upstream pool)
   const directHttp = await both('direct', 'HTTP keep-alive GET', 'req', (c, ms) => httpLoad(o.http, directReq, c, ms, 200));
   if (d.reference && only !== 'allowed') {
@@ -374,10 +375,11 @@ async function main(): Promise<void> {
     rows.push({ ...(await both('transparent-tls', 'ClientHello, denied (alert)', 'conn', (c, ms) => connLoad(() => tlsOnce(d['transparent-tls']!, 'denied.test', ca).then((ok) => !ok), c, ms))), direct: directTls });
   }
   }
+  }
   // Bulk
   const bulkDirect: number[] = [];
   const bulkTunnel: number[] = [];
-  for (let i = 0; i < (only ? 0 : 2); i++) {
+  for (let i = 0; i < (only && only !== 'bulk' ? 0 : 2); i++) {
     bulkDirect.push(await bulkOnce(o.bulk, null));
     bulkTunnel.push(await bulkOnce(proxy, `allowed.test:${o.bulk}`));
   }
@@ -395,9 +397,11 @@ async function main(): Promise<void> {
   ];
   for (const r of rows) {
     const dd = r.direct!;
+    if (!dd) continue;
     lines.push(`| ${r.door} | ${r.scenario}${r.note ? ` (${r.note})` : ''} | ${f(r.p50)} | ${f(r.p99)} | ${Math.round(r.rate)} ${r.unit} | ${f(dd.p50)} | ${Math.round(dd.rate)} | ${(r.rate / dd.rate).toFixed(2)}× | +${f(r.p50 - dd.p50)} |`);
   }
   const best = (a: number[]) => Math.max(...a);
+  process.stderr.write(`  bulk direct ${bulkDirect.map((x) => x.toFixed(0)).join(', ')} MB/s; tunnel ${bulkTunnel.map((x) => x.toFixed(0)).join(', ')} MB/s\n`);
   lines.push('', `| bulk ${Math.round(BULK_BYTES / 1048576)} MB | MB/s (best of 2) | vs direct |`, '|---|---:|---:|');
   lines.push(`| direct | ${best(bulkDirect).toFixed(0)} | 1.00× |`);
   lines.push(`| CONNECT tunnel | ${best(bulkTunnel).toFixed(0)} | ${(best(bulkTunnel) / best(bulkDirect)).toFixed(2)}× |`);

@@ -175,7 +175,8 @@ export class HttpForwarder {
         });
       }
     });
-    up.setTimeout(ctx.config.idleTimeoutMs, () => up.destroy(Object.assign(new Error('upstream idle'), { code: 'ETIMEDOUT' })));
+    // The agent's `timeout` arms the socket's idle timer; node re-emits it on the request.
+    up.on('timeout', () => up.destroy(Object.assign(new Error('upstream idle'), { code: 'ETIMEDOUT' })));
     up.on('error', (e: NodeJS.ErrnoException) => {
       if (finished) return; // the client went away first and we destroyed the request
       const code = e.code ?? 'ERROR';

@@ -48,7 +48,7 @@ export function dial(address: string, port: number, timeoutMs: number, door: Doo
       reject(new DialError('EINVAL', 502));
       return;
     }
-    const s = net.connect({ host: address, port, allowHalfOpen: true, noDelay: true });
+    const s = new net.Socket({ allowHalfOpen: true });
     onSocket?.(s);
     const fail = (err: DialError) => {
       clearTimeout(timer);
@@ -69,6 +69,7 @@ export function dial(address: string, port: number, timeoutMs: number, door: Doo
     s.once('error', onError);
     s.once('close', onClose);
     s.once('connect', ok);
+    s.connect({ host: address, port, noDelay: true });
   });
 }
 
