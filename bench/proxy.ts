@@ -77,11 +77,11 @@ async function runGateway(): Promise<void> {
   const dns = await startDnsUpstream({ records });
   const gw = await startTestGateway({
     upstreamDnsPort: dns.port,
-    flags: { 'transparent-tls': '127.0.0.1:0', 'transparent-http': '127.0.0.1:0', 'max-connections-per-devbox': '100000' },
+    flags: {
+      'transparent-tls': '127.0.0.1:0', 'transparent-http': '127.0.0.1:0', 'max-connections-per-devbox': '100000',
+      'transparent-tls-upstream-port': String(originPorts.https), 'transparent-http-upstream-port': String(originPorts.http),
+    },
   });
-  const cfg = gw.gw.config as unknown as Record<string, unknown>;
-  cfg.transparentTlsUpstreamPort = originPorts.https;
-  cfg.transparentHttpUpstreamPort = originPorts.http;
   const p = await gw.api.policy('bench', { allowed_hostnames: ['allowed.test', 'www.allowed.test'] });
   // The load generator connects from 127.0.0.1: binding a source address per connection (127.0.0.2)
   // makes the kernel search ports among TIME_WAIT sockets and dominates set-up time.

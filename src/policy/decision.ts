@@ -17,7 +17,8 @@ export type Reason =
   | 'unknown_client'
   | 'invalid_host'
   | 'policy_missing'
-  | 'sni_mismatch';
+  | 'sni_mismatch'
+  | 'host_mismatch';
 
 export interface Decision {
   readonly allow: boolean;

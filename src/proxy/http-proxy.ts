@@ -18,8 +18,7 @@ import { PROXY_AUTHENTICATE, endSocket, rawDenial, rawError, sendDenial, sendErr
 import { HttpForwarder, type HttpTarget } from './forward.js';
 import { identify } from './proxy-auth.js';
 
-/** Not (yet) in the shared Reason vocabulary; see the proxy section of the README. */
-export const HOST_MISMATCH = 'host_mismatch' as Reason;
+export const HOST_MISMATCH: Reason = 'host_mismatch';
 
 export type Resolution =
   | { ok: true; target: HttpTarget }

@@ -7,7 +7,7 @@
  * - HTTP (--transparent-http): the Host header is decided, the request forwarded to port 80.
  */
 import net from 'node:net';
-import type { GatewayConfig, HostPort } from '../config.js';
+import type { HostPort } from '../config.js';
 import { type DoorContext, type RunningDoor, listenError } from '../door.js';
 import { denial } from '../policy/decision.js';
 import { protocolErrors } from '../metrics.js';
@@ -17,18 +17,8 @@ import { closeServer, startHttpDoor } from './http-proxy.js';
 import { Tunnel } from './tunnel.js';
 
 /** The destination port the transparent TLS door decides on (what the firewall redirected). */
-export const TRANSPARENT_TLS_PORT = 443;
-export const TRANSPARENT_HTTP_PORT = 80;
-
-/**
- * Upstream ports: 443/80 in production. Read from the config (keys
- * `transparentTlsUpstreamPort` / `transparentHttpUpstreamPort`, only for tests that cannot
- * bind 443/80) on every connection, defensively, as they are not (yet) GatewayConfig options.
- */
-export function upstreamPort(config: GatewayConfig, key: 'transparentTlsUpstreamPort' | 'transparentHttpUpstreamPort', def: number): number {
-  const v = (config as unknown as Record<string, unknown>)[key];
-  return typeof v === 'number' && Number.isInteger(v) && v > 0 && v < 65536 ? v : def;
-}
+/** The port a redirected devbox connection was meant for (decisions and logs name it). */
+const TRANSPARENT_TLS_PORT = 443;
 
 function closeWithAlert(sock: net.Socket, alert: number): void {
   if (!sock.writable) {
@@ -68,7 +58,7 @@ async function handleTls(ctx: DoorContext, sock: net.Socket): Promise<void> {
     closeWithAlert(sock, ALERT_HANDSHAKE_FAILURE);
     return;
   }
-  const err = await tunnel.connect(admission.address, upstreamPort(ctx.config, 'transparentTlsUpstreamPort', TRANSPARENT_TLS_PORT));
+  const err = await tunnel.connect(admission.address, ctx.config.transparentTlsUpstreamPort);
   if (err) {
     tunnel.close(err.code, tlsAlert(ALERT_HANDSHAKE_FAILURE));
     return;
@@ -109,6 +99,6 @@ export async function startTransparentHttp(ctx: DoorContext, at: HostPort): Prom
     name: 'transparent-http',
     setting: '--transparent-http',
     proxy: false,
-    originPort: () => upstreamPort(ctx.config, 'transparentHttpUpstreamPort', TRANSPARENT_HTTP_PORT),
+    originPort: () => ctx.config.transparentHttpUpstreamPort,
   });
 }

@@ -12,7 +12,7 @@ let env: ProxyEnv;
 beforeAll(async () => {
   // Short idle time-out so the forwarder's pooled upstream sockets expire inside the test.
   env = await startProxyEnv({ 'idle-timeout-ms': '800', 'transparent-tls': '127.0.0.1:0' });
-  (env.gw.gw.config as unknown as Record<string, unknown>).transparentTlsUpstreamPort = env.https.port;
+  env.gw.gw.config.transparentTlsUpstreamPort = env.https.port;
 });
 afterAll(async () => env?.close());
 

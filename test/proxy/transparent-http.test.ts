@@ -11,7 +11,7 @@ let hport: number;
 beforeAll(async () => {
   env = await startProxyEnv({ 'transparent-http': '127.0.0.1:0' });
   hport = env.gw.addr('transparent-http').port;
-  (env.gw.gw.config as unknown as Record<string, unknown>).transparentHttpUpstreamPort = env.http.port;
+  env.gw.gw.config.transparentHttpUpstreamPort = env.http.port;
 });
 afterAll(async () => env?.close());
 

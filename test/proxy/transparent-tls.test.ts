@@ -18,7 +18,7 @@ beforeAll(async () => {
   env = await startProxyEnv({ 'transparent-tls': '127.0.0.1:0', 'header-timeout-ms': '500' });
   tport = env.gw.addr('transparent-tls').port;
   // Tests cannot bind 443: point the door's upstream port at the HTTPS origin.
-  (env.gw.gw.config as unknown as Record<string, unknown>).transparentTlsUpstreamPort = env.https.port;
+  env.gw.gw.config.transparentTlsUpstreamPort = env.https.port;
 });
 afterAll(async () => env?.close());
 

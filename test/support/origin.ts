@@ -29,7 +29,7 @@ export function testCert(): Cert {
     execFileSync('openssl', [
       'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '2',
       '-subj', '/CN=egress-test', '-addext',
-      'subjectAltName=DNS:localhost,DNS:*.test,DNS:*.allowed.test,DNS:*.example.test,IP:127.0.0.1',
+      'subjectAltName=DNS:localhost,DNS:*.test,DNS:allowed.test,DNS:denied.test,DNS:*.allowed.test,DNS:*.example.test,IP:127.0.0.1',
     ], { stdio: 'ignore' });
   }
   cached = { key: readFileSync(keyPath, 'utf8'), cert: readFileSync(certPath, 'utf8'), certPath, keyPath };
