@@ -10,16 +10,9 @@ import { type AllowedCidr, type CidrPortRange, type EgressRules, DEFAULT_EGRESS,
 import { RuleError, validateCidrs, validateHostnames } from '../policy/validate.js';
 
 /** The policy a file describes, normalised; every field present (defaults filled in). */
-export interface PolicySpec {
+export interface PolicySpec extends EgressRules {
   name: string;
   description: string | null;
-  allow_all: boolean;
-  allow_devbox_to_devbox: boolean;
-  allowed_hostnames: string[];
-  allow_agent_gateway: boolean;
-  allow_mcp_gateway: boolean;
-  allow_runloop_mirrors: boolean;
-  allowed_cidrs: AllowedCidr[];
 }
 
 export const POLICY_EXTENSIONS = ['.json', '.yaml', '.yml'];

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
 import { startHttpOrigin, startHttpsOrigin, testCert, type Origin } from '../support/origin.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
+export { rawExchange, type RawResult } from '../support/raw-socket.js';
 
 export const NAMES = ['allowed.test', 'www.allowed.test', 'other.test', 'denied.test', 'ws.test', 'second.test'];
 
@@ -108,44 +109,7 @@ export function curl(args: string[], timeoutMs = 15_000): Promise<CurlResult> {
   });
 }
 
-export interface RawResult {
-  received: Buffer;
-  closed: boolean;
-  elapsedMs: number;
-}
 
-/** Sends chunks on a raw socket, collects what comes back until close or time-out. */
-export function rawExchange(
-  port: number,
-  chunks: Buffer | string | Array<Buffer | string>,
-  opts: { localAddress?: string; timeoutMs?: number; gapMs?: number; host?: string } = {},
-): Promise<RawResult> {
-  const parts = Array.isArray(chunks) ? chunks : [chunks];
-  return new Promise((resolve) => {
-    const started = Date.now();
-    const got: Buffer[] = [];
-    const sock = net.connect({ host: opts.host ?? '127.0.0.1', port, localAddress: opts.localAddress });
-    let done = false;
-    const finish = (closed: boolean) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      sock.destroy();
-      resolve({ received: Buffer.concat(got), closed, elapsedMs: Date.now() - started });
-    };
-    const timer = setTimeout(() => finish(false), opts.timeoutMs ?? 3000);
-    sock.on('data', (d) => got.push(d));
-    sock.on('error', () => finish(true));
-    sock.on('close', () => finish(true));
-    sock.on('connect', async () => {
-      for (let i = 0; i < parts.length; i++) {
-        if (done) return;
-        sock.write(parts[i]!);
-        if (opts.gapMs && i < parts.length - 1) await new Promise((r) => setTimeout(r, opts.gapMs));
-      }
-    });
-  });
-}
 
 /** Opens a CONNECT tunnel; resolves with the socket once 200 arrived (rejects with the status line otherwise). */
 export function connectTunnel(proxyPort: number, target: string, opts: { localAddress?: string; auth?: string } = {}): Promise<net.Socket> {

@@ -8,6 +8,7 @@ import { SocksClient, type SocksClientOptions } from 'socks';
 import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
 import { startHttpOrigin, type Origin } from '../support/origin.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
+export { rawExchange, type RawResult } from '../support/raw-socket.js';
 
 export interface SocksEnv {
   gw: TestGateway;
@@ -34,52 +35,7 @@ export async function startSocksEnv(flags: Record<string, string | string[]> = {
   };
 }
 
-export interface RawResult {
-  /** Every byte the server sent. */
-  received: Buffer;
-  /** The server closed (FIN or RST) before our time-out. */
-  closed: boolean;
-  /** ms from connect to close (or to the time-out). */
-  elapsedMs: number;
-}
 
-/**
- * Sends bytes (all at once, or as separate chunks with a pause between) on a raw socket
- * and collects what comes back until the server closes or `timeoutMs` passes.
- */
-export function rawExchange(
-  port: number,
-  chunks: Buffer | Buffer[],
-  opts: { localAddress?: string; endAfterSend?: boolean; timeoutMs?: number; gapMs?: number } = {},
-): Promise<RawResult> {
-  const parts = Array.isArray(chunks) ? chunks : [chunks];
-  return new Promise((resolve) => {
-    const started = Date.now();
-    const got: Buffer[] = [];
-    const sock = net.connect({ host: '127.0.0.1', port, localAddress: opts.localAddress, allowHalfOpen: false });
-    let done = false;
-    const finish = (closed: boolean) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      sock.destroy();
-      resolve({ received: Buffer.concat(got), closed, elapsedMs: Date.now() - started });
-    };
-    const timer = setTimeout(() => finish(false), opts.timeoutMs ?? 3000);
-    sock.on('data', (d) => got.push(d));
-    sock.on('error', () => finish(true));
-    sock.on('close', () => finish(true));
-    sock.on('end', () => finish(true));
-    sock.on('connect', async () => {
-      for (let i = 0; i < parts.length; i++) {
-        if (done) return;
-        sock.write(parts[i]!);
-        if (opts.gapMs && i < parts.length - 1) await new Promise((r) => setTimeout(r, opts.gapMs));
-      }
-      if (opts.endAfterSend && !done) sock.end();
-    });
-  });
-}
 
 /** A SOCKS5 CONNECT through the `socks` package; resolves to the established socket. */
 export async function socksConnect(
