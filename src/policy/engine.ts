@@ -191,9 +191,10 @@ export class PolicyEngine {
 
   private decideIp(cp: CompiledPolicy, devboxId: string | null, ip: string, port: number, protocol: Protocol): Decision {
     const account = (cp.accountId !== null && this.accounts.get(cp.accountId)) || EMPTY_ACCOUNT;
-    // The account's own devboxes are registered by the operator, so they are reachable
-    // under devbox_to_devbox even though their addresses are usually private.
-    if (cp.devboxToDevbox && account.addresses.has(ip) && !this.isOwnAddress(devboxId, ip)) {
+    // The account's own devboxes are reachable under devbox_to_devbox even though their
+    // addresses are usually private; but a registration must not turn the host's loopback
+    // or the cloud metadata address into a "peer", so host-local addresses stay guarded.
+    if (cp.devboxToDevbox && account.addresses.has(ip) && !this.isOwnAddress(devboxId, ip) && !this.guardrails.hostLocal(ip)) {
       return this.allowed(cp, ip, 'ip', 'devbox_to_devbox', ip);
     }
     if (this.guardrails.blocked(ip) !== null) return denial('private_address', ip, this.ref(cp), 'ip');

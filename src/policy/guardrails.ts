@@ -24,11 +24,33 @@ function compile(list: readonly string[]): Cidr[] {
 
 const NON_GLOBAL = compile(NON_GLOBAL_RANGES);
 
+/**
+ * Addresses that name the gateway's own host or its cloud's services, never another
+ * devbox: loopback, unspecified, link-local (cloud metadata), multicast, reserved, and the
+ * IPv6 metadata address. A devbox registration cannot make them peers (allow_devbox_to_devbox
+ * exempts a peer only from the private-range part of the guardrail).
+ */
+export const HOST_LOCAL_RANGES: readonly string[] = [
+  '0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '240.0.0.0/4',
+  '::/96', 'fe80::/10', 'fec0::/10', 'ff00::/8', 'fd00:ec2::254/128',
+];
+
+const HOST_LOCAL = compile(HOST_LOCAL_RANGES);
+
 export class Guardrails {
   private readonly exempt: Cidr[];
 
   constructor(allowPrivate: readonly string[] = []) {
     this.exempt = compile(allowPrivate);
+  }
+
+  /** True for host-local addresses (see HOST_LOCAL_RANGES) the operator has not exempted. */
+  hostLocal(ip: string): boolean {
+    const w = ipToWords(ip);
+    if (!w) return true;
+    for (const c of this.exempt) if (cidrContains(c, w)) return false;
+    for (const c of HOST_LOCAL) if (cidrContains(c, w)) return true;
+    return false;
   }
 
   /** Why this address may not be dialled, or null when it may. Unparseable addresses are refused. */

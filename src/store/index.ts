@@ -465,7 +465,11 @@ class SqliteStore implements Store {
       const addresses = [...new Set(input.addresses ?? [])];
       for (const a of addresses) {
         const owner = this.q.addressOwner.get(a) as string | undefined;
-        if (owner) throw new StoreError('address_in_use', `network.addresses: ${a} is already the address of running devbox ${owner}`, { address: a, devbox_id: owner });
+        if (!owner) continue;
+        // Name the owner only to its own account: another account learns nothing but the clash.
+        const own = (this.q.devboxById.get(owner) as { account_id: string } | undefined)?.account_id === accountId;
+        if (own) throw new StoreError('address_in_use', `network.addresses: ${a} is already the address of running devbox ${owner}`, { address: a, devbox_id: owner });
+        throw new StoreError('address_in_use', `network.addresses: ${a} is already in use by a running devbox`, { address: a });
       }
       const now = Date.now();
       const id = newId('dbx_', now);
