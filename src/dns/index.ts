@@ -20,7 +20,9 @@ export async function startDnsDoor(ctx: DoorContext, at: HostPort): Promise<Runn
   const resolver = ctx.resolver instanceof CachedResolver ? ctx.resolver : createResolver(ctx.config, log);
   const handler = new DnsHandler({ config: ctx.config, engine: ctx.engine, gate: ctx.gate, resolver, log });
   if (ctx.config.upstreamDns.length === 0) log.warn({ event: 'dns_no_upstreams' }, 'no upstream DNS servers (--upstream-dns): allowed names will get SERVFAIL');
-  const server = await startDnsServer(handler, at, log);
+  const server = await startDnsServer(handler, at, log, {
+    isKnownClient: (source) => ctx.engine.identifyByAddress(source).devboxId !== null,
+  });
   return {
     name: 'dns',
     address: server.address,

@@ -21,6 +21,13 @@ export interface DnsServerOptions {
   maxTcpPerClient?: number;
   /** Queries in flight on one TCP connection before reading pauses. */
   maxTcpPipeline?: number;
+  /**
+   * Whether a source address is a running devbox. Others (which only ever get REFUSED)
+   * share a small pool of their own, so they cannot fill the devboxes' connection table.
+   */
+  isKnownClient?: (source: string) => boolean;
+  maxUnknownTcpConnections?: number;
+  maxUnknownTcpPerClient?: number;
 }
 
 export interface DnsServer {
@@ -34,6 +41,9 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
   const maxConns = opts.maxTcpConnections ?? 1024;
   const maxPerClient = opts.maxTcpPerClient ?? 64;
   const maxPipeline = opts.maxTcpPipeline ?? 64;
+  const isKnown = opts.isKnownClient ?? (() => true);
+  const known: Pool = { conns: 0, max: maxConns, perClient: new Map(), maxPerClient };
+  const unknown: Pool = { conns: 0, max: opts.maxUnknownTcpConnections ?? 64, perClient: new Map(), maxPerClient: opts.maxUnknownTcpPerClient ?? 2 };
 
   // ── UDP ───────────────────────────────────────────────────────────────────
   const makeUdp = () => {
@@ -62,16 +72,14 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
 
   // ── TCP ───────────────────────────────────────────────────────────────────
   const conns = new Set<net.Socket>();
-  const perClient = new Map<string, number>();
   const tcp = net.createServer((sock) => {
     const source = (sock.remoteAddress ?? '').replace(/^::ffff:/, '');
-    const mine = (perClient.get(source) ?? 0) + 1;
-    if (conns.size >= maxConns || mine > maxPerClient) {
+    const pool = isKnown(source) ? known : unknown;
+    if (!take(pool, source)) {
       protocolErrors.labels('dns', 'tcp_connection_limit').inc();
       sock.destroy();
       return;
     }
-    perClient.set(source, mine);
     conns.add(sock);
     activeConnections.labels('dns').inc();
     sock.setNoDelay(true);
@@ -87,7 +95,13 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
       const framed = Buffer.allocUnsafe(2 + out.length);
       framed.writeUInt16BE(out.length, 0);
       out.copy(framed, 2);
-      sock.write(framed);
+      // A client that does not read its answers stops being read (no unbounded buffering).
+      if (!sock.write(framed) && !sock.isPaused()) {
+        sock.pause();
+        sock.once('drain', () => {
+          if (!ended) sock.resume();
+        });
+      }
     };
     const pump = () => {
       while (buf.length >= 2 && inflight < maxPipeline) {
@@ -140,9 +154,7 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
     sock.on('close', () => {
       conns.delete(sock);
       activeConnections.labels('dns').dec();
-      const n = (perClient.get(source) ?? 1) - 1;
-      if (n <= 0) perClient.delete(source);
-      else perClient.set(source, n);
+      release(pool, source);
     });
   });
   tcp.on('error', (err) => log.warn({ event: 'dns_tcp_error', err: err.message }, 'DNS TCP server error'));
@@ -183,6 +195,28 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
       await closed;
     },
   };
+}
+
+interface Pool {
+  conns: number;
+  max: number;
+  perClient: Map<string, number>;
+  maxPerClient: number;
+}
+
+function take(pool: Pool, source: string): boolean {
+  const mine = (pool.perClient.get(source) ?? 0) + 1;
+  if (pool.conns >= pool.max || mine > pool.maxPerClient) return false;
+  pool.perClient.set(source, mine);
+  pool.conns++;
+  return true;
+}
+
+function release(pool: Pool, source: string): void {
+  pool.conns--;
+  const n = (pool.perClient.get(source) ?? 1) - 1;
+  if (n <= 0) pool.perClient.delete(source);
+  else pool.perClient.set(source, n);
 }
 
 function bindUdp(sock: dgram.Socket, port: number, host: string): Promise<void> {
