@@ -5,6 +5,7 @@ import type { PolicyEngine } from './policy/engine.js';
 import type { Gate } from './egress/gate.js';
 import type { ConnectionTracker } from './egress/tracker.js';
 import type { Resolver } from './dns/resolver.js';
+import type { SourceLimiter } from './egress/source-limit.js';
 
 export interface DoorContext {
   config: GatewayConfig;
@@ -12,6 +13,8 @@ export interface DoorContext {
   gate: Gate;
   tracker: ConnectionTracker;
   resolver: Resolver;
+  /** Client sockets per source address, taken at accept by every TCP door. */
+  sourceLimit: SourceLimiter;
   log: Logger;
 }
 

@@ -7,6 +7,7 @@ import { type GatewayConfig, type HostPort, formatHostPort } from './config.js';
 import { PolicyEngine } from './policy/engine.js';
 import { Gate } from './egress/gate.js';
 import { ConnectionTracker } from './egress/tracker.js';
+import { SourceLimiter } from './egress/source-limit.js';
 import type { DoorContext, RunningDoor } from './door.js';
 import { openStore, type Store } from './store/index.js';
 import { startApi } from './api/index.js';
@@ -39,7 +40,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const resolver = createResolver(config, log);
   const gate = new Gate(engine, resolver, log);
   const tracker = new ConnectionTracker(engine, config.maxConnectionsPerDevbox);
-  const ctx: DoorContext = { config, engine, gate, tracker, resolver, log };
+  // Every tunnel holds one client socket; allow as many again for idle keep-alives and handshakes.
+  const sourceLimit = new SourceLimiter(2 * config.maxConnectionsPerDevbox);
+  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, log };
 
   const running: RunningDoor[] = [];
   const plan: Array<[HostPort | null, Starter]> = [

@@ -285,6 +285,7 @@ class SocksSession {
 export async function startSocksDoor(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
   const sessions = new Set<SocksSession>();
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (sock) => {
+    if (!ctx.sourceLimit.admit(sock, 'socks5')) return;
     liveClients++;
     const s = new SocksSession(ctx, sock, (gone) => {
       if (sessions.delete(gone)) liveClients--;
