@@ -21,6 +21,7 @@ const LAT_MS = Number(process.env.BENCH_LAT_MS ?? 1200);
 const RATE_MS = Number(process.env.BENCH_RATE_MS ?? 2500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const BULK_BYTES = Number(process.env.BENCH_BULK_MB ?? 100) * 1024 * 1024;
+const BULK_ROUNDS = Number(process.env.BENCH_BULK_ROUNDS ?? 3);
 const SMALL_BODY = Buffer.alloc(64, 'x');
 
 const role = process.argv.find((a) => a.startsWith('--role='))?.slice(7) ?? 'main';
@@ -70,10 +71,9 @@ async function runGateway(): Promise<void> {
   process.env.EGRESS_TEST_LOG = process.env.BENCH_LOG ?? 'info';
   const { startDnsUpstream, loopbackRecords } = await import('../test/support/dns-upstream.js');
   const { startTestGateway } = await import('../test/support/gateway.js');
-  // A and AAAA answers: the test DNS server sends NODATA without an SOA, which the
-  // gateway's cache does not keep, and a per-request AAAA query is not what we measure here.
+  // A records only: AAAA gets NODATA without an SOA (an IPv4-only name, the common case),
+  // which the gateway's resolver remembers for --dns-min-ttl instead of asking every time.
   const records = loopbackRecords(['allowed.test', 'www.allowed.test', 'denied.test']);
-  for (const r of Object.values(records)) r.push({ type: 'AAAA', data: '::1', ttl: 60 });
   const dns = await startDnsUpstream({ records });
   const gw = await startTestGateway({
     upstreamDnsPort: dns.port,
@@ -89,6 +89,7 @@ async function runGateway(): Promise<void> {
   const doors: Record<string, number> = {};
   for (const [k, v] of Object.entries(gw.gw.doors)) doors[k] = v.port;
   doors.reference = await bareForwarder();
+  doors.relay = await bareRelay();
   process.send!(doors);
   process.on('message', async (m) => {
     if (m === 'stop') {
@@ -114,6 +115,28 @@ async function bareForwarder(): Promise<number> {
     });
     up.on('error', () => res.destroy());
     req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return (server.address() as net.AddressInfo).port;
+}
+
+/**
+ * The other reference point, for tunnels: a bare CONNECT relay with `pipe()` both ways (no
+ * decision, no SNI check, no tracker), in the gateway's process. What plain node streams
+ * reach on this machine, beside what the gateway's tunnel reaches.
+ */
+async function bareRelay(): Promise<number> {
+  const server = http.createServer();
+  server.on('connect', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
+    const port = Number(req.url!.slice(req.url!.lastIndexOf(':') + 1));
+    const up = net.connect({ host: '127.0.0.1', port, noDelay: true }, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) up.write(head);
+      client.pipe(up);
+      up.pipe(client);
+    });
+    client.on('error', () => up.destroy());
+    up.on('error', () => client.destroy());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return (server.address() as net.AddressInfo).port;
@@ -333,7 +356,7 @@ async function main(): Promise<void> {
   const both = async (door: string, scenario: string, unit: string, f: (conns: number, ms: number) => Promise<Run>) =>
     measure(door, scenario, unit, () => f(1, LAT_MS), () => f(C, RATE_MS));
 
-  const only = process.env.BENCH_ONLY; // "http" or "allowed": skip the rest (profiling)
+  const only = process.env.BENCH_ONLY; // "http", "allowed", "connect" or "bulk": skip the rest (profiling)
   process.stderr.write(`bench:proxy — ${os.cpus().length} cores, Node ${process.version}, ${C} concurrent clients\n`);
   // HTTP keep-alive
   const directReq = Buffer.from(`GET /small HTTP/1.1\r\nHost: allowed.test:${o.http}\r\n\r\n`);
@@ -342,6 +365,7 @@ async function main(): Promise<void> {
   const transReq = Buffer.from(`GET /small HTTP/1.1\r\nHost: allowed.test\r\n\r\n`);
   const transDenied = Buffer.from(`GET /small HTTP/1.1\r\nHost: denied.test\r\n\r\n`);
   if (only !== 'bulk') {
+  if (only !== 'connect') {
   await httpLoad(proxy, proxyReq, 4, 500, 200); // warm-up (JIT, DNS cache, upstream pool)
   const directHttp = await both('direct', 'HTTP keep-alive GET', 'req', (c, ms) => httpLoad(o.http, directReq, c, ms, 200));
   if (d.reference && only !== 'allowed') {
@@ -355,11 +379,13 @@ async function main(): Promise<void> {
     rows.push({ ...(await both('transparent-http', 'keep-alive GET, allowed', 'req', (c, ms) => httpLoad(d['transparent-http']!, transReq, c, ms, 200))), direct: directHttp });
     rows.push({ ...(await both('transparent-http', 'keep-alive GET, denied (403)', 'req', (c, ms) => httpLoad(d['transparent-http']!, transDenied, c, ms, 403))), direct: directHttp });
   }
+  }
   // Tunnels: new connection, set-up, one echo round trip, close.
-  if (!only) {
+  if (!only || only === 'connect') {
   const directTcp = await both('direct', 'TCP connect + echo', 'conn', (c, ms) => connLoad(() => exchange(o.echo, [{ send: PING, done: pong }]), c, ms));
   const connectReq = Buffer.from(`CONNECT allowed.test:${o.echo} HTTP/1.1\r\nHost: allowed.test:${o.echo}\r\n\r\n`);
   const connectDenied = Buffer.from(`CONNECT denied.test:${o.echo} HTTP/1.1\r\nHost: denied.test:${o.echo}\r\n\r\n`);
+  if (d.relay) rows.push({ ...(await both('reference', 'bare pipe() CONNECT relay + echo (no policy)', 'tunnel', (c, ms) => connLoad(() => exchange(d.relay!, [{ send: connectReq, done: statusIs(200) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
   rows.push({ ...(await both('http-proxy', 'CONNECT tunnel + echo, allowed', 'tunnel', (c, ms) => connLoad(() => exchange(proxy, [{ send: connectReq, done: statusIs(200) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
   rows.push({ ...(await both('http-proxy', 'CONNECT, denied (403)', 'tunnel', (c, ms) => connLoad(() => exchange(proxy, [{ send: connectDenied, done: statusIs(403) }]), c, ms))), direct: directTcp });
   if (d.socks) {
@@ -377,10 +403,16 @@ async function main(): Promise<void> {
   }
   }
   // Bulk
+  // Interleaved, best of BULK_ROUNDS each, after one unmeasured direct run (the first
+  // transfer of a process pays for page faults and JIT and was the slowest every time).
   const bulkDirect: number[] = [];
   const bulkTunnel: number[] = [];
-  for (let i = 0; i < (only && only !== 'bulk' ? 0 : 2); i++) {
+  const bulkRelay: number[] = [];
+  const rounds = only && only !== 'bulk' ? 0 : BULK_ROUNDS;
+  if (rounds > 0) await bulkOnce(o.bulk, null);
+  for (let i = 0; i < rounds; i++) {
     bulkDirect.push(await bulkOnce(o.bulk, null));
+    if (d.relay) bulkRelay.push(await bulkOnce(d.relay, `allowed.test:${o.bulk}`));
     bulkTunnel.push(await bulkOnce(proxy, `allowed.test:${o.bulk}`));
   }
 
@@ -401,10 +433,12 @@ async function main(): Promise<void> {
     lines.push(`| ${r.door} | ${r.scenario}${r.note ? ` (${r.note})` : ''} | ${f(r.p50)} | ${f(r.p99)} | ${Math.round(r.rate)} ${r.unit} | ${f(dd.p50)} | ${Math.round(dd.rate)} | ${(r.rate / dd.rate).toFixed(2)}× | +${f(r.p50 - dd.p50)} |`);
   }
   const best = (a: number[]) => Math.max(...a);
-  process.stderr.write(`  bulk direct ${bulkDirect.map((x) => x.toFixed(0)).join(', ')} MB/s; tunnel ${bulkTunnel.map((x) => x.toFixed(0)).join(', ')} MB/s\n`);
-  lines.push('', `| bulk ${Math.round(BULK_BYTES / 1048576)} MB | MB/s (best of 2) | vs direct |`, '|---|---:|---:|');
-  lines.push(`| direct | ${best(bulkDirect).toFixed(0)} | 1.00× |`);
-  lines.push(`| CONNECT tunnel | ${best(bulkTunnel).toFixed(0)} | ${(best(bulkTunnel) / best(bulkDirect)).toFixed(2)}× |`);
+  const mbs = (a: number[]) => a.map((x) => x.toFixed(0)).join(', ');
+  process.stderr.write(`  bulk direct ${mbs(bulkDirect)} MB/s; bare relay ${mbs(bulkRelay)} MB/s; tunnel ${mbs(bulkTunnel)} MB/s\n`);
+  if (rounds > 0) lines.push('', `| bulk ${Math.round(BULK_BYTES / 1048576)} MB | MB/s (best of ${rounds}) | vs direct |`, '|---|---:|---:|');
+  if (rounds > 0) lines.push(`| direct | ${best(bulkDirect).toFixed(0)} | 1.00× |`);
+  if (bulkRelay.length > 0) lines.push(`| reference: bare pipe() CONNECT relay | ${best(bulkRelay).toFixed(0)} | ${(best(bulkRelay) / best(bulkDirect)).toFixed(2)}× |`);
+  if (rounds > 0) lines.push(`| CONNECT tunnel | ${best(bulkTunnel).toFixed(0)} | ${(best(bulkTunnel) / best(bulkDirect)).toFixed(2)}× |`);
   lines.push('', `_whole run ${((performance.now() - wall) / 1000).toFixed(1)} s_`);
   process.stdout.write(lines.join('\n') + '\n');
 }

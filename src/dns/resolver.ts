@@ -3,6 +3,7 @@
  * configured upstream DNS servers, never the host's stub resolver, and through the same
  * answer cache as the DNS door, so the DNS door and the proxy doors see the same answers.
  */
+import { LRUCache } from 'lru-cache';
 import type { HostPort } from '../config.js';
 import { AnswerCache, type CacheEntry, type TtlBounds, cacheKey, clockMs, prepareAnswer } from './cache.js';
 import { UpstreamClient, type UpstreamOptions } from './upstream.js';
@@ -18,6 +19,11 @@ export class ResolveError extends Error {
 export interface Resolver {
   /** IPv4 addresses first, then IPv6; rejects with ResolveError. */
   resolve(name: string): Promise<string[]>;
+  /**
+   * Optional synchronous fast path: what resolve() would answer when both the A and AAAA
+   * answers are cached (and not empty), else undefined (then call resolve()).
+   */
+  resolveCached?(name: string): string[] | undefined;
 }
 
 const PLAIN_NAME = /^(?=.{1,253}$)([a-z0-9_-]{1,63})(\.[a-z0-9_-]{1,63})*$/;
@@ -32,6 +38,12 @@ export class CachedResolver implements Resolver {
   readonly cache: AnswerCache;
   readonly upstream: UpstreamClient;
   private readonly inflight = new Map<string, Promise<CacheEntry>>();
+  /**
+   * Resolver-only memory of NODATA answers that carried no SOA (the shared answer cache
+   * does not keep those, RFC 2308 §5), kept for the configured minimum TTL so an IPv4-only
+   * name does not cost an upstream AAAA query on every connection. key → expiry (ms).
+   */
+  private readonly nodata = new LRUCache<string, number>({ max: 10_000 });
 
   constructor(upstreams: readonly HostPort[], readonly bounds: TtlBounds, opts: UpstreamOptions & { cacheSize?: number } = {}) {
     this.cache = new AnswerCache(bounds, opts.cacheSize);
@@ -70,6 +82,35 @@ export class CachedResolver implements Resolver {
     return p;
   }
 
+  resolveCached(name: string): string[] | undefined {
+    const n = name.endsWith('.') ? name.slice(0, -1).toLowerCase() : name.toLowerCase();
+    if (!isPlainName(n)) return undefined;
+    const now = clockMs();
+    const keyA = cacheKey(n, T.A, CLASS_IN);
+    const keyAAAA = cacheKey(n, T.AAAA, CLASS_IN);
+    const a = this.cache.get(keyA, now);
+    const aaaa = this.cache.get(keyAAAA, now);
+    // Only the all-good case: both answers known, NOERROR, at least one address. Everything
+    // else (errors, misses) takes the async path, which has the error rules.
+    if (a !== undefined ? a.rcode !== RCODE.NOERROR : !this.knownEmpty(keyA, now)) return undefined;
+    if (aaaa !== undefined ? aaaa.rcode !== RCODE.NOERROR : !this.knownEmpty(keyAAAA, now)) return undefined;
+    const out: string[] = [];
+    if (a !== undefined) for (const ip of a.addresses) if (!ip.includes(':')) out.push(ip);
+    if (aaaa !== undefined) for (const ip of aaaa.addresses) if (ip.includes(':')) out.push(ip);
+    if (out.length === 0) return undefined;
+    if (a !== undefined) dnsMetrics.cacheLookup(true);
+    if (aaaa !== undefined) dnsMetrics.cacheLookup(true);
+    return out;
+  }
+
+  private knownEmpty(key: string, now: number): boolean {
+    const until = this.nodata.get(key);
+    if (until === undefined) return false;
+    if (until > now) return true;
+    this.nodata.delete(key);
+    return false;
+  }
+
   async resolve(name: string): Promise<string[]> {
     const n = name.endsWith('.') ? name.slice(0, -1).toLowerCase() : name.toLowerCase();
     if (!isPlainName(n)) throw new ResolveError('NXDOMAIN', name);
@@ -82,16 +123,24 @@ export class CachedResolver implements Resolver {
   }
 
   private async addresses(name: string, qtype: number): Promise<string[]> {
+    const key = cacheKey(name, qtype, CLASS_IN);
+    const now = clockMs();
+    if (this.cache.get(key, now) === undefined && this.knownEmpty(key, now)) return [];
     let entry: CacheEntry;
     try {
-      entry = await this.lookup(name, qtype, CLASS_IN);
+      entry = await this.lookup(name, qtype, CLASS_IN, now);
     } catch (e) {
       throw e instanceof ResolveError ? e : new ResolveError('TIMEOUT', name);
     }
     if (entry.rcode === RCODE.NXDOMAIN) throw new ResolveError('NXDOMAIN', name);
     if (entry.rcode !== RCODE.NOERROR) throw new ResolveError('SERVFAIL', name);
     const v6 = qtype === T.AAAA;
-    return entry.addresses.filter((ip) => ip.includes(':') === v6);
+    const out = entry.addresses.filter((ip) => ip.includes(':') === v6);
+    // NODATA the cache would not keep (no SOA: served once): remember it for minTtl.
+    if (out.length === 0 && entry.expiresAt <= entry.storedAt && this.bounds.minTtl > 0) {
+      this.nodata.set(key, clockMs() + this.bounds.minTtl * 1000);
+    }
+    return out;
   }
 
   close(): void {

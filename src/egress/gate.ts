@@ -15,24 +15,38 @@ export type Admission =
   | { ok: false; decision: Decision; error: 'denied' }
   | { ok: false; decision: Decision; error: 'resolve_failed'; detail: string };
 
+/** prom-client children, made once per label set (labels() allocates on every call). */
+const seconds = new Map<Door, { observe(v: number): void }>();
+const counted = new Map<string, { inc(v?: number): void }>();
+
 export class Gate {
   constructor(readonly engine: PolicyEngine, readonly resolver: Resolver, readonly log: Logger) {}
 
   /** Decide, resolve and guard. A denial is counted and logged here; an allow is counted. */
   async admit(identity: Identity, host: string, port: number, door: Door): Promise<Admission> {
+    return this.admitNow(identity, host, port, door);
+  }
+
+  /**
+   * admit() without the promise when it is not needed: a denial, an IP destination or a
+   * name whose addresses are in the resolver's cache are answered synchronously; else the
+   * promise of the full (resolving) path. Same counting and logging either way.
+   */
+  admitNow(identity: Identity, host: string, port: number, door: Door): Admission | Promise<Admission> {
     const started = performance.now();
-    let decision = this.engine.decide(identity, host, port, door);
-    let result: Admission;
-    if (!decision.allow) {
-      result = { ok: false, decision, error: 'denied' };
-    } else if (decision.hostKind === 'ip') {
-      result = { ok: true, decision, address: decision.host };
-    } else {
-      result = await this.resolveAllowed(decision);
-      decision = result.decision;
-    }
-    decisionSeconds.labels(door).observe((performance.now() - started) / 1000);
-    this.record(identity, door, decision, port);
+    const decision = this.engine.decide(identity, host, port, door);
+    if (!decision.allow) return this.done(identity, door, port, started, { ok: false, decision, error: 'denied' });
+    if (decision.hostKind === 'ip') return this.done(identity, door, port, started, { ok: true, decision, address: decision.host });
+    const cached = this.resolver.resolveCached?.(decision.host);
+    if (cached !== undefined) return this.done(identity, door, port, started, this.check(decision, cached));
+    return this.resolveAllowed(decision).then((r) => this.done(identity, door, port, started, r));
+  }
+
+  private done(identity: Identity, door: Door, port: number, started: number, result: Admission): Admission {
+    let h = seconds.get(door);
+    if (h === undefined) seconds.set(door, (h = decisionSeconds.labels(door)));
+    h.observe((performance.now() - started) / 1000);
+    this.record(identity, door, result.decision, port);
     return result;
   }
 
@@ -44,6 +58,11 @@ export class Gate {
       const detail = e instanceof ResolveError ? e.code : 'SERVFAIL';
       return { ok: false, decision, error: 'resolve_failed', detail };
     }
+    return this.check(decision, addresses);
+  }
+
+  /** The guardrail on the addresses: the first one the policy allows is dialled. */
+  private check(decision: Decision, addresses: readonly string[]): Admission {
     let last = decision;
     for (const ip of addresses) {
       const checked = this.engine.checkResolved(decision, ip);
@@ -55,7 +74,10 @@ export class Gate {
 
   /** Counts a decision and logs denials (allowed connections are logged when they end). */
   record(identity: Identity, door: Door, decision: Decision, port: number): void {
-    decisions.labels(door, decision.allow ? 'allow' : 'deny', decision.reason).inc();
+    const key = `${door}|${decision.allow ? 1 : 0}|${decision.reason}`;
+    let c = counted.get(key);
+    if (c === undefined) counted.set(key, (c = decisions.labels(door, decision.allow ? 'allow' : 'deny', decision.reason)));
+    c.inc();
     if (!decision.allow) {
       this.log.info(
         {

@@ -179,7 +179,8 @@ export async function handleConnect(ctx: DoorContext, req: http.IncomingMessage,
     endSocket(sock, rawError(407, 'wrong proxy credentials', PROXY_AUTHENTICATE));
     return;
   }
-  const admission = await ctx.gate.admit(identity, target.host, target.port, 'connect');
+  const a = ctx.gate.admitNow(identity, target.host, target.port, 'connect');
+  const admission = a instanceof Promise ? await a : a;
   if (!admission.ok) {
     endSocket(sock, admission.error === 'denied' ? rawDenial(admission.decision, target.port) : rawError(502, `cannot resolve ${target.host}: ${admission.detail}`));
     return;

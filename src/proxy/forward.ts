@@ -15,6 +15,7 @@ import type { TrackedConnection } from '../egress/tracker.js';
 import { bytesTotal, upstreamConnectErrors } from '../metrics.js';
 import { endSocket, rawDenial, rawError, sendDenial, sendError } from './denial.js';
 import { Tunnel } from './tunnel.js';
+import type { Admission } from '../egress/gate.js';
 
 export interface HttpTarget {
   /** Host as the client named it (URL authority or Host header), without port or brackets. */
@@ -92,8 +93,12 @@ class InFlight implements TrackedConnection {
 
 export class HttpForwarder {
   readonly agent: http.Agent;
+  private readonly bytesOut: { inc(v: number): void };
+  private readonly bytesIn: { inc(v: number): void };
 
   constructor(private readonly ctx: DoorContext, private readonly door: Door) {
+    this.bytesOut = bytesTotal.labels(door, 'out');
+    this.bytesIn = bytesTotal.labels(door, 'in');
     this.agent = new http.Agent({
       keepAlive: true,
       keepAliveMsecs: 1000,
@@ -110,11 +115,21 @@ export class HttpForwarder {
     this.agent.destroy();
   }
 
-  /** Decides on target.host and forwards, or answers 403/502/503/504. */
-  async forward(req: http.IncomingMessage, res: http.ServerResponse, identity: Identity, t: HttpTarget): Promise<void> {
+  /**
+   * Decides on target.host and forwards, or answers 403/502/503/504. Synchronous when the
+   * decision needs no DNS round trip (a cached name, an IP, a denial); else the promise of
+   * the rest.
+   */
+  forward(req: http.IncomingMessage, res: http.ServerResponse, identity: Identity, t: HttpTarget): Promise<void> | undefined {
+    const a = this.ctx.gate.admitNow(identity, t.host, t.port, this.door);
+    if (a instanceof Promise) return a.then((admission) => this.send(req, res, identity, t, admission));
+    this.send(req, res, identity, t, a);
+    return undefined;
+  }
+
+  private send(req: http.IncomingMessage, res: http.ServerResponse, identity: Identity, t: HttpTarget, admission: Admission): void {
     const ctx = this.ctx;
     const door = this.door;
-    const admission = await ctx.gate.admit(identity, t.host, t.port, door);
     if (!admission.ok) {
       if (admission.error === 'denied') sendDenial(res, admission.decision, t.port);
       else sendError(res, 502, `cannot resolve ${t.host}: ${admission.detail}`);
@@ -155,8 +170,8 @@ export class HttpForwarder {
       if (sock !== null) {
         out = sock.bytesWritten - outBase;
         inn = sock.bytesRead - inBase;
-        if (out > 0) bytesTotal.labels(door, 'out').inc(out);
-        if (inn > 0) bytesTotal.labels(door, 'in').inc(inn);
+        if (out > 0) this.bytesOut.inc(out);
+        if (inn > 0) this.bytesIn.inc(inn);
       }
       ctx.gate.logConnection(identity, door, decision, t.port, out, inn, performance.now() - started, error);
     };
@@ -207,7 +222,8 @@ export class HttpForwarder {
   /** An upgrade (WebSocket): same decision, then a raw tunnel carrying the request head. */
   async upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, identity: Identity, t: HttpTarget): Promise<void> {
     const ctx = this.ctx;
-    const admission = await ctx.gate.admit(identity, t.host, t.port, this.door);
+    const a = ctx.gate.admitNow(identity, t.host, t.port, this.door);
+    const admission = a instanceof Promise ? await a : a;
     if (!admission.ok) {
       endSocket(socket, admission.error === 'denied' ? rawDenial(admission.decision, t.port) : rawError(502, `cannot resolve ${t.host}: ${admission.detail}`));
       return;

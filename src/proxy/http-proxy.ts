@@ -22,7 +22,7 @@ export const HOST_MISMATCH: Reason = 'host_mismatch';
 
 export type Resolution =
   | { ok: true; target: HttpTarget }
-  | { ok: false; status: 400; message: string }
+  | { ok: false; status: 400; message: string; kind?: 'bad_host' }
   | { ok: false; status: 403; host: string; port: number };
 
 function hostCount(raw: string[]): number {
@@ -71,6 +71,10 @@ export function resolveTarget(req: http.IncomingMessage, allowOriginForm: boolea
   if (!allowOriginForm) return { ok: false, status: 400, message: 'this is a proxy: send the absolute URL (GET http://host/path) or CONNECT' };
   if (url.charCodeAt(0) !== 47 /* / */) return { ok: false, status: 400, message: 'malformed request target' };
   if (hostHeader === undefined || hostHeader.length === 0) return { ok: false, status: 400, message: 'a Host header is required' };
+  // node hands header bytes over as Latin-1: a byte ≥ 0x80 would become a bogus (punycoded) name.
+  for (let i = 0; i < hostHeader.length; i++) {
+    if (hostHeader.charCodeAt(i) >= 0x80) return { ok: false, status: 400, message: 'the Host header must be ASCII (send IDNs as xn--)', kind: 'bad_host' };
+  }
   const h = parseAuthority(hostHeader, originPort);
   if (h === null) return { ok: false, status: 400, message: 'malformed Host header' };
   return { ok: true, target: { host: h.host, port: originPort, path: url, hostHeader } };
@@ -101,6 +105,7 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
   });
   const sockets = new Set<net.Socket>();
   server.on('connection', (s: net.Socket) => {
+    if (!ctx.sourceLimit.admit(s, opts.door)) return;
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   });
@@ -118,10 +123,15 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
     return d;
   };
 
+  const forwardFailed = (res: http.ServerResponse) => (e: unknown) => {
+    ctx.log.error({ err: e }, 'forwarding failed');
+    sendError(res, 502, 'internal error');
+  };
+
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const r = resolveTarget(req, !opts.proxy, opts.proxy ? 80 : opts.originPort());
     if (!r.ok && r.status === 400) {
-      protocolErrors.labels(opts.door, 'bad_request').inc();
+      protocolErrors.labels(opts.door, r.kind ?? 'bad_request').inc();
       sendError(res, 400, r.message, ['Connection', 'close']);
       return;
     }
@@ -134,17 +144,19 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
       sendDenial(res, denyMismatch(identity, r.host, r.port), r.port);
       return;
     }
-    forwarder.forward(req, res, identity, r.target).catch((e: unknown) => {
-      ctx.log.error({ err: e }, 'forwarding failed');
-      sendError(res, 502, 'internal error');
-    });
+    try {
+      const p = forwarder.forward(req, res, identity, r.target);
+      if (p !== undefined) p.catch(forwardFailed(res));
+    } catch (e) {
+      forwardFailed(res)(e);
+    }
   });
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     const r = resolveTarget(req, !opts.proxy, opts.proxy ? 80 : opts.originPort());
     if (!r.ok && r.status === 400) {
-      protocolErrors.labels(opts.door, 'bad_request').inc();
+      protocolErrors.labels(opts.door, r.kind ?? 'bad_request').inc();
       endSocket(socket, rawError(400, r.message));
       return;
     }

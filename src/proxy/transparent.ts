@@ -47,7 +47,8 @@ async function handleTls(ctx: DoorContext, sock: net.Socket): Promise<void> {
     return;
   }
   const host = result.sni;
-  const admission = await ctx.gate.admit(identity, host, TRANSPARENT_TLS_PORT, 'tls');
+  const a = ctx.gate.admitNow(identity, host, TRANSPARENT_TLS_PORT, 'tls');
+  const admission = a instanceof Promise ? await a : a;
   if (!admission.ok) {
     closeWithAlert(sock, admission.error === 'denied' ? ALERT_ACCESS_DENIED : ALERT_UNRECOGNIZED_NAME);
     return;
@@ -69,6 +70,7 @@ async function handleTls(ctx: DoorContext, sock: net.Socket): Promise<void> {
 export async function startTransparentTls(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (sock) => {
+    if (!ctx.sourceLimit.admit(sock, 'tls')) return;
     sockets.add(sock);
     sock.once('close', () => sockets.delete(sock));
     handleTls(ctx, sock).catch((e: unknown) => {

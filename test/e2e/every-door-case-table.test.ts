@@ -97,6 +97,8 @@ const NOT_A_HOST_HEADER = new Map<string, string>([
   [invalid('slash'), 'not a uri-host'],
   [invalid('backslash'), 'not a uri-host'],
   [invalid('unclosed IPv6 bracket'), 'not a uri-host'],
+  [invalid('zero-width space'), 'a Host field value is ASCII here, as the request-target is (RFC 9112 §3.2): 400 bad_host'],
+  [invalid('soft hyphen'), 'a Host field value is ASCII here, as the request-target is (RFC 9112 §3.2): 400 bad_host'],
 ]);
 
 /** SNI bytes the door reads as a name (src/proxy/clienthello.ts hostName(): anything else is a malformed hello). */

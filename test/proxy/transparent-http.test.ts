@@ -53,4 +53,17 @@ describe('transparent HTTP (Host)', () => {
     expect(statusOf(c.received)).toBe(403);
     expect(headerOf(c.received, 'X-Egress-Denied-Reason')).toBe('ip_literal');
   });
+
+  it('a Host header with a byte ≥ 0x80 → 400 (not a Latin-1 reading turned into punycode), counted bad_host', async () => {
+    const before = await metric(env, 'egress_protocol_errors_total', { door: 'transparent_http', kind: 'bad_host' });
+    const seen = env.http.seen.length;
+    const raw = Buffer.concat([Buffer.from('GET /idn HTTP/1.1\r\nHost: '), Buffer.from('bücher.allowed.test', 'utf8'), Buffer.from('\r\nConnection: close\r\n\r\n')]);
+    const r = await rawExchange(hport, raw, { localAddress: '127.0.0.2' });
+    expect(statusOf(r.received)).toBe(400);
+    const latin1 = Buffer.concat([Buffer.from('GET /idn HTTP/1.1\r\nHost: '), Buffer.from([0x61, 0xe9, 0x2e, 0x61, 0x6c, 0x6c, 0x6f, 0x77, 0x65, 0x64, 0x2e, 0x74, 0x65, 0x73, 0x74]), Buffer.from('\r\nConnection: close\r\n\r\n')]);
+    const l = await rawExchange(hport, latin1, { localAddress: '127.0.0.2' });
+    expect(statusOf(l.received)).toBe(400);
+    expect(await metric(env, 'egress_protocol_errors_total', { door: 'transparent_http', kind: 'bad_host' })).toBe(before + 2);
+    expect(env.http.seen.length).toBe(seen);
+  });
 });
