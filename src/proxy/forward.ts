@@ -3,7 +3,8 @@
  * door): one decision per request, on that request's own host, then the request goes to
  * the address Gate.admit checked, over a keep-alive pool keyed by address:port, with the
  * client's Host header preserved and hop-by-hop headers removed both ways.
- * WebSocket (and other) upgrades become a Tunnel after the same decision.
+ * WebSocket (and other) upgrades become a Tunnel after the same decision, spliced both ways
+ * only once the origin answered `101` (any other answer is relayed and the connection ends).
  */
 import http from 'node:http';
 import type net from 'node:net';
@@ -219,7 +220,12 @@ export class HttpForwarder {
     req.pipe(up);
   }
 
-  /** An upgrade (WebSocket): same decision, then a raw tunnel carrying the request head. */
+  /**
+   * An upgrade (WebSocket): same decision, then the request head goes upstream and only the
+   * origin's answer is read. A `101` is relayed and both directions spliced; any other
+   * answer is relayed and the connection ends: nothing more of the client reaches the origin
+   * (else a keep-alive origin would take the client's next request, for any Host, undecided).
+   */
   async upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, identity: Identity, t: HttpTarget): Promise<void> {
     const ctx = this.ctx;
     const a = ctx.gate.admitNow(identity, t.host, t.port, this.door);
@@ -244,7 +250,141 @@ export class HttpForwarder {
     let text = `${req.method} ${t.path} HTTP/1.1\r\n`;
     for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
     text += '\r\n';
-    const first = Buffer.from(text, 'latin1');
-    tunnel.splice(head.length > 0 ? Buffer.concat([first, head]) : first);
+    tunnel.upstream!.write(Buffer.from(text, 'latin1'));
+    awaitUpgradeAnswer(ctx, tunnel, head, req.method === 'HEAD', `${t.host}:${t.port}`);
   }
+}
+
+/** The head of an origin's response, parsed just enough to relay it. */
+interface ResponseHead {
+  status: number;
+  /** Offset just past the head's blank line. */
+  end: number;
+  /** Content-Length, when the body is framed by one (no Transfer-Encoding). */
+  contentLength: number | null;
+}
+
+const STATUS_LINE = /^HTTP\/1\.[01] ([1-9]\d\d)(?: [^\x00-\x08\x0a-\x1f\x7f]*)?$/;
+const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*$/;
+
+/**
+ * The response head starting at `from` in buf: 'incomplete' (need more bytes, still within
+ * `max` bytes of the stream's start), 'malformed' (bad syntax, or no end within `max`).
+ */
+export function parseResponseHead(buf: Buffer, from: number, max: number): ResponseHead | 'incomplete' | 'malformed' {
+  const prefix = Math.min(buf.length - from, 5);
+  if (buf.toString('latin1', from, from + prefix) !== 'HTTP/'.slice(0, prefix)) return 'malformed';
+  const blank = buf.indexOf('\r\n\r\n', from, 'latin1');
+  if (blank < 0) return buf.length > max ? 'malformed' : 'incomplete';
+  const end = blank + 4;
+  if (end > max) return 'malformed';
+  const lines = buf.toString('latin1', from, blank).split('\r\n');
+  const m = STATUS_LINE.exec(lines[0]!);
+  if (m === null) return 'malformed';
+  let contentLength: number | null = null;
+  let chunked = false;
+  for (let i = 1; i < lines.length; i++) {
+    const h = HEADER_LINE.exec(lines[i]!);
+    if (h === null) return 'malformed';
+    const name = h[1]!.toLowerCase();
+    if (name === 'transfer-encoding') chunked = true;
+    else if (name === 'content-length') {
+      for (const v of h[2]!.split(',')) {
+        const text = v.trim();
+        if (!/^\d{1,15}$/.test(text)) return 'malformed';
+        const n = Number(text);
+        if (contentLength !== null && contentLength !== n) return 'malformed';
+        contentLength = n;
+      }
+    }
+  }
+  return { status: Number(m[1]), end, contentLength: chunked ? null : contentLength };
+}
+
+/**
+ * After an upgrade request went upstream: reads the origin's answer (heads bounded by
+ * maxHeaderBytes, within headerTimeoutMs) while the client's bytes stay unread. `101` →
+ * relay it and splice both ways (with `clientHead`, what the client sent after its request).
+ * Another final status → relay that response (until its Content-Length is met or the
+ * origin ends) and end; the client → origin direction is never started. Interim 1xx heads
+ * are relayed with the answer. A malformed or oversized head → 502; silence → 504.
+ */
+function awaitUpgradeAnswer(ctx: DoorContext, tunnel: Tunnel, clientHead: Buffer, headRequest: boolean, target: string): void {
+  const client = tunnel.client;
+  const up = tunnel.upstream!;
+  const max = ctx.config.maxHeaderBytes;
+  let buf: Buffer | null = null;
+  /** Where the next head starts in buf (past relayed interim 1xx heads). */
+  let at = 0;
+  /** Body bytes still to relay after a non-101 answer; null while reading heads. */
+  let bodyLeft: number | null = null;
+  const timer = setTimeout(() => {
+    if (bodyLeft === null) tunnel.close('upstream_header_timeout', rawError(504, `upstream ${target}: no response to the upgrade request`));
+  }, ctx.config.headerTimeoutMs);
+  client.once('close', () => clearTimeout(timer));
+  const onDrain = () => {
+    if (!tunnel.closed) up.resume();
+  };
+
+  const relayBody = (chunk: Buffer) => {
+    if (chunk.length >= bodyLeft!) {
+      tunnel.end(chunk.subarray(0, bodyLeft!));
+      return;
+    }
+    bodyLeft! -= chunk.length;
+    if (!client.write(chunk)) {
+      up.pause();
+      client.once('drain', onDrain);
+    }
+  };
+
+  tunnel.readDownstream((chunk) => {
+    if (bodyLeft !== null) {
+      // Relaying a refused upgrade's response; the origin ending completes it.
+      if (chunk === null) tunnel.end();
+      else relayBody(chunk);
+      return;
+    }
+    if (chunk === null) {
+      clearTimeout(timer);
+      tunnel.close('upstream_closed', rawError(502, `upstream ${target}: closed without answering the upgrade request`));
+      return;
+    }
+    buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
+    for (;;) {
+      const r = parseResponseHead(buf, at, max);
+      if (r === 'incomplete') return;
+      if (r === 'malformed') {
+        clearTimeout(timer);
+        tunnel.close('bad_upstream_response', rawError(502, `upstream ${target}: malformed response to the upgrade request`));
+        return;
+      }
+      if (r.status === 101) {
+        clearTimeout(timer);
+        client.write(buf);
+        tunnel.splice(clientHead.length > 0 ? clientHead : null);
+        return;
+      }
+      if (r.status < 200) {
+        at = r.end; // interim (103 Early Hints, …): relayed with the final answer
+        continue;
+      }
+      // Refused: relay the answer, send the origin nothing more (the half-close also tells a
+      // keep-alive origin to close once it has answered).
+      clearTimeout(timer);
+      up.end();
+      const noBody = headRequest || r.status === 204 || r.status === 304;
+      bodyLeft = noBody ? 0 : (r.contentLength ?? Infinity);
+      const headBytes = buf.subarray(0, r.end);
+      client.setTimeout(ctx.config.idleTimeoutMs, () => tunnel.close('idle_timeout'));
+      if (bodyLeft === 0) {
+        tunnel.end(headBytes);
+        return;
+      }
+      client.write(headBytes);
+      if (buf.length > r.end) relayBody(buf.subarray(r.end));
+      buf = null;
+      return;
+    }
+  });
 }

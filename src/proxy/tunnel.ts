@@ -134,6 +134,8 @@ export class Tunnel implements TrackedConnection {
   private downstream = false;
   /** The buffer the upstream socket reads into next (see takeBuffer). */
   private readBuf: Buffer | null = null;
+  /** While set (readDownstream), upstream reads go to the door instead of the client. */
+  private tap: ((chunk: Buffer | null) => void) | null = null;
 
   private constructor(private readonly ctx: DoorContext, readonly client: net.Socket, spec: TunnelSpec) {
     this.identity = spec.identity;
@@ -187,10 +189,34 @@ export class Tunnel implements TrackedConnection {
     }
   }
 
+  /**
+   * Reads the destination's first bytes for the door instead of relaying them (an upgrade
+   * waits for the origin's answer): `onData` gets a copy of each read, and null once when
+   * the destination ends, until the door calls startDownstream (relay from then on; the
+   * door writes what it took to the client first) or close. Nothing of the client is read.
+   */
+  readDownstream(onData: (chunk: Buffer | null) => void): void {
+    const up = this.upstream;
+    if (this.done || up === null || this.downstream || this.tap !== null) return;
+    this.tap = onData;
+    up.once('end', this.onTapEnd);
+    up.resume();
+  }
+
+  private readonly onTapEnd = () => {
+    const tap = this.tap;
+    this.tap = null;
+    if (!this.done) tap?.(null);
+  };
+
   /** Starts the destination → client direction only (the door still inspects the client's first bytes). */
   startDownstream(): void {
     const up = this.upstream;
     if (this.done || up === null || this.downstream) return;
+    if (this.tap !== null) {
+      this.tap = null;
+      up.off('end', this.onTapEnd);
+    }
     this.downstream = true;
     this.client.setNoDelay(true);
     this.client.setTimeout(this.ctx.config.idleTimeoutMs, this.onIdle);
@@ -210,6 +236,13 @@ export class Tunnel implements TrackedConnection {
   /** One upstream read (in our buffer): relay it as is; false pauses the upstream. */
   private readonly onUpstreamData = (n: number, buf: Buffer): boolean => {
     this.lastRead = n;
+    const tap = this.tap;
+    if (tap !== null) {
+      const copy = Buffer.from(buf.subarray(0, n));
+      giveBack(buf);
+      if (!this.done) tap(copy);
+      return true;
+    }
     const client = this.client;
     if (this.done || !client.writable) {
       giveBack(buf);
@@ -249,6 +282,14 @@ export class Tunnel implements TrackedConnection {
    */
   close(error?: string, farewell?: Buffer | string): void {
     this.finish(error ?? 'closed_by_gateway', farewell);
+  }
+
+  /**
+   * Ends the tunnel as complete (no error logged): the client is sent `farewell` and closed
+   * once it is flushed; the destination is closed now.
+   */
+  end(farewell: Buffer | string = Buffer.alloc(0)): void {
+    this.finish(undefined, farewell);
   }
 
   private readonly onError = (e: Error) => {
