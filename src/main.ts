@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** CLI: `egress-gateway serve | check | apply | firewall | bench`. */
-import { pino } from 'pino';
+import { createLogger } from './log.js';
 import { ConfigError, OPTIONS, BOOLEAN_FLAGS, configHelp, loadConfig, parseArgv } from './config.js';
 
 const COMMAND_FLAGS = ['config', 'help', 'policy', 'devbox', 'prune', 'dry-run', 'json', 'proxy', 'duration', 'concurrency', 'api-url', 'token',
@@ -21,10 +21,11 @@ ${configHelp()}`;
 
 async function serve(flags: Map<string, string[]>): Promise<void> {
   const config = loadConfig(flags);
-  const log = pino({ level: config.logLevel, base: { service: 'egress-gateway' } });
+  const { log, flush: flushLogs } = createLogger(config.logLevel);
   // Loaded here so `check`/`apply` do not pay for the whole server stack.
   const { startGateway } = await import('./server.js');
   const gw = await startGateway(config, log);
+  flushLogs(); // the start-up line names every listener: show it now
   if (gw.createdToken) {
     process.stderr.write(
       `\nCreated API token for account "default" (shown once, stored only as a hash):\n\n  ${gw.createdToken}\n\n` +
@@ -39,7 +40,7 @@ async function serve(flags: Map<string, string[]>): Promise<void> {
     gw.close().then(
       () => {
         log.info({ event: 'stopped' }, 'stopped');
-        log.flush?.();
+        flushLogs();
         process.exit(0);
       },
       (e: unknown) => {

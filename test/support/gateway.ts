@@ -6,7 +6,8 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../../src/log.js';
 import { loadConfig } from '../../src/config.js';
 import { type Gateway, startGateway } from '../../src/server.js';
 
@@ -94,6 +95,14 @@ export class ApiClient {
   }
 }
 
+/** One process logger per level, as `serve` makes it (several gateways may run in one test file). */
+const loggers = new Map<string, Logger>();
+function loggerFor(level: string): Logger {
+  let log = loggers.get(level);
+  if (!log) loggers.set(level, (log = createLogger(level).log));
+  return log;
+}
+
 export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'egw-test-'));
   const flags = new Map<string, string[]>([
@@ -110,7 +119,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
   ]);
   for (const [k, v] of Object.entries(opts.flags ?? {})) flags.set(k, Array.isArray(v) ? v : [v]);
   const config = loadConfig(flags, {});
-  const gw = await startGateway(config, pino({ level: config.logLevel }));
+  const gw = await startGateway(config, loggerFor(config.logLevel));
   const addr: TestGateway['addr'] = (door) => {
     const a = gw.doors[door];
     if (!a) throw new Error(`door ${door} did not start`);
