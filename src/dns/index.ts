@@ -10,7 +10,10 @@ export type { Resolver } from './resolver.js';
 export { CachedResolver, ResolveError } from './resolver.js';
 
 export function createResolver(config: GatewayConfig, _log: Logger): CachedResolver {
-  return new CachedResolver(config.upstreamDns, { minTtl: config.dnsMinTtl, maxTtl: config.dnsMaxTtl });
+  return new CachedResolver(config.upstreamDns, { minTtl: config.dnsMinTtl, maxTtl: config.dnsMaxTtl }, {
+    cacheSize: config.dnsCacheSize,
+    timeoutMs: config.dnsUpstreamTimeoutMs,
+  });
 }
 
 export async function startDnsDoor(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {

@@ -105,3 +105,13 @@ describe('service host lists', () => {
     expect(() => loadConfig(flags('--mirror-hosts', 'mirror.example.com,*.com'), {})).toThrow(/--mirror-hosts.*\*\.com/);
   });
 });
+
+describe('DNS door settings', () => {
+  it('sizes the answer cache and the upstream time-out from flags, with documented defaults', () => {
+    const d = loadConfig(new Map(), {});
+    expect([d.dnsCacheSize, d.dnsUpstreamTimeoutMs]).toEqual([20_000, 1000]);
+    const c = loadConfig(flags('--dns-cache-size', '500', '--dns-upstream-timeout-ms', '250'), {});
+    expect([c.dnsCacheSize, c.dnsUpstreamTimeoutMs]).toEqual([500, 250]);
+    expect(() => loadConfig(flags('--dns-upstream-timeout-ms', '0'), {})).toThrow(/--dns-upstream-timeout-ms/);
+  });
+});
