@@ -14,6 +14,7 @@ import { type CacheEntry, clockMs, refreshTtls } from './cache.js';
 import type { CachedResolver } from './resolver.js';
 import { blockedOpt, PLAIN_OPT } from './ede.js';
 import { dnsMetrics } from './metrics.js';
+import { countDecision } from '../metrics.js';
 import { isLocalReverse } from './reverse.js';
 import { AA, CLASS_IN, RCODE, RCODE_NAMES, T, TC, type Query, emptyReply, parseQuery, replyFlags, typeName } from './wire.js';
 
@@ -94,12 +95,12 @@ class DenialLog {
     const e = this.seen.get(key);
     if (e !== undefined) {
       e.repeats++;
-      dnsMetrics.decisions.add(false, decision.reason);
+      countDecision('dns', decision);
       return;
     }
     if (this.seen.size >= this.maxKeys) {
       this.overflow++;
-      dnsMetrics.decisions.add(false, decision.reason);
+      countDecision('dns', decision);
       return;
     }
     this.seen.set(key, { identity, decision, qtype, repeats: 0 });
@@ -211,9 +212,8 @@ export class DnsHandler {
       dnsMetrics.answered('denied', (performance.now() - started) / 1000);
       return out;
     }
-    // Allowed queries are counted in egress_decisions_total in batches (Gate.record's
-    // per-call label hashing would be a quarter of a cached answer's cost); not logged here.
-    dnsMetrics.decisions.add(true, decision.reason);
+    // Allowed queries are counted, not logged (one line per query would flood the log).
+    countDecision('dns', decision);
     if (q.qtype === T.ANY) return this.anyAnswer(msg, q, qt, started);
 
     const r = this.deps.resolver.lookup(q.name, q.qtype, q.qclass, now);

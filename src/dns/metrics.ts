@@ -5,7 +5,7 @@
  * through a small registry-compatible metric).
  */
 import { Counter, type Registry } from 'prom-client';
-import { decisions, registry } from '../metrics.js';
+import { registry } from '../metrics.js';
 
 /** A counter whose increments are plain additions, flushed into prom-client at scrape. */
 class FastCounter<L extends string> {
@@ -145,36 +145,7 @@ class QueryCounter {
   }
 }
 
-/**
- * DNS decisions for the shared egress_decisions_total, added up here and handed to it
- * every second, so the per-query cost is one add (a count may show up to a second late).
- */
-class DecisionBatch {
-  private readonly cells = new Map<string, [allow: number, deny: number]>();
-  private timer: NodeJS.Timeout | null = null;
-
-  add(allow: boolean, reason: string): void {
-    let c = this.cells.get(reason);
-    if (c === undefined) this.cells.set(reason, (c = [0, 0]));
-    c[allow ? 0 : 1]++;
-    if (this.timer === null) {
-      this.timer = setInterval(() => this.flush(), 1000);
-      this.timer.unref();
-    }
-  }
-
-  flush(): void {
-    for (const [reason, c] of this.cells) {
-      if (c[0] > 0) decisions.inc({ door: 'dns', decision: 'allow', reason }, c[0]);
-      if (c[1] > 0) decisions.inc({ door: 'dns', decision: 'deny', reason }, c[1]);
-      c[0] = 0;
-      c[1] = 0;
-    }
-  }
-}
-
 class DnsMetrics {
-  readonly decisions = new DecisionBatch();
   readonly queries = new QueryCounter(registry);
   private hits = 0;
   private misses = 0;

@@ -8,16 +8,15 @@ import type { Logger } from 'pino';
 import type { Decision, Door } from '../policy/decision.js';
 import type { Identity, PolicyEngine } from '../policy/engine.js';
 import { type Resolver, ResolveError } from '../dns/resolver.js';
-import { decisionSeconds, decisions } from '../metrics.js';
+import { countDecision, decisionSeconds } from '../metrics.js';
 
 export type Admission =
   | { ok: true; decision: Decision; address: string }
   | { ok: false; decision: Decision; error: 'denied' }
   | { ok: false; decision: Decision; error: 'resolve_failed'; detail: string };
 
-/** prom-client children, made once per label set (labels() allocates on every call). */
+/** prom-client children, made once per door (labels() allocates on every call). */
 const seconds = new Map<Door, { observe(v: number): void }>();
-const counted = new Map<string, { inc(v?: number): void }>();
 
 export class Gate {
   constructor(readonly engine: PolicyEngine, readonly resolver: Resolver, readonly log: Logger) {}
@@ -74,10 +73,7 @@ export class Gate {
 
   /** Counts a decision and logs denials (allowed connections are logged when they end). */
   record(identity: Identity, door: Door, decision: Decision, port: number): void {
-    const key = `${door}|${decision.allow ? 1 : 0}|${decision.reason}`;
-    let c = counted.get(key);
-    if (c === undefined) counted.set(key, (c = decisions.labels(door, decision.allow ? 'allow' : 'deny', decision.reason)));
-    c.inc();
+    countDecision(door, decision);
     if (!decision.allow) {
       this.log.info(
         {
