@@ -120,6 +120,20 @@ export const emptyBody = {
   properties: {},
 } as const;
 
+/** A page of a list endpoint: `{ <key>: [...], has_more, total_count? }`. */
+function listView<K extends string, I extends object>(key: K, item: I) {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      [key]: { type: 'array', items: item },
+      has_more: { type: 'boolean' },
+      total_count: nullable({ type: 'integer' }),
+    },
+    required: [key, 'has_more'],
+  } as const;
+}
+
 const pageQuery = {
   limit: { type: 'integer', minimum: 1, maximum: MAX_LIST_LIMIT, default: DEFAULT_LIST_LIMIT, description: 'Items to return, 1 to 5000 (default 20).' },
   starting_after: { type: 'string', description: 'Load the page after the item with this id.' },
@@ -136,16 +150,7 @@ export const policyListQuery = {
   },
 } as const;
 
-export const policyListView = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    network_policies: { type: 'array', items: policyView },
-    has_more: { type: 'boolean' },
-    total_count: nullable({ type: 'integer' }),
-  },
-  required: ['network_policies', 'has_more'],
-} as const;
+export const policyListView = listView('network_policies', policyView);
 
 export const idParams = {
   type: 'object',
@@ -239,16 +244,7 @@ export const devboxListQuery = {
   },
 } as const;
 
-export const devboxListView = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    devboxes: { type: 'array', items: devboxView },
-    has_more: { type: 'boolean' },
-    total_count: nullable({ type: 'integer' }),
-  },
-  required: ['devboxes', 'has_more'],
-} as const;
+export const devboxListView = listView('devboxes', devboxView);
 
 // ── egress check ───────────────────────────────────────────────────────────
 
