@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import { runLoad } from './load.js';
-import { summarize, type LatencySummary, formatMs, formatRate, textTable, markdownTable } from './stats.js';
+import { summarize, type LatencySummary, formatMs, formatRate, textTable } from './stats.js';
 import { connectOnce, DnsClient, httpProxyGet, judge, socksOnce, type Credentials, type Endpoint } from './clients.js';
 
 export type Protocol = 'http' | 'connect' | 'socks5' | 'dns';
@@ -153,6 +153,3 @@ export function reportText(r: BenchReport): string {
   ].join('\n');
 }
 
-export function reportMarkdown(r: BenchReport): string {
-  return markdownTable(HEADER, rows(r));
-}

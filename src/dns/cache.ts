@@ -172,8 +172,3 @@ export function refreshTtls(e: CacheEntry, now: number): void {
   }
 }
 
-/** Seconds the entry has left (at least 0). */
-export function remainingTtl(e: CacheEntry, now: number): number {
-  const s = Math.floor((e.expiresAt - now) / 1000);
-  return s > 0 ? s : 0;
-}

@@ -2,7 +2,7 @@
 import type { Logger } from 'pino';
 import type { GatewayConfig, HostPort } from '../config.js';
 import type { DoorContext, RunningDoor } from '../door.js';
-import { CachedResolver, type Resolver } from './resolver.js';
+import { CachedResolver } from './resolver.js';
 import { DnsHandler } from './handler.js';
 import { startDnsServer } from './server.js';
 
@@ -37,7 +37,3 @@ export async function startDnsDoor(ctx: DoorContext, at: HostPort): Promise<Runn
   };
 }
 
-/** For callers that only hold the interface. */
-export function isCachedResolver(r: Resolver): r is CachedResolver {
-  return r instanceof CachedResolver;
-}

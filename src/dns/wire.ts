@@ -126,28 +126,6 @@ export function skipName(msg: Buffer, p: number): number {
   return -1;
 }
 
-/** Reads a (possibly compressed) name as lower-case dotted text, or null when malformed. */
-export function readName(msg: Buffer, p: number): string | null {
-  const parts: string[] = [];
-  let jumps = 0;
-  for (;;) {
-    if (p >= msg.length) return null;
-    const l = msg[p]!;
-    if (l === 0) break;
-    if ((l & 0xc0) === 0xc0) {
-      if (p + 1 >= msg.length || ++jumps > 32) return null;
-      const to = ((l & 0x3f) << 8) | msg[p + 1]!;
-      if (to >= p) return null;
-      p = to;
-      continue;
-    }
-    if (l & 0xc0 || p + 1 + l > msg.length) return null;
-    parts.push(msg.toString('latin1', p + 1, p + 1 + l).toLowerCase());
-    p += 1 + l;
-  }
-  return parts.join('.');
-}
-
 /** Writes a dotted name as wire labels at p; returns the offset past it. The name must be valid. */
 export function writeName(buf: Buffer, p: number, name: string): number {
   if (name.length > 0) {

@@ -29,11 +29,6 @@ const MAX_RECORD = 16384 + 256;
 /** The largest ClientHello accepted (real ones are ~0.5–2 KB; post-quantum shares < 4 KB). */
 export const MAX_CLIENT_HELLO = 65536;
 
-/** True when the first byte of a stream says "TLS handshake record". */
-export function looksLikeTls(firstByte: number): boolean {
-  return firstByte === CONTENT_HANDSHAKE;
-}
-
 /**
  * Parses the ClientHello at the start of `buf`.
  * 'not_tls': the stream does not start with a TLS handshake record.
