@@ -142,6 +142,74 @@ async function bareRelay(): Promise<number> {
   return (server.address() as net.AddressInfo).port;
 }
 
+// ── Squid, the reference the issue's targets were set against (when installed) ──
+
+interface Squid {
+  port: number;
+  stop(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts Squid (apt-get install squid) as a plain forward proxy with no cache, allowing
+ * allowed.test and denying the rest, names from a hosts file: the same scenarios run through
+ * it, so the gateway is compared with Squid on this machine in this run. Null when Squid is
+ * not installed or does not come up.
+ */
+async function startSquid(): Promise<Squid | null> {
+  const { execFileSync, spawn } = await import('node:child_process');
+  const { mkdtempSync, writeFileSync, chmodSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  try {
+    execFileSync('squid', ['-v'], { stdio: 'ignore' });
+  } catch {
+    return null;
+  }
+  const dir = mkdtempSync(join(os.tmpdir(), 'egw-bench-squid-'));
+  chmodSync(dir, 0o777); // squid drops to its own user
+  const port = await freePort();
+  writeFileSync(join(dir, 'hosts'), '127.0.0.1 allowed.test www.allowed.test denied.test\n');
+  writeFileSync(join(dir, 'squid.conf'), [
+    `http_port 127.0.0.1:${port}`, `pid_filename ${dir}/squid.pid`, `cache_log ${dir}/cache.log`, `coredump_dir ${dir}`,
+    `hosts_file ${dir}/hosts`, 'cache deny all', 'access_log none', 'cache_store_log none', 'via off', 'forwarded_for delete',
+    'shutdown_lifetime 0 seconds', 'acl allowed dstdomain allowed.test www.allowed.test', 'http_access allow allowed', 'http_access deny all', '',
+  ].join('\n'));
+  const child = spawn('squid', ['-N', '-f', join(dir, 'squid.conf')], { stdio: 'ignore' });
+  const stop = async () => {
+    child.kill('SIGKILL');
+    try {
+      execFileSync('pkill', ['-KILL', '-f', `${dir}/squid.conf`], { stdio: 'ignore' });
+    } catch {
+      // none left
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (up) return { port, stop };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  process.stderr.write('  squid did not start; no Squid rows\n');
+  await stop();
+  return null;
+}
+
 // ── load generation ──────────────────────────────────────────────────────────
 
 interface Run {
@@ -350,6 +418,7 @@ async function main(): Promise<void> {
   const gwp = await startChild('gateway', { BENCH_ORIGIN: JSON.stringify(o) });
   const d = gwp.info as Record<string, number>;
   const proxy = d['http-proxy']!;
+  const squid = process.env.BENCH_SQUID === '0' ? null : await startSquid();
   const ca = (await import('node:fs')).readFileSync(o.cert);
   const C = CONCURRENCY;
   const rows: Row[] = [];
@@ -373,6 +442,10 @@ async function main(): Promise<void> {
     rows.push({ ...(await both('reference', 'bare node:http forwarder (no policy)', 'req', (c, ms) => httpLoad(d.reference!, proxyReq, c, ms, 200))), direct: directHttp });
   }
   rows.push({ ...(await both('http-proxy', 'keep-alive GET, allowed', 'req', (c, ms) => httpLoad(proxy, proxyReq, c, ms, 200))), direct: directHttp });
+  if (squid) {
+    await httpLoad(squid.port, proxyReq, 4, 300, 200);
+    rows.push({ ...(await both('squid', 'keep-alive GET, allowed', 'req', (c, ms) => httpLoad(squid.port, proxyReq, c, ms, 200))), direct: directHttp });
+  }
   if (only !== 'allowed') rows.push({ ...(await both('http-proxy', 'keep-alive GET, denied (403)', 'req', (c, ms) => httpLoad(proxy, deniedReq, c, ms, 403))), direct: directHttp });
   if (d['transparent-http'] && only !== 'allowed') {
     await httpLoad(d['transparent-http'], transReq, 2, 300, 200);
@@ -388,6 +461,10 @@ async function main(): Promise<void> {
   if (d.relay) rows.push({ ...(await both('reference', 'bare pipe() CONNECT relay + echo (no policy)', 'tunnel', (c, ms) => connLoad(() => exchange(d.relay!, [{ send: connectReq, done: statusIs(200) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
   rows.push({ ...(await both('http-proxy', 'CONNECT tunnel + echo, allowed', 'tunnel', (c, ms) => connLoad(() => exchange(proxy, [{ send: connectReq, done: statusIs(200) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
   rows.push({ ...(await both('http-proxy', 'CONNECT, denied (403)', 'tunnel', (c, ms) => connLoad(() => exchange(proxy, [{ send: connectDenied, done: statusIs(403) }]), c, ms))), direct: directTcp });
+  if (squid) {
+    rows.push({ ...(await both('squid', 'CONNECT tunnel + echo, allowed', 'tunnel', (c, ms) => connLoad(() => exchange(squid.port, [{ send: connectReq, done: statusIs(200) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
+    rows.push({ ...(await both('squid', 'CONNECT, denied (403)', 'tunnel', (c, ms) => connLoad(() => exchange(squid.port, [{ send: connectDenied, done: statusIs(403) }]), c, ms))), direct: directTcp });
+  }
   if (d.socks) {
     const greet = Buffer.from([5, 1, 0]);
     const gotMethod = (b: Buffer) => (b.length >= 2 ? b[0] === 5 && b[1] === 0 : null);
@@ -408,14 +485,17 @@ async function main(): Promise<void> {
   const bulkDirect: number[] = [];
   const bulkTunnel: number[] = [];
   const bulkRelay: number[] = [];
+  const bulkSquid: number[] = [];
   const rounds = only && only !== 'bulk' ? 0 : BULK_ROUNDS;
   if (rounds > 0) await bulkOnce(o.bulk, null);
   for (let i = 0; i < rounds; i++) {
     bulkDirect.push(await bulkOnce(o.bulk, null));
     if (d.relay) bulkRelay.push(await bulkOnce(d.relay, `allowed.test:${o.bulk}`));
     bulkTunnel.push(await bulkOnce(proxy, `allowed.test:${o.bulk}`));
+    if (squid) bulkSquid.push(await bulkOnce(squid.port, `allowed.test:${o.bulk}`));
   }
 
+  await squid?.stop();
   gwp.child.send('stop');
   origin.child.kill();
   await new Promise((r) => gwp.child.once('exit', r));
@@ -434,10 +514,11 @@ async function main(): Promise<void> {
   }
   const best = (a: number[]) => Math.max(...a);
   const mbs = (a: number[]) => a.map((x) => x.toFixed(0)).join(', ');
-  process.stderr.write(`  bulk direct ${mbs(bulkDirect)} MB/s; bare relay ${mbs(bulkRelay)} MB/s; tunnel ${mbs(bulkTunnel)} MB/s\n`);
+  process.stderr.write(`  bulk direct ${mbs(bulkDirect)} MB/s; bare relay ${mbs(bulkRelay)} MB/s; tunnel ${mbs(bulkTunnel)} MB/s; squid ${mbs(bulkSquid)} MB/s\n`);
   if (rounds > 0) lines.push('', `| bulk ${Math.round(BULK_BYTES / 1048576)} MB | MB/s (best of ${rounds}) | vs direct |`, '|---|---:|---:|');
   if (rounds > 0) lines.push(`| direct | ${best(bulkDirect).toFixed(0)} | 1.00× |`);
   if (bulkRelay.length > 0) lines.push(`| reference: bare pipe() CONNECT relay | ${best(bulkRelay).toFixed(0)} | ${(best(bulkRelay) / best(bulkDirect)).toFixed(2)}× |`);
+  if (bulkSquid.length > 0) lines.push(`| reference: Squid CONNECT tunnel | ${best(bulkSquid).toFixed(0)} | ${(best(bulkSquid) / best(bulkDirect)).toFixed(2)}× |`);
   if (rounds > 0) lines.push(`| CONNECT tunnel | ${best(bulkTunnel).toFixed(0)} | ${(best(bulkTunnel) / best(bulkDirect)).toFixed(2)}× |`);
   lines.push('', `_whole run ${((performance.now() - wall) / 1000).toFixed(1)} s_`);
   process.stdout.write(lines.join('\n') + '\n');

@@ -165,16 +165,20 @@ export async function spliceWithSniCheck(ctx: DoorContext, tunnel: Tunnel, head:
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
 
 /** server.on('connect') handler. */
-export async function handleConnect(ctx: DoorContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-  const sock = socket as net.Socket;
+export function handleConnect(ctx: DoorContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  return connectTo(ctx, req.url ?? '', req.headers['proxy-authorization'], socket as net.Socket, head);
+}
+
+/** A CONNECT request whose head was read: `authority` as sent, its Proxy-Authorization header. */
+export async function connectTo(ctx: DoorContext, authority: string, proxyAuthorization: string | undefined, sock: net.Socket, head: Buffer): Promise<void> {
   sock.on('error', () => sock.destroy());
-  const target = parseAuthority(req.url ?? '', null);
+  const target = parseAuthority(authority, null);
   if (target === null) {
     protocolErrors.labels('connect', 'bad_target').inc();
     endSocket(sock, rawError(400, 'CONNECT needs host:port'));
     return;
   }
-  const identity = identify(ctx.engine, sock.remoteAddress ?? '', req.headers['proxy-authorization']);
+  const identity = identify(ctx.engine, sock.remoteAddress ?? '', proxyAuthorization);
   if (identity === null) {
     endSocket(sock, rawError(407, 'wrong proxy credentials', PROXY_AUTHENTICATE));
     return;

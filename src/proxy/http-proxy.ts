@@ -5,80 +5,21 @@
  * the transparent HTTP door.
  */
 import http from 'node:http';
-import type net from 'node:net';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HostPort } from '../config.js';
 import { type DoorContext, type RunningDoor, listenError } from '../door.js';
-import { type Door, type Reason, denial } from '../policy/decision.js';
+import type { Door } from '../policy/decision.js';
 import type { Identity } from '../policy/engine.js';
-import { normalizeHost } from '../policy/hostname.js';
 import { protocolErrors } from '../metrics.js';
-import { handleConnect, parseAuthority } from './connect.js';
+import { handleConnect } from './connect.js';
 import { PROXY_AUTHENTICATE, endSocket, rawDenial, rawError, sendDenial, sendError } from './denial.js';
-import { HttpForwarder, type HttpTarget } from './forward.js';
+import { HttpForwarder } from './forward.js';
+import { HttpFront } from './http-front.js';
+import { denyHostMismatch, resolveTarget } from './http-target.js';
 import { identify } from './proxy-auth.js';
 
-export const HOST_MISMATCH: Reason = 'host_mismatch';
-
-export type Resolution =
-  | { ok: true; target: HttpTarget }
-  | { ok: false; status: 400; message: string; kind?: 'bad_host' }
-  | { ok: false; status: 403; host: string; port: number };
-
-function hostCount(raw: string[]): number {
-  let n = 0;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') n++;
-  return n;
-}
-
-function sameHost(a: string, b: string): boolean {
-  if (a === b) return true;
-  const na = normalizeHost(a);
-  const nb = normalizeHost(b);
-  if (na.kind === 'name' && nb.kind === 'name') return na.name === nb.name;
-  if (na.kind === 'ip' && nb.kind === 'ip') return na.ip === nb.ip;
-  return false;
-}
-
-/**
- * The destination of an HTTP request. Absolute-form (`GET http://host[:port]/path`) names it
- * in the URL, and the Host header (when present) must agree with it; origin-form
- * (`GET /path`, transparent door only) takes it from the Host header.
- */
-export function resolveTarget(req: http.IncomingMessage, allowOriginForm: boolean, originPort: number): Resolution {
-  const url = req.url ?? '';
-  if (req.httpVersionMajor !== 1) return { ok: false, status: 400, message: 'only HTTP/1.0 and HTTP/1.1 are accepted' };
-  const hostHeader = req.headers.host;
-  // node keeps the first of repeated Host headers; an origin may use the last one.
-  if (hostHeader !== undefined && hostCount(req.rawHeaders) > 1) return { ok: false, status: 400, message: 'more than one Host header' };
-  if (url.length > 7 && (url.charCodeAt(0) | 0x20) === 104 /* h */ && url.slice(0, 7).toLowerCase() === 'http://') {
-    let end = url.indexOf('/', 7);
-    const q = url.indexOf('?', 7);
-    if (q >= 0 && (end < 0 || q < end)) end = q;
-    const authority = end < 0 ? url.slice(7) : url.slice(7, end);
-    const path = end < 0 ? '/' : url.charCodeAt(end) === 63 ? '/' + url.slice(end) : url.slice(end);
-    if (authority.includes('@')) return { ok: false, status: 400, message: 'userinfo in the request URL is not accepted' };
-    const a = parseAuthority(authority, 80);
-    if (a === null) return { ok: false, status: 400, message: 'malformed host in the request URL' };
-    if (hostHeader !== undefined) {
-      const h = parseAuthority(hostHeader, 80);
-      if (h === null || h.port !== a.port || !sameHost(h.host, a.host)) return { ok: false, status: 403, host: a.host, port: a.port };
-    }
-    const port = allowOriginForm ? originPort : a.port;
-    return { ok: true, target: { host: a.host, port, path, hostHeader: hostHeader ?? authority } };
-  }
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return { ok: false, status: 400, message: 'only http:// URLs can be proxied (use CONNECT for https)' };
-  if (!allowOriginForm) return { ok: false, status: 400, message: 'this is a proxy: send the absolute URL (GET http://host/path) or CONNECT' };
-  if (url.charCodeAt(0) !== 47 /* / */) return { ok: false, status: 400, message: 'malformed request target' };
-  if (hostHeader === undefined || hostHeader.length === 0) return { ok: false, status: 400, message: 'a Host header is required' };
-  // node hands header bytes over as Latin-1: a byte ≥ 0x80 would become a bogus (punycoded) name.
-  for (let i = 0; i < hostHeader.length; i++) {
-    if (hostHeader.charCodeAt(i) >= 0x80) return { ok: false, status: 400, message: 'the Host header must be ASCII (send IDNs as xn--)', kind: 'bad_host' };
-  }
-  const h = parseAuthority(hostHeader, originPort);
-  if (h === null) return { ok: false, status: 400, message: 'malformed Host header' };
-  return { ok: true, target: { host: h.host, port: originPort, path: url, hostHeader } };
-}
+export { HOST_MISMATCH, type Resolution, resolveTarget } from './http-target.js';
 
 export interface HttpDoorOptions {
   door: Door;
@@ -104,24 +45,30 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
     noDelay: true,
   });
   const sockets = new Set<net.Socket>();
-  server.on('connection', (s: net.Socket) => {
-    if (!ctx.sourceLimit.admit(s, opts.door)) return;
+  const admit = (s: net.Socket): boolean => {
+    if (!ctx.sourceLimit.admit(s, opts.door)) return false;
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
-  });
+    return true;
+  };
+  // Proxy mode: the raw front reads every connection first and hands node:http what it
+  // does not handle itself (http-front.ts); the transparent door is node:http alone.
+  let front: HttpFront | null = null;
+  let listener: net.Server = server;
+  if (opts.proxy) {
+    const f = new HttpFront(ctx, opts.door, (s) => server.emit('connection', s));
+    front = f;
+    listener = net.createServer({ noDelay: true }, (s) => {
+      if (admit(s)) f.accept(s);
+    });
+  } else server.on('connection', admit);
 
   const who = (req: http.IncomingMessage): Identity | null => {
     const source = req.socket.remoteAddress ?? '';
     return opts.proxy ? identify(ctx.engine, source, req.headers['proxy-authorization']) : ctx.engine.identifyByAddress(source);
   };
 
-  const denyMismatch = (identity: Identity, host: string, port: number) => {
-    // Name the devbox's policy in the denial: decide() on the URL's host gives it.
-    const d = denial(HOST_MISMATCH, host, ctx.engine.decide(identity, host, port, opts.door), 'name');
-    ctx.gate.record(identity, opts.door, d, port);
-    protocolErrors.labels(opts.door, 'host_mismatch').inc();
-    return d;
-  };
+  const denyMismatch = (identity: Identity, host: string, port: number) => denyHostMismatch(ctx, identity, host, port, opts.door);
 
   const forwardFailed = (res: http.ServerResponse) => (e: unknown) => {
     ctx.log.error({ err: e }, 'forwarding failed');
@@ -215,18 +162,33 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
 
   await new Promise<void>((resolve, reject) => {
     const onError = (e: unknown) => reject(listenError(opts.setting, at, e));
-    server.once('error', onError);
-    server.listen(at.port, at.host, () => {
-      server.off('error', onError);
+    listener.once('error', onError);
+    listener.listen(at.port, at.host, () => {
+      listener.off('error', onError);
       resolve();
     });
   });
-  server.on('error', (e) => ctx.log.error({ err: e, door: opts.name }, 'listener error'));
-  const bound = server.address() as net.AddressInfo;
+  // node:http checks its connections' header time-outs only once it has heard 'listening'.
+  if (listener !== server) server.emit('listening');
+  listener.on('error', (e) => ctx.log.error({ err: e, door: opts.name }, 'listener error'));
+  const bound = listener.address() as net.AddressInfo;
+  const closable = front === null ? server : {
+    close: (cb: () => void) => {
+      server.close();
+      return listener.close(cb);
+    },
+    closeIdleConnections: () => {
+      front!.closeIdle();
+      server.closeIdleConnections();
+    },
+  };
   return {
     name: opts.name,
     address: { host: bound.address, port: bound.port },
-    close: (graceMs) => closeServer(server, sockets, graceMs, () => forwarder.close()),
+    close: (graceMs) => closeServer(closable, sockets, graceMs, () => {
+      forwarder.close();
+      front?.close();
+    }),
   };
 }
 

@@ -50,7 +50,11 @@ export function dial(address: string, port: number, timeoutMs: number, door: Doo
     }
     const s = new net.Socket(socketOptions ?? { allowHalfOpen: true });
     onSocket?.(s);
+    let settled = false;
     const fail = (err: DialError) => {
+      // 'error' is followed by 'close': count and reject once.
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       s.off('connect', ok);
       s.destroy();
@@ -60,6 +64,7 @@ export function dial(address: string, port: number, timeoutMs: number, door: Doo
     const onError = (e: unknown) => fail(dialError(e));
     const onClose = () => fail(new DialError('ECONNABORTED', 502));
     const ok = () => {
+      settled = true;
       clearTimeout(timer);
       s.off('error', onError);
       s.off('close', onClose);
