@@ -1,9 +1,10 @@
 /**
- * The HTTP proxy door's front: it reads each request head off the client socket and
+ * The HTTP doors' front (proxy and transparent): it reads each request head off the client socket and
  * handles the common requests itself, without node:http's per-request objects and streams,
  * which cost more than everything else on the hot path together:
  * - `CONNECT host:port` → connect.ts, as before;
- * - body-less absolute-form requests (GET, HEAD, OPTIONS, DELETE over HTTP/1.1) → decided,
+ * - body-less requests (GET, HEAD, OPTIONS, DELETE over HTTP/1.1; absolute-form on the
+ *   proxy, origin-form with a Host header on the transparent door) → decided,
  *   then written to a pooled keep-alive connection to the checked address, and the origin's
  *   response relayed as it comes (head rewritten without hop-by-hop headers, body framing
  *   followed but not re-encoded).
@@ -55,6 +56,10 @@ export class HttpFront {
     readonly door: Door,
     /** Gives a connection (its read bytes unshifted) to the node:http server. */
     readonly handOver: (socket: net.Socket) => void,
+    /** Proxy mode (absolute-form, CONNECT, proxy credentials); else transparent (origin-form, Host header). */
+    readonly proxy: boolean,
+    /** Transparent mode: the port requests go to. */
+    readonly originPort: () => number,
   ) {
     this.keepAliveMs = Math.min(ctx.config.idleTimeoutMs, 120_000);
     this.pool = new UpstreamPool(256, ctx.config.idleTimeoutMs);
@@ -212,7 +217,7 @@ class FrontConnection {
       return;
     }
     this.clearHeadTimer();
-    if (r === 'other') {
+    if (r === 'other' || (r.method === 'CONNECT' && !this.front.proxy)) {
       this.leave();
       if (buf.length > 0) this.socket.unshift(buf);
       this.front.handOver(this.socket);
@@ -293,14 +298,14 @@ class FrontConnection {
   // ── one request ──────────────────────────────────────────────────────────────
 
   private request(r: RequestHead): void {
-    const { ctx, door } = this.front;
-    const t = resolveRequestTarget(r.target, r.host, r.hosts, false, 80);
+    const { ctx, door, proxy } = this.front;
+    const t = resolveRequestTarget(r.target, r.host, r.hosts, !proxy, proxy ? 80 : this.front.originPort());
     if (!t.ok && t.status === 400) {
       protocolErrors.labels(door, t.kind ?? 'bad_request').inc();
       this.reply(400, JSON.stringify({ error: STATUS_TEXT[400], message: t.message }) + '\n', [], true);
       return;
     }
-    const identity = identify(ctx.engine, this.source, r.proxyAuthorization);
+    const identity = proxy ? identify(ctx.engine, this.source, r.proxyAuthorization) : ctx.engine.identifyByAddress(this.source);
     if (identity === null) {
       this.reply(407, JSON.stringify({ error: STATUS_TEXT[407], message: 'wrong proxy credentials' }) + '\n', PROXY_AUTHENTICATE, r.close);
       return;

@@ -51,17 +51,12 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
     s.once('close', () => sockets.delete(s));
     return true;
   };
-  // Proxy mode: the raw front reads every connection first and hands node:http what it
-  // does not handle itself (http-front.ts); the transparent door is node:http alone.
-  let front: HttpFront | null = null;
-  let listener: net.Server = server;
-  if (opts.proxy) {
-    const f = new HttpFront(ctx, opts.door, (s) => server.emit('connection', s));
-    front = f;
-    listener = net.createServer({ noDelay: true }, (s) => {
-      if (admit(s)) f.accept(s);
-    });
-  } else server.on('connection', admit);
+  // The raw front reads every connection first and hands node:http what it does not
+  // handle itself (http-front.ts).
+  const front = new HttpFront(ctx, opts.door, (s) => server.emit('connection', s), opts.proxy, opts.originPort);
+  const listener = net.createServer({ noDelay: true }, (s) => {
+    if (admit(s)) front.accept(s);
+  });
 
   const who = (req: http.IncomingMessage): Identity | null => {
     const source = req.socket.remoteAddress ?? '';
@@ -169,16 +164,16 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
     });
   });
   // node:http checks its connections' header time-outs only once it has heard 'listening'.
-  if (listener !== server) server.emit('listening');
+  server.emit('listening');
   listener.on('error', (e) => ctx.log.error({ err: e, door: opts.name }, 'listener error'));
   const bound = listener.address() as net.AddressInfo;
-  const closable = front === null ? server : {
+  const closable = {
     close: (cb: () => void) => {
       server.close();
       return listener.close(cb);
     },
     closeIdleConnections: () => {
-      front!.closeIdle();
+      front.closeIdle();
       server.closeIdleConnections();
     },
   };
@@ -187,7 +182,7 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
     address: { host: bound.address, port: bound.port },
     close: (graceMs) => closeServer(closable, sockets, graceMs, () => {
       forwarder.close();
-      front?.close();
+      front.close();
     }),
   };
 }
