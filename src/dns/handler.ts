@@ -114,7 +114,7 @@ class DenialLog {
       if (e.repeats === 0) continue;
       this.log.info(
         {
-          event: 'decision', door: 'dns', devbox: e.identity.devboxId, source: e.identity.source, policy: e.decision.policyId,
+          event: 'decision', devbox: e.identity.devboxId, source: e.identity.source, policy: e.decision.policyId,
           host: e.decision.host, port: 53, qtype: e.qtype, decision: 'deny', reason: e.decision.reason, repeats: e.repeats,
         },
         'egress denied (repeated within 1 s)',
@@ -263,7 +263,7 @@ export class DnsHandler {
     if (this.allowLogEvery > 0 && ++this.allowedSeen % this.allowLogEvery === 0) {
       this.deps.log.info(
         {
-          event: 'dns_query', door: 'dns', devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
+          event: 'dns_query', devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
           host: q.name, qtype: typeName(q.qtype), rcode: rc, decision: 'allow', reason: decision.reason, answered_from: source,
           addresses: e.addresses.length, duration_ms: Math.round(seconds * 1e6) / 1000, sampled: `1/${this.allowLogEvery}`,
         },
