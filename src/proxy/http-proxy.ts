@@ -54,7 +54,8 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
   // The raw front reads every connection first and hands node:http what it does not
   // handle itself (http-front.ts).
   const front = new HttpFront(ctx, opts.door, (s) => server.emit('connection', s), opts.proxy, opts.originPort);
-  const listener = net.createServer({ noDelay: true }, (s) => {
+  // Half-open as node:http's own server: a client may send its request and then shut its side.
+  const listener = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => {
     if (admit(s)) front.accept(s);
   });
 
