@@ -97,7 +97,9 @@ export interface ResponseHead {
   headers: string[];
   /** Body framing: a length, chunked, or until the origin closes. */
   length: number | 'chunked' | 'close';
-  /** The origin will close after this response (Connection: close). */
+  /** The codings of Transfer-Encoding as the origin sent them (several headers joined), or null. */
+  te: string | null;
+  /** The origin will close after this response (Connection: close, or HTTP/1.0 without keep-alive). */
   close: boolean;
   end: number;
 }
@@ -140,13 +142,15 @@ export function parseResponseHead(buf: Buffer, from: number, max: number): Respo
   }
   let length: ResponseHead['length'];
   if (te !== null) {
-    // Chunked must be the last coding; anything else is read until the origin closes (RFC 9112 §6.3).
-    if (/^[ \t]*chunked[ \t]*$/i.test(te)) length = 'chunked';
-    else if (/(?:^|,)[ \t]*chunked[ \t]*(?:,|$)/i.test(te)) return 'malformed';
-    else length = 'close';
+    // Chunked, when there, must be the last coding and appear once; without it the body runs
+    // until the origin closes (RFC 9112 §6.3). A Content-Length beside it means nothing.
+    const codings = te.split(',').map((c) => c.trim().toLowerCase());
+    const chunkedAt = codings.indexOf('chunked');
+    if (chunkedAt >= 0 && (chunkedAt !== codings.length - 1 || codings.lastIndexOf('chunked') !== chunkedAt)) return 'malformed';
+    if (codings.some((c) => c === '')) return 'malformed';
+    length = chunkedAt >= 0 ? 'chunked' : 'close';
   } else length = contentLength ?? 'close';
-  if (length === 'close') close = true;
-  return { status: Number(m[1]), reason: m[2] ?? '', headers, length, close, end };
+  return { status: Number(m[1]), reason: m[2] ?? '', headers, length, te, close, end };
 }
 
 const enum Chunk {

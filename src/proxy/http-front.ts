@@ -163,7 +163,8 @@ class FrontConnection {
 
   private readonly onEnd = (): void => {
     this.clientEnded = true;
-    if (this.x === null) this.socket.end();
+    // Requests already read are still answered; requestDone ends the connection after them.
+    if (this.x === null && this.buf === null) this.socket.end();
   };
 
   private readonly onClientGone = (): void => {
@@ -213,6 +214,12 @@ class FrontConnection {
     if (buf === null || this.gone) return;
     const r = parseRequestHead(buf, this.front.ctx.config.maxHeaderBytes);
     if (r === 'incomplete') {
+      if (this.clientEnded) {
+        // The client shut its side mid-head: that request can never complete.
+        this.gone = true;
+        this.socket.end(() => this.socket.destroy());
+        return;
+      }
       this.headTimer ??= setTimeout(this.onHeadTimeout, this.front.ctx.config.headerTimeoutMs);
       return;
     }
@@ -273,7 +280,7 @@ class FrontConnection {
   /** After a response: close if asked to, else read the next request. */
   private requestDone(close: boolean): void {
     if (this.gone) return;
-    if (close || this.clientEnded) {
+    if (close || (this.clientEnded && this.buf === null)) {
       this.gone = true;
       this.socket.end(() => this.socket.destroy());
       return;
@@ -438,6 +445,8 @@ class FrontConnection {
       }
       x.headBuf = null;
       x.head = h;
+      // Bytes beyond a body-less answer: that origin connection is not trusted again.
+      if (buf.length > h.end && (this.bodyless(x, h) || h.length === 0)) x.reusable = false;
       this.writeHead(x, h);
       if (x.done) return;
       if (buf.length > h.end) this.relay(x, buf.subarray(h.end));
@@ -445,35 +454,39 @@ class FrontConnection {
     }
   }
 
+  private bodyless(x: Exchange, h: ResponseHead): boolean {
+    return x.request.method === 'HEAD' || h.status === 204 || h.status === 304;
+  }
+
+  /**
+   * The origin's head, rebuilt: hop-by-hop headers out; Transfer-Encoding as the origin
+   * sent it, and then no Content-Length; else one Content-Length (a repeated one is
+   * sent once); Connection for the client's side of the gateway.
+   */
   private writeHead(x: Exchange, h: ResponseHead): void {
-    const noBody = x.request.method === 'HEAD' || h.status === 204 || h.status === 304;
-    const clientClose = x.request.close || this.clientEnded;
-    const closeClient = clientClose || (!noBody && h.length === 'close');
-    if (h.close) x.reusable = false;
+    const noBody = this.bodyless(x, h);
+    const untilClose = !noBody && h.length === 'close';
+    if (h.close || untilClose) x.reusable = false;
+    // Past a body read until close, and past a client that asked or shut its side, the
+    // client connection ends (pipelined requests already read are answered first).
+    const closeClient = x.request.close || untilClose || (this.clientEnded && this.buf === null);
+    if (closeClient) x.request.close = true;
     const headers = filterHeaders(h.headers);
     let text = `HTTP/1.1 ${h.status} ${h.reason}\r\n`;
-    const chunked = h.length === 'chunked';
     for (let i = 0; i < headers.length; i += 2) {
-      // A chunked body goes on chunked; a Content-Length beside it would contradict it.
-      if (chunked && headers[i]!.length === 14 && headers[i]!.toLowerCase() === 'content-length') continue;
+      if (headers[i]!.length === 14 && headers[i]!.toLowerCase() === 'content-length') continue;
       text += `${headers[i]}: ${headers[i + 1]}\r\n`;
     }
-    if (chunked) text += 'Transfer-Encoding: chunked\r\n';
+    if (h.te !== null) text += `Transfer-Encoding: ${h.te}\r\n`;
+    else if (typeof h.length === 'number') text += `Content-Length: ${h.length}\r\n`;
     text += this.connectionHeader(closeClient) + '\r\n';
-    if (closeClient) x.request.close = true;
-    if (noBody) {
+    if (noBody || h.length === 0) {
       this.socket.write(text, 'latin1');
       this.complete(x);
       return;
     }
-    if (typeof h.length === 'number') {
-      x.left = h.length;
-      if (h.length === 0) {
-        this.socket.write(text, 'latin1');
-        this.complete(x);
-        return;
-      }
-    } else if (chunked) x.chunks = new ChunkedScanner();
+    if (typeof h.length === 'number') x.left = h.length;
+    else if (h.length === 'chunked') x.chunks = new ChunkedScanner();
     this.write(x, text);
   }
 
