@@ -11,7 +11,8 @@ import { CompiledPolicy, DECISION_CACHE_MAX, NO_MATCH, type ToggleHosts } from '
 import { type Decision, type Door, denial } from './decision.js';
 import { SCAN_OK, hostScan, normalizeHost, scanHost } from './hostname.js';
 import { Guardrails } from './guardrails.js';
-import { ipToWords } from './ip.js';
+import { type IpWords, ipToWords } from './ip.js';
+import { DecisionCache } from './cache.js';
 import { LearnedAddresses } from './learned.js';
 
 export interface Identity {
@@ -51,6 +52,12 @@ export function hashPassword(password: string): string {
 
 export class PolicyEngine {
   readonly guardrails: Guardrails;
+  /**
+   * What an IP literal is, independent of any policy (canonical form, words, guardrail
+   * verdicts), by its spelling: parsing it is most of an IP decision's cost, and IP
+   * decisions are not cached per policy (learned and account addresses change under them).
+   */
+  private readonly ipFacts = new DecisionCache<IpFacts>(4096);
   readonly learned = new LearnedAddresses();
   private readonly events = new EventEmitter();
   private readonly compiled = new Map<string, CompiledPolicy>();
@@ -141,13 +148,15 @@ export class PolicyEngine {
    */
   checkResolved(decision: Decision, ip: string): Decision {
     if (!decision.allow) return decision;
-    if (this.guardrails.blocked(ip) === null) return decision;
+    if (this.factsOf(ip, ip).blocked === null) return decision;
     return denial('private_address', decision.host, decision, decision.hostKind);
   }
 
   private decideWith(cp: CompiledPolicy, devboxId: string | null, host: string, port: number, protocol: Protocol): Decision {
     const hit = cp.cache.get(host);
     if (hit !== undefined) return hit;
+    const ipf = this.ipFacts.get(host);
+    if (ipf !== undefined) return this.decideIp(cp, devboxId, ipf, port, protocol);
     // Fast path: a plain lower-case name is already normalised, and the pass that proved
     // it also hashed it for the matcher.
     if (scanHost(host) === SCAN_OK) {
@@ -161,7 +170,7 @@ export class PolicyEngine {
       cp.cache.set(host, d);
       return d;
     }
-    if (n.kind === 'ip') return this.decideIp(cp, devboxId, n.ip, port, protocol);
+    if (n.kind === 'ip') return this.decideIp(cp, devboxId, this.factsOf(n.ip, host), port, protocol);
     return denial('invalid_host', host, this.ref(cp), 'invalid');
   }
 
@@ -189,18 +198,28 @@ export class PolicyEngine {
     return denial('not_allowlisted', name, this.ref(cp));
   }
 
-  private decideIp(cp: CompiledPolicy, devboxId: string | null, ip: string, port: number, protocol: Protocol): Decision {
+  /** The facts of a canonical IP (`ip`), remembered under the spelling the client used. */
+  private factsOf(ip: string, spelling: string): IpFacts {
+    let f = this.ipFacts.get(spelling);
+    if (f === undefined) {
+      f = { ip, words: ipToWords(ip), blocked: this.guardrails.blocked(ip), hostLocal: this.guardrails.hostLocal(ip) };
+      this.ipFacts.set(spelling, f);
+    }
+    return f;
+  }
+
+  private decideIp(cp: CompiledPolicy, devboxId: string | null, f: IpFacts, port: number, protocol: Protocol): Decision {
+    const ip = f.ip;
     const account = (cp.accountId !== null && this.accounts.get(cp.accountId)) || EMPTY_ACCOUNT;
     // The account's own devboxes are reachable under devbox_to_devbox even though their
     // addresses are usually private; but a registration must not turn the host's loopback
     // or the cloud metadata address into a "peer", so host-local addresses stay guarded.
-    if (cp.devboxToDevbox && account.addresses.has(ip) && !this.isOwnAddress(devboxId, ip) && !this.guardrails.hostLocal(ip)) {
+    if (cp.devboxToDevbox && account.addresses.has(ip) && !this.isOwnAddress(devboxId, ip) && !f.hostLocal) {
       return this.allowed(cp, ip, 'ip', 'devbox_to_devbox', ip);
     }
-    if (this.guardrails.blocked(ip) !== null) return denial('private_address', ip, this.ref(cp), 'ip');
+    if (f.blocked !== null) return denial('private_address', ip, this.ref(cp), 'ip');
     if (cp.allowAll) return this.allowed(cp, ip, 'ip', 'allow_all', null);
-    const words = ipToWords(ip);
-    const cidr = words === null ? null : cp.matchCidr(words, port, protocol);
+    const cidr = f.words === null ? null : cp.matchCidr(f.words, port, protocol);
     if (cidr !== null) return this.allowed(cp, ip, 'ip', 'cidr', cidr);
     const toggle = cp.matchToggleIp(ip);
     if (toggle !== undefined) return this.allowed(cp, ip, 'ip', toggle.reason, toggle.entry);
@@ -277,4 +296,14 @@ export class PolicyEngine {
     }
     this.events.emit('change', change);
   }
+}
+
+/** An IP literal's policy-independent facts (see PolicyEngine.ipFacts). */
+interface IpFacts {
+  /** Canonical form. */
+  ip: string;
+  words: IpWords | null;
+  /** Guardrails.blocked(ip): why it may not be dialled, or null. */
+  blocked: string | null;
+  hostLocal: boolean;
 }

@@ -144,7 +144,9 @@ class FrontConnection {
     socket.on('end', this.onEnd);
     socket.on('error', this.onClientGone);
     socket.on('close', this.onClientGone);
-    socket.setTimeout(front.keepAliveMs, this.onIdle);
+    // One 'timeout' listener for the connection's life (setTimeout(ms, cb) adds one per call).
+    socket.on('timeout', this.onIdle);
+    socket.setTimeout(front.keepAliveMs);
     // As node:http does, the first request's head is timed from the connection's start.
     this.headTimer = setTimeout(this.onHeadTimeout, front.ctx.config.headerTimeoutMs);
   }
@@ -253,6 +255,7 @@ class FrontConnection {
     this.socket.off('end', this.onEnd);
     this.socket.off('error', this.onClientGone);
     this.socket.off('close', this.onClientGone);
+    this.socket.off('timeout', this.onIdle);
     this.socket.setTimeout(0);
     this.front.release(this);
   }
@@ -285,7 +288,7 @@ class FrontConnection {
       this.socket.end(() => this.socket.destroy());
       return;
     }
-    this.socket.setTimeout(this.front.keepAliveMs, this.onIdle);
+    this.socket.setTimeout(this.front.keepAliveMs);
     if (this.socket.writableNeedDrain) {
       // A client that sends requests without reading the answers waits for them to drain.
       this.socket.pause();
@@ -392,7 +395,8 @@ class FrontConnection {
     up.on('end', this.onUpEnd);
     up.on('error', this.onUpError);
     up.on('close', this.onUpClose);
-    up.setTimeout(this.front.ctx.config.idleTimeoutMs, this.onUpIdle);
+    up.on('timeout', this.onUpIdle);
+    up.setTimeout(this.front.ctx.config.idleTimeoutMs);
     const r = x.request;
     const headers = filterHeaders(r.headers);
     let text = `${r.method} ${x.path} HTTP/1.1\r\n`;
@@ -406,6 +410,7 @@ class FrontConnection {
     up.off('end', this.onUpEnd);
     up.off('error', this.onUpError);
     up.off('close', this.onUpClose);
+    up.off('timeout', this.onUpIdle);
     up.setTimeout(0);
   }
 

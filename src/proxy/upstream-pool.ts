@@ -58,7 +58,9 @@ export class UpstreamPool {
     sock.on('end', e.drop);
     sock.on('error', e.drop);
     sock.on('close', e.drop);
-    sock.setTimeout(this.idleMs, e.drop);
+    // setTimeout(ms, cb) would add a listener per call: one listener, removed in detach.
+    sock.on('timeout', e.drop);
+    sock.setTimeout(this.idleMs);
     if (sock.isPaused()) sock.resume();
     list.push(e);
   }
@@ -77,6 +79,7 @@ export class UpstreamPool {
     e.sock.off('end', e.drop);
     e.sock.off('error', e.drop);
     e.sock.off('close', e.drop);
+    e.sock.off('timeout', e.drop);
     e.sock.setTimeout(0);
   }
 
