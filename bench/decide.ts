@@ -9,6 +9,7 @@
  * Timing: sub-microsecond calls cannot be timed one by one (the clock costs ~30 ns), so
  * each sample is a batch of calls timed together; p50/p99 are over batch means.
  */
+import { BlockList } from 'node:net';
 import picomatch from 'picomatch';
 import { PolicyEngine, type Identity } from '../src/policy/engine.js';
 import { CompiledPolicy } from '../src/policy/compiler.js';
@@ -176,6 +177,33 @@ for (const n of SIZES) {
   compileRows.push(`| ${n.toLocaleString('en')} | ${compileTimes[Math.floor(compileTimes.length / 2)]!.toFixed(2)} ms | ${firstCompileMs.toFixed(2)} ms | ${gc ? (heap < 100 * 1024 ? '< 0.1 MB' : `${(heap / 1024 / 1024).toFixed(2)} MB`) : 'n/a (run with --expose-gc)'} | ${naiveCompileMs.toFixed(1)} ms |`);
 }
 
+// IP literals: decided on allowed_cidrs (no per-policy cache: learned and account addresses
+// change under them); an address seen before skips parsing and the guardrail ranges.
+const ipRows: string[] = [];
+{
+  const source = new MemorySource();
+  const cidrs = Array.from({ length: 10 }, (_, i) => ({ cidr: `${20 + i}.${i}.0.0/16`, ports: [{ port: 443 }] }));
+  source.putPolicy({ id: 'npol_ip', egress: { allowed_hostnames: [], allowed_cidrs: cidrs } } as never);
+  source.putDevbox({ id: 'dbx_ip', network_policy_id: 'npol_ip', addresses: ['10.0.0.3'] });
+  const engine = new PolicyEngine(source, { toggles: TOGGLES, allowPrivate: [], tunnelDomain: 'tunnel.runloop.ai' });
+  const who: Identity = { devboxId: 'dbx_ip', via: 'credentials', source: '10.0.0.3' };
+  const ip = (hit: boolean, i: number) => (hit ? `${20 + (i % 10)}.${i % 10}.${(i >> 8) & 255}.${i & 255}` : `${100 + (i % 50)}.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+  const naive = new BlockList();
+  for (const c of cidrs) naive.addSubnet(c.cidr.split('/')[0]!, Number(c.cidr.split('/')[1]), 'ipv4');
+  for (const hit of [true, false]) {
+    const seen = Array.from({ length: 1_000 }, (_, i) => ip(hit, i));
+    const fresh = Array.from({ length: 200_000 }, (_, i) => ip(hit, 10_000 + i)); // more than the 4,096 remembered
+    for (const h of seen) if (engine.decide(who, h, 443, 'connect').allow !== hit) throw new Error(`ip ${h}: expected ${hit}`);
+    const warm = timeBatches((h) => engine.decide(who, h, 443, 'connect').allow, seen, 1_000, 400);
+    const cold = timeBatches((h) => engine.decide(who, h, 443, 'connect').allow, fresh, 1_000, 150);
+    const base = timeBatches((h) => naive.check(h, 'ipv4'), fresh, 1_000, 150);
+    for (const [mode, st] of [['seen before', warm], ['first time', cold]] as const) {
+      ipRows.push(`| ${hit ? 'inside a CIDR' : 'outside'} | ${mode} | ${fmtNs(st.p50)} | ${fmtNs(st.p99)} | ${fmtRate(st.perSecond)} | ${fmtNs(base.p50)} |`);
+    }
+  }
+  engine.close();
+}
+
 const out = [
   `Decision benchmark — Node ${process.version}, ${process.platform}/${process.arch}`,
   '',
@@ -186,6 +214,10 @@ const out = [
   '| entries | compile (median) | first compile (cold JIT) | heap per compiled policy | naive: compile picomatch matchers |',
   '|---:|---:|---:|---:|---:|',
   ...compileRows,
+  '',
+  '| IP literal (10 allowed_cidrs) | address | p50 / decision | p99 / decision | decisions/s | naive: net.BlockList.check p50 |',
+  '|---|---|---:|---:|---:|---:|',
+  ...ipRows,
   '',
   `(whole run ${((Date.now() - started) / 1000).toFixed(1)} s; sink ${sink % 7})`,
 ];

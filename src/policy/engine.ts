@@ -202,7 +202,8 @@ export class PolicyEngine {
   private factsOf(ip: string, spelling: string): IpFacts {
     let f = this.ipFacts.get(spelling);
     if (f === undefined) {
-      f = { ip, words: ipToWords(ip), blocked: this.guardrails.blocked(ip), hostLocal: this.guardrails.hostLocal(ip) };
+      const words = ipToWords(ip);
+      f = { ip, words, blocked: this.guardrails.blockedWords(words), hostLocal: this.guardrails.hostLocalWords(words) };
       this.ipFacts.set(spelling, f);
     }
     return f;

@@ -3,7 +3,7 @@
  * RFC 1918, CGNAT, link-local (cloud metadata), multicast, documentation and other
  * non-global ranges. Checked on the address actually dialled, after resolution.
  */
-import { type Cidr, cidrContains, ipToWords, parseCidr } from './ip.js';
+import { type Cidr, CidrSet, type IpWords, ipToWords, parseCidr } from './ip.js';
 
 export const NON_GLOBAL_RANGES: readonly string[] = [
   '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12',
@@ -22,7 +22,7 @@ function compile(list: readonly string[]): Cidr[] {
   });
 }
 
-const NON_GLOBAL = compile(NON_GLOBAL_RANGES);
+const NON_GLOBAL = new CidrSet(compile(NON_GLOBAL_RANGES));
 
 /**
  * Addresses that name the gateway's own host or its cloud's services, never another
@@ -35,35 +35,40 @@ export const HOST_LOCAL_RANGES: readonly string[] = [
   '::/96', 'fe80::/10', 'fec0::/10', 'ff00::/8', 'fd00:ec2::254/128',
 ];
 
-const HOST_LOCAL = compile(HOST_LOCAL_RANGES);
+const HOST_LOCAL = new CidrSet(compile(HOST_LOCAL_RANGES));
 
 export class Guardrails {
-  private readonly exempt: Cidr[];
+  private readonly exempt: CidrSet;
 
   constructor(allowPrivate: readonly string[] = []) {
-    this.exempt = compile(allowPrivate);
+    this.exempt = new CidrSet(compile(allowPrivate));
   }
 
   /** True for host-local addresses (see HOST_LOCAL_RANGES) the operator has not exempted. */
   hostLocal(ip: string): boolean {
-    const w = ipToWords(ip);
+    return this.hostLocalWords(ipToWords(ip));
+  }
+
+  hostLocalWords(w: IpWords | null): boolean {
     if (!w) return true;
-    for (const c of this.exempt) if (cidrContains(c, w)) return false;
-    for (const c of HOST_LOCAL) if (cidrContains(c, w)) return true;
-    return false;
+    if (this.exempt.find(w) !== null) return false;
+    return HOST_LOCAL.find(w) !== null;
   }
 
   /** Why this address may not be dialled, or null when it may. Unparseable addresses are refused. */
   blocked(ip: string): string | null {
-    const w = ipToWords(ip);
+    return this.blockedWords(ipToWords(ip));
+  }
+
+  /** blocked() on an address already parsed (ipToWords). */
+  blockedWords(w: IpWords | null): string | null {
     if (!w) return 'unparseable address';
-    for (const c of this.exempt) if (cidrContains(c, w)) return null;
+    if (this.exempt.find(w) !== null) return null;
     // NAT64 (64:ff9b::/96) carries an IPv4 address; judge the address it carries.
     if (w.family === 6 && w.words[0] === 0x0064ff9b && w.words[1] === 0 && w.words[2] === 0) {
-      const inner = w.words[3]!;
-      return this.blocked(`${inner >>> 24}.${(inner >>> 16) & 255}.${(inner >>> 8) & 255}.${inner & 255}`);
+      return this.blockedWords({ family: 4, words: Uint32Array.of(w.words[3]!) });
     }
-    for (const c of NON_GLOBAL) if (cidrContains(c, w)) return `non-global address (${c.text})`;
-    return null;
+    const c = NON_GLOBAL.find(w);
+    return c === null ? null : `non-global address (${c.text})`;
   }
 }

@@ -26,8 +26,42 @@ function parseV4Part(p: string): number {
   return parseInt(digits, radix);
 }
 
+/**
+ * A canonical dotted quad (four decimal parts ≤ 255, no leading zeros) as a uint32, else
+ * null. One pass, no allocation: the spelling almost every client uses.
+ */
+export function parseDottedQuad(s: string): number | null {
+  const n = s.length;
+  if (n < 7 || n > 15) return null;
+  let v = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46 /* . */) {
+      if (digits === 0 || dots === 3) return null;
+      v = v * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+      continue;
+    }
+    const d = c - 48;
+    if (d < 0 || d > 9) return null;
+    if (digits > 0 && part === 0) return null; // a leading zero
+    part = part * 10 + d;
+    if (part > 255) return null;
+    digits++;
+  }
+  if (dots !== 3 || digits === 0) return null;
+  return (v * 256 + part) >>> 0;
+}
+
 /** Parses IPv4 in every spelling a WHATWG URL parser accepts: 127.1, 0x7f.1, 2130706433, 0177.0.0.1. */
 export function parseIPv4Whatwg(s: string): number | null {
+  const quad = parseDottedQuad(s);
+  if (quad !== null) return quad;
   const parts = s.split('.');
   if (parts.length > 4 || parts.length === 0) return null;
   const nums = parts.map(parseV4Part);
@@ -70,18 +104,9 @@ export function parseIPv6Words(s: string): Uint32Array | null {
 }
 
 /** Strict dotted-quad (as inside IPv6 text and CIDRs). */
+/** Strict dotted-quad IPv4 (the canonical form), or null. */
 export function parseStrictV4(s: string): number | null {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m) return null;
-  let v = 0;
-  for (let i = 1; i <= 4; i++) {
-    const part = m[i]!;
-    if (part.length > 1 && part.startsWith('0')) return null;
-    const n = Number(part);
-    if (n > 255) return null;
-    v = v * 256 + n;
-  }
-  return v >>> 0;
+  return parseDottedQuad(s);
 }
 
 function wordsToV6String(w: Uint32Array): string {
@@ -123,6 +148,8 @@ export function parseIpLiteral(input: string): IpLiteral | null {
     if (isV4Mapped(w)) return { ip: v4ToString(w[3]!), family: 4 };
     return { ip: wordsToV6String(w), family: 6 };
   }
+  // Already canonical: the text is its own canonical form.
+  if (parseDottedQuad(s) !== null) return { ip: s, family: 4 };
   const v4 = parseIPv4Whatwg(s);
   return v4 === null ? null : { ip: v4ToString(v4), family: 4 };
 }
@@ -194,4 +221,35 @@ export function cidrContains(c: Cidr, a: IpWords): boolean {
     if (maskWord(a.words[i]!, bits) !== c.words[i]) return false;
   }
   return true;
+}
+
+/**
+ * A fixed set of ranges, searched in order: IPv4 ranges as parallel base/mask arrays (a
+ * mask-and-compare each, no per-range object walk), IPv6 ones with cidrContains.
+ */
+export class CidrSet {
+  private readonly v4Base: Uint32Array;
+  private readonly v4Mask: Uint32Array;
+  private readonly v4: Cidr[];
+  private readonly v6: Cidr[];
+
+  constructor(cidrs: readonly Cidr[]) {
+    this.v4 = cidrs.filter((c) => c.family === 4);
+    this.v6 = cidrs.filter((c) => c.family === 6);
+    this.v4Base = Uint32Array.from(this.v4, (c) => c.words[0]!);
+    this.v4Mask = Uint32Array.from(this.v4, (c) => maskWord(0xffffffff, c.prefix));
+  }
+
+  /** The first range holding the address, or null. */
+  find(a: IpWords): Cidr | null {
+    if (a.family === 4) {
+      const w = a.words[0]!;
+      const base = this.v4Base;
+      const mask = this.v4Mask;
+      for (let i = 0; i < base.length; i++) if (((w & mask[i]!) >>> 0) === base[i]) return this.v4[i]!;
+      return null;
+    }
+    for (const c of this.v6) if (cidrContains(c, a)) return c;
+    return null;
+  }
 }
