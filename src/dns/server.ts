@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { HostPort } from '../config.js';
 import { listenError } from '../door.js';
 import type { DnsHandler } from './handler.js';
+import { literalLookup } from './literal-lookup.js';
 import { activeConnections, protocolErrors } from '../metrics.js';
 
 export interface DnsServerOptions {
@@ -47,7 +48,7 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
 
   // ── UDP ───────────────────────────────────────────────────────────────────
   const makeUdp = () => {
-    const sock = dgram.createSocket({ type: net.isIPv6(at.host) ? 'udp6' : 'udp4', recvBufferSize: 8 << 20, sendBufferSize: 8 << 20 });
+    const sock = dgram.createSocket({ type: net.isIPv6(at.host) ? 'udp6' : 'udp4', recvBufferSize: 8 << 20, sendBufferSize: 8 << 20, lookup: literalLookup });
     const send = (out: Buffer, rinfo: dgram.RemoteInfo) => sock.send(out, rinfo.port, rinfo.address);
     sock.on('error', (err) => log.warn({ event: 'dns_udp_error', err: err.message }, 'DNS UDP socket error'));
     sock.on('message', (msg, rinfo) => {
@@ -238,3 +239,4 @@ function listenTcp(server: net.Server, port: number, host: string): Promise<void
     });
   });
 }
+

@@ -11,6 +11,7 @@ import { randomFillSync } from 'node:crypto';
 import type { HostPort } from '../config.js';
 import { RCODE, TC, buildQuery } from './wire.js';
 import { dnsMetrics } from './metrics.js';
+import { literalLookup } from './literal-lookup.js';
 
 export class UpstreamError extends Error {
   constructor(readonly kind: 'timeout' | 'unreachable' | 'no_upstreams' | 'closed', message: string) {
@@ -146,7 +147,7 @@ export class UpstreamClient {
   }
 
   private openSocket(family: 'udp4' | 'udp6'): SocketSlot {
-    const sock = dgram.createSocket({ type: family, recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
+    const sock = dgram.createSocket({ type: family, recvBufferSize: 4 << 20, sendBufferSize: 4 << 20, lookup: literalLookup });
     const slot: SocketSlot = { sock, pending: new Map(), ready: Promise.resolve(), broken: false };
     sock.on('error', () => {
       slot.broken = true;
