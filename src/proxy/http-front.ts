@@ -154,6 +154,8 @@ class FrontConnection {
   // ── client side ──────────────────────────────────────────────────────────────
 
   private readonly onData = (chunk: Buffer): void => {
+    // Closing: whatever the client still sends is read (to see its FIN) and dropped.
+    if (this.gone) return;
     this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
     if (this.x !== null) {
       // Pipelined bytes wait for the response in flight (bounded: stop reading).
@@ -218,8 +220,7 @@ class FrontConnection {
     if (r === 'incomplete') {
       if (this.clientEnded) {
         // The client shut its side mid-head: that request can never complete.
-        this.gone = true;
-        this.socket.end(() => this.socket.destroy());
+        this.endWith('');
         return;
       }
       this.headTimer ??= setTimeout(this.onHeadTimeout, this.front.ctx.config.headerTimeoutMs);
@@ -273,9 +274,16 @@ class FrontConnection {
     return close ? 'Connection: close\r\n' : `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(this.front.keepAliveMs / 1000)}\r\n`;
   }
 
-  private endWith(response: string): void {
+  /**
+   * Ends the connection once `response` (and anything written before) is flushed. A
+   * refusal's client gets 1 s to read it; after a real response (possibly a long body still
+   * draining to a slow reader) only the idle time-out applies.
+   */
+  private endWith(response: string, refusal = true): void {
     this.gone = true;
+    this.clearHeadTimer();
     this.socket.end(response, () => this.socket.destroy());
+    if (!refusal) return;
     const t = setTimeout(() => this.socket.destroy(), 1000);
     this.socket.once('close', () => clearTimeout(t));
   }
@@ -284,8 +292,7 @@ class FrontConnection {
   private requestDone(close: boolean): void {
     if (this.gone) return;
     if (close || (this.clientEnded && this.buf === null)) {
-      this.gone = true;
-      this.socket.end(() => this.socket.destroy());
+      this.endWith('', false);
       return;
     }
     this.socket.setTimeout(this.front.keepAliveMs);
