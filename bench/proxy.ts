@@ -173,6 +173,7 @@ async function startSquid(): Promise<Squid | null> {
   try {
     execFileSync('squid', ['-v'], { stdio: 'ignore' });
   } catch {
+    process.stderr.write('  squid not installed (apt-get install squid): no Squid rows\n');
     return null;
   }
   const dir = mkdtempSync(join(os.tmpdir(), 'egw-bench-squid-'));
