@@ -55,6 +55,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const closeAll = async (graceMs: number) => {
     await Promise.allSettled(running.map((d) => d.close(graceMs)));
     tracker.closeAll();
+    gate.flushDenied();
     tracker.dispose();
     engine.close();
     store.close();

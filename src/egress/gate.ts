@@ -75,15 +75,25 @@ export class Gate {
   record(identity: Identity, door: Door, decision: Decision, port: number): void {
     countDecision(door, decision);
     if (!decision.allow) {
-      this.log.info(
-        {
-          event: 'decision', door, devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
-          host: decision.host, port, decision: 'deny', reason: decision.reason,
-        },
-        'egress denied',
-      );
+      // Written after the door has answered (same turn of the event loop, before any other
+      // I/O): serialising the line is not on the denied client's critical path.
+      this.deniedLines.push({
+        event: 'decision', door, devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
+        host: decision.host, port, decision: 'deny', reason: decision.reason,
+      });
+      if (this.deniedLines.length === 1) setImmediate(this.flushDenied);
     }
   }
+
+  private deniedLines: object[] = [];
+
+  /** Writes the denial lines recorded this turn (also called at shutdown). */
+  readonly flushDenied = (): void => {
+    const lines = this.deniedLines;
+    if (lines.length === 0) return;
+    this.deniedLines = [];
+    for (const l of lines) this.log.info(l, 'egress denied');
+  };
 
   /** One line for an allowed connection or request when it ends. */
   logConnection(identity: Identity, door: Door, decision: Decision, port: number, bytesOut: number, bytesIn: number, durationMs: number, error?: string): void {
