@@ -17,6 +17,14 @@ export interface TrackedConnection {
   close(): void;
 }
 
+/** prom-client children, made once per door (labels() hashes on every call). */
+const gauges = new Map<Door, { inc(): void; dec(): void }>();
+function gaugeFor(door: Door): { inc(): void; dec(): void } {
+  let g = gauges.get(door);
+  if (g === undefined) gauges.set(door, (g = activeConnections.labels(door)));
+  return g;
+}
+
 export class ConnectionTracker {
   private readonly open = new Set<TrackedConnection>();
   private readonly perDevbox = new Map<string, number>();
@@ -39,7 +47,7 @@ export class ConnectionTracker {
       this.perDevbox.set(id, n + 1);
     }
     this.open.add(c);
-    activeConnections.labels(c.door).inc();
+    gaugeFor(c.door).inc();
     // A change may have landed while this connection was being resolved and dialled, after
     // its decision and before it was tracked: judge it once more now (a cached decision).
     if (!this.engine.decide(c.identity, c.host, c.port, c.door).allow) setImmediate(() => this.cut(c));
@@ -57,7 +65,7 @@ export class ConnectionTracker {
 
   remove(c: TrackedConnection): void {
     if (!this.open.delete(c)) return;
-    activeConnections.labels(c.door).dec();
+    gaugeFor(c.door).dec();
     const id = c.identity.devboxId;
     if (id !== null) {
       const n = (this.perDevbox.get(id) ?? 1) - 1;
