@@ -51,6 +51,7 @@ export interface GatewayConfig {
   dnsRateLimit: number;
   dnsCacheSize: number;
   dnsUpstreamTimeoutMs: number;
+  dnsWorkers: number;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   headerTimeoutMs: number;
@@ -110,6 +111,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'dnsRateLimit', flag: 'dns-rate-limit', kind: { t: 'int', min: 0, max: 10_000_000 }, def: () => 2000, help: 'queries per second per client (0: unlimited)' },
   { key: 'dnsCacheSize', flag: 'dns-cache-size', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 20_000, help: 'answers the DNS cache holds (name/type/class)' },
   { key: 'dnsUpstreamTimeoutMs', flag: 'dns-upstream-timeout-ms', kind: { t: 'int', min: 10, max: 60_000 }, def: () => 1000, help: 'time one upstream has to answer before the next is tried' },
+  { key: 'dnsWorkers', flag: 'dns-workers', kind: { t: 'int', min: 0, max: 64 }, def: () => 0, help: 'extra processes answering DNS over UDP on the --dns port (0: the main process does)' },
   { key: 'connectTimeoutMs', flag: 'connect-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'upstream connect time-out' },
   { key: 'idleTimeoutMs', flag: 'idle-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 300_000, help: 'idle tunnel/connection time-out' },
   { key: 'headerTimeoutMs', flag: 'header-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'time a client has to send request headers or a handshake' },

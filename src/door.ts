@@ -16,6 +16,8 @@ export interface DoorContext {
   /** Client sockets per source address, taken at accept by every TCP door. */
   sourceLimit: SourceLimiter;
   log: Logger;
+  /** Metrics of other processes of this gateway (DNS workers), to merge into /metrics. */
+  workerMetrics?: () => Promise<unknown[][]>;
 }
 
 export interface RunningDoor {

@@ -3,16 +3,17 @@
  * Used by `serve` and by the tests, which start it on port 0.
  */
 import type { Logger } from 'pino';
-import { type GatewayConfig, type HostPort, formatHostPort } from './config.js';
+import { ConfigError, type GatewayConfig, type HostPort, formatHostPort } from './config.js';
 import { PolicyEngine } from './policy/engine.js';
 import { Gate } from './egress/gate.js';
 import { ConnectionTracker } from './egress/tracker.js';
 import { SourceLimiter } from './egress/source-limit.js';
-import type { DoorContext, RunningDoor } from './door.js';
+import { type DoorContext, type RunningDoor, listenError } from './door.js';
 import { openStore, type Store } from './store/index.js';
 import { startApi } from './api/index.js';
 import { createResolver } from './dns/index.js';
 import { startDnsDoor } from './dns/index.js';
+import { type DnsWorkers, startDnsWorkers } from './dns/workers.js';
 import { startHttpProxy } from './proxy/http-proxy.js';
 import { startSocksDoor } from './proxy/socks5.js';
 import { startTransparentTls, startTransparentHttp } from './proxy/transparent.js';
@@ -45,15 +46,35 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, log };
 
   const running: RunningDoor[] = [];
+  let workers: DnsWorkers | null = null;
+  // With DNS workers, they answer UDP on the --dns port and this process serves TCP there.
+  const dnsDoor: Starter = async (c, at) => {
+    if (config.dnsWorkers === 0) return startDnsDoor(c, at);
+    // TCP here first (port 0 picks the port), then the workers' UDP on the same port.
+    for (let attempt = 0; ; attempt++) {
+      const door = await startDnsDoor(c, at, 'tcp');
+      try {
+        workers = await startDnsWorkers(config, door.address, engine, log);
+        gate.learnedElsewhere = true;
+        return door;
+      } catch (e) {
+        await door.close(0);
+        const inUse = (e as NodeJS.ErrnoException).code === 'EADDRINUSE' || /address already in use/.test((e as Error).message);
+        if (at.port === 0 && inUse && attempt < 10) continue;
+        throw e instanceof ConfigError ? e : listenError('--dns', door.address, e);
+      }
+    }
+  };
+  if (config.dns !== null && config.dnsWorkers > 0) ctx.workerMetrics = () => workers?.metrics() ?? Promise.resolve([]);
   const plan: Array<[HostPort | null, Starter]> = [
     [config.httpProxy, startHttpProxy],
     [config.socks, startSocksDoor],
-    [config.dns, startDnsDoor],
+    [config.dns, dnsDoor],
     [config.transparentTls, startTransparentTls],
     [config.transparentHttp, startTransparentHttp],
   ];
   const closeAll = async (graceMs: number) => {
-    await Promise.allSettled(running.map((d) => d.close(graceMs)));
+    await Promise.allSettled([...running.map((d) => d.close(graceMs)), (workers as DnsWorkers | null)?.close(graceMs)]);
     tracker.closeAll();
     gate.flushDenied();
     tracker.dispose();

@@ -106,7 +106,7 @@ export async function buildApi(ctx: DoorContext, store: Store): Promise<FastifyI
   });
 
   await app.register(healthRoutes);
-  await app.register(metricsRoutes);
+  await app.register(metricsRoutes(ctx.workerMetrics));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(async (v1) => {

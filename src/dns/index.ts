@@ -16,7 +16,8 @@ export function createResolver(config: GatewayConfig, _log: Logger): CachedResol
   });
 }
 
-export async function startDnsDoor(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
+/** `transports`: 'tcp' when DNS workers answer UDP on the same port (workers.ts). */
+export async function startDnsDoor(ctx: DoorContext, at: HostPort, transports: 'both' | 'tcp' = 'both'): Promise<RunningDoor> {
   const log = ctx.log.child({ door: 'dns' });
   // Share the proxy doors' resolver (and so its cache) when it is ours; else keep one of our own.
   const own = !(ctx.resolver instanceof CachedResolver);
@@ -25,6 +26,7 @@ export async function startDnsDoor(ctx: DoorContext, at: HostPort): Promise<Runn
   if (ctx.config.upstreamDns.length === 0) log.warn({ event: 'dns_no_upstreams' }, 'no upstream DNS servers (--upstream-dns): allowed names will get SERVFAIL');
   const server = await startDnsServer(handler, at, log, {
     isKnownClient: (source) => ctx.engine.identifyByAddress(source).devboxId !== null,
+    transports,
   });
   return {
     name: 'dns',

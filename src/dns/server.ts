@@ -29,6 +29,11 @@ export interface DnsServerOptions {
   isKnownClient?: (source: string) => boolean;
   maxUnknownTcpConnections?: number;
   maxUnknownTcpPerClient?: number;
+  /**
+   * Which transports this process serves: both (default); 'udp' (a DNS worker: its UDP
+   * socket is shared through node's cluster); 'tcp' (the main process when workers answer UDP).
+   */
+  transports?: 'both' | 'udp' | 'tcp';
 }
 
 export interface DnsServer {
@@ -65,11 +70,29 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
     });
     return sock;
   };
-  let udp = makeUdp();
-  await bindUdp(udp, at.port, at.host).catch((err) => {
-    throw listenError('--dns', at, err);
-  });
-  let port = udp.address().port;
+  const transports = opts.transports ?? 'both';
+  let udp: dgram.Socket | null = null;
+  let port = at.port;
+  if (transports !== 'tcp') {
+    udp = makeUdp();
+    await bindUdp(udp, at.port, at.host).catch((err) => {
+      throw listenError('--dns', at, err);
+    });
+    port = udp.address().port;
+  }
+  if (transports === 'udp') {
+    const only = udp!;
+    return {
+      address: { host: at.host, port },
+      close: async () => {
+        try {
+          only.close();
+        } catch {
+          /* closed */
+        }
+      },
+    };
+  }
 
   // ── TCP ───────────────────────────────────────────────────────────────────
   const conns = new Set<net.Socket>();
@@ -163,19 +186,22 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
   for (let attempt = 0; ; attempt++) {
     try {
       await listenTcp(tcp, port, at.host);
+      port = (tcp.address() as net.AddressInfo).port;
       break;
     } catch (err) {
       const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
-      if (at.port === 0 && inUse && attempt < 10) {
-        await new Promise<void>((r) => udp.close(() => r()));
-        udp = makeUdp();
-        await bindUdp(udp, 0, at.host).catch((e) => {
+      if (at.port === 0 && inUse && attempt < 10 && udp !== null) {
+        const old = udp;
+        await new Promise<void>((r) => old.close(() => r()));
+        const fresh = makeUdp();
+        udp = fresh;
+        await bindUdp(fresh, 0, at.host).catch((e) => {
           throw listenError('--dns', at, e);
         });
-        port = udp.address().port;
+        port = fresh.address().port;
         continue;
       }
-      udp.close();
+      udp?.close();
       throw listenError('--dns', { host: at.host, port }, err);
     }
   }
@@ -184,7 +210,7 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
     address: { host: at.host, port },
     close: async (graceMs: number) => {
       try {
-        udp.close();
+        udp?.close();
       } catch {
         /* closed */
       }

@@ -160,7 +160,9 @@ export class UpstreamClient {
     });
     sock.on('message', (msg, rinfo) => this.onMessage(slot, msg, rinfo));
     slot.ready = new Promise<void>((resolve) => {
-      sock.bind(0, () => {
+      // exclusive: in a DNS worker (cluster), a port-0 bind would otherwise be one socket
+      // shared by every worker, and answers would reach whichever reads first.
+      sock.bind({ port: 0, exclusive: true }, () => {
         sock.unref();
         try {
           sock.setRecvBufferSize(4 << 20);

@@ -10,20 +10,27 @@ export interface LearnedEntry {
 export class LearnedAddresses {
   private readonly byDevbox = new Map<string, Map<string, LearnedEntry>>();
   private readonly maxPerDevbox: number;
+  /** Told of every entry that is new or lives longer than before (a DNS worker passes them on). */
+  onLearn: ((devboxId: string, name: string, ip: string, expiresAt: number) => void) | null = null;
 
   constructor(maxPerDevbox = 10_000) {
     this.maxPerDevbox = maxPerDevbox;
   }
 
   learn(devboxId: string, name: string, ips: readonly string[], ttlSeconds: number, now = Date.now()): void {
+    this.learnUntil(devboxId, name, ips, now + ttlSeconds * 1000);
+  }
+
+  /** learn() with an absolute expiry (ms since the epoch). */
+  learnUntil(devboxId: string, name: string, ips: readonly string[], expiresAt: number): void {
     let m = this.byDevbox.get(devboxId);
     if (!m) this.byDevbox.set(devboxId, (m = new Map()));
-    const expiresAt = now + ttlSeconds * 1000;
     for (const ip of ips) {
       const prev = m.get(ip);
       if (prev && prev.expiresAt >= expiresAt) continue;
       m.delete(ip); // re-insert so the map's order is least-recently-learned first
       m.set(ip, { name, expiresAt });
+      this.onLearn?.(devboxId, name, ip, expiresAt);
     }
     while (m.size > this.maxPerDevbox) {
       const oldest = m.keys().next().value as string;

@@ -84,6 +84,8 @@ export interface DevboxPatch {
 
 export interface Store extends PolicySource {
   readonly path: string;
+  /** Reads other processes' changes now instead of at the next poll. */
+  refresh(): void;
   /** Upserts configured tokens; with none configured and none stored, creates one for account `default` and returns it. */
   ensureTokens(configured: readonly ApiToken[]): string | null;
   accountForToken(token: string): string | null;
@@ -278,6 +280,11 @@ class SqliteStore implements Store {
   }
 
   /** Announces writes other processes made to the same file. */
+  /** Reads other processes' changes now instead of at the next poll. */
+  refresh(): void {
+    if (!this.closed) this.followOtherWriters();
+  }
+
   private followOtherWriters(): void {
     if (this.closed) return;
     try {

@@ -3,7 +3,7 @@
  * own request counter and latency histogram, by route, method and status.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { Counter, Histogram } from 'prom-client';
+import { AggregatorRegistry, Counter, Histogram } from 'prom-client';
 import { registry } from '../../metrics.js';
 
 export const apiRequests = new Counter({
@@ -21,11 +21,16 @@ export const apiRequestSeconds = new Histogram({
   registers: [registry],
 });
 
-export const metricsRoutes: FastifyPluginAsync = async (app) => {
-  app.get('/metrics', {
-    schema: { tags: ['operations'], summary: 'Prometheus metrics (no auth).', produces: ['text/plain'] },
-  }, async (_req, reply) => {
-    const text = await registry.metrics();
-    return reply.type(registry.contentType).send(text);
-  });
-};
+/** `workerMetrics`: the other processes' metrics (DNS workers), summed into this one's. */
+export function metricsRoutes(workerMetrics?: () => Promise<unknown[][]>): FastifyPluginAsync {
+  return async (app) => {
+    app.get('/metrics', {
+      schema: { tags: ['operations'], summary: 'Prometheus metrics (no auth).', produces: ['text/plain'] },
+    }, async (_req, reply) => {
+      if (workerMetrics === undefined) return reply.type(registry.contentType).send(await registry.metrics());
+      const others = await workerMetrics();
+      const merged = AggregatorRegistry.aggregate([await registry.getMetricsAsJSON(), ...others] as Parameters<typeof AggregatorRegistry.aggregate>[0]);
+      return reply.type(registry.contentType).send(await merged.metrics());
+    });
+  };
+}

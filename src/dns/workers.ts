@@ -1,0 +1,185 @@
+/**
+ * DNS workers (`--dns-workers N`): N more processes answer DNS over UDP on the --dns port,
+ * sharing one socket through node's cluster module, so the door uses more than one core
+ * (per datagram, the door's cost is mostly the kernel's, paid once per process). The main
+ * process keeps DNS over TCP and everything else.
+ *
+ * Each worker opens the same store (policies and devboxes: the shared truth, re-read when
+ * the main process says something changed), decides with its own engine and keeps its own
+ * answer cache. What is not shared is sent to the main process: every address a worker
+ * learns for a devbox (its message is written before the answer goes out, and the main
+ * process re-decides an IP literal once more before denying it, see Gate.admitNow), and its
+ * metrics on request, merged into /metrics. A worker that dies is started again.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { dirname, extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
+import type { GatewayConfig, HostPort } from '../config.js';
+import type { PolicyEngine } from '../policy/engine.js';
+import type { Store } from '../store/index.js';
+
+const ENTRY = join(dirname(fileURLToPath(import.meta.url)), `worker-main${extname(fileURLToPath(import.meta.url))}`);
+
+/** Messages between the main process and its DNS workers. */
+export type WorkerMessage =
+  | { egw: 'listening'; port: number }
+  | { egw: 'learn'; devbox: string; name: string; ip: string; expiresAt: number }
+  | { egw: 'metrics'; id: number; metrics: unknown[] }
+  | { egw: 'failed'; message: string; code: string | null };
+
+export type MainMessage =
+  | { egw: 'changed' }
+  | { egw: 'metrics?'; id: number }
+  | { egw: 'shutdown'; graceMs: number };
+
+export interface DnsWorkers {
+  /** The UDP port the workers answer on (the main process serves TCP on the same one). */
+  port: number;
+  metrics(): Promise<unknown[][]>;
+  close(graceMs: number): Promise<void>;
+}
+
+/**
+ * Starts the workers on `at` (a real port: the main process has bound TCP there first);
+ * resolves once the first has its UDP socket. If one cannot start, all are stopped and the
+ * error (with its errno code) is thrown.
+ */
+export async function startDnsWorkers(config: GatewayConfig, at: HostPort, engine: PolicyEngine, log: Logger): Promise<DnsWorkers> {
+  const n = config.dnsWorkers;
+  const workers = new Set<Worker>();
+  let closing = false;
+  let nextId = 1;
+  const waiting = new Map<number, { got: unknown[][]; left: number; done: (m: unknown[][]) => void }>();
+  let firstPort: ((p: number) => void) | null = null;
+  let firstFail: ((e: Error) => void) | null = null;
+  const portKnown = new Promise<number>((resolve, reject) => {
+    firstPort = resolve;
+    firstFail = reject;
+  });
+
+  cluster.setupPrimary({ exec: ENTRY, execArgv: process.execArgv, args: [], silent: false });
+  const spawn = (): void => {
+    const w = cluster.fork({ EGRESS_DNS_WORKER_CONFIG: JSON.stringify(config), EGRESS_DNS_WORKER_AT: JSON.stringify(at) });
+    workers.add(w);
+    w.on('message', (m: WorkerMessage) => {
+      if (m === null || typeof m !== 'object') return;
+      if (m.egw === 'learn') engine.learned.learnUntil(m.devbox, m.name, [m.ip], m.expiresAt);
+      else if (m.egw === 'listening') firstPort?.(m.port);
+      else if (m.egw === 'failed') {
+        closing = true;
+        for (const other of workers) other.process.kill('SIGKILL');
+        firstFail?.(Object.assign(new Error(m.message), { code: m.code ?? undefined }));
+      }
+      else if (m.egw === 'metrics') {
+        const wait = waiting.get(m.id);
+        if (wait) {
+          wait.got.push(m.metrics);
+          if (--wait.left === 0) wait.done(wait.got);
+        }
+      }
+    });
+    w.on('exit', (code, signal) => {
+      workers.delete(w);
+      if (closing) return;
+      log.error({ event: 'dns_worker_exit', code, signal }, 'a DNS worker exited; starting another');
+      setTimeout(() => {
+        if (!closing) spawn();
+      }, 200).unref();
+    });
+  };
+  for (let i = 0; i < n; i++) spawn();
+  const port = await portKnown;
+  const unsubscribe = engine.onChange(() => {
+    for (const w of workers) w.send({ egw: 'changed' } satisfies MainMessage, undefined, undefined, () => {});
+  });
+
+  return {
+    port,
+    metrics: () =>
+      new Promise((resolve) => {
+        const live = [...workers].filter((w) => w.isConnected());
+        if (live.length === 0) return resolve([]);
+        const id = nextId++;
+        const entry = { got: [] as unknown[][], left: live.length, done: (m: unknown[][]) => finish(m) };
+        const timer = setTimeout(() => finish(entry.got), 1000);
+        const finish = (m: unknown[][]) => {
+          clearTimeout(timer);
+          waiting.delete(id);
+          resolve(m);
+        };
+        waiting.set(id, entry);
+        for (const w of live) w.send({ egw: 'metrics?', id } satisfies MainMessage, undefined, undefined, () => {});
+      }),
+    close: async (graceMs) => {
+      closing = true;
+      unsubscribe();
+      const exits = [...workers].map((w) => new Promise<void>((r) => {
+        if (!w.isConnected() && w.isDead()) return r();
+        w.once('exit', () => r());
+        w.send({ egw: 'shutdown', graceMs } satisfies MainMessage, undefined, undefined, () => {});
+      }));
+      const timer = setTimeout(() => {
+        for (const w of workers) w.process.kill('SIGKILL');
+      }, graceMs + 2000);
+      await Promise.all(exits);
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** The worker side: the DNS door over UDP only, reporting to the main process. */
+export async function runDnsWorker(): Promise<void> {
+  const config = JSON.parse(process.env.EGRESS_DNS_WORKER_CONFIG ?? 'null') as GatewayConfig;
+  const at = JSON.parse(process.env.EGRESS_DNS_WORKER_AT ?? 'null') as HostPort;
+  const send = (m: WorkerMessage) => process.send?.(m);
+  // One write per line: several processes share stdout.
+  const log = pino({ level: config.logLevel, base: { service: 'egress-gateway', dns_worker: process.pid } }, pino.destination({ dest: 1, sync: true }));
+  try {
+    const { openStore } = await import('../store/index.js');
+    const { PolicyEngine } = await import('../policy/engine.js');
+    const { Gate } = await import('../egress/gate.js');
+    const { createResolver } = await import('./index.js');
+    const { DnsHandler } = await import('./handler.js');
+    const { startDnsServer } = await import('./server.js');
+    const { registry } = await import('../metrics.js');
+    const store: Store = openStore(config.db);
+    const engine = new PolicyEngine(store, {
+      toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
+      allowPrivate: config.allowPrivate,
+      tunnelDomain: config.tunnelDomain,
+    });
+    // Written before the answer is sent (the handler learns, then the server sends).
+    engine.learned.onLearn = (devbox, name, ip, expiresAt) => send({ egw: 'learn', devbox, name, ip, expiresAt });
+    const dnsLog = log.child({ door: 'dns' });
+    const resolver = createResolver(config, dnsLog);
+    const gate = new Gate(engine, resolver, dnsLog);
+    const handler = new DnsHandler({ config, engine, gate, resolver, log: dnsLog });
+    const server = await startDnsServer(handler, at, dnsLog, { transports: 'udp' });
+    process.on('message', (m: MainMessage) => {
+      if (m === null || typeof m !== 'object') return;
+      if (m.egw === 'changed') store.refresh();
+      else if (m.egw === 'metrics?') void registry.getMetricsAsJSON().then((metrics) => send({ egw: 'metrics', id: m.id, metrics }));
+      else if (m.egw === 'shutdown') {
+        void (async () => {
+          await server.close(m.graceMs);
+          handler.close();
+          gate.flushDenied();
+          resolver.close();
+          engine.close();
+          store.close();
+          process.exit(0);
+        })();
+      }
+    });
+    // The main process going away takes its workers with it.
+    process.on('disconnect', () => process.exit(0));
+    send({ egw: 'listening', port: server.address.port });
+  } catch (e) {
+    const cause = (e as { cause?: NodeJS.ErrnoException }).cause ?? (e as NodeJS.ErrnoException);
+    send({ egw: 'failed', message: (e as Error).message, code: cause.code ?? null });
+    log.error({ err: e }, 'DNS worker failed to start');
+    process.exitCode = 1;
+    setTimeout(() => process.exit(1), 100);
+  }
+}
