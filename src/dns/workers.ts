@@ -90,6 +90,7 @@ export async function startDnsWorkers(config: GatewayConfig, at: HostPort, engin
   };
   for (let i = 0; i < n; i++) spawn();
   const port = await portKnown;
+  log.info({ event: 'dns_workers', workers: n, port }, `DNS over UDP on ${at.host}:${port} is answered by ${n} worker processes; this process serves DNS over TCP`);
   const unsubscribe = engine.onChange(() => {
     for (const w of workers) w.send({ egw: 'changed' } satisfies MainMessage, undefined, undefined, () => {});
   });
