@@ -76,7 +76,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const closeAll = async (graceMs: number) => {
     await Promise.allSettled([...running.map((d) => d.close(graceMs)), (workers as DnsWorkers | null)?.close(graceMs)]);
     tracker.closeAll();
-    gate.flushDenied();
+    gate.flushLog();
     tracker.dispose();
     engine.close();
     store.close();

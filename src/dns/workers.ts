@@ -165,7 +165,7 @@ export async function runDnsWorker(): Promise<void> {
         void (async () => {
           await server.close(m.graceMs);
           handler.close();
-          gate.flushDenied();
+          gate.flushLog();
           resolver.close();
           engine.close();
           store.close();

@@ -89,34 +89,35 @@ export class Gate {
     if (!decision.allow) {
       // Written after the door has answered (same turn of the event loop, before any other
       // I/O): serialising the line is not on the denied client's critical path.
-      this.deniedLines.push({
+      this.defer({
         event: 'decision', door, devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
         host: decision.host, port, decision: 'deny', reason: decision.reason,
-      });
-      if (this.deniedLines.length === 1) setImmediate(this.flushDenied);
+      }, 'egress denied');
     }
   }
 
-  private deniedLines: object[] = [];
+  private pendingLines: Array<[object, string]> = [];
 
-  /** Writes the denial lines recorded this turn (also called at shutdown). */
-  readonly flushDenied = (): void => {
-    const lines = this.deniedLines;
+  private defer(line: object, msg: string): void {
+    this.pendingLines.push([line, msg]);
+    if (this.pendingLines.length === 1) setImmediate(this.flushLog);
+  }
+
+  /** Writes the decision lines recorded this turn (also called at shutdown). */
+  readonly flushLog = (): void => {
+    const lines = this.pendingLines;
     if (lines.length === 0) return;
-    this.deniedLines = [];
-    for (const l of lines) this.log.info(l, 'egress denied');
+    this.pendingLines = [];
+    for (const [l, msg] of lines) this.log.info(l, msg);
   };
 
-  /** One line for an allowed connection or request when it ends. */
+  /** One line for an allowed connection or request when it ends (written like denials, after this turn's I/O). */
   logConnection(identity: Identity, door: Door, decision: Decision, port: number, bytesOut: number, bytesIn: number, durationMs: number, error?: string): void {
-    this.log.info(
-      {
-        event: 'decision', door, devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
-        policy_version: decision.policyVersion, host: decision.host, port, decision: 'allow', reason: decision.reason,
-        matched: decision.matched, bytes_out: bytesOut, bytes_in: bytesIn, duration_ms: Math.round(durationMs * 1000) / 1000,
-        ...(error ? { error } : {}),
-      },
-      'egress connection closed',
-    );
+    this.defer({
+      event: 'decision', door, devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
+      policy_version: decision.policyVersion, host: decision.host, port, decision: 'allow', reason: decision.reason,
+      matched: decision.matched, bytes_out: bytesOut, bytes_in: bytesIn, duration_ms: Math.round(durationMs * 1000) / 1000,
+      ...(error ? { error } : {}),
+    }, 'egress connection closed');
   }
 }
