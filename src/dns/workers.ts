@@ -48,6 +48,8 @@ export interface DnsWorkers {
 export async function startDnsWorkers(config: GatewayConfig, at: HostPort, engine: PolicyEngine, log: Logger): Promise<DnsWorkers> {
   const n = config.dnsWorkers;
   const workers = new Set<Worker>();
+  /** Workers past start-up (they listen for 'shutdown'; one still starting is sent SIGTERM). */
+  const ready = new Set<Worker>();
   let closing = false;
   let nextId = 1;
   const waiting = new Map<number, { got: unknown[][]; left: number; done: (m: unknown[][]) => void }>();
@@ -56,16 +58,23 @@ export async function startDnsWorkers(config: GatewayConfig, at: HostPort, engin
   const portKnown = new Promise<number>((resolve, reject) => {
     firstPort = resolve;
     firstFail = reject;
+    setTimeout(() => reject(new Error('no DNS worker came up within 30 s')), 30_000).unref();
   });
+  /** Exits of workers that had run less than a minute: past 5 in a row, stop restarting. */
+  let quickExits = 0;
 
   cluster.setupPrimary({ exec: ENTRY, execArgv: process.execArgv, args: [], silent: false });
   const spawn = (): void => {
     const w = cluster.fork({ EGRESS_DNS_WORKER_CONFIG: JSON.stringify(config), EGRESS_DNS_WORKER_AT: JSON.stringify(at) });
+    const born = Date.now();
     workers.add(w);
     w.on('message', (m: WorkerMessage) => {
       if (m === null || typeof m !== 'object') return;
       if (m.egw === 'learn') engine.learned.learnUntil(m.devbox, m.name, [m.ip], m.expiresAt);
-      else if (m.egw === 'listening') firstPort?.(m.port);
+      else if (m.egw === 'listening') {
+        ready.add(w);
+        firstPort?.(m.port);
+      }
       else if (m.egw === 'failed') {
         closing = true;
         for (const other of workers) other.process.kill('SIGKILL');
@@ -81,7 +90,13 @@ export async function startDnsWorkers(config: GatewayConfig, at: HostPort, engin
     });
     w.on('exit', (code, signal) => {
       workers.delete(w);
+      ready.delete(w);
       if (closing) return;
+      quickExits = Date.now() - born < 60_000 ? quickExits + 1 : 0;
+      if (quickExits > 5) {
+        log.error({ event: 'dns_worker_exit', code, signal, workers: workers.size }, 'DNS workers keep exiting; not starting more');
+        return;
+      }
       log.error({ event: 'dns_worker_exit', code, signal }, 'a DNS worker exited; starting another');
       setTimeout(() => {
         if (!closing) spawn();
@@ -118,7 +133,8 @@ export async function startDnsWorkers(config: GatewayConfig, at: HostPort, engin
       const exits = [...workers].map((w) => new Promise<void>((r) => {
         if (!w.isConnected() && w.isDead()) return r();
         w.once('exit', () => r());
-        w.send({ egw: 'shutdown', graceMs } satisfies MainMessage, undefined, undefined, () => {});
+        if (ready.has(w)) w.send({ egw: 'shutdown', graceMs } satisfies MainMessage, undefined, undefined, () => {});
+        else w.process.kill('SIGTERM');
       }));
       const timer = setTimeout(() => {
         for (const w of workers) w.process.kill('SIGKILL');
@@ -136,46 +152,26 @@ export async function runDnsWorker(): Promise<void> {
   const send = (m: WorkerMessage) => process.send?.(m);
   // One write per line: several processes share stdout.
   const log = pino({ level: config.logLevel, base: { service: 'egress-gateway', dns_worker: process.pid } }, pino.destination({ dest: 1, sync: true }));
+  // Listening from the first moment: a shutdown can arrive while this worker is still starting.
+  let running: { onMessage(m: MainMessage): void; stop(graceMs: number): Promise<void> } | null = null;
+  let stopAsked: number | null = null;
+  const stop = (graceMs: number) => {
+    log.info({ event: 'dns_worker_stopping' }, 'DNS worker stopping');
+    void (running?.stop(graceMs) ?? Promise.resolve()).finally(() => process.exit(0));
+  };
+  process.on('message', (m: MainMessage) => {
+    if (m === null || typeof m !== 'object') return;
+    if (m.egw === 'shutdown') {
+      if (running !== null) stop(m.graceMs);
+      else stopAsked = m.graceMs;
+    } else running?.onMessage(m);
+  });
+  // The main process going away takes its workers with it.
+  process.on('disconnect', () => process.exit(0));
   try {
-    const { openStore } = await import('../store/index.js');
-    const { PolicyEngine } = await import('../policy/engine.js');
-    const { Gate } = await import('../egress/gate.js');
-    const { createResolver } = await import('./index.js');
-    const { DnsHandler } = await import('./handler.js');
-    const { startDnsServer } = await import('./server.js');
-    const { registry } = await import('../metrics.js');
-    const store: Store = openStore(config.db);
-    const engine = new PolicyEngine(store, {
-      toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
-      allowPrivate: config.allowPrivate,
-      tunnelDomain: config.tunnelDomain,
-    });
-    // Written before the answer is sent (the handler learns, then the server sends).
-    engine.learned.onLearn = (devbox, name, ip, expiresAt) => send({ egw: 'learn', devbox, name, ip, expiresAt });
-    const dnsLog = log.child({ door: 'dns' });
-    const resolver = createResolver(config, dnsLog);
-    const gate = new Gate(engine, resolver, dnsLog);
-    const handler = new DnsHandler({ config, engine, gate, resolver, log: dnsLog });
-    const server = await startDnsServer(handler, at, dnsLog, { transports: 'udp' });
-    process.on('message', (m: MainMessage) => {
-      if (m === null || typeof m !== 'object') return;
-      if (m.egw === 'changed') store.refresh();
-      else if (m.egw === 'metrics?') void registry.getMetricsAsJSON().then((metrics) => send({ egw: 'metrics', id: m.id, metrics }));
-      else if (m.egw === 'shutdown') {
-        void (async () => {
-          await server.close(m.graceMs);
-          handler.close();
-          gate.flushLog();
-          resolver.close();
-          engine.close();
-          store.close();
-          process.exit(0);
-        })();
-      }
-    });
-    // The main process going away takes its workers with it.
-    process.on('disconnect', () => process.exit(0));
-    send({ egw: 'listening', port: server.address.port });
+    running = await startWorkerDoor(config, at, log, send);
+    if (stopAsked !== null) return stop(stopAsked);
+    send({ egw: 'listening', port: at.port });
   } catch (e) {
     const cause = (e as { cause?: NodeJS.ErrnoException }).cause ?? (e as NodeJS.ErrnoException);
     send({ egw: 'failed', message: (e as Error).message, code: cause.code ?? null });
@@ -183,4 +179,41 @@ export async function runDnsWorker(): Promise<void> {
     process.exitCode = 1;
     setTimeout(() => process.exit(1), 100);
   }
+}
+
+async function startWorkerDoor(config: GatewayConfig, at: HostPort, log: Logger, send: (m: WorkerMessage) => void) {
+  const { openStore } = await import('../store/index.js');
+  const { PolicyEngine } = await import('../policy/engine.js');
+  const { Gate } = await import('../egress/gate.js');
+  const { createResolver } = await import('./index.js');
+  const { DnsHandler } = await import('./handler.js');
+  const { startDnsServer } = await import('./server.js');
+  const { registry } = await import('../metrics.js');
+  const store: Store = openStore(config.db);
+  const engine = new PolicyEngine(store, {
+    toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
+    allowPrivate: config.allowPrivate,
+    tunnelDomain: config.tunnelDomain,
+  });
+  // Written before the answer is sent (the handler learns, then the server sends).
+  engine.learned.onLearn = (devbox, name, ip, expiresAt) => send({ egw: 'learn', devbox, name, ip, expiresAt });
+  const dnsLog = log.child({ door: 'dns' });
+  const resolver = createResolver(config, dnsLog);
+  const gate = new Gate(engine, resolver, dnsLog);
+  const handler = new DnsHandler({ config, engine, gate, resolver, log: dnsLog });
+  const server = await startDnsServer(handler, at, dnsLog, { transports: 'udp' });
+  return {
+    onMessage(m: MainMessage): void {
+      if (m.egw === 'changed') store.refresh();
+      else if (m.egw === 'metrics?') void registry.getMetricsAsJSON().then((metrics) => send({ egw: 'metrics', id: m.id, metrics }));
+    },
+    async stop(graceMs: number): Promise<void> {
+      await server.close(graceMs);
+      handler.close();
+      gate.flushLog();
+      resolver.close();
+      engine.close();
+      store.close();
+    },
+  };
 }

@@ -6,6 +6,7 @@
  * - every address a worker hands a devbox is admitted for that devbox's IP-literal CONNECT
  *   through the main process at once (no race between the answer and the connection);
  * - a policy change reaches the workers within a second;
+ * - a worker that dies is replaced, and DNS keeps being answered;
  * - /metrics counts the workers' queries, as one valid exposition;
  * - SIGTERM stops the workers with the main process.
  * The gateway runs as the real CLI (workers are forked processes).
@@ -166,6 +167,23 @@ describe('DNS workers', { timeout: 60_000 }, () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(last).toContain('status: NXDOMAIN');
+  });
+
+  it('replace a worker that dies, and keep answering meanwhile', async () => {
+    const before = workerPids();
+    expect(before).toHaveLength(2);
+    process.kill(before[0]!, 'SIGKILL');
+    expect((await dig(ports.dns, '127.0.0.2', 'other.test', '+short')).trim()).toBe('');
+    const end = Date.now() + 10_000;
+    let now = workerPids();
+    while ((now.length < 2 || now.includes(before[0]!)) && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 100));
+      now = workerPids();
+    }
+    expect(now).toHaveLength(2);
+    expect(now).not.toContain(before[0]);
+    const answers = await Promise.all(Array.from({ length: 6 }, () => dig(ports.dns, '127.0.0.2', 'allowed.test')));
+    for (const a of answers) expect(a).toContain('status: NXDOMAIN'); // the policy now allows other.test only
   });
 
   it('stop with the main process on SIGTERM', async () => {
