@@ -15,6 +15,7 @@ import type { Identity } from '../policy/engine.js';
 import type { TrackedConnection } from '../egress/tracker.js';
 import { bytesTotal, upstreamConnectErrors } from '../metrics.js';
 import { endSocket, rawDenial, rawError, sendDenial, sendError } from './denial.js';
+import { parseResponseHead } from './http-framing.js';
 import { Tunnel } from './tunnel.js';
 import type { Admission } from '../egress/gate.js';
 
@@ -255,52 +256,6 @@ export class HttpForwarder {
   }
 }
 
-/** The head of an origin's response, parsed just enough to relay it. */
-interface ResponseHead {
-  status: number;
-  /** Offset just past the head's blank line. */
-  end: number;
-  /** Content-Length, when the body is framed by one (no Transfer-Encoding). */
-  contentLength: number | null;
-}
-
-const STATUS_LINE = /^HTTP\/1\.[01] ([1-9]\d\d)(?: [^\x00-\x08\x0a-\x1f\x7f]*)?$/;
-const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*$/;
-
-/**
- * The response head starting at `from` in buf: 'incomplete' (need more bytes, still within
- * `max` bytes of the stream's start), 'malformed' (bad syntax, or no end within `max`).
- */
-export function parseResponseHead(buf: Buffer, from: number, max: number): ResponseHead | 'incomplete' | 'malformed' {
-  const prefix = Math.min(buf.length - from, 5);
-  if (buf.toString('latin1', from, from + prefix) !== 'HTTP/'.slice(0, prefix)) return 'malformed';
-  const blank = buf.indexOf('\r\n\r\n', from, 'latin1');
-  if (blank < 0) return buf.length > max ? 'malformed' : 'incomplete';
-  const end = blank + 4;
-  if (end > max) return 'malformed';
-  const lines = buf.toString('latin1', from, blank).split('\r\n');
-  const m = STATUS_LINE.exec(lines[0]!);
-  if (m === null) return 'malformed';
-  let contentLength: number | null = null;
-  let chunked = false;
-  for (let i = 1; i < lines.length; i++) {
-    const h = HEADER_LINE.exec(lines[i]!);
-    if (h === null) return 'malformed';
-    const name = h[1]!.toLowerCase();
-    if (name === 'transfer-encoding') chunked = true;
-    else if (name === 'content-length') {
-      for (const v of h[2]!.split(',')) {
-        const text = v.trim();
-        if (!/^\d{1,15}$/.test(text)) return 'malformed';
-        const n = Number(text);
-        if (contentLength !== null && contentLength !== n) return 'malformed';
-        contentLength = n;
-      }
-    }
-  }
-  return { status: Number(m[1]), end, contentLength: chunked ? null : contentLength };
-}
-
 /**
  * After an upgrade request went upstream: reads the origin's answer (heads bounded by
  * maxHeaderBytes, within headerTimeoutMs) while the client's bytes stay unread. `101` →
@@ -374,7 +329,7 @@ function awaitUpgradeAnswer(ctx: DoorContext, tunnel: Tunnel, clientHead: Buffer
       clearTimeout(timer);
       up.end();
       const noBody = headRequest || r.status === 204 || r.status === 304;
-      bodyLeft = noBody ? 0 : (r.contentLength ?? Infinity);
+      bodyLeft = noBody ? 0 : typeof r.length === 'number' ? r.length : Infinity;
       const headBytes = buf.subarray(0, r.end);
       client.setTimeout(ctx.config.idleTimeoutMs, () => tunnel.close('idle_timeout'));
       if (bodyLeft === 0) {

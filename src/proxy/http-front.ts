@@ -108,7 +108,6 @@ interface Exchange {
   decision: Decision;
   request: RequestHead;
   path: string;
-  hostHeader: string;
   address: string;
   port: number;
   started: number;
@@ -162,8 +161,24 @@ class FrontConnection {
       if (this.buf.length > this.front.ctx.config.maxHeaderBytes) this.socket.pause();
       return;
     }
-    this.nextRequest();
+    this.guarded(() => this.nextRequest());
   };
+
+  /** Runs a step from an event: a bug in it ends this connection (logged), never the process. */
+  private guarded(step: () => void): void {
+    try {
+      step();
+    } catch (e) {
+      this.front.ctx.log.error({ err: e, door: this.front.door }, 'HTTP front failed');
+      const x = this.x;
+      if (x !== null) {
+        x.upstream?.destroy();
+        this.finish(x, 'internal_error');
+      }
+      this.gone = true;
+      this.socket.destroy();
+    }
+  }
 
   private readonly onEnd = (): void => {
     this.clientEnded = true;
@@ -309,7 +324,7 @@ class FrontConnection {
     if (this.gone) return;
     if (this.socket.isPaused()) this.socket.resume();
     // Pipelined requests: the next one on a later turn (no recursion through a burst).
-    if (this.buf !== null) setImmediate(() => this.nextRequest());
+    if (this.buf !== null) setImmediate(() => this.guarded(() => this.nextRequest()));
   }
 
   // ── one request ──────────────────────────────────────────────────────────────
@@ -340,7 +355,7 @@ class FrontConnection {
       a.then(
         (adm) => {
           this.x = null;
-          if (!this.gone) this.admitted(r, identity, target.host, target.port, target.path, target.hostHeader, adm);
+          if (!this.gone) this.guarded(() => this.admitted(r, identity, target.host, target.port, target.path, adm));
         },
         (e: unknown) => {
           this.x = null;
@@ -350,10 +365,10 @@ class FrontConnection {
       );
       return;
     }
-    this.admitted(r, identity, target.host, target.port, target.path, target.hostHeader, a);
+    this.admitted(r, identity, target.host, target.port, target.path, a);
   }
 
-  private admitted(r: RequestHead, identity: Identity, host: string, port: number, path: string, hostHeader: string, a: Admission): void {
+  private admitted(r: RequestHead, identity: Identity, host: string, port: number, path: string, a: Admission): void {
     const { ctx, door } = this.front;
     if (!a.ok) {
       if (a.error === 'denied') this.reply(403, denialBody(a.decision, port), [DENIED_REASON_HEADER, a.decision.reason], r.close);
@@ -366,7 +381,7 @@ class FrontConnection {
       return;
     }
     const x: Exchange = {
-      flight, decision: a.decision, request: r, path, hostHeader, address: a.address, port, started: performance.now(),
+      flight, decision: a.decision, request: r, path, address: a.address, port, started: performance.now(),
       upstream: null, reused: false, outBase: 0, inBase: 0, head: null, headBuf: null, left: null, chunks: null, reusable: true, done: false,
     };
     this.x = x;
@@ -383,12 +398,12 @@ class FrontConnection {
     dial(x.address, x.port, ctx.config.connectTimeoutMs, door).then(
       (s) => {
         if (x.done) s.destroy();
-        else this.send(x, s);
+        else this.guarded(() => this.send(x, s));
       },
       (e: unknown) => {
         if (x.done) return;
         const err = e instanceof DialError ? e : new DialError('ERROR', 502);
-        this.fail(x, err.code, err.status);
+        this.guarded(() => this.fail(x, err.code, err.status));
       },
     );
   }
@@ -426,11 +441,7 @@ class FrontConnection {
   private readonly onUpData = (chunk: Buffer): void => {
     const x = this.x;
     if (x === null || x.done) return;
-    if (x.head === null) {
-      this.readHead(x, chunk);
-      return;
-    }
-    this.relay(x, chunk);
+    this.guarded(() => (x.head === null ? this.readHead(x, chunk) : this.relay(x, chunk)));
   };
 
   private readHead(x: Exchange, chunk: Buffer): void {
