@@ -4,7 +4,7 @@
  */
 import type { Logger } from 'pino';
 import { ConfigError, type GatewayConfig, type HostPort, formatHostPort } from './config.js';
-import { PolicyEngine } from './policy/engine.js';
+import { PolicyEngine, engineOptions } from './policy/engine.js';
 import { Gate } from './egress/gate.js';
 import { ConnectionTracker } from './egress/tracker.js';
 import { SourceLimiter } from './egress/source-limit.js';
@@ -33,11 +33,7 @@ type Starter = (ctx: DoorContext, at: HostPort) => Promise<RunningDoor>;
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
   const store = openStore(config.db);
   const createdToken = store.ensureTokens(config.apiTokens);
-  const engine = new PolicyEngine(store, {
-    toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
-    allowPrivate: config.allowPrivate,
-    tunnelDomain: config.tunnelDomain,
-  });
+  const engine = new PolicyEngine(store, engineOptions(config));
   const resolver = createResolver(config, log);
   const gate = new Gate(engine, resolver, log);
   const tracker = new ConnectionTracker(engine, config.maxConnectionsPerDevbox);

@@ -201,17 +201,22 @@ export const devboxView = {
   required: ['id', 'name', 'status', 'create_time_ms', 'end_time_ms', 'launch_parameters', 'metadata', 'network', 'tunnel_key'],
 } as const;
 
+/** Fields a devbox create and update both take. */
+const devboxEditable = {
+  name: nullable({ type: 'string', maxLength: MAX_NAME_LENGTH }),
+  metadata: nullable(metadata),
+  launch_parameters: nullable({
+    type: 'object',
+    additionalProperties: false,
+    properties: { network_policy_id: nullable({ type: 'string' }) },
+  }),
+} as const;
+
 export const devboxCreateBody = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    name: nullable({ type: 'string', maxLength: MAX_NAME_LENGTH }),
-    metadata: nullable(metadata),
-    launch_parameters: nullable({
-      type: 'object',
-      additionalProperties: false,
-      properties: { network_policy_id: nullable({ type: 'string' }) },
-    }),
+    ...devboxEditable,
     network: nullable({
       type: 'object',
       additionalProperties: false,
@@ -224,15 +229,7 @@ export const devboxUpdateBody = {
   type: 'object',
   additionalProperties: false,
   description: 'Omitted or null name/metadata keep their values; launch_parameters.network_policy_id null detaches the policy.',
-  properties: {
-    name: nullable({ type: 'string', maxLength: MAX_NAME_LENGTH }),
-    metadata: nullable(metadata),
-    launch_parameters: nullable({
-      type: 'object',
-      additionalProperties: false,
-      properties: { network_policy_id: nullable({ type: 'string' }) },
-    }),
-  },
+  properties: devboxEditable,
 } as const;
 
 export const devboxListQuery = {

@@ -9,7 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import { loadConfig } from '../config.js';
-import { PolicyEngine } from '../policy/engine.js';
+import { PolicyEngine, engineOptions } from '../policy/engine.js';
 import type { Decision } from '../policy/decision.js';
 import type { PolicySource } from '../policy/source.js';
 import { MemorySource } from '../policy/memory-source.js';
@@ -69,11 +69,7 @@ async function runCheck(flags: Map<string, string[]>, positional: string[]): Pro
   const devboxArg = flags.get('devbox')?.at(-1) ?? null;
   if (policyArg === null && devboxArg === null) throw new UsageError('give --policy npol_… (or a policy file), or --devbox dbx_…');
   const config = loadConfig(flags);
-  const opts = {
-    toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
-    allowPrivate: config.allowPrivate,
-    tunnelDomain: config.tunnelDomain,
-  };
+  const opts = engineOptions(config);
 
   let source: PolicySource & { close?: () => void };
   let policyId: string | null;

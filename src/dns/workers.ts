@@ -183,18 +183,14 @@ export async function runDnsWorker(): Promise<void> {
 
 async function startWorkerDoor(config: GatewayConfig, at: HostPort, log: Logger, send: (m: WorkerMessage) => void) {
   const { openStore } = await import('../store/index.js');
-  const { PolicyEngine } = await import('../policy/engine.js');
+  const { PolicyEngine, engineOptions } = await import('../policy/engine.js');
   const { Gate } = await import('../egress/gate.js');
   const { createResolver } = await import('./index.js');
   const { DnsHandler } = await import('./handler.js');
   const { startDnsServer } = await import('./server.js');
   const { registry } = await import('../metrics.js');
   const store: Store = openStore(config.db);
-  const engine = new PolicyEngine(store, {
-    toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
-    allowPrivate: config.allowPrivate,
-    tunnelDomain: config.tunnelDomain,
-  });
+  const engine = new PolicyEngine(store, engineOptions(config));
   // Written before the answer is sent (the handler learns, then the server sends).
   engine.learned.onLearn = (devbox, name, ip, expiresAt) => send({ egw: 'learn', devbox, name, ip, expiresAt });
   const dnsLog = log.child({ door: 'dns' });

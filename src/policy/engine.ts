@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Devbox } from './model.js';
 import type { PolicySource, SourceChange } from './source.js';
+import type { GatewayConfig } from '../config.js';
 import { CompiledPolicy, DECISION_CACHE_MAX, NO_MATCH, type ToggleHosts } from './compiler.js';
 import { type Decision, type Door, denial } from './decision.js';
 import { SCAN_OK, hostScan, normalizeHost, scanHost } from './hostname.js';
@@ -48,6 +49,15 @@ const EMPTY_ACCOUNT: AccountIndex = { addresses: new Set(), tunnelKeys: new Set(
 
 export function hashPassword(password: string): string {
   return createHash('sha256').update(password).digest('hex');
+}
+
+/** The engine options the gateway's settings give (serve, DNS workers and `check` alike). */
+export function engineOptions(config: Pick<GatewayConfig, 'agentGatewayHosts' | 'mcpGatewayHosts' | 'mirrorHosts' | 'allowPrivate' | 'tunnelDomain'>): EngineOptions {
+  return {
+    toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
+    allowPrivate: config.allowPrivate,
+    tunnelDomain: config.tunnelDomain,
+  };
 }
 
 export class PolicyEngine {
@@ -155,8 +165,6 @@ export class PolicyEngine {
   private decideWith(cp: CompiledPolicy, devboxId: string | null, host: string, port: number, protocol: Protocol): Decision {
     const hit = cp.cache.get(host);
     if (hit !== undefined) return hit;
-    const ipf = this.ipFacts.get(host);
-    if (ipf !== undefined) return this.decideIp(cp, devboxId, ipf, port, protocol);
     // Fast path: a plain lower-case name is already normalised, and the pass that proved
     // it also hashed it for the matcher.
     if (scanHost(host) === SCAN_OK) {
@@ -164,6 +172,8 @@ export class PolicyEngine {
       cp.cache.set(host, d);
       return d;
     }
+    const ipf = this.ipFacts.get(host);
+    if (ipf !== undefined) return this.decideIp(cp, devboxId, ipf, port, protocol);
     const n = normalizeHost(host);
     if (n.kind === 'name') {
       const d = this.decideName(cp, n.name, false);

@@ -50,7 +50,7 @@ export function sendError(res: ServerResponse, status: number, message: string, 
     res.destroy();
     return;
   }
-  const body = JSON.stringify({ error: STATUS_TEXT[status] ?? 'error', message }) + '\n';
+  const body = errorBody(status, message);
   res.writeHead(status, [
     'Content-Type', 'application/json',
     'Content-Length', String(Buffer.byteLength(body)),
@@ -75,11 +75,19 @@ export const STATUS_TEXT: Record<number, string> = {
 
 export const PROXY_AUTHENTICATE = ['Proxy-Authenticate', `Basic realm="${PROXY_REALM}"`];
 
-/** A complete HTTP/1.1 response as bytes, for sockets no longer owned by node:http. */
-export function rawResponse(status: number, body: string, headers: string[] = []): string {
+/** The JSON body of a refusal that is not a policy denial. */
+export function errorBody(status: number, message: string): string {
+  return JSON.stringify({ error: STATUS_TEXT[status] ?? 'error', message }) + '\n';
+}
+
+/**
+ * A complete HTTP/1.1 response as text, for sockets node:http does not own. `last`: the
+ * closing header lines (default `Connection: close`; the raw front keeps connections open).
+ */
+export function rawResponse(status: number, body: string, headers: string[] = [], last = 'Connection: close\r\n'): string {
   let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n`;
   for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
-  return `${head}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`;
+  return `${head}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n${last}\r\n${body}`;
 }
 
 export function rawDenial(d: Decision, port?: number): string {
@@ -87,7 +95,7 @@ export function rawDenial(d: Decision, port?: number): string {
 }
 
 export function rawError(status: number, message: string, headers: string[] = []): string {
-  return rawResponse(status, JSON.stringify({ error: STATUS_TEXT[status] ?? 'error', message }) + '\n', headers);
+  return rawResponse(status, errorBody(status, message), headers);
 }
 
 /** Writes a response on a raw socket and closes it once flushed (unread input is drained). */

@@ -22,6 +22,12 @@ export interface RequestHead {
   end: number;
 }
 
+/** Whether a comma-separated header value (Connection, …) lists `token` (lower case). */
+function hasToken(value: string, token: string): boolean {
+  for (const t of value.split(',')) if (t.trim().toLowerCase() === token) return true;
+  return false;
+}
+
 /** Methods the front forwards itself: they carry no body here (no Content-Length, no Transfer-Encoding). */
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
 
@@ -68,7 +74,7 @@ export function parseRequestHead(buf: Buffer, max: number): RequestHead | 'incom
         if (name.toLowerCase() === 'upgrade') return 'other';
         break;
       case 10:
-        if (name.toLowerCase() === 'connection' && /(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(value)) close = true;
+        if (name.toLowerCase() === 'connection' && hasToken(value, 'close')) close = true;
         break;
       case 14:
         if (name.toLowerCase() === 'content-length') return 'other';
@@ -135,8 +141,8 @@ export function parseResponseHead(buf: Buffer, from: number, max: number): Respo
         contentLength = n;
       }
     } else if (lower === 'connection') {
-      if (/(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(value)) close = true;
-      else if (/(?:^|,)[ \t]*keep-alive[ \t]*(?:,|$)/i.test(value)) close = false;
+      if (hasToken(value, 'close')) close = true;
+      else if (hasToken(value, 'keep-alive')) close = false;
     }
     headers.push(name, value);
   }

@@ -21,7 +21,7 @@ import type { TrackedConnection } from '../egress/tracker.js';
 import type { Admission } from '../egress/gate.js';
 import { bytesTotal, protocolErrors } from '../metrics.js';
 import { connectTo } from './connect.js';
-import { DENIED_REASON_HEADER, PROXY_AUTHENTICATE, STATUS_TEXT, denialBody, rawError } from './denial.js';
+import { DENIED_REASON_HEADER, PROXY_AUTHENTICATE, denialBody, errorBody, rawError, rawResponse } from './denial.js';
 import { filterHeaders } from './forward.js';
 import { ChunkedScanner, type RequestHead, type ResponseHead, parseRequestHead, parseResponseHead } from './http-framing.js';
 import { HOST_MISMATCH, denyHostMismatch, resolveRequestTarget } from './http-target.js';
@@ -278,10 +278,7 @@ class FrontConnection {
 
   /** One of the front's own answers; the connection stays open unless the client asked otherwise. */
   private reply(status: number, body: string, headers: string[] = [], close = false): void {
-    let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`;
-    for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
-    head += `Cache-Control: no-store\r\nDate: ${httpDate()}\r\n${this.connectionHeader(close)}\r\n`;
-    this.socket.write(head + body);
+    this.socket.write(rawResponse(status, body, headers, `Date: ${httpDate()}\r\n${this.connectionHeader(close)}`));
     this.requestDone(close);
   }
 
@@ -334,12 +331,12 @@ class FrontConnection {
     const t = resolveRequestTarget(r.target, r.host, r.hosts, !proxy, proxy ? 80 : this.front.originPort());
     if (!t.ok && t.status === 400) {
       protocolErrors.labels(door, t.kind ?? 'bad_request').inc();
-      this.reply(400, JSON.stringify({ error: STATUS_TEXT[400], message: t.message }) + '\n', [], true);
+      this.reply(400, errorBody(400, t.message), [], true);
       return;
     }
     const identity = proxy ? identify(ctx.engine, this.source, r.proxyAuthorization) : ctx.engine.identifyByAddress(this.source);
     if (identity === null) {
-      this.reply(407, JSON.stringify({ error: STATUS_TEXT[407], message: 'wrong proxy credentials' }) + '\n', PROXY_AUTHENTICATE, r.close);
+      this.reply(407, errorBody(407, 'wrong proxy credentials'), PROXY_AUTHENTICATE, r.close);
       return;
     }
     if (!t.ok) {
@@ -360,7 +357,7 @@ class FrontConnection {
         (e: unknown) => {
           this.x = null;
           ctx.log.error({ err: e }, 'forwarding failed');
-          if (!this.gone) this.reply(502, JSON.stringify({ error: STATUS_TEXT[502], message: 'internal error' }) + '\n', [], r.close);
+          if (!this.gone) this.reply(502, errorBody(502, 'internal error'), [], r.close);
         },
       );
       return;
@@ -372,12 +369,12 @@ class FrontConnection {
     const { ctx, door } = this.front;
     if (!a.ok) {
       if (a.error === 'denied') this.reply(403, denialBody(a.decision, port), [DENIED_REASON_HEADER, a.decision.reason], r.close);
-      else this.reply(502, JSON.stringify({ error: STATUS_TEXT[502], message: `cannot resolve ${host}: ${a.detail}` }) + '\n', [], r.close);
+      else this.reply(502, errorBody(502, `cannot resolve ${host}: ${a.detail}`), [], r.close);
       return;
     }
     const flight = new Flight(this, identity, host, port, door);
     if (!ctx.tracker.add(flight)) {
-      this.reply(503, JSON.stringify({ error: STATUS_TEXT[503], message: 'too many open connections for this devbox' }) + '\n', [], r.close);
+      this.reply(503, errorBody(503, 'too many open connections for this devbox'), [], r.close);
       return;
     }
     const x: Exchange = {
@@ -619,7 +616,7 @@ class FrontConnection {
     x.reusable = false;
     x.upstream?.destroy();
     this.finish(x, code);
-    this.reply(status, JSON.stringify({ error: STATUS_TEXT[status], message: `upstream ${x.flight.host}:${x.port}: ${message ?? code}` }) + '\n', [], x.request.close);
+    this.reply(status, errorBody(status, `upstream ${x.flight.host}:${x.port}: ${message ?? code}`), [], x.request.close);
   }
 
   /** The response went through whole. */
