@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { renderFirewall } from '../../src/cli/firewall.js';
 
 const why = netnsUnavailable();
-if (why !== null) process.stderr.write(`\n[netns] SKIPPING the sidecar proof: ${why}. It needs root and iproute2 (see README "Tests").\n\n`);
+if (why !== null) process.stderr.write(`\n[netns] SKIPPING the sidecar proof: ${why}. It needs root and iproute2 (see docs/testing.md).\n\n`);
 const suite = why === null ? describe : describe.skip;
 /** The reason shows in the test report too, not only on stderr. */
 const title = (t: string) => (why === null ? t : `${t} — SKIPPED: ${why}`);
