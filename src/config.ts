@@ -57,6 +57,18 @@ export interface GatewayConfig {
   headerTimeoutMs: number;
   maxHeaderBytes: number;
   maxConnectionsPerDevbox: number;
+  maxClientConnections: number;
+  upstreamPoolMax: number;
+  upstreamPoolPerDevbox: number;
+  upstreamPoolIdleMs: number;
+  dnsTcpMax: number;
+  dnsTcpPerDevbox: number;
+  maxPoliciesPerAccount: number;
+  maxEntriesPerPolicy: number;
+  maxEntriesPerAccount: number;
+  maxDevboxesPerAccount: number;
+  maxAddressesPerAccount: number;
+  apiPageBytes: number;
   shutdownGraceMs: number;
 }
 
@@ -117,6 +129,18 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'headerTimeoutMs', flag: 'header-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'time a client has to send request headers or a handshake' },
   { key: 'maxHeaderBytes', flag: 'max-header-bytes', kind: { t: 'int', min: 1024, max: 1_048_576 }, def: () => 32_768, help: 'largest request head accepted' },
   { key: 'maxConnectionsPerDevbox', flag: 'max-connections-per-devbox', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 1024, help: 'concurrent connections per devbox' },
+  { key: 'maxClientConnections', flag: 'max-client-connections', kind: { t: 'int', min: 0, max: 10_000_000 }, def: () => 0, help: 'client sockets across the TCP doors (0: derived from the open-file limit, see docs/operations.md)' },
+  { key: 'upstreamPoolMax', flag: 'upstream-pool-max', kind: { t: 'int', min: 0, max: 1_000_000 }, def: () => 0, help: 'idle keep-alive sockets to origins in all (0: derived from the open-file limit, at most 1024)' },
+  { key: 'upstreamPoolPerDevbox', flag: 'upstream-pool-per-devbox', kind: { t: 'int', min: 0, max: 1_000_000 }, def: () => 32, help: 'idle keep-alive sockets to origins one devbox may hold' },
+  { key: 'upstreamPoolIdleMs', flag: 'upstream-pool-idle-ms', kind: { t: 'int', min: 100, max: 600_000 }, def: () => 15_000, help: 'how long an idle keep-alive socket to an origin is kept' },
+  { key: 'dnsTcpMax', flag: 'dns-tcp-max', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 1024, help: 'DNS-over-TCP connections from devboxes in all (lowered to fit the open-file limit)' },
+  { key: 'dnsTcpPerDevbox', flag: 'dns-tcp-per-devbox', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 64, help: 'DNS-over-TCP connections one devbox may hold (all its addresses together)' },
+  { key: 'maxPoliciesPerAccount', flag: 'max-policies-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 1000, help: 'network policies one account may hold' },
+  { key: 'maxEntriesPerPolicy', flag: 'max-entries-per-policy', kind: { t: 'int', min: 1, max: 20_000 }, def: () => 10_000, help: 'allowed_hostnames plus allowed_cidrs entries in one policy' },
+  { key: 'maxEntriesPerAccount', flag: 'max-entries-per-account', kind: { t: 'int', min: 1, max: 100_000_000 }, def: () => 100_000, help: 'allowed_hostnames plus allowed_cidrs entries over all of one account\'s policies' },
+  { key: 'maxDevboxesPerAccount', flag: 'max-devboxes-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 1000, help: 'running devboxes one account may have registered' },
+  { key: 'maxAddressesPerAccount', flag: 'max-addresses-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 4096, help: 'source addresses over all of one account\'s running devboxes' },
+  { key: 'apiPageBytes', flag: 'api-page-bytes', kind: { t: 'int', min: 65_536, max: 268_435_456 }, def: () => 4 * 1024 * 1024, help: 'byte budget of one list page (a page stops early, with has_more, when the next item would pass it)' },
   { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', kind: { t: 'int', min: 0, max: 600_000 }, def: () => 10_000, help: 'how long shutdown waits for connections to drain' },
 ];
 

@@ -6,6 +6,8 @@ import type { Gate } from './egress/gate.js';
 import type { ConnectionTracker } from './egress/tracker.js';
 import type { Resolver } from './dns/resolver.js';
 import type { SourceLimiter } from './egress/source-limit.js';
+import type { UpstreamPool } from './proxy/upstream-pool.js';
+import type { FairShare } from './egress/fair-share.js';
 
 export interface DoorContext {
   config: GatewayConfig;
@@ -15,6 +17,10 @@ export interface DoorContext {
   resolver: Resolver;
   /** Client sockets per source address, taken at accept by every TCP door. */
   sourceLimit: SourceLimiter;
+  /** Idle keep-alive sockets to origins, shared by the HTTP doors (global cap, per-devbox share). */
+  upstreamPool: UpstreamPool;
+  /** DNS-over-TCP connections (global cap, per-devbox share). */
+  dnsTcp: FairShare;
   log: Logger;
   /** Metrics of other processes of this gateway (DNS workers), to merge into /metrics. */
   workerMetrics?: () => Promise<unknown[][]>;

@@ -8,6 +8,8 @@ import { PolicyEngine, engineOptions } from './policy/engine.js';
 import { Gate } from './egress/gate.js';
 import { ConnectionTracker } from './egress/tracker.js';
 import { SourceLimiter } from './egress/source-limit.js';
+import { FairShare, fdBudget } from './egress/fair-share.js';
+import { UpstreamPool } from './proxy/upstream-pool.js';
 import { type DoorContext, type RunningDoor, listenError } from './door.js';
 import { openStore, type Store } from './store/index.js';
 import { startApi } from './api/index.js';
@@ -37,9 +39,16 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const resolver = createResolver(config, log);
   const gate = new Gate(engine, resolver, log);
   const tracker = new ConnectionTracker(engine, config.maxConnectionsPerDevbox);
+  // Every cap below the open-file limit, so overload is refused, never EMFILE.
+  const budget = fdBudget(config);
+  log.info({ event: 'fd_budget', ...budget }, `open-file limit ${budget.nofile ?? 'unknown'}: up to ${budget.clients} client sockets, ${budget.upstreamIdle} idle upstream sockets, ${budget.dnsTcp} DNS TCP connections`);
+  const tenantOf = (source: string) => engine.identifyByAddress(source).devboxId ?? `src:${source}`;
   // Every tunnel holds one client socket; allow as many again for idle keep-alives and handshakes.
-  const sourceLimit = new SourceLimiter(2 * config.maxConnectionsPerDevbox);
-  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, log };
+  const clients = new FairShare('clients', budget.clients, Math.min(2 * config.maxConnectionsPerDevbox, budget.clients));
+  const sourceLimit = new SourceLimiter(clients, tenantOf);
+  const upstreamPool = new UpstreamPool(256, config.upstreamPoolIdleMs, budget.upstreamIdle, Math.min(config.upstreamPoolPerDevbox, budget.upstreamIdle));
+  const dnsTcp = new FairShare('dns_tcp', budget.dnsTcp, Math.min(config.dnsTcpPerDevbox, budget.dnsTcp));
+  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, upstreamPool, dnsTcp, log };
 
   const running: RunningDoor[] = [];
   let workers: DnsWorkers | null = null;
@@ -72,6 +81,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const closeAll = async (graceMs: number) => {
     await Promise.allSettled([...running.map((d) => d.close(graceMs)), (workers as DnsWorkers | null)?.close(graceMs)]);
     tracker.closeAll();
+    upstreamPool.close();
     gate.flushLog();
     tracker.dispose();
     engine.close();

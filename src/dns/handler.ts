@@ -31,7 +31,7 @@ export interface HandlerDeps {
   allowLogEvery?: number;
 }
 
-/** Fixed one-second windows per source address; the table is emptied every window. */
+/** Fixed one-second windows per devbox (or source address); the table is emptied every window. */
 class RateLimiter {
   private window = -1;
   private readonly counts = new Map<string, number>();
@@ -159,12 +159,13 @@ export class DnsHandler {
       return null;
     }
     const now = TIME_ORIGIN + started;
-    if (!this.limiter.allow(source, now)) {
+    const identity = this.deps.engine.identifyByAddress(source);
+    // Per devbox, all its addresses together (else per source address).
+    if (!this.limiter.allow(identity.devboxId ?? source, now)) {
       dnsMetrics.query('rate_limited', 'none', 'REFUSED');
-      if (this.throttle.ok('rate_limited', now)) this.deps.log.warn({ event: 'dns_rate_limited', source }, 'DNS client over its query rate; answering REFUSED');
+      if (this.throttle.ok('rate_limited', now)) this.deps.log.warn({ event: 'dns_rate_limited', source, devbox: identity.devboxId }, 'DNS client over its query rate; answering REFUSED');
       return this.refusedQuickly(msg);
     }
-    const identity = this.deps.engine.identifyByAddress(source);
     if (identity.devboxId === null) {
       dnsMetrics.query('unknown_client', 'none', 'REFUSED');
       if (this.throttle.ok('unknown_client', now)) this.deps.log.info({ event: 'dns_unknown_client', source }, 'DNS query from an unknown client refused');

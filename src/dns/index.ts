@@ -26,6 +26,8 @@ export async function startDnsDoor(ctx: DoorContext, at: HostPort, transports: '
   if (ctx.config.upstreamDns.length === 0) log.warn({ event: 'dns_no_upstreams' }, 'no upstream DNS servers (--upstream-dns): allowed names will get SERVFAIL');
   const server = await startDnsServer(handler, at, log, {
     isKnownClient: (source) => ctx.engine.identifyByAddress(source).devboxId !== null,
+    knownShare: ctx.dnsTcp,
+    tenantOf: (source) => ctx.engine.identifyByAddress(source).devboxId ?? `src:${source}`,
     transports,
   });
   return {

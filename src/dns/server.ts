@@ -20,6 +20,13 @@ export interface DnsServerOptions {
   /** Open TCP connections in all, and per source address. */
   maxTcpConnections?: number;
   maxTcpPerClient?: number;
+  /**
+   * Known clients' connections, counted per devbox (all its addresses together) against a
+   * global cap; when given, replaces maxTcpConnections/maxTcpPerClient for known clients.
+   */
+  knownShare?: { take(tenant: string): boolean; release(tenant: string): void };
+  /** The tenant key of a known client's source address (its devbox). */
+  tenantOf?: (source: string) => string;
   /** Queries in flight on one TCP connection before reading pauses. */
   maxTcpPipeline?: number;
   /**
@@ -48,7 +55,7 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
   const maxPerClient = opts.maxTcpPerClient ?? 64;
   const maxPipeline = opts.maxTcpPipeline ?? 64;
   const isKnown = opts.isKnownClient ?? (() => true);
-  const known: Pool = { conns: 0, max: maxConns, perClient: new Map(), maxPerClient };
+  const known: Pool = { conns: 0, max: maxConns, perClient: new Map(), maxPerClient, share: opts.knownShare, tenantOf: opts.tenantOf };
   const unknown: Pool = { conns: 0, max: opts.maxUnknownTcpConnections ?? 64, perClient: new Map(), maxPerClient: opts.maxUnknownTcpPerClient ?? 2 };
 
   // ── UDP ───────────────────────────────────────────────────────────────────
@@ -99,7 +106,8 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
   const tcp = net.createServer((sock) => {
     const source = (sock.remoteAddress ?? '').replace(/^::ffff:/, '');
     const pool = isKnown(source) ? known : unknown;
-    if (!take(pool, source)) {
+    const slot = take(pool, source);
+    if (slot === null) {
       protocolErrors.labels('dns', 'tcp_connection_limit').inc();
       sock.destroy();
       return;
@@ -178,7 +186,7 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
     sock.on('close', () => {
       conns.delete(sock);
       activeConnections.labels('dns').dec();
-      release(pool, source);
+      release(pool, slot);
     });
   });
   tcp.on('error', (err) => log.warn({ event: 'dns_tcp_error', err: err.message }, 'DNS TCP server error'));
@@ -229,21 +237,30 @@ interface Pool {
   max: number;
   perClient: Map<string, number>;
   maxPerClient: number;
+  /** Counted per tenant in a shared FairShare instead of the counts above. */
+  share?: { take(tenant: string): boolean; release(tenant: string): void };
+  tenantOf?: (source: string) => string;
 }
 
-function take(pool: Pool, source: string): boolean {
+/** Takes a connection slot; returns the key to release it with, or null when over a cap. */
+function take(pool: Pool, source: string): string | null {
+  if (pool.share) {
+    const tenant = pool.tenantOf ? pool.tenantOf(source) : source;
+    return pool.share.take(tenant) ? tenant : null;
+  }
   const mine = (pool.perClient.get(source) ?? 0) + 1;
-  if (pool.conns >= pool.max || mine > pool.maxPerClient) return false;
+  if (pool.conns >= pool.max || mine > pool.maxPerClient) return null;
   pool.perClient.set(source, mine);
   pool.conns++;
-  return true;
+  return source;
 }
 
-function release(pool: Pool, source: string): void {
+function release(pool: Pool, key: string): void {
+  if (pool.share) return pool.share.release(key);
   pool.conns--;
-  const n = (pool.perClient.get(source) ?? 1) - 1;
-  if (n <= 0) pool.perClient.delete(source);
-  else pool.perClient.set(source, n);
+  const n = (pool.perClient.get(key) ?? 1) - 1;
+  if (n <= 0) pool.perClient.delete(key);
+  else pool.perClient.set(key, n);
 }
 
 function bindUdp(sock: dgram.Socket, port: number, host: string): Promise<void> {

@@ -27,7 +27,7 @@ import { ChunkedScanner, type RequestHead, type ResponseHead, parseRequestHead, 
 import { HOST_MISMATCH, denyHostMismatch, resolveRequestTarget } from './http-target.js';
 import { identify } from './proxy-auth.js';
 import { DialError, dial } from './tunnel.js';
-import { UpstreamPool } from './upstream-pool.js';
+import type { UpstreamPool } from './upstream-pool.js';
 
 /** Largest origin response head accepted (node's http client allows 16 KiB). */
 const MAX_RESPONSE_HEAD = 64 * 1024;
@@ -62,7 +62,7 @@ export class HttpFront {
     readonly originPort: () => number,
   ) {
     this.keepAliveMs = Math.min(ctx.config.idleTimeoutMs, 120_000);
-    this.pool = new UpstreamPool(256, ctx.config.idleTimeoutMs);
+    this.pool = ctx.upstreamPool;
     this.bytesOut = bytesTotal.labels(door, 'out');
     this.bytesIn = bytesTotal.labels(door, 'in');
   }
@@ -624,7 +624,7 @@ class FrontConnection {
     const up = x.upstream;
     if (up !== null) {
       this.detach(up);
-      if (x.reusable) this.front.pool.give(x.address, x.port, up);
+      if (x.reusable) this.front.pool.give(x.address, x.port, up, tenantKey(x.flight.identity));
       else up.destroy();
     }
     this.finish(x);
@@ -650,6 +650,11 @@ class FrontConnection {
     }
     ctx.gate.logConnection(x.flight.identity, door, x.decision, x.port, out, inn, performance.now() - x.started, error);
   }
+}
+
+/** The devbox a pooled socket is counted to (its source address when there is none). */
+function tenantKey(id: Identity): string {
+  return id.devboxId ?? `src:${id.source}`;
 }
 
 /** Marks a connection whose request waits for a DNS answer (its next bytes wait too). */

@@ -1,16 +1,23 @@
 /**
  * Idle keep-alive connections to origins, keyed by the exact address:port that was
  * checked (so a pooled socket is only ever reused for the same destination address).
- * LIFO per key, bounded, each closed after `idleMs` unused or when the origin closes it.
+ * LIFO per key, bounded per key, in all and per devbox (each idle socket is counted to
+ * the devbox whose request opened it: one devbox cannot park the gateway's descriptors),
+ * each closed after `idleMs` unused or when the origin closes it. One pool serves every
+ * HTTP door.
  */
 import type net from 'node:net';
+import { FairShare } from '../egress/fair-share.js';
 
 class Idle {
   constructor(
     readonly pool: UpstreamPool,
     readonly key: string,
     readonly sock: net.Socket,
+    readonly tenant: string,
   ) {}
+
+  counted = true;
 
   /** The origin closed, errored, sent something unasked, or the socket sat unused too long. */
   readonly drop = (): void => {
@@ -21,11 +28,17 @@ class Idle {
 
 export class UpstreamPool {
   private readonly idle = new Map<string, Idle[]>();
+  readonly share: FairShare;
 
   constructor(
     private readonly maxPerKey: number,
     private readonly idleMs: number,
-  ) {}
+    /** Idle sockets in all, and per devbox. */
+    maxIdle = 1024,
+    maxPerTenant = 32,
+  ) {
+    this.share = new FairShare('upstream_idle', maxIdle, maxPerTenant);
+  }
 
   /** A live idle socket to address:port, or null. */
   take(address: string, port: number): net.Socket | null {
@@ -40,20 +53,19 @@ export class UpstreamPool {
     }
   }
 
-  /** Keeps a socket whose last response ended cleanly (else destroys it). */
-  give(address: string, port: number, sock: net.Socket): void {
+  /** Keeps a socket whose last response ended cleanly, counted to `tenant` (else destroys it). */
+  give(address: string, port: number, sock: net.Socket, tenant: string): void {
     if (sock.destroyed || sock.readyState !== 'open') {
       sock.destroy();
       return;
     }
     const key = `${address}:${port}`;
-    let list = this.idle.get(key);
-    if (list === undefined) this.idle.set(key, (list = []));
-    if (list.length >= this.maxPerKey) {
+    const list = this.idle.get(key);
+    if ((list !== undefined && list.length >= this.maxPerKey) || !this.share.take(tenant)) {
       sock.destroy();
       return;
     }
-    const e = new Idle(this, key, sock);
+    const e = new Idle(this, key, sock, tenant);
     sock.on('data', e.drop);
     sock.on('end', e.drop);
     sock.on('error', e.drop);
@@ -62,7 +74,8 @@ export class UpstreamPool {
     sock.on('timeout', e.drop);
     sock.setTimeout(this.idleMs);
     if (sock.isPaused()) sock.resume();
-    list.push(e);
+    if (list === undefined) this.idle.set(key, [e]);
+    else list.push(e);
   }
 
   forget(e: Idle): void {
@@ -75,6 +88,10 @@ export class UpstreamPool {
   }
 
   private detach(e: Idle): void {
+    if (e.counted) {
+      e.counted = false;
+      this.share.release(e.tenant);
+    }
     e.sock.off('data', e.drop);
     e.sock.off('end', e.drop);
     e.sock.off('error', e.drop);
