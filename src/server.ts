@@ -12,7 +12,8 @@ import { FairShare, fdBudget } from './egress/fair-share.js';
 import { UpstreamPool } from './proxy/upstream-pool.js';
 import { type DoorContext, type RunningDoor, listenError } from './door.js';
 import { openStore, type Store } from './store/index.js';
-import { startApi } from './api/index.js';
+import { startApiProcess } from './api/process.js';
+import { registry } from './metrics.js';
 import { createResolver } from './dns/index.js';
 import { startDnsDoor } from './dns/index.js';
 import { type DnsWorkers, startDnsWorkers } from './dns/workers.js';
@@ -88,7 +89,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     store.close();
   };
   try {
-    running.push(await startApi(ctx, store, config.api));
+    // The admin API runs in a process of its own: no request to it takes time from the doors.
+    const metrics = async () => [await registry.getMetricsAsJSON(), ...((await (workers as DnsWorkers | null)?.metrics()) ?? [])];
+    running.push(await startApiProcess({ config, store, engine, log, metrics }));
     for (const [at, start] of plan) if (at !== null) running.push(await start(ctx, at));
   } catch (e) {
     await closeAll(0);

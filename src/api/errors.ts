@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'duplicate_name'
   | 'policy_in_use'
   | 'address_in_use'
+  | 'address_unavailable'
+  | 'quota_exceeded'
   | 'unauthorized'
   | 'not_found'
   | 'method_not_allowed'
@@ -99,6 +101,10 @@ export function toErrorBody(err: unknown): ErrorBody {
         return errorBody(400, 'policy_in_use', err.message);
       case 'address_in_use':
         return errorBody(400, 'address_in_use', err.message);
+      case 'address_unavailable':
+        return errorBody(409, 'address_unavailable', err.message);
+      case 'quota_exceeded':
+        return errorBody(403, 'quota_exceeded', err.message);
       case 'policy_not_found':
         return errorBody(400, 'invalid_request', err.message);
     }

@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
-import { ConfigError, type HostPort } from '../config.js';
+import { ConfigError, type GatewayConfig, type HostPort } from '../config.js';
+import type { Logger } from 'pino';
+import { type DataPlane, localPlane } from './plane.js';
 import { listenError, type DoorContext, type RunningDoor } from '../door.js';
 import type { Store } from '../store/index.js';
 import { requireAuth } from './auth.js';
@@ -45,11 +47,33 @@ function coerceQuery(req: FastifyRequest): void {
   }
 }
 
+/** What the API runs with: its settings, its log, and the data plane it asks. */
+export interface ApiDeps {
+  config: GatewayConfig;
+  log: Logger;
+  plane: DataPlane;
+}
+
+/** The store limits the API enforces (settings --max-…-per-account, --max-entries-per-policy). */
+export function quotasOf(c: GatewayConfig) {
+  return {
+    policiesPerAccount: c.maxPoliciesPerAccount,
+    entriesPerPolicy: c.maxEntriesPerPolicy,
+    entriesPerAccount: c.maxEntriesPerAccount,
+    devboxesPerAccount: c.maxDevboxesPerAccount,
+    addressesPerAccount: c.maxAddressesPerAccount,
+  };
+}
+
 /** Builds the Fastify app (not listening). The raw request handler is kept for the transport. */
-export async function buildApi(ctx: DoorContext, store: Store): Promise<FastifyInstance> {
+export async function buildApi(deps: ApiDeps, store: Store): Promise<FastifyInstance> {
+  store.setQuotas(quotasOf(deps.config));
+  // A write made during a request is applied by the doors before its answer goes out.
+  let dirty = false;
+  const stopWatch = deps.plane.changed ? store.onChange(() => { dirty = true; }) : () => {};
   let handler: RawHandler | null = null;
   const app = Fastify({
-    loggerInstance: ctx.log.child({ door: 'api' }),
+    loggerInstance: deps.log.child({ door: 'api' }),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     return503OnClosing: true,
@@ -85,6 +109,15 @@ export async function buildApi(ctx: DoorContext, store: Store): Promise<FastifyI
       reply.removeHeader('connection');
     }
   });
+  const changed = deps.plane.changed;
+  if (changed) {
+    app.addHook('onSend', async () => {
+      if (!dirty) return;
+      dirty = false;
+      await changed();
+    });
+  }
+  app.addHook('onClose', async () => stopWatch());
   app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
     const labels = { route: req.routeOptions.url ?? 'unmatched', method: req.method, status: String(reply.statusCode) };
     apiRequests.inc(labels);
@@ -106,14 +139,14 @@ export async function buildApi(ctx: DoorContext, store: Store): Promise<FastifyI
   });
 
   await app.register(healthRoutes);
-  await app.register(metricsRoutes(ctx.workerMetrics));
+  await app.register(metricsRoutes(deps.plane.metrics));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(async (v1) => {
     requireAuth(v1, store);
-    await v1.register(networkPolicyRoutes(store));
-    await v1.register(devboxRoutes(store));
-    await v1.register(egressCheckRoutes(store, ctx.engine));
+    await v1.register(networkPolicyRoutes(store, deps.config.apiPageBytes));
+    await v1.register(devboxRoutes(store, deps.config.apiPageBytes));
+    await v1.register(egressCheckRoutes(store, deps.plane));
   });
   return app;
 }
@@ -126,12 +159,18 @@ function readPem(setting: string, path: string): Buffer {
   }
 }
 
+/** The API in this process, asking the doors' engine directly (tests of the API alone). */
 export async function startApi(ctx: DoorContext, store: Store, at: HostPort): Promise<RunningDoor> {
-  const cfg = ctx.config;
+  return serveApi({ config: ctx.config, log: ctx.log, plane: localPlane(ctx.engine, ctx.workerMetrics) }, store, at);
+}
+
+/** Builds the API and listens on `at` (HTTP/1.1 and h2c, or TLS with ALPN). */
+export async function serveApi(deps: ApiDeps, store: Store, at: HostPort): Promise<RunningDoor> {
+  const cfg = deps.config;
   const tls = cfg.apiTlsCert && cfg.apiTlsKey
     ? { cert: readPem('--api-tls-cert', cfg.apiTlsCert), key: readPem('--api-tls-key', cfg.apiTlsKey) }
     : null;
-  const app = await buildApi(ctx, store);
+  const app = await buildApi(deps, store);
   await app.ready();
   const handler = handlers.get(app)!;
   let server;

@@ -6,6 +6,7 @@ import type { AllowedCidr } from '../policy/model.js';
 import { parseIpLiteral } from '../policy/ip.js';
 import { RuleError, validateCidrs, validateHostnames } from '../policy/validate.js';
 import { badRequest } from './errors.js';
+import { addressUnavailable } from '../store/index.js';
 
 const show = (v: unknown) => JSON.stringify(v);
 
@@ -34,11 +35,22 @@ export function checkCidrs(raw: readonly AllowedCidr[]): AllowedCidr[] {
   return asBadRequest(() => validateCidrs(raw));
 }
 
+/**
+ * Addresses no devbox may register, refused with the same words as an address another
+ * account holds: unspecified (0.0.0.0/8, ::), limited broadcast, multicast (224.0.0.0/4, ff00::/8).
+ */
+export function isReservedSource(ip: string): boolean {
+  if (ip.includes(':')) return ip === '::' || /^ff[0-9a-f]{0,2}:/.test(ip);
+  const first = Number(ip.slice(0, ip.indexOf('.')));
+  return first === 0 || (first >= 224 && first <= 239) || ip === '255.255.255.255';
+}
+
 export function checkAddresses(raw: readonly string[]): string[] {
   const out: string[] = [];
   raw.forEach((a, i) => {
     const ip = a.includes('/') ? null : parseIpLiteral(a);
     if (!ip) throw badRequest(`network.addresses[${i}]: ${show(a)} is not an IPv4 or IPv6 address`);
+    if (isReservedSource(ip.ip)) throw addressUnavailable(ip.ip);
     if (!out.includes(ip.ip)) out.push(ip.ip);
   });
   return out;

@@ -20,7 +20,21 @@ import { hashPassword } from '../policy/engine.js';
 import { migrate } from './migrations.js';
 import { newId, randomAlnum, randomSecret } from './ids.js';
 
-export type StoreErrorCode = 'not_found' | 'duplicate_name' | 'policy_in_use' | 'policy_not_found' | 'address_in_use';
+export type StoreErrorCode = 'not_found' | 'duplicate_name' | 'policy_in_use' | 'policy_not_found' | 'address_in_use' | 'address_unavailable' | 'quota_exceeded';
+
+/** What one account may store (the API's settings; none by default, e.g. for `apply`). */
+export interface Quotas {
+  policiesPerAccount: number;
+  entriesPerPolicy: number;
+  entriesPerAccount: number;
+  devboxesPerAccount: number;
+  addressesPerAccount: number;
+}
+
+/** The refusal for an address another account holds: the same words as for a reserved one. */
+export function addressUnavailable(address: string): StoreError {
+  return new StoreError('address_unavailable', `network.addresses: ${address} cannot be registered by this account`, { address });
+}
 
 /** A write the data forbids; the API turns it into a 400 or 404 with this message. */
 export class StoreError extends Error {
@@ -34,6 +48,8 @@ export interface PageQuery {
   limit: number;
   /** Only items whose id sorts after this one. */
   startingAfter?: string | null;
+  /** Stop the page early (has_more) once its rows' stored bytes pass this (at least one row is returned). */
+  maxBytes?: number;
   includeTotalCount?: boolean;
 }
 
@@ -84,6 +100,8 @@ export interface DevboxPatch {
 
 export interface Store extends PolicySource {
   readonly path: string;
+  /** Limits what each account may store from now on (checked in each write's transaction). */
+  setQuotas(q: Quotas | null): void;
   /** Reads other processes' changes now instead of at the next poll. */
   refresh(): void;
   /** Upserts configured tokens; with none configured and none stored, creates one for account `default` and returns it. */
@@ -171,6 +189,13 @@ function toDevbox(r: DevboxRow): Devbox {
   };
 }
 
+/** A row's size as stored (its text columns), close to the size of its JSON view. */
+function rowBytes(r: unknown): number {
+  let n = 64;
+  for (const v of Object.values(r as Record<string, unknown>)) if (typeof v === 'string') n += v.length;
+  return n;
+}
+
 function isUniqueViolation(e: unknown): boolean {
   const code = (e as { code?: string }).code;
   return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
@@ -229,6 +254,11 @@ function statements(db: Database.Database) {
     insertAddress: p('INSERT INTO running_addresses (address, devbox_id) VALUES (?, ?)'),
     deleteAddresses: p('DELETE FROM running_addresses WHERE devbox_id = ?'),
 
+    policyCount: p('SELECT count(*) FROM network_policies WHERE account_id = ?').pluck(),
+    accountEntries: p(`SELECT coalesce(sum(coalesce(json_array_length(egress, '$.allowed_hostnames'), 0) + coalesce(json_array_length(egress, '$.allowed_cidrs'), 0)), 0)
+                       FROM network_policies WHERE account_id = ? AND id IS NOT ?`).pluck(),
+    runningCount: p(`SELECT count(*) FROM devboxes WHERE account_id = ? AND status = 'running'`).pluck(),
+    addressCount: p(`SELECT count(*) FROM running_addresses r JOIN devboxes d ON d.id = r.devbox_id WHERE d.account_id = ?`).pluck(),
     logChange: p('INSERT INTO change_log (kind, id, account_id) VALUES (?, ?, ?)'),
     changesSince: p('SELECT seq, kind, id, account_id FROM change_log WHERE seq > ? ORDER BY seq'),
     maxSeq: p('SELECT coalesce(max(seq), 0) FROM change_log').pluck(),
@@ -243,6 +273,7 @@ class SqliteStore implements Store {
   private readonly ownSeqs = new Set<number>();
   private readonly poll: NodeJS.Timeout;
   private closed = false;
+  private quotas: Quotas | null = null;
 
   private readonly q: ReturnType<typeof statements>;
 
@@ -317,6 +348,48 @@ class SqliteStore implements Store {
     return out;
   }
 
+  setQuotas(q: Quotas | null): void {
+    this.quotas = q;
+  }
+
+  private quotaExceeded(quota: string, setting: string, limit: number, what: string): StoreError {
+    return new StoreError('quota_exceeded', `quota ${quota} exceeded: ${what}; the limit is ${limit} (--${setting})`, { quota, limit });
+  }
+
+  /** Entries a policy's egress holds (allowed_hostnames plus allowed_cidrs). */
+  private static entries(e: Partial<EgressRules>): number {
+    return (e.allowed_hostnames?.length ?? 0) + (e.allowed_cidrs?.length ?? 0);
+  }
+
+  /** Checks the policy quotas for `egress` becoming policy `id` (new when absent). */
+  private checkPolicyQuotas(accountId: string, id: string | null, egress: EgressRules): void {
+    const q = this.quotas;
+    if (q === null) return;
+    if (id === null && (this.q.policyCount.get(accountId) as number) >= q.policiesPerAccount) {
+      throw this.quotaExceeded('policies_per_account', 'max-policies-per-account', q.policiesPerAccount, 'this account already holds that many network policies');
+    }
+    const mine = SqliteStore.entries(egress);
+    if (mine > q.entriesPerPolicy) {
+      throw this.quotaExceeded('entries_per_policy', 'max-entries-per-policy', q.entriesPerPolicy, `the policy would hold ${mine} allowed_hostnames and allowed_cidrs entries`);
+    }
+    const total = mine + (this.q.accountEntries.get(accountId, id) as number);
+    if (total > q.entriesPerAccount) {
+      throw this.quotaExceeded('entries_per_account', 'max-entries-per-account', q.entriesPerAccount, `this account's policies would hold ${total} entries`);
+    }
+  }
+
+  private checkDevboxQuotas(accountId: string, addresses: number): void {
+    const q = this.quotas;
+    if (q === null) return;
+    if ((this.q.runningCount.get(accountId) as number) >= q.devboxesPerAccount) {
+      throw this.quotaExceeded('devboxes_per_account', 'max-devboxes-per-account', q.devboxesPerAccount, 'this account already has that many running devboxes');
+    }
+    const held = this.q.addressCount.get(accountId) as number;
+    if (held + addresses > q.addressesPerAccount) {
+      throw this.quotaExceeded('addresses_per_account', 'max-addresses-per-account', q.addressesPerAccount, `this account's running devboxes would hold ${held + addresses} addresses`);
+    }
+  }
+
   // ── tokens ────────────────────────────────────────────────────────────────
 
   ensureTokens(configured: readonly ApiToken[]): string | null {
@@ -367,6 +440,7 @@ class SqliteStore implements Store {
       const now = Date.now();
       const id = newId('npol_', now);
       const egress = completeEgress(DEFAULT_EGRESS, input.egress);
+      this.checkPolicyQuotas(accountId, null, egress);
       try {
         this.q.insertPolicy.run({
           id, account_id: accountId, name: input.name, description: input.description ?? null,
@@ -388,6 +462,7 @@ class SqliteStore implements Store {
       const name = patch.name ?? cur.name;
       if (name !== cur.name && this.q.policyByName.get(accountId, name)) throw this.duplicateName(name);
       const egress = completeEgress(cur.egress, patch.egress);
+      this.checkPolicyQuotas(accountId, id, egress);
       try {
         this.q.updatePolicy.run({
           id, name,
@@ -442,14 +517,26 @@ class SqliteStore implements Store {
         cond.push('id > @after');
         params.after = query.startingAfter;
       }
-      const rows = this.db.prepare(`SELECT * FROM ${table} WHERE ${cond.join(' AND ')} ORDER BY id LIMIT @lim`)
-        .all({ ...params, lim: query.limit + 1 }) as R[];
+      const rows: R[] = [];
+      let bytes = 0;
+      let cut = false;
+      for (const r of this.db.prepare(`SELECT * FROM ${table} WHERE ${cond.join(' AND ')} ORDER BY id LIMIT @lim`)
+        .iterate({ ...params, lim: query.limit + 1 }) as IterableIterator<R>) {
+        if (rows.length < query.limit && query.maxBytes !== undefined) {
+          bytes += rowBytes(r);
+          if (rows.length > 0 && bytes > query.maxBytes) {
+            cut = true;
+            break;
+          }
+        }
+        rows.push(r);
+      }
       const total = query.includeTotalCount === false ? null
         : (this.db.prepare(`SELECT count(*) FROM ${table} WHERE ${where.join(' AND ')}`).pluck().get(params) as number);
-      return { rows, total };
+      return { rows, total, cut };
     });
-    const { rows, total } = read.deferred();
-    return { items: rows.slice(0, query.limit).map(map), hasMore: rows.length > query.limit, totalCount: total };
+    const { rows, total, cut } = read.deferred();
+    return { items: rows.slice(0, query.limit).map(map), hasMore: cut || rows.length > query.limit, totalCount: total };
   }
 
   // ── devboxes ──────────────────────────────────────────────────────────────
@@ -473,11 +560,13 @@ class SqliteStore implements Store {
       for (const a of addresses) {
         const owner = this.q.addressOwner.get(a) as string | undefined;
         if (!owner) continue;
-        // Name the owner only to its own account: another account learns nothing but the clash.
+        // Name the owner only to its own account; another account gets the words a reserved
+        // address gets, which neither say whose it is nor that a devbox there is running.
         const own = (this.q.devboxById.get(owner) as { account_id: string } | undefined)?.account_id === accountId;
         if (own) throw new StoreError('address_in_use', `network.addresses: ${a} is already the address of running devbox ${owner}`, { address: a, devbox_id: owner });
-        throw new StoreError('address_in_use', `network.addresses: ${a} is already in use by a running devbox`, { address: a });
+        throw addressUnavailable(a);
       }
+      this.checkDevboxQuotas(accountId, addresses.length);
       const now = Date.now();
       const id = newId('dbx_', now);
       this.q.insertDevbox.run({

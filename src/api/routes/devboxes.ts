@@ -33,7 +33,8 @@ interface ListQuery {
   include_total_count?: boolean;
 }
 
-export const devboxRoutes = (store: Store): FastifyPluginAsync => async (app) => {
+/** `pageBytes`: the byte budget of one list page (--api-page-bytes). */
+export const devboxRoutes = (store: Store, pageBytes?: number): FastifyPluginAsync => async (app) => {
   const tags = ['devboxes'];
   const security = [{ bearerAuth: [] }];
 
@@ -42,7 +43,7 @@ export const devboxRoutes = (store: Store): FastifyPluginAsync => async (app) =>
       tags, security, operationId: 'createDevbox',
       summary: 'Register a devbox: its source addresses and network policy. The response carries proxy_credentials, shown only once.',
       body: devboxCreateBody,
-      response: { 200: devboxViewSchema, ...errorResponses(400, 401, 413) },
+      response: { 200: devboxViewSchema, ...errorResponses(400, 401, 403, 409, 413) },
     },
   }, async (req) => {
     const b = req.body;
@@ -67,7 +68,7 @@ export const devboxRoutes = (store: Store): FastifyPluginAsync => async (app) =>
     const q = req.query;
     const includeTotal = q.include_total_count ?? true;
     const page = store.listDevboxes(req.accountId, {
-      status: q.status, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal,
+      status: q.status, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal, maxBytes: pageBytes,
     });
     return { devboxes: page.items.map(devboxView), has_more: page.hasMore, ...(includeTotal ? { total_count: page.totalCount } : {}) };
   });

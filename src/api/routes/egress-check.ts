@@ -1,6 +1,6 @@
 /** POST /v1/egress/check: explain what the gateway would decide for a devbox or policy. */
 import type { FastifyPluginAsync } from 'fastify';
-import type { PolicyEngine } from '../../policy/engine.js';
+import type { DataPlane } from '../plane.js';
 import type { Store } from '../../store/index.js';
 import { badRequest } from '../errors.js';
 import { egressCheckBody, egressCheckView, errorResponses } from '../schemas.js';
@@ -13,7 +13,7 @@ interface CheckBody {
   protocol?: 'TCP' | 'UDP';
 }
 
-export const egressCheckRoutes = (store: Store, engine: PolicyEngine): FastifyPluginAsync => async (app) => {
+export const egressCheckRoutes = (store: Store, plane: DataPlane): FastifyPluginAsync => async (app) => {
   app.post<{ Body: CheckBody }>('/v1/egress/check', {
     schema: {
       tags: ['egress'], security: [{ bearerAuth: [] }], operationId: 'checkEgress',
@@ -40,10 +40,10 @@ export const egressCheckRoutes = (store: Store, engine: PolicyEngine): FastifyPl
       if (!p) throw badRequest(`field "network_policy_id": network policy ${b.network_policy_id!} does not exist in this account`);
       policyId = p.id;
     }
-    // A devbox that is not running has no traffic admitted at all; ask the engine the way a door would.
-    const d = devboxId !== null && store.getDevbox(devboxId)?.status !== 'running'
-      ? engine.decide({ devboxId, via: 'credentials', source: '' }, b.host, port, 'check', protocol)
-      : engine.decideForPolicy(policyId, b.host, port, protocol, devboxId);
+    // Decided by the doors' engine (the data plane), the way a door would.
+    const d = await plane.check({
+      devboxId, policyId, running: devboxId !== null && store.getDevbox(devboxId)?.status === 'running', host: b.host, port, protocol,
+    });
     return {
       decision: d.allow ? 'allow' : 'deny',
       reason: d.reason,

@@ -44,7 +44,8 @@ function egressPatch(b: PolicyBody): Partial<EgressRules> {
   return e;
 }
 
-export const networkPolicyRoutes = (store: Store): FastifyPluginAsync => async (app) => {
+/** `pageBytes`: the byte budget of one list page (--api-page-bytes). */
+export const networkPolicyRoutes = (store: Store, pageBytes?: number): FastifyPluginAsync => async (app) => {
   const tags = ['network-policies'];
   const security = [{ bearerAuth: [] }];
 
@@ -52,7 +53,7 @@ export const networkPolicyRoutes = (store: Store): FastifyPluginAsync => async (
     schema: {
       tags, security, operationId: 'createNetworkPolicy', summary: 'Create a NetworkPolicy.',
       body: policyCreateBody,
-      response: { 200: policyViewSchema, ...errorResponses(400, 401, 413) },
+      response: { 200: policyViewSchema, ...errorResponses(400, 401, 403, 413) },
     },
   }, async (req) => {
     const b = req.body;
@@ -72,7 +73,7 @@ export const networkPolicyRoutes = (store: Store): FastifyPluginAsync => async (
     const q = req.query;
     const includeTotal = q.include_total_count ?? true;
     const page = store.listPolicies(req.accountId, {
-      name: q.name, id: q.id, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal,
+      name: q.name, id: q.id, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal, maxBytes: pageBytes,
     });
     return {
       network_policies: page.items.map(policyView),
@@ -99,7 +100,7 @@ export const networkPolicyRoutes = (store: Store): FastifyPluginAsync => async (
       summary: 'Update a NetworkPolicy: omitted or null fields keep their values, provided fields replace entirely.',
       params: idParams,
       body: policyUpdateBody,
-      response: { 200: policyViewSchema, ...errorResponses(400, 401, 404, 413) },
+      response: { 200: policyViewSchema, ...errorResponses(400, 401, 403, 404, 413) },
     },
   }, async (req) => {
     const b = req.body ?? {};

@@ -1,0 +1,41 @@
+/**
+ * What the admin API asks of the data plane (the process whose doors enforce): the
+ * decision for /v1/egress/check (made by the doors' own engine, so it is exactly theirs,
+ * DNS-learned addresses included), the doors' metrics for /metrics, and, after a write,
+ * that the doors have taken it in before the API answers. In one process it is the
+ * engine itself (localPlane); with the API apart it is a message channel (process.ts).
+ */
+import type { Decision } from '../policy/decision.js';
+import type { PolicyEngine, Protocol } from '../policy/engine.js';
+
+export interface CheckQuestion {
+  devboxId: string | null;
+  policyId: string | null;
+  /** The devbox is registered and running (a stopped one has nothing admitted). */
+  running: boolean;
+  host: string;
+  port: number;
+  protocol: Protocol;
+}
+
+export type CheckAnswer = Pick<Decision, 'allow' | 'reason' | 'matched' | 'host' | 'policyVersion'>;
+
+export interface DataPlane {
+  check(q: CheckQuestion): CheckAnswer | Promise<CheckAnswer>;
+  /** Other processes' metrics (prom-client JSON), merged into this one's for /metrics. */
+  metrics?: () => Promise<unknown[][]>;
+  /** A write landed in the store: resolves once the doors apply it. */
+  changed?: () => Promise<void>;
+}
+
+/** Asks the engine the way a door would. */
+export function decideCheck(engine: PolicyEngine, q: CheckQuestion): CheckAnswer {
+  const d = q.devboxId !== null && !q.running
+    ? engine.decide({ devboxId: q.devboxId, via: 'credentials', source: '' }, q.host, q.port, 'check', q.protocol)
+    : engine.decideForPolicy(q.policyId, q.host, q.port, q.protocol, q.devboxId);
+  return { allow: d.allow, reason: d.reason, matched: d.matched, host: d.host, policyVersion: d.policyVersion };
+}
+
+export function localPlane(engine: PolicyEngine, workerMetrics?: () => Promise<unknown[][]>): DataPlane {
+  return { check: (q) => decideCheck(engine, q), metrics: workerMetrics };
+}
