@@ -128,35 +128,55 @@ function rebuild(raw: Buffer): Buffer | null {
   }
 }
 
+/**
+ * Answers partitioned by account: each account's answers live in an LRU of their own of
+ * `max` entries, so one account asking for many unique names evicts only its own answers,
+ * never another account's. Partition '' holds answers not asked for by an account.
+ */
 export class AnswerCache {
-  private readonly lru: LRUCache<string, CacheEntry>;
+  private readonly parts = new Map<string, LRUCache<string, CacheEntry>>();
   hits = 0;
   misses = 0;
 
-  constructor(readonly bounds: TtlBounds, max = 20_000) {
-    this.lru = new LRUCache<string, CacheEntry>({ max });
-  }
+  constructor(readonly bounds: TtlBounds, readonly max = 20_000) {}
 
-  get(key: string, now: number): CacheEntry | undefined {
-    const e = this.lru.get(key);
+  get(key: string, now: number, partition = ''): CacheEntry | undefined {
+    const lru = this.parts.get(partition);
+    const e = lru?.get(key);
     if (e === undefined) return undefined;
     if (e.expiresAt <= now) {
-      this.lru.delete(key);
+      lru!.delete(key);
       return undefined;
     }
     return e;
   }
 
-  set(key: string, entry: CacheEntry, ttl: number): void {
-    if (ttl > 0) this.lru.set(key, entry);
+  set(key: string, entry: CacheEntry, ttl: number, partition = ''): void {
+    if (ttl <= 0) return;
+    let lru = this.parts.get(partition);
+    if (lru === undefined) this.parts.set(partition, (lru = new LRUCache<string, CacheEntry>({ max: this.max })));
+    lru.set(key, entry);
   }
 
+  /** Entries in all partitions. */
   get size(): number {
-    return this.lru.size;
+    let n = 0;
+    for (const l of this.parts.values()) n += l.size;
+    return n;
+  }
+
+  /** Entries one partition holds. */
+  sizeOf(partition: string): number {
+    return this.parts.get(partition)?.size ?? 0;
+  }
+
+  /** Forgets an account's answers (it has no running devbox left). */
+  dropPartition(partition: string): void {
+    this.parts.delete(partition);
   }
 
   clear(): void {
-    this.lru.clear();
+    this.parts.clear();
   }
 }
 

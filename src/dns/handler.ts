@@ -217,7 +217,9 @@ export class DnsHandler {
     countDecision('dns', decision);
     if (q.qtype === T.ANY) return this.anyAnswer(msg, q, qt, started);
 
-    const r = this.deps.resolver.lookup(q.name, q.qtype, q.qclass, now);
+    // Answers are cached per account: one account's unique names evict only its own.
+    const account = this.deps.engine.devbox(identity.devboxId!)?.account_id ?? '';
+    const r = this.deps.resolver.lookup(q.name, q.qtype, q.qclass, now, account);
     if (!(r instanceof Promise)) return this.relay(msg, q, r, identity, transport, decision, started, now, 'cache');
     return r.then(
       (entry) => this.relay(msg, q, entry, identity, transport, decision, started, clockMs(), 'upstream'),

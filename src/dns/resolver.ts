@@ -17,13 +17,16 @@ export class ResolveError extends Error {
 }
 
 export interface Resolver {
-  /** IPv4 addresses first, then IPv6; rejects with ResolveError. */
-  resolve(name: string): Promise<string[]>;
+  /**
+   * IPv4 addresses first, then IPv6; rejects with ResolveError. `partition`: the account
+   * asking (answers are cached per account, see AnswerCache).
+   */
+  resolve(name: string, partition?: string): Promise<string[]>;
   /**
    * Optional synchronous fast path: what resolve() would answer when both the A and AAAA
    * answers are cached (and not empty), else undefined (then call resolve()).
    */
-  resolveCached?(name: string): string[] | undefined;
+  resolveCached?(name: string, partition?: string): string[] | undefined;
 }
 
 const PLAIN_NAME = /^(?=.{1,253}$)([a-z0-9_-]{1,63})(\.[a-z0-9_-]{1,63})*$/;
@@ -56,44 +59,45 @@ export class CachedResolver implements Resolver {
    * UpstreamError when no upstream answered, or ResolveError('SERVFAIL') for an answer
    * that cannot be used.
    */
-  lookup(name: string, qtype: number, qclass: number, now = clockMs()): CacheEntry | Promise<CacheEntry> {
+  lookup(name: string, qtype: number, qclass: number, now = clockMs(), partition = ''): CacheEntry | Promise<CacheEntry> {
     const key = cacheKey(name, qtype, qclass);
-    const hit = this.cache.get(key, now);
+    const hit = this.cache.get(key, now, partition);
     dnsMetrics.cacheLookup(hit !== undefined);
     if (hit !== undefined) return hit;
-    return this.fetch(key, name, qtype, qclass);
+    return this.fetch(key, name, qtype, qclass, partition);
   }
 
   /** Upstream only (the caller already missed the cache). */
-  fetch(key: string, name: string, qtype: number, qclass: number): Promise<CacheEntry> {
-    let p = this.inflight.get(key);
+  fetch(key: string, name: string, qtype: number, qclass: number, partition = ''): Promise<CacheEntry> {
+    const flight = `${partition}\u0000${key}`;
+    let p = this.inflight.get(flight);
     if (p === undefined) {
       p = this.upstream.query(name, qtype, qclass).then((a) => {
         const now = clockMs();
         const prepared = prepareAnswer(a.bytes, this.bounds, now);
         if (prepared === null) throw new ResolveError('SERVFAIL', name);
-        this.cache.set(key, prepared.entry, prepared.ttl);
+        this.cache.set(key, prepared.entry, prepared.ttl, partition);
         return prepared.entry;
       });
-      this.inflight.set(key, p);
-      const done = () => this.inflight.delete(key);
+      this.inflight.set(flight, p);
+      const done = () => this.inflight.delete(flight);
       p.then(done, done);
     }
     return p;
   }
 
-  resolveCached(name: string): string[] | undefined {
+  resolveCached(name: string, partition = ''): string[] | undefined {
     const n = name.endsWith('.') ? name.slice(0, -1).toLowerCase() : name.toLowerCase();
     if (!isPlainName(n)) return undefined;
     const now = clockMs();
     const keyA = cacheKey(n, T.A, CLASS_IN);
     const keyAAAA = cacheKey(n, T.AAAA, CLASS_IN);
-    const a = this.cache.get(keyA, now);
-    const aaaa = this.cache.get(keyAAAA, now);
+    const a = this.cache.get(keyA, now, partition);
+    const aaaa = this.cache.get(keyAAAA, now, partition);
     // Only the all-good case: both answers known, NOERROR, at least one address. Everything
     // else (errors, misses) takes the async path, which has the error rules.
-    if (a !== undefined ? a.rcode !== RCODE.NOERROR : !this.knownEmpty(keyA, now)) return undefined;
-    if (aaaa !== undefined ? aaaa.rcode !== RCODE.NOERROR : !this.knownEmpty(keyAAAA, now)) return undefined;
+    if (a !== undefined ? a.rcode !== RCODE.NOERROR : !this.knownEmpty(keyA, now, partition)) return undefined;
+    if (aaaa !== undefined ? aaaa.rcode !== RCODE.NOERROR : !this.knownEmpty(keyAAAA, now, partition)) return undefined;
     const out: string[] = [];
     if (a !== undefined) for (const ip of a.addresses) if (!ip.includes(':')) out.push(ip);
     if (aaaa !== undefined) for (const ip of aaaa.addresses) if (ip.includes(':')) out.push(ip);
@@ -103,18 +107,20 @@ export class CachedResolver implements Resolver {
     return out;
   }
 
-  private knownEmpty(key: string, now: number): boolean {
-    const until = this.nodata.get(key);
+  /** NODATA memory is per partition too (else one account could fill it). */
+  private knownEmpty(key: string, now: number, partition: string): boolean {
+    const k = `${partition}\u0000${key}`;
+    const until = this.nodata.get(k);
     if (until === undefined) return false;
     if (until > now) return true;
-    this.nodata.delete(key);
+    this.nodata.delete(k);
     return false;
   }
 
-  async resolve(name: string): Promise<string[]> {
+  async resolve(name: string, partition = ''): Promise<string[]> {
     const n = name.endsWith('.') ? name.slice(0, -1).toLowerCase() : name.toLowerCase();
     if (!isPlainName(n)) throw new ResolveError('NXDOMAIN', name);
-    const [a, aaaa] = await Promise.allSettled([this.addresses(n, T.A), this.addresses(n, T.AAAA)]);
+    const [a, aaaa] = await Promise.allSettled([this.addresses(n, T.A, partition), this.addresses(n, T.AAAA, partition)]);
     const out = [...(a.status === 'fulfilled' ? a.value : []), ...(aaaa.status === 'fulfilled' ? aaaa.value : [])];
     if (out.length > 0) return out;
     if (a.status === 'rejected') throw a.reason;
@@ -122,13 +128,13 @@ export class CachedResolver implements Resolver {
     throw new ResolveError('NODATA', name);
   }
 
-  private async addresses(name: string, qtype: number): Promise<string[]> {
+  private async addresses(name: string, qtype: number, partition: string): Promise<string[]> {
     const key = cacheKey(name, qtype, CLASS_IN);
     const now = clockMs();
-    if (this.cache.get(key, now) === undefined && this.knownEmpty(key, now)) return [];
+    if (this.cache.get(key, now, partition) === undefined && this.knownEmpty(key, now, partition)) return [];
     let entry: CacheEntry;
     try {
-      entry = await this.lookup(name, qtype, CLASS_IN, now);
+      entry = await this.lookup(name, qtype, CLASS_IN, now, partition);
     } catch (e) {
       throw e instanceof ResolveError ? e : new ResolveError('TIMEOUT', name);
     }
@@ -138,7 +144,7 @@ export class CachedResolver implements Resolver {
     const out = entry.addresses.filter((ip) => ip.includes(':') === v6);
     // NODATA the cache would not keep (no SOA: served once): remember it for minTtl.
     if (out.length === 0 && entry.expiresAt <= entry.storedAt && this.bounds.minTtl > 0) {
-      this.nodata.set(key, clockMs() + this.bounds.minTtl * 1000);
+      this.nodata.set(`${partition}\u0000${key}`, clockMs() + this.bounds.minTtl * 1000);
     }
     return out;
   }

@@ -48,9 +48,10 @@ export class Gate {
   private admitDecided(identity: Identity, port: number, door: Door, started: number, decision: Decision): Admission | Promise<Admission> {
     if (!decision.allow) return this.done(identity, door, port, started, { ok: false, decision, error: 'denied' });
     if (decision.hostKind === 'ip') return this.done(identity, door, port, started, { ok: true, decision, address: decision.host });
-    const cached = this.resolver.resolveCached?.(decision.host);
+    const account = this.accountOf(identity);
+    const cached = this.resolver.resolveCached?.(decision.host, account);
     if (cached !== undefined) return this.done(identity, door, port, started, this.check(decision, cached));
-    return this.resolveAllowed(decision).then((r) => this.done(identity, door, port, started, r));
+    return this.resolveAllowed(decision, account).then((r) => this.done(identity, door, port, started, r));
   }
 
   private done(identity: Identity, door: Door, port: number, started: number, result: Admission): Admission {
@@ -61,10 +62,15 @@ export class Gate {
     return result;
   }
 
-  private async resolveAllowed(decision: Decision): Promise<Admission> {
+  /** The answer-cache partition of an identity: its devbox's account. */
+  private accountOf(identity: Identity): string {
+    return identity.devboxId === null ? '' : (this.engine.devbox(identity.devboxId)?.account_id ?? '');
+  }
+
+  private async resolveAllowed(decision: Decision, account: string): Promise<Admission> {
     let addresses: string[];
     try {
-      addresses = await this.resolver.resolve(decision.host);
+      addresses = await this.resolver.resolve(decision.host, account);
     } catch (e) {
       const detail = e instanceof ResolveError ? e.code : 'SERVFAIL';
       return { ok: false, decision, error: 'resolve_failed', detail };

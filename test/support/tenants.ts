@@ -12,7 +12,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
-import { startDnsUpstream, type DnsUpstream, type TestRecord } from './dns-upstream.js';
+import { startDnsUpstream, type DnsUpstream, type DnsUpstreamOptions, type TestRecord } from './dns-upstream.js';
 
 const TSX = join(process.cwd(), 'node_modules', '.bin', 'tsx');
 const MAIN = join(process.cwd(), 'src', 'main.ts');
@@ -35,10 +35,12 @@ export interface CliOptions {
   /** Run under `prlimit --nofile=N:N` (a small open-file limit keeps an fd attack small). */
   nofile?: number;
   records?: Record<string, TestRecord[]>;
+  /** Other options of the test DNS upstream (e.g. negativeSoa). */
+  upstream?: Omit<DnsUpstreamOptions, 'records'>;
 }
 
 export async function startCliGateway(opts: CliOptions = {}): Promise<{ gw: CliGateway; upstream: DnsUpstream }> {
-  const upstream = await startDnsUpstream({ records: { 'victim.test': [{ type: 'A', data: '127.0.0.1', ttl: 300 }], ...opts.records } });
+  const upstream = await startDnsUpstream({ ...opts.upstream, records: { 'victim.test': [{ type: 'A', data: '127.0.0.1', ttl: 300 }], ...opts.records } });
   const dir = mkdtempSync(join(tmpdir(), 'egw-tenants-'));
   const args = [MAIN, 'serve', '--db', join(dir, 'egress.db'), '--api', '127.0.0.1:0', '--http-proxy', '127.0.0.1:0', '--socks', 'off',
     '--dns', '127.0.0.1:0', '--upstream-dns', `127.0.0.1:${upstream.port}`, '--allow-private', '127.0.0.0/8',
