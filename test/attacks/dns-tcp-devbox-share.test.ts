@@ -6,7 +6,7 @@
  * Here the attacker registers 17 addresses and opens 64 idle TCP connections from each
  * (1,088 in all, bounded, closed at the end). The victim (another account) asks over TCP,
  * and does HTTP and CONNECT, every 100 ms meanwhile.
- * Expected: the victim is served (≥ 95 %, p99 ≤ 1 s, generous for a loaded 2-core box):
+ * Expected: the victim is served (≥ 95 %, p99 ≤ 2 s: generous, for a 2-core box shared with other test runs; run alone it is tens to hundreds of ms):
  * the devbox's addresses share one allowance (--dns-tcp-per-devbox, 64), and the refusals
  * are counted in egress_shared_refusals_total{resource="dns_tcp"}.
  * Fix: src/dns/server.ts + src/dns/index.ts (TCP slots per devbox through a FairShare).
@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import type http from 'node:http';
 import type { DnsUpstream } from '../support/dns-upstream.js';
-import { ATTACKER, type CliGateway, registerVictim, runVictim, startCliGateway, startOrigin } from '../support/tenants.js';
+import { ATTACKER, P99_BUDGET_MS, type CliGateway, registerVictim, runVictim, startCliGateway, startOrigin } from '../support/tenants.js';
 
 const ADDRESSES = Array.from({ length: 17 }, (_, i) => `127.0.0.${10 + i}`);
 const PER_ADDRESS = 64;
@@ -66,7 +66,7 @@ describe('DNS over TCP: one devbox, many addresses', { timeout: 120_000 }, () =>
       for (const k of ['dns', 'http', 'connect'] as const) {
         expect(report[k].n).toBeGreaterThan(10);
         expect(report[k].rate, `${k} success rate`).toBeGreaterThanOrEqual(0.95);
-        expect(report[k].p99, `${k} p99 ms`).toBeLessThanOrEqual(1000);
+        expect(report[k].p99, `${k} p99 ms`).toBeLessThanOrEqual(P99_BUDGET_MS);
       }
       const m = await gw.metrics();
       expect(m).toMatch(/egress_shared_refusals_total\{resource="dns_tcp",why="tenant"\} [1-9]/);

@@ -9,8 +9,8 @@
  * Here the gateway runs under a small open-file limit (prlimit --nofile=320) so the attack
  * stays small: 40 ports × 16 concurrent requests. The victim (another account's devbox)
  * does DNS, HTTP and CONNECT every 100 ms during the attack and for a while after it.
- * Expected: the victim is served (≥ 95 % of each kind, p99 under a budget generous for a
- * loaded 2-core box: 1 s); the pool's cap and its refusals show in /metrics.
+ * Expected: the victim is served (≥ 95 % of each kind, p99 ≤ 2 s: generous, for a 2-core
+ * box shared with other test runs; run alone it is a few hundred ms); the pool's cap and its refusals show in /metrics.
  * Fix: src/egress/fair-share.ts (caps from RLIMIT_NOFILE, per-devbox share),
  * src/proxy/upstream-pool.ts (global idle cap, per-devbox count, 15 s idle).
  */
@@ -20,7 +20,7 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import type http from 'node:http';
 import type { DnsUpstream } from '../support/dns-upstream.js';
-import { ATTACKER, type CliGateway, registerVictim, runVictim, startCliGateway, startOrigin } from '../support/tenants.js';
+import { ATTACKER, P99_BUDGET_MS, type CliGateway, registerVictim, runVictim, startCliGateway, startOrigin } from '../support/tenants.js';
 
 const PORTS = 40;
 const BURST = 16;
@@ -101,7 +101,7 @@ describe('upstream keep-alive pool vs. the open-file limit', { timeout: 120_000 
     for (const k of ['dns', 'http', 'connect'] as const) {
       expect(report[k].n).toBeGreaterThan(10);
       expect(report[k].rate, `${k} success rate`).toBeGreaterThanOrEqual(0.95);
-      expect(report[k].p99, `${k} p99 ms`).toBeLessThanOrEqual(1000);
+      expect(report[k].p99, `${k} p99 ms`).toBeLessThanOrEqual(P99_BUDGET_MS);
     }
     const m = await gw.metrics();
     expect(m).toMatch(/egress_shared_capacity\{resource="upstream_idle"\} \d+/);

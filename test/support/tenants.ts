@@ -109,6 +109,12 @@ export async function registerVictim(gw: CliGateway): Promise<void> {
 }
 
 const TIMEOUT_MS = 3000;
+/**
+ * The victim's p99 budget in the attack tests: generous, because the box running the suite
+ * has 2 cores shared with other test files; the attacks these tests pin drive the victim to
+ * failures and time-outs (3 s), far past it.
+ */
+export const P99_BUDGET_MS = 2000;
 
 function timed(run: (done: (ok: boolean) => void) => () => void): Promise<{ ok: boolean; ms: number }> {
   const t0 = performance.now();
