@@ -91,7 +91,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   try {
     // The admin API runs in a process of its own: no request to it takes time from the doors.
     const metrics = async () => [await registry.getMetricsAsJSON(), ...((await (workers as DnsWorkers | null)?.metrics()) ?? [])];
-    running.push(await startApiProcess({ config, store, engine, log, metrics }));
+    running.push(await startApiProcess({ config, store, engine, log, metrics, synced: async () => (workers as DnsWorkers | null)?.sync() }));
     for (const [at, start] of plan) if (at !== null) running.push(await start(ctx, at));
   } catch (e) {
     await closeAll(0);

@@ -49,6 +49,8 @@ export interface ApiProcessOptions {
   log: Logger;
   /** The data plane's metrics and its other processes' (DNS workers). */
   metrics: () => Promise<unknown[][]>;
+  /** After the store is re-read here: until the other data-plane processes (DNS workers) have it too. */
+  synced?: () => Promise<void>;
 }
 
 /** Node flags for the child: the TypeScript loader when running from sources (tests, `npm start`). */
@@ -73,7 +75,9 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
     if (m === null || typeof m !== 'object') return;
     if (m.egw === 'changed') {
       o.store.refresh();
-      answer(c, { egw: 'synced', id: m.id });
+      const done = () => answer(c, { egw: 'synced', id: m.id });
+      if (o.synced) void o.synced().then(done, done);
+      else done();
     } else if (m.egw === 'check') {
       let a: CheckAnswer | null = null;
       try {

@@ -6,6 +6,8 @@
  * TTLs counted down; nothing is decoded on that path.
  */
 import { LRUCache } from 'lru-cache';
+import { Counter, Gauge } from 'prom-client';
+import { registry } from '../metrics.js';
 import dnsPacket from 'dns-packet';
 import { type AnswerInfo, RCODE, T, inspectAnswer, stripSvcbEch } from './wire.js';
 
@@ -133,12 +135,51 @@ function rebuild(raw: Buffer): Buffer | null {
  * `max` entries, so one account asking for many unique names evicts only its own answers,
  * never another account's. Partition '' holds answers not asked for by an account.
  */
+/** Live caches, for the gauge (weakly: a gateway closed in a test process is not kept). */
+const caches = new Set<WeakRef<AnswerCache>>();
+
+new Gauge({
+  name: 'egress_dns_cache_entries',
+  help: 'Answers the DNS cache holds, and the accounts (partitions) holding them',
+  labelNames: ['what'] as const,
+  registers: [registry],
+  collect() {
+    let entries = 0;
+    let partitions = 0;
+    for (const ref of caches) {
+      const c = ref.deref();
+      if (c === undefined) {
+        caches.delete(ref);
+        continue;
+      }
+      entries += c.size;
+      partitions += c.partitions;
+    }
+    this.set({ what: 'entries' }, entries);
+    this.set({ what: 'partitions' }, partitions);
+  },
+});
+
+const evictions = new Counter({
+  name: 'egress_dns_cache_evictions_total',
+  help: 'Answers evicted because their account\'s partition was full (--dns-cache-size per account)',
+  registers: [registry],
+});
+
 export class AnswerCache {
   private readonly parts = new Map<string, LRUCache<string, CacheEntry>>();
   hits = 0;
   misses = 0;
 
-  constructor(readonly bounds: TtlBounds, readonly max = 20_000) {}
+  private readonly ref = new WeakRef(this);
+
+  constructor(readonly bounds: TtlBounds, readonly max = 20_000) {
+    caches.add(this.ref);
+  }
+
+  get partitions(): number {
+    return this.parts.size;
+  }
 
   get(key: string, now: number, partition = ''): CacheEntry | undefined {
     const lru = this.parts.get(partition);
@@ -154,7 +195,10 @@ export class AnswerCache {
   set(key: string, entry: CacheEntry, ttl: number, partition = ''): void {
     if (ttl <= 0) return;
     let lru = this.parts.get(partition);
-    if (lru === undefined) this.parts.set(partition, (lru = new LRUCache<string, CacheEntry>({ max: this.max })));
+    if (lru === undefined) {
+      lru = new LRUCache<string, CacheEntry>({ max: this.max, disposeAfter: (_v, _k, reason) => reason === 'evict' && evictions.inc() });
+      this.parts.set(partition, lru);
+    }
     lru.set(key, entry);
   }
 
@@ -176,6 +220,12 @@ export class AnswerCache {
   }
 
   clear(): void {
+    this.parts.clear();
+  }
+
+  /** Stops counting this cache in the metrics (its resolver closed). */
+  dispose(): void {
+    caches.delete(this.ref);
     this.parts.clear();
   }
 }

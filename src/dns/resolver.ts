@@ -151,5 +151,6 @@ export class CachedResolver implements Resolver {
 
   close(): void {
     this.upstream.close();
+    this.cache.dispose();
   }
 }

@@ -26,10 +26,11 @@ export type WorkerMessage =
   | { egw: 'listening'; port: number }
   | { egw: 'learn'; devbox: string; name: string; ip: string; expiresAt: number }
   | { egw: 'metrics'; id: number; metrics: unknown[] }
+  | { egw: 'synced'; id: number }
   | { egw: 'failed'; message: string; code: string | null };
 
 export type MainMessage =
-  | { egw: 'changed' }
+  | { egw: 'changed'; id?: number }
   | { egw: 'metrics?'; id: number }
   | { egw: 'shutdown'; graceMs: number };
 
@@ -37,6 +38,8 @@ export interface DnsWorkers {
   /** The UDP port the workers answer on (the main process serves TCP on the same one). */
   port: number;
   metrics(): Promise<unknown[][]>;
+  /** Has every live worker re-read the store now; resolves when all have (or after 1 s). */
+  sync(): Promise<void>;
   close(graceMs: number): Promise<void>;
 }
 
@@ -53,6 +56,7 @@ export async function startDnsWorkers(config: GatewayConfig, at: HostPort, engin
   let closing = false;
   let nextId = 1;
   const waiting = new Map<number, { got: unknown[][]; left: number; done: (m: unknown[][]) => void }>();
+  const syncs = new Map<number, () => void>();
   let firstPort: ((p: number) => void) | null = null;
   let firstFail: ((e: Error) => void) | null = null;
   const portKnown = new Promise<number>((resolve, reject) => {
@@ -80,6 +84,7 @@ export async function startDnsWorkers(config: GatewayConfig, at: HostPort, engin
         for (const other of workers) other.process.kill('SIGKILL');
         firstFail?.(Object.assign(new Error(m.message), { code: m.code ?? undefined }));
       }
+      else if (m.egw === 'synced') syncs.get(m.id)?.();
       else if (m.egw === 'metrics') {
         const wait = waiting.get(m.id);
         if (wait) {
@@ -112,6 +117,23 @@ export async function startDnsWorkers(config: GatewayConfig, at: HostPort, engin
 
   return {
     port,
+    sync: () =>
+      new Promise<void>((resolve) => {
+        const live = [...ready].filter((w) => w.isConnected());
+        if (live.length === 0) return resolve();
+        const id = nextId++;
+        let left = live.length;
+        const finish = () => {
+          clearTimeout(timer);
+          syncs.delete(id);
+          resolve();
+        };
+        const timer = setTimeout(finish, 1000);
+        syncs.set(id, () => {
+          if (--left === 0) finish();
+        });
+        for (const w of live) w.send({ egw: 'changed', id } satisfies MainMessage, undefined, undefined, () => {});
+      }),
     metrics: () =>
       new Promise((resolve) => {
         const live = [...workers].filter((w) => w.isConnected());
@@ -200,7 +222,10 @@ async function startWorkerDoor(config: GatewayConfig, at: HostPort, log: Logger,
   const server = await startDnsServer(handler, at, dnsLog, { transports: 'udp' });
   return {
     onMessage(m: MainMessage): void {
-      if (m.egw === 'changed') store.refresh();
+      if (m.egw === 'changed') {
+        store.refresh();
+        if (m.id !== undefined) send({ egw: 'synced', id: m.id });
+      }
       else if (m.egw === 'metrics?') void registry.getMetricsAsJSON().then((metrics) => send({ egw: 'metrics', id: m.id, metrics }));
     },
     async stop(graceMs: number): Promise<void> {
