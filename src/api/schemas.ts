@@ -4,7 +4,7 @@
  * Runloop's published network-policies OpenAPI plus the fields the current SDK sends
  * (allowed_cidrs, allow_runloop_mirrors).
  */
-import { DEVBOX_STATUSES } from '../policy/model.js';
+import { DEVBOX_STATUSES, ENFORCEMENTS } from '../policy/model.js';
 
 export const MAX_NAME_LENGTH = 256;
 export const MAX_DESCRIPTION_LENGTH = 4096;
@@ -76,10 +76,11 @@ export const policyView = {
     name: { type: 'string' },
     description: nullable({ type: 'string' }),
     egress: egressView,
+    enforcement: { type: 'string', enum: [...ENFORCEMENTS], description: 'enforce (default) or report: let through and record as would_deny what the policy would deny.' },
     create_time_ms: { type: 'integer' },
     update_time_ms: { type: 'integer' },
   },
-  required: ['id', 'name', 'egress', 'create_time_ms', 'update_time_ms'],
+  required: ['id', 'name', 'egress', 'enforcement', 'create_time_ms', 'update_time_ms'],
 } as const;
 
 const policyFields = {
@@ -91,6 +92,10 @@ const policyFields = {
   allow_mcp_gateway: nullable({ type: 'boolean' }),
   allow_runloop_mirrors: nullable({ type: 'boolean' }),
   allowed_cidrs: nullable({ type: 'array', items: allowedCidr, maxItems: 10000 }),
+  enforcement: nullable({
+    type: 'string', enum: [...ENFORCEMENTS],
+    description: 'Extension: enforce (default) or report (report-only rollout: would-be denials are let through, counted and logged as would_deny).',
+  }),
 } as const;
 
 export const policyCreateBody = {
@@ -263,7 +268,8 @@ export const egressCheckView = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    decision: { type: 'string', enum: ['allow', 'deny'] },
+    decision: { type: 'string', enum: ['allow', 'deny', 'would_deny'], description: 'would_deny: the policy denies it but is report-only, so the doors let it through.' },
+    enforcement: nullable({ type: 'string', enum: [...ENFORCEMENTS] }),
     reason: { type: 'string' },
     matched: nullable({ type: 'string' }),
     host: { type: 'string' },

@@ -15,6 +15,7 @@ export function policyView(p: NetworkPolicy) {
       allow_runloop_mirrors: p.egress.allow_runloop_mirrors,
       allowed_cidrs: p.egress.allowed_cidrs,
     },
+    enforcement: p.enforcement,
     create_time_ms: p.create_time_ms,
     update_time_ms: p.update_time_ms,
   };

@@ -24,6 +24,7 @@ interface PolicyView {
   id: string;
   name: string;
   description: string | null;
+  enforcement?: string;
   egress: {
     allow_all: boolean;
     allow_devbox_to_devbox: boolean;
@@ -110,6 +111,8 @@ export function describeDiff(cur: PolicyView, want: PolicySpec): string[] {
     if (have !== want[k]) what.push(`${k} ${have}→${want[k]}`);
   }
   if ((cur.description ?? null) !== want.description) what.push('description');
+  const enforcement = cur.enforcement ?? 'enforce';
+  if (enforcement !== want.enforcement) what.push(`enforcement ${enforcement}→${want.enforcement}`);
   return what;
 }
 

@@ -9,7 +9,7 @@ import type { Devbox } from './model.js';
 import type { PolicySource, SourceChange } from './source.js';
 import type { GatewayConfig } from '../config.js';
 import { CompiledPolicy, DECISION_CACHE_MAX, NO_MATCH, type ToggleHosts } from './compiler.js';
-import { type Decision, type Door, denial } from './decision.js';
+import { type Decision, type Door, denial, reportOnly } from './decision.js';
 import { SCAN_OK, hostScan, normalizeHost, scanHost } from './hostname.js';
 import { Guardrails } from './guardrails.js';
 import { type IpWords, ipToWords } from './ip.js';
@@ -162,7 +162,13 @@ export class PolicyEngine {
     return denial('private_address', decision.host, decision, decision.hostKind);
   }
 
+  /** The policy's verdict, as its enforcement mode enforces it (the one place report-only mode acts). */
   private decideWith(cp: CompiledPolicy, devboxId: string | null, host: string, port: number, protocol: Protocol): Decision {
+    const d = this.verdict(cp, devboxId, host, port, protocol);
+    return cp.report ? reportOnly(d) : d;
+  }
+
+  private verdict(cp: CompiledPolicy, devboxId: string | null, host: string, port: number, protocol: Protocol): Decision {
     const hit = cp.cache.get(host);
     if (hit !== undefined) return hit;
     // Fast path: a plain lower-case name is already normalised, and the pass that proved

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import { ConfigError, type ApiToken } from '../config.js';
-import { type Devbox, type DevboxStatus, type EgressRules, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
+import { type Devbox, type DevboxStatus, type EgressRules, type Enforcement, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
 import type { PolicySource, SourceChange } from '../policy/source.js';
 import { hashPassword } from '../policy/engine.js';
 import { migrate } from './migrations.js';
@@ -54,10 +54,55 @@ export interface Page<T> {
   totalCount: number | null;
 }
 
+/** A batch row of the denial record (see DenialRecorder): counts over one flush interval. */
+export interface DenialEventBatchRow {
+  accountId: string;
+  devboxId: string;
+  policyId: string | null;
+  host: string;
+  port: number;
+  door: string;
+  reason: string;
+  decision: 'deny' | 'would_deny';
+  count: number;
+  firstSeenMs: number;
+  lastSeenMs: number;
+}
+
+export interface DenialLimits {
+  retentionMs: number;
+  maxPerDevbox: number;
+  now: number;
+}
+
+export interface DenialEventQuery extends PageQuery {
+  devboxId?: string | null;
+  decision?: 'deny' | 'would_deny' | null;
+  /** Only rows last seen at or after this time (ms since the epoch). */
+  sinceMs?: number | null;
+}
+
+/** One row of the per-devbox denial record. */
+export interface DenialEvent {
+  id: string;
+  account_id: string;
+  devbox_id: string;
+  policy_id: string | null;
+  host: string;
+  port: number;
+  door: string;
+  reason: string;
+  decision: 'deny' | 'would_deny';
+  count: number;
+  first_seen_ms: number;
+  last_seen_ms: number;
+}
+
 export interface PolicyInput {
   name: string;
   description?: string | null;
   egress?: Partial<EgressRules>;
+  enforcement?: Enforcement;
 }
 
 /** Fields present replace; absent (undefined) fields keep their values. */
@@ -65,6 +110,7 @@ export interface PolicyPatch {
   name?: string;
   description?: string | null;
   egress?: Partial<EgressRules>;
+  enforcement?: Enforcement;
 }
 
 export interface DevboxInput {
@@ -106,6 +152,10 @@ export interface Store extends PolicySource {
   /** Running devboxes attached to the policy. */
   devboxesUsingPolicy(policyId: string): Devbox[];
 
+  /** The denial record's batch write (see DenialRecorder); throws when the file is busy. */
+  writeDenialEvents(rows: readonly DenialEventBatchRow[], limits: DenialLimits): void;
+  listDenialEvents(accountId: string, query: DenialEventQuery): Page<DenialEvent>;
+
   close(): void;
 }
 
@@ -123,6 +173,7 @@ interface PolicyRow {
   name: string;
   description: string | null;
   egress: string;
+  enforcement: string;
   version: number;
   create_time_ms: number;
   update_time_ms: number;
@@ -149,6 +200,7 @@ function toPolicy(r: PolicyRow): NetworkPolicy {
     name: r.name,
     description: r.description,
     egress: completeEgress(DEFAULT_EGRESS, JSON.parse(r.egress) as Partial<EgressRules>),
+    enforcement: r.enforcement === 'report' ? 'report' : 'enforce',
     create_time_ms: r.create_time_ms,
     update_time_ms: r.update_time_ms,
     version: r.version,
@@ -212,9 +264,9 @@ function statements(db: Database.Database) {
 
     policyById: p('SELECT * FROM network_policies WHERE id = ?'),
     policyByName: p('SELECT * FROM network_policies WHERE account_id = ? AND name = ?'),
-    insertPolicy: p(`INSERT INTO network_policies (id, account_id, name, description, egress, version, create_time_ms, update_time_ms)
-                     VALUES (@id, @account_id, @name, @description, @egress, 1, @create_time_ms, @update_time_ms)`),
-    updatePolicy: p(`UPDATE network_policies SET name = @name, description = @description, egress = @egress,
+    insertPolicy: p(`INSERT INTO network_policies (id, account_id, name, description, egress, enforcement, version, create_time_ms, update_time_ms)
+                     VALUES (@id, @account_id, @name, @description, @egress, @enforcement, 1, @create_time_ms, @update_time_ms)`),
+    updatePolicy: p(`UPDATE network_policies SET name = @name, description = @description, egress = @egress, enforcement = @enforcement,
                      version = version + 1, update_time_ms = @update_time_ms WHERE id = @id`),
     deletePolicy: p('DELETE FROM network_policies WHERE id = ?'),
 
@@ -233,6 +285,37 @@ function statements(db: Database.Database) {
     changesSince: p('SELECT seq, kind, id, account_id FROM change_log WHERE seq > ? ORDER BY seq'),
     maxSeq: p('SELECT coalesce(max(seq), 0) FROM change_log').pluck(),
     pruneLog: p('DELETE FROM change_log WHERE seq < ?'),
+  };
+}
+
+/** The denial record's writer, on a connection of its own (see SqliteStore.writeDenialEvents). */
+function eventStatements(path: string, main: Database.Database) {
+  const db = path === ':memory:' ? main : new Database(path, { timeout: 50 });
+  if (db !== main) {
+    db.pragma('busy_timeout = 50');
+    db.pragma('synchronous = NORMAL');
+  }
+  const upsert = db.prepare(`INSERT INTO egress_events (id, account_id, devbox_id, policy_id, host, port, door, reason, decision, count, first_seen_ms, last_seen_ms)
+    VALUES (@id, @accountId, @devboxId, @policyId, @host, @port, @door, @reason, @decision, @count, @firstSeenMs, @lastSeenMs)
+    ON CONFLICT (devbox_id, host, port, door, reason, decision) DO UPDATE SET
+      count = count + excluded.count, last_seen_ms = max(last_seen_ms, excluded.last_seen_ms), policy_id = excluded.policy_id`);
+  const expire = db.prepare('DELETE FROM egress_events WHERE last_seen_ms < ?');
+  const cap = db.prepare(`DELETE FROM egress_events WHERE devbox_id = @devbox AND id NOT IN
+    (SELECT id FROM egress_events WHERE devbox_id = @devbox ORDER BY last_seen_ms DESC, id DESC LIMIT @keep)`);
+  const tx = db.transaction((rows: readonly DenialEventBatchRow[], limits: DenialLimits) => {
+    const devboxes = new Set<string>();
+    for (const r of rows) {
+      upsert.run({ ...r, id: newId('evt_', r.firstSeenMs) });
+      devboxes.add(r.devboxId);
+    }
+    expire.run(limits.now - limits.retentionMs);
+    for (const d of devboxes) cap.run({ devbox: d, keep: limits.maxPerDevbox });
+  });
+  return {
+    write: (rows: readonly DenialEventBatchRow[], limits: DenialLimits) => tx.immediate(rows, limits),
+    close: () => {
+      if (db !== main) db.close();
+    },
   };
 }
 
@@ -370,7 +453,7 @@ class SqliteStore implements Store {
       try {
         this.q.insertPolicy.run({
           id, account_id: accountId, name: input.name, description: input.description ?? null,
-          egress: JSON.stringify(egress), create_time_ms: now, update_time_ms: now,
+          egress: JSON.stringify(egress), enforcement: input.enforcement ?? 'enforce', create_time_ms: now, update_time_ms: now,
         });
       } catch (e) {
         if (isUniqueViolation(e)) throw this.duplicateName(input.name);
@@ -393,6 +476,7 @@ class SqliteStore implements Store {
           id, name,
           description: patch.description === undefined ? cur.description : patch.description,
           egress: JSON.stringify(egress),
+          enforcement: patch.enforcement ?? cur.enforcement,
           update_time_ms: Math.max(Date.now(), cur.update_time_ms),
         });
       } catch (e) {
@@ -534,9 +618,42 @@ class SqliteStore implements Store {
     return (this.q.runningForPolicy.all(policyId) as DevboxRow[]).map(toDevbox);
   }
 
+  // ── denial record ─────────────────────────────────────────────────────────
+
+  /**
+   * Its own connection with a short busy timeout: the batch is written from the event loop,
+   * so it must not wait seconds for another process's write lock (the recorder retries later).
+   */
+  private eventsWriter: ReturnType<typeof eventStatements> | null = null;
+
+  writeDenialEvents(rows: readonly DenialEventBatchRow[], limits: DenialLimits): void {
+    if (this.closed) throw new Error('store closed');
+    const w = (this.eventsWriter ??= eventStatements(this.path, this.db));
+    w.write(rows, limits);
+  }
+
+  listDenialEvents(accountId: string, query: DenialEventQuery): Page<DenialEvent> {
+    const where = ['account_id = @account'];
+    const params: Record<string, unknown> = { account: accountId };
+    if (query.devboxId) {
+      where.push('devbox_id = @devbox');
+      params.devbox = query.devboxId;
+    }
+    if (query.decision) {
+      where.push('decision = @decision');
+      params.decision = query.decision;
+    }
+    if (query.sinceMs != null) {
+      where.push('last_seen_ms >= @since');
+      params.since = query.sinceMs;
+    }
+    return this.page<DenialEvent, DenialEvent>('egress_events', where, params, query, (r) => r);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.eventsWriter?.close();
     clearInterval(this.poll);
     this.events.removeAllListeners();
     this.db.close();

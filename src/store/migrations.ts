@@ -60,6 +60,32 @@ export const MIGRATIONS: readonly string[] = [
     account_id TEXT NOT NULL
   );
   `,
+  // 2: report-only policies (issue 15).
+  `
+  ALTER TABLE network_policies ADD COLUMN enforcement TEXT NOT NULL DEFAULT 'enforce' CHECK (enforcement IN ('enforce', 'report'));
+  `,
+  // 3: the per-devbox record of recent denials and would-denials, one row per destination,
+  //    door, reason and decision (counts and first/last seen merged by batch upserts).
+  `
+  CREATE TABLE egress_events (
+    id            TEXT PRIMARY KEY,
+    account_id    TEXT NOT NULL,
+    devbox_id     TEXT NOT NULL,
+    policy_id     TEXT,
+    host          TEXT NOT NULL,
+    port          INTEGER NOT NULL,
+    door          TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    decision      TEXT NOT NULL CHECK (decision IN ('deny', 'would_deny')),
+    count         INTEGER NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms  INTEGER NOT NULL,
+    UNIQUE (devbox_id, host, port, door, reason, decision)
+  );
+  CREATE INDEX egress_events_account ON egress_events (account_id, id);
+  CREATE INDEX egress_events_devbox_seen ON egress_events (devbox_id, last_seen_ms);
+  CREATE INDEX egress_events_seen ON egress_events (last_seen_ms);
+  `,
 ];
 
 /** Brings the database to the latest version; each step in its own transaction. */

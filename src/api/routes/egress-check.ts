@@ -2,6 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { PolicyEngine } from '../../policy/engine.js';
 import type { Store } from '../../store/index.js';
+import { decisionLabel } from '../../policy/decision.js';
 import { badRequest } from '../errors.js';
 import { egressCheckBody, egressCheckView, errorResponses } from '../schemas.js';
 
@@ -45,8 +46,9 @@ export const egressCheckRoutes = (store: Store, engine: PolicyEngine): FastifyPl
       ? engine.decide({ devboxId, via: 'credentials', source: '' }, b.host, port, 'check', protocol)
       : engine.decideForPolicy(policyId, b.host, port, protocol, devboxId);
     return {
-      decision: d.allow ? 'allow' : 'deny',
+      decision: decisionLabel(d),
       reason: d.reason,
+      enforcement: policyId === null ? null : (store.getPolicy(policyId)?.enforcement ?? null),
       matched: d.matched,
       host: d.host,
       port,
