@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { ConfigError, type GatewayConfig, type HostPort, formatHostPort } from './config.js';
 import { PolicyEngine, engineOptions } from './policy/engine.js';
 import { Gate } from './egress/gate.js';
+import { DenialRecorder, recorderOptions } from './egress/denial-events.js';
 import { ConnectionTracker } from './egress/tracker.js';
 import { SourceLimiter } from './egress/source-limit.js';
 import { type DoorContext, type RunningDoor, listenError } from './door.js';
@@ -36,6 +37,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const engine = new PolicyEngine(store, engineOptions(config));
   const resolver = createResolver(config, log);
   const gate = new Gate(engine, resolver, log);
+  const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store, recorderOptions(config), log);
+  gate.denials = denials;
   const tracker = new ConnectionTracker(engine, config.maxConnectionsPerDevbox);
   // Every tunnel holds one client socket; allow as many again for idle keep-alives and handshakes.
   const sourceLimit = new SourceLimiter(2 * config.maxConnectionsPerDevbox);
@@ -73,6 +76,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     await Promise.allSettled([...running.map((d) => d.close(graceMs)), (workers as DnsWorkers | null)?.close(graceMs)]);
     tracker.closeAll();
     gate.flushLog();
+    denials.close();
     tracker.dispose();
     engine.close();
     store.close();

@@ -16,6 +16,7 @@ import { listenDual } from './transport.js';
 import { networkPolicyRoutes } from './routes/network-policies.js';
 import { devboxRoutes } from './routes/devboxes.js';
 import { egressCheckRoutes } from './routes/egress-check.js';
+import { egressEventRoutes } from './routes/egress-events.js';
 import { healthRoutes } from './routes/health.js';
 import { apiRequestSeconds, apiRequests, metricsRoutes } from './routes/metrics.js';
 
@@ -114,6 +115,7 @@ export async function buildApi(ctx: DoorContext, store: Store): Promise<FastifyI
     await v1.register(networkPolicyRoutes(store));
     await v1.register(devboxRoutes(store));
     await v1.register(egressCheckRoutes(store, ctx.engine));
+    await v1.register(egressEventRoutes(store));
   });
   return app;
 }

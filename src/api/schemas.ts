@@ -286,3 +286,38 @@ export const egressCheckView = {
 export function errorResponses(...codes: number[]): Record<number, typeof errorSchema> {
   return Object.fromEntries(codes.map((c) => [c, errorSchema]));
 }
+
+// ── egress events (the per-devbox denial record) ───────────────────────────
+
+export const egressEventView = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'Denials (and report-only would-denials) of one devbox to one destination through one door, merged.',
+  properties: {
+    id: { type: 'string' },
+    devbox_id: { type: 'string' },
+    network_policy_id: nullable({ type: 'string', description: 'The policy that decided, when last seen.' }),
+    host: { type: 'string' },
+    port: { type: 'integer' },
+    door: { type: 'string', description: 'http, connect, socks5, tls, transparent_http or dns.' },
+    reason: { type: 'string' },
+    decision: { type: 'string', enum: ['deny', 'would_deny'] },
+    count: { type: 'integer' },
+    first_seen_ms: { type: 'integer' },
+    last_seen_ms: { type: 'integer' },
+  },
+  required: ['id', 'devbox_id', 'network_policy_id', 'host', 'port', 'door', 'reason', 'decision', 'count', 'first_seen_ms', 'last_seen_ms'],
+} as const;
+
+export const egressEventListQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    devbox_id: { type: 'string', description: 'Only this devbox.' },
+    decision: { type: 'string', enum: ['deny', 'would_deny'] },
+    since: { type: 'integer', minimum: 0, description: 'Only destinations last seen at or after this time (Unix ms).' },
+    ...pageQuery,
+  },
+} as const;
+
+export const egressEventListView = listView('events', egressEventView);
