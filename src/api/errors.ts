@@ -100,6 +100,9 @@ export function toErrorBody(err: unknown): ErrorBody {
       case 'address_in_use':
         return errorBody(400, 'address_in_use', err.message);
       case 'policy_not_found':
+      case 'blueprint_not_found':
+      case 'blueprint_not_ready':
+      case 'invalid_transition':
         return errorBody(400, 'invalid_request', err.message);
     }
   }

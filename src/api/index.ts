@@ -17,6 +17,7 @@ import { networkPolicyRoutes } from './routes/network-policies.js';
 import { devboxRoutes } from './routes/devboxes.js';
 import { egressCheckRoutes } from './routes/egress-check.js';
 import { egressEventRoutes } from './routes/egress-events.js';
+import { blueprintRoutes } from './routes/blueprints.js';
 import { healthRoutes } from './routes/health.js';
 import { apiRequestSeconds, apiRequests, metricsRoutes } from './routes/metrics.js';
 
@@ -116,6 +117,7 @@ export async function buildApi(ctx: DoorContext, store: Store): Promise<FastifyI
     await v1.register(devboxRoutes(store));
     await v1.register(egressCheckRoutes(store, ctx.engine));
     await v1.register(egressEventRoutes(store));
+    await v1.register(blueprintRoutes(store));
   });
   return app;
 }

@@ -5,6 +5,7 @@
  * (allowed_cidrs, allow_runloop_mirrors).
  */
 import { DEVBOX_STATUSES, ENFORCEMENTS } from '../policy/model.js';
+import { BLUEPRINT_STATUSES, FAILURE_REASONS } from '../store/blueprints.js';
 
 export const MAX_NAME_LENGTH = 256;
 export const MAX_DESCRIPTION_LENGTH = 4096;
@@ -202,6 +203,7 @@ export const devboxView = {
       properties: { username: { type: 'string' }, password: { type: 'string' } },
       required: ['username', 'password'],
     },
+    blueprint_id: nullable({ type: 'string', description: 'The blueprint the devbox was created from.' }),
   },
   required: ['id', 'name', 'status', 'create_time_ms', 'end_time_ms', 'launch_parameters', 'metadata', 'network', 'tunnel_key'],
 } as const;
@@ -222,6 +224,7 @@ export const devboxCreateBody = {
   additionalProperties: false,
   properties: {
     ...devboxEditable,
+    blueprint_id: nullable({ type: 'string', maxLength: 64, description: 'Create from this (built) blueprint: its launch_parameters.network_policy_id applies unless the devbox names its own.' }),
     network: nullable({
       type: 'object',
       additionalProperties: false,
@@ -321,3 +324,97 @@ export const egressEventListQuery = {
 } as const;
 
 export const egressEventListView = listView('events', egressEventView);
+
+// ── blueprints (seed subset) ───────────────────────────────────────────────
+
+const networkPolicyRef = nullable({ type: 'string', maxLength: 64 });
+const addressesField = nullable({
+  type: 'object',
+  additionalProperties: false,
+  description: 'Extension: the source addresses the build\'s traffic comes from (enforced with network_policy_id while it builds).',
+  properties: { addresses: { type: 'array', items: { type: 'string' }, maxItems: 256 } },
+});
+
+const blueprintParameters = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string' },
+    dockerfile: nullable({ type: 'string' }),
+    system_setup_commands: nullable({ type: 'array', items: { type: 'string' } }),
+    metadata: nullable(metadata),
+    network_policy_id: nullable({ type: 'string' }),
+    launch_parameters: nullable({
+      type: 'object',
+      additionalProperties: false,
+      properties: { network_policy_id: nullable({ type: 'string' }) },
+    }),
+  },
+  required: ['name'],
+} as const;
+
+export const blueprintView = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    id: { type: 'string' },
+    name: { type: 'string' },
+    create_time_ms: { type: 'integer' },
+    build_finish_time_ms: nullable({ type: 'integer' }),
+    status: { type: 'string', enum: [...BLUEPRINT_STATUSES] },
+    state: { type: 'string', enum: ['created', 'deleted'] },
+    failure_reason: nullable({ type: 'string', enum: [...FAILURE_REASONS] }),
+    parameters: blueprintParameters,
+    metadata: nullable(metadata),
+    network: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { addresses: { type: 'array', items: { type: 'string' } } },
+      required: ['addresses'],
+    },
+  },
+  required: ['id', 'name', 'create_time_ms', 'status', 'state', 'parameters'],
+} as const;
+
+export const blueprintCreateBody = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'The seed subset of Runloop\'s BlueprintCreateParams: name, the build\'s network policy, the launch policy devboxes inherit.',
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: MAX_NAME_LENGTH },
+    dockerfile: nullable({ type: 'string', maxLength: 65536 }),
+    system_setup_commands: nullable({ type: 'array', items: { type: 'string', maxLength: 4096 }, maxItems: 256 }),
+    metadata: nullable(metadata),
+    network_policy_id: networkPolicyRef,
+    launch_parameters: nullable({
+      type: 'object',
+      additionalProperties: false,
+      properties: { network_policy_id: networkPolicyRef },
+    }),
+    network: addressesField,
+  },
+  required: ['name'],
+} as const;
+
+export const blueprintStatusBody = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'Extension for the build orchestrator: move the build to its next status.',
+  properties: {
+    status: { type: 'string', enum: [...BLUEPRINT_STATUSES] },
+    failure_reason: nullable({ type: 'string', enum: [...FAILURE_REASONS] }),
+  },
+  required: ['status'],
+} as const;
+
+export const blueprintListQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', description: 'Case-insensitive substring of the name.' },
+    status: { type: 'string', enum: [...BLUEPRINT_STATUSES] },
+    ...pageQuery,
+  },
+} as const;
+
+export const blueprintListView = listView('blueprints', blueprintView);

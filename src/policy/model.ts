@@ -106,4 +106,6 @@ export interface Devbox {
   password_hash: string;
   create_time_ms: number;
   end_time_ms: number | null;
+  /** The blueprint it was created from, if any. */
+  blueprint_id?: string | null;
 }

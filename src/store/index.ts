@@ -18,9 +18,13 @@ import { type Devbox, type DevboxStatus, type EgressRules, type Enforcement, typ
 import type { PolicySource, SourceChange } from '../policy/source.js';
 import { hashPassword } from '../policy/engine.js';
 import { migrate } from './migrations.js';
+import {
+  type Blueprint, type BlueprintParameters, type BlueprintRow, type BlueprintStatus, type FailureReason,
+  ACTIVE_BUILD, buildRuntime, canMove, toBlueprint,
+} from './blueprints.js';
 import { newId, randomAlnum, randomSecret } from './ids.js';
 
-export type StoreErrorCode = 'not_found' | 'duplicate_name' | 'policy_in_use' | 'policy_not_found' | 'address_in_use';
+export type StoreErrorCode = 'not_found' | 'duplicate_name' | 'policy_in_use' | 'policy_not_found' | 'address_in_use' | 'blueprint_not_found' | 'blueprint_not_ready' | 'invalid_transition';
 
 /** A write the data forbids; the API turns it into a 400 or 404 with this message. */
 export class StoreError extends Error {
@@ -119,6 +123,22 @@ export interface DevboxInput {
   networkPolicyId?: string | null;
   /** Canonical IP literals (the API canonicalises). */
   addresses?: string[];
+  /** Created from this blueprint: its launch policy applies unless networkPolicyId is given. */
+  blueprintId?: string | null;
+}
+
+export interface BlueprintInput {
+  name: string;
+  networkPolicyId?: string | null;
+  launchNetworkPolicyId?: string | null;
+  addresses?: string[];
+  metadata?: Record<string, string>;
+  parameters: BlueprintParameters;
+}
+
+export interface BlueprintQuery extends PageQuery {
+  name?: string | null;
+  status?: BlueprintStatus | null;
 }
 
 /** undefined keeps; networkPolicyId null detaches the policy (the default, deny all, applies). */
@@ -151,6 +171,13 @@ export interface Store extends PolicySource {
   listDevboxes(accountId: string, query: DevboxQuery): Page<Devbox>;
   /** Running devboxes attached to the policy. */
   devboxesUsingPolicy(policyId: string): Devbox[];
+
+  createBlueprint(accountId: string, input: BlueprintInput): Blueprint;
+  getBlueprintFor(accountId: string, id: string): Blueprint | undefined;
+  listBlueprints(accountId: string, query: BlueprintQuery): Page<Blueprint>;
+  /** Moves a build along (the build orchestrator reports it); leaving the active steps frees its addresses. */
+  setBlueprintStatus(accountId: string, id: string, status: BlueprintStatus, failureReason?: FailureReason | null): Blueprint;
+  deleteBlueprint(accountId: string, id: string): Blueprint;
 
   /** The denial record's batch write (see DenialRecorder); throws when the file is busy. */
   writeDenialEvents(rows: readonly DenialEventBatchRow[], limits: DenialLimits): void;
@@ -191,6 +218,7 @@ interface DevboxRow {
   password_hash: string;
   create_time_ms: number;
   end_time_ms: number | null;
+  blueprint_id: string | null;
 }
 
 function toPolicy(r: PolicyRow): NetworkPolicy {
@@ -220,6 +248,7 @@ function toDevbox(r: DevboxRow): Devbox {
     password_hash: r.password_hash,
     create_time_ms: r.create_time_ms,
     end_time_ms: r.end_time_ms,
+    blueprint_id: r.blueprint_id,
   };
 }
 
@@ -273,11 +302,21 @@ function statements(db: Database.Database) {
     devboxById: p('SELECT * FROM devboxes WHERE id = ?'),
     running: p(`SELECT * FROM devboxes WHERE status = 'running' ORDER BY id`),
     runningForPolicy: p(`SELECT * FROM devboxes WHERE status = 'running' AND network_policy_id = ? ORDER BY id`),
-    insertDevbox: p(`INSERT INTO devboxes (id, account_id, name, status, network_policy_id, addresses, metadata, tunnel_key, password_hash, create_time_ms, end_time_ms)
-                     VALUES (@id, @account_id, @name, 'running', @network_policy_id, @addresses, @metadata, @tunnel_key, @password_hash, @create_time_ms, NULL)`),
+    insertDevbox: p(`INSERT INTO devboxes (id, account_id, name, status, network_policy_id, addresses, metadata, tunnel_key, password_hash, create_time_ms, end_time_ms, blueprint_id)
+                     VALUES (@id, @account_id, @name, 'running', @network_policy_id, @addresses, @metadata, @tunnel_key, @password_hash, @create_time_ms, NULL, @blueprint_id)`),
     updateDevbox: p('UPDATE devboxes SET name = @name, metadata = @metadata, network_policy_id = @network_policy_id WHERE id = @id'),
     shutdownDevbox: p(`UPDATE devboxes SET status = 'shutdown', end_time_ms = ? WHERE id = ?`),
-    addressOwner: p('SELECT devbox_id FROM running_addresses WHERE address = ?').pluck(),
+    addressOwner: p(`SELECT devbox_id FROM running_addresses WHERE address = @a
+                     UNION ALL SELECT blueprint_id FROM build_addresses WHERE address = @a`).pluck(),
+    blueprintById: p('SELECT * FROM blueprints WHERE id = ?'),
+    activeBuilds: p(`SELECT * FROM blueprints WHERE status IN ('queued', 'provisioning', 'building') ORDER BY id`),
+    activeBuildsForPolicy: p(`SELECT id FROM blueprints WHERE status IN ('queued', 'provisioning', 'building') AND network_policy_id = ? ORDER BY id`).pluck(),
+    insertBlueprint: p(`INSERT INTO blueprints (id, account_id, name, status, failure_reason, network_policy_id, launch_network_policy_id, addresses, metadata, parameters, password_hash, create_time_ms, build_finish_time_ms)
+                        VALUES (@id, @account_id, @name, 'queued', NULL, @network_policy_id, @launch_network_policy_id, @addresses, @metadata, @parameters, @password_hash, @create_time_ms, NULL)`),
+    setBlueprintStatus: p('UPDATE blueprints SET status = @status, failure_reason = @failure_reason, build_finish_time_ms = @finish WHERE id = @id'),
+    deleteBlueprint: p('DELETE FROM blueprints WHERE id = ?'),
+    insertBuildAddress: p('INSERT INTO build_addresses (address, blueprint_id) VALUES (?, ?)'),
+    deleteBuildAddresses: p('DELETE FROM build_addresses WHERE blueprint_id = ?'),
     insertAddress: p('INSERT INTO running_addresses (address, devbox_id) VALUES (?, ?)'),
     deleteAddresses: p('DELETE FROM running_addresses WHERE devbox_id = ?'),
 
@@ -344,13 +383,23 @@ class SqliteStore implements Store {
     return r && toPolicy(r);
   }
 
+  /** A devbox, or a blueprint build as the engine sees it (running while the build is active). */
   getDevbox(id: string): Devbox | undefined {
+    if (id.startsWith('bpt_')) {
+      const b = this.q.blueprintById.get(id) as BlueprintRow | undefined;
+      return b && buildRuntime(toBlueprint(b));
+    }
+    return this.devboxRow(id);
+  }
+
+  private devboxRow(id: string): Devbox | undefined {
     const r = this.q.devboxById.get(id) as DevboxRow | undefined;
     return r && toDevbox(r);
   }
 
   runningDevboxes(): Devbox[] {
-    return (this.q.running.all() as DevboxRow[]).map(toDevbox);
+    const builds = (this.q.activeBuilds.all() as BlueprintRow[]).map((b) => buildRuntime(toBlueprint(b)));
+    return [...(this.q.running.all() as DevboxRow[]).map(toDevbox), ...builds];
   }
 
   onChange(listener: (change: SourceChange) => void): () => void {
@@ -493,10 +542,11 @@ class SqliteStore implements Store {
       const cur = this.getPolicyFor(accountId, id);
       if (!cur) throw new StoreError('not_found', `network policy ${id} not found`);
       const users = this.devboxesUsingPolicy(id);
-      if (users.length > 0) {
-        const ids = users.map((d) => d.id);
+      const builds = this.q.activeBuildsForPolicy.all(id) as string[];
+      if (users.length > 0 || builds.length > 0) {
+        const ids = [...users.map((d) => d.id), ...builds];
         throw new StoreError('policy_in_use',
-          `network policy ${id} is in use by running devboxes: ${ids.join(', ')}; shut them down or move them to another policy first`,
+          `network policy ${id} is in use by running devboxes or active blueprint builds: ${ids.join(', ')}; shut them down or move them to another policy first`,
           { devbox_ids: ids });
       }
       this.q.deletePolicy.run(id);
@@ -539,7 +589,7 @@ class SqliteStore implements Store {
   // ── devboxes ──────────────────────────────────────────────────────────────
 
   getDevboxFor(accountId: string, id: string): Devbox | undefined {
-    const d = this.getDevbox(id);
+    const d = this.devboxRow(id);
     return d && d.account_id === accountId ? d : undefined;
   }
 
@@ -549,25 +599,44 @@ class SqliteStore implements Store {
     }
   }
 
+  /** The addresses, deduplicated, if no running devbox or active build holds one of them. */
+  private freeAddresses(accountId: string, wanted: readonly string[]): string[] {
+    const addresses = [...new Set(wanted)];
+    for (const a of addresses) {
+      const owner = this.q.addressOwner.get({ a }) as string | undefined;
+      if (!owner) continue;
+      const what = owner.startsWith('bpt_') ? 'blueprint build' : 'running devbox';
+      // Name the owner only to its own account: another account learns nothing but the clash.
+      if (this.getDevbox(owner)?.account_id === accountId) {
+        throw new StoreError('address_in_use', `network.addresses: ${a} is already the address of ${what} ${owner}`, { address: a, devbox_id: owner });
+      }
+      throw new StoreError('address_in_use', `network.addresses: ${a} is already in use by a running devbox`, { address: a });
+    }
+    return addresses;
+  }
+
+  /** The policy a devbox created from a blueprint gets: its own if named, else the blueprint's launch policy. */
+  private launchPolicy(accountId: string, input: DevboxInput): string | null {
+    if (input.networkPolicyId) return input.networkPolicyId;
+    if (!input.blueprintId) return null;
+    const b = this.getBlueprintFor(accountId, input.blueprintId);
+    if (!b) throw new StoreError('blueprint_not_found', `blueprint_id: blueprint ${input.blueprintId} does not exist in this account`);
+    if (b.status !== 'build_complete') throw new StoreError('blueprint_not_ready', `blueprint_id: blueprint ${b.id} is not built (status ${b.status})`);
+    return b.launch_network_policy_id;
+  }
+
   createDevbox(accountId: string, input: DevboxInput): { devbox: Devbox; password: string } {
     const password = randomSecret(24);
     const devbox = this.write((changes) => {
-      if (input.networkPolicyId) this.requirePolicy(accountId, input.networkPolicyId);
-      const addresses = [...new Set(input.addresses ?? [])];
-      for (const a of addresses) {
-        const owner = this.q.addressOwner.get(a) as string | undefined;
-        if (!owner) continue;
-        // Name the owner only to its own account: another account learns nothing but the clash.
-        const own = (this.q.devboxById.get(owner) as { account_id: string } | undefined)?.account_id === accountId;
-        if (own) throw new StoreError('address_in_use', `network.addresses: ${a} is already the address of running devbox ${owner}`, { address: a, devbox_id: owner });
-        throw new StoreError('address_in_use', `network.addresses: ${a} is already in use by a running devbox`, { address: a });
-      }
+      const policyId = this.launchPolicy(accountId, input);
+      if (policyId) this.requirePolicy(accountId, policyId);
+      const addresses = this.freeAddresses(accountId, input.addresses ?? []);
       const now = Date.now();
       const id = newId('dbx_', now);
       this.q.insertDevbox.run({
-        id, account_id: accountId, name: input.name ?? null, network_policy_id: input.networkPolicyId ?? null,
+        id, account_id: accountId, name: input.name ?? null, network_policy_id: policyId,
         addresses: JSON.stringify(addresses), metadata: JSON.stringify(input.metadata ?? {}),
-        tunnel_key: randomAlnum(20), password_hash: hashPassword(password), create_time_ms: now,
+        tunnel_key: randomAlnum(20), password_hash: hashPassword(password), create_time_ms: now, blueprint_id: input.blueprintId ?? null,
       });
       for (const a of addresses) this.q.insertAddress.run(a, id);
       changes.push({ kind: 'devbox', id, accountId });
@@ -616,6 +685,71 @@ class SqliteStore implements Store {
 
   devboxesUsingPolicy(policyId: string): Devbox[] {
     return (this.q.runningForPolicy.all(policyId) as DevboxRow[]).map(toDevbox);
+  }
+
+  // ── blueprints ────────────────────────────────────────────────────────────
+
+  getBlueprintFor(accountId: string, id: string): Blueprint | undefined {
+    const r = this.q.blueprintById.get(id) as BlueprintRow | undefined;
+    return r && r.account_id === accountId ? toBlueprint(r) : undefined;
+  }
+
+  createBlueprint(accountId: string, input: BlueprintInput): Blueprint {
+    return this.write((changes) => {
+      for (const [field, pid] of [['network_policy_id', input.networkPolicyId], ['launch_parameters.network_policy_id', input.launchNetworkPolicyId]] as const) {
+        if (pid && !this.getPolicyFor(accountId, pid)) throw new StoreError('policy_not_found', `${field}: network policy ${pid} does not exist in this account`);
+      }
+      const addresses = this.freeAddresses(accountId, input.addresses ?? []);
+      const now = Date.now();
+      const id = newId('bpt_', now);
+      this.q.insertBlueprint.run({
+        id, account_id: accountId, name: input.name, network_policy_id: input.networkPolicyId ?? null,
+        launch_network_policy_id: input.launchNetworkPolicyId ?? null, addresses: JSON.stringify(addresses),
+        metadata: JSON.stringify(input.metadata ?? {}), parameters: JSON.stringify(input.parameters),
+        password_hash: hashPassword(randomSecret(24)), create_time_ms: now,
+      });
+      for (const a of addresses) this.q.insertBuildAddress.run(a, id);
+      changes.push({ kind: 'devbox', id, accountId });
+      return this.getBlueprintFor(accountId, id)!;
+    });
+  }
+
+  setBlueprintStatus(accountId: string, id: string, status: BlueprintStatus, failureReason: FailureReason | null = null): Blueprint {
+    return this.write((changes) => {
+      const cur = this.getBlueprintFor(accountId, id);
+      if (!cur) throw new StoreError('not_found', `blueprint ${id} not found`);
+      if (cur.status === status) return cur;
+      if (!canMove(cur.status, status)) throw new StoreError('invalid_transition', `status: a build cannot go from ${cur.status} to ${status}`);
+      const done = !ACTIVE_BUILD.has(status);
+      this.q.setBlueprintStatus.run({ id, status, failure_reason: status === 'failed' ? (failureReason ?? 'build_failed') : null, finish: done ? Date.now() : null });
+      if (done) this.q.deleteBuildAddresses.run(id);
+      changes.push({ kind: 'devbox', id, accountId });
+      return this.getBlueprintFor(accountId, id)!;
+    });
+  }
+
+  deleteBlueprint(accountId: string, id: string): Blueprint {
+    return this.write((changes) => {
+      const cur = this.getBlueprintFor(accountId, id);
+      if (!cur) throw new StoreError('not_found', `blueprint ${id} not found`);
+      this.q.deleteBlueprint.run(id); // its build addresses go with it (ON DELETE CASCADE)
+      changes.push({ kind: 'devbox', id, accountId });
+      return cur;
+    });
+  }
+
+  listBlueprints(accountId: string, query: BlueprintQuery): Page<Blueprint> {
+    const where = ['account_id = @account'];
+    const params: Record<string, unknown> = { account: accountId };
+    if (query.name) {
+      where.push('instr(casefold(name), @name) > 0');
+      params.name = query.name.toLowerCase();
+    }
+    if (query.status) {
+      where.push('status = @status');
+      params.status = query.status;
+    }
+    return this.page<BlueprintRow, Blueprint>('blueprints', where, params, query, toBlueprint);
   }
 
   // ── denial record ─────────────────────────────────────────────────────────

@@ -3,6 +3,7 @@
  * migration that has shipped; add the next one.
  */
 import type Database from 'better-sqlite3';
+import { BLUEPRINT_MIGRATION } from './blueprints.js';
 
 export const MIGRATIONS: readonly string[] = [
   // 1: tokens, policies, devboxes, the addresses of running devboxes, and a change log
@@ -86,6 +87,8 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX egress_events_devbox_seen ON egress_events (devbox_id, last_seen_ms);
   CREATE INDEX egress_events_seen ON egress_events (last_seen_ms);
   `,
+  // 4: blueprints, their build addresses, and the blueprint a devbox was created from.
+  BLUEPRINT_MIGRATION,
 ];
 
 /** Brings the database to the latest version; each step in its own transaction. */
