@@ -70,6 +70,9 @@ export interface GatewayConfig {
   maxAddressesPerAccount: number;
   apiPageBytes: number;
   shutdownGraceMs: number;
+  eventsRetentionHours: number;
+  eventsMaxPerDevbox: number;
+  eventsFlushMs: number;
 }
 
 type Kind =
@@ -141,6 +144,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'maxDevboxesPerAccount', flag: 'max-devboxes-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 1000, help: 'running devboxes one account may have registered' },
   { key: 'maxAddressesPerAccount', flag: 'max-addresses-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 4096, help: 'source addresses over all of one account\'s running devboxes' },
   { key: 'apiPageBytes', flag: 'api-page-bytes', kind: { t: 'int', min: 65_536, max: 268_435_456 }, def: () => 4 * 1024 * 1024, help: 'byte budget of one list page (a page stops early, with has_more, when the next item would pass it)' },
+  { key: 'eventsRetentionHours', flag: 'events-retention-hours', kind: { t: 'int', min: 1, max: 8760 }, def: () => 168, help: 'hours a denial or would-denial stays in the per-devbox record (GET /v1/egress/events)' },
+  { key: 'eventsMaxPerDevbox', flag: 'events-max-per-devbox', kind: { t: 'int', min: 0, max: 100_000 }, def: () => 1000, help: 'distinct destinations the denial record keeps per devbox, newest first (0: record nothing)' },
+  { key: 'eventsFlushMs', flag: 'events-flush-ms', kind: { t: 'int', min: 10, max: 60_000 }, def: () => 1000, help: 'how often recorded denials are written to the store, in one batch' },
   { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', kind: { t: 'int', min: 0, max: 600_000 }, def: () => 10_000, help: 'how long shutdown waits for connections to drain' },
 ];
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-/** CLI: `egress-gateway serve | check | apply | firewall | bench`. */
+/** CLI: `egress-gateway serve | check | apply | suggest | firewall | bench`. */
 import { createLogger } from './log.js';
 import { ConfigError, OPTIONS, BOOLEAN_FLAGS, configHelp, loadConfig, parseArgv } from './config.js';
 
 const COMMAND_FLAGS = ['config', 'help', 'policy', 'devbox', 'prune', 'dry-run', 'json', 'proxy', 'duration', 'concurrency', 'api-url', 'token',
-  'allowed', 'denied', 'devbox-cidr', 'gateway-addr', 'interface', 'socks-proxy', 'out', 'table', 'proxy-user', 'max-requests'];
+  'allowed', 'denied', 'devbox-cidr', 'gateway-addr', 'interface', 'socks-proxy', 'out', 'table', 'proxy-user', 'max-requests', 'since', 'collapse'];
 
 const USAGE = `egress-gateway — network-policy enforcement for devboxes
 
@@ -12,6 +12,7 @@ Commands:
   serve                          run the gateway (admin API, HTTP proxy, SOCKS5, DNS, transparent doors)
   check --policy npol_… HOST[:PORT]   explain the decision a policy makes for a destination
   apply DIR [--prune] [--dry-run]     make the store match a folder of policy files
+  suggest --devbox dbx_… [--since 1h]  print a policy file adding what the devbox was denied
   firewall --devbox-cidr CIDR --gateway-addr IP   print nftables rules for sidecar deployment
   bench --proxy HOST:PORT --dns HOST:PORT --allowed HOST --denied HOST   load-test a running gateway
 
@@ -61,6 +62,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   apply: async () => (await import('./cli/apply.js')).applyCommand,
   firewall: async () => (await import('./cli/firewall.js')).firewallCommand,
   bench: async () => (await import('./cli/bench.js')).benchCommand,
+  suggest: async () => (await import('./cli/suggest.js')).suggestCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

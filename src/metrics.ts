@@ -1,40 +1,46 @@
 /** The gateway's one Prometheus registry and the metrics every part shares. */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Decision, Door, Reason } from './policy/decision.js';
+import { type Decision, type DecisionLabel, type Door, type Reason, decisionLabel } from './policy/decision.js';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'egress_' });
 
 /**
- * Every decision a door enforces, by door, allow/deny and reason. Doors count through
- * countDecision(): a plain add into a cell per (door, reason), handed to prom-client when
- * /metrics is scraped, so the per-request and per-query cost is one Map lookup and no
- * label hashing. Allow and deny reasons are disjoint, so the reason names the decision.
+ * Every decision a door enforces, by door, decision (allow, deny, or would_deny: let through
+ * by a report-only policy) and reason. Doors count through countDecision(): a plain add into
+ * a cell per (door, decision, reason), handed to prom-client when /metrics is scraped, so the
+ * per-request and per-query cost is one or two Map lookups and no label hashing. Allow and
+ * deny reasons are disjoint, so the reason names the decision; would_deny cells are kept apart.
  */
-const pendingDecisions = new Map<Door, Map<Reason, { allow: boolean; n: number }>>();
+type Cells = Map<Reason, { label: DecisionLabel; n: number }>;
+const pendingDecisions = new Map<Door, Cells>();
+const pendingWouldDeny = new Map<Door, Cells>();
 
 export const decisions = new Counter({
   name: 'egress_decisions_total',
-  help: 'Decisions enforced, by door, decision and reason',
+  help: 'Decisions enforced, by door, decision (allow, deny, would_deny) and reason',
   labelNames: ['door', 'decision', 'reason'] as const,
   registers: [registry],
   collect() {
-    for (const [door, cells] of pendingDecisions) {
-      for (const [reason, cell] of cells) {
-        if (cell.n === 0) continue;
-        this.inc({ door, decision: cell.allow ? 'allow' : 'deny', reason }, cell.n);
-        cell.n = 0;
+    for (const pending of [pendingDecisions, pendingWouldDeny]) {
+      for (const [door, cells] of pending) {
+        for (const [reason, cell] of cells) {
+          if (cell.n === 0) continue;
+          this.inc({ door, decision: cell.label, reason }, cell.n);
+          cell.n = 0;
+        }
       }
     }
   },
 });
 
-export function countDecision(door: Door, decision: Pick<Decision, 'allow' | 'reason'>, n = 1): void {
-  let cells = pendingDecisions.get(door);
-  if (cells === undefined) pendingDecisions.set(door, (cells = new Map()));
+export function countDecision(door: Door, decision: Pick<Decision, 'allow' | 'reason' | 'wouldDeny'>, n = 1): void {
+  const pending = decision.wouldDeny === true ? pendingWouldDeny : pendingDecisions;
+  let cells = pending.get(door);
+  if (cells === undefined) pending.set(door, (cells = new Map()));
   const cell = cells.get(decision.reason);
   if (cell !== undefined) cell.n += n;
-  else cells.set(decision.reason, { allow: decision.allow, n });
+  else cells.set(decision.reason, { label: decisionLabel(decision), n });
 }
 
 export const decisionSeconds = new Histogram({

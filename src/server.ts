@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { ConfigError, type GatewayConfig, type HostPort, formatHostPort } from './config.js';
 import { PolicyEngine, engineOptions } from './policy/engine.js';
 import { Gate } from './egress/gate.js';
+import { DenialRecorder, recorderOptions } from './egress/denial-events.js';
 import { ConnectionTracker } from './egress/tracker.js';
 import { SourceLimiter } from './egress/source-limit.js';
 import { FairShare, fdBudget } from './egress/fair-share.js';
@@ -39,6 +40,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const engine = new PolicyEngine(store, engineOptions(config));
   const resolver = createResolver(config, log);
   const gate = new Gate(engine, resolver, log);
+  const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store, recorderOptions(config), log);
+  gate.denials = denials;
   const tracker = new ConnectionTracker(engine, config.maxConnectionsPerDevbox);
   // Every cap below the open-file limit, so overload is refused, never EMFILE.
   const budget = fdBudget(config);
@@ -84,6 +87,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     tracker.closeAll();
     upstreamPool.close();
     gate.flushLog();
+    denials.close();
     tracker.dispose();
     engine.close();
     store.close();

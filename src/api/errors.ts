@@ -106,6 +106,9 @@ export function toErrorBody(err: unknown): ErrorBody {
       case 'quota_exceeded':
         return errorBody(403, 'quota_exceeded', err.message);
       case 'policy_not_found':
+      case 'blueprint_not_found':
+      case 'blueprint_not_ready':
+      case 'invalid_transition':
         return errorBody(400, 'invalid_request', err.message);
     }
   }

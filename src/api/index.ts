@@ -18,6 +18,8 @@ import { listenDual } from './transport.js';
 import { networkPolicyRoutes } from './routes/network-policies.js';
 import { devboxRoutes } from './routes/devboxes.js';
 import { egressCheckRoutes } from './routes/egress-check.js';
+import { egressEventRoutes } from './routes/egress-events.js';
+import { blueprintRoutes } from './routes/blueprints.js';
 import { healthRoutes } from './routes/health.js';
 import { apiRequestSeconds, apiRequests, metricsRoutes } from './routes/metrics.js';
 
@@ -147,6 +149,8 @@ export async function buildApi(deps: ApiDeps, store: Store): Promise<FastifyInst
     await v1.register(networkPolicyRoutes(store, deps.config.apiPageBytes));
     await v1.register(devboxRoutes(store, deps.config.apiPageBytes));
     await v1.register(egressCheckRoutes(store, deps.plane));
+    await v1.register(egressEventRoutes(store));
+    await v1.register(blueprintRoutes(store));
   });
   return app;
 }

@@ -4,7 +4,8 @@
  * Runloop's published network-policies OpenAPI plus the fields the current SDK sends
  * (allowed_cidrs, allow_runloop_mirrors).
  */
-import { DEVBOX_STATUSES } from '../policy/model.js';
+import { DEVBOX_STATUSES, ENFORCEMENTS } from '../policy/model.js';
+import { BLUEPRINT_STATUSES, FAILURE_REASONS } from '../store/blueprints.js';
 
 export const MAX_NAME_LENGTH = 256;
 export const MAX_DESCRIPTION_LENGTH = 4096;
@@ -76,10 +77,11 @@ export const policyView = {
     name: { type: 'string' },
     description: nullable({ type: 'string' }),
     egress: egressView,
+    enforcement: { type: 'string', enum: [...ENFORCEMENTS], description: 'enforce (default) or report: let through and record as would_deny what the policy would deny.' },
     create_time_ms: { type: 'integer' },
     update_time_ms: { type: 'integer' },
   },
-  required: ['id', 'name', 'egress', 'create_time_ms', 'update_time_ms'],
+  required: ['id', 'name', 'egress', 'enforcement', 'create_time_ms', 'update_time_ms'],
 } as const;
 
 const policyFields = {
@@ -91,6 +93,10 @@ const policyFields = {
   allow_mcp_gateway: nullable({ type: 'boolean' }),
   allow_runloop_mirrors: nullable({ type: 'boolean' }),
   allowed_cidrs: nullable({ type: 'array', items: allowedCidr, maxItems: 10000 }),
+  enforcement: nullable({
+    type: 'string', enum: [...ENFORCEMENTS],
+    description: 'Extension: enforce (default) or report (report-only rollout: would-be denials are let through, counted and logged as would_deny).',
+  }),
 } as const;
 
 export const policyCreateBody = {
@@ -197,6 +203,7 @@ export const devboxView = {
       properties: { username: { type: 'string' }, password: { type: 'string' } },
       required: ['username', 'password'],
     },
+    blueprint_id: nullable({ type: 'string', description: 'The blueprint the devbox was created from.' }),
   },
   required: ['id', 'name', 'status', 'create_time_ms', 'end_time_ms', 'launch_parameters', 'metadata', 'network', 'tunnel_key'],
 } as const;
@@ -217,6 +224,7 @@ export const devboxCreateBody = {
   additionalProperties: false,
   properties: {
     ...devboxEditable,
+    blueprint_id: nullable({ type: 'string', maxLength: 64, description: 'Create from this (built) blueprint: its launch_parameters.network_policy_id applies unless the devbox names its own.' }),
     network: nullable({
       type: 'object',
       additionalProperties: false,
@@ -263,7 +271,8 @@ export const egressCheckView = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    decision: { type: 'string', enum: ['allow', 'deny'] },
+    decision: { type: 'string', enum: ['allow', 'deny', 'would_deny'], description: 'would_deny: the policy denies it but is report-only, so the doors let it through.' },
+    enforcement: nullable({ type: 'string', enum: [...ENFORCEMENTS] }),
     reason: { type: 'string' },
     matched: nullable({ type: 'string' }),
     host: { type: 'string' },
@@ -280,3 +289,132 @@ export const egressCheckView = {
 export function errorResponses(...codes: number[]): Record<number, typeof errorSchema> {
   return Object.fromEntries(codes.map((c) => [c, errorSchema]));
 }
+
+// ── egress events (the per-devbox denial record) ───────────────────────────
+
+export const egressEventView = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'Denials (and report-only would-denials) of one devbox to one destination through one door, merged.',
+  properties: {
+    id: { type: 'string' },
+    devbox_id: { type: 'string' },
+    network_policy_id: nullable({ type: 'string', description: 'The policy that decided, when last seen.' }),
+    host: { type: 'string' },
+    port: { type: 'integer' },
+    door: { type: 'string', description: 'http, connect, socks5, tls, transparent_http or dns.' },
+    reason: { type: 'string' },
+    decision: { type: 'string', enum: ['deny', 'would_deny'] },
+    count: { type: 'integer' },
+    first_seen_ms: { type: 'integer' },
+    last_seen_ms: { type: 'integer' },
+  },
+  required: ['id', 'devbox_id', 'network_policy_id', 'host', 'port', 'door', 'reason', 'decision', 'count', 'first_seen_ms', 'last_seen_ms'],
+} as const;
+
+export const egressEventListQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    devbox_id: { type: 'string', description: 'Only this devbox.' },
+    decision: { type: 'string', enum: ['deny', 'would_deny'] },
+    since: { type: 'integer', minimum: 0, description: 'Only destinations last seen at or after this time (Unix ms).' },
+    ...pageQuery,
+  },
+} as const;
+
+export const egressEventListView = listView('events', egressEventView);
+
+// ── blueprints (seed subset) ───────────────────────────────────────────────
+
+const networkPolicyRef = nullable({ type: 'string', maxLength: 64 });
+const addressesField = nullable({
+  type: 'object',
+  additionalProperties: false,
+  description: 'Extension: the source addresses the build\'s traffic comes from (enforced with network_policy_id while it builds).',
+  properties: { addresses: { type: 'array', items: { type: 'string' }, maxItems: 256 } },
+});
+
+const blueprintParameters = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string' },
+    dockerfile: nullable({ type: 'string' }),
+    system_setup_commands: nullable({ type: 'array', items: { type: 'string' } }),
+    metadata: nullable(metadata),
+    network_policy_id: nullable({ type: 'string' }),
+    launch_parameters: nullable({
+      type: 'object',
+      additionalProperties: false,
+      properties: { network_policy_id: nullable({ type: 'string' }) },
+    }),
+  },
+  required: ['name'],
+} as const;
+
+export const blueprintView = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    id: { type: 'string' },
+    name: { type: 'string' },
+    create_time_ms: { type: 'integer' },
+    build_finish_time_ms: nullable({ type: 'integer' }),
+    status: { type: 'string', enum: [...BLUEPRINT_STATUSES] },
+    state: { type: 'string', enum: ['created', 'deleted'] },
+    failure_reason: nullable({ type: 'string', enum: [...FAILURE_REASONS] }),
+    parameters: blueprintParameters,
+    metadata: nullable(metadata),
+    network: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { addresses: { type: 'array', items: { type: 'string' } } },
+      required: ['addresses'],
+    },
+  },
+  required: ['id', 'name', 'create_time_ms', 'status', 'state', 'parameters'],
+} as const;
+
+export const blueprintCreateBody = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'The seed subset of Runloop\'s BlueprintCreateParams: name, the build\'s network policy, the launch policy devboxes inherit.',
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: MAX_NAME_LENGTH },
+    dockerfile: nullable({ type: 'string', maxLength: 65536 }),
+    system_setup_commands: nullable({ type: 'array', items: { type: 'string', maxLength: 4096 }, maxItems: 256 }),
+    metadata: nullable(metadata),
+    network_policy_id: networkPolicyRef,
+    launch_parameters: nullable({
+      type: 'object',
+      additionalProperties: false,
+      properties: { network_policy_id: networkPolicyRef },
+    }),
+    network: addressesField,
+  },
+  required: ['name'],
+} as const;
+
+export const blueprintStatusBody = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'Extension for the build orchestrator: move the build to its next status.',
+  properties: {
+    status: { type: 'string', enum: [...BLUEPRINT_STATUSES] },
+    failure_reason: nullable({ type: 'string', enum: [...FAILURE_REASONS] }),
+  },
+  required: ['status'],
+} as const;
+
+export const blueprintListQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', description: 'Case-insensitive substring of the name.' },
+    status: { type: 'string', enum: [...BLUEPRINT_STATUSES] },
+    ...pageQuery,
+  },
+} as const;
+
+export const blueprintListView = listView('blueprints', blueprintView);

@@ -1,5 +1,6 @@
 /** Stored shapes → the JSON the API returns. */
 import type { Devbox, NetworkPolicy } from '../policy/model.js';
+import type { Blueprint } from '../store/blueprints.js';
 
 export function policyView(p: NetworkPolicy) {
   return {
@@ -15,6 +16,7 @@ export function policyView(p: NetworkPolicy) {
       allow_runloop_mirrors: p.egress.allow_runloop_mirrors,
       allowed_cidrs: p.egress.allowed_cidrs,
     },
+    enforcement: p.enforcement,
     create_time_ms: p.create_time_ms,
     update_time_ms: p.update_time_ms,
   };
@@ -31,5 +33,21 @@ export function devboxView(d: Devbox) {
     metadata: d.metadata,
     network: { addresses: d.addresses },
     tunnel_key: d.tunnel_key,
+    blueprint_id: d.blueprint_id ?? null,
+  };
+}
+
+export function blueprintView(b: Blueprint, state: 'created' | 'deleted' = 'created') {
+  return {
+    id: b.id,
+    name: b.name,
+    create_time_ms: b.create_time_ms,
+    build_finish_time_ms: b.build_finish_time_ms,
+    status: b.status,
+    state,
+    failure_reason: b.failure_reason,
+    parameters: b.parameters,
+    metadata: b.metadata,
+    network: { addresses: b.addresses },
   };
 }

@@ -17,13 +17,14 @@
 import type { AllowedCidr } from '../policy/model.js';
 import { loadPolicyFolder, PolicyFileError, type PolicySpec } from './policy-file.js';
 
-const DEFAULT_API_URL = 'http://127.0.0.1:8080';
+export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
 const BOOLEANS = ['allow_all', 'allow_devbox_to_devbox', 'allow_agent_gateway', 'allow_mcp_gateway', 'allow_runloop_mirrors'] as const;
 
-interface PolicyView {
+export interface PolicyView {
   id: string;
   name: string;
   description: string | null;
+  enforcement?: string;
   egress: {
     allow_all: boolean;
     allow_devbox_to_devbox: boolean;
@@ -41,13 +42,14 @@ export type Change =
   | { op: 'unchanged'; name: string; id: string }
   | { op: 'delete'; name: string; id: string };
 
-class ApiError extends Error {
+export class ApiError extends Error {
   constructor(readonly status: number, message: string) {
     super(message);
   }
 }
 
-class Api {
+/** A small client for the gateway's API (apply, suggest). */
+export class Api {
   constructor(private readonly base: string, private readonly token: string) {}
 
   async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
@@ -110,6 +112,8 @@ export function describeDiff(cur: PolicyView, want: PolicySpec): string[] {
     if (have !== want[k]) what.push(`${k} ${have}→${want[k]}`);
   }
   if ((cur.description ?? null) !== want.description) what.push('description');
+  const enforcement = cur.enforcement ?? 'enforce';
+  if (enforcement !== want.enforcement) what.push(`enforcement ${enforcement}→${want.enforcement}`);
   return what;
 }
 

@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { loadConfig } from '../config.js';
 import { PolicyEngine, engineOptions } from '../policy/engine.js';
-import type { Decision } from '../policy/decision.js';
+import { type Decision, decisionLabel } from '../policy/decision.js';
 import type { PolicySource } from '../policy/source.js';
 import { MemorySource } from '../policy/memory-source.js';
 import { loadPolicyFile, POLICY_EXTENSIONS, PolicyFileError } from './policy-file.js';
@@ -36,7 +36,7 @@ export function parseDestination(text: string): { host: string; port: number } {
 export function formatDecision(d: Decision, port: number): string {
   const version = d.policyVersion === null ? '' : ` v${d.policyVersion}`;
   return [
-    d.allow ? 'allow' : 'deny ',
+    decisionLabel(d).padEnd(10),
     d.reason.padEnd(16),
     `matched=${d.matched ?? '-'}`,
     `policy=${d.policyId ?? '(default: deny all)'}${version}`,
@@ -77,8 +77,8 @@ async function runCheck(flags: Map<string, string[]>, positional: string[]): Pro
     if (devboxArg !== null) throw new UsageError('--devbox needs the store; it cannot be combined with a policy file');
     const spec = loadPolicyFile(policyArg);
     const mem = new MemorySource();
-    const { name, description, ...egress } = spec;
-    policyId = mem.putPolicy({ id: `file:${policyArg}`, name, description, egress }).id;
+    const { name, description, enforcement, ...egress } = spec;
+    policyId = mem.putPolicy({ id: `file:${policyArg}`, name, description, egress, enforcement }).id;
     source = mem;
   } else {
     if (!existsSync(config.db)) throw new UsageError(`no store at ${config.db} (give --db PATH, or a policy file to --policy)`);
@@ -103,9 +103,10 @@ async function runCheck(flags: Map<string, string[]>, positional: string[]): Pro
     }
     engine.close();
     if (flags.has('json')) {
-      process.stdout.write(`${JSON.stringify({ decision: d.allow ? 'allow' : 'deny', reason: d.reason, matched: d.matched, host: d.host, port, network_policy_id: d.policyId, policy_version: d.policyVersion })}\n`);
+      process.stdout.write(`${JSON.stringify({ decision: decisionLabel(d), reason: d.reason, matched: d.matched, host: d.host, port, network_policy_id: d.policyId, policy_version: d.policyVersion })}\n`);
     } else {
       process.stdout.write(`${formatDecision(d, port)}\n`);
+      if (d.wouldDeny === true) process.stdout.write('  (the policy is report-only: the doors let this through, counted and logged as would_deny)\n');
       if (d.allow && d.hostKind === 'name') process.stdout.write('  (at connection time the resolved address must also pass the private-address guardrail)\n');
     }
     return d.allow ? 0 : 1;

@@ -6,18 +6,19 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { type AllowedCidr, type CidrPortRange, type EgressRules, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
+import { type AllowedCidr, type CidrPortRange, type EgressRules, type Enforcement, DEFAULT_EGRESS, ENFORCEMENTS, completeEgress } from '../policy/model.js';
 import { RuleError, validateCidrs, validateHostnames } from '../policy/validate.js';
 
 /** The policy a file describes, normalised; every field present (defaults filled in). */
 export interface PolicySpec extends EgressRules {
   name: string;
   description: string | null;
+  enforcement: Enforcement;
 }
 
 export const POLICY_EXTENSIONS = ['.json', '.yaml', '.yml'];
 const BOOLEANS = ['allow_all', 'allow_devbox_to_devbox', 'allow_agent_gateway', 'allow_mcp_gateway', 'allow_runloop_mirrors'] as const;
-const KEYS = new Set(['name', 'description', 'allowed_hostnames', 'allowed_cidrs', ...BOOLEANS]);
+const KEYS = new Set(['name', 'description', 'enforcement', 'allowed_hostnames', 'allowed_cidrs', ...BOOLEANS]);
 
 export class PolicyFileError extends Error {
   constructor(readonly file: string, message: string) {
@@ -62,6 +63,7 @@ export function parsePolicySpec(file: string, data: unknown): PolicySpec {
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(o.name as string)) fail('field "name" must not contain control characters');
   if (o.description != null && typeof o.description !== 'string') fail('field "description" must be a string');
+  if (o.enforcement != null && !(ENFORCEMENTS as readonly unknown[]).includes(o.enforcement)) fail(`field "enforcement" must be one of ${ENFORCEMENTS.join(', ')}`);
   const patch: Partial<EgressRules> = {};
   for (const k of BOOLEANS) {
     const v = o[k];
@@ -81,6 +83,7 @@ export function parsePolicySpec(file: string, data: unknown): PolicySpec {
   const spec: PolicySpec = {
     name: o.name as string,
     description: (o.description as string | undefined) ?? null,
+    enforcement: (o.enforcement as Enforcement | undefined) ?? 'enforce',
     ...completeEgress(DEFAULT_EGRESS, patch), // allow_all implies allow_devbox_to_devbox, as the API stores it
   };
   return spec;

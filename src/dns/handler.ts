@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config.js';
 import type { Gate } from '../egress/gate.js';
 import type { PolicyEngine, Identity } from '../policy/engine.js';
-import { type Decision, denial } from '../policy/decision.js';
+import { type Decision, decisionLabel, denial } from '../policy/decision.js';
 import { type CacheEntry, clockMs, refreshTtls } from './cache.js';
 import type { CachedResolver } from './resolver.js';
 import { blockedOpt, PLAIN_OPT } from './ede.js';
@@ -115,9 +115,9 @@ class DenialLog {
       this.log.info(
         {
           event: 'decision', devbox: e.identity.devboxId, source: e.identity.source, policy: e.decision.policyId,
-          host: e.decision.host, port: 53, qtype: e.qtype, decision: 'deny', reason: e.decision.reason, repeats: e.repeats,
+          host: e.decision.host, port: 53, qtype: e.qtype, decision: decisionLabel(e.decision), reason: e.decision.reason, repeats: e.repeats,
         },
-        'egress denied (repeated within 1 s)',
+        e.decision.allow ? 'egress would be denied (report-only policy, repeated within 1 s)' : 'egress denied (repeated within 1 s)',
       );
     }
     if (this.overflow > 0) this.log.warn({ event: 'dns_denials_unlogged', count: this.overflow }, 'DNS denials over the per-second log budget (counted, not logged)');
@@ -213,8 +213,10 @@ export class DnsHandler {
       dnsMetrics.answered('denied', (performance.now() - started) / 1000);
       return out;
     }
-    // Allowed queries are counted, not logged (one line per query would flood the log).
-    countDecision('dns', decision);
+    // Allowed queries are counted, not logged (one line per query would flood the log);
+    // a report-only policy's would-denials are logged and recorded like denials.
+    if (decision.wouldDeny === true) this.denials.record(identity, decision, qt, now);
+    else countDecision('dns', decision);
     if (q.qtype === T.ANY) return this.anyAnswer(msg, q, qt, started);
 
     // Answers are cached per account: one account's unique names evict only its own.

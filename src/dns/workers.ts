@@ -218,6 +218,9 @@ async function startWorkerDoor(config: GatewayConfig, at: HostPort, log: Logger,
   const dnsLog = log.child({ door: 'dns' });
   const resolver = createResolver(config, dnsLog);
   const gate = new Gate(engine, resolver, dnsLog);
+  const { DenialRecorder, recorderOptions } = await import('../egress/denial-events.js');
+  const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store, recorderOptions(config), dnsLog);
+  gate.denials = denials;
   const handler = new DnsHandler({ config, engine, gate, resolver, log: dnsLog });
   const server = await startDnsServer(handler, at, dnsLog, { transports: 'udp' });
   return {
@@ -232,6 +235,7 @@ async function startWorkerDoor(config: GatewayConfig, at: HostPort, log: Logger,
       await server.close(graceMs);
       handler.close();
       gate.flushLog();
+      denials.close();
       resolver.close();
       engine.close();
       store.close();

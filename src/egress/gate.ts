@@ -5,10 +5,15 @@
  * protocol's words.
  */
 import type { Logger } from 'pino';
-import type { Decision, Door } from '../policy/decision.js';
+import { type Decision, type Door, decisionLabel } from '../policy/decision.js';
 import type { Identity, PolicyEngine } from '../policy/engine.js';
 import { type Resolver, ResolveError } from '../dns/resolver.js';
 import { countDecision, decisionSeconds } from '../metrics.js';
+
+/** Takes every denial and would-denial a door records (never blocks; see DenialRecorder). */
+export interface DenialSink {
+  record(identity: Identity, door: Door, decision: Decision, port: number): void;
+}
 
 export type Admission =
   | { ok: true; decision: Decision; address: string }
@@ -89,18 +94,25 @@ export class Gate {
     return { ok: false, decision: last, error: 'denied' };
   }
 
-  /** Counts a decision and logs denials (allowed connections are logged when they end). */
+  /**
+   * Counts a decision; logs denials and would-denials (a report-only policy's) and hands them
+   * to the denial record. Allowed connections are logged when they end.
+   */
   record(identity: Identity, door: Door, decision: Decision, port: number): void {
     countDecision(door, decision);
-    if (!decision.allow) {
+    if (!decision.allow || decision.wouldDeny === true) {
       // Written after the door has answered (same turn of the event loop, before any other
       // I/O): serialising the line is not on the denied client's critical path.
       this.defer({
         event: 'decision', door, devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
-        host: decision.host, port, decision: 'deny', reason: decision.reason,
-      }, 'egress denied');
+        host: decision.host, port, decision: decisionLabel(decision), reason: decision.reason,
+      }, decision.allow ? 'egress would be denied (report-only policy): let through' : 'egress denied');
+      this.denials?.record(identity, door, decision, port);
     }
   }
+
+  /** Where denials and would-denials are remembered per devbox (see DenialRecorder); none in tools. */
+  denials: DenialSink | null = null;
 
   private pendingLines: Array<[object, string]> = [];
 
@@ -121,7 +133,7 @@ export class Gate {
   logConnection(identity: Identity, door: Door, decision: Decision, port: number, bytesOut: number, bytesIn: number, durationMs: number, error?: string): void {
     this.defer({
       event: 'decision', door, devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
-      policy_version: decision.policyVersion, host: decision.host, port, decision: 'allow', reason: decision.reason,
+      policy_version: decision.policyVersion, host: decision.host, port, decision: decisionLabel(decision), reason: decision.reason,
       matched: decision.matched, bytes_out: bytesOut, bytes_in: bytesIn, duration_ms: Math.round(durationMs * 1000) / 1000,
       ...(error ? { error } : {}),
     }, 'egress connection closed');

@@ -191,6 +191,8 @@ export class CompiledPolicy {
   readonly accountId: string | null;
   readonly version: number;
   readonly allowAll: boolean;
+  /** Report-only: the policy's own denials are let through as would_deny (see reportOnly). */
+  readonly report: boolean;
   readonly devboxToDevbox: boolean;
   /** Exact names. */
   private readonly exact: NameTable;
@@ -225,6 +227,7 @@ export class CompiledPolicy {
     this.exact = new NameTable(2, (e?.allowed_hostnames?.length ?? 0) - wild + 8);
     this.suffixes = new NameTable(3, wild + 8);
     this.allowAll = e?.allow_all ?? false;
+    this.report = policy?.enforcement === 'report';
     this.devboxToDevbox = (e?.allow_devbox_to_devbox ?? false) || this.allowAll;
     if (!e) return;
     for (const entry of e.allowed_hostnames ?? []) this.addName(entry, 'hostname');

@@ -30,6 +30,36 @@ export interface Decision {
   /** The destination as normalised (a name, or a canonical IP). */
   readonly host: string;
   readonly hostKind: 'name' | 'ip' | 'invalid';
+  /**
+   * Set on a decision a report-only policy let through: `allow` is true, `reason` is the
+   * denial the policy would have enforced.
+   */
+  readonly wouldDeny?: true;
+}
+
+/**
+ * Denials a report-only policy lets through: the policy's own verdicts. Never relaxed:
+ * guardrails (private_address), unknown clients, a missing policy, unreadable names and
+ * protocol refusals (SNI/Host mismatch, ECH), which are not the policy's to waive.
+ */
+const REPORTABLE: ReadonlySet<Reason> = new Set<Reason>(['not_allowlisted', 'ip_literal']);
+
+/** The decision a report-only policy enforces for `d`: a reportable denial becomes a would_deny allow. */
+export function reportOnly(d: Decision): Decision {
+  if (d.allow || !REPORTABLE.has(d.reason)) return d;
+  return { ...d, allow: true, wouldDeny: true };
+}
+
+/** The `decision` label of metrics, logs and events: allow, deny or would_deny. */
+export type DecisionLabel = 'allow' | 'deny' | 'would_deny';
+
+export function decisionLabel(d: Pick<Decision, 'allow' | 'wouldDeny'>): DecisionLabel {
+  return d.wouldDeny === true ? 'would_deny' : d.allow ? 'allow' : 'deny';
+}
+
+/** Admitted by the policy itself (not merely reported): what SNI/Host agreement checks require. */
+export function strictlyAllowed(d: Pick<Decision, 'allow' | 'wouldDeny'>): boolean {
+  return d.allow && d.wouldDeny !== true;
 }
 
 /**

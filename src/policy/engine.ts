@@ -9,7 +9,7 @@ import type { Devbox } from './model.js';
 import type { PolicySource, SourceChange } from './source.js';
 import type { GatewayConfig } from '../config.js';
 import { CompiledPolicy, DECISION_CACHE_MAX, NO_MATCH, type ToggleHosts } from './compiler.js';
-import { type Decision, type Door, denial } from './decision.js';
+import { type Decision, type Door, denial, reportOnly } from './decision.js';
 import { SCAN_OK, hostScan, normalizeHost, scanHost } from './hostname.js';
 import { Guardrails } from './guardrails.js';
 import { type IpWords, ipToWords } from './ip.js';
@@ -162,26 +162,33 @@ export class PolicyEngine {
     return denial('private_address', decision.host, decision, decision.hostKind);
   }
 
+  /**
+   * The policy's verdict as its enforcement mode enforces it: report-only policies turn their
+   * own denials into would_deny allows here (the one place report mode acts). Name decisions
+   * are cached as enforced, so a cached would_deny costs what a cached allow does.
+   */
   private decideWith(cp: CompiledPolicy, devboxId: string | null, host: string, port: number, protocol: Protocol): Decision {
     const hit = cp.cache.get(host);
     if (hit !== undefined) return hit;
     // Fast path: a plain lower-case name is already normalised, and the pass that proved
     // it also hashed it for the matcher.
-    if (scanHost(host) === SCAN_OK) {
-      const d = this.decideName(cp, host, true);
-      cp.cache.set(host, d);
-      return d;
-    }
+    if (scanHost(host) === SCAN_OK) return this.cacheName(cp, host, this.decideName(cp, host, true));
     const ipf = this.ipFacts.get(host);
-    if (ipf !== undefined) return this.decideIp(cp, devboxId, ipf, port, protocol);
+    if (ipf !== undefined) return this.enforced(cp, this.decideIp(cp, devboxId, ipf, port, protocol));
     const n = normalizeHost(host);
-    if (n.kind === 'name') {
-      const d = this.decideName(cp, n.name, false);
-      cp.cache.set(host, d);
-      return d;
-    }
-    if (n.kind === 'ip') return this.decideIp(cp, devboxId, this.factsOf(n.ip, host), port, protocol);
+    if (n.kind === 'name') return this.cacheName(cp, host, this.decideName(cp, n.name, false));
+    if (n.kind === 'ip') return this.enforced(cp, this.decideIp(cp, devboxId, this.factsOf(n.ip, host), port, protocol));
     return denial('invalid_host', host, this.ref(cp), 'invalid');
+  }
+
+  private enforced(cp: CompiledPolicy, d: Decision): Decision {
+    return cp.report ? reportOnly(d) : d;
+  }
+
+  private cacheName(cp: CompiledPolicy, host: string, d: Decision): Decision {
+    const f = this.enforced(cp, d);
+    cp.cache.set(host, f);
+    return f;
   }
 
   private ref(cp: CompiledPolicy): { policyId: string | null; policyVersion: number | null } {

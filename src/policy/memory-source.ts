@@ -3,7 +3,7 @@
  * --file` (explain a policy file without a store), the decision benchmark and unit
  * tests; a fleet follower could keep its last good copy in one.
  */
-import { type Devbox, type EgressRules, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from './model.js';
+import { type Devbox, type EgressRules, type Enforcement, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from './model.js';
 import type { PolicySource, SourceChange } from './source.js';
 
 export { DEFAULT_EGRESS };
@@ -32,7 +32,7 @@ export class MemorySource implements PolicySource {
   }
 
   /** Creates or replaces a policy (version bumped on replace) and tells listeners. */
-  putPolicy(p: { id?: string; account_id?: string; name?: string; description?: string | null; egress?: Partial<EgressRules> }): NetworkPolicy {
+  putPolicy(p: { id?: string; account_id?: string; name?: string; description?: string | null; egress?: Partial<EgressRules>; enforcement?: Enforcement }): NetworkPolicy {
     const id = p.id ?? `npol_mem${++this.seq}`;
     const prev = this.policies.get(id);
     const now = Date.now();
@@ -42,6 +42,7 @@ export class MemorySource implements PolicySource {
       name: p.name ?? prev?.name ?? id,
       description: p.description ?? null,
       egress: completeEgress(DEFAULT_EGRESS, p.egress),
+      enforcement: p.enforcement ?? 'enforce',
       create_time_ms: prev?.create_time_ms ?? now,
       update_time_ms: now,
       version: (prev?.version ?? 0) + 1,

@@ -59,12 +59,20 @@ export function completeEgress(base: Readonly<EgressRules>, patch?: Partial<Egre
   };
 }
 
+/**
+ * `enforce`: denials are enforced. `report`: what the policy would deny is let through and
+ * recorded as would_deny (guardrails, unknown clients and protocol refusals still apply).
+ */
+export const ENFORCEMENTS = ['enforce', 'report'] as const;
+export type Enforcement = (typeof ENFORCEMENTS)[number];
+
 export interface NetworkPolicy {
   id: string;
   account_id: string;
   name: string;
   description: string | null;
   egress: EgressRules;
+  enforcement: Enforcement;
   create_time_ms: number;
   update_time_ms: number;
   /** Bumped on every update; part of every decision so a cached answer can be traced. */
@@ -98,4 +106,6 @@ export interface Devbox {
   password_hash: string;
   create_time_ms: number;
   end_time_ms: number | null;
+  /** The blueprint it was created from, if any. */
+  blueprint_id?: string | null;
 }

@@ -11,7 +11,7 @@ import type http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { DoorContext } from '../door.js';
-import { type Decision, type Door, denial } from '../policy/decision.js';
+import { type Decision, type Door, denial, strictlyAllowed } from '../policy/decision.js';
 import type { Identity } from '../policy/engine.js';
 import { normalizeHost } from '../policy/hostname.js';
 import { protocolErrors } from '../metrics.js';
@@ -79,7 +79,8 @@ export function sniAllowed(ctx: DoorContext, identity: Identity, decision: Decis
   const n = normalizeHost(sni);
   if (n.kind !== 'name') return false;
   if (decision.hostKind === 'name') return n.name === decision.host;
-  return ctx.engine.decide(identity, n.name, port, door).allow;
+  // Admitted by the policy itself: a report-only policy does not waive an SNI that names another host.
+  return strictlyAllowed(ctx.engine.decide(identity, n.name, port, door));
 }
 
 export type FirstFlight = { buf: Buffer | null; result: ClientHelloResult | 'closed' | 'timeout' };

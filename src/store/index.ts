@@ -14,13 +14,17 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import { ConfigError, type ApiToken } from '../config.js';
-import { type Devbox, type DevboxStatus, type EgressRules, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
+import { type Devbox, type DevboxStatus, type EgressRules, type Enforcement, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
 import type { PolicySource, SourceChange } from '../policy/source.js';
 import { hashPassword } from '../policy/engine.js';
 import { migrate } from './migrations.js';
+import {
+  type Blueprint, type BlueprintParameters, type BlueprintRow, type BlueprintStatus, type FailureReason,
+  ACTIVE_BUILD, buildRuntime, canMove, toBlueprint,
+} from './blueprints.js';
 import { newId, randomAlnum, randomSecret } from './ids.js';
 
-export type StoreErrorCode = 'not_found' | 'duplicate_name' | 'policy_in_use' | 'policy_not_found' | 'address_in_use' | 'address_unavailable' | 'quota_exceeded';
+export type StoreErrorCode = 'not_found' | 'duplicate_name' | 'policy_in_use' | 'policy_not_found' | 'address_in_use' | 'address_unavailable' | 'quota_exceeded' | 'blueprint_not_found' | 'blueprint_not_ready' | 'invalid_transition';
 
 /** What one account may store (the API's settings; none by default, e.g. for `apply`). */
 export interface Quotas {
@@ -70,10 +74,55 @@ export interface Page<T> {
   totalCount: number | null;
 }
 
+/** A batch row of the denial record (see DenialRecorder): counts over one flush interval. */
+export interface DenialEventBatchRow {
+  accountId: string;
+  devboxId: string;
+  policyId: string | null;
+  host: string;
+  port: number;
+  door: string;
+  reason: string;
+  decision: 'deny' | 'would_deny';
+  count: number;
+  firstSeenMs: number;
+  lastSeenMs: number;
+}
+
+export interface DenialLimits {
+  retentionMs: number;
+  maxPerDevbox: number;
+  now: number;
+}
+
+export interface DenialEventQuery extends PageQuery {
+  devboxId?: string | null;
+  decision?: 'deny' | 'would_deny' | null;
+  /** Only rows last seen at or after this time (ms since the epoch). */
+  sinceMs?: number | null;
+}
+
+/** One row of the per-devbox denial record. */
+export interface DenialEvent {
+  id: string;
+  account_id: string;
+  devbox_id: string;
+  policy_id: string | null;
+  host: string;
+  port: number;
+  door: string;
+  reason: string;
+  decision: 'deny' | 'would_deny';
+  count: number;
+  first_seen_ms: number;
+  last_seen_ms: number;
+}
+
 export interface PolicyInput {
   name: string;
   description?: string | null;
   egress?: Partial<EgressRules>;
+  enforcement?: Enforcement;
 }
 
 /** Fields present replace; absent (undefined) fields keep their values. */
@@ -81,6 +130,7 @@ export interface PolicyPatch {
   name?: string;
   description?: string | null;
   egress?: Partial<EgressRules>;
+  enforcement?: Enforcement;
 }
 
 export interface DevboxInput {
@@ -89,6 +139,22 @@ export interface DevboxInput {
   networkPolicyId?: string | null;
   /** Canonical IP literals (the API canonicalises). */
   addresses?: string[];
+  /** Created from this blueprint: its launch policy applies unless networkPolicyId is given. */
+  blueprintId?: string | null;
+}
+
+export interface BlueprintInput {
+  name: string;
+  networkPolicyId?: string | null;
+  launchNetworkPolicyId?: string | null;
+  addresses?: string[];
+  metadata?: Record<string, string>;
+  parameters: BlueprintParameters;
+}
+
+export interface BlueprintQuery extends PageQuery {
+  name?: string | null;
+  status?: BlueprintStatus | null;
 }
 
 /** undefined keeps; networkPolicyId null detaches the policy (the default, deny all, applies). */
@@ -124,6 +190,17 @@ export interface Store extends PolicySource {
   /** Running devboxes attached to the policy. */
   devboxesUsingPolicy(policyId: string): Devbox[];
 
+  createBlueprint(accountId: string, input: BlueprintInput): Blueprint;
+  getBlueprintFor(accountId: string, id: string): Blueprint | undefined;
+  listBlueprints(accountId: string, query: BlueprintQuery): Page<Blueprint>;
+  /** Moves a build along (the build orchestrator reports it); leaving the active steps frees its addresses. */
+  setBlueprintStatus(accountId: string, id: string, status: BlueprintStatus, failureReason?: FailureReason | null): Blueprint;
+  deleteBlueprint(accountId: string, id: string): Blueprint;
+
+  /** The denial record's batch write (see DenialRecorder); throws when the file is busy. */
+  writeDenialEvents(rows: readonly DenialEventBatchRow[], limits: DenialLimits): void;
+  listDenialEvents(accountId: string, query: DenialEventQuery): Page<DenialEvent>;
+
   close(): void;
 }
 
@@ -141,6 +218,7 @@ interface PolicyRow {
   name: string;
   description: string | null;
   egress: string;
+  enforcement: string;
   version: number;
   create_time_ms: number;
   update_time_ms: number;
@@ -158,6 +236,7 @@ interface DevboxRow {
   password_hash: string;
   create_time_ms: number;
   end_time_ms: number | null;
+  blueprint_id: string | null;
 }
 
 function toPolicy(r: PolicyRow): NetworkPolicy {
@@ -167,6 +246,7 @@ function toPolicy(r: PolicyRow): NetworkPolicy {
     name: r.name,
     description: r.description,
     egress: completeEgress(DEFAULT_EGRESS, JSON.parse(r.egress) as Partial<EgressRules>),
+    enforcement: r.enforcement === 'report' ? 'report' : 'enforce',
     create_time_ms: r.create_time_ms,
     update_time_ms: r.update_time_ms,
     version: r.version,
@@ -186,6 +266,7 @@ function toDevbox(r: DevboxRow): Devbox {
     password_hash: r.password_hash,
     create_time_ms: r.create_time_ms,
     end_time_ms: r.end_time_ms,
+    blueprint_id: r.blueprint_id,
   };
 }
 
@@ -237,20 +318,30 @@ function statements(db: Database.Database) {
 
     policyById: p('SELECT * FROM network_policies WHERE id = ?'),
     policyByName: p('SELECT * FROM network_policies WHERE account_id = ? AND name = ?'),
-    insertPolicy: p(`INSERT INTO network_policies (id, account_id, name, description, egress, version, create_time_ms, update_time_ms)
-                     VALUES (@id, @account_id, @name, @description, @egress, 1, @create_time_ms, @update_time_ms)`),
-    updatePolicy: p(`UPDATE network_policies SET name = @name, description = @description, egress = @egress,
+    insertPolicy: p(`INSERT INTO network_policies (id, account_id, name, description, egress, enforcement, version, create_time_ms, update_time_ms)
+                     VALUES (@id, @account_id, @name, @description, @egress, @enforcement, 1, @create_time_ms, @update_time_ms)`),
+    updatePolicy: p(`UPDATE network_policies SET name = @name, description = @description, egress = @egress, enforcement = @enforcement,
                      version = version + 1, update_time_ms = @update_time_ms WHERE id = @id`),
     deletePolicy: p('DELETE FROM network_policies WHERE id = ?'),
 
     devboxById: p('SELECT * FROM devboxes WHERE id = ?'),
     running: p(`SELECT * FROM devboxes WHERE status = 'running' ORDER BY id`),
     runningForPolicy: p(`SELECT * FROM devboxes WHERE status = 'running' AND network_policy_id = ? ORDER BY id`),
-    insertDevbox: p(`INSERT INTO devboxes (id, account_id, name, status, network_policy_id, addresses, metadata, tunnel_key, password_hash, create_time_ms, end_time_ms)
-                     VALUES (@id, @account_id, @name, 'running', @network_policy_id, @addresses, @metadata, @tunnel_key, @password_hash, @create_time_ms, NULL)`),
+    insertDevbox: p(`INSERT INTO devboxes (id, account_id, name, status, network_policy_id, addresses, metadata, tunnel_key, password_hash, create_time_ms, end_time_ms, blueprint_id)
+                     VALUES (@id, @account_id, @name, 'running', @network_policy_id, @addresses, @metadata, @tunnel_key, @password_hash, @create_time_ms, NULL, @blueprint_id)`),
     updateDevbox: p('UPDATE devboxes SET name = @name, metadata = @metadata, network_policy_id = @network_policy_id WHERE id = @id'),
     shutdownDevbox: p(`UPDATE devboxes SET status = 'shutdown', end_time_ms = ? WHERE id = ?`),
-    addressOwner: p('SELECT devbox_id FROM running_addresses WHERE address = ?').pluck(),
+    addressOwner: p(`SELECT devbox_id FROM running_addresses WHERE address = @a
+                     UNION ALL SELECT blueprint_id FROM build_addresses WHERE address = @a`).pluck(),
+    blueprintById: p('SELECT * FROM blueprints WHERE id = ?'),
+    activeBuilds: p(`SELECT * FROM blueprints WHERE status IN ('queued', 'provisioning', 'building') ORDER BY id`),
+    activeBuildsForPolicy: p(`SELECT id FROM blueprints WHERE status IN ('queued', 'provisioning', 'building') AND network_policy_id = ? ORDER BY id`).pluck(),
+    insertBlueprint: p(`INSERT INTO blueprints (id, account_id, name, status, failure_reason, network_policy_id, launch_network_policy_id, addresses, metadata, parameters, password_hash, create_time_ms, build_finish_time_ms)
+                        VALUES (@id, @account_id, @name, 'queued', NULL, @network_policy_id, @launch_network_policy_id, @addresses, @metadata, @parameters, @password_hash, @create_time_ms, NULL)`),
+    setBlueprintStatus: p('UPDATE blueprints SET status = @status, failure_reason = @failure_reason, build_finish_time_ms = @finish WHERE id = @id'),
+    deleteBlueprint: p('DELETE FROM blueprints WHERE id = ?'),
+    insertBuildAddress: p('INSERT INTO build_addresses (address, blueprint_id) VALUES (?, ?)'),
+    deleteBuildAddresses: p('DELETE FROM build_addresses WHERE blueprint_id = ?'),
     insertAddress: p('INSERT INTO running_addresses (address, devbox_id) VALUES (?, ?)'),
     deleteAddresses: p('DELETE FROM running_addresses WHERE devbox_id = ?'),
 
@@ -263,6 +354,37 @@ function statements(db: Database.Database) {
     changesSince: p('SELECT seq, kind, id, account_id FROM change_log WHERE seq > ? ORDER BY seq'),
     maxSeq: p('SELECT coalesce(max(seq), 0) FROM change_log').pluck(),
     pruneLog: p('DELETE FROM change_log WHERE seq < ?'),
+  };
+}
+
+/** The denial record's writer, on a connection of its own (see SqliteStore.writeDenialEvents). */
+function eventStatements(path: string, main: Database.Database) {
+  const db = path === ':memory:' ? main : new Database(path, { timeout: 50 });
+  if (db !== main) {
+    db.pragma('busy_timeout = 50');
+    db.pragma('synchronous = NORMAL');
+  }
+  const upsert = db.prepare(`INSERT INTO egress_events (id, account_id, devbox_id, policy_id, host, port, door, reason, decision, count, first_seen_ms, last_seen_ms)
+    VALUES (@id, @accountId, @devboxId, @policyId, @host, @port, @door, @reason, @decision, @count, @firstSeenMs, @lastSeenMs)
+    ON CONFLICT (devbox_id, host, port, door, reason, decision) DO UPDATE SET
+      count = count + excluded.count, last_seen_ms = max(last_seen_ms, excluded.last_seen_ms), policy_id = excluded.policy_id`);
+  const expire = db.prepare('DELETE FROM egress_events WHERE last_seen_ms < ?');
+  const cap = db.prepare(`DELETE FROM egress_events WHERE devbox_id = @devbox AND id NOT IN
+    (SELECT id FROM egress_events WHERE devbox_id = @devbox ORDER BY last_seen_ms DESC, id DESC LIMIT @keep)`);
+  const tx = db.transaction((rows: readonly DenialEventBatchRow[], limits: DenialLimits) => {
+    const devboxes = new Set<string>();
+    for (const r of rows) {
+      upsert.run({ ...r, id: newId('evt_', r.firstSeenMs) });
+      devboxes.add(r.devboxId);
+    }
+    expire.run(limits.now - limits.retentionMs);
+    for (const d of devboxes) cap.run({ devbox: d, keep: limits.maxPerDevbox });
+  });
+  return {
+    write: (rows: readonly DenialEventBatchRow[], limits: DenialLimits) => tx.immediate(rows, limits),
+    close: () => {
+      if (db !== main) db.close();
+    },
   };
 }
 
@@ -292,13 +414,23 @@ class SqliteStore implements Store {
     return r && toPolicy(r);
   }
 
+  /** A devbox, or a blueprint build as the engine sees it (running while the build is active). */
   getDevbox(id: string): Devbox | undefined {
+    if (id.startsWith('bpt_')) {
+      const b = this.q.blueprintById.get(id) as BlueprintRow | undefined;
+      return b && buildRuntime(toBlueprint(b));
+    }
+    return this.devboxRow(id);
+  }
+
+  private devboxRow(id: string): Devbox | undefined {
     const r = this.q.devboxById.get(id) as DevboxRow | undefined;
     return r && toDevbox(r);
   }
 
   runningDevboxes(): Devbox[] {
-    return (this.q.running.all() as DevboxRow[]).map(toDevbox);
+    const builds = (this.q.activeBuilds.all() as BlueprintRow[]).map((b) => buildRuntime(toBlueprint(b)));
+    return [...(this.q.running.all() as DevboxRow[]).map(toDevbox), ...builds];
   }
 
   onChange(listener: (change: SourceChange) => void): () => void {
@@ -444,7 +576,7 @@ class SqliteStore implements Store {
       try {
         this.q.insertPolicy.run({
           id, account_id: accountId, name: input.name, description: input.description ?? null,
-          egress: JSON.stringify(egress), create_time_ms: now, update_time_ms: now,
+          egress: JSON.stringify(egress), enforcement: input.enforcement ?? 'enforce', create_time_ms: now, update_time_ms: now,
         });
       } catch (e) {
         if (isUniqueViolation(e)) throw this.duplicateName(input.name);
@@ -468,6 +600,7 @@ class SqliteStore implements Store {
           id, name,
           description: patch.description === undefined ? cur.description : patch.description,
           egress: JSON.stringify(egress),
+          enforcement: patch.enforcement ?? cur.enforcement,
           update_time_ms: Math.max(Date.now(), cur.update_time_ms),
         });
       } catch (e) {
@@ -484,10 +617,11 @@ class SqliteStore implements Store {
       const cur = this.getPolicyFor(accountId, id);
       if (!cur) throw new StoreError('not_found', `network policy ${id} not found`);
       const users = this.devboxesUsingPolicy(id);
-      if (users.length > 0) {
-        const ids = users.map((d) => d.id);
+      const builds = this.q.activeBuildsForPolicy.all(id) as string[];
+      if (users.length > 0 || builds.length > 0) {
+        const ids = [...users.map((d) => d.id), ...builds];
         throw new StoreError('policy_in_use',
-          `network policy ${id} is in use by running devboxes: ${ids.join(', ')}; shut them down or move them to another policy first`,
+          `network policy ${id} is in use by running devboxes or active blueprint builds: ${ids.join(', ')}; shut them down or move them to another policy first`,
           { devbox_ids: ids });
       }
       this.q.deletePolicy.run(id);
@@ -542,7 +676,7 @@ class SqliteStore implements Store {
   // ── devboxes ──────────────────────────────────────────────────────────────
 
   getDevboxFor(accountId: string, id: string): Devbox | undefined {
-    const d = this.getDevbox(id);
+    const d = this.devboxRow(id);
     return d && d.account_id === accountId ? d : undefined;
   }
 
@@ -552,27 +686,46 @@ class SqliteStore implements Store {
     }
   }
 
+  /** The addresses, deduplicated, if no running devbox or active build holds one of them. */
+  private freeAddresses(accountId: string, wanted: readonly string[]): string[] {
+    const addresses = [...new Set(wanted)];
+    for (const a of addresses) {
+      const owner = this.q.addressOwner.get({ a }) as string | undefined;
+      if (!owner) continue;
+      const build = owner.startsWith('bpt_');
+      const ownerAccount = build ? (this.q.blueprintById.get(owner) as { account_id: string } | undefined)?.account_id
+        : (this.q.devboxById.get(owner) as { account_id: string } | undefined)?.account_id;
+      // Name the owner only to its own account; another account gets the words a reserved
+      // address gets, which neither say whose it is nor that a devbox there is running.
+      if (ownerAccount !== accountId) throw addressUnavailable(a);
+      throw new StoreError('address_in_use', `network.addresses: ${a} is already the address of ${build ? 'blueprint build' : 'running devbox'} ${owner}`, { address: a, devbox_id: owner });
+    }
+    return addresses;
+  }
+
+  /** The policy a devbox created from a blueprint gets: its own if named, else the blueprint's launch policy. */
+  private launchPolicy(accountId: string, input: DevboxInput): string | null {
+    if (input.networkPolicyId) return input.networkPolicyId;
+    if (!input.blueprintId) return null;
+    const b = this.getBlueprintFor(accountId, input.blueprintId);
+    if (!b) throw new StoreError('blueprint_not_found', `blueprint_id: blueprint ${input.blueprintId} does not exist in this account`);
+    if (b.status !== 'build_complete') throw new StoreError('blueprint_not_ready', `blueprint_id: blueprint ${b.id} is not built (status ${b.status})`);
+    return b.launch_network_policy_id;
+  }
+
   createDevbox(accountId: string, input: DevboxInput): { devbox: Devbox; password: string } {
     const password = randomSecret(24);
     const devbox = this.write((changes) => {
-      if (input.networkPolicyId) this.requirePolicy(accountId, input.networkPolicyId);
-      const addresses = [...new Set(input.addresses ?? [])];
-      for (const a of addresses) {
-        const owner = this.q.addressOwner.get(a) as string | undefined;
-        if (!owner) continue;
-        // Name the owner only to its own account; another account gets the words a reserved
-        // address gets, which neither say whose it is nor that a devbox there is running.
-        const own = (this.q.devboxById.get(owner) as { account_id: string } | undefined)?.account_id === accountId;
-        if (own) throw new StoreError('address_in_use', `network.addresses: ${a} is already the address of running devbox ${owner}`, { address: a, devbox_id: owner });
-        throw addressUnavailable(a);
-      }
+      const policyId = this.launchPolicy(accountId, input);
+      if (policyId) this.requirePolicy(accountId, policyId);
+      const addresses = this.freeAddresses(accountId, input.addresses ?? []);
       this.checkDevboxQuotas(accountId, addresses.length);
       const now = Date.now();
       const id = newId('dbx_', now);
       this.q.insertDevbox.run({
-        id, account_id: accountId, name: input.name ?? null, network_policy_id: input.networkPolicyId ?? null,
+        id, account_id: accountId, name: input.name ?? null, network_policy_id: policyId,
         addresses: JSON.stringify(addresses), metadata: JSON.stringify(input.metadata ?? {}),
-        tunnel_key: randomAlnum(20), password_hash: hashPassword(password), create_time_ms: now,
+        tunnel_key: randomAlnum(20), password_hash: hashPassword(password), create_time_ms: now, blueprint_id: input.blueprintId ?? null,
       });
       for (const a of addresses) this.q.insertAddress.run(a, id);
       changes.push({ kind: 'devbox', id, accountId });
@@ -623,9 +776,107 @@ class SqliteStore implements Store {
     return (this.q.runningForPolicy.all(policyId) as DevboxRow[]).map(toDevbox);
   }
 
+  // ── blueprints ────────────────────────────────────────────────────────────
+
+  getBlueprintFor(accountId: string, id: string): Blueprint | undefined {
+    const r = this.q.blueprintById.get(id) as BlueprintRow | undefined;
+    return r && r.account_id === accountId ? toBlueprint(r) : undefined;
+  }
+
+  createBlueprint(accountId: string, input: BlueprintInput): Blueprint {
+    return this.write((changes) => {
+      for (const [field, pid] of [['network_policy_id', input.networkPolicyId], ['launch_parameters.network_policy_id', input.launchNetworkPolicyId]] as const) {
+        if (pid && !this.getPolicyFor(accountId, pid)) throw new StoreError('policy_not_found', `${field}: network policy ${pid} does not exist in this account`);
+      }
+      const addresses = this.freeAddresses(accountId, input.addresses ?? []);
+      const now = Date.now();
+      const id = newId('bpt_', now);
+      this.q.insertBlueprint.run({
+        id, account_id: accountId, name: input.name, network_policy_id: input.networkPolicyId ?? null,
+        launch_network_policy_id: input.launchNetworkPolicyId ?? null, addresses: JSON.stringify(addresses),
+        metadata: JSON.stringify(input.metadata ?? {}), parameters: JSON.stringify(input.parameters),
+        password_hash: hashPassword(randomSecret(24)), create_time_ms: now,
+      });
+      for (const a of addresses) this.q.insertBuildAddress.run(a, id);
+      changes.push({ kind: 'devbox', id, accountId });
+      return this.getBlueprintFor(accountId, id)!;
+    });
+  }
+
+  setBlueprintStatus(accountId: string, id: string, status: BlueprintStatus, failureReason: FailureReason | null = null): Blueprint {
+    return this.write((changes) => {
+      const cur = this.getBlueprintFor(accountId, id);
+      if (!cur) throw new StoreError('not_found', `blueprint ${id} not found`);
+      if (cur.status === status) return cur;
+      if (!canMove(cur.status, status)) throw new StoreError('invalid_transition', `status: a build cannot go from ${cur.status} to ${status}`);
+      const done = !ACTIVE_BUILD.has(status);
+      this.q.setBlueprintStatus.run({ id, status, failure_reason: status === 'failed' ? (failureReason ?? 'build_failed') : null, finish: done ? Date.now() : null });
+      if (done) this.q.deleteBuildAddresses.run(id);
+      changes.push({ kind: 'devbox', id, accountId });
+      return this.getBlueprintFor(accountId, id)!;
+    });
+  }
+
+  deleteBlueprint(accountId: string, id: string): Blueprint {
+    return this.write((changes) => {
+      const cur = this.getBlueprintFor(accountId, id);
+      if (!cur) throw new StoreError('not_found', `blueprint ${id} not found`);
+      this.q.deleteBlueprint.run(id); // its build addresses go with it (ON DELETE CASCADE)
+      changes.push({ kind: 'devbox', id, accountId });
+      return cur;
+    });
+  }
+
+  listBlueprints(accountId: string, query: BlueprintQuery): Page<Blueprint> {
+    const where = ['account_id = @account'];
+    const params: Record<string, unknown> = { account: accountId };
+    if (query.name) {
+      where.push('instr(casefold(name), @name) > 0');
+      params.name = query.name.toLowerCase();
+    }
+    if (query.status) {
+      where.push('status = @status');
+      params.status = query.status;
+    }
+    return this.page<BlueprintRow, Blueprint>('blueprints', where, params, query, toBlueprint);
+  }
+
+  // ── denial record ─────────────────────────────────────────────────────────
+
+  /**
+   * Its own connection with a short busy timeout: the batch is written from the event loop,
+   * so it must not wait seconds for another process's write lock (the recorder retries later).
+   */
+  private eventsWriter: ReturnType<typeof eventStatements> | null = null;
+
+  writeDenialEvents(rows: readonly DenialEventBatchRow[], limits: DenialLimits): void {
+    if (this.closed) throw new Error('store closed');
+    const w = (this.eventsWriter ??= eventStatements(this.path, this.db));
+    w.write(rows, limits);
+  }
+
+  listDenialEvents(accountId: string, query: DenialEventQuery): Page<DenialEvent> {
+    const where = ['account_id = @account'];
+    const params: Record<string, unknown> = { account: accountId };
+    if (query.devboxId) {
+      where.push('devbox_id = @devbox');
+      params.devbox = query.devboxId;
+    }
+    if (query.decision) {
+      where.push('decision = @decision');
+      params.decision = query.decision;
+    }
+    if (query.sinceMs != null) {
+      where.push('last_seen_ms >= @since');
+      params.since = query.sinceMs;
+    }
+    return this.page<DenialEvent, DenialEvent>('egress_events', where, params, query, (r) => r);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.eventsWriter?.close();
     clearInterval(this.poll);
     this.events.removeAllListeners();
     this.db.close();

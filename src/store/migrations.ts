@@ -3,6 +3,7 @@
  * migration that has shipped; add the next one.
  */
 import type Database from 'better-sqlite3';
+import { BLUEPRINT_MIGRATION } from './blueprints.js';
 
 export const MIGRATIONS: readonly string[] = [
   // 1: tokens, policies, devboxes, the addresses of running devboxes, and a change log
@@ -60,6 +61,34 @@ export const MIGRATIONS: readonly string[] = [
     account_id TEXT NOT NULL
   );
   `,
+  // 2: report-only policies (issue 15).
+  `
+  ALTER TABLE network_policies ADD COLUMN enforcement TEXT NOT NULL DEFAULT 'enforce' CHECK (enforcement IN ('enforce', 'report'));
+  `,
+  // 3: the per-devbox record of recent denials and would-denials, one row per destination,
+  //    door, reason and decision (counts and first/last seen merged by batch upserts).
+  `
+  CREATE TABLE egress_events (
+    id            TEXT PRIMARY KEY,
+    account_id    TEXT NOT NULL,
+    devbox_id     TEXT NOT NULL,
+    policy_id     TEXT,
+    host          TEXT NOT NULL,
+    port          INTEGER NOT NULL,
+    door          TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    decision      TEXT NOT NULL CHECK (decision IN ('deny', 'would_deny')),
+    count         INTEGER NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms  INTEGER NOT NULL,
+    UNIQUE (devbox_id, host, port, door, reason, decision)
+  );
+  CREATE INDEX egress_events_account ON egress_events (account_id, id);
+  CREATE INDEX egress_events_devbox_seen ON egress_events (devbox_id, last_seen_ms);
+  CREATE INDEX egress_events_seen ON egress_events (last_seen_ms);
+  `,
+  // 4: blueprints, their build addresses, and the blueprint a devbox was created from.
+  BLUEPRINT_MIGRATION,
 ];
 
 /** Brings the database to the latest version; each step in its own transaction. */

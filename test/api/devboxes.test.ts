@@ -55,7 +55,8 @@ describe('POST /v1/devboxes', () => {
     expect(errorOf(await call(api, 'POST', '/v1/devboxes', { body: { network: { addresses: ['not-an-ip'] } } }), 400)).toContain('network.addresses[0]');
     expect(errorOf(await call(api, 'POST', '/v1/devboxes', { body: { network: { addresses: ['10.0.0.0/24'] } } }), 400)).toContain('"10.0.0.0/24"');
     expect(errorOf(await call(api, 'POST', '/v1/devboxes', { body: { metadata: { n: 1 } } }), 400)).toContain('metadata.n');
-    expect(errorOf(await call(api, 'POST', '/v1/devboxes', { body: { blueprint_id: 'x' } }), 400)).toBe('unknown field "blueprint_id"');
+    expect(errorOf(await call(api, 'POST', '/v1/devboxes', { body: { blueprint_id: 'x' } }), 400)).toBe('blueprint_id: blueprint x does not exist in this account');
+    expect(errorOf(await call(api, 'POST', '/v1/devboxes', { body: { blueprint_name: 'x' } }), 400)).toBe('unknown field "blueprint_name"');
 
     const first = (await call(api, 'POST', '/v1/devboxes', { body: { network: { addresses: ['10.9.9.9'] } } })).body;
     const clash = await call(api, 'POST', '/v1/devboxes', { body: { network: { addresses: ['10.9.9.10', '::ffff:10.9.9.9'] } } });

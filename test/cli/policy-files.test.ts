@@ -50,10 +50,15 @@ describe('policy file validation', () => {
   it('normalises like the API stores', () => {
     expect(parsePolicySpec('x.json', { name: 'n', allowed_hostnames: ['GitHub.com.', 'github.com'], allow_all: true, allowed_cidrs: ['10.0.0.0/8', { cidr: '2001:DB8::/32', ports: [443, { port: 53, protocol: 'udp' }] }] }))
       .toEqual({
-        name: 'n', description: null, allow_all: true, allow_devbox_to_devbox: true, allowed_hostnames: ['github.com'], allow_agent_gateway: false,
+        name: 'n', description: null, enforcement: 'enforce', allow_all: true, allow_devbox_to_devbox: true, allowed_hostnames: ['github.com'], allow_agent_gateway: false,
         allow_mcp_gateway: false, allow_runloop_mirrors: false,
         allowed_cidrs: [{ cidr: '10.0.0.0/8' }, { cidr: '2001:db8::/32', ports: [{ port: 443 }, { port: 53, protocol: 'UDP' }] }],
       });
+  });
+
+  it('reads enforcement (enforce or report) and refuses anything else', () => {
+    expect(parsePolicySpec('x.yaml', { name: 'r', enforcement: 'report' }).enforcement).toBe('report');
+    expect(() => parsePolicySpec('x.yaml', { name: 'r', enforcement: 'audit' })).toThrow(/x\.yaml: field "enforcement" must be one of enforce, report/);
   });
 
   it('a folder with two files naming the same policy is refused', () => {

@@ -12,6 +12,10 @@
  * Where a door cannot carry a row, or legitimately answers differently, doorExpectation()
  * says so in one line; such rows are left out for that door, not reported as skipped.
  *
+ * Report-only rows: every row runs again under the same policy in report mode. What the
+ * policy would deny (not_allowlisted, ip_literal) then goes through and is counted as
+ * would_deny; guardrail, unreadable-name and mismatch refusals stay exactly as enforced.
+ *
  * Rows carry their own policies, so each distinct policy gets its own devbox on its own
  * loopback source address (127.0.0.10, .11, …) rather than re-attaching one devbox
  * between rows: no case can see a previous case's policy through a cache.
@@ -213,6 +217,12 @@ const sourceFor = new Map<string, string>();
 /** JSON of a row's policy → its policy id. */
 const policyIdFor = new Map<string, string>();
 const policyKey = (p: CasePolicy) => JSON.stringify(p);
+/** The same, for the report-only copy of each policy. */
+const reportSourceFor = new Map<string, string>();
+const reportPolicyIdFor = new Map<string, string>();
+
+/** What a report-only policy lets through: its own denials (never guardrails, unreadable names or mismatches). */
+const REPORTABLE: ReadonlySet<Reason | null> = new Set<Reason | null>(['not_allowlisted', 'ip_literal']);
 
 /** Every name in the table, as a resolver would ask for it: each answers 127.0.0.1. */
 function tableNames(): string[] {
@@ -252,6 +262,11 @@ beforeAll(async () => {
     await gw.api.devbox(id, [source], `box-${source}`);
     sourceFor.set(key, source);
     policyIdFor.set(key, id);
+    const reportSource = `127.0.1.${n}`;
+    const reportId = await gw.api.policy(`case-table-${n}-report`, { ...(row.policy as Record<string, unknown>), enforcement: 'report' });
+    await gw.api.devbox(reportId, [reportSource], `box-${reportSource}`);
+    reportSourceFor.set(key, reportSource);
+    reportPolicyIdFor.set(key, reportId);
   }
   baseline = await decisionCounts(gw.apiUrl);
 });
@@ -339,6 +354,40 @@ describe.each(DOORS)('door %s, every row of the case table', (door) => {
     if (door !== 'dns') expect(mine, evidence).toEqual(c.expect === 'malformed' ? {} : { [`${door}|${c.expect}|${c.reason}`]: 1 });
   });
 
+});
+
+describe.each(DOORS)('door %s, every row under the report-only copy of its policy', (door) => {
+  // Public IP literals admitted here would be dialled for real: the enforced rows above already
+  // dial them once; report mode is not worth a second round of outside connections.
+  const run = casesFor(door).run.filter((c) => !c.publicDial && !(c.row.ipLiteral && REPORTABLE.has(c.reason) && c.expect === 'deny' && !isLoopbackSpelling(c.row.host)));
+  const label = (c: DoorCase) => (c.expect === 'deny' && REPORTABLE.has(c.reason) ? 'would_deny' : c.expect);
+  for (const c of run) {
+    if (c.expect === 'malformed') continue;
+    const key = `${door}|${label(c)}|${c.reason}`;
+    expectedCounts.set(key, (expectedCounts.get(key) ?? 0) + 1);
+  }
+
+  it.each(run.map((c) => [`${c.title}${label(c) === 'would_deny' ? ' → let through as would_deny' : ''}`, c] as const))('report: %s', async (_title, c) => {
+    const source = reportSourceFor.get(policyKey(c.row.policy))!;
+    const before = await decisionCounts(gw.apiUrl);
+    const outcome = await ask(door, { ...c, alert: label(c) === 'would_deny' ? undefined : c.alert }, { source, timeoutMs: TIMEOUT_MS });
+    const delta = countsDelta(before, await decisionCounts(gw.apiUrl));
+    const mine = Object.fromEntries(Object.entries(delta).filter(([k]) => k.startsWith(`${door}|`)));
+    const evidence = `${outcome.evidence}${c.differs ? ` [door differs: ${c.differs}]` : ''}`;
+    if (label(c) === 'would_deny' || c.expect === 'allow') {
+      expect(outcome.kind, evidence).toBe('allow');
+    } else if (c.expect === 'deny') {
+      expect(outcome.kind, evidence).toBe('deny');
+      if (door !== 'socks5' && door !== 'tls') {
+        expect(outcome.reason, evidence).toBe(c.reason);
+        expect(outcome.policy, evidence).toBe(reportPolicyIdFor.get(policyKey(c.row.policy)));
+      }
+      if (c.alert !== undefined) expect(outcome.alert, evidence).toBe(c.alert);
+    } else {
+      expect(outcome.kind, evidence).toBe('malformed');
+    }
+    if (door !== 'dns') expect(mine, evidence).toEqual(c.expect === 'malformed' ? {} : { [`${door}|${label(c)}|${c.reason}`]: 1 });
+  });
 });
 
 describe('/metrics after the table', () => {

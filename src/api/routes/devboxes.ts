@@ -18,6 +18,7 @@ interface CreateBody {
   metadata?: Record<string, string> | null;
   launch_parameters?: { network_policy_id?: string | null } | null;
   network?: { addresses?: string[] } | null;
+  blueprint_id?: string | null;
 }
 
 interface UpdateBody {
@@ -53,8 +54,9 @@ export const devboxRoutes = (store: Store, pageBytes?: number): FastifyPluginAsy
       metadata: b.metadata ?? {},
       networkPolicyId: b.launch_parameters?.network_policy_id ?? null,
       addresses,
+      blueprintId: b.blueprint_id ?? null,
     });
-    req.log.info({ event: 'devbox_created', account: req.accountId, devbox: devbox.id, policy: devbox.network_policy_id, addresses }, 'devbox registered');
+    req.log.info({ event: 'devbox_created', account: req.accountId, devbox: devbox.id, policy: devbox.network_policy_id, blueprint: devbox.blueprint_id, addresses }, 'devbox registered');
     return { ...devboxView(devbox), proxy_credentials: { username: devbox.id, password } };
   });
 

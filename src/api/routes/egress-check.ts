@@ -2,6 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { DataPlane } from '../plane.js';
 import type { Store } from '../../store/index.js';
+import { decisionLabel } from '../../policy/decision.js';
 import { badRequest } from '../errors.js';
 import { egressCheckBody, egressCheckView, errorResponses } from '../schemas.js';
 
@@ -45,8 +46,9 @@ export const egressCheckRoutes = (store: Store, plane: DataPlane): FastifyPlugin
       devboxId, policyId, running: devboxId !== null && store.getDevbox(devboxId)?.status === 'running', host: b.host, port, protocol,
     });
     return {
-      decision: d.allow ? 'allow' : 'deny',
+      decision: decisionLabel(d),
       reason: d.reason,
+      enforcement: policyId === null ? null : (store.getPolicy(policyId)?.enforcement ?? null),
       matched: d.matched,
       host: d.host,
       port,

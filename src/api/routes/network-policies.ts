@@ -1,6 +1,6 @@
 /** /v1/network-policies: create, list, get, update, delete (Runloop-compatible). */
 import type { FastifyPluginAsync } from 'fastify';
-import type { AllowedCidr, EgressRules } from '../../policy/model.js';
+import type { AllowedCidr, EgressRules, Enforcement } from '../../policy/model.js';
 import type { Store } from '../../store/index.js';
 import { notFound } from '../errors.js';
 import {
@@ -20,6 +20,7 @@ interface PolicyBody {
   allow_mcp_gateway?: boolean | null;
   allow_runloop_mirrors?: boolean | null;
   allowed_cidrs?: AllowedCidr[] | null;
+  enforcement?: Enforcement | null;
 }
 
 interface ListQuery {
@@ -58,7 +59,7 @@ export const networkPolicyRoutes = (store: Store, pageBytes?: number): FastifyPl
   }, async (req) => {
     const b = req.body;
     const name = checkName('name', b.name!);
-    const p = store.createPolicy(req.accountId, { name, description: b.description ?? null, egress: egressPatch(b) });
+    const p = store.createPolicy(req.accountId, { name, description: b.description ?? null, egress: egressPatch(b), enforcement: b.enforcement ?? 'enforce' });
     req.log.info({ event: 'policy_created', account: req.accountId, policy: p.id, name: p.name }, 'network policy created');
     return policyView(p);
   });
@@ -109,8 +110,9 @@ export const networkPolicyRoutes = (store: Store, pageBytes?: number): FastifyPl
       name: b.name == null ? undefined : checkName('name', b.name),
       description: b.description === null ? undefined : b.description,
       egress: egressPatch(b),
+      enforcement: b.enforcement ?? undefined,
     });
-    req.log.info({ event: 'policy_updated', account: req.accountId, policy: p.id, version: p.version }, 'network policy updated');
+    req.log.info({ event: 'policy_updated', account: req.accountId, policy: p.id, version: p.version, enforcement: p.enforcement }, 'network policy updated');
     return policyView(p);
   });
 
