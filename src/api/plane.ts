@@ -18,7 +18,7 @@ export interface CheckQuestion {
   protocol: Protocol;
 }
 
-export type CheckAnswer = Pick<Decision, 'allow' | 'reason' | 'matched' | 'host' | 'policyVersion'>;
+export type CheckAnswer = Pick<Decision, 'allow' | 'wouldDeny' | 'reason' | 'matched' | 'host' | 'policyVersion'>;
 
 export interface DataPlane {
   check(q: CheckQuestion): CheckAnswer | Promise<CheckAnswer>;
@@ -33,7 +33,8 @@ export function decideCheck(engine: PolicyEngine, q: CheckQuestion): CheckAnswer
   const d = q.devboxId !== null && !q.running
     ? engine.decide({ devboxId: q.devboxId, via: 'credentials', source: '' }, q.host, q.port, 'check', q.protocol)
     : engine.decideForPolicy(q.policyId, q.host, q.port, q.protocol, q.devboxId);
-  return { allow: d.allow, reason: d.reason, matched: d.matched, host: d.host, policyVersion: d.policyVersion };
+  const a: CheckAnswer = { allow: d.allow, reason: d.reason, matched: d.matched, host: d.host, policyVersion: d.policyVersion };
+  return d.wouldDeny ? { ...a, wouldDeny: true } : a;
 }
 
 export function localPlane(engine: PolicyEngine, workerMetrics?: () => Promise<unknown[][]>): DataPlane {
