@@ -109,7 +109,7 @@ export function toErrorBody(err: unknown): ErrorBody {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return errorBody(413, 'payload_too_large', 'request body is larger than 1 MiB');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return errorBody(400, 'invalid_request', 'request body must be JSON (Content-Type: application/json)');
+      return errorBody(415, 'unsupported_media_type', 'request body must be JSON (Content-Type: application/json)');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return errorBody(400, 'invalid_request', 'Content-Length does not match the body');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':

@@ -13,6 +13,7 @@ import type { Store } from '../store/index.js';
 import { requireAuth } from './auth.js';
 import { errorBody, registerErrorHandling } from './errors.js';
 import { listenDual } from './transport.js';
+import { checkCharset, checkWellFormed, decodeUtf8 } from './body.js';
 import { networkPolicyRoutes } from './routes/network-policies.js';
 import { devboxRoutes } from './routes/devboxes.js';
 import { egressCheckRoutes } from './routes/egress-check.js';
@@ -64,12 +65,29 @@ export async function buildApi(ctx: DoorContext, store: Store): Promise<FastifyI
 
   registerErrorHandling(app);
 
+  // Only JSON in UTF-8 is parsed: every other media type is a 415 (Fastify's text/plain parser goes).
   // An empty JSON body (the SDK's delete() sends Content-Type: application/json, no body) is {}.
   const json = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (req, body, done) => {
-    if (typeof body === 'string' && body.trim().length === 0) return done(null, {});
-    json(req, body as string, done);
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (req, body, done) => {
+    let text: string;
+    try {
+      checkCharset(req.headers['content-type']);
+      text = decodeUtf8(body as Buffer);
+    } catch (e) {
+      return done(e as Error, undefined);
+    }
+    if (text.trim().length === 0) return done(null, {});
+    // The default parser (prototype-poisoning checks) answers synchronously.
+    json(req, text, (err, value) => {
+      if (err) return done(err, undefined);
+      try {
+        checkWellFormed(value);
+      } catch (e) {
+        return done(e as Error, undefined);
+      }
+      done(null, value);
+    });
   });
 
   app.addHook('preValidation', async (req) => {
@@ -111,7 +129,7 @@ export async function buildApi(ctx: DoorContext, store: Store): Promise<FastifyI
 
   await app.register(async (v1) => {
     requireAuth(v1, store);
-    await v1.register(networkPolicyRoutes(store));
+    await v1.register(networkPolicyRoutes(store, ctx.engine.guardrails));
     await v1.register(devboxRoutes(store));
     await v1.register(egressCheckRoutes(store, ctx.engine));
   });
