@@ -78,6 +78,10 @@ export const policyView = {
     egress: egressView,
     create_time_ms: { type: 'integer' },
     update_time_ms: { type: 'integer' },
+    warnings: {
+      type: 'array', items: { type: 'string' },
+      description: 'Extension (not in Runloop\'s API): entries accepted but always refused by this gateway\'s private-address guardrail. Present only when non-empty.',
+    },
   },
   required: ['id', 'name', 'egress', 'create_time_ms', 'update_time_ms'],
 } as const;

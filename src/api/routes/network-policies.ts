@@ -1,6 +1,7 @@
 /** /v1/network-policies: create, list, get, update, delete (Runloop-compatible). */
 import type { FastifyPluginAsync } from 'fastify';
-import type { AllowedCidr, EgressRules } from '../../policy/model.js';
+import type { AllowedCidr, EgressRules, NetworkPolicy } from '../../policy/model.js';
+import type { Guardrails } from '../../policy/guardrails.js';
 import type { Store } from '../../store/index.js';
 import { notFound } from '../errors.js';
 import {
@@ -44,9 +45,16 @@ function egressPatch(b: PolicyBody): Partial<EgressRules> {
   return e;
 }
 
-export const networkPolicyRoutes = (store: Store): FastifyPluginAsync => async (app) => {
+export const networkPolicyRoutes = (store: Store, guardrails: Guardrails): FastifyPluginAsync => async (app) => {
   const tags = ['network-policies'];
   const security = [{ bearerAuth: [] }];
+  const view = (p: NetworkPolicy) => policyView(p, guardrails);
+  /** The view of a policy just written, with a log line when some of its entries can never pass. */
+  const written = (log: { warn: (o: object, m: string) => void }, p: NetworkPolicy) => {
+    const v = view(p);
+    if (v.warnings) log.warn({ event: 'policy_warnings', account: p.account_id, policy: p.id, warnings: v.warnings }, `network policy ${p.id}: ${v.warnings.join('; ')}`);
+    return v;
+  };
 
   app.post<{ Body: PolicyBody }>('/v1/network-policies', {
     schema: {
@@ -59,7 +67,7 @@ export const networkPolicyRoutes = (store: Store): FastifyPluginAsync => async (
     const name = checkName('name', b.name!);
     const p = store.createPolicy(req.accountId, { name, description: b.description ?? null, egress: egressPatch(b) });
     req.log.info({ event: 'policy_created', account: req.accountId, policy: p.id, name: p.name }, 'network policy created');
-    return policyView(p);
+    return written(req.log, p);
   });
 
   app.get<{ Querystring: ListQuery }>('/v1/network-policies', {
@@ -75,7 +83,7 @@ export const networkPolicyRoutes = (store: Store): FastifyPluginAsync => async (
       name: q.name, id: q.id, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal,
     });
     return {
-      network_policies: page.items.map(policyView),
+      network_policies: page.items.map(view),
       has_more: page.hasMore,
       ...(includeTotal ? { total_count: page.totalCount } : {}),
     };
@@ -90,7 +98,7 @@ export const networkPolicyRoutes = (store: Store): FastifyPluginAsync => async (
   }, async (req) => {
     const p = store.getPolicyFor(req.accountId, req.params.id);
     if (!p) throw notFound(`network policy ${req.params.id} not found`);
-    return policyView(p);
+    return view(p);
   });
 
   app.post<{ Params: { id: string }; Body: PolicyBody | undefined }>('/v1/network-policies/:id', {
@@ -110,7 +118,7 @@ export const networkPolicyRoutes = (store: Store): FastifyPluginAsync => async (
       egress: egressPatch(b),
     });
     req.log.info({ event: 'policy_updated', account: req.accountId, policy: p.id, version: p.version }, 'network policy updated');
-    return policyView(p);
+    return written(req.log, p);
   });
 
   app.post<{ Params: { id: string } }>('/v1/network-policies/:id/delete', {
@@ -123,6 +131,6 @@ export const networkPolicyRoutes = (store: Store): FastifyPluginAsync => async (
   }, async (req) => {
     const p = store.deletePolicy(req.accountId, req.params.id);
     req.log.info({ event: 'policy_deleted', account: req.accountId, policy: p.id }, 'network policy deleted');
-    return policyView(p);
+    return view(p);
   });
 };
