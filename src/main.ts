@@ -4,7 +4,7 @@ import { createLogger } from './log.js';
 import { ConfigError, OPTIONS, BOOLEAN_FLAGS, configHelp, loadConfig, parseArgv } from './config.js';
 
 const COMMAND_FLAGS = ['config', 'help', 'policy', 'devbox', 'prune', 'dry-run', 'json', 'proxy', 'duration', 'concurrency', 'api-url', 'token',
-  'allowed', 'denied', 'devbox-cidr', 'gateway-addr', 'interface', 'socks-proxy', 'out', 'table', 'proxy-user', 'max-requests'];
+  'allowed', 'denied', 'devbox-cidr', 'gateway-addr', 'interface', 'socks-proxy', 'out', 'table', 'proxy-user', 'max-requests', 'account'];
 
 const USAGE = `egress-gateway — network-policy enforcement for devboxes
 
@@ -14,6 +14,7 @@ Commands:
   apply DIR [--prune] [--dry-run]     make the store match a folder of policy files
   firewall --devbox-cidr CIDR --gateway-addr IP   print nftables rules for sidecar deployment
   bench --proxy HOST:PORT --dns HOST:PORT --allowed HOST --denied HOST   load-test a running gateway
+  tokens list|create [--account ID]|revoke ID|PREFIX   API tokens in the store (--db)
 
 Settings (flag > env > --config file > default):
   --config PATH                  JSON or YAML file with any of the settings below
@@ -61,6 +62,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   apply: async () => (await import('./cli/apply.js')).applyCommand,
   firewall: async () => (await import('./cli/firewall.js')).firewallCommand,
   bench: async () => (await import('./cli/bench.js')).benchCommand,
+  tokens: async () => (await import('./cli/tokens.js')).tokensCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

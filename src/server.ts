@@ -9,7 +9,7 @@ import { Gate } from './egress/gate.js';
 import { ConnectionTracker } from './egress/tracker.js';
 import { SourceLimiter } from './egress/source-limit.js';
 import { type DoorContext, type RunningDoor, listenError } from './door.js';
-import { openStore, type Store } from './store/index.js';
+import { openStore, storageFault, type Store } from './store/index.js';
 import { startApi } from './api/index.js';
 import { createResolver } from './dns/index.js';
 import { startDnsDoor } from './dns/index.js';
@@ -31,15 +31,24 @@ export interface Gateway {
 type Starter = (ctx: DoorContext, at: HostPort) => Promise<RunningDoor>;
 
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
-  const store = openStore(config.db);
-  const createdToken = store.ensureTokens(config.apiTokens);
+  const store = openStore(config.db, { writable: true });
+  let createdToken: string | null;
+  try {
+    createdToken = store.ensureTokens(config.apiTokens);
+  } catch (e) {
+    store.close();
+    const fault = storageFault(e);
+    if (fault) throw new ConfigError('--db', `cannot write ${store.path}: ${fault.reason}`);
+    throw e;
+  }
   const engine = new PolicyEngine(store, engineOptions(config));
   const resolver = createResolver(config, log);
   const gate = new Gate(engine, resolver, log);
   const tracker = new ConnectionTracker(engine, config.maxConnectionsPerDevbox);
   // Every tunnel holds one client socket; allow as many again for idle keep-alives and handshakes.
   const sourceLimit = new SourceLimiter(2 * config.maxConnectionsPerDevbox);
-  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, log };
+  const readiness = { listening: false };
+  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, log, readiness };
 
   const running: RunningDoor[] = [];
   let workers: DnsWorkers | null = null;
@@ -70,6 +79,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     [config.transparentHttp, startTransparentHttp],
   ];
   const closeAll = async (graceMs: number) => {
+    readiness.listening = false;
     await Promise.allSettled([...running.map((d) => d.close(graceMs)), (workers as DnsWorkers | null)?.close(graceMs)]);
     tracker.closeAll();
     gate.flushLog();
@@ -84,6 +94,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     await closeAll(0);
     throw e;
   }
+  readiness.listening = true;
   const doors: Record<string, HostPort> = {};
   for (const d of running) doors[d.name] = d.address;
   log.info({ event: 'listening', listeners: Object.fromEntries(running.map((d) => [d.name, formatHostPort(d.address)])) },

@@ -7,7 +7,8 @@
  * one, the offending value.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { StoreError } from '../store/index.js';
+import { StoreError, storageFault } from '../store/index.js';
+import { storeUnavailable } from './routes/metrics.js';
 
 export type ErrorCode =
   | 'invalid_request'
@@ -20,6 +21,7 @@ export type ErrorCode =
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'internal_error'
+  | 'storage_unavailable'
   | 'service_unavailable';
 
 export class ApiError extends Error {
@@ -100,9 +102,13 @@ export function toErrorBody(err: unknown): ErrorBody {
       case 'address_in_use':
         return errorBody(400, 'address_in_use', err.message);
       case 'policy_not_found':
+      case 'ambiguous':
         return errorBody(400, 'invalid_request', err.message);
     }
   }
+  // Disk full, read-only, I/O error, locked: the request was fine, the store is not.
+  const fault = storageFault(err);
+  if (fault) return errorBody(503, 'storage_unavailable', fault.message);
   const fe = err as FastifyError & { validation?: AjvError[]; validationContext?: string };
   if (fe.validation) return errorBody(400, 'invalid_request', describeValidation(fe.validationContext ?? 'body', fe.validation));
   switch (fe.code) {
@@ -129,7 +135,11 @@ export function toErrorBody(err: unknown): ErrorBody {
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const body = toErrorBody(err);
-    if (body.error.status >= 500) req.log.error({ err }, 'request failed');
+    const fault = storageFault(err);
+    if (fault) {
+      storeUnavailable.inc({ error: fault.code });
+      req.log.error({ event: 'storage_unavailable', error: fault.code, method: req.method, url: req.url.split('?')[0] }, fault.message);
+    } else if (body.error.status >= 500) req.log.error({ err }, 'request failed');
     else req.log.debug({ code: body.error.code, msg: body.error.message }, 'request rejected');
     void reply.code(body.error.status).type('application/json; charset=utf-8').send(body);
   });

@@ -123,7 +123,7 @@ export async function buildApi(ctx: DoorContext, store: Store): Promise<FastifyI
     },
   });
 
-  await app.register(healthRoutes);
+  await app.register(healthRoutes(store, ctx.readiness));
   await app.register(metricsRoutes(ctx.workerMetrics));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
