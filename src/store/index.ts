@@ -139,7 +139,10 @@ export interface Store extends PolicySource {
   /** Deletes the one token whose id, id prefix, display prefix or full text is ref. */
   revokeToken(ref: string): TokenInfo;
 
-  /** A small write now (at most once a second, else the last answer): null when it commits, else why not. */
+  /**
+   * Null when the store takes writes: a small write commits now (probed at most once a
+   * second), and no write failed on storage in the last 10 s. Else why not.
+   */
   probeWritable(): string | null;
 
   createPolicy(accountId: string, input: PolicyInput): NetworkPolicy;
@@ -176,6 +179,8 @@ export function tokenPrefix(token: string): string {
 const newToken = () => `egw_${randomSecret(32)}`;
 const TOUCH_EVERY_MS = 60_000;
 const PROBE_EVERY_MS = 1000;
+/** How long a write that failed on storage keeps /readyz unready, unless a write succeeds first. */
+const WRITE_FAULT_HOLD_MS = 10_000;
 
 interface TokenRow {
   id: string;
@@ -375,6 +380,8 @@ class SqliteStore implements Store {
   /** Token id → when this process last recorded its use (or tried to). */
   private readonly touched = new Map<string, number>();
   private lastProbe = { at: 0, why: null as string | null };
+  /** The storage fault of the last write, until a write succeeds. */
+  private writeFault: { at: number; reason: string } | null = null;
 
   private readonly q: ReturnType<typeof statements>;
 
@@ -447,8 +454,11 @@ class SqliteStore implements Store {
     try {
       out = tx.immediate();
     } catch (e) {
-      throw storageFault(e) ?? e;
+      const fault = storageFault(e);
+      if (fault && !fault.code.startsWith('SQLITE_BUSY')) this.writeFault = { at: Date.now(), reason: fault.reason };
+      throw fault ?? e;
     }
+    this.writeFault = null;
     for (const s of seqs) if (s > this.lastSeq) this.ownSeqs.add(s);
     for (const c of changes) this.emit(c);
     return out;
@@ -530,6 +540,8 @@ class SqliteStore implements Store {
 
   probeWritable(): string | null {
     const now = Date.now();
+    // A small write can pass where a real one failed (a disk with room for a page, not a policy).
+    if (this.writeFault !== null && now - this.writeFault.at < WRITE_FAULT_HOLD_MS) return this.writeFault.reason;
     if (now - this.lastProbe.at < PROBE_EVERY_MS) return this.lastProbe.why;
     let why: string | null = null;
     // A short busy wait: a probe must not stall the event loop behind another process's write.
