@@ -60,7 +60,7 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails): Fasti
     schema: {
       tags, security, operationId: 'createNetworkPolicy', summary: 'Create a NetworkPolicy.',
       body: policyCreateBody,
-      response: { 200: policyViewSchema, ...errorResponses(400, 401, 413) },
+      response: { 200: policyViewSchema, ...errorResponses(400, 401, 413, 415, 503) },
     },
   }, async (req) => {
     const b = req.body;
@@ -107,7 +107,7 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails): Fasti
       summary: 'Update a NetworkPolicy: omitted or null fields keep their values, provided fields replace entirely.',
       params: idParams,
       body: policyUpdateBody,
-      response: { 200: policyViewSchema, ...errorResponses(400, 401, 404, 413) },
+      response: { 200: policyViewSchema, ...errorResponses(400, 401, 404, 413, 415, 503) },
     },
   }, async (req) => {
     const b = req.body ?? {};
@@ -126,7 +126,7 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails): Fasti
       tags, security, operationId: 'deleteNetworkPolicy', summary: 'Delete a NetworkPolicy; returns the deleted view.',
       params: idParams,
       body: emptyBody,
-      response: { 200: policyViewSchema, ...errorResponses(400, 401, 404) },
+      response: { 200: policyViewSchema, ...errorResponses(400, 401, 404, 415, 503) },
     },
   }, async (req) => {
     const p = store.deletePolicy(req.accountId, req.params.id);
