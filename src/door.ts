@@ -24,6 +24,8 @@ export interface DoorContext {
   log: Logger;
   /** Metrics of other processes of this gateway (DNS workers), to merge into /metrics. */
   workerMetrics?: () => Promise<unknown[][]>;
+  /** Set by the gateway: every configured listener is up and not draining (GET /readyz). Absent: not tracked. */
+  readiness?: { listening: boolean };
 }
 
 export interface RunningDoor {

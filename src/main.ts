@@ -4,7 +4,7 @@ import { createLogger } from './log.js';
 import { ConfigError, OPTIONS, BOOLEAN_FLAGS, configHelp, loadConfig, parseArgv } from './config.js';
 
 const COMMAND_FLAGS = ['config', 'help', 'policy', 'devbox', 'prune', 'dry-run', 'json', 'proxy', 'duration', 'concurrency', 'api-url', 'token',
-  'allowed', 'denied', 'devbox-cidr', 'gateway-addr', 'interface', 'socks-proxy', 'out', 'table', 'proxy-user', 'max-requests', 'since', 'collapse'];
+  'allowed', 'denied', 'devbox-cidr', 'gateway-addr', 'interface', 'socks-proxy', 'out', 'table', 'proxy-user', 'max-requests', 'since', 'collapse', 'account'];
 
 const USAGE = `egress-gateway — network-policy enforcement for devboxes
 
@@ -15,6 +15,7 @@ Commands:
   suggest --devbox dbx_… [--since 1h]  print a policy file adding what the devbox was denied
   firewall --devbox-cidr CIDR --gateway-addr IP   print nftables rules for sidecar deployment
   bench --proxy HOST:PORT --dns HOST:PORT --allowed HOST --denied HOST   load-test a running gateway
+  tokens list|create [--account ID]|revoke ID|PREFIX   API tokens in the store (--db)
 
 Settings (flag > env > --config file > default):
   --config PATH                  JSON or YAML file with any of the settings below
@@ -63,6 +64,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   firewall: async () => (await import('./cli/firewall.js')).firewallCommand,
   bench: async () => (await import('./cli/bench.js')).benchCommand,
   suggest: async () => (await import('./cli/suggest.js')).suggestCommand,
+  tokens: async () => (await import('./cli/tokens.js')).tokensCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -12,7 +12,7 @@ import { SourceLimiter } from './egress/source-limit.js';
 import { FairShare, fdBudget } from './egress/fair-share.js';
 import { UpstreamPool } from './proxy/upstream-pool.js';
 import { type DoorContext, type RunningDoor, listenError } from './door.js';
-import { openStore, type Store } from './store/index.js';
+import { openStore, storageFault, type Store } from './store/index.js';
 import { startApiProcess } from './api/process.js';
 import { registry } from './metrics.js';
 import { createResolver } from './dns/index.js';
@@ -35,8 +35,16 @@ export interface Gateway {
 type Starter = (ctx: DoorContext, at: HostPort) => Promise<RunningDoor>;
 
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
-  const store = openStore(config.db);
-  const createdToken = store.ensureTokens(config.apiTokens);
+  const store = openStore(config.db, { writable: true });
+  let createdToken: string | null;
+  try {
+    createdToken = store.ensureTokens(config.apiTokens);
+  } catch (e) {
+    store.close();
+    const fault = storageFault(e);
+    if (fault) throw new ConfigError('--db', `cannot write ${store.path}: ${fault.reason}`);
+    throw e;
+  }
   const engine = new PolicyEngine(store, engineOptions(config));
   const resolver = createResolver(config, log);
   const gate = new Gate(engine, resolver, log);
@@ -52,7 +60,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const sourceLimit = new SourceLimiter(clients, tenantOf);
   const upstreamPool = new UpstreamPool(256, config.upstreamPoolIdleMs, budget.upstreamIdle, Math.min(config.upstreamPoolPerDevbox, budget.upstreamIdle));
   const dnsTcp = new FairShare('dns_tcp', budget.dnsTcp, Math.min(config.dnsTcpPerDevbox, budget.dnsTcp));
-  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, upstreamPool, dnsTcp, log };
+  const readiness = { listening: false };
+  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, upstreamPool, dnsTcp, log, readiness };
 
   const running: RunningDoor[] = [];
   let workers: DnsWorkers | null = null;
@@ -83,6 +92,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     [config.transparentHttp, startTransparentHttp],
   ];
   const closeAll = async (graceMs: number) => {
+    readiness.listening = false;
     await Promise.allSettled([...running.map((d) => d.close(graceMs)), (workers as DnsWorkers | null)?.close(graceMs)]);
     tracker.closeAll();
     upstreamPool.close();
@@ -95,12 +105,13 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   try {
     // The admin API runs in a process of its own: no request to it takes time from the doors.
     const metrics = async () => [await registry.getMetricsAsJSON(), ...((await (workers as DnsWorkers | null)?.metrics()) ?? [])];
-    running.push(await startApiProcess({ config, store, engine, log, metrics, synced: async () => (workers as DnsWorkers | null)?.sync() }));
+    running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, synced: async () => (workers as DnsWorkers | null)?.sync() }));
     for (const [at, start] of plan) if (at !== null) running.push(await start(ctx, at));
   } catch (e) {
     await closeAll(0);
     throw e;
   }
+  readiness.listening = true;
   const doors: Record<string, HostPort> = {};
   for (const d of running) doors[d.name] = d.address;
   log.info({ event: 'listening', listeners: Object.fromEntries(running.map((d) => [d.name, formatHostPort(d.address)])) },

@@ -7,7 +7,8 @@
  * one, the offending value.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { StoreError } from '../store/index.js';
+import { StoreError, storageFault } from '../store/index.js';
+import { storeUnavailable } from './routes/metrics.js';
 
 export type ErrorCode =
   | 'invalid_request'
@@ -22,6 +23,7 @@ export type ErrorCode =
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'internal_error'
+  | 'storage_unavailable'
   | 'service_unavailable';
 
 export class ApiError extends Error {
@@ -109,16 +111,20 @@ export function toErrorBody(err: unknown): ErrorBody {
       case 'blueprint_not_found':
       case 'blueprint_not_ready':
       case 'invalid_transition':
+      case 'ambiguous':
         return errorBody(400, 'invalid_request', err.message);
     }
   }
+  // Disk full, read-only, I/O error, locked: the request was fine, the store is not.
+  const fault = storageFault(err);
+  if (fault) return errorBody(503, 'storage_unavailable', fault.message);
   const fe = err as FastifyError & { validation?: AjvError[]; validationContext?: string };
   if (fe.validation) return errorBody(400, 'invalid_request', describeValidation(fe.validationContext ?? 'body', fe.validation));
   switch (fe.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return errorBody(413, 'payload_too_large', 'request body is larger than 1 MiB');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return errorBody(400, 'invalid_request', 'request body must be JSON (Content-Type: application/json)');
+      return errorBody(415, 'unsupported_media_type', 'request body must be JSON (Content-Type: application/json)');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return errorBody(400, 'invalid_request', 'Content-Length does not match the body');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -138,7 +144,11 @@ export function toErrorBody(err: unknown): ErrorBody {
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const body = toErrorBody(err);
-    if (body.error.status >= 500) req.log.error({ err }, 'request failed');
+    const fault = storageFault(err);
+    if (fault) {
+      storeUnavailable.inc({ error: fault.code });
+      req.log.error({ event: 'storage_unavailable', error: fault.code, method: req.method, url: req.url.split('?')[0] }, fault.message);
+    } else if (body.error.status >= 500) req.log.error({ err }, 'request failed');
     else req.log.debug({ code: body.error.code, msg: body.error.message }, 'request rejected');
     void reply.code(body.error.status).type('application/json; charset=utf-8').send(body);
   });

@@ -10,11 +10,14 @@ import swagger from '@fastify/swagger';
 import { ConfigError, type GatewayConfig, type HostPort } from '../config.js';
 import type { Logger } from 'pino';
 import { type DataPlane, localPlane } from './plane.js';
+import { Guardrails } from '../policy/guardrails.js';
+import { engineOptions } from '../policy/engine.js';
 import { listenError, type DoorContext, type RunningDoor } from '../door.js';
 import type { Store } from '../store/index.js';
 import { requireAuth } from './auth.js';
 import { errorBody, registerErrorHandling } from './errors.js';
 import { listenDual } from './transport.js';
+import { checkCharset, checkWellFormed, decodeUtf8 } from './body.js';
 import { networkPolicyRoutes } from './routes/network-policies.js';
 import { devboxRoutes } from './routes/devboxes.js';
 import { egressCheckRoutes } from './routes/egress-check.js';
@@ -90,12 +93,29 @@ export async function buildApi(deps: ApiDeps, store: Store): Promise<FastifyInst
 
   registerErrorHandling(app);
 
+  // Only JSON in UTF-8 is parsed: every other media type is a 415 (Fastify's text/plain parser goes).
   // An empty JSON body (the SDK's delete() sends Content-Type: application/json, no body) is {}.
   const json = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (req, body, done) => {
-    if (typeof body === 'string' && body.trim().length === 0) return done(null, {});
-    json(req, body as string, done);
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (req, body, done) => {
+    let text: string;
+    try {
+      checkCharset(req.headers['content-type']);
+      text = decodeUtf8(body as Buffer);
+    } catch (e) {
+      return done(e as Error, undefined);
+    }
+    if (text.trim().length === 0) return done(null, {});
+    // The default parser (prototype-poisoning checks) answers synchronously.
+    json(req, text, (err, value) => {
+      if (err) return done(err, undefined);
+      try {
+        checkWellFormed(value);
+      } catch (e) {
+        return done(e as Error, undefined);
+      }
+      done(null, value);
+    });
   });
 
   app.addHook('preValidation', async (req) => {
@@ -140,13 +160,13 @@ export async function buildApi(deps: ApiDeps, store: Store): Promise<FastifyInst
     },
   });
 
-  await app.register(healthRoutes);
+  await app.register(healthRoutes(store, deps.plane.listening));
   await app.register(metricsRoutes(deps.plane.metrics));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(async (v1) => {
     requireAuth(v1, store);
-    await v1.register(networkPolicyRoutes(store, deps.config.apiPageBytes));
+    await v1.register(networkPolicyRoutes(store, new Guardrails(engineOptions(deps.config).allowPrivate), deps.config.apiPageBytes));
     await v1.register(devboxRoutes(store, deps.config.apiPageBytes));
     await v1.register(egressCheckRoutes(store, deps.plane));
     await v1.register(egressEventRoutes(store));
@@ -165,7 +185,7 @@ function readPem(setting: string, path: string): Buffer {
 
 /** The API in this process, asking the doors' engine directly (tests of the API alone). */
 export async function startApi(ctx: DoorContext, store: Store, at: HostPort): Promise<RunningDoor> {
-  return serveApi({ config: ctx.config, log: ctx.log, plane: localPlane(ctx.engine, ctx.workerMetrics) }, store, at);
+  return serveApi({ config: ctx.config, log: ctx.log, plane: localPlane(ctx.engine, ctx.workerMetrics, ctx.readiness) }, store, at);
 }
 
 /** Builds the API and listens on `at` (HTTP/1.1 and h2c, or TLS with ALPN). */

@@ -24,6 +24,8 @@ export interface DataPlane {
   check(q: CheckQuestion): CheckAnswer | Promise<CheckAnswer>;
   /** Other processes' metrics (prom-client JSON), merged into this one's for /metrics. */
   metrics?: () => Promise<unknown[][]>;
+  /** Every door is listening and none is draining (for /readyz). */
+  listening?: () => boolean | Promise<boolean>;
   /** A write landed in the store: resolves once the doors apply it. */
   changed?: () => Promise<void>;
 }
@@ -37,6 +39,6 @@ export function decideCheck(engine: PolicyEngine, q: CheckQuestion): CheckAnswer
   return d.wouldDeny ? { ...a, wouldDeny: true } : a;
 }
 
-export function localPlane(engine: PolicyEngine, workerMetrics?: () => Promise<unknown[][]>): DataPlane {
-  return { check: (q) => decideCheck(engine, q), metrics: workerMetrics };
+export function localPlane(engine: PolicyEngine, workerMetrics?: () => Promise<unknown[][]>, readiness?: { listening: boolean }): DataPlane {
+  return { check: (q) => decideCheck(engine, q), metrics: workerMetrics, listening: readiness ? () => readiness.listening : undefined };
 }

@@ -33,13 +33,15 @@ type FromApi =
   | { egw: 'api-failed'; message: string; setting: string | null }
   | { egw: 'changed'; id: number }
   | { egw: 'check'; id: number; q: CheckQuestion }
-  | { egw: 'metrics?'; id: number };
+  | { egw: 'metrics?'; id: number }
+  | { egw: 'listening?'; id: number };
 
 /** Data plane → API process. */
 type ToApi =
   | { egw: 'synced'; id: number }
   | { egw: 'checked'; id: number; a: CheckAnswer | null }
   | { egw: 'metrics'; id: number; metrics: unknown[][] }
+  | { egw: 'listening'; id: number; listening: boolean }
   | { egw: 'shutdown'; graceMs: number };
 
 export interface ApiProcessOptions {
@@ -49,6 +51,8 @@ export interface ApiProcessOptions {
   log: Logger;
   /** The data plane's metrics and its other processes' (DNS workers). */
   metrics: () => Promise<unknown[][]>;
+  /** Every door listening and none draining (for /readyz). */
+  readiness: { listening: boolean };
   /** After the store is re-read here: until the other data-plane processes (DNS workers) have it too. */
   synced?: () => Promise<void>;
 }
@@ -86,6 +90,8 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
         o.log.error({ err: e }, 'egress check failed');
       }
       answer(c, { egw: 'checked', id: m.id, a });
+    } else if (m.egw === 'listening?') {
+      answer(c, { egw: 'listening', id: m.id, listening: o.readiness.listening });
     } else if (m.egw === 'metrics?') {
       void o.metrics().then((metrics) => answer(c, { egw: 'metrics', id: m.id, metrics }), () => answer(c, { egw: 'metrics', id: m.id, metrics: [] }));
     }
@@ -180,6 +186,7 @@ export async function runApiProcess(): Promise<void> {
     },
     metrics: () => ask((id) => ({ egw: 'metrics?', id }), (m) => (m as { metrics: unknown[][] }).metrics, [], 2000),
     changed: () => ask((id) => ({ egw: 'changed', id }), () => undefined, undefined),
+    listening: () => ask((id) => ({ egw: 'listening?', id }), (m) => (m as { listening: boolean }).listening, false, 2000),
   };
   let stop: ((graceMs: number) => Promise<void>) | null = null;
   process.on('message', (m: ToApi) => {

@@ -80,6 +80,10 @@ export const policyView = {
     enforcement: { type: 'string', enum: [...ENFORCEMENTS], description: 'enforce (default) or report: let through and record as would_deny what the policy would deny.' },
     create_time_ms: { type: 'integer' },
     update_time_ms: { type: 'integer' },
+    warnings: {
+      type: 'array', items: { type: 'string' },
+      description: 'Extension (not in Runloop\'s API): entries accepted but always refused by this gateway\'s private-address guardrail. Present only when non-empty.',
+    },
   },
   required: ['id', 'name', 'egress', 'enforcement', 'create_time_ms', 'update_time_ms'],
 } as const;

@@ -1,8 +1,15 @@
 /** Stored shapes → the JSON the API returns. */
 import type { Devbox, NetworkPolicy } from '../policy/model.js';
 import type { Blueprint } from '../store/blueprints.js';
+import type { Guardrails } from '../policy/guardrails.js';
+import { cidrWarnings } from '../policy/validate.js';
 
-export function policyView(p: NetworkPolicy) {
+/**
+ * With guardrails, entries this gateway will always refuse are named in `warnings` (only
+ * when there are some: an extra field clients that do not know it ignore).
+ */
+export function policyView(p: NetworkPolicy, guardrails?: Guardrails) {
+  const warnings = guardrails ? cidrWarnings(p.egress.allowed_cidrs, guardrails) : [];
   return {
     id: p.id,
     name: p.name,
@@ -19,6 +26,7 @@ export function policyView(p: NetworkPolicy) {
     enforcement: p.enforcement,
     create_time_ms: p.create_time_ms,
     update_time_ms: p.update_time_ms,
+    ...(warnings.length > 0 ? { warnings } : {}),
   };
 }
 

@@ -68,7 +68,7 @@ export class Api {
     if (!res.ok) {
       let msg = text;
       try {
-        msg = (JSON.parse(text) as { message?: string }).message ?? text;
+        msg = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text;
       } catch {
         /* not JSON */
       }
@@ -203,10 +203,12 @@ export async function applyCommand(flags: Map<string, string[]>, positional: str
       continue;
     }
     try {
-      if (c.op === 'create') await api.call('POST', '/v1/network-policies', body(c.spec));
-      else if (c.op === 'update') await api.call('POST', `/v1/network-policies/${encodeURIComponent(c.id)}`, body(c.spec));
-      else await api.call('POST', `/v1/network-policies/${encodeURIComponent(c.id)}/delete`, {});
+      let view: { warnings?: string[] };
+      if (c.op === 'create') view = await api.call('POST', '/v1/network-policies', body(c.spec));
+      else if (c.op === 'update') view = await api.call('POST', `/v1/network-policies/${encodeURIComponent(c.id)}`, body(c.spec));
+      else view = await api.call('POST', `/v1/network-policies/${encodeURIComponent(c.id)}/delete`, {});
       process.stdout.write(`${line(c)}\n`);
+      if (c.op !== 'delete') for (const w of view.warnings ?? []) process.stderr.write(`warning: ${c.name}: ${w}\n`);
     } catch (e) {
       failed++;
       process.stderr.write(`failed: ${line(c)}: ${(e as Error).message}\n`);

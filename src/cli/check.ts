@@ -13,6 +13,8 @@ import { PolicyEngine, engineOptions } from '../policy/engine.js';
 import { type Decision, decisionLabel } from '../policy/decision.js';
 import type { PolicySource } from '../policy/source.js';
 import { MemorySource } from '../policy/memory-source.js';
+import { Guardrails } from '../policy/guardrails.js';
+import { cidrWarnings } from '../policy/validate.js';
 import { loadPolicyFile, POLICY_EXTENSIONS, PolicyFileError } from './policy-file.js';
 
 export class UsageError extends Error {}
@@ -80,6 +82,7 @@ async function runCheck(flags: Map<string, string[]>, positional: string[]): Pro
     const { name, description, enforcement, ...egress } = spec;
     policyId = mem.putPolicy({ id: `file:${policyArg}`, name, description, egress, enforcement }).id;
     source = mem;
+    for (const w of cidrWarnings(egress.allowed_cidrs, new Guardrails(opts.allowPrivate))) process.stderr.write(`warning: ${policyArg}: ${w}\n`);
   } else {
     if (!existsSync(config.db)) throw new UsageError(`no store at ${config.db} (give --db PATH, or a policy file to --policy)`);
     const { openStore } = await import('../store/index.js'); // not needed for a policy file

@@ -3,7 +3,7 @@
  * RFC 1918, CGNAT, link-local (cloud metadata), multicast, documentation and other
  * non-global ranges. Checked on the address actually dialled, after resolution.
  */
-import { type Cidr, CidrSet, type IpWords, ipToWords, parseCidr } from './ip.js';
+import { type Cidr, CidrSet, type IpWords, cidrContains, ipToWords, parseCidr } from './ip.js';
 
 export const NON_GLOBAL_RANGES: readonly string[] = [
   '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12',
@@ -22,7 +22,8 @@ function compile(list: readonly string[]): Cidr[] {
   });
 }
 
-const NON_GLOBAL = new CidrSet(compile(NON_GLOBAL_RANGES));
+const NON_GLOBAL_LIST = compile(NON_GLOBAL_RANGES);
+const NON_GLOBAL = new CidrSet(NON_GLOBAL_LIST);
 
 /**
  * Addresses that name the gateway's own host or its cloud's services, never another
@@ -39,9 +40,25 @@ const HOST_LOCAL = new CidrSet(compile(HOST_LOCAL_RANGES));
 
 export class Guardrails {
   private readonly exempt: CidrSet;
+  private readonly exemptList: Cidr[];
 
   constructor(allowPrivate: readonly string[] = []) {
-    this.exempt = new CidrSet(compile(allowPrivate));
+    this.exemptList = compile(allowPrivate);
+    this.exempt = new CidrSet(this.exemptList);
+  }
+
+  /**
+   * The non-global range (text) that holds the whole CIDR when no --allow-private range
+   * overlaps it: every address in it is refused. null when some address may pass.
+   */
+  alwaysRefused(cidr: string): string | null {
+    const c = parseCidr(cidr);
+    if ('error' in c) return null;
+    const base = { family: c.family, words: c.words };
+    const overlaps = (e: Cidr) => cidrContains(e, base) || cidrContains(c, { family: e.family, words: e.words });
+    if (this.exemptList.some(overlaps)) return null;
+    const r = NON_GLOBAL_LIST.find((n) => n.prefix <= c.prefix && cidrContains(n, base));
+    return r ? r.text : null;
   }
 
   /** True for host-local addresses (see HOST_LOCAL_RANGES) the operator has not exempted. */

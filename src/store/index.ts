@@ -8,7 +8,7 @@
  * Validation of user input is the API's job; the store enforces what the database can:
  * unique names per account, unique addresses among running devboxes, policies in use.
  */
-import { mkdirSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -24,7 +24,7 @@ import {
 } from './blueprints.js';
 import { newId, randomAlnum, randomSecret } from './ids.js';
 
-export type StoreErrorCode = 'not_found' | 'duplicate_name' | 'policy_in_use' | 'policy_not_found' | 'address_in_use' | 'address_unavailable' | 'quota_exceeded' | 'blueprint_not_found' | 'blueprint_not_ready' | 'invalid_transition';
+export type StoreErrorCode = 'not_found' | 'duplicate_name' | 'policy_in_use' | 'policy_not_found' | 'address_in_use' | 'address_unavailable' | 'quota_exceeded' | 'blueprint_not_found' | 'blueprint_not_ready' | 'invalid_transition' | 'ambiguous';
 
 /** What one account may store (the API's settings; none by default, e.g. for `apply`). */
 export interface Quotas {
@@ -45,6 +45,46 @@ export class StoreError extends Error {
   constructor(readonly code: StoreErrorCode, message: string, readonly details: Record<string, unknown> = {}) {
     super(message);
   }
+}
+
+/**
+ * The database cannot be used: disk full, read-only, I/O error, locked. The API answers
+ * 503 storage_unavailable with this message; nothing the client sent is wrong.
+ */
+export class StorageUnavailable extends Error {
+  constructor(readonly reason: string, readonly code: string) {
+    super(`the policy store is unavailable: ${reason}`);
+  }
+}
+
+/** The storage fault behind an error thrown by better-sqlite3 or the file system, or null. */
+export function storageFault(e: unknown): StorageUnavailable | null {
+  if (e instanceof StorageUnavailable) return e;
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return null;
+  let why: string;
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC') why = 'the database or its disk is full';
+  else if (code.startsWith('SQLITE_READONLY') || code === 'EROFS') why = 'the database is read-only';
+  else if (code.startsWith('SQLITE_IOERR') || code === 'EIO') why = 'disk I/O error';
+  else if (code === 'SQLITE_CANTOPEN') why = 'the database file cannot be opened';
+  else if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') why = 'the database file is corrupt';
+  else if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) why = 'the database is locked by another process';
+  else return null;
+  return new StorageUnavailable(`${why} (${code})`, code);
+}
+
+export type TokenOrigin = 'configured' | 'created' | 'first-start';
+
+/** A stored API token as `egress-gateway tokens list` shows it; the token itself is never stored. */
+export interface TokenInfo {
+  id: string;
+  /** The first characters of the token (at most a quarter of it); null for tokens stored before they were kept. */
+  prefix: string | null;
+  accountId: string;
+  origin: TokenOrigin;
+  createTimeMs: number;
+  /** Updated at most once a minute; null when never used since it was stored. */
+  lastUsedMs: number | null;
 }
 
 export interface PageQuery {
@@ -170,9 +210,24 @@ export interface Store extends PolicySource {
   setQuotas(q: Quotas | null): void;
   /** Reads other processes' changes now instead of at the next poll. */
   refresh(): void;
-  /** Upserts configured tokens; with none configured and none stored, creates one for account `default` and returns it. */
+  /**
+   * Makes the configured tokens exactly the set given (a configured token no longer given
+   * is deleted, also when none are given); with none configured and none stored, creates
+   * a first-start token for account `default` and returns it.
+   */
   ensureTokens(configured: readonly ApiToken[]): string | null;
   accountForToken(token: string): string | null;
+  listTokens(): TokenInfo[];
+  /** A new token for the account, returned once; only its hash is stored. */
+  createToken(accountId: string): { token: string; info: TokenInfo };
+  /** Deletes the one token whose id, id prefix, display prefix or full text is ref. */
+  revokeToken(ref: string): TokenInfo;
+
+  /**
+   * Null when the store takes writes: a small write commits now (probed at most once a
+   * second), and no write failed on storage in the last 10 s. Else why not.
+   */
+  probeWritable(): string | null;
 
   createPolicy(accountId: string, input: PolicyInput): NetworkPolicy;
   getPolicyFor(accountId: string, id: string): NetworkPolicy | undefined;
@@ -209,6 +264,53 @@ const CHANGE_POLL_MS = 500;
 
 export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
+}
+
+/** What `tokens list` shows of a token: at most 12 characters and at most a quarter of it. */
+export function tokenPrefix(token: string): string {
+  return token.slice(0, Math.min(12, Math.floor(token.length / 4)));
+}
+
+const newToken = () => `egw_${randomSecret(32)}`;
+const TOUCH_EVERY_MS = 60_000;
+const PROBE_EVERY_MS = 1000;
+/** How long a write that failed on storage keeps /readyz unready, unless a write succeeds first. */
+const WRITE_FAULT_HOLD_MS = 10_000;
+
+interface TokenRow {
+  id: string;
+  token_hash: string;
+  prefix: string | null;
+  account_id: string;
+  origin: TokenOrigin;
+  create_time_ms: number;
+  last_used_ms: number | null;
+}
+
+function toTokenInfo(r: TokenRow): TokenInfo {
+  return { id: r.id, prefix: r.prefix, accountId: r.account_id, origin: r.origin, createTimeMs: r.create_time_ms, lastUsedMs: r.last_used_ms };
+}
+
+/** Why the file (or, when it does not exist yet, its folder) cannot be written, or null. */
+function notWritable(file: string): string | null {
+  const target = existsSync(file) ? file : dirname(file);
+  try {
+    accessSync(target, fsConstants.W_OK);
+    return null;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EROFS') return `${target} is on a read-only file system (EROFS)`;
+    if (code === 'EPERM') return `${target} is immutable (EPERM; see lsattr)`;
+    if (code === 'EACCES') return `no permission to write ${target} (EACCES)`;
+    return `${target}: ${(e as Error).message}`;
+  }
+}
+
+/** The nearest folder above path that exists (mkdir -p fails at the first one it cannot create). */
+function nearestExisting(path: string): string {
+  let p = path;
+  while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
+  return p;
 }
 
 
@@ -282,15 +384,31 @@ function isUniqueViolation(e: unknown): boolean {
   return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
 
-/** Opens (creating folder, file and schema as needed) the store at path. */
-export function openStore(path: string): Store {
+export interface OpenOptions {
+  /** Refuse (ConfigError) unless a write commits now: for `serve` and `tokens create|revoke`. */
+  writable?: boolean;
+}
+
+/**
+ * Opens (creating folder, file and schema as needed) the store at path. Every problem is a
+ * ConfigError naming --db and the cause (read-only, full, not a database), never a stack.
+ */
+export function openStore(path: string, opts: OpenOptions = {}): Store {
   const file = path === ':memory:' ? path : resolve(path);
   let db: Database.Database;
+  if (file !== ':memory:') {
+    try {
+      mkdirSync(dirname(file), { recursive: true });
+    } catch (e) {
+      const why = notWritable(nearestExisting(dirname(file))) ?? (e as Error).message;
+      throw new ConfigError('--db', `cannot create the folder ${dirname(file)}: ${why}`);
+    }
+  }
   try {
-    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     db = new Database(file, { timeout: 5000 });
   } catch (e) {
-    throw new ConfigError('--db', `cannot open ${file}: ${(e as Error).message}`);
+    const why = (file !== ':memory:' && notWritable(file)) || (e as Error).message;
+    throw new ConfigError('--db', `cannot open ${file}: ${why}`);
   }
   try {
     db.pragma('busy_timeout = 5000');
@@ -301,20 +419,36 @@ export function openStore(path: string): Store {
     migrate(db);
   } catch (e) {
     db.close();
-    throw new ConfigError('--db', `${file} is not a usable egress-gateway database: ${(e as Error).message}`);
+    const fault = storageFault(e);
+    const why = fault && fault.code !== 'SQLITE_NOTADB' ? `${(file !== ':memory:' && notWritable(file)) || fault.reason}` : (e as Error).message;
+    throw new ConfigError('--db', `${file} is not a usable egress-gateway database: ${why}`);
   }
-  return new SqliteStore(db, file);
+  const store = new SqliteStore(db, file);
+  if (opts.writable) {
+    const why = store.probeWritable();
+    if (why !== null) {
+      store.close();
+      throw new ConfigError('--db', `cannot write ${file}: ${(file !== ':memory:' && notWritable(file)) || why}`);
+    }
+  }
+  return store;
 }
 
 function statements(db: Database.Database) {
   const p = (sql: string) => db.prepare(sql);
   return {
-    tokenByHash: p('SELECT account_id FROM api_tokens WHERE token_hash = ?').pluck(),
+    tokenByHash: p('SELECT * FROM api_tokens WHERE token_hash = ?'),
     tokenCount: p('SELECT count(*) FROM api_tokens').pluck(),
-    upsertToken: p(`INSERT INTO api_tokens (token_hash, account_id, source, create_time_ms) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (token_hash) DO UPDATE SET account_id = excluded.account_id, source = excluded.source`),
-    configTokens: p(`SELECT token_hash FROM api_tokens WHERE source = 'config'`).pluck(),
+    insertToken: p(`INSERT INTO api_tokens (id, token_hash, prefix, account_id, origin, create_time_ms)
+                    VALUES (@id, @hash, @prefix, @account, @origin, @now)`),
+    upsertConfigured: p(`INSERT INTO api_tokens (id, token_hash, prefix, account_id, origin, create_time_ms)
+                    VALUES (@id, @hash, @prefix, @account, 'configured', @now)
+                    ON CONFLICT (token_hash) DO UPDATE SET account_id = excluded.account_id, origin = 'configured', prefix = excluded.prefix`),
+    configTokens: p(`SELECT token_hash FROM api_tokens WHERE origin = 'configured'`).pluck(),
     deleteToken: p('DELETE FROM api_tokens WHERE token_hash = ?'),
+    allTokens: p('SELECT * FROM api_tokens ORDER BY create_time_ms, id'),
+    touchToken: p('UPDATE api_tokens SET last_used_ms = ? WHERE id = ?'),
+    probe: p(`INSERT INTO meta (key, value) VALUES ('ready_probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`),
 
     policyById: p('SELECT * FROM network_policies WHERE id = ?'),
     policyByName: p('SELECT * FROM network_policies WHERE account_id = ? AND name = ?'),
@@ -396,6 +530,11 @@ class SqliteStore implements Store {
   private readonly poll: NodeJS.Timeout;
   private closed = false;
   private quotas: Quotas | null = null;
+  /** Token id → when this process last recorded its use (or tried to). */
+  private readonly touched = new Map<string, number>();
+  private lastProbe = { at: 0, why: null as string | null };
+  /** The storage fault of the last write, until a write succeeds. */
+  private writeFault: { at: number; reason: string } | null = null;
 
   private readonly q: ReturnType<typeof statements>;
 
@@ -474,7 +613,15 @@ class SqliteStore implements Store {
       for (const c of changes) seqs.push(Number(this.q.logChange.run(c.kind, c.id, c.accountId).lastInsertRowid));
       return out;
     });
-    const out = tx.immediate();
+    let out: T;
+    try {
+      out = tx.immediate();
+    } catch (e) {
+      const fault = storageFault(e);
+      if (fault && !fault.code.startsWith('SQLITE_BUSY')) this.writeFault = { at: Date.now(), reason: fault.reason };
+      throw fault ?? e;
+    }
+    this.writeFault = null;
     for (const s of seqs) if (s > this.lastSeq) this.ownSeqs.add(s);
     for (const c of changes) this.emit(c);
     return out;
@@ -527,27 +674,93 @@ class SqliteStore implements Store {
   ensureTokens(configured: readonly ApiToken[]): string | null {
     return this.write(() => {
       const now = Date.now();
-      if (configured.length > 0) {
-        const keep = new Set<string>();
-        for (const t of configured) {
-          const h = hashToken(t.token);
-          keep.add(h);
-          this.q.upsertToken.run(h, t.accountId, 'config', now);
-        }
-        // A token taken out of the configuration stops working.
-        for (const h of this.q.configTokens.all() as string[]) if (!keep.has(h)) this.q.deleteToken.run(h);
-        return null;
+      const keep = new Set<string>();
+      for (const t of configured) {
+        const hash = hashToken(t.token);
+        keep.add(hash);
+        this.q.upsertConfigured.run({ id: newId('tok_', now), hash, prefix: tokenPrefix(t.token), account: t.accountId, now });
       }
-      if ((this.q.tokenCount.get() as number) > 0) return null;
-      const token = `egw_${randomSecret(32)}`;
-      this.q.upsertToken.run(hashToken(token), DEFAULT_ACCOUNT, 'generated', now);
-      return token;
+      // The configured tokens are exactly the set given: one taken out stops working, also the last.
+      for (const h of this.q.configTokens.all() as string[]) if (!keep.has(h)) this.q.deleteToken.run(h);
+      if (configured.length > 0 || (this.q.tokenCount.get() as number) > 0) return null;
+      return this.insertToken(DEFAULT_ACCOUNT, 'first-start', now).token;
     });
+  }
+
+  private insertToken(accountId: string, origin: TokenOrigin, now: number): { token: string; info: TokenInfo } {
+    const token = newToken();
+    const row = { id: newId('tok_', now), hash: hashToken(token), prefix: tokenPrefix(token), account: accountId, origin, now };
+    this.q.insertToken.run(row);
+    return { token, info: { id: row.id, prefix: row.prefix, accountId, origin, createTimeMs: now, lastUsedMs: null } };
   }
 
   accountForToken(token: string): string | null {
     if (token.length === 0 || token.length > 4096) return null;
-    return (this.q.tokenByHash.get(hashToken(token)) as string | undefined) ?? null;
+    const row = this.q.tokenByHash.get(hashToken(token)) as TokenRow | undefined;
+    if (!row) return null;
+    this.touch(row);
+    return row.account_id;
+  }
+
+  /** Records a token's use, at most once a minute; never fails a request (a full disk must not lock the API). */
+  private touch(row: TokenRow): void {
+    const now = Date.now();
+    if (row.last_used_ms !== null && now - row.last_used_ms < TOUCH_EVERY_MS) return;
+    if (now - (this.touched.get(row.id) ?? 0) < TOUCH_EVERY_MS) return;
+    this.touched.set(row.id, now);
+    try {
+      this.q.touchToken.run(now, row.id);
+    } catch {
+      // read-only, full or busy: the time is informational
+    }
+  }
+
+  listTokens(): TokenInfo[] {
+    return (this.q.allTokens.all() as TokenRow[]).map(toTokenInfo);
+  }
+
+  createToken(accountId: string): { token: string; info: TokenInfo } {
+    return this.write(() => this.insertToken(accountId, 'created', Date.now()));
+  }
+
+  revokeToken(ref: string): TokenInfo {
+    return this.write(() => {
+      const rows = this.q.allTokens.all() as TokenRow[];
+      const hash = hashToken(ref);
+      const exact = rows.filter((r) => r.id === ref || r.token_hash === hash);
+      const matches = exact.length > 0 ? exact
+        : ref.length < 4 ? []
+          : rows.filter((r) => r.id.startsWith(ref) || (r.prefix !== null && r.prefix.length >= 4 && r.prefix.startsWith(ref)));
+      if (matches.length === 0) throw new StoreError('not_found', `no token with id or prefix ${JSON.stringify(ref)}`);
+      if (matches.length > 1) {
+        throw new StoreError('ambiguous', `${JSON.stringify(ref)} matches ${matches.length} tokens (${matches.map((r) => r.id).join(', ')}); give the id`);
+      }
+      this.q.deleteToken.run(matches[0]!.token_hash);
+      this.touched.delete(matches[0]!.id);
+      return toTokenInfo(matches[0]!);
+    });
+  }
+
+  // ── health ────────────────────────────────────────────────────────────────
+
+  probeWritable(): string | null {
+    const now = Date.now();
+    // A small write can pass where a real one failed (a disk with room for a page, not a policy).
+    if (this.writeFault !== null && now - this.writeFault.at < WRITE_FAULT_HOLD_MS) return this.writeFault.reason;
+    if (now - this.lastProbe.at < PROBE_EVERY_MS) return this.lastProbe.why;
+    let why: string | null = null;
+    // A short busy wait: a probe must not stall the event loop behind another process's write.
+    this.db.pragma('busy_timeout = 250');
+    try {
+      this.db.transaction(() => this.q.probe.run(String(now))).immediate();
+    } catch (e) {
+      const f = storageFault(e);
+      why = f === null ? (e as Error).message : f.code.startsWith('SQLITE_BUSY') ? null : f.reason;
+    } finally {
+      this.db.pragma('busy_timeout = 5000');
+    }
+    this.lastProbe = { at: now, why };
+    return why;
   }
 
   // ── policies ──────────────────────────────────────────────────────────────

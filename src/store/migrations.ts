@@ -89,6 +89,32 @@ export const MIGRATIONS: readonly string[] = [
   `,
   // 4: blueprints, their build addresses, and the blueprint a devbox was created from.
   BLUEPRINT_MIGRATION,
+  // 5: tokens get an id, a display prefix, an origin (configured | created | first-start)
+  //    and a last-used time, so `egress-gateway tokens` can list and revoke them; a small
+  //    key/value table the readiness probe writes to.
+  `
+  CREATE TABLE api_tokens_v2 (
+    id             TEXT PRIMARY KEY,
+    token_hash     TEXT NOT NULL UNIQUE,
+    prefix         TEXT,
+    account_id     TEXT NOT NULL,
+    origin         TEXT NOT NULL CHECK (origin IN ('configured', 'created', 'first-start')),
+    create_time_ms INTEGER NOT NULL,
+    last_used_ms   INTEGER
+  );
+  INSERT INTO api_tokens_v2 (id, token_hash, prefix, account_id, origin, create_time_ms)
+    SELECT 'tok_' || lower(hex(randomblob(11))), token_hash, NULL, account_id,
+           CASE source WHEN 'config' THEN 'configured' ELSE 'first-start' END, create_time_ms
+    FROM api_tokens;
+  DROP TABLE api_tokens;
+  ALTER TABLE api_tokens_v2 RENAME TO api_tokens;
+  CREATE INDEX api_tokens_account ON api_tokens (account_id);
+
+  CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT
+  );
+  `,
 ];
 
 /** Brings the database to the latest version; each step in its own transaction. */

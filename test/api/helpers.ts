@@ -36,7 +36,7 @@ export function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'egw-api-'));
 }
 
-export async function startTestApi(opts: { dir?: string; extraFlags?: [string, string[]][]; tokens?: string[] } = {}): Promise<TestApi> {
+export async function startTestApi(opts: { dir?: string; extraFlags?: [string, string[]][]; tokens?: string[]; logLines?: string[] } = {}): Promise<TestApi> {
   const dir = opts.dir ?? tempDir();
   const dbPath = join(dir, 'db', 'egress.db');
   const flags = new Map<string, string[]>([
@@ -58,7 +58,9 @@ export async function startTestApi(opts: { dir?: string; extraFlags?: [string, s
     allowPrivate: config.allowPrivate,
     tunnelDomain: config.tunnelDomain,
   });
-  const log = pino({ level: 'silent' });
+  // With logLines, the API's log lines (info and above, JSON) are collected there.
+  const lines = opts.logLines;
+  const log = lines ? pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }) : pino({ level: 'silent' });
   // The API uses config, engine and log; the other parts belong to the proxy doors.
   const ctx = { config, engine, log, gate: undefined, tracker: undefined, resolver: undefined } as unknown as DoorContext;
   const door = await startApi(ctx, store, config.api);

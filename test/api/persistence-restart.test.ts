@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import Runloop from '@runloop/api-client';
 import { ConfigError } from '../../src/config.js';
-import { openStore } from '../../src/store/index.js';
+import Database from 'better-sqlite3';
+import { MIGRATIONS } from '../../src/store/migrations.js';
+import { hashToken, openStore } from '../../src/store/index.js';
 import { call, startTestApi, tempDir, TOKEN_A } from './helpers.js';
 
 const dirs: string[] = [];
@@ -96,4 +98,29 @@ describe('store file', () => {
     expect(again.accountForToken('nope')).toBeNull();
     again.close();
   });
+
+  it('a version 1 database keeps its tokens through the upgrade, with their origins and new ids', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const path = join(dir, 'v1.db');
+    const db = new Database(path);
+    db.exec(MIGRATIONS[0]!);
+    db.pragma('user_version = 1');
+    const ins = db.prepare('INSERT INTO api_tokens (token_hash, account_id, source, create_time_ms) VALUES (?, ?, ?, ?)');
+    ins.run(hashToken('old-configured'), 'acct-c', 'config', 1000);
+    ins.run(hashToken('egw_old-generated'), 'default', 'generated', 2000);
+    db.close();
+
+    const s = openStore(path);
+    expect(s.accountForToken('old-configured')).toBe('acct-c');
+    expect(s.accountForToken('egw_old-generated')).toBe('default');
+    const list = s.listTokens();
+    expect(list.map((t) => [t.accountId, t.origin, t.prefix, t.createTimeMs])).toEqual([['acct-c', 'configured', null, 1000], ['default', 'first-start', null, 2000]]);
+    for (const t of list) expect(t.id).toMatch(/^tok_[0-9a-f]{22}$/);
+    // The first-start token of a version 1 database is revocable like any other.
+    expect(s.revokeToken(list[1]!.id).accountId).toBe('default');
+    expect(s.accountForToken('egw_old-generated')).toBeNull();
+    s.close();
+  });
 });
+

@@ -140,10 +140,10 @@ describe('request shape', () => {
     expect(errorOf(await create([{ name: 'w' }]), 400)).toBe('request body must be a JSON object');
   });
 
-  it('non-JSON bodies are a 400', async () => {
+  it('non-JSON bodies are a 400, other media types a 415', async () => {
     expect(errorOf(await create('{"name": "x",'), 400)).toMatch(/not valid JSON/);
-    expect(errorOf(await create('name=x', { 'content-type': 'application/x-www-form-urlencoded' }), 400)).toMatch(/JSON/);
-    expect(errorOf(await create('hello', { 'content-type': 'text/plain' }), 400)).toMatch(/JSON/);
+    expect(errorOf(await create('name=x', { 'content-type': 'application/x-www-form-urlencoded' }), 415)).toMatch(/JSON/);
+    expect(errorOf(await create('hello', { 'content-type': 'text/plain' }), 415)).toMatch(/JSON/);
   });
 
   it('bodies over 1 MiB are a 413', async () => {

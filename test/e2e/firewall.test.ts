@@ -73,13 +73,13 @@ describe('egress-gateway firewall', () => {
     expect(readFileSync('deploy/nftables/egress-gateway.nft', 'utf8')).toBe(r.stdout);
   });
 
-  it('the DaemonSet and systemd unit probe /healthz and expose /metrics', () => {
+  it('the DaemonSet and systemd unit probe /readyz (readiness) and /healthz (liveness) and expose /metrics', () => {
     const docs = readFileSync('deploy/kubernetes/egress-gateway.yaml', 'utf8').split(/^---$/m).map((d) => parseYaml(d) as Record<string, any>).filter(Boolean);
     const ds = docs.find((d) => d.kind === 'DaemonSet')!;
     expect(ds).toBeDefined();
     const pod = ds.spec.template;
     const main = pod.spec.containers.find((c: any) => c.name === 'egress-gateway');
-    expect(main.readinessProbe.httpGet.path).toBe('/healthz');
+    expect(main.readinessProbe.httpGet.path).toBe('/readyz');
     expect(main.livenessProbe.httpGet.path).toBe('/healthz');
     expect(pod.metadata.annotations['prometheus.io/path']).toBe('/metrics');
     expect(pod.spec.volumes.some((v: any) => v.hostPath?.path === '/var/lib/egress-gateway')).toBe(true);

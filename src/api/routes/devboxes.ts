@@ -44,7 +44,7 @@ export const devboxRoutes = (store: Store, pageBytes?: number): FastifyPluginAsy
       tags, security, operationId: 'createDevbox',
       summary: 'Register a devbox: its source addresses and network policy. The response carries proxy_credentials, shown only once.',
       body: devboxCreateBody,
-      response: { 200: devboxViewSchema, ...errorResponses(400, 401, 403, 409, 413) },
+      response: { 200: devboxViewSchema, ...errorResponses(400, 401, 403, 409, 413, 415, 503) },
     },
   }, async (req) => {
     const b = req.body;
@@ -93,7 +93,7 @@ export const devboxRoutes = (store: Store, pageBytes?: number): FastifyPluginAsy
       summary: 'Update a devbox\'s name, metadata or network policy (launch_parameters.network_policy_id: null detaches it).',
       params: idParams,
       body: devboxUpdateBody,
-      response: { 200: devboxViewSchema, ...errorResponses(400, 401, 404, 413) },
+      response: { 200: devboxViewSchema, ...errorResponses(400, 401, 404, 413, 415, 503) },
     },
   }, async (req) => {
     const b = req.body ?? {};
@@ -112,7 +112,7 @@ export const devboxRoutes = (store: Store, pageBytes?: number): FastifyPluginAsy
       tags, security, operationId: 'shutdownDevbox', summary: 'Shut a devbox down: its traffic is no longer admitted and its addresses are freed.',
       params: idParams,
       body: emptyBody,
-      response: { 200: devboxViewSchema, ...errorResponses(401, 404) },
+      response: { 200: devboxViewSchema, ...errorResponses(401, 404, 415, 503) },
     },
   }, async (req) => {
     const d = store.shutdownDevbox(req.accountId, req.params.id);

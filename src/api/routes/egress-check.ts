@@ -20,7 +20,7 @@ export const egressCheckRoutes = (store: Store, plane: DataPlane): FastifyPlugin
       tags: ['egress'], security: [{ bearerAuth: [] }], operationId: 'checkEgress',
       summary: 'Would this devbox (or policy) be allowed to reach host:port? Same decision the doors enforce (before DNS resolution).',
       body: egressCheckBody,
-      response: { 200: egressCheckView, ...errorResponses(400, 401) },
+      response: { 200: egressCheckView, ...errorResponses(400, 401, 415) },
     },
   }, async (req) => {
     const b = req.body;

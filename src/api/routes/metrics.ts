@@ -13,6 +13,13 @@ export const apiRequests = new Counter({
   registers: [registry],
 });
 
+export const storeUnavailable = new Counter({
+  name: 'egress_api_storage_unavailable_total',
+  help: 'Admin API requests answered 503 storage_unavailable, by the storage error (SQLITE_FULL, SQLITE_READONLY, …)',
+  labelNames: ['error'] as const,
+  registers: [registry],
+});
+
 export const apiRequestSeconds = new Histogram({
   name: 'egress_api_request_duration_seconds',
   help: 'Admin API request latency, by route, method and status',

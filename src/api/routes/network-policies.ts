@@ -1,6 +1,7 @@
 /** /v1/network-policies: create, list, get, update, delete (Runloop-compatible). */
 import type { FastifyPluginAsync } from 'fastify';
-import type { AllowedCidr, EgressRules, Enforcement } from '../../policy/model.js';
+import type { AllowedCidr, EgressRules, Enforcement, NetworkPolicy } from '../../policy/model.js';
+import type { Guardrails } from '../../policy/guardrails.js';
 import type { Store } from '../../store/index.js';
 import { notFound } from '../errors.js';
 import {
@@ -46,22 +47,29 @@ function egressPatch(b: PolicyBody): Partial<EgressRules> {
 }
 
 /** `pageBytes`: the byte budget of one list page (--api-page-bytes). */
-export const networkPolicyRoutes = (store: Store, pageBytes?: number): FastifyPluginAsync => async (app) => {
+export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBytes?: number): FastifyPluginAsync => async (app) => {
   const tags = ['network-policies'];
   const security = [{ bearerAuth: [] }];
+  const view = (p: NetworkPolicy) => policyView(p, guardrails);
+  /** The view of a policy just written, with a log line when some of its entries can never pass. */
+  const written = (log: { warn: (o: object, m: string) => void }, p: NetworkPolicy) => {
+    const v = view(p);
+    if (v.warnings) log.warn({ event: 'policy_warnings', account: p.account_id, policy: p.id, warnings: v.warnings }, `network policy ${p.id}: ${v.warnings.join('; ')}`);
+    return v;
+  };
 
   app.post<{ Body: PolicyBody }>('/v1/network-policies', {
     schema: {
       tags, security, operationId: 'createNetworkPolicy', summary: 'Create a NetworkPolicy.',
       body: policyCreateBody,
-      response: { 200: policyViewSchema, ...errorResponses(400, 401, 403, 413) },
+      response: { 200: policyViewSchema, ...errorResponses(400, 401, 403, 413, 415, 503) },
     },
   }, async (req) => {
     const b = req.body;
     const name = checkName('name', b.name!);
     const p = store.createPolicy(req.accountId, { name, description: b.description ?? null, egress: egressPatch(b), enforcement: b.enforcement ?? 'enforce' });
     req.log.info({ event: 'policy_created', account: req.accountId, policy: p.id, name: p.name }, 'network policy created');
-    return policyView(p);
+    return written(req.log, p);
   });
 
   app.get<{ Querystring: ListQuery }>('/v1/network-policies', {
@@ -77,7 +85,7 @@ export const networkPolicyRoutes = (store: Store, pageBytes?: number): FastifyPl
       name: q.name, id: q.id, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal, maxBytes: pageBytes,
     });
     return {
-      network_policies: page.items.map(policyView),
+      network_policies: page.items.map(view),
       has_more: page.hasMore,
       ...(includeTotal ? { total_count: page.totalCount } : {}),
     };
@@ -92,7 +100,7 @@ export const networkPolicyRoutes = (store: Store, pageBytes?: number): FastifyPl
   }, async (req) => {
     const p = store.getPolicyFor(req.accountId, req.params.id);
     if (!p) throw notFound(`network policy ${req.params.id} not found`);
-    return policyView(p);
+    return view(p);
   });
 
   app.post<{ Params: { id: string }; Body: PolicyBody | undefined }>('/v1/network-policies/:id', {
@@ -101,7 +109,7 @@ export const networkPolicyRoutes = (store: Store, pageBytes?: number): FastifyPl
       summary: 'Update a NetworkPolicy: omitted or null fields keep their values, provided fields replace entirely.',
       params: idParams,
       body: policyUpdateBody,
-      response: { 200: policyViewSchema, ...errorResponses(400, 401, 403, 404, 413) },
+      response: { 200: policyViewSchema, ...errorResponses(400, 401, 403, 404, 413, 415, 503) },
     },
   }, async (req) => {
     const b = req.body ?? {};
@@ -113,7 +121,7 @@ export const networkPolicyRoutes = (store: Store, pageBytes?: number): FastifyPl
       enforcement: b.enforcement ?? undefined,
     });
     req.log.info({ event: 'policy_updated', account: req.accountId, policy: p.id, version: p.version, enforcement: p.enforcement }, 'network policy updated');
-    return policyView(p);
+    return written(req.log, p);
   });
 
   app.post<{ Params: { id: string } }>('/v1/network-policies/:id/delete', {
@@ -121,11 +129,11 @@ export const networkPolicyRoutes = (store: Store, pageBytes?: number): FastifyPl
       tags, security, operationId: 'deleteNetworkPolicy', summary: 'Delete a NetworkPolicy; returns the deleted view.',
       params: idParams,
       body: emptyBody,
-      response: { 200: policyViewSchema, ...errorResponses(400, 401, 404) },
+      response: { 200: policyViewSchema, ...errorResponses(400, 401, 404, 415, 503) },
     },
   }, async (req) => {
     const p = store.deletePolicy(req.accountId, req.params.id);
     req.log.info({ event: 'policy_deleted', account: req.accountId, policy: p.id }, 'network policy deleted');
-    return policyView(p);
+    return view(p);
   });
 };
