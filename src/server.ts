@@ -3,9 +3,9 @@
  * Used by `serve` and by the tests, which start it on port 0.
  */
 import type { Logger } from 'pino';
-import { ConfigError, type GatewayConfig, type HostPort, formatHostPort } from './config.js';
+import { ConfigError, type GatewayConfig, type HostPort, RELOADABLE, configChanges, formatHostPort } from './config.js';
 import { PolicyEngine, engineOptions } from './policy/engine.js';
-import { Gate } from './egress/gate.js';
+import { Gate, allowLogEvery } from './egress/gate.js';
 import { ConnectionTracker } from './egress/tracker.js';
 import { SourceLimiter } from './egress/source-limit.js';
 import { type DoorContext, type RunningDoor, listenError } from './door.js';
@@ -25,6 +25,8 @@ export interface Gateway {
   doors: Record<string, HostPort>;
   /** Tokens created on first start (printed once by `serve`). */
   createdToken: string | null;
+  /** Applies the reloadable settings of `next` (SIGHUP); returns the flags that changed. */
+  reload(next: GatewayConfig): { applied: string[]; ignored: string[] };
   close(): Promise<void>;
 }
 
@@ -36,6 +38,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const engine = new PolicyEngine(store, engineOptions(config));
   const resolver = createResolver(config, log);
   const gate = new Gate(engine, resolver, log);
+  gate.allowLogEvery = allowLogEvery(config.logAllowed);
   const tracker = new ConnectionTracker(engine, config.maxConnectionsPerDevbox);
   // Every tunnel holds one client socket; allow as many again for idle keep-alives and handshakes.
   const sourceLimit = new SourceLimiter(2 * config.maxConnectionsPerDevbox);
@@ -89,8 +92,21 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   log.info({ event: 'listening', listeners: Object.fromEntries(running.map((d) => [d.name, formatHostPort(d.address)])) },
     `egress-gateway listening: ${running.map((d) => `${d.name} on ${formatHostPort(d.address)}`).join(', ')}`);
   let closing: Promise<void> | null = null;
+  const reload = (next: GatewayConfig) => {
+    const { reloadable, restart } = configChanges(config, next);
+    if (reloadable.length === 0) return { applied: reloadable, ignored: restart };
+    if (reloadable.includes('--api-token')) store.ensureTokens(next.apiTokens);
+    engine.reconfigure(engineOptions(next));
+    log.level = next.logLevel;
+    // Doors and DNS workers read these from the shared config object.
+    const live = config as unknown as Record<string, unknown>;
+    for (const k of RELOADABLE) live[k] = next[k];
+    for (const d of running) d.reload?.(next);
+    (workers as DnsWorkers | null)?.reload(next);
+    return { applied: reloadable, ignored: restart };
+  };
   return {
-    config, store, engine, doors, createdToken,
+    config, store, engine, doors, createdToken, reload,
     close: () => (closing ??= closeAll(config.shutdownGraceMs)),
   };
 }
