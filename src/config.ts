@@ -60,6 +60,7 @@ export interface GatewayConfig {
   shutdownGraceMs: number;
   responseTimeoutMs: number;
   logAllowed: LogAllowed;
+  logBufferBytes: number;
 }
 
 /** Which allowed connections get a log line (denials always do): every one, one in N, none. */
@@ -125,6 +126,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'maxConnectionsPerDevbox', flag: 'max-connections-per-devbox', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 1024, help: 'concurrent connections per devbox' },
   { key: 'responseTimeoutMs', flag: 'response-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 60_000, help: 'time an origin has to send its response head after the request went out (then 504)' },
   { key: 'logAllowed', flag: 'log-allowed', kind: { t: 'logAllowed' }, def: () => ({ mode: 'sample', every: 100 }), help: 'allowed connections logged: all, sample:N (one in N), none; denials are always logged' },
+  { key: 'logBufferBytes', flag: 'log-buffer-bytes', kind: { t: 'int', min: 65_536, max: 1_073_741_824 }, def: () => 4 * 1024 * 1024, help: 'log bytes held for a slow or stalled stdout; past it lines are dropped and counted' },
   { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', kind: { t: 'int', min: 0, max: 600_000 }, def: () => 10_000, help: 'how long shutdown waits for connections to drain' },
 ];
 

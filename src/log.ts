@@ -60,7 +60,7 @@ export class LogWriter {
 
   constructor(
     fd = 1,
-    readonly capBytes = DEFAULT_LOG_BUFFER_BYTES,
+    public capBytes = DEFAULT_LOG_BUFFER_BYTES,
   ) {
     this.sink = openSink(fd);
     if (this.sink.t === 'none') this.broken = true;
@@ -204,7 +204,8 @@ export function logWriterFor(fd = 1): LogWriter {
   return w;
 }
 
-export function createLogger(level: string, base: Record<string, unknown> = {}, writer = logWriterFor(1)): ProcessLogger {
+export function createLogger(level: string, base: Record<string, unknown> = {}, writer = logWriterFor(1), bufferBytes?: number): ProcessLogger {
+  if (bufferBytes !== undefined) writer.capBytes = bufferBytes;
   const log = pino({ level, base: { service: 'egress-gateway', ...base }, timestamp: pino.stdTimeFunctions.isoTime }, writer);
   return { log, writer, flush: (ms) => writer.flush(ms) };
 }

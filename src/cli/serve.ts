@@ -9,7 +9,7 @@ const EXIT_SLACK_MS = 3000;
 
 export async function serveCommand(flags: Map<string, string[]>): Promise<void> {
   const config = loadConfig(flags);
-  const { log, flush } = createLogger(config.logLevel);
+  const { log, flush } = createLogger(config.logLevel, {}, undefined, config.logBufferBytes);
   log.info({ event: 'start', version: VERSION, node: process.version, pid: process.pid, settings: describeConfig(config) },
     `egress-gateway ${VERSION} starting`);
   // Loaded here so `check`/`apply` do not pay for the whole server stack.

@@ -158,7 +158,7 @@ export async function runDnsWorker(): Promise<void> {
   const at = JSON.parse(process.env.EGRESS_DNS_WORKER_AT ?? 'null') as HostPort;
   const send = (m: WorkerMessage) => process.send?.(m);
   // Its own bounded writer (whole lines per write: several processes share stdout).
-  const { log, flush } = createLogger(config.logLevel, { dns_worker: process.pid });
+  const { log, flush } = createLogger(config.logLevel, { dns_worker: process.pid }, undefined, config.logBufferBytes);
   // Listening from the first moment: a shutdown can arrive while this worker is still starting.
   let running: { onMessage(m: MainMessage): void; stop(graceMs: number): Promise<void> } | null = null;
   let stopAsked: number | null = null;
