@@ -63,6 +63,15 @@ export interface CliGatewayOptions {
   configFile?: string;
 }
 
+/** The flags that put every door on a free loopback port. */
+export async function loopbackPorts(): Promise<{ ports: CliGateway['ports']; flags: string[] }> {
+  const ports = { api: await freePort(), proxy: await freePort(), socks: await freePort(), dns: await freePort() };
+  return {
+    ports,
+    flags: ['--api', `127.0.0.1:${ports.api}`, '--http-proxy', `127.0.0.1:${ports.proxy}`, '--socks', `127.0.0.1:${ports.socks}`, '--dns', `127.0.0.1:${ports.dns}`],
+  };
+}
+
 export async function startCliGateway(opts: CliGatewayOptions = {}): Promise<CliGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'egw-cli-'));
   const ports = { api: await freePort(), proxy: await freePort(), socks: await freePort(), dns: await freePort() };
@@ -70,8 +79,9 @@ export async function startCliGateway(opts: CliGatewayOptions = {}): Promise<Cli
     ...(opts.nodeArgs ?? []), BIN, 'serve',
     '--api', `127.0.0.1:${ports.api}`, '--http-proxy', `127.0.0.1:${ports.proxy}`, '--socks', `127.0.0.1:${ports.socks}`,
     '--dns', `127.0.0.1:${ports.dns}`, '--db', join(dir, 'egress.db'), '--upstream-dns', `127.0.0.1:${opts.upstreamDnsPort ?? 9}`,
-    '--api-token', `${TOKEN_A}:acct-a`, '--api-token', `${TOKEN_B}:acct-b`, '--shutdown-grace-ms', '1000',
-    ...(opts.configFile ? ['--config', opts.configFile] : ['--allow-private', '127.0.0.0/8']),
+    '--shutdown-grace-ms', '1000',
+    // With a config file, tokens and allow-private come from it (flags would override the file).
+    ...(opts.configFile ? ['--config', opts.configFile] : ['--api-token', `${TOKEN_A}:acct-a`, '--api-token', `${TOKEN_B}:acct-b`, '--allow-private', '127.0.0.0/8']),
     ...(opts.args ?? []),
   ];
   const mode = opts.stdout ?? 'pipe';
