@@ -44,7 +44,7 @@ function toFlags(cmd: Command): Flags {
   const flags: Flags = new Map();
   for (const opt of cmd.options) {
     const v = cmd.getOptionValue(opt.attributeName()) as string[] | boolean | undefined;
-    if (v === undefined) continue;
+    if (v === undefined || (opt.negate && v !== false)) continue;
     flags.set(opt.long!.slice(2), Array.isArray(v) ? v : [String(v)]);
   }
   return flags;
@@ -104,7 +104,7 @@ export function buildProgram(): Command {
     .option('--concurrency <n>', 'requests in flight per scenario (default: 8)', collect)
     .option('--max-requests <n>', 'stop a scenario after this many requests (default: 1000000)', collect)
     .option('--proxy-user <user:password>', "a devbox's proxy credentials [env EGRESS_BENCH_PROXY_USER]", collect)
-    .option('--direct', 'add a direct row per scenario (the allowed destination without the gateway), where measurable')
+    .option('--no-direct', 'leave out the direct rows (the allowed destination without the gateway, measured where reachable)')
     .option('--json', 'print the report as JSON');
 
   // Room for more subcommands (e.g. `tokens list|create|revoke`): register them here with command(…).
