@@ -11,6 +11,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import tty from 'node:tty';
+import { isMainThread } from 'node:worker_threads';
 import { pino, type Logger } from 'pino';
 
 /** Bytes a writer may hold that the destination has not taken yet (past it, lines are dropped). */
@@ -39,9 +40,11 @@ function openSink(fd: number): Sink {
     return { t: 'none' }; // closed (`>&-`)
   }
   if (tty.isatty(fd) || st.isFIFO() || st.isSocket()) {
-    // The process's own stdout/stderr object when it is that fd (two libuv handles must not share one fd).
-    if (fd === 1) return { t: 'stream', s: process.stdout as net.Socket };
-    if (fd === 2) return { t: 'stream', s: process.stderr as net.Socket };
+    // On the main thread, the process's own stdout/stderr object when it is that fd (two libuv
+    // handles of one loop must not share an fd). A worker thread's process.stdout is relayed
+    // through the main thread without bound, so a worker writes the fd itself, on its own loop.
+    if (isMainThread && fd === 1) return { t: 'stream', s: process.stdout as net.Socket };
+    if (isMainThread && fd === 2) return { t: 'stream', s: process.stderr as net.Socket };
     return { t: 'stream', s: tty.isatty(fd) ? new tty.WriteStream(fd) : new net.Socket({ fd, readable: false, writable: true }) };
   }
   return { t: 'file', fd };

@@ -103,8 +103,8 @@ describe('log destination faults (real CLI)', { timeout: 240_000 }, () => {
     try {
       await withDevbox(gw);
       const agent = new http.Agent({ keepAlive: true, maxSockets: 16, localAddress: DEVBOX } as http.AgentOptions);
-      // Bounded load: about RATE requests a second (~400 KB/s of log lines), 16 in flight at most.
-      const RATE = 1000;
+      // Bounded load: about RATE requests a second (~250 KB/s of log lines), 16 in flight at most.
+      const RATE = 600;
       const loadFor = async (ms: number) => {
         const t0 = Date.now();
         const end = t0 + ms;
@@ -135,7 +135,7 @@ describe('log destination faults (real CLI)', { timeout: 240_000 }, () => {
       peak = Math.max(peak, rssOf(gw.pid));
       agent.destroy();
       console.log(`unread stdout: ${requests} requests in ${STALL_SECONDS} s; RSS baseline ${(baseline / 2 ** 20).toFixed(1)} MB, peak ${(peak / 2 ** 20).toFixed(1)} MB; every 5 s: ${samples.join(' ')}`);
-      expect(requests).toBeGreaterThan(STALL_SECONDS * RATE * 0.5);
+      expect(requests).toBeGreaterThan(STALL_SECONDS * RATE * 0.25);
       expect(peak - baseline).toBeLessThan(RSS_BUDGET);
       await serves(gw);
       expect(await cliMetric(gw.apiUrl, 'egress_log_lines_dropped_total')).toBeGreaterThan(0);
