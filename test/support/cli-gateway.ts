@@ -74,11 +74,9 @@ export async function loopbackPorts(): Promise<{ ports: CliGateway['ports']; fla
 
 export async function startCliGateway(opts: CliGatewayOptions = {}): Promise<CliGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'egw-cli-'));
-  const ports = { api: await freePort(), proxy: await freePort(), socks: await freePort(), dns: await freePort() };
+  const { ports, flags } = await loopbackPorts();
   const args = [
-    ...(opts.nodeArgs ?? []), BIN, 'serve',
-    '--api', `127.0.0.1:${ports.api}`, '--http-proxy', `127.0.0.1:${ports.proxy}`, '--socks', `127.0.0.1:${ports.socks}`,
-    '--dns', `127.0.0.1:${ports.dns}`, '--db', join(dir, 'egress.db'), '--upstream-dns', `127.0.0.1:${opts.upstreamDnsPort ?? 9}`,
+    ...(opts.nodeArgs ?? []), BIN, 'serve', ...flags, '--db', join(dir, 'egress.db'), '--upstream-dns', `127.0.0.1:${opts.upstreamDnsPort ?? 9}`,
     '--shutdown-grace-ms', '1000',
     // With a config file, tokens and allow-private come from it (flags would override the file).
     ...(opts.configFile ? ['--config', opts.configFile] : ['--api-token', `${TOKEN_A}:acct-a`, '--api-token', `${TOKEN_B}:acct-b`, '--allow-private', '127.0.0.0/8']),
