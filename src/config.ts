@@ -73,7 +73,13 @@ export interface GatewayConfig {
   eventsRetentionHours: number;
   eventsMaxPerDevbox: number;
   eventsFlushMs: number;
+  responseTimeoutMs: number;
+  logAllowed: LogAllowed;
+  logBufferBytes: number;
 }
+
+/** Which allowed connections get a log line (denials always do): every one, one in N, none. */
+export type LogAllowed = { mode: 'all' } | { mode: 'sample'; every: number } | { mode: 'none' };
 
 type Kind =
   | { t: 'hostport' }
@@ -85,9 +91,10 @@ type Kind =
   | { t: 'cidrList' }
   | { t: 'tokens' }
   | { t: 'int'; min: number; max: number }
+  | { t: 'logAllowed' }
   | { t: 'enum'; values: readonly string[] };
 
-interface OptionSpec {
+export interface OptionSpec {
   key: keyof GatewayConfig;
   flag: string;
   kind: Kind;
@@ -147,6 +154,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'eventsRetentionHours', flag: 'events-retention-hours', kind: { t: 'int', min: 1, max: 8760 }, def: () => 168, help: 'hours a denial or would-denial stays in the per-devbox record (GET /v1/egress/events)' },
   { key: 'eventsMaxPerDevbox', flag: 'events-max-per-devbox', kind: { t: 'int', min: 0, max: 100_000 }, def: () => 1000, help: 'distinct destinations the denial record keeps per devbox, newest first (0: record nothing)' },
   { key: 'eventsFlushMs', flag: 'events-flush-ms', kind: { t: 'int', min: 10, max: 60_000 }, def: () => 1000, help: 'how often recorded denials are written to the store, in one batch' },
+  { key: 'responseTimeoutMs', flag: 'response-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 60_000, help: 'time an origin has to send its response head after the request went out (then 504)' },
+  { key: 'logAllowed', flag: 'log-allowed', kind: { t: 'logAllowed' }, def: () => ({ mode: 'sample', every: 100 }), help: 'allowed connections logged: all, sample:N (one in N), none; denials are always logged' },
+  { key: 'logBufferBytes', flag: 'log-buffer-bytes', kind: { t: 'int', min: 65_536, max: 1_073_741_824 }, def: () => 4 * 1024 * 1024, help: 'log bytes held for a slow or stalled stdout; past it lines are dropped and counted' },
   { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', kind: { t: 'int', min: 0, max: 600_000 }, def: () => 10_000, help: 'how long shutdown waits for connections to drain' },
 ];
 
@@ -239,17 +249,33 @@ function convert(spec: OptionSpec, raw: unknown): unknown {
       if (!Number.isInteger(n) || n < k.min || n > k.max) throw new ConfigError(setting, `"${String(raw)}" is not a whole number from ${k.min} to ${k.max}`);
       return n;
     }
+    case 'logAllowed':
+      return parseLogAllowed(setting, raw);
     case 'enum':
       if (!k.values.includes(String(raw))) throw new ConfigError(setting, `"${String(raw)}" is not one of ${k.values.join(', ')}`);
       return String(raw);
   }
 }
 
-function envName(spec: OptionSpec): string {
+function parseLogAllowed(setting: string, raw: unknown): LogAllowed {
+  if (typeof raw === 'object' && raw !== null && 'mode' in raw) return raw as LogAllowed; // already parsed (DNS worker config)
+  const s = String(raw);
+  if (s === 'all') return { mode: 'all' };
+  if (s === 'none') return { mode: 'none' };
+  const m = /^sample:(\d{1,9})$/.exec(s);
+  if (m && Number(m[1]) >= 1) return Number(m[1]) === 1 ? { mode: 'all' } : { mode: 'sample', every: Number(m[1]) };
+  throw new ConfigError(setting, `"${s}" is not all, none or sample:N (N from 1)`);
+}
+
+export function formatLogAllowed(l: LogAllowed): string {
+  return l.mode === 'sample' ? `sample:${l.every}` : l.mode;
+}
+
+export function envName(spec: OptionSpec): string {
   return spec.env ?? `EGRESS_${spec.flag.toUpperCase().replace(/-/g, '_')}`;
 }
 
-const REPEATABLE = new Set(['api-token', 'allow-private']);
+export const REPEATABLE: ReadonlySet<string> = new Set(['api-token', 'allow-private']);
 
 /** Splits argv into flag values (repeatable flags collect) and positional arguments. */
 export function parseArgv(argv: readonly string[], known: ReadonlySet<string>): { flags: Map<string, string[]>; positional: string[] } {
@@ -330,6 +356,41 @@ export function loadConfig(flags: Map<string, string[]>, env: NodeJS.ProcessEnv 
   return cfg;
 }
 
-export function configHelp(): string {
-  return OPTIONS.map((o) => `  --${o.flag.padEnd(28)} ${o.help}  [env ${envName(o)}]`).join('\n');
+/** The effective settings for the start-up line: every setting by flag name, secrets shown only as a count. */
+export function describeConfig(cfg: GatewayConfig): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const o of OPTIONS) out[o.flag] = showSetting(o.key, cfg[o.key]);
+  return out;
+}
+
+function showSetting(key: keyof GatewayConfig, v: unknown): unknown {
+  if (key === 'apiTokens') return `${(v as ApiToken[]).length} configured`;
+  if (key === 'logAllowed') return formatLogAllowed(v as LogAllowed);
+  if (v !== null && typeof v === 'object' && 'port' in v) return formatHostPort(v as HostPort);
+  if (Array.isArray(v)) return v.map((x) => (x !== null && typeof x === 'object' && 'port' in x ? formatHostPort(x as HostPort) : x));
+  return v;
+}
+
+/** Settings SIGHUP applies from the config file; any other change needs a restart. */
+export const RELOADABLE: ReadonlySet<keyof GatewayConfig> = new Set<keyof GatewayConfig>([
+  'apiTokens', 'allowPrivate', 'agentGatewayHosts', 'mcpGatewayHosts', 'mirrorHosts', 'logLevel', 'dnsRateLimit',
+]);
+
+/** The flags whose effective value differs between two configurations, reloadable or not. */
+export function configChanges(a: GatewayConfig, b: GatewayConfig): { reloadable: string[]; restart: string[] } {
+  const reloadable: string[] = [];
+  const restart: string[] = [];
+  for (const o of OPTIONS) {
+    if (JSON.stringify(a[o.key]) === JSON.stringify(b[o.key])) continue;
+    (RELOADABLE.has(o.key) ? reloadable : restart).push(`--${o.flag}`);
+  }
+  return { reloadable, restart };
+}
+
+/** A setting's default as --help shows it. */
+export function defaultText(o: OptionSpec): string {
+  const v = showSetting(o.key, o.def());
+  if (v === null) return o.kind.t === 'hostportOrOff' ? 'off' : 'none';
+  if (Array.isArray(v)) return v.length === 0 ? 'none' : v.join(',');
+  return String(v);
 }

@@ -35,6 +35,8 @@ export interface RunningDoor {
   address: HostPort;
   /** Stops accepting, waits up to graceMs for open connections to finish, then closes them. */
   close(graceMs: number): Promise<void>;
+  /** Takes the reloadable settings of a new configuration (SIGHUP), when the door has any. */
+  reload?(config: GatewayConfig): void;
 }
 
 /** Turns a listen failure into the one-line start-up error that names the setting. */

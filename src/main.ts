@@ -1,100 +1,158 @@
 #!/usr/bin/env node
-/** CLI: `egress-gateway serve | check | apply | suggest | firewall | bench`. */
-import { createLogger } from './log.js';
-import { ConfigError, OPTIONS, BOOLEAN_FLAGS, configHelp, loadConfig, parseArgv } from './config.js';
+/**
+ * CLI: `egress-gateway serve | check | apply | suggest | firewall | bench | tokens`, parsed by commander. The
+ * gateway's settings (the table in config.ts) become the flags of the commands that read them,
+ * with their env names and defaults in each command's --help; values are collected raw and
+ * folded by loadConfig (flag > env > file > default), so commander itself sets no defaults.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, OPTIONS, type OptionSpec, REPEATABLE, defaultText, envName } from './config.js';
+import { VERSION } from './version.js';
 
-const COMMAND_FLAGS = ['config', 'help', 'policy', 'devbox', 'prune', 'dry-run', 'json', 'proxy', 'duration', 'concurrency', 'api-url', 'token',
-  'allowed', 'denied', 'devbox-cidr', 'gateway-addr', 'interface', 'socks-proxy', 'out', 'table', 'proxy-user', 'max-requests', 'since', 'collapse', 'account'];
+type Flags = Map<string, string[]>;
+type Run = (flags: Flags, positional: string[]) => Promise<void>;
 
-const USAGE = `egress-gateway — network-policy enforcement for devboxes
+/** Every value of every flag, in order (a repeatable flag keeps all; others: the last wins later). */
+const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
 
-Commands:
-  serve                          run the gateway (admin API, HTTP proxy, SOCKS5, DNS, transparent doors)
-  check --policy npol_… HOST[:PORT]   explain the decision a policy makes for a destination
-  apply DIR [--prune] [--dry-run]     make the store match a folder of policy files
-  suggest --devbox dbx_… [--since 1h]  print a policy file adding what the devbox was denied
-  firewall --devbox-cidr CIDR --gateway-addr IP   print nftables rules for sidecar deployment
-  bench --proxy HOST:PORT --dns HOST:PORT --allowed HOST --denied HOST   load-test a running gateway
-  tokens list|create [--account ID]|revoke ID|PREFIX   API tokens in the store (--db)
-
-Settings (flag > env > --config file > default):
-  --config PATH                  JSON or YAML file with any of the settings below
-${configHelp()}`;
-
-async function serve(flags: Map<string, string[]>): Promise<void> {
-  const config = loadConfig(flags);
-  const { log, flush: flushLogs } = createLogger(config.logLevel);
-  // Loaded here so `check`/`apply` do not pay for the whole server stack.
-  const { startGateway } = await import('./server.js');
-  const gw = await startGateway(config, log);
-  flushLogs(); // the start-up line names every listener: show it now
-  if (gw.createdToken) {
-    process.stderr.write(
-      `\nCreated API token for account "default" (shown once, stored only as a hash):\n\n  ${gw.createdToken}\n\n` +
-        `  export RUNLOOP_API_KEY=${gw.createdToken}\n\n`,
-    );
+function placeholder(kind: OptionSpec['kind']['t']): string {
+  switch (kind) {
+    case 'hostport': return 'host:port';
+    case 'hostportOrOff': return 'host:port|off';
+    case 'hostportList': return 'host:port,…';
+    case 'int': return 'n';
+    case 'list': return 'host,…';
+    case 'cidrList': return 'cidr';
+    case 'tokens': return 'token:account';
+    case 'logAllowed': return 'all|sample:N|none';
+    default: return 'value';
   }
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ event: 'shutdown', signal }, `received ${signal}, draining connections`);
-    gw.close().then(
-      () => {
-        log.info({ event: 'stopped' }, 'stopped');
-        flushLogs();
-        process.exit(0);
-      },
-      (e: unknown) => {
-        log.error({ err: e }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
 }
 
-type Command = (flags: Map<string, string[]>, positional: string[]) => Promise<void>;
-
-const COMMANDS: Record<string, () => Promise<Command>> = {
-  serve: async () => serve,
-  check: async () => (await import('./cli/check.js')).checkCommand,
-  apply: async () => (await import('./cli/apply.js')).applyCommand,
-  firewall: async () => (await import('./cli/firewall.js')).firewallCommand,
-  bench: async () => (await import('./cli/bench.js')).benchCommand,
-  suggest: async () => (await import('./cli/suggest.js')).suggestCommand,
-  tokens: async () => (await import('./cli/tokens.js')).tokensCommand,
-};
-
-async function main(argv: string[]): Promise<number> {
-  const known = new Set([...OPTIONS.map((o) => o.flag), ...COMMAND_FLAGS, ...BOOLEAN_FLAGS]);
-  const { flags, positional } = parseArgv(argv, known);
-  const name = positional.shift() ?? 'help';
-  if (name === 'help' || flags.has('help') || !(name in COMMANDS)) {
-    process.stdout.write(`${USAGE}\n`);
-    return name === 'help' || flags.has('help') ? 0 : 2;
+function settingsOptions(cmd: Command): Command {
+  cmd.addOption(new Option('--config <path>', 'JSON or YAML file with any of the settings below [env EGRESS_CONFIG]').argParser(collect));
+  for (const o of OPTIONS) {
+    const repeat = REPEATABLE.has(o.flag) && !o.help.includes('repeatable') ? ', repeatable' : '';
+    const def = o.help.includes('default') ? '' : ` (default: ${defaultText(o)})`;
+    cmd.addOption(new Option(`--${o.flag} <${placeholder(o.kind.t)}>`, `${o.help}${repeat}${def} [env ${envName(o)}]`).argParser(collect));
   }
-  const command = await COMMANDS[name]!();
-  await command(flags, positional);
-  return -1; // keep running (serve) or the command set process.exitCode
+  return cmd;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    if (code >= 0) process.exitCode = code;
-  },
-  (e: unknown) => {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`egress-gateway: bad config: ${e.message}\n`);
-      process.exit(2);
+/** Commander's parsed options back to the flag → values map the commands read. */
+function toFlags(cmd: Command): Flags {
+  const flags: Flags = new Map();
+  for (const opt of cmd.options) {
+    const v = cmd.getOptionValue(opt.attributeName()) as string[] | boolean | undefined;
+    if (v === undefined || (opt.negate && v !== false)) continue;
+    flags.set(opt.long!.slice(2), Array.isArray(v) ? v : [String(v)]);
+  }
+  return flags;
+}
+
+function command(program: Command, name: string, summary: string, load: () => Promise<Run>): Command {
+  const cmd = program.command(name).description(summary).allowExcessArguments(false);
+  cmd.action(async (...args: unknown[]) => {
+    const positional = args.slice(0, cmd.registeredArguments.length).flatMap((a) => (a === undefined ? [] : Array.isArray(a) ? a : [String(a)]));
+    await (await load())(toFlags(cmd), positional);
+  });
+  return cmd;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('egress-gateway')
+    .description('network-policy enforcement for devboxes')
+    .version(VERSION)
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride();
+
+  settingsOptions(command(program, 'serve', 'run the gateway (admin API, HTTP proxy, SOCKS5, DNS, transparent doors)',
+    async () => (await import('./cli/serve.js')).serveCommand));
+
+  settingsOptions(command(program, 'check', 'explain the decision a policy makes for a destination (exit 0 allow, 1 deny, 2 usage)',
+    async () => (await import('./cli/check.js')).checkCommand)
+    .argument('<destination>', 'HOST[:PORT] (port 443 unless given)')
+    .option('--policy <npol_id|file>', 'the policy: an id in the store, or a policy file (JSON/YAML)', collect)
+    .option('--devbox <dbx_id>', "check as this devbox (its policy, addresses and account)", collect)
+    .option('--json', 'print the decision as JSON'));
+
+  command(program, 'apply', 'make the store match a folder (or file) of policy files, through the API',
+    async () => (await import('./cli/apply.js')).applyCommand)
+    .argument('<dir>', 'folder of *.json / *.yaml / *.yml policy files, or one file')
+    .option('--prune', 'delete policies the folder does not name')
+    .option('--dry-run', 'print the changes, make none')
+    .option('--api-url <url>', 'admin API base URL (default: http://127.0.0.1:8080) [env EGRESS_API_URL]', collect)
+    .option('--token <token>', 'API token [env RUNLOOP_API_KEY or EGRESS_TOKEN]', collect);
+
+  settingsOptions(command(program, 'firewall', 'print the nftables ruleset for a sidecar deployment',
+    async () => (await import('./cli/firewall.js')).firewallCommand)
+    .option('--devbox-cidr <cidr>', 'devbox source range, repeatable (0.0.0.0/0 and ::/0 need --force) [env EGRESS_DEVBOX_CIDR]', collect)
+    .option('--interface <name>', 'devbox-facing interface (trailing * allowed), repeatable; the default-route interface needs --force [env EGRESS_DEVBOX_INTERFACE]', collect)
+    .option('--gateway-addr <ipv4>', 'address on this host the devboxes reach the gateway at (required) [env EGRESS_GATEWAY_ADDR]', collect)
+    .option('--table <name>', 'nftables table (default: egress_gateway) [env EGRESS_FIREWALL_TABLE]', collect)
+    .option('--out <file>', 'write the ruleset to FILE instead of stdout', collect)
+    .option('--force', 'render even a devbox range or interface that would capture the host\'s own traffic'));
+
+  command(program, 'bench', 'load-test a running gateway (exit 1 when any answer was wrong)',
+    async () => (await import('./cli/bench.js')).benchCommand)
+    .option('--proxy <host:port>', 'HTTP proxy door to load', collect)
+    .option('--socks-proxy <host:port>', 'SOCKS5 door to load', collect)
+    .option('--dns <host:port>', 'DNS door to load', collect)
+    .option('--allowed <host[:port]>', 'a destination the policy allows (required)', collect)
+    .option('--denied <host[:port]>', 'a destination the policy denies (required)', collect)
+    .option('--duration <time>', 'how long each scenario runs, e.g. 10s, 500ms, 1m (default: 10s)', collect)
+    .option('--concurrency <n>', 'requests in flight per scenario (default: 8)', collect)
+    .option('--max-requests <n>', 'stop a scenario after this many requests (default: 1000000)', collect)
+    .option('--proxy-user <user:password>', "a devbox's proxy credentials [env EGRESS_BENCH_PROXY_USER]", collect)
+    .option('--no-direct', 'leave out the direct rows (the allowed destination without the gateway, measured where reachable)')
+    .option('--json', 'print the report as JSON');
+
+  command(program, 'suggest', 'print a policy file (the format apply reads) adding what a devbox was denied',
+    async () => (await import('./cli/suggest.js')).suggestCommand)
+    .option('--devbox <dbx_id>', 'the devbox whose denials to read (required)', collect)
+    .option('--since <time>', 'how far back to read, e.g. 30m, 1h, 7d (default: 24h)', collect)
+    .option('--collapse <n>', 'siblings under one registrable domain that become one *. entry (default: 3)', collect)
+    .option('--api-url <url>', 'admin API base URL (default: http://127.0.0.1:8080) [env EGRESS_API_URL]', collect)
+    .option('--token <token>', 'API token [env RUNLOOP_API_KEY or EGRESS_TOKEN]', collect);
+
+  settingsOptions(command(program, 'tokens', 'API tokens in the store (--db): list, create [--account ID], revoke ID|PREFIX',
+    async () => (await import('./cli/tokens.js')).tokensCommand)
+    .argument('<action>', 'list, create or revoke')
+    .argument('[ref]', 'the token id or prefix to revoke')
+    .option('--account <id>', 'account of a created token (default: default)', collect)
+    .option('--json', 'print as JSON'));
+
+  return program;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  if (argv.length === 0) {
+    program.outputHelp();
+    return;
+  }
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version exit 0; a usage error (unknown flag or command, missing value) exits 2.
+      process.exitCode = e.exitCode === 0 ? 0 : 2;
+      return;
     }
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES') {
-      process.stderr.write(`egress-gateway: cannot listen: ${err.message}\n`);
-      process.exit(2);
-    }
-    process.stderr.write(`egress-gateway: ${err.stack ?? String(e)}\n`);
-    process.exit(1);
-  },
-);
+    throw e;
+  }
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  if (e instanceof ConfigError) {
+    process.stderr.write(`egress-gateway: bad config: ${e.message}\n`);
+    process.exit(2);
+  }
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES') {
+    process.stderr.write(`egress-gateway: cannot listen: ${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`egress-gateway: ${err.stack ?? String(e)}\n`);
+  process.exit(1);
+});

@@ -1,6 +1,7 @@
 /** The gateway's one Prometheus registry and the metrics every part shares. */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { type Decision, type DecisionLabel, type Door, type Reason, decisionLabel } from './policy/decision.js';
+import { logLinesDropped } from './log.js';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'egress_' });
@@ -85,4 +86,16 @@ export const connectionsCut = new Counter({
   help: 'Open connections closed because a policy or devbox change now denies them',
   labelNames: ['door', 'reason'] as const,
   registers: [registry],
+});
+
+let droppedSeen = 0;
+export const logLinesDroppedTotal = new Counter({
+  name: 'egress_log_lines_dropped_total',
+  help: 'Log lines dropped because stdout was slow, unread, full or closed (the gateway never waits for its log)',
+  registers: [registry],
+  collect() {
+    const now = logLinesDropped();
+    if (now > droppedSeen) this.inc(now - droppedSeen);
+    droppedSeen = now;
+  },
 });

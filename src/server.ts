@@ -3,9 +3,9 @@
  * Used by `serve` and by the tests, which start it on port 0.
  */
 import type { Logger } from 'pino';
-import { ConfigError, type GatewayConfig, type HostPort, formatHostPort } from './config.js';
+import { ConfigError, type GatewayConfig, type HostPort, RELOADABLE, configChanges, formatHostPort } from './config.js';
 import { PolicyEngine, engineOptions } from './policy/engine.js';
-import { Gate } from './egress/gate.js';
+import { Gate, allowLogEvery } from './egress/gate.js';
 import { DenialRecorder, recorderOptions } from './egress/denial-events.js';
 import { ConnectionTracker } from './egress/tracker.js';
 import { SourceLimiter } from './egress/source-limit.js';
@@ -29,6 +29,8 @@ export interface Gateway {
   doors: Record<string, HostPort>;
   /** Tokens created on first start (printed once by `serve`). */
   createdToken: string | null;
+  /** Applies the reloadable settings of `next` (SIGHUP); returns the flags that changed. */
+  reload(next: GatewayConfig): { applied: string[]; ignored: string[] };
   close(): Promise<void>;
 }
 
@@ -50,6 +52,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const gate = new Gate(engine, resolver, log);
   const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store, recorderOptions(config), log);
   gate.denials = denials;
+  gate.allowLogEvery = allowLogEvery(config.logAllowed);
   const tracker = new ConnectionTracker(engine, config.maxConnectionsPerDevbox);
   // Every cap below the open-file limit, so overload is refused, never EMFILE.
   const budget = fdBudget(config);
@@ -117,8 +120,21 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   log.info({ event: 'listening', listeners: Object.fromEntries(running.map((d) => [d.name, formatHostPort(d.address)])) },
     `egress-gateway listening: ${running.map((d) => `${d.name} on ${formatHostPort(d.address)}`).join(', ')}`);
   let closing: Promise<void> | null = null;
+  const reload = (next: GatewayConfig) => {
+    const { reloadable, restart } = configChanges(config, next);
+    if (reloadable.length === 0) return { applied: reloadable, ignored: restart };
+    if (reloadable.includes('--api-token')) store.ensureTokens(next.apiTokens);
+    engine.reconfigure(engineOptions(next));
+    log.level = next.logLevel;
+    // Doors and DNS workers read these from the shared config object.
+    const live = config as unknown as Record<string, unknown>;
+    for (const k of RELOADABLE) live[k] = next[k];
+    for (const d of running) d.reload?.(next);
+    (workers as DnsWorkers | null)?.reload(next);
+    return { applied: reloadable, ignored: restart };
+  };
   return {
-    config, store, engine, doors, createdToken,
+    config, store, engine, doors, createdToken, reload,
     close: () => (closing ??= closeAll(config.shutdownGraceMs)),
   };
 }

@@ -19,13 +19,39 @@ export function bearerToken(req: FastifyRequest): string | null {
   return m ? m[1]! : null;
 }
 
+/**
+ * Failed authentications are logged at most once a second (a guessing client cannot flood the
+ * log); the line counts the failures since the previous one.
+ */
+class AuthFailureLog {
+  private last = 0;
+  private unlogged = 0;
+
+  note(req: FastifyRequest, reason: 'missing_token' | 'unknown_token'): void {
+    this.unlogged++;
+    const now = Date.now();
+    if (now - this.last < 1000) return;
+    this.last = now;
+    req.log.warn({ event: 'api_auth_failed', source: req.ip, reason, method: req.method, url: req.url.slice(0, 200), failures: this.unlogged },
+      `API authentication failed (${reason}) from ${req.ip}`);
+    this.unlogged = 0;
+  }
+}
+
 /** Adds the check to every route registered in this (encapsulated) instance. */
 export function requireAuth(app: FastifyInstance, store: Store): void {
+  const failures = new AuthFailureLog();
   app.addHook('onRequest', async (req) => {
     const token = bearerToken(req);
-    if (token === null) throw new ApiError(401, 'unauthorized', 'missing bearer token: send Authorization: Bearer <token>');
+    if (token === null) {
+      failures.note(req, 'missing_token');
+      throw new ApiError(401, 'unauthorized', 'missing bearer token: send Authorization: Bearer <token>');
+    }
     const account = store.accountForToken(token);
-    if (account === null) throw new ApiError(401, 'unauthorized', 'unknown or revoked API token');
+    if (account === null) {
+      failures.note(req, 'unknown_token');
+      throw new ApiError(401, 'unauthorized', 'unknown or revoked API token');
+    }
     req.accountId = account;
   });
 }

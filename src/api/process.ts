@@ -16,7 +16,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../log.js';
 import { ConfigError, type GatewayConfig, type HostPort } from '../config.js';
 import type { RunningDoor } from '../door.js';
 import type { PolicyEngine } from '../policy/engine.js';
@@ -161,7 +162,8 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
 export async function runApiProcess(): Promise<void> {
   const config = JSON.parse(process.env.EGRESS_API_PROCESS_CONFIG ?? 'null') as GatewayConfig;
   const send = (m: FromApi) => process.send?.(m);
-  const log = pino({ level: config.logLevel, base: { service: 'egress-gateway', api_process: process.pid } }, pino.destination({ dest: 1, sync: true }));
+  // Its own bounded writer, like a DNS worker's: a stalled or full stdout drops lines, never blocks.
+  const { log, flush } = createLogger(config.logLevel, { api_process: process.pid }, undefined, config.logBufferBytes);
   let nextId = 1;
   const waiting = new Map<number, (m: ToApi) => void>();
   const ask = <T>(build: (id: number) => FromApi, read: (m: ToApi) => T, fallback: T, ms = 5000): Promise<T> =>
@@ -191,7 +193,7 @@ export async function runApiProcess(): Promise<void> {
   let stop: ((graceMs: number) => Promise<void>) | null = null;
   process.on('message', (m: ToApi) => {
     if (m === null || typeof m !== 'object') return;
-    if (m.egw === 'shutdown') void (stop?.(m.graceMs) ?? Promise.resolve()).finally(() => process.exit(0));
+    if (m.egw === 'shutdown') void (stop?.(m.graceMs) ?? Promise.resolve()).finally(() => flush(1000).finally(() => process.exit(0)));
     else if ('id' in m) waiting.get(m.id)?.(m);
   });
   // The data plane going away takes its API with it; signals to the group (Ctrl-C) are the

@@ -9,7 +9,7 @@ import dnsPacket from 'dns-packet';
 import { SocksClient } from 'socks';
 import type { Outcome } from './load.js';
 
-export type Decision = { decision: 'allow' | 'deny' | 'error'; detail?: string };
+export type Decision = { decision: 'allow' | 'deny' | 'error'; detail?: string; addresses?: string[] };
 
 export interface Endpoint {
   host: string;
@@ -106,6 +106,19 @@ export async function socksOnce(proxy: Endpoint, target: Endpoint, opts: { creds
   }
 }
 
+function hasPolicyEde(p: dnsPacket.Packet): boolean {
+  for (const a of p.additionals ?? []) {
+    if (a.type !== 'OPT') continue;
+    for (const o of (a as { options?: Array<{ code: number; data?: Buffer }> }).options ?? []) {
+      if (o.code === 15 && o.data !== undefined && o.data.length >= 2) {
+        const info = o.data.readUInt16BE(0);
+        if (info === 15 || info === 18) return true;
+      }
+    }
+  }
+  return false;
+}
+
 /** A UDP DNS client sharing one socket among many in-flight queries (matched by id). */
 export class DnsClient {
   private readonly sock: dgram.Socket;
@@ -126,9 +139,12 @@ export class DnsClient {
       if (!cb) return;
       this.pending.delete(p.id!);
       const rcode = (p as { rcode?: string }).rcode ?? 'NOERROR';
-      if (rcode === 'NOERROR') cb({ decision: 'allow' });
-      else if (rcode === 'NXDOMAIN' || rcode === 'REFUSED') cb({ decision: 'deny', detail: rcode });
-      else cb({ decision: 'error', detail: rcode });
+      if (rcode === 'NOERROR') cb({ decision: 'allow', addresses: (p.answers ?? []).filter((a) => a.type === 'A' || a.type === 'AAAA').map((a) => String((a as { data?: unknown }).data)) });
+      else if (rcode !== 'NXDOMAIN' && rcode !== 'REFUSED') cb({ decision: 'error', detail: rcode });
+      // A policy denial carries Extended DNS Error 15 (Blocked) or 18 (Prohibited); a REFUSED
+      // without one is the rate limiter (or another refusal), not a decision.
+      else if (hasPolicyEde(p)) cb({ decision: 'deny', detail: rcode });
+      else cb({ decision: 'error', detail: rcode === 'REFUSED' ? 'REFUSED without EDE (rate-limited)' : 'NXDOMAIN without EDE (not a policy denial)' });
     });
   }
 
@@ -136,7 +152,11 @@ export class DnsClient {
     let id = this.nextId;
     for (let i = 0; i < 65536 && this.pending.has(id); i++) id = (id + 1) & 0xffff;
     this.nextId = (id + 1) & 0xffff;
-    const msg = dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }] });
+    // With EDNS, so that denials carry their Extended DNS Error.
+    const msg = dnsPacket.encode({
+      type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }],
+      additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232 } as unknown as dnsPacket.Answer],
+    });
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);

@@ -69,6 +69,7 @@ export async function benchCommand(flags: Map<string, string[]>, _positional: st
     concurrency: int(flags, 'concurrency', 8, 1, 10_000),
     maxRequests: int(flags, 'max-requests', 1_000_000, 1, 1_000_000_000),
     ...(creds ? { creds } : {}),
+    direct: !flags.has('no-direct'),
     progress: (line) => process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`),
   });
   if (tty) process.stderr.write('\r\x1b[2K');

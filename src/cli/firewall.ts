@@ -3,18 +3,22 @@
  * out of a devbox. Devbox TCP 80/443 is redirected (DNAT) to the transparent HTTP/TLS doors,
  * UDP+TCP 53 (to any resolver) to the DNS door; the devbox may reach the gateway's proxy
  * ports on --gateway-addr; everything else it sends — forwarded or to the host — is dropped
- * (QUIC on UDP 443 and DNS to other resolvers included). Load with `nft -f`; the rendered
+ * (QUIC on UDP 443 and DNS to other resolvers included). A door that is off gets no redirect:
+ * its traffic is dropped, never sent to a port nobody listens on. A devbox range of every
+ * address or the host's default-route interface would capture the host's own traffic: refused
+ * unless --force. Load with `nft -f`; the rendered
  * file deletes and recreates its own table, so reloading is idempotent.
  */
 import { isIP } from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { ConfigError, loadConfig, type HostPort } from '../config.js';
 import { parseCidr } from '../policy/ip.js';
 
 export interface FirewallPorts {
-  transparentTls: number;
-  transparentHttp: number;
-  dns: number;
+  /** Doors that are off (null) get no redirect: that traffic is dropped, never sent to a port nobody listens on. */
+  transparentTls: number | null;
+  transparentHttp: number | null;
+  dns: number | null;
   /** Explicit-proxy ports the devbox may reach directly (null: not exposed). */
   httpProxy: number | null;
   socks: number | null;
@@ -30,9 +34,13 @@ export interface FirewallOptions {
   /** IPv4 address of the host the devboxes reach the gateway at; the doors must listen on it (or 0.0.0.0). */
   gatewayAddr: string;
   ports: FirewallPorts;
+  /** Render a devbox range or interface that would also capture the host's own traffic. */
+  force?: boolean;
+  /** The host's default-route interfaces (read from /proc when not given). */
+  uplinks?: string[];
 }
 
-/** Defaults match the container image (Dockerfile) when a door is not configured. */
+/** The container image's (Dockerfile) door ports. */
 export const DEFAULT_PORTS: FirewallPorts = { transparentTls: 8443, transparentHttp: 8081, dns: 5353, httpProxy: 3128, socks: 1080 };
 export const DEFAULT_TABLE = 'egress_gateway';
 
@@ -49,11 +57,43 @@ export function validateFirewallOptions(o: FirewallOptions): FirewallOptions {
     return p.text;
   });
   for (const i of o.interfaces) if (!IFACE_RE.test(i)) throw new ConfigError('--interface', `"${i}" is not an interface name (at most 15 characters, optional trailing *)`);
+  if (!o.force) {
+    for (const c of cidrs) {
+      if (c.endsWith('/0')) throw new ConfigError('--devbox-cidr', `"${c}" is every address: the host's own traffic would be redirected and dropped too (add --force if that is meant)`);
+    }
+    const uplinks = o.uplinks ?? defaultRouteInterfaces();
+    for (const i of o.interfaces) {
+      const hit = uplinks.find((u) => (i.endsWith('*') ? u.startsWith(i.slice(0, -1)) : u === i));
+      if (hit !== undefined) throw new ConfigError('--interface', `"${i}" matches ${hit}, this host's default-route (uplink) interface: its own traffic would be redirected and dropped (add --force if that is meant)`);
+    }
+  }
   for (const [k, v] of Object.entries(o.ports)) {
     if (v === null) continue;
     if (!Number.isInteger(v) || v < 1 || v > 65535) throw new ConfigError(`--${k}`, `port ${v} must be 1-65535 (a listener on port 0 needs its real port here)`);
   }
   return { ...o, devboxCidrs: cidrs };
+}
+
+/** Interfaces that carry a default route (IPv4 and IPv6), from /proc/net; none when unreadable. */
+export function defaultRouteInterfaces(): string[] {
+  const out = new Set<string>();
+  try {
+    for (const line of readFileSync('/proc/net/route', 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 7 && f[1] === '00000000' && f[7] === '00000000') out.add(f[0]!);
+    }
+  } catch {
+    /* not Linux, or no /proc */
+  }
+  try {
+    for (const line of readFileSync('/proc/net/ipv6_route', 'utf8').split('\n')) {
+      const f = line.trim().split(/\s+/);
+      if (f.length >= 10 && /^0{32}$/.test(f[0]!) && f[1] === '00' && f[9] !== 'lo') out.add(f[9]!);
+    }
+  } catch {
+    /* no IPv6 */
+  }
+  return [...out];
 }
 
 /** The devbox matchers: one rule prefix per interface and per source range. */
@@ -72,11 +112,17 @@ export function renderFirewall(input: FirewallOptions): string {
   const m = matchers(o);
   const tcpPorts = [p.transparentTls, p.transparentHttp, p.dns, p.httpProxy, p.socks].filter((x): x is number => x !== null);
   const uniqueTcp = [...new Set(tcpPorts)].sort((a, b) => a - b);
+  const on = (port: number | null, label: string) => (port === null ? `${label} off` : `${label} :${port}`);
+  const redirects = [
+    ...(p.transparentTls !== null ? [`    meta nfproto ipv4 tcp dport 443 dnat ip to ${gw}:${p.transparentTls}`] : []),
+    ...(p.transparentHttp !== null ? [`    meta nfproto ipv4 tcp dport 80 dnat ip to ${gw}:${p.transparentHttp}`] : []),
+    ...(p.dns !== null ? [`    meta nfproto ipv4 udp dport 53 dnat ip to ${gw}:${p.dns}`, `    meta nfproto ipv4 tcp dport 53 dnat ip to ${gw}:${p.dns}`] : []),
+  ];
   const lines = [
     '#!/usr/sbin/nft -f',
     '# egress-gateway sidecar firewall (rendered by `egress-gateway firewall`; edit the flags, not this file).',
     `# devboxes: ${[...o.interfaces.map((i) => `interface ${i}`), ...o.devboxCidrs].join(', ')}`,
-    `# gateway:  ${gw}  transparent TLS :${p.transparentTls}  transparent HTTP :${p.transparentHttp}  DNS :${p.dns}` +
+    `# gateway:  ${gw}  ${on(p.transparentTls, 'transparent TLS')}  ${on(p.transparentHttp, 'transparent HTTP')}  ${on(p.dns, 'DNS')}` +
       `${p.httpProxy !== null ? `  HTTP proxy :${p.httpProxy}` : ''}${p.socks !== null ? `  SOCKS5 :${p.socks}` : ''}`,
     `# load:     nft -f THIS_FILE        remove: nft delete table inet ${table}`,
     '# Removing the table re-opens the devboxes\' direct egress; stopping the gateway does not (it fails closed).',
@@ -93,10 +139,7 @@ export function renderFirewall(input: FirewallOptions): string {
     '',
     '  # Web and DNS traffic to anywhere goes to the gateway\'s transparent doors.',
     '  chain devbox_redirect {',
-    `    meta nfproto ipv4 tcp dport 443 dnat ip to ${gw}:${p.transparentTls}`,
-    `    meta nfproto ipv4 tcp dport 80 dnat ip to ${gw}:${p.transparentHttp}`,
-    `    meta nfproto ipv4 udp dport 53 dnat ip to ${gw}:${p.dns}`,
-    `    meta nfproto ipv4 tcp dport 53 dnat ip to ${gw}:${p.dns}`,
+    ...redirects,
     '  }',
     '',
     '  chain input {',
@@ -107,8 +150,8 @@ export function renderFirewall(input: FirewallOptions): string {
     '  # To the host itself a devbox may reach only the gateway\'s listeners.',
     '  chain devbox_input {',
     '    ct state established,related accept',
-    `    ip daddr ${gw} tcp dport { ${uniqueTcp.join(', ')} } accept`,
-    `    ip daddr ${gw} udp dport ${p.dns} accept`,
+    ...(uniqueTcp.length > 0 ? [`    ip daddr ${gw} tcp dport { ${uniqueTcp.join(', ')} } accept`] : []),
+    ...(p.dns !== null ? [`    ip daddr ${gw} udp dport ${p.dns} accept`] : []),
     '    counter drop',
     '  }',
     '',
@@ -131,8 +174,8 @@ function envOr(flags: Map<string, string[]>, flag: string, env: string): string[
   return e ? e.split(',').map((x) => x.trim()).filter(Boolean) : [];
 }
 
-function port(at: HostPort | null, fallback: number | null): number | null {
-  return at === null ? fallback : at.port;
+function port(at: HostPort | null): number | null {
+  return at === null ? null : at.port;
 }
 
 export async function firewallCommand(flags: Map<string, string[]>, _positional: string[]): Promise<void> {
@@ -145,12 +188,13 @@ export async function firewallCommand(flags: Map<string, string[]>, _positional:
     interfaces: envOr(flags, 'interface', 'EGRESS_DEVBOX_INTERFACE'),
     gatewayAddr,
     ports: {
-      transparentTls: port(config.transparentTls, DEFAULT_PORTS.transparentTls)!,
-      transparentHttp: port(config.transparentHttp, DEFAULT_PORTS.transparentHttp)!,
-      dns: port(config.dns, DEFAULT_PORTS.dns)!,
-      httpProxy: port(config.httpProxy, null),
-      socks: port(config.socks, null),
+      transparentTls: port(config.transparentTls),
+      transparentHttp: port(config.transparentHttp),
+      dns: port(config.dns),
+      httpProxy: port(config.httpProxy),
+      socks: port(config.socks),
     },
+    force: flags.has('force'),
   });
   const out = flags.get('out')?.at(-1);
   if (out) writeFileSync(out, text);

@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config.js';
-import type { Gate } from '../egress/gate.js';
+import { type Gate, allowLogEvery } from '../egress/gate.js';
 import type { PolicyEngine, Identity } from '../policy/engine.js';
 import { type Decision, decisionLabel, denial } from '../policy/decision.js';
 import { type CacheEntry, clockMs, refreshTtls } from './cache.js';
@@ -22,7 +22,7 @@ export type Transport = 'udp' | 'tcp';
 export type HandleResult = Buffer | null | Promise<Buffer | null>;
 
 export interface HandlerDeps {
-  config: Pick<GatewayConfig, 'dnsDenyRcode' | 'dnsLearnGrace' | 'dnsRateLimit'>;
+  config: Pick<GatewayConfig, 'dnsDenyRcode' | 'dnsLearnGrace' | 'dnsRateLimit' | 'logAllowed'>;
   engine: PolicyEngine;
   gate: Pick<Gate, 'record'>;
   resolver: CachedResolver;
@@ -36,7 +36,7 @@ class RateLimiter {
   private window = -1;
   private readonly counts = new Map<string, number>();
 
-  constructor(private readonly perSecond: number) {}
+  constructor(public perSecond: number) {}
 
   allow(source: string, now: number): boolean {
     if (this.perSecond <= 0) return true;
@@ -140,11 +140,16 @@ export class DnsHandler {
   private readonly allowLogEvery: number;
   private allowedSeen = 0;
 
+  /** SIGHUP: a new per-client query rate. */
+  setRateLimit(perSecond: number): void {
+    this.limiter.perSecond = perSecond;
+  }
+
   constructor(private readonly deps: HandlerDeps) {
     this.limiter = new RateLimiter(deps.config.dnsRateLimit);
     this.denyRcode = deps.config.dnsDenyRcode === 'refused' ? RCODE.REFUSED : RCODE.NXDOMAIN;
     this.graceSeconds = deps.config.dnsLearnGrace;
-    this.allowLogEvery = deps.allowLogEvery ?? 100;
+    this.allowLogEvery = deps.allowLogEvery ?? allowLogEvery(deps.config.logAllowed);
     this.denials = new DenialLog(deps.gate, deps.log);
   }
 

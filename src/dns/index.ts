@@ -38,6 +38,7 @@ export async function startDnsDoor(ctx: DoorContext, at: HostPort, transports: '
       handler.close();
       if (own) resolver.close();
     },
+    reload: (config) => handler.setRateLimit(config.dnsRateLimit),
   };
 }
 

@@ -14,7 +14,8 @@
 import cluster, { type Worker } from 'node:cluster';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../log.js';
 import type { GatewayConfig, HostPort } from '../config.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { Store } from '../store/index.js';
@@ -32,7 +33,8 @@ export type WorkerMessage =
 export type MainMessage =
   | { egw: 'changed'; id?: number }
   | { egw: 'metrics?'; id: number }
-  | { egw: 'shutdown'; graceMs: number };
+  | { egw: 'shutdown'; graceMs: number }
+  | { egw: 'reload'; config: GatewayConfig };
 
 export interface DnsWorkers {
   /** The UDP port the workers answer on (the main process serves TCP on the same one). */
@@ -40,6 +42,8 @@ export interface DnsWorkers {
   metrics(): Promise<unknown[][]>;
   /** Has every live worker re-read the store now; resolves when all have (or after 1 s). */
   sync(): Promise<void>;
+  /** Passes the reloadable settings of a new configuration on (SIGHUP). */
+  reload(config: GatewayConfig): void;
   close(graceMs: number): Promise<void>;
 }
 
@@ -149,6 +153,9 @@ export async function startDnsWorkers(config: GatewayConfig, at: HostPort, engin
         waiting.set(id, entry);
         for (const w of live) w.send({ egw: 'metrics?', id } satisfies MainMessage, undefined, undefined, () => {});
       }),
+    reload: (next) => {
+      for (const w of workers) w.send({ egw: 'reload', config: next } satisfies MainMessage, undefined, undefined, () => {});
+    },
     close: async (graceMs) => {
       closing = true;
       unsubscribe();
@@ -172,14 +179,14 @@ export async function runDnsWorker(): Promise<void> {
   const config = JSON.parse(process.env.EGRESS_DNS_WORKER_CONFIG ?? 'null') as GatewayConfig;
   const at = JSON.parse(process.env.EGRESS_DNS_WORKER_AT ?? 'null') as HostPort;
   const send = (m: WorkerMessage) => process.send?.(m);
-  // One write per line: several processes share stdout.
-  const log = pino({ level: config.logLevel, base: { service: 'egress-gateway', dns_worker: process.pid } }, pino.destination({ dest: 1, sync: true }));
+  // Its own bounded writer (whole lines per write: several processes share stdout).
+  const { log, flush } = createLogger(config.logLevel, { dns_worker: process.pid }, undefined, config.logBufferBytes);
   // Listening from the first moment: a shutdown can arrive while this worker is still starting.
   let running: { onMessage(m: MainMessage): void; stop(graceMs: number): Promise<void> } | null = null;
   let stopAsked: number | null = null;
   const stop = (graceMs: number) => {
     log.info({ event: 'dns_worker_stopping' }, 'DNS worker stopping');
-    void (running?.stop(graceMs) ?? Promise.resolve()).finally(() => process.exit(0));
+    void (running?.stop(graceMs) ?? Promise.resolve()).finally(() => flush(1000).finally(() => process.exit(0)));
   };
   process.on('message', (m: MainMessage) => {
     if (m === null || typeof m !== 'object') return;
@@ -228,6 +235,10 @@ async function startWorkerDoor(config: GatewayConfig, at: HostPort, log: Logger,
       if (m.egw === 'changed') {
         store.refresh();
         if (m.id !== undefined) send({ egw: 'synced', id: m.id });
+      } else if (m.egw === 'reload') {
+        engine.reconfigure(engineOptions(m.config));
+        handler.setRateLimit(m.config.dnsRateLimit);
+        log.level = m.config.logLevel;
       }
       else if (m.egw === 'metrics?') void registry.getMetricsAsJSON().then((metrics) => send({ egw: 'metrics', id: m.id, metrics }));
     },

@@ -9,6 +9,12 @@ import { type Decision, type Door, decisionLabel } from '../policy/decision.js';
 import type { Identity, PolicyEngine } from '../policy/engine.js';
 import { type Resolver, ResolveError } from '../dns/resolver.js';
 import { countDecision, decisionSeconds } from '../metrics.js';
+import type { LogAllowed } from '../config.js';
+
+/** --log-allowed as "one in this many" (0: none). */
+export function allowLogEvery(l: LogAllowed): number {
+  return l.mode === 'all' ? 1 : l.mode === 'none' ? 0 : l.every;
+}
 
 /** Takes every denial and would-denial a door records (never blocks; see DenialRecorder). */
 export interface DenialSink {
@@ -113,6 +119,9 @@ export class Gate {
 
   /** Where denials and would-denials are remembered per devbox (see DenialRecorder); none in tools. */
   denials: DenialSink | null = null;
+  /** --log-allowed: one allowed connection in this many gets a line (1: all, 0: none). */
+  allowLogEvery = 1;
+  private allowedSeen = 0;
 
   private pendingLines: Array<[object, string]> = [];
 
@@ -131,11 +140,13 @@ export class Gate {
 
   /** One line for an allowed connection or request when it ends (written like denials, after this turn's I/O). */
   logConnection(identity: Identity, door: Door, decision: Decision, port: number, bytesOut: number, bytesIn: number, durationMs: number, error?: string): void {
+    if (this.allowLogEvery === 0 || ++this.allowedSeen % this.allowLogEvery !== 0) return;
     this.defer({
       event: 'decision', door, devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
       policy_version: decision.policyVersion, host: decision.host, port, decision: decisionLabel(decision), reason: decision.reason,
       matched: decision.matched, bytes_out: bytesOut, bytes_in: bytesIn, duration_ms: Math.round(durationMs * 1000) / 1000,
       ...(error ? { error } : {}),
+      ...(this.allowLogEvery > 1 ? { sampled: `1/${this.allowLogEvery}` } : {}),
     }, 'egress connection closed');
   }
 }

@@ -61,7 +61,7 @@ export function engineOptions(config: Pick<GatewayConfig, 'agentGatewayHosts' | 
 }
 
 export class PolicyEngine {
-  readonly guardrails: Guardrails;
+  guardrails: Guardrails;
   /**
    * What an IP literal is, independent of any policy (canonical form, words, guardrail
    * verdicts), by its spelling: parsing it is most of an IP decision's cost, and IP
@@ -74,12 +74,12 @@ export class PolicyEngine {
   private readonly runtimes = new Map<string, Runtime>();
   private readonly byAddress = new Map<string, string>();
   private readonly accounts = new Map<string, AccountIndex>();
-  private readonly defaultPolicy: CompiledPolicy;
+  private defaultPolicy: CompiledPolicy;
   private readonly tunnelSuffix: string;
   private readonly unsubscribe: () => void;
   private readonly cacheSize: number;
 
-  constructor(private readonly source: PolicySource, private readonly opts: EngineOptions) {
+  constructor(private readonly source: PolicySource, private opts: EngineOptions) {
     this.guardrails = new Guardrails(opts.allowPrivate);
     this.cacheSize = opts.decisionCacheSize ?? DECISION_CACHE_MAX;
     this.defaultPolicy = new CompiledPolicy(null, opts.toggles, this.cacheSize);
@@ -87,6 +87,23 @@ export class PolicyEngine {
     this.events.setMaxListeners(0);
     for (const d of source.runningDevboxes()) this.addRuntime(d);
     this.unsubscribe = source.onChange((c) => this.apply(c));
+  }
+
+  /**
+   * New gateway-wide options (SIGHUP: allow-private, gateway and mirror hosts): every policy
+   * is compiled again on its next use and cached verdicts are forgotten. The tunnel domain
+   * and cache size stay as started.
+   */
+  reconfigure(opts: Pick<EngineOptions, 'toggles' | 'allowPrivate'>): void {
+    this.opts = { ...this.opts, toggles: opts.toggles, allowPrivate: opts.allowPrivate };
+    this.guardrails = new Guardrails(opts.allowPrivate);
+    this.ipFacts.clear();
+    this.defaultPolicy = new CompiledPolicy(null, this.opts.toggles, this.cacheSize);
+    this.compiled.clear();
+    for (const rt of this.runtimes.values()) {
+      const id = rt.devbox.network_policy_id;
+      rt.compiled = id === null ? this.defaultPolicy : this.compiledFor(id);
+    }
   }
 
   close(): void {

@@ -113,6 +113,9 @@ export class HttpForwarder {
     } as http.AgentOptions);
   }
 
+  /** Shutting down: answers say Connection: close. */
+  draining = false;
+
   close(): void {
     this.agent.destroy();
   }
@@ -161,11 +164,23 @@ export class HttpForwarder {
     let inBase = 0;
     let sock: net.Socket | null = null;
     let connectTimer: NodeJS.Timeout | null = null;
+    let responseTimer: NodeJS.Timeout | null = null;
     let finished = false;
+    const client = req.socket;
+    // A FIN while this request waits (nothing pipelined after it): the client gave up on it.
+    const onClientEnd = () => {
+      if (finished) return;
+      up.destroy();
+      finish('client_closed');
+      client.destroy();
+    };
+    client.once('end', onClientEnd);
     const finish = (error?: string) => {
       if (finished) return;
       finished = true;
+      client.off('end', onClientEnd);
       if (connectTimer !== null) clearTimeout(connectTimer);
+      if (responseTimer !== null) clearTimeout(responseTimer);
       ctx.tracker.remove(flight);
       let out = 0;
       let inn = 0;
@@ -206,7 +221,18 @@ export class HttpForwarder {
       }
       finish(code);
     });
+    // The request (and its body) went out: the origin has --response-timeout-ms to answer.
+    up.on('finish', () => {
+      if (finished) return;
+      responseTimer = setTimeout(() => {
+        responseTimer = null;
+        up.destroy(Object.assign(new Error('no response'), { code: 'ETIMEDOUT' }));
+      }, ctx.config.responseTimeoutMs);
+    });
     up.on('response', (upRes: http.IncomingMessage) => {
+      if (responseTimer !== null) clearTimeout(responseTimer);
+      responseTimer = null;
+      if (this.draining) res.shouldKeepAlive = false;
       const status = upRes.statusCode ?? 502;
       res.writeHead(status, upRes.statusMessage, filterHeaders(upRes.rawHeaders));
       upRes.pipe(res);

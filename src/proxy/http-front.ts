@@ -19,7 +19,7 @@ import type { Decision, Door } from '../policy/decision.js';
 import type { Identity } from '../policy/engine.js';
 import type { TrackedConnection } from '../egress/tracker.js';
 import type { Admission } from '../egress/gate.js';
-import { bytesTotal, protocolErrors } from '../metrics.js';
+import { bytesTotal, protocolErrors, upstreamConnectErrors } from '../metrics.js';
 import { connectTo } from './connect.js';
 import { DENIED_REASON_HEADER, PROXY_AUTHENTICATE, denialBody, errorBody, rawError, rawResponse } from './denial.js';
 import { filterHeaders } from './forward.js';
@@ -49,6 +49,8 @@ export class HttpFront {
   readonly bytesOut: { inc(v: number): void };
   readonly bytesIn: { inc(v: number): void };
   readonly keepAliveMs: number;
+  /** Shutting down: every answer says Connection: close and ends its connection. */
+  draining = false;
   private readonly conns = new Set<FrontConnection>();
 
   constructor(
@@ -79,6 +81,7 @@ export class HttpFront {
 
   /** Closes connections waiting for a next request (shutdown). */
   closeIdle(): void {
+    this.draining = true;
     for (const c of this.conns) c.closeIfIdle();
   }
 
@@ -124,6 +127,8 @@ interface Exchange {
   /** False once the origin connection can't carry another request. */
   reusable: boolean;
   done: boolean;
+  /** --response-timeout-ms: armed when the request went out, cleared by the response head. */
+  headTimer: NodeJS.Timeout | null;
 }
 
 class FrontConnection {
@@ -184,6 +189,10 @@ class FrontConnection {
     this.clientEnded = true;
     // Requests already read are still answered; requestDone ends the connection after them.
     if (this.x === null && this.buf === null) this.socket.end();
+    // A FIN with nothing pipelined after the request in flight: the client gave up on it
+    // (curl -m, a killed process). Keeping it would hold the origin request, both sockets and
+    // the devbox's connection slot until a time-out.
+    else if (this.x !== null && this.buf === null) this.onClientGone();
   };
 
   private readonly onClientGone = (): void => {
@@ -191,7 +200,7 @@ class FrontConnection {
     this.gone = true;
     this.clearHeadTimer();
     const x = this.x;
-    if (x !== null) {
+    if (x !== null && x !== PENDING) {
       x.upstream?.destroy();
       this.finish(x, 'client_closed');
     }
@@ -283,7 +292,7 @@ class FrontConnection {
   }
 
   private connectionHeader(close: boolean): string {
-    return close ? 'Connection: close\r\n' : `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(this.front.keepAliveMs / 1000)}\r\n`;
+    return close || this.front.draining ? 'Connection: close\r\n' : `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(this.front.keepAliveMs / 1000)}\r\n`;
   }
 
   /**
@@ -303,7 +312,7 @@ class FrontConnection {
   /** After a response: close if asked to, else read the next request. */
   private requestDone(close: boolean): void {
     if (this.gone) return;
-    if (close || (this.clientEnded && this.buf === null)) {
+    if (close || this.front.draining || (this.clientEnded && this.buf === null)) {
       this.endWith('', false);
       return;
     }
@@ -380,6 +389,7 @@ class FrontConnection {
     const x: Exchange = {
       flight, decision: a.decision, request: r, path, address: a.address, port, started: performance.now(),
       upstream: null, reused: false, outBase: 0, inBase: 0, head: null, headBuf: null, left: null, chunks: null, reusable: true, done: false,
+      headTimer: null,
     };
     this.x = x;
     this.socket.setTimeout(0);
@@ -422,6 +432,23 @@ class FrontConnection {
     for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
     up.write(`${text}Connection: keep-alive\r\n\r\n`, 'latin1');
     if (up.isPaused()) up.resume();
+    if (x.headTimer !== null) clearTimeout(x.headTimer);
+    x.headTimer = setTimeout(() => this.onResponseTimeout(x), this.front.ctx.config.responseTimeoutMs);
+  }
+
+  /** The origin took the request and sent no response head within --response-timeout-ms. */
+  private onResponseTimeout(x: Exchange): void {
+    x.headTimer = null;
+    if (x.done || x.head !== null) return;
+    upstreamConnectErrors.labels(this.front.door, 'response_timeout').inc();
+    this.guarded(() => this.fail(x, 'response_timeout', 504, `no response within ${this.front.ctx.config.responseTimeoutMs} ms`));
+  }
+
+  private clearResponseTimer(x: Exchange): void {
+    if (x.headTimer !== null) {
+      clearTimeout(x.headTimer);
+      x.headTimer = null;
+    }
   }
 
   private detach(up: net.Socket): void {
@@ -465,6 +492,7 @@ class FrontConnection {
       }
       x.headBuf = null;
       x.head = h;
+      this.clearResponseTimer(x);
       // Bytes beyond a body-less answer: that origin connection is not trusted again.
       if (buf.length > h.end && (this.bodyless(x, h) || h.length === 0)) x.reusable = false;
       this.writeHead(x, h);
@@ -635,6 +663,7 @@ class FrontConnection {
   private finish(x: Exchange, error?: string): void {
     if (x.done) return;
     x.done = true;
+    this.clearResponseTimer(x);
     if (this.x === x) this.x = null;
     const { ctx, door } = this.front;
     ctx.tracker.remove(x.flight);

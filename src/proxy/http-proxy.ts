@@ -72,6 +72,7 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
   };
 
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (forwarder.draining) res.shouldKeepAlive = false;
     const r = resolveTarget(req, !opts.proxy, opts.proxy ? 80 : opts.originPort());
     if (!r.ok && r.status === 400) {
       protocolErrors.labels(opts.door, r.kind ?? 'bad_request').inc();
@@ -174,6 +175,7 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
       return listener.close(cb);
     },
     closeIdleConnections: () => {
+      forwarder.draining = true;
       front.closeIdle();
       server.closeIdleConnections();
     },

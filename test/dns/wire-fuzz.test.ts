@@ -30,7 +30,7 @@ function handler(): DnsHandler {
   const engine = new PolicyEngine(src, { toggles: { agentGateway: [], mcpGateway: [], mirrors: [] }, allowPrivate: [], tunnelDomain: 'tunnel.test' });
   const log = pino({ level: 'silent' });
   const resolver = new CachedResolver([], { minTtl: 5, maxTtl: 3600 });
-  return new DnsHandler({ config: { dnsDenyRcode: 'nxdomain', dnsLearnGrace: 60, dnsRateLimit: 0 }, engine, gate: new Gate(engine, resolver, log), resolver, log });
+  return new DnsHandler({ config: { dnsDenyRcode: 'nxdomain', dnsLearnGrace: 60, dnsRateLimit: 0, logAllowed: { mode: 'sample', every: 100 } }, engine, gate: new Gate(engine, resolver, log), resolver, log });
 }
 
 describe('parsers never throw', () => {

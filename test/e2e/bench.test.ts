@@ -75,13 +75,17 @@ describe('egress-gateway bench against a running gateway', () => {
     const r = await runCli([
       'bench', '--proxy', hp('http-proxy'), '--socks-proxy', hp('socks'), '--dns', hp('dns'),
       '--allowed', `allowed.test:${origin.port}`, '--denied', `denied.test:${origin.port}`,
-      '--duration', '2s', '--concurrency', '4', '--json',
-    ]);
+      '--duration', '1s', '--concurrency', '4', '--json',
+    ], 90_000);
     const report = JSON.parse(r.stdout) as BenchReport;
-    expect(report).toMatchObject({ allowed: `allowed.test:${origin.port}`, denied: `denied.test:${origin.port}`, concurrency: 4, durationMs: 2000 });
+    expect(report).toMatchObject({ allowed: `allowed.test:${origin.port}`, denied: `denied.test:${origin.port}`, concurrency: 4, durationMs: 1000 });
     expect(report.results.map((s) => `${s.protocol} ${s.expect}`)).toEqual([
       'http allow', 'http deny', 'connect allow', 'connect deny', 'socks5 allow', 'socks5 deny', 'dns allow', 'dns deny',
+      // Baselines: the allowed destination (its address from the DNS door) without the gateway.
+      'http direct', 'tcp direct',
     ]);
+    // --duration is each scenario's, not split among them.
+    for (const s of report.results) expect(s.elapsedMs).toBeGreaterThanOrEqual(950);
     for (const s of report.results) {
       expect(s, `${s.protocol} ${s.expect}: ${s.errorSamples.join('; ')}`).toMatchObject({ unexpected: 0, errors: 0 });
       expect(s.count).toBeGreaterThan(0);
@@ -95,10 +99,10 @@ describe('egress-gateway bench against a running gateway', () => {
     expect(report.pass).toBe(true);
     expect(r.code).toBe(0);
     // Progress lines on stderr while it ran.
-    expect(r.stderr).toMatch(/\[1\/8\] http allow .* done .*\/s/);
+    expect(r.stderr).toMatch(/\[1\/10\] http allow .* done .*\/s  p50 [\d.]+ ms  p99 [\d.]+ ms/);
     // Denied names were never sent upstream by the DNS door.
     expect(dns.countFor('denied.test')).toBe(0);
-  });
+  }, 120_000);
 
   it('--proxy-user makes the HTTP proxy and SOCKS5 judge the bench as that devbox', async () => {
     // Another devbox, with the opposite allowlist and no address: only its credentials can select it.
@@ -126,6 +130,28 @@ describe('egress-gateway bench against a running gateway', () => {
     expect(r.stdout).toMatch(/^dns allow\s+denied\.test/m);
     expect(r.stdout).toMatch(/FAIL/);
     expect(r.code).toBe(1);
+  });
+
+  it('a DNS REFUSED without an Extended DNS Error (the rate limiter) is a failure, not a denial (issue 11 case 9)', async () => {
+    const limited = await startTestGateway({ upstreamDnsPort: dns.port, flags: { 'dns-rate-limit': '20' } });
+    try {
+      const pol = await limited.api.policy('bench', { allowed_hostnames: ['allowed.test'] });
+      await limited.api.devbox(pol, ['127.0.0.1'], 'bench');
+      const r = await runCli([
+        'bench', '--dns', `127.0.0.1:${limited.addr('dns').port}`, '--allowed', 'allowed.test', '--denied', 'denied.test',
+        '--duration', '1s', '--concurrency', '4', '--json',
+      ]);
+      const report = JSON.parse(r.stdout) as BenchReport;
+      const deny = report.results.find((s) => s.protocol === 'dns' && s.expect === 'deny')!;
+      // At most ~20 a second are real denials; the rest were refused by the limiter.
+      expect(deny.ok).toBeLessThan(deny.count / 2);
+      expect(deny.errors).toBeGreaterThan(0);
+      expect(deny.errorSamples.join(' ')).toMatch(/REFUSED without EDE \(rate-limited\)/);
+      expect(report.pass).toBe(false);
+      expect(r.code).toBe(1);
+    } finally {
+      await limited.close();
+    }
   });
 
   it('refuses to run without a target door', async () => {

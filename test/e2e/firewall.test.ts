@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { run } from '../support/netns.js';
-import { renderFirewall, DEFAULT_PORTS } from '../../src/cli/firewall.js';
+import { renderFirewall, DEFAULT_PORTS, defaultRouteInterfaces } from '../../src/cli/firewall.js';
 
 const cli = (args: string[], env: Record<string, string> = {}) =>
   new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
@@ -44,16 +44,49 @@ describe('egress-gateway firewall', () => {
     expect((await run('nft', ['list', 'table', 'inet', table])).code).not.toBe(0);
   });
 
-  it('takes its settings from the environment too, and turned-off proxy doors get no port', async () => {
+  it('takes its settings from the environment too, and turned-off doors get no port and no redirect', async () => {
     const r = await cli(['firewall', '--http-proxy', 'off', '--socks', 'off'], {
       EGRESS_DEVBOX_CIDR: '10.1.0.0/24,fd00:1::/64', EGRESS_GATEWAY_ADDR: '10.1.0.1', EGRESS_FIREWALL_TABLE: 'egw_env',
     });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('table inet egw_env {');
     expect(r.stdout).toContain('ip6 saddr { fd00:1::/64 } counter drop');
-    expect(r.stdout).toContain(`ip daddr 10.1.0.1 tcp dport { ${DEFAULT_PORTS.dns}, ${DEFAULT_PORTS.transparentHttp}, ${DEFAULT_PORTS.transparentTls} } accept`);
+    // Transparent doors are off unless given: 80/443 are not redirected (dropped in forward), only DNS is.
+    expect(r.stdout).toContain(`ip daddr 10.1.0.1 tcp dport { ${DEFAULT_PORTS.dns} } accept`);
+    expect(r.stdout).not.toMatch(/dport (443|80) dnat/);
+    expect(r.stdout).toContain(`udp dport 53 dnat ip to 10.1.0.1:${DEFAULT_PORTS.dns}`);
     expect((await run('nft', ['-c', '-f', '-'], { input: r.stdout })).code).toBe(0);
   });
+
+  it('with the TLS door off, 443 is not redirected to a port nobody listens on (issue 11 case 9)', { timeout: 60_000 }, async () => {
+    const r = await cli([...DOC_ARGS, '--transparent-http', '0.0.0.0:9080', '--dns', 'off']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toMatch(/dport 443/);
+    expect(r.stdout).not.toMatch(/dport 53 dnat/);
+    expect(r.stdout).toContain('tcp dport 80 dnat ip to 10.88.0.1:9080');
+    expect(r.stdout).toContain('transparent TLS off');
+    expect((await run('nft', ['-c', '-f', '-'], { input: r.stdout })).code).toBe(0);
+  });
+
+  it('refuses a devbox range of every address and the uplink interface unless --force (issue 11 case 9)', async () => {
+    const r = await cli(['firewall', '--devbox-cidr', '0.0.0.0/0', '--gateway-addr', '10.0.0.1']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--devbox-cidr.*every address.*--force/);
+    expect((await cli(['firewall', '--devbox-cidr', '0.0.0.0/0', '--gateway-addr', '10.0.0.1', '--force'])).code).toBe(0);
+    const uplink = defaultRouteInterfaces()[0];
+    if (uplink !== undefined) {
+      const u = await cli(['firewall', '--interface', `${uplink.slice(0, 2)}*`, '--devbox-cidr', '10.88.0.0/16', '--gateway-addr', '10.88.0.1']);
+      expect(u.code).toBe(2);
+      expect(u.stderr).toMatch(/--interface.*default-route.*--force/);
+    }
+    // The check itself, independent of this host's routes.
+    const opts = { table: 't', devboxCidrs: ['10.0.0.0/8'], interfaces: ['wan*'], gatewayAddr: '10.0.0.1', ports: DEFAULT_PORTS, uplinks: ['wan0'] };
+    expect(() => renderFirewall(opts)).toThrow(/--interface/);
+    expect(renderFirewall({ ...opts, force: true })).toContain('iifname "wan*"');
+    expect(() => renderFirewall({ ...opts, interfaces: ['vmtap*'] })).not.toThrow();
+    expect(() => renderFirewall({ ...opts, interfaces: ['wan0'] })).toThrow(/default-route/);
+    expect(() => renderFirewall({ ...opts, interfaces: [], devboxCidrs: ['::/0'] })).toThrow(/every address/);
+  }, 120_000);
 
   it('refuses bad input with exit code 2 and a line naming the flag', async () => {
     const noAddr = await cli(['firewall', '--devbox-cidr', '10.0.0.0/24']);
