@@ -1,24 +1,27 @@
 /**
  * Turns a stored policy into a matcher:
- * - an exact-name hash table;
- * - a suffix hash table for `*.` entries, keyed by the part after `*.`. The queried name
- *   is walked once from its right end computing a rolling hash; at each dot the hash of
- *   the suffix to its right is probed (reverse-label walk), so the cost follows the
- *   name's length and label count, never the list's length, and nothing is allocated.
- *   A probe hit is confirmed by comparing the strings;
+ * - an exact-name table and a suffix table for `*.` entries, keyed by the part after
+ *   `*.`, both V8 Maps (seeded string hash: attacker-chosen names cannot be made to
+ *   collide, see NameTable);
+ * - a bit filter over the polynomial hashes scanHost computes: the queried name is
+ *   scanned once, the hash of the suffix after each dot follows from the prefix hashes,
+ *   and only a suffix whose bit is set is looked up in the Map, so the cost follows the
+ *   name's length and label count, never the list's length or its contents;
  * - CIDR rules bucketed by prefix length (one hash probe per distinct prefix length), with
  *   port ranges and protocol, IPv4 and IPv6;
  * - the toggles resolved against the configured service hosts (names and IP addresses).
  * No regular expression and no glob runs at decision time.
  *
- * Entries are normalised again here with the same function the API validates with, so a
- * row written by an older version or a fleet source cannot match loosely; an entry that
- * does not normalise admits nothing and is listed in `rejected`.
+ * Entries are stored normalised (the API and policy files normalise once, on write); an
+ * entry already in canonical form is taken as it is, `xn--` labels included, with no
+ * IDNA work. A row in any other form (an older version, a hand edit) is normalised here
+ * with the same function the API validates with, so it cannot match loosely; an entry
+ * that does not normalise admits nothing and is listed in `rejected`.
  */
 import type { NetworkPolicy } from './model.js';
 import type { Decision, Reason } from './decision.js';
 import { type Cidr, type IpWords, parseCidr, parseIpLiteral } from './ip.js';
-import { type HostScan, MAX_NAME_LENGTH, POW31, SCAN_OK, SCAN_OTHER, hostScan, nameHash, normalizeAllowedHostname, scanHost } from './hostname.js';
+import { type HostScan, MAX_NAME_LENGTH, POW31, SCAN_IDNA, SCAN_OK, SCAN_OTHER, hostScan, isStoredCanonical, nameHash, normalizeAllowedHostname, scanHost } from './hostname.js';
 import { DecisionCache } from './cache.js';
 
 export interface ToggleHosts {
@@ -54,121 +57,75 @@ export const DECISION_CACHE_MAX = 4096;
 /** findScanned() found nothing. */
 export const NO_MATCH = -1;
 
-/** Table hashes are 27 bits, so a cell tag (reason code, hash + 1) is always a small integer. */
+/** Filter hashes are 27 bits (the polynomial hash scanHost computes, masked). */
 const TAG_HASH = 0x7ffffff;
-/** The reasons a name entry can carry, by the code kept in a cell tag (bits 28-29). */
+/** The reasons a name entry can carry, by the code kept per slot. */
 const NAME_REASONS: readonly Reason[] = ['hostname', 'agent_gateway', 'mcp_gateway', 'mirrors'];
 
 /**
- * Open-addressing hash table (linear probing, load ≤ 1/2) laid out in one flat array of
- * cells, `stride` per slot: [tag, key] for exact names, [tag, key, entry] for `*.`
- * entries (key is the part after `*.`). tag = reason code << 28 | (hash + 1), 0 when
- * empty. A probe reads one cell run; a hit adds only the key string it is confirmed
- * against — two cache lines, which is what a 100,000-entry policy costs per lookup.
+ * A name table on attacker-chosen keys: V8's own Map (string hashes seeded at random per
+ * process) from key to slot, and the slot's reason, entry and filter hash in flat arrays.
+ * The polynomial hash scanHost computes is unseeded, so names can be built to share it
+ * (`an`/`c0` blocks); it only feeds the bit filter, where a collision costs one extra
+ * Map lookup, never a probe run through other entries. The Map is what makes a probe
+ * O(1) whatever the keys are.
  */
 class NameTable {
-  cells: Array<number | string>;
-  mask: number;
-  size = 0;
+  private readonly index = new Map<string, number>();
+  private readonly keys: string[] = [];
+  private readonly written: string[] = [];
+  private readonly reasons: number[] = [];
+  private readonly hashList: number[] = [];
 
-  constructor(readonly stride: 2 | 3, expected = 8) {
-    let n = 16;
-    while (n < expected * 2) n *= 2;
-    this.cells = NameTable.empty(n * stride);
-    this.mask = n - 1;
+  constructor(readonly wildcard: boolean) {}
+
+  get size(): number {
+    return this.keys.length;
   }
 
-  private static empty(n: number): Array<number | string> {
-    const a: Array<number | string> = [];
-    for (let i = 0; i < n; i++) a.push(0);
-    return a;
+  /** Slot of key, or -1. */
+  find(key: string): number {
+    const c = this.index.get(key);
+    return c === undefined ? -1 : c;
   }
 
-  get slots(): number {
-    return this.mask + 1;
-  }
-
-  /** Cell index of key's slot, or -1. `h` is the 27-bit hash. */
-  find(h: number, key: string): number {
-    const cells = this.cells;
-    const mask = this.mask;
-    const stride = this.stride;
-    const want = h + 1;
-    for (let i = h & mask; ; i = (i + 1) & mask) {
-      const c = i * stride;
-      const tag = cells[c] as number;
-      if (tag === 0) return -1;
-      if ((tag & TAG_HASH) === want && cells[c + 1] === key) return c;
-    }
-  }
-
-  /** Cell index of the slot whose key equals the last `len` characters of name, or -1. */
-  findSuffix(h: number, name: string, len: number): number {
-    const cells = this.cells;
-    const mask = this.mask;
-    const stride = this.stride;
-    const want = h + 1;
-    for (let i = h & mask; ; i = (i + 1) & mask) {
-      const c = i * stride;
-      const tag = cells[c] as number;
-      if (tag === 0) return -1;
-      if ((tag & TAG_HASH) === want) {
-        const key = cells[c + 1] as string;
-        if (key.length === len && name.endsWith(key)) return c;
-      }
-    }
+  /** Slot of the key equal to name's suffix from `start`, or -1. */
+  findSuffix(name: string, start: number): number {
+    const c = this.index.get(name.slice(start));
+    return c === undefined ? -1 : c;
   }
 
   reason(c: number): Reason {
-    return NAME_REASONS[(this.cells[c] as number) >>> 28]!;
+    return NAME_REASONS[this.reasons[c]!]!;
   }
 
   key(c: number): string {
-    return this.cells[c + 1] as string;
+    return this.keys[c]!;
   }
 
   /** The entry as written: the key itself, or `*.key`. */
   entry(c: number): string {
-    return (this.stride === 3 ? this.cells[c + 2] : this.cells[c + 1]) as string;
+    return this.written[c]!;
   }
 
   /** Adds unless the key is present (the first entry wins); true when added. */
   add(h: number, key: string, reason: Reason, entry: string): boolean {
-    if (this.find(h, key) !== -1) return false;
-    if ((this.size + 1) * 2 > this.slots) this.grow();
-    this.place((NAME_REASONS.indexOf(reason) << 28) | (h + 1), key, entry);
-    this.size++;
+    if (this.index.has(key)) return false;
+    this.index.set(key, this.keys.length);
+    this.keys.push(key);
+    this.written.push(entry);
+    this.reasons.push(NAME_REASONS.indexOf(reason));
+    this.hashList.push(h);
     return true;
   }
 
-  private place(tag: number, key: string, entry: string): void {
-    const mask = this.mask;
-    const stride = this.stride;
-    let i = ((tag & TAG_HASH) - 1) & mask;
-    while (this.cells[i * stride] !== 0) i = (i + 1) & mask;
-    const c = i * stride;
-    this.cells[c] = tag;
-    this.cells[c + 1] = key;
-    if (stride === 3) this.cells[c + 2] = entry;
-  }
-
-  private grow(): void {
-    const old = this.cells;
-    const stride = this.stride;
-    this.cells = NameTable.empty(old.length * 2);
-    this.mask = (this.cells.length / stride) - 1;
-    for (let c = 0; c < old.length; c += stride) {
-      if (old[c] !== 0) this.place(old[c] as number, old[c + 1] as string, (stride === 3 ? old[c + 2] : old[c + 1]) as string);
-    }
-  }
-
-  /** Hashes (27-bit) of every key, for the filter. */
-  *hashes(): IterableIterator<number> {
-    for (let c = 0; c < this.cells.length; c += this.stride) if (this.cells[c] !== 0) yield ((this.cells[c] as number) & TAG_HASH) - 1;
+  /** Filter hashes (27-bit) of every key. */
+  hashes(): readonly number[] {
+    return this.hashList;
   }
 
   *matches(): IterableIterator<NameMatch> {
-    for (let c = 0; c < this.cells.length; c += this.stride) if (this.cells[c] !== 0) yield { reason: this.reason(c), entry: this.entry(c) };
+    for (let c = 0; c < this.keys.length; c++) yield { reason: this.reason(c), entry: this.entry(c) };
   }
 }
 
@@ -220,10 +177,8 @@ export class CompiledPolicy {
     this.accountId = policy?.account_id ?? null;
     this.version = policy?.version ?? 0;
     const e = policy?.egress;
-    let wild = 0;
-    for (const h of e?.allowed_hostnames ?? []) if (typeof h === 'string' && h.charCodeAt(0) === 42) wild++;
-    this.exact = new NameTable(2, (e?.allowed_hostnames?.length ?? 0) - wild + 8);
-    this.suffixes = new NameTable(3, wild + 8);
+    this.exact = new NameTable(false);
+    this.suffixes = new NameTable(true);
     this.allowAll = e?.allow_all ?? false;
     this.devboxToDevbox = (e?.allow_devbox_to_devbox ?? false) || this.allowAll;
     if (!e) return;
@@ -272,11 +227,15 @@ export class CompiledPolicy {
   }
 
   private addName(raw: string, reason: Reason): void {
-    // Fast path for the stored (already normalised) form: one scan validates and hashes.
+    // The stored (already normalised) form, `xn--` labels included, is taken as it is:
+    // one scan checks its shape and hashes it. Only a row in another form (written by an
+    // older version, or by hand) is normalised here.
     if (typeof raw === 'string') {
       const wild = raw.length > 2 && raw.charCodeAt(0) === 42 /* * */ && raw.charCodeAt(1) === 46;
       const key = wild ? raw.slice(2) : raw;
-      if (scanHost(key) === SCAN_OK && (!wild || (hostScan.dots > 0 && raw.length <= MAX_NAME_LENGTH))) {
+      const shape = scanHost(key);
+      const canonical = shape === SCAN_OK || (shape === SCAN_IDNA && isStoredCanonical(key));
+      if (canonical && (!wild || (hostScan.dots > 0 && raw.length <= MAX_NAME_LENGTH))) {
         this.insert(key, hostScan.hash & TAG_HASH, reason, raw, wild);
         return;
       }
@@ -348,10 +307,10 @@ export class CompiledPolicy {
 
   /**
    * The engine's fast path: the one pass that validated the name (scanHost) also hashed
-   * it. Allocation-free: the hash of the suffix after each dot comes from the prefix
-   * hashes, the filter turns most probes away without touching the tables, and a hit is
-   * confirmed by comparing strings. Returns a match handle for matchReason/matchEntry, or
-   * NO_MATCH.
+   * it. The hash of the suffix after each dot comes from the prefix hashes, and the
+   * filter turns most probes away without touching the tables (or slicing the name); a
+   * probe it lets through is one Map lookup. Returns a match handle for
+   * matchReason/matchEntry, or NO_MATCH.
    */
   findScanned(name: string, scan: HostScan): number {
     const n = name.length;
@@ -360,7 +319,7 @@ export class CompiledPolicy {
     const fm = this.filterMask;
     const eh = h & TAG_HASH;
     if ((filter[(eh & fm) >>> 5]! >>> (eh & 31)) & 1) {
-      const c = this.exact.find(eh, name);
+      const c = this.exact.find(name);
       if (c !== -1) return c;
     }
     if (this.suffixes.size === 0) return NO_MATCH;
@@ -371,7 +330,7 @@ export class CompiledPolicy {
       if (len > maxSuffix) continue;
       const sh = (h - Math.imul(scan.prefixHash[k]!, POW31[len]!)) & TAG_HASH;
       if (((filter[(sh & fm) >>> 5]! >>> (sh & 31)) & 1) === 0) continue;
-      const c = this.suffixes.findSuffix(sh, name, len);
+      const c = this.suffixes.findSuffix(name, n - len);
       if (c !== -1) return -2 - c;
     }
     return NO_MATCH;

@@ -55,6 +55,31 @@ function labelProblem(name: string): string | null {
   return null;
 }
 
+/** The label separators IDNA maps to '.' (UTS #46: full stop, ideographic, full-width, half-width). */
+function isIdnaDot(c: number): boolean {
+  return c === C_DOT || c === 0x3002 || c === 0xff0e || c === 0xff61;
+}
+
+/**
+ * Label and name lengths in code points, checked before any IDNA work: punycode costs
+ * grow with the square of a label's length, and a label of more than 63 code points
+ * cannot encode to 63 characters (punycode spends at least one character per code
+ * point; only the ignored or composing code points IDNA would drop could shrink it, and
+ * such a name is refused rather than mapped). Linear, allocation-free.
+ */
+function lengthBeforeIdna(s: string): string | null {
+  let label = 0;
+  let total = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xdc00 && c <= 0xdfff && i > 0 && (s.charCodeAt(i - 1) & 0xfc00) === 0xd800) continue; // low half of a pair
+    total++;
+    if (isIdnaDot(c)) label = 0;
+    else if (++label > MAX_LABEL_LENGTH) return `label longer than ${MAX_LABEL_LENGTH} characters`;
+  }
+  return total > MAX_NAME_LENGTH ? `name longer than ${MAX_NAME_LENGTH} characters` : null;
+}
+
 /** WHATWG treats a name whose last label is numeric (decimal, 0x hex, octal) as IPv4. */
 function lastLabelLooksNumeric(name: string): boolean {
   const start = name.lastIndexOf('.') + 1;
@@ -95,6 +120,17 @@ function aceLabelsValid(ascii: string): boolean {
   return true;
 }
 
+/**
+ * A stored entry (key part) in its canonical shape: lower-case [a-z0-9._-], good label
+ * and name lengths, last label not numeric. Its `xn--` labels are taken as stored: the
+ * API validated them when it wrote the row (normalizeAllowedHostname), and a label that
+ * is not valid punycode can never equal a queried name, which normalizeHost validates,
+ * so it admits nothing either way. For a name scanHost() classed SCAN_IDNA.
+ */
+export function isStoredCanonical(name: string): boolean {
+  return labelProblem(name) === null && !lastLabelLooksNumeric(name);
+}
+
 function finishAscii(s: string): NormalizedHost {
   if (lastLabelLooksNumeric(s)) {
     const ip = parseIpLiteral(s);
@@ -125,6 +161,8 @@ export function normalizeHost(input: string): NormalizedHost {
     const ip = parseIpLiteral(s);
     return ip ? { kind: 'ip', ip: ip.ip, family: ip.family } : { kind: 'invalid', why: 'malformed IPv6 literal' };
   }
+  const tooLong = lengthBeforeIdna(s);
+  if (tooLong !== null) return { kind: 'invalid', why: tooLong };
   if (isPlainAscii(s)) {
     const lower = s.toLowerCase();
     if (!hasAceLabel(lower)) return finishAscii(lower);
