@@ -21,7 +21,7 @@
 import type { NetworkPolicy } from './model.js';
 import type { Decision, Reason } from './decision.js';
 import { type Cidr, type IpWords, parseCidr, parseIpLiteral } from './ip.js';
-import { type HostScan, MAX_NAME_LENGTH, POW31, SCAN_IDNA, SCAN_OK, SCAN_OTHER, hostScan, isStoredCanonical, nameHash, normalizeAllowedHostname, scanHost } from './hostname.js';
+import { type HostScan, MAX_NAME_LENGTH, POW31, SCAN_IDNA, SCAN_OK, SCAN_OTHER, hostScan, nameHash, normalizeAllowedHostname, scanHost } from './hostname.js';
 import { DecisionCache } from './cache.js';
 
 export interface ToggleHosts {
@@ -234,7 +234,10 @@ export class CompiledPolicy {
       const wild = raw.length > 2 && raw.charCodeAt(0) === 42 /* * */ && raw.charCodeAt(1) === 46;
       const key = wild ? raw.slice(2) : raw;
       const shape = scanHost(key);
-      const canonical = shape === SCAN_OK || (shape === SCAN_IDNA && isStoredCanonical(key));
+      // Its `xn--` labels are taken as stored: the API validated them when it wrote the
+      // row, and a label that is not valid punycode can never equal a queried name (the
+      // doors and the API validate those with normalizeHost), so it admits nothing anyway.
+      const canonical = shape === SCAN_OK || (shape === SCAN_IDNA && !hostScan.check);
       if (canonical && (!wild || (hostScan.dots > 0 && raw.length <= MAX_NAME_LENGTH))) {
         this.insert(key, hostScan.hash & TAG_HASH, reason, raw, wild);
         return;

@@ -120,17 +120,6 @@ function aceLabelsValid(ascii: string): boolean {
   return true;
 }
 
-/**
- * A stored entry (key part) in its canonical shape: lower-case [a-z0-9._-], good label
- * and name lengths, last label not numeric. Its `xn--` labels are taken as stored: the
- * API validated them when it wrote the row (normalizeAllowedHostname), and a label that
- * is not valid punycode can never equal a queried name, which normalizeHost validates,
- * so it admits nothing either way. For a name scanHost() classed SCAN_IDNA.
- */
-export function isStoredCanonical(name: string): boolean {
-  return labelProblem(name) === null && !lastLabelLooksNumeric(name);
-}
-
 function finishAscii(s: string): NormalizedHost {
   if (lastLabelLooksNumeric(s)) {
     const ip = parseIpLiteral(s);
@@ -205,6 +194,8 @@ const MAX_SCAN_LENGTH = 1024;
 export interface HostScan {
   /** Hash of the whole string. */
   hash: number;
+  /** Lengths, empty labels or a numeric-looking last label need the full checks (SCAN_CHECK's condition, also set under SCAN_IDNA). */
+  check: boolean;
   /** Number of dots recorded. */
   dots: number;
   /** Index of each dot, left to right. */
@@ -213,7 +204,7 @@ export interface HostScan {
   readonly prefixHash: Int32Array;
 }
 
-export const hostScan: HostScan = { hash: 0, dots: 0, dotAt: new Int32Array(MAX_SCAN_DOTS), prefixHash: new Int32Array(MAX_SCAN_DOTS) };
+export const hostScan: HostScan = { hash: 0, check: false, dots: 0, dotAt: new Int32Array(MAX_SCAN_DOTS), prefixHash: new Int32Array(MAX_SCAN_DOTS) };
 
 /** POW31[k] = 31^k mod 2^32: hash(s[j..n)) = hash(s) − hash(s[0..j)) · 31^(n−j). */
 export const POW31: Int32Array = (() => {
@@ -274,6 +265,7 @@ export function scanHost(s: string): number {
   // WHATWG: a numeric last label (decimal, or 0x hex) makes the whole host an IPv4 literal.
   const c0 = s.charCodeAt(labelStart);
   if (c0 >= 48 && c0 <= 57) check = true;
+  scan.check = check;
   return idna ? SCAN_IDNA : check ? SCAN_CHECK : SCAN_OK;
 }
 

@@ -30,8 +30,8 @@ describe('stored IDN entries compile without IDNA work', () => {
     expect(cp.matchName(stored[1]!)?.entry).toBe(stored[1]);
   });
 
-  it('10,000 CJK entries compile within 2x of 10,000 ASCII entries', () => {
-    const [cjk, ascii] = fastest([compile(cjkNames(10_000)), compile(asciiNames(10_000))], 7) as [number, number];
+  it('10,000 CJK entries compile within 2x of 10,000 ASCII entries of the same length', () => {
+    const [cjk, ascii] = fastest([compile(cjkNames(10_000)), compile(asciiNames(10_000))], 11) as [number, number];
     expect(cjk, `CJK ${cjk.toFixed(1)} ms, ASCII ${ascii.toFixed(1)} ms`).toBeLessThanOrEqual(2 * ascii);
   });
 
