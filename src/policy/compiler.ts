@@ -21,8 +21,9 @@
 import type { NetworkPolicy } from './model.js';
 import type { Decision, Reason } from './decision.js';
 import { type Cidr, type IpWords, parseCidr, parseIpLiteral } from './ip.js';
-import { type HostScan, MAX_NAME_LENGTH, POW31, SCAN_IDNA, SCAN_OK, SCAN_OTHER, hostScan, nameHash, normalizeAllowedHostname, scanHost } from './hostname.js';
+import { type HostScan, MAX_NAME_LENGTH, HASH_POW, SCAN_IDNA, SCAN_OK, SCAN_OTHER, hostScan, nameHash, normalizeAllowedHostname, scanHost } from './hostname.js';
 import { DecisionCache } from './cache.js';
+import { randomBytes } from 'node:crypto';
 
 export interface ToggleHosts {
   agentGateway: readonly string[];
@@ -57,75 +58,220 @@ export const DECISION_CACHE_MAX = 4096;
 /** findScanned() found nothing. */
 export const NO_MATCH = -1;
 
-/** Filter hashes are 27 bits (the polynomial hash scanHost computes, masked). */
+/** Table hashes are 27 bits, so a cell tag (reason code, hash + 1) is always a small integer. */
 const TAG_HASH = 0x7ffffff;
-/** The reasons a name entry can carry, by the code kept per slot. */
+/** The reasons a name entry can carry, by the code kept in a cell tag (bits 28-29). */
 const NAME_REASONS: readonly Reason[] = ['hostname', 'agent_gateway', 'mcp_gateway', 'mirrors'];
+/** Random odd multiplier per process: a key's home slot is the top bits of hash × MIX. */
+const MIX = (randomBytes(4).readUInt32LE(0) | 1) | 0;
+
+/** Home slot of a 27-bit hash in a table of 2^(32 − shift) slots (multiply-shift). */
+export function homeSlot(h: number, shift: number): number {
+  return Math.imul(h, MIX) >>> shift;
+}
+/**
+ * Longest run of occupied slots a table may keep. At load ≤ 1/2 random keys make runs
+ * of ~ln(slots)/0.19 (about 60 at a million slots); a longer run means keys that were
+ * chosen to collide, and the table then answers from a Map instead.
+ */
+export const MAX_PROBE_RUN = 128;
 
 /**
- * A name table on attacker-chosen keys: V8's own Map (string hashes seeded at random per
- * process) from key to slot, and the slot's reason, entry and filter hash in flat arrays.
- * The polynomial hash scanHost computes is unseeded, so names can be built to share it
- * (`an`/`c0` blocks); it only feeds the bit filter, where a collision costs one extra
- * Map lookup, never a probe run through other entries. The Map is what makes a probe
- * O(1) whatever the keys are.
+ * Open-addressing hash table (linear probing, load ≤ 1/2) laid out in one flat array of
+ * cells, `stride` per slot: [tag, key] for exact names, [tag, key, entry] for `*.`
+ * entries (key is the part after `*.`). tag = reason code << 28 | (hash + 1), 0 when
+ * empty. A probe reads one cell run; a hit adds only the key string it is confirmed
+ * against — two cache lines, which is what a 100,000-entry policy costs per lookup.
+ *
+ * The keys are chosen by tenants, so the table must not be floodable: the hash's base
+ * is random per process (hostname.ts HASH_BASE), the home slot is the top bits of the
+ * hash times a random odd MIX (multiply-shift), and a placement that would walk more
+ * than MAX_PROBE_RUN cells, or a longer run found by seal(), switches the table to a Map
+ * (flood()), so neither the build nor any lookup ever walks more than MAX_PROBE_RUN cells.
  */
 class NameTable {
-  private readonly index = new Map<string, number>();
-  private readonly keys: string[] = [];
-  private readonly written: string[] = [];
-  private readonly reasons: number[] = [];
-  private readonly hashList: number[] = [];
+  cells: Array<number | string>;
+  mask: number;
+  shift: number;
+  size = 0;
+  /** Set when probe runs grew too long (flood()): key → cell index. */
+  private byKey: Map<string, number> | null = null;
+  /** Keys added so far, while building (seal() drops it). */
+  private building = new Set<string>();
 
-  constructor(readonly wildcard: boolean) {}
-
-  get size(): number {
-    return this.keys.length;
+  constructor(readonly stride: 2 | 3, expected = 8) {
+    let n = 16;
+    while (n < expected * 2) n *= 2;
+    this.cells = NameTable.empty(n * stride);
+    this.mask = n - 1;
+    this.shift = 32 - Math.log2(n);
   }
 
-  /** Slot of key, or -1. */
-  find(key: string): number {
-    const c = this.index.get(key);
-    return c === undefined ? -1 : c;
+  private static empty(n: number): Array<number | string> {
+    const a: Array<number | string> = [];
+    for (let i = 0; i < n; i++) a.push(0);
+    return a;
   }
 
-  /** Slot of the key equal to name's suffix from `start`, or -1. */
-  findSuffix(name: string, start: number): number {
-    const c = this.index.get(name.slice(start));
-    return c === undefined ? -1 : c;
+  get slots(): number {
+    return this.mask + 1;
+  }
+
+  /** True when seal() found flooding and lookups go through the Map. */
+  get flooded(): boolean {
+    return this.byKey !== null;
+  }
+
+  /** Cell index of key's slot, or -1. `h` is the 27-bit hash. */
+  find(h: number, key: string): number {
+    if (this.byKey !== null) return this.byKey.get(key) ?? -1;
+    const cells = this.cells;
+    const mask = this.mask;
+    const stride = this.stride;
+    const want = h + 1;
+    for (let i = homeSlot(h, this.shift); ; i = (i + 1) & mask) {
+      const c = i * stride;
+      const tag = cells[c] as number;
+      if (tag === 0) return -1;
+      if ((tag & TAG_HASH) === want && cells[c + 1] === key) return c;
+    }
+  }
+
+  /** Cell index of the slot whose key equals the last `len` characters of name, or -1. */
+  findSuffix(h: number, name: string, len: number): number {
+    if (this.byKey !== null) return this.byKey.get(name.slice(name.length - len)) ?? -1;
+    const cells = this.cells;
+    const mask = this.mask;
+    const stride = this.stride;
+    const want = h + 1;
+    for (let i = homeSlot(h, this.shift); ; i = (i + 1) & mask) {
+      const c = i * stride;
+      const tag = cells[c] as number;
+      if (tag === 0) return -1;
+      if ((tag & TAG_HASH) === want) {
+        const key = cells[c + 1] as string;
+        if (key.length === len && name.endsWith(key)) return c;
+      }
+    }
   }
 
   reason(c: number): Reason {
-    return NAME_REASONS[this.reasons[c]!]!;
+    return NAME_REASONS[(this.cells[c] as number) >>> 28]!;
   }
 
   key(c: number): string {
-    return this.keys[c]!;
+    return this.cells[c + 1] as string;
   }
 
   /** The entry as written: the key itself, or `*.key`. */
   entry(c: number): string {
-    return this.written[c]!;
+    return (this.stride === 3 ? this.cells[c + 2] : this.cells[c + 1]) as string;
   }
 
   /** Adds unless the key is present (the first entry wins); true when added. */
   add(h: number, key: string, reason: Reason, entry: string): boolean {
-    if (this.index.has(key)) return false;
-    this.index.set(key, this.keys.length);
-    this.keys.push(key);
-    this.written.push(entry);
-    this.reasons.push(NAME_REASONS.indexOf(reason));
-    this.hashList.push(h);
+    const tag = (NAME_REASONS.indexOf(reason) << 28) | (h + 1);
+    if (this.byKey !== null) {
+      if (this.byKey.has(key)) return false;
+      this.append(tag, key, entry);
+      this.size++;
+      return true;
+    }
+    // Presence through a Set while building, so equal hashes cannot make it quadratic.
+    if (this.building.has(key)) return false;
+    this.building.add(key);
+    if ((this.size + 1) * 2 > this.slots) this.grow();
+    if (this.byKey === null && !this.place(tag, key, entry)) this.flood();
+    if (this.byKey !== null) this.append(tag, key, entry);
+    this.size++;
     return true;
   }
 
-  /** Filter hashes (27-bit) of every key. */
-  hashes(): readonly number[] {
-    return this.hashList;
+  /** Places a cell at its home slot or after it; false (nothing written) past MAX_PROBE_RUN. */
+  private place(tag: number, key: string, entry: string): boolean {
+    const mask = this.mask;
+    const stride = this.stride;
+    let i = homeSlot((tag & TAG_HASH) - 1, this.shift);
+    for (let steps = 0; this.cells[i * stride] !== 0; steps++) {
+      if (steps === MAX_PROBE_RUN) return false;
+      i = (i + 1) & mask;
+    }
+    const c = i * stride;
+    this.cells[c] = tag;
+    this.cells[c + 1] = key;
+    if (stride === 3) this.cells[c + 2] = entry;
+    return true;
+  }
+
+  private grow(): void {
+    const old = this.cells;
+    const { mask, shift, stride } = this;
+    this.cells = NameTable.empty(old.length * 2);
+    this.mask = (this.cells.length / stride) - 1;
+    this.shift = 32 - Math.log2(this.mask + 1);
+    for (let c = 0; c < old.length; c += stride) {
+      if (old[c] !== 0 && !this.place(old[c] as number, old[c + 1] as string, (stride === 3 ? old[c + 2] : old[c + 1]) as string)) {
+        Object.assign(this, { cells: old, mask, shift });
+        this.flood();
+        return;
+      }
+    }
+  }
+
+  /**
+   * Keys chosen to collide: from now on the cells are a dense list in insertion order and
+   * lookups go through a Map of key → cell (V8's string hash, seeded per process).
+   */
+  private flood(): void {
+    const old = this.cells;
+    this.cells = [];
+    this.byKey = new Map();
+    for (let c = 0; c < old.length; c += this.stride) {
+      if (old[c] !== 0) this.append(old[c] as number, old[c + 1] as string, (this.stride === 3 ? old[c + 2] : old[c + 1]) as string);
+    }
+  }
+
+  private append(tag: number, key: string, entry: string): void {
+    const c = this.cells.length;
+    this.byKey!.set(key, c);
+    this.cells.push(tag, key);
+    if (this.stride === 3) this.cells.push(entry);
+  }
+
+  /**
+   * Ends the build: a run of occupied slots longer than MAX_PROBE_RUN (clusters can merge
+   * without any single placement walking far) also switches the table to the Map.
+   */
+  seal(): void {
+    this.building = new Set();
+    if (this.byKey === null && this.longestRun() > MAX_PROBE_RUN) this.flood();
+  }
+
+  /** Longest run of occupied slots, wrapping around the end. */
+  private longestRun(): number {
+    const slots = this.slots;
+    const stride = this.stride;
+    let longest = 0;
+    let run = 0;
+    for (let k = 0; k < 2 * slots; k++) {
+      if (this.cells[(k & this.mask) * stride] !== 0) {
+        if (++run > longest) longest = run;
+        if (run >= slots) return run;
+      } else {
+        run = 0;
+        if (k >= slots) break;
+      }
+    }
+    return longest;
+  }
+
+  /** Hashes (27-bit) of every key, for the filter. */
+  *hashes(): IterableIterator<number> {
+    for (let c = 0; c < this.cells.length; c += this.stride) if (this.cells[c] !== 0) yield ((this.cells[c] as number) & TAG_HASH) - 1;
   }
 
   *matches(): IterableIterator<NameMatch> {
-    for (let c = 0; c < this.keys.length; c++) yield { reason: this.reason(c), entry: this.entry(c) };
+    for (let c = 0; c < this.cells.length; c += this.stride) if (this.cells[c] !== 0) yield { reason: this.reason(c), entry: this.entry(c) };
   }
 }
 
@@ -177,8 +323,10 @@ export class CompiledPolicy {
     this.accountId = policy?.account_id ?? null;
     this.version = policy?.version ?? 0;
     const e = policy?.egress;
-    this.exact = new NameTable(false);
-    this.suffixes = new NameTable(true);
+    let wild = 0;
+    for (const h of e?.allowed_hostnames ?? []) if (typeof h === 'string' && h.charCodeAt(0) === 42) wild++;
+    this.exact = new NameTable(2, (e?.allowed_hostnames?.length ?? 0) - wild + 8);
+    this.suffixes = new NameTable(3, wild + 8);
     this.allowAll = e?.allow_all ?? false;
     this.devboxToDevbox = (e?.allow_devbox_to_devbox ?? false) || this.allowAll;
     if (!e) return;
@@ -199,6 +347,8 @@ export class CompiledPolicy {
       this.cidrs.push(rule);
       this.addCidrRule(rule);
     }
+    this.exact.seal();
+    this.suffixes.seal();
     this.v4.sort((a, b) => b.prefix - a.prefix);
     this.v6.sort((a, b) => b.prefix - a.prefix);
     this.buildFilter();
@@ -214,6 +364,11 @@ export class CompiledPolicy {
     }
     this.filter = filter;
     this.filterMask = mask;
+  }
+
+  /** True when a name table met keys built to collide and answers from a Map (NameTable.flood). */
+  get flooded(): boolean {
+    return this.exact.flooded || this.suffixes.flooded;
   }
 
   /** Number of name entries (exact + wildcard) after de-duplication. */
@@ -322,7 +477,7 @@ export class CompiledPolicy {
     const fm = this.filterMask;
     const eh = h & TAG_HASH;
     if ((filter[(eh & fm) >>> 5]! >>> (eh & 31)) & 1) {
-      const c = this.exact.find(name);
+      const c = this.exact.find(eh, name);
       if (c !== -1) return c;
     }
     if (this.suffixes.size === 0) return NO_MATCH;
@@ -331,9 +486,9 @@ export class CompiledPolicy {
     for (let k = 0; k < scan.dots - 1; k++) {
       const len = n - scan.dotAt[k]! - 1;
       if (len > maxSuffix) continue;
-      const sh = (h - Math.imul(scan.prefixHash[k]!, POW31[len]!)) & TAG_HASH;
+      const sh = (h - Math.imul(scan.prefixHash[k]!, HASH_POW[len]!)) & TAG_HASH;
       if (((filter[(sh & fm) >>> 5]! >>> (sh & 31)) & 1) === 0) continue;
-      const c = this.suffixes.findSuffix(name, n - len);
+      const c = this.suffixes.findSuffix(sh, name, len);
       if (c !== -1) return -2 - c;
     }
     return NO_MATCH;

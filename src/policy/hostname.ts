@@ -5,6 +5,7 @@
  */
 import { domainToASCII, domainToUnicode } from 'node:url';
 import { isIP } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { parseIpLiteral } from './ip.js';
 
 export const MAX_NAME_LENGTH = 253;
@@ -186,8 +187,8 @@ const MAX_SCAN_DOTS = 128;
 const MAX_SCAN_LENGTH = 1024;
 
 /**
- * What scanHost() learnt about the string it last scanned: a polynomial hash (base 31,
- * mod 2^32) of the whole string and of each prefix ending at a dot, from which the
+ * What scanHost() learnt about the string it last scanned: a polynomial hash (base
+ * HASH_BASE, mod 2^32) of the whole string and of each prefix ending at a dot, from which the
  * compiler derives the hash of every suffix without slicing. Valid until the next call;
  * JavaScript runs one decision at a time, so one shared scratch suffices.
  */
@@ -206,18 +207,29 @@ export interface HostScan {
 
 export const hostScan: HostScan = { hash: 0, check: false, dots: 0, dotAt: new Int32Array(MAX_SCAN_DOTS), prefixHash: new Int32Array(MAX_SCAN_DOTS) };
 
-/** POW31[k] = 31^k mod 2^32: hash(s[j..n)) = hash(s) − hash(s[0..j)) · 31^(n−j). */
-export const POW31: Int32Array = (() => {
+/**
+ * The hash's base: odd and drawn at random per process, so which names share a hash
+ * cannot be known in advance (with a fixed base, "an" and "c0" hash alike under 31 and
+ * 14 such blocks give 16,384 names with one hash). The compiled tables add their own
+ * random mixing and a bound on probe runs (compiler.ts NameTable).
+ */
+export const HASH_BASE: number = (() => {
+  const b = (randomBytes(4).readUInt32LE(0) | 0x10001) | 0; // odd, and never a tiny base
+  return b;
+})();
+
+/** HASH_POW[k] = HASH_BASE^k mod 2^32: hash(s[j..n)) = hash(s) − hash(s[0..j)) · HASH_BASE^(n−j). */
+export const HASH_POW: Int32Array = (() => {
   const p = new Int32Array(MAX_SCAN_LENGTH + 1);
   p[0] = 1;
-  for (let i = 1; i <= MAX_SCAN_LENGTH; i++) p[i] = Math.imul(p[i - 1]!, 31);
+  for (let i = 1; i <= MAX_SCAN_LENGTH; i++) p[i] = Math.imul(p[i - 1]!, HASH_BASE);
   return p;
 })();
 
 /** The same hash scanHost computes, for a whole string (used to index entries). */
 export function nameHash(s: string): number {
   let h = 0;
-  for (let i = 0; i < s.length; i++) h = (Math.imul(h, 31) + s.charCodeAt(i)) | 0;
+  for (let i = 0; i < s.length; i++) h = (Math.imul(h, HASH_BASE) + s.charCodeAt(i)) | 0;
   return h;
 }
 
@@ -237,7 +249,7 @@ export function scanHost(s: string): number {
   let h = 0;
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
-    h = (Math.imul(h, 31) + c) | 0;
+    h = (Math.imul(h, HASH_BASE) + c) | 0;
     if (c === C_DOT) {
       const len = i - labelStart;
       if (len === 0 || len > MAX_LABEL_LENGTH) check = true;
