@@ -85,7 +85,7 @@ export const MAX_PROBE_RUN = 128;
  *
  * The keys are chosen by tenants, so the table must not be floodable: the hash's base
  * is random per process (hostname.ts HASH_BASE), the home slot is the top bits of the
- * hash times a random odd MIX (multiply-shift), and a placement that would walk more
+ * hash times a random odd MIX (multiply-shift), and a placement or build-time probe that would walk more
  * than MAX_PROBE_RUN cells, or a longer run found by seal(), switches the table to a Map
  * (flood()), so neither the build nor any lookup ever walks more than MAX_PROBE_RUN cells.
  */
@@ -96,8 +96,6 @@ class NameTable {
   size = 0;
   /** Set when probe runs grew too long (flood()): key → cell index. */
   private byKey: Map<string, number> | null = null;
-  /** Keys added so far, while building (seal() drops it). */
-  private building = new Set<string>();
 
   constructor(readonly stride: 2 | 3, expected = 8) {
     let n = 16;
@@ -171,20 +169,38 @@ class NameTable {
   /** Adds unless the key is present (the first entry wins); true when added. */
   add(h: number, key: string, reason: Reason, entry: string): boolean {
     const tag = (NAME_REASONS.indexOf(reason) << 28) | (h + 1);
-    if (this.byKey !== null) {
-      if (this.byKey.has(key)) return false;
-      this.append(tag, key, entry);
-      this.size++;
-      return true;
+    if (this.byKey === null) {
+      const c = this.probe(h, key);
+      if (c >= 0) return false;
+      if (c === -1) {
+        if ((this.size + 1) * 2 > this.slots) this.grow();
+        if (this.byKey === null && !this.place(tag, key, entry)) this.flood();
+        if (this.byKey === null) {
+          this.size++;
+          return true;
+        }
+      } else {
+        this.flood(); // the run to walk was longer than MAX_PROBE_RUN
+      }
     }
-    // Presence through a Set while building, so equal hashes cannot make it quadratic.
-    if (this.building.has(key)) return false;
-    this.building.add(key);
-    if ((this.size + 1) * 2 > this.slots) this.grow();
-    if (this.byKey === null && !this.place(tag, key, entry)) this.flood();
-    if (this.byKey !== null) this.append(tag, key, entry);
+    if (this.byKey!.has(key)) return false;
+    this.append(tag, key, entry);
     this.size++;
     return true;
+  }
+
+  /** find() for the build: -1 when absent, -2 when the run is longer than MAX_PROBE_RUN. */
+  private probe(h: number, key: string): number {
+    const cells = this.cells;
+    const want = h + 1;
+    let i = homeSlot(h, this.shift);
+    for (let steps = 0; steps <= MAX_PROBE_RUN; steps++, i = (i + 1) & this.mask) {
+      const c = i * this.stride;
+      const tag = cells[c] as number;
+      if (tag === 0) return -1;
+      if ((tag & TAG_HASH) === want && cells[c + 1] === key) return c;
+    }
+    return -2;
   }
 
   /** Places a cell at its home slot or after it; false (nothing written) past MAX_PROBE_RUN. */
@@ -243,7 +259,6 @@ class NameTable {
    * without any single placement walking far) also switches the table to the Map.
    */
   seal(): void {
-    this.building = new Set();
     if (this.byKey === null && this.longestRun() > MAX_PROBE_RUN) this.flood();
   }
 
