@@ -112,11 +112,16 @@ function hasAceLabel(s: string): boolean {
  * label through unchanged, so check it here rather than trust either.
  */
 function aceLabelsValid(ascii: string): boolean {
-  for (const label of ascii.split('.')) {
-    if (!label.startsWith('xn--')) continue;
-    const u = domainToUnicode(label);
+  // One round trip for the whole name (two native calls, not two per label): every label
+  // must come back as it was, and each `xn--` label must have decoded to non-ASCII.
+  const unicode = domainToUnicode(ascii);
+  if (unicode === '' || domainToASCII(unicode) !== ascii) return false;
+  const a = ascii.split('.');
+  const u = unicode.split('.');
+  if (a.length !== u.length) return false;
+  for (let i = 0; i < a.length; i++) {
     // eslint-disable-next-line no-control-regex
-    if (u === '' || /^[\x00-\x7f]*$/.test(u) || domainToASCII(u) !== label) return false;
+    if (a[i]!.startsWith('xn--') && /^[\x00-\x7f]*$/.test(u[i]!)) return false;
   }
   return true;
 }
