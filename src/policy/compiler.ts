@@ -1,25 +1,29 @@
 /**
  * Turns a stored policy into a matcher:
- * - an exact-name hash table;
- * - a suffix hash table for `*.` entries, keyed by the part after `*.`. The queried name
- *   is walked once from its right end computing a rolling hash; at each dot the hash of
- *   the suffix to its right is probed (reverse-label walk), so the cost follows the
- *   name's length and label count, never the list's length, and nothing is allocated.
- *   A probe hit is confirmed by comparing the strings;
+ * - an exact-name table and a suffix table for `*.` entries, keyed by the part after
+ *   `*.`, both V8 Maps (seeded string hash: attacker-chosen names cannot be made to
+ *   collide, see NameTable);
+ * - a bit filter over the polynomial hashes scanHost computes: the queried name is
+ *   scanned once, the hash of the suffix after each dot follows from the prefix hashes,
+ *   and only a suffix whose bit is set is looked up in the Map, so the cost follows the
+ *   name's length and label count, never the list's length or its contents;
  * - CIDR rules bucketed by prefix length (one hash probe per distinct prefix length), with
  *   port ranges and protocol, IPv4 and IPv6;
  * - the toggles resolved against the configured service hosts (names and IP addresses).
  * No regular expression and no glob runs at decision time.
  *
- * Entries are normalised again here with the same function the API validates with, so a
- * row written by an older version or a fleet source cannot match loosely; an entry that
- * does not normalise admits nothing and is listed in `rejected`.
+ * Entries are stored normalised (the API and policy files normalise once, on write); an
+ * entry already in canonical form is taken as it is, `xn--` labels included, with no
+ * IDNA work. A row in any other form (an older version, a hand edit) is normalised here
+ * with the same function the API validates with, so it cannot match loosely; an entry
+ * that does not normalise admits nothing and is listed in `rejected`.
  */
 import type { NetworkPolicy } from './model.js';
 import type { Decision, Reason } from './decision.js';
 import { type Cidr, type IpWords, parseCidr, parseIpLiteral } from './ip.js';
-import { type HostScan, MAX_NAME_LENGTH, POW31, SCAN_OK, SCAN_OTHER, hostScan, nameHash, normalizeAllowedHostname, scanHost } from './hostname.js';
+import { type HostScan, MAX_NAME_LENGTH, HASH_POW, SCAN_IDNA, SCAN_OK, SCAN_OTHER, hostScan, nameHash, normalizeAllowedHostname, scanHost } from './hostname.js';
 import { DecisionCache } from './cache.js';
+import { randomBytes } from 'node:crypto';
 
 export interface ToggleHosts {
   agentGateway: readonly string[];
@@ -58,6 +62,19 @@ export const NO_MATCH = -1;
 const TAG_HASH = 0x7ffffff;
 /** The reasons a name entry can carry, by the code kept in a cell tag (bits 28-29). */
 const NAME_REASONS: readonly Reason[] = ['hostname', 'agent_gateway', 'mcp_gateway', 'mirrors'];
+/** Random odd multiplier per process: a key's home slot is the top bits of hash × MIX. */
+const MIX = (randomBytes(4).readUInt32LE(0) | 1) | 0;
+
+/** Home slot of a 27-bit hash in a table of 2^(32 − shift) slots (multiply-shift). */
+export function homeSlot(h: number, shift: number): number {
+  return Math.imul(h, MIX) >>> shift;
+}
+/**
+ * Longest run of occupied slots a table may keep. At load ≤ 1/2 random keys make runs
+ * of ~ln(slots)/0.19 (about 60 at a million slots); a longer run means keys that were
+ * chosen to collide, and the table then answers from a Map instead.
+ */
+export const MAX_PROBE_RUN = 128;
 
 /**
  * Open-addressing hash table (linear probing, load ≤ 1/2) laid out in one flat array of
@@ -65,17 +82,27 @@ const NAME_REASONS: readonly Reason[] = ['hostname', 'agent_gateway', 'mcp_gatew
  * entries (key is the part after `*.`). tag = reason code << 28 | (hash + 1), 0 when
  * empty. A probe reads one cell run; a hit adds only the key string it is confirmed
  * against — two cache lines, which is what a 100,000-entry policy costs per lookup.
+ *
+ * The keys are chosen by tenants, so the table must not be floodable: the hash's base
+ * is random per process (hostname.ts HASH_BASE), the home slot is the top bits of the
+ * hash times a random odd MIX (multiply-shift), and a placement or build-time probe that would walk more
+ * than MAX_PROBE_RUN cells, or a longer run found by seal(), switches the table to a Map
+ * (flood()), so neither the build nor any lookup ever walks more than MAX_PROBE_RUN cells.
  */
 class NameTable {
   cells: Array<number | string>;
   mask: number;
+  shift: number;
   size = 0;
+  /** Set when probe runs grew too long (flood()): key → cell index. */
+  private byKey: Map<string, number> | null = null;
 
   constructor(readonly stride: 2 | 3, expected = 8) {
     let n = 16;
     while (n < expected * 2) n *= 2;
     this.cells = NameTable.empty(n * stride);
     this.mask = n - 1;
+    this.shift = 32 - Math.log2(n);
   }
 
   private static empty(n: number): Array<number | string> {
@@ -88,13 +115,19 @@ class NameTable {
     return this.mask + 1;
   }
 
+  /** True when seal() found flooding and lookups go through the Map. */
+  get flooded(): boolean {
+    return this.byKey !== null;
+  }
+
   /** Cell index of key's slot, or -1. `h` is the 27-bit hash. */
   find(h: number, key: string): number {
+    if (this.byKey !== null) return this.byKey.get(key) ?? -1;
     const cells = this.cells;
     const mask = this.mask;
     const stride = this.stride;
     const want = h + 1;
-    for (let i = h & mask; ; i = (i + 1) & mask) {
+    for (let i = homeSlot(h, this.shift); ; i = (i + 1) & mask) {
       const c = i * stride;
       const tag = cells[c] as number;
       if (tag === 0) return -1;
@@ -104,11 +137,12 @@ class NameTable {
 
   /** Cell index of the slot whose key equals the last `len` characters of name, or -1. */
   findSuffix(h: number, name: string, len: number): number {
+    if (this.byKey !== null) return this.byKey.get(name.slice(name.length - len)) ?? -1;
     const cells = this.cells;
     const mask = this.mask;
     const stride = this.stride;
     const want = h + 1;
-    for (let i = h & mask; ; i = (i + 1) & mask) {
+    for (let i = homeSlot(h, this.shift); ; i = (i + 1) & mask) {
       const c = i * stride;
       const tag = cells[c] as number;
       if (tag === 0) return -1;
@@ -134,32 +168,116 @@ class NameTable {
 
   /** Adds unless the key is present (the first entry wins); true when added. */
   add(h: number, key: string, reason: Reason, entry: string): boolean {
-    if (this.find(h, key) !== -1) return false;
-    if ((this.size + 1) * 2 > this.slots) this.grow();
-    this.place((NAME_REASONS.indexOf(reason) << 28) | (h + 1), key, entry);
+    const tag = (NAME_REASONS.indexOf(reason) << 28) | (h + 1);
+    if (this.byKey === null) {
+      const c = this.probe(h, key);
+      if (c >= 0) return false;
+      if (c === -1) {
+        if ((this.size + 1) * 2 > this.slots) this.grow();
+        if (this.byKey === null && !this.place(tag, key, entry)) this.flood();
+        if (this.byKey === null) {
+          this.size++;
+          return true;
+        }
+      } else {
+        this.flood(); // the run to walk was longer than MAX_PROBE_RUN
+      }
+    }
+    if (this.byKey!.has(key)) return false;
+    this.append(tag, key, entry);
     this.size++;
     return true;
   }
 
-  private place(tag: number, key: string, entry: string): void {
+  /** find() for the build: -1 when absent, -2 when the run is longer than MAX_PROBE_RUN. */
+  private probe(h: number, key: string): number {
+    const cells = this.cells;
+    const want = h + 1;
+    let i = homeSlot(h, this.shift);
+    for (let steps = 0; steps <= MAX_PROBE_RUN; steps++, i = (i + 1) & this.mask) {
+      const c = i * this.stride;
+      const tag = cells[c] as number;
+      if (tag === 0) return -1;
+      if ((tag & TAG_HASH) === want && cells[c + 1] === key) return c;
+    }
+    return -2;
+  }
+
+  /** Places a cell at its home slot or after it; false (nothing written) past MAX_PROBE_RUN. */
+  private place(tag: number, key: string, entry: string): boolean {
     const mask = this.mask;
     const stride = this.stride;
-    let i = ((tag & TAG_HASH) - 1) & mask;
-    while (this.cells[i * stride] !== 0) i = (i + 1) & mask;
+    let i = homeSlot((tag & TAG_HASH) - 1, this.shift);
+    for (let steps = 0; this.cells[i * stride] !== 0; steps++) {
+      if (steps === MAX_PROBE_RUN) return false;
+      i = (i + 1) & mask;
+    }
     const c = i * stride;
     this.cells[c] = tag;
     this.cells[c + 1] = key;
     if (stride === 3) this.cells[c + 2] = entry;
+    return true;
   }
 
   private grow(): void {
     const old = this.cells;
-    const stride = this.stride;
+    const { mask, shift, stride } = this;
     this.cells = NameTable.empty(old.length * 2);
     this.mask = (this.cells.length / stride) - 1;
+    this.shift = 32 - Math.log2(this.mask + 1);
     for (let c = 0; c < old.length; c += stride) {
-      if (old[c] !== 0) this.place(old[c] as number, old[c + 1] as string, (stride === 3 ? old[c + 2] : old[c + 1]) as string);
+      if (old[c] !== 0 && !this.place(old[c] as number, old[c + 1] as string, (stride === 3 ? old[c + 2] : old[c + 1]) as string)) {
+        Object.assign(this, { cells: old, mask, shift });
+        this.flood();
+        return;
+      }
     }
+  }
+
+  /**
+   * Keys chosen to collide: from now on the cells are a dense list in insertion order and
+   * lookups go through a Map of key → cell (V8's string hash, seeded per process).
+   */
+  private flood(): void {
+    const old = this.cells;
+    this.cells = [];
+    this.byKey = new Map();
+    for (let c = 0; c < old.length; c += this.stride) {
+      if (old[c] !== 0) this.append(old[c] as number, old[c + 1] as string, (this.stride === 3 ? old[c + 2] : old[c + 1]) as string);
+    }
+  }
+
+  private append(tag: number, key: string, entry: string): void {
+    const c = this.cells.length;
+    this.byKey!.set(key, c);
+    this.cells.push(tag, key);
+    if (this.stride === 3) this.cells.push(entry);
+  }
+
+  /**
+   * Ends the build: a run of occupied slots longer than MAX_PROBE_RUN (clusters can merge
+   * without any single placement walking far) also switches the table to the Map.
+   */
+  seal(): void {
+    if (this.byKey === null && this.longestRun() > MAX_PROBE_RUN) this.flood();
+  }
+
+  /** Longest run of occupied slots, wrapping around the end. */
+  private longestRun(): number {
+    const slots = this.slots;
+    const stride = this.stride;
+    let longest = 0;
+    let run = 0;
+    for (let k = 0; k < 2 * slots; k++) {
+      if (this.cells[(k & this.mask) * stride] !== 0) {
+        if (++run > longest) longest = run;
+        if (run >= slots) return run;
+      } else {
+        run = 0;
+        if (k >= slots) break;
+      }
+    }
+    return longest;
   }
 
   /** Hashes (27-bit) of every key, for the filter. */
@@ -247,6 +365,8 @@ export class CompiledPolicy {
       this.cidrs.push(rule);
       this.addCidrRule(rule);
     }
+    this.exact.seal();
+    this.suffixes.seal();
     this.v4.sort((a, b) => b.prefix - a.prefix);
     this.v6.sort((a, b) => b.prefix - a.prefix);
     this.buildFilter();
@@ -264,6 +384,11 @@ export class CompiledPolicy {
     this.filterMask = mask;
   }
 
+  /** True when a name table met keys built to collide and answers from a Map (NameTable.flood). */
+  get flooded(): boolean {
+    return this.exact.flooded || this.suffixes.flooded;
+  }
+
   /** Number of name entries (exact + wildcard) after de-duplication. */
   get nameCount(): number {
     return this.exact.size + this.suffixes.size;
@@ -275,11 +400,18 @@ export class CompiledPolicy {
   }
 
   private addName(raw: string, reason: Reason): void {
-    // Fast path for the stored (already normalised) form: one scan validates and hashes.
+    // The stored (already normalised) form, `xn--` labels included, is taken as it is:
+    // one scan checks its shape and hashes it. Only a row in another form (written by an
+    // older version, or by hand) is normalised here.
     if (typeof raw === 'string') {
       const wild = raw.length > 2 && raw.charCodeAt(0) === 42 /* * */ && raw.charCodeAt(1) === 46;
       const key = wild ? raw.slice(2) : raw;
-      if (scanHost(key) === SCAN_OK && (!wild || (hostScan.dots > 0 && raw.length <= MAX_NAME_LENGTH))) {
+      const shape = scanHost(key);
+      // Its `xn--` labels are taken as stored: the API validated them when it wrote the
+      // row, and a label that is not valid punycode can never equal a queried name (the
+      // doors and the API validate those with normalizeHost), so it admits nothing anyway.
+      const canonical = shape === SCAN_OK || (shape === SCAN_IDNA && !hostScan.check);
+      if (canonical && (!wild || (hostScan.dots > 0 && raw.length <= MAX_NAME_LENGTH))) {
         this.insert(key, hostScan.hash & TAG_HASH, reason, raw, wild);
         return;
       }
@@ -351,10 +483,10 @@ export class CompiledPolicy {
 
   /**
    * The engine's fast path: the one pass that validated the name (scanHost) also hashed
-   * it. Allocation-free: the hash of the suffix after each dot comes from the prefix
-   * hashes, the filter turns most probes away without touching the tables, and a hit is
-   * confirmed by comparing strings. Returns a match handle for matchReason/matchEntry, or
-   * NO_MATCH.
+   * it. The hash of the suffix after each dot comes from the prefix hashes, and the
+   * filter turns most probes away without touching the tables (or slicing the name); a
+   * probe it lets through is one Map lookup. Returns a match handle for
+   * matchReason/matchEntry, or NO_MATCH.
    */
   findScanned(name: string, scan: HostScan): number {
     const n = name.length;
@@ -372,7 +504,7 @@ export class CompiledPolicy {
     for (let k = 0; k < scan.dots - 1; k++) {
       const len = n - scan.dotAt[k]! - 1;
       if (len > maxSuffix) continue;
-      const sh = (h - Math.imul(scan.prefixHash[k]!, POW31[len]!)) & TAG_HASH;
+      const sh = (h - Math.imul(scan.prefixHash[k]!, HASH_POW[len]!)) & TAG_HASH;
       if (((filter[(sh & fm) >>> 5]! >>> (sh & 31)) & 1) === 0) continue;
       const c = this.suffixes.findSuffix(sh, name, len);
       if (c !== -1) return -2 - c;

@@ -5,6 +5,7 @@
  */
 import { domainToASCII, domainToUnicode } from 'node:url';
 import { isIP } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { parseIpLiteral } from './ip.js';
 
 export const MAX_NAME_LENGTH = 253;
@@ -55,6 +56,31 @@ function labelProblem(name: string): string | null {
   return null;
 }
 
+/** The label separators IDNA maps to '.' (UTS #46: full stop, ideographic, full-width, half-width). */
+function isIdnaDot(c: number): boolean {
+  return c === C_DOT || c === 0x3002 || c === 0xff0e || c === 0xff61;
+}
+
+/**
+ * Label and name lengths in code points, checked before any IDNA work: punycode costs
+ * grow with the square of a label's length, and a label of more than 63 code points
+ * cannot encode to 63 characters (punycode spends at least one character per code
+ * point; only the ignored or composing code points IDNA would drop could shrink it, and
+ * such a name is refused rather than mapped). Linear, allocation-free.
+ */
+function lengthBeforeIdna(s: string): string | null {
+  let label = 0;
+  let total = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xdc00 && c <= 0xdfff && i > 0 && (s.charCodeAt(i - 1) & 0xfc00) === 0xd800) continue; // low half of a pair
+    total++;
+    if (isIdnaDot(c)) label = 0;
+    else if (++label > MAX_LABEL_LENGTH) return `label longer than ${MAX_LABEL_LENGTH} characters`;
+  }
+  return total > MAX_NAME_LENGTH ? `name longer than ${MAX_NAME_LENGTH} characters` : null;
+}
+
 /** WHATWG treats a name whose last label is numeric (decimal, 0x hex, octal) as IPv4. */
 function lastLabelLooksNumeric(name: string): boolean {
   const start = name.lastIndexOf('.') + 1;
@@ -86,11 +112,16 @@ function hasAceLabel(s: string): boolean {
  * label through unchanged, so check it here rather than trust either.
  */
 function aceLabelsValid(ascii: string): boolean {
-  for (const label of ascii.split('.')) {
-    if (!label.startsWith('xn--')) continue;
-    const u = domainToUnicode(label);
+  // One round trip for the whole name (two native calls, not two per label): every label
+  // must come back as it was, and each `xn--` label must have decoded to non-ASCII.
+  const unicode = domainToUnicode(ascii);
+  if (unicode === '' || domainToASCII(unicode) !== ascii) return false;
+  const a = ascii.split('.');
+  const u = unicode.split('.');
+  if (a.length !== u.length) return false;
+  for (let i = 0; i < a.length; i++) {
     // eslint-disable-next-line no-control-regex
-    if (u === '' || /^[\x00-\x7f]*$/.test(u) || domainToASCII(u) !== label) return false;
+    if (a[i]!.startsWith('xn--') && /^[\x00-\x7f]*$/.test(u[i]!)) return false;
   }
   return true;
 }
@@ -125,6 +156,8 @@ export function normalizeHost(input: string): NormalizedHost {
     const ip = parseIpLiteral(s);
     return ip ? { kind: 'ip', ip: ip.ip, family: ip.family } : { kind: 'invalid', why: 'malformed IPv6 literal' };
   }
+  const tooLong = lengthBeforeIdna(s);
+  if (tooLong !== null) return { kind: 'invalid', why: tooLong };
   if (isPlainAscii(s)) {
     const lower = s.toLowerCase();
     if (!hasAceLabel(lower)) return finishAscii(lower);
@@ -159,14 +192,16 @@ const MAX_SCAN_DOTS = 128;
 const MAX_SCAN_LENGTH = 1024;
 
 /**
- * What scanHost() learnt about the string it last scanned: a polynomial hash (base 31,
- * mod 2^32) of the whole string and of each prefix ending at a dot, from which the
+ * What scanHost() learnt about the string it last scanned: a polynomial hash (base
+ * HASH_BASE, mod 2^32) of the whole string and of each prefix ending at a dot, from which the
  * compiler derives the hash of every suffix without slicing. Valid until the next call;
  * JavaScript runs one decision at a time, so one shared scratch suffices.
  */
 export interface HostScan {
   /** Hash of the whole string. */
   hash: number;
+  /** Lengths, empty labels or a numeric-looking last label need the full checks (SCAN_CHECK's condition, also set under SCAN_IDNA). */
+  check: boolean;
   /** Number of dots recorded. */
   dots: number;
   /** Index of each dot, left to right. */
@@ -175,20 +210,31 @@ export interface HostScan {
   readonly prefixHash: Int32Array;
 }
 
-export const hostScan: HostScan = { hash: 0, dots: 0, dotAt: new Int32Array(MAX_SCAN_DOTS), prefixHash: new Int32Array(MAX_SCAN_DOTS) };
+export const hostScan: HostScan = { hash: 0, check: false, dots: 0, dotAt: new Int32Array(MAX_SCAN_DOTS), prefixHash: new Int32Array(MAX_SCAN_DOTS) };
 
-/** POW31[k] = 31^k mod 2^32: hash(s[j..n)) = hash(s) − hash(s[0..j)) · 31^(n−j). */
-export const POW31: Int32Array = (() => {
+/**
+ * The hash's base: odd and drawn at random per process, so which names share a hash
+ * cannot be known in advance (with a fixed base, "an" and "c0" hash alike under 31 and
+ * 14 such blocks give 16,384 names with one hash). The compiled tables add their own
+ * random mixing and a bound on probe runs (compiler.ts NameTable).
+ */
+export const HASH_BASE: number = (() => {
+  const b = (randomBytes(4).readUInt32LE(0) | 0x10001) | 0; // odd, and never a tiny base
+  return b;
+})();
+
+/** HASH_POW[k] = HASH_BASE^k mod 2^32: hash(s[j..n)) = hash(s) − hash(s[0..j)) · HASH_BASE^(n−j). */
+export const HASH_POW: Int32Array = (() => {
   const p = new Int32Array(MAX_SCAN_LENGTH + 1);
   p[0] = 1;
-  for (let i = 1; i <= MAX_SCAN_LENGTH; i++) p[i] = Math.imul(p[i - 1]!, 31);
+  for (let i = 1; i <= MAX_SCAN_LENGTH; i++) p[i] = Math.imul(p[i - 1]!, HASH_BASE);
   return p;
 })();
 
 /** The same hash scanHost computes, for a whole string (used to index entries). */
 export function nameHash(s: string): number {
   let h = 0;
-  for (let i = 0; i < s.length; i++) h = (Math.imul(h, 31) + s.charCodeAt(i)) | 0;
+  for (let i = 0; i < s.length; i++) h = (Math.imul(h, HASH_BASE) + s.charCodeAt(i)) | 0;
   return h;
 }
 
@@ -208,7 +254,7 @@ export function scanHost(s: string): number {
   let h = 0;
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
-    h = (Math.imul(h, 31) + c) | 0;
+    h = (Math.imul(h, HASH_BASE) + c) | 0;
     if (c === C_DOT) {
       const len = i - labelStart;
       if (len === 0 || len > MAX_LABEL_LENGTH) check = true;
@@ -236,6 +282,7 @@ export function scanHost(s: string): number {
   // WHATWG: a numeric last label (decimal, or 0x hex) makes the whole host an IPv4 literal.
   const c0 = s.charCodeAt(labelStart);
   if (c0 >= 48 && c0 <= 57) check = true;
+  scan.check = check;
   return idna ? SCAN_IDNA : check ? SCAN_CHECK : SCAN_OK;
 }
 
