@@ -33,6 +33,12 @@ const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
 
 const REQUEST_LINE = /^([A-Z]{1,16}) ([\x21-\x7e]{1,8192}) HTTP\/1\.1$/;
 const STATUS_LINE = /^HTTP\/1\.[01] ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/;
+/**
+ * Header lines the front reads in one head (node:http keeps 2,000; real heads have tens).
+ * A request with more goes to node:http; a response with more is malformed. Bounds the
+ * strings one head can allocate, whatever its byte size.
+ */
+const MAX_HEADER_LINES = 1000;
 /** RFC 9110 token characters (a header name). */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** A control character other than HTAB: not allowed in a field value. */
@@ -65,13 +71,16 @@ function isOws(c: number): boolean {
  * A request head at the start of `buf`: 'incomplete' while it could still fit in `max`
  * bytes, 'other' for anything the front leaves to node:http (a body, an upgrade, HTTP/1.0,
  * an unusual method, a line this strict reading does not accept, a head over `max`).
+ * `searched`: how far an earlier call with a prefix of `buf` already looked for the blank
+ * line (blankSearched() of that prefix), so a head arriving byte by byte is scanned once.
  */
-export function parseRequestHead(buf: Buffer, max: number): RequestHead | 'incomplete' | 'other' {
-  const blank = buf.indexOf('\r\n\r\n', 0, 'latin1');
+export function parseRequestHead(buf: Buffer, max: number, searched = 0): RequestHead | 'incomplete' | 'other' {
+  const blank = buf.indexOf('\r\n\r\n', searched, 'latin1');
   if (blank < 0) return buf.length >= max ? 'other' : 'incomplete';
   const end = blank + 4;
   if (end > max) return 'other';
-  const lines = buf.toString('latin1', 0, blank).split('\r\n');
+  const lines = buf.toString('latin1', 0, blank).split('\r\n', MAX_HEADER_LINES + 2);
+  if (lines.length > MAX_HEADER_LINES + 1) return 'other';
   const m = REQUEST_LINE.exec(lines[0]!);
   if (m === null) return 'other';
   const method = m[1]!;
@@ -135,15 +144,24 @@ export interface ResponseHead {
   end: number;
 }
 
-/** A response head starting at `from`: 'incomplete', or 'malformed' (bad syntax, or longer than `max`). */
-export function parseResponseHead(buf: Buffer, from: number, max: number): ResponseHead | 'incomplete' | 'malformed' {
+/** Where the next search for a head's blank line may start, once `buf` was found 'incomplete'. */
+export function blankSearched(buf: Buffer, from = 0): number {
+  return Math.max(from, buf.length - 3);
+}
+
+/**
+ * A response head starting at `from`: 'incomplete', or 'malformed' (bad syntax, or longer
+ * than `max`). `searched` as for parseRequestHead (at least `from`).
+ */
+export function parseResponseHead(buf: Buffer, from: number, max: number, searched = from): ResponseHead | 'incomplete' | 'malformed' {
   const prefix = Math.min(buf.length - from, 5);
   if (buf.toString('latin1', from, from + prefix) !== 'HTTP/'.slice(0, prefix)) return 'malformed';
-  const blank = buf.indexOf('\r\n\r\n', from, 'latin1');
+  const blank = buf.indexOf('\r\n\r\n', Math.max(from, searched), 'latin1');
   if (blank < 0) return buf.length - from > max ? 'malformed' : 'incomplete';
   const end = blank + 4;
   if (end - from > max) return 'malformed';
-  const lines = buf.toString('latin1', from, blank).split('\r\n');
+  const lines = buf.toString('latin1', from, blank).split('\r\n', MAX_HEADER_LINES + 2);
+  if (lines.length > MAX_HEADER_LINES + 1) return 'malformed';
   const m = STATUS_LINE.exec(lines[0]!);
   if (m === null) return 'malformed';
   const headers: string[] = [];
