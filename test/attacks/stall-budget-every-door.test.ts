@@ -157,7 +157,7 @@ describe('stall budget across doors', () => {
     const quietAll = Object.values(quiet).flat();
     const report = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, { n: v.length, p99: Math.round(p99(v) * 10) / 10, max: Math.round(Math.max(...v) * 10) / 10 }]));
     console.log(JSON.stringify({ attacks: sent, victim: report, victimP99: p99(all), quietVictimP99: p99(quietAll), loopDelayP99Ms: loopP99 * 1000, quietLoopDelayP99Ms: quietLoop * 1000 }));
-    expect(sent).toBeGreaterThan(100);
+    expect(sent).toBeGreaterThan(50);
     expect(all.length).toBeGreaterThan(100);
     // The budgets, over what the same traffic costs on this machine with no attack
     // (on a quiet machine that is a few ms; on a shared, loaded one it is what it is).

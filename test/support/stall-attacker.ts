@@ -9,8 +9,8 @@ import net from 'node:net';
 import { worstClientHello, worstConnect, worstDnsQuery, worstHeads } from '../fixtures/worst-inputs.js';
 
 const ATTACKER = '127.0.0.9';
-const ATTACKERS_PER_DOOR = 2;
-const PAUSE_MS = 10;
+const ATTACKERS_PER_DOOR = 1;
+const PAUSE_MS = 50;
 let port: Record<string, number> = {};
 
 /** Sends `bytes` in pieces of `piece` bytes, then waits for the gateway to answer or close (bounded). */
