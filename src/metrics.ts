@@ -1,4 +1,5 @@
 /** The gateway's one Prometheus registry and the metrics every part shares. */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { type Decision, type DecisionLabel, type Door, type Reason, decisionLabel } from './policy/decision.js';
 import { logLinesDropped } from './log.js';
@@ -97,5 +98,32 @@ export const logLinesDroppedTotal = new Counter({
     const now = logLinesDropped();
     if (now > droppedSeen) this.inc(now - droppedSeen);
     droppedSeen = now;
+  },
+});
+
+/**
+ * How late the event loop ran timers since the previous scrape (perf_hooks
+ * monitorEventLoopDelay, sampled every 10 ms): every door of the process shares that loop,
+ * so this is the stall any one client's input costs everybody else. Reset at each scrape
+ * (with two scrapers, each sees the window since either's last scrape); with DNS workers,
+ * /metrics shows the worst process.
+ */
+const LOOP_SAMPLE_MS = 10;
+const loopDelay = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
+loopDelay.enable();
+/** Node records the interval between samples; the delay is what exceeds the sampling period. */
+const lateSeconds = (ns: number) => Math.max(0, ns / 1e6 - LOOP_SAMPLE_MS) / 1000;
+export const eventLoopDelay = new Gauge({
+  name: 'egress_event_loop_delay_seconds',
+  help: 'Event-loop delay since the previous scrape, by quantile (0.5, 0.99, 1 = max)',
+  labelNames: ['quantile'] as const,
+  aggregator: 'max',
+  registers: [registry],
+  collect() {
+    const empty = loopDelay.count === 0;
+    this.set({ quantile: '0.5' }, empty ? 0 : lateSeconds(loopDelay.percentile(50)));
+    this.set({ quantile: '0.99' }, empty ? 0 : lateSeconds(loopDelay.percentile(99)));
+    this.set({ quantile: '1' }, empty ? 0 : lateSeconds(loopDelay.max));
+    loopDelay.reset();
   },
 });

@@ -57,7 +57,7 @@ export async function runLoad(op: () => Promise<Outcome>, opts: LoadOptions): Pr
 
 /** "10s", "500ms", "2m", "1.5s" or a bare number of seconds → milliseconds. */
 export function parseDuration(text: string): number | null {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$/.exec(text);
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/.exec(text.trim());
   if (!m) return null;
   const n = Number(m[1]);
   const unit = m[2] ?? 's';

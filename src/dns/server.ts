@@ -11,6 +11,7 @@ import { listenError } from '../door.js';
 import type { DnsHandler } from './handler.js';
 import { literalLookup } from './literal-lookup.js';
 import { activeConnections, protocolErrors } from '../metrics.js';
+import { ByteAppender } from '../byte-appender.js';
 
 export interface DnsServerOptions {
   /** Largest TCP query frame accepted; a longer one closes the connection. */
@@ -169,8 +170,9 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
       if (inflight >= maxPipeline) sock.pause();
       if (buf.length > maxTcpQuery + 2) sock.destroy();
     };
+    const bytes = new ByteAppender();
     sock.on('data', (d: Buffer) => {
-      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+      buf = bytes.append(buf, d);
       pump();
     });
     sock.on('end', () => {

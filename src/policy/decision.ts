@@ -18,6 +18,7 @@ export type Reason =
   | 'invalid_host'
   | 'policy_missing'
   | 'sni_mismatch'
+  | 'ech_refused'
   | 'host_mismatch';
 
 export interface Decision {

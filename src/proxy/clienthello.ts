@@ -2,9 +2,9 @@
  * TLS ClientHello reader: finds the SNI host name in a client's first flight, for the
  * CONNECT SNI check, SOCKS and the transparent TLS door.
  *
- * Incremental by re-parsing: call it with everything received so far; it answers
- * 'incomplete' until the whole ClientHello (possibly split over several handshake
- * records) is there. Every read is bounds-checked and it never throws, whatever bytes it
+ * Incremental: a ClientHelloReader is given everything received so far and resumes where
+ * it stopped; it answers 'incomplete' until the whole ClientHello (possibly split over
+ * several handshake records) is there. Every read is bounds-checked and it never throws, whatever bytes it
  * is given. Anything ambiguous (two SNI extensions, two host names, odd characters in the
  * name, trailing bytes inside a structure) is 'malformed': a door refuses rather than
  * guessing which name a server would use.
@@ -13,7 +13,7 @@
 export interface ClientHelloInfo {
   /** The host_name of the server_name extension as sent (lower-cased), or null when absent. */
   sni: string | null;
-  /** The hello carries an encrypted_client_hello extension (its real name is hidden). */
+  /** The hello carries encrypted_client_hello or ech_outer_extensions (its real name may be hidden). */
   ech: boolean;
   /** Bytes of the stream the ClientHello occupied (whole records). */
   length: number;
@@ -24,7 +24,9 @@ export type ClientHelloResult = 'incomplete' | 'not_tls' | 'malformed' | ClientH
 const CONTENT_HANDSHAKE = 0x16;
 const HANDSHAKE_CLIENT_HELLO = 0x01;
 const EXT_SERVER_NAME = 0x0000;
+/** encrypted_client_hello, and ech_outer_extensions (only meaningful inside an ECH inner hello). */
 const EXT_ECH = 0xfe0d;
+const EXT_ECH_OUTER_EXTENSIONS = 0xfd00;
 const MAX_RECORD = 16384 + 256;
 /** The largest ClientHello accepted (real ones are ~0.5–2 KB; post-quantum shares < 4 KB). */
 export const MAX_CLIENT_HELLO = 65536;
@@ -36,61 +38,87 @@ export const MAX_CLIENT_HELLO = 65536;
  * 'malformed': a TLS handshake record that is not a well-formed, unambiguous ClientHello.
  */
 export function parseClientHello(buf: Uint8Array, maxBytes = MAX_CLIENT_HELLO): ClientHelloResult {
-  if (buf.length === 0) return 'incomplete';
-  if (buf[0] !== CONTENT_HANDSHAKE) return 'not_tls';
-  if (buf.length >= 2 && buf[1] !== 0x03) return 'malformed';
-  // Gather the handshake message from consecutive handshake records.
-  let off = 0;
-  let msgLen = -1; // body length from the handshake header, once known
-  const parts: Uint8Array[] = [];
-  let have = 0;
-  for (;;) {
-    if (off + 5 > buf.length) return buf.length > maxBytes ? 'malformed' : 'incomplete';
-    if (buf[off] !== CONTENT_HANDSHAKE || buf[off + 1] !== 0x03) return 'malformed';
-    const recLen = (buf[off + 3]! << 8) | buf[off + 4]!;
-    if (recLen === 0 || recLen > MAX_RECORD) return 'malformed';
-    const start = off + 5;
-    const end = start + recLen;
-    const avail = Math.min(end, buf.length);
-    parts.push(buf.subarray(start, avail));
-    have += avail - start;
-    if (msgLen < 0 && have >= 4) {
-      const h = headerBytes(parts);
-      if (h[0] !== HANDSHAKE_CLIENT_HELLO) return 'malformed';
-      msgLen = (h[1]! << 16) | (h[2]! << 8) | h[3]!;
-      if (msgLen + 4 > maxBytes || msgLen < 38) return 'malformed';
-    }
-    if (msgLen >= 0 && have >= msgLen + 4) {
-      // The hello must end exactly at a record boundary we have (no other message shares it).
-      if (avail < end) return 'incomplete';
-      if (have !== msgLen + 4) return 'malformed';
-      const msg = parts.length === 1 ? parts[0]! : concat(parts, have);
-      const info = parseBody(msg, 4, msgLen + 4);
-      if (info === null) return 'malformed';
-      return { sni: info.sni, ech: info.ech, length: end };
-    }
-    if (avail < end) return buf.length > maxBytes ? 'malformed' : 'incomplete';
-    off = end;
-    if (off > maxBytes) return 'malformed';
-  }
+  return new ClientHelloReader(maxBytes).read(buf);
 }
 
-function headerBytes(parts: Uint8Array[]): Uint8Array {
-  if (parts[0]!.length >= 4) return parts[0]!;
-  const out = new Uint8Array(4);
-  let k = 0;
-  for (const p of parts) for (let i = 0; i < p.length && k < 4; i++) out[k++] = p[i]!;
-  return out;
-}
+/**
+ * The same parse, kept across reads of a growing stream: `read(all bytes so far)` resumes
+ * where the previous call stopped (record headers are walked once, each handshake byte is
+ * copied once), so a hello trickled one byte per packet in 1-byte records costs linear
+ * time in all, not a walk from the start per byte. `buf` must extend the previous one.
+ */
+export class ClientHelloReader {
+  /** Start of the record being read. */
+  private off = 0;
+  /** Bytes of that record's fragment already taken into `msg`. */
+  private taken = 0;
+  /** The handshake message gathered so far (capacity grows by doubling). */
+  private msg = new Uint8Array(0);
+  private have = 0;
+  /** Body length from the handshake header, once known. */
+  private msgLen = -1;
+  private result: ClientHelloResult | null = null;
 
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let k = 0;
-  for (const p of parts) {
-    out.set(p, k);
-    k += p.length;
+  constructor(private readonly maxBytes = MAX_CLIENT_HELLO) {}
+
+  read(buf: Uint8Array): ClientHelloResult {
+    if (this.result !== null) return this.result;
+    const r = this.step(buf);
+    if (r !== 'incomplete') this.result = r;
+    return r;
   }
-  return out;
+
+  private step(buf: Uint8Array): ClientHelloResult {
+    if (buf.length === 0) return 'incomplete';
+    if (buf[0] !== CONTENT_HANDSHAKE) return 'not_tls';
+    if (buf.length >= 2 && buf[1] !== 0x03) return 'malformed';
+    const maxBytes = this.maxBytes;
+    for (;;) {
+      const off = this.off;
+      if (off + 5 > buf.length) return buf.length > maxBytes ? 'malformed' : 'incomplete';
+      if (buf[off] !== CONTENT_HANDSHAKE || buf[off + 1] !== 0x03) return 'malformed';
+      const recLen = (buf[off + 3]! << 8) | buf[off + 4]!;
+      if (recLen === 0 || recLen > MAX_RECORD) return 'malformed';
+      const start = off + 5;
+      const end = start + recLen;
+      const avail = Math.min(end, buf.length);
+      if (avail > start + this.taken) {
+        this.take(buf, start + this.taken, avail);
+        this.taken = avail - start;
+      }
+      const have = this.have;
+      if (this.msgLen < 0 && have >= 4) {
+        const h = this.msg;
+        if (h[0] !== HANDSHAKE_CLIENT_HELLO) return 'malformed';
+        this.msgLen = (h[1]! << 16) | (h[2]! << 8) | h[3]!;
+        if (this.msgLen + 4 > maxBytes || this.msgLen < 38) return 'malformed';
+      }
+      const msgLen = this.msgLen;
+      if (msgLen >= 0 && have >= msgLen + 4) {
+        // The hello must end exactly at a record boundary we have (no other message shares it).
+        if (avail < end) return 'incomplete';
+        if (have !== msgLen + 4) return 'malformed';
+        const info = parseBody(this.msg, 4, msgLen + 4);
+        if (info === null) return 'malformed';
+        return { sni: info.sni, ech: info.ech, length: end };
+      }
+      if (avail < end) return buf.length > maxBytes ? 'malformed' : 'incomplete';
+      this.off = end;
+      this.taken = 0;
+      if (end > maxBytes) return 'malformed';
+    }
+  }
+
+  private take(buf: Uint8Array, from: number, to: number): void {
+    const need = this.have + (to - from);
+    if (need > this.msg.length) {
+      const next = new Uint8Array(Math.max(need, this.msg.length * 2, 512));
+      next.set(this.msg.subarray(0, this.have));
+      this.msg = next;
+    }
+    this.msg.set(buf.subarray(from, to), this.have);
+    this.have = need;
+  }
 }
 
 /** Walks the ClientHello body in msg[from, to); null when anything is out of place. */
@@ -140,7 +168,7 @@ function parseBody(msg: Uint8Array, from: number, to: number): { sni: string | n
       sawSni = true;
       sni = parseServerName(msg, p, p + len);
       if (sni === null) return null;
-    } else if (type === EXT_ECH) {
+    } else if (type === EXT_ECH || type === EXT_ECH_OUTER_EXTENSIONS) {
       ech = true;
     }
     p += len;

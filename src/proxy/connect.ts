@@ -4,8 +4,9 @@
  * After the decision and the upstream dial, the client gets `200 Connection Established`;
  * the destination → client direction starts at once (server-speaks-first protocols work),
  * while the client's first bytes are held until they are classified: a TLS ClientHello
- * must name the CONNECT host (else the tunnel closes, counted as sni_mismatch); anything
- * that is not TLS is relayed as is.
+ * must name the CONNECT host (else the tunnel closes, counted as sni_mismatch) and carry no
+ * ECH (ech_refused); a first flight that is not TLS makes an opaque tunnel, relayed as is
+ * for its life (docs/doors.md, "Tunnels that do not start with TLS", says why).
  */
 import type http from 'node:http';
 import type net from 'node:net';
@@ -15,7 +16,8 @@ import { type Decision, type Door, denial, strictlyAllowed } from '../policy/dec
 import type { Identity } from '../policy/engine.js';
 import { normalizeHost } from '../policy/hostname.js';
 import { protocolErrors } from '../metrics.js';
-import { type ClientHelloResult, ALERT_ACCESS_DENIED, ALERT_DECODE_ERROR, parseClientHello, tlsAlert } from './clienthello.js';
+import { type ClientHelloInfo, type ClientHelloResult, ALERT_ACCESS_DENIED, ALERT_DECODE_ERROR, ClientHelloReader, tlsAlert } from './clienthello.js';
+import { ByteAppender } from '../byte-appender.js';
 import { PROXY_AUTHENTICATE, endSocket, rawDenial, rawError } from './denial.js';
 import { identify } from './proxy-auth.js';
 import { Tunnel } from './tunnel.js';
@@ -92,10 +94,14 @@ export type FirstFlight = { buf: Buffer | null; result: ClientHelloResult | 'clo
  */
 export function readFirstFlight(socket: net.Socket, head: Buffer | null, timeoutMs: number, timeFromNow = false): Promise<FirstFlight> {
   let buf: Buffer | null = head !== null && head.length > 0 ? head : null;
+  const reader = new ClientHelloReader();
   if (buf !== null) {
-    const r = parseClientHello(buf);
+    const r = reader.read(buf);
     if (r !== 'incomplete') return Promise.resolve({ buf, result: r });
   }
+  // The client may have ended while the door decided ('end' is emitted even when paused).
+  if (socket.readableEnded) return Promise.resolve({ buf, result: 'closed' });
+  const appender = new ByteAppender();
   return new Promise((resolve) => {
     let timer: NodeJS.Timeout | null = null;
     const done = (result: FirstFlight['result']) => {
@@ -107,8 +113,8 @@ export function readFirstFlight(socket: net.Socket, head: Buffer | null, timeout
       resolve({ buf, result });
     };
     const onData = (d: Buffer) => {
-      buf = buf === null ? d : Buffer.concat([buf, d]);
-      const r = parseClientHello(buf);
+      buf = appender.append(buf, d);
+      const r = reader.read(buf);
       if (r !== 'incomplete') return done(r);
       timer ??= setTimeout(() => done('timeout'), timeoutMs);
     };
@@ -125,6 +131,7 @@ export function readFirstFlight(socket: net.Socket, head: Buffer | null, timeout
  * After the success reply of a tunnel door (CONNECT 200, SOCKS 0x00): relays the destination
  * at once, holds the client's first bytes until classified, enforces the SNI rule, then
  * relays both ways. Used by CONNECT and SOCKS5. `head` = bytes the client already sent.
+ * A first flight that is not TLS is relayed, and nothing after it is inspected.
  */
 export async function spliceWithSniCheck(ctx: DoorContext, tunnel: Tunnel, head: Buffer | null): Promise<void> {
   tunnel.startDownstream();
@@ -153,14 +160,31 @@ export async function spliceWithSniCheck(ctx: DoorContext, tunnel: Tunnel, head:
     tunnel.close(result === 'timeout' ? 'client_hello_timeout' : 'malformed_client_hello', tlsAlert(ALERT_DECODE_ERROR));
     return;
   }
-  if (sniAllowed(ctx, tunnel.identity, tunnel.decision, result.sni, tunnel.port, tunnel.door)) {
+  const refusal = helloRefusal(ctx, tunnel.identity, tunnel.decision, result, tunnel.port, tunnel.door);
+  if (refusal === null) {
     tunnel.startUpstream(buf);
     return;
   }
-  const d = denial('sni_mismatch', result.sni ?? '', tunnel.decision, 'name');
-  ctx.gate.record(tunnel.identity, tunnel.door, d, tunnel.port);
-  protocolErrors.labels(tunnel.door, 'sni_mismatch').inc();
-  tunnel.close('sni_mismatch', tlsAlert(ALERT_ACCESS_DENIED));
+  refuseHello(ctx, tunnel.identity, tunnel.door, tunnel.port, refusal, result, tunnel.decision);
+  tunnel.close(refusal, tlsAlert(ALERT_ACCESS_DENIED));
+}
+
+export type HelloRefusal = 'ech_refused' | 'sni_mismatch';
+
+/**
+ * The rule every TLS path applies to a ClientHello once its destination was decided:
+ * ECH (encrypted_client_hello or ech_outer_extensions) is refused, as its real name is
+ * hidden; then the SNI rule of sniAllowed. Null: the hello may pass.
+ */
+export function helloRefusal(ctx: DoorContext, identity: Identity, decision: Decision, hello: ClientHelloInfo, port: number, door: Door): HelloRefusal | null {
+  if (hello.ech) return 'ech_refused';
+  return sniAllowed(ctx, identity, decision, hello.sni, port, door) ? null : 'sni_mismatch';
+}
+
+/** Counts and logs a refused ClientHello (the door then sends the access_denied alert). */
+export function refuseHello(ctx: DoorContext, identity: Identity, door: Door, port: number, reason: HelloRefusal, hello: ClientHelloInfo, base?: Decision): void {
+  ctx.gate.record(identity, door, denial(reason, hello.sni ?? '', base, 'name'), port);
+  protocolErrors.labels(door, reason).inc();
 }
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';

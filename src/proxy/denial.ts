@@ -18,6 +18,7 @@ const REASON_TEXT: Record<string, string> = {
   invalid_host: 'the destination is not a valid host name',
   policy_missing: "the devbox's network policy does not exist",
   sni_mismatch: 'the TLS server name does not match the requested host',
+  ech_refused: 'the TLS ClientHello uses Encrypted ClientHello, which hides the server name',
   host_mismatch: 'the Host header does not match the request URL',
 };
 

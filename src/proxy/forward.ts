@@ -15,7 +15,8 @@ import type { Identity } from '../policy/engine.js';
 import type { TrackedConnection } from '../egress/tracker.js';
 import { bytesTotal, upstreamConnectErrors } from '../metrics.js';
 import { endSocket, rawDenial, rawError, sendDenial, sendError } from './denial.js';
-import { parseResponseHead } from './http-framing.js';
+import { blankSearched, parseResponseHead } from './http-framing.js';
+import { ByteAppender } from '../byte-appender.js';
 import { Tunnel } from './tunnel.js';
 import type { Admission } from '../egress/gate.js';
 
@@ -297,6 +298,9 @@ function awaitUpgradeAnswer(ctx: DoorContext, tunnel: Tunnel, clientHead: Buffer
   let buf: Buffer | null = null;
   /** Where the next head starts in buf (past relayed interim 1xx heads). */
   let at = 0;
+  /** How far the head at `at` was already searched for its end. */
+  let searched = 0;
+  const headBytes = new ByteAppender();
   /** Body bytes still to relay after a non-101 answer; null while reading heads. */
   let bodyLeft: number | null = null;
   const timer = setTimeout(() => {
@@ -331,10 +335,13 @@ function awaitUpgradeAnswer(ctx: DoorContext, tunnel: Tunnel, clientHead: Buffer
       tunnel.close('upstream_closed', rawError(502, `upstream ${target}: closed without answering the upgrade request`));
       return;
     }
-    buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
+    buf = headBytes.append(buf, chunk);
     for (;;) {
-      const r = parseResponseHead(buf, at, max);
-      if (r === 'incomplete') return;
+      const r = parseResponseHead(buf, at, max, searched);
+      if (r === 'incomplete') {
+        searched = blankSearched(buf, at);
+        return;
+      }
       if (r === 'malformed') {
         clearTimeout(timer);
         tunnel.close('bad_upstream_response', rawError(502, `upstream ${target}: malformed response to the upgrade request`));

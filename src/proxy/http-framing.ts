@@ -32,20 +32,55 @@ function hasToken(value: string, token: string): boolean {
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
 
 const REQUEST_LINE = /^([A-Z]{1,16}) ([\x21-\x7e]{1,8192}) HTTP\/1\.1$/;
-export const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*$/;
 const STATUS_LINE = /^HTTP\/1\.[01] ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/;
+/**
+ * Header lines the front reads in one head (node:http keeps 2,000; real heads have tens).
+ * A request with more goes to node:http; a response with more is malformed. Bounds the
+ * strings one head can allocate, whatever its byte size.
+ */
+const MAX_HEADER_LINES = 1000;
+/** RFC 9110 token characters (a header name). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A control character other than HTAB: not allowed in a field value. */
+const BAD_VALUE_CHAR = /[\x00-\x08\x0a-\x1f\x7f]/;
+
+/**
+ * `name: value` → [name, value] with the optional whitespace around the value removed, or
+ * null. Scanned by hand: a regex with runs of whitespace on both sides of a lazy value
+ * backtracks polynomially on a value of spaces ending in a bad byte (seconds per 32 KB).
+ */
+export function parseHeaderLine(line: string): [string, string] | null {
+  const colon = line.indexOf(':');
+  if (colon <= 0) return null;
+  const name = line.slice(0, colon);
+  if (!TOKEN.test(name)) return null;
+  let start = colon + 1;
+  let end = line.length;
+  while (start < end && isOws(line.charCodeAt(start))) start++;
+  while (end > start && isOws(line.charCodeAt(end - 1))) end--;
+  const value = line.slice(start, end);
+  if (BAD_VALUE_CHAR.test(value)) return null;
+  return [name, value];
+}
+
+function isOws(c: number): boolean {
+  return c === 32 || c === 9;
+}
 
 /**
  * A request head at the start of `buf`: 'incomplete' while it could still fit in `max`
  * bytes, 'other' for anything the front leaves to node:http (a body, an upgrade, HTTP/1.0,
  * an unusual method, a line this strict reading does not accept, a head over `max`).
+ * `searched`: how far an earlier call with a prefix of `buf` already looked for the blank
+ * line (blankSearched() of that prefix), so a head arriving byte by byte is scanned once.
  */
-export function parseRequestHead(buf: Buffer, max: number): RequestHead | 'incomplete' | 'other' {
-  const blank = buf.indexOf('\r\n\r\n', 0, 'latin1');
+export function parseRequestHead(buf: Buffer, max: number, searched = 0): RequestHead | 'incomplete' | 'other' {
+  const blank = buf.indexOf('\r\n\r\n', searched, 'latin1');
   if (blank < 0) return buf.length >= max ? 'other' : 'incomplete';
   const end = blank + 4;
   if (end > max) return 'other';
-  const lines = buf.toString('latin1', 0, blank).split('\r\n');
+  const lines = buf.toString('latin1', 0, blank).split('\r\n', MAX_HEADER_LINES + 2);
+  if (lines.length > MAX_HEADER_LINES + 1) return 'other';
   const m = REQUEST_LINE.exec(lines[0]!);
   if (m === null) return 'other';
   const method = m[1]!;
@@ -56,10 +91,9 @@ export function parseRequestHead(buf: Buffer, max: number): RequestHead | 'incom
   let proxyAuthorization: string | undefined;
   let close = false;
   for (let i = 1; i < lines.length; i++) {
-    const h = HEADER_LINE.exec(lines[i]!);
+    const h = parseHeaderLine(lines[i]!);
     if (h === null) return 'other';
-    const name = h[1]!;
-    const value = h[2]!;
+    const [name, value] = h;
     switch (name.length) {
       case 4:
         if (name.toLowerCase() === 'host') {
@@ -110,15 +144,24 @@ export interface ResponseHead {
   end: number;
 }
 
-/** A response head starting at `from`: 'incomplete', or 'malformed' (bad syntax, or longer than `max`). */
-export function parseResponseHead(buf: Buffer, from: number, max: number): ResponseHead | 'incomplete' | 'malformed' {
+/** Where the next search for a head's blank line may start, once `buf` was found 'incomplete'. */
+export function blankSearched(buf: Buffer, from = 0): number {
+  return Math.max(from, buf.length - 3);
+}
+
+/**
+ * A response head starting at `from`: 'incomplete', or 'malformed' (bad syntax, or longer
+ * than `max`). `searched` as for parseRequestHead (at least `from`).
+ */
+export function parseResponseHead(buf: Buffer, from: number, max: number, searched = from): ResponseHead | 'incomplete' | 'malformed' {
   const prefix = Math.min(buf.length - from, 5);
   if (buf.toString('latin1', from, from + prefix) !== 'HTTP/'.slice(0, prefix)) return 'malformed';
-  const blank = buf.indexOf('\r\n\r\n', from, 'latin1');
+  const blank = buf.indexOf('\r\n\r\n', Math.max(from, searched), 'latin1');
   if (blank < 0) return buf.length - from > max ? 'malformed' : 'incomplete';
   const end = blank + 4;
   if (end - from > max) return 'malformed';
-  const lines = buf.toString('latin1', from, blank).split('\r\n');
+  const lines = buf.toString('latin1', from, blank).split('\r\n', MAX_HEADER_LINES + 2);
+  if (lines.length > MAX_HEADER_LINES + 1) return 'malformed';
   const m = STATUS_LINE.exec(lines[0]!);
   if (m === null) return 'malformed';
   const headers: string[] = [];
@@ -126,10 +169,9 @@ export function parseResponseHead(buf: Buffer, from: number, max: number): Respo
   let te: string | null = null;
   let close = lines[0]!.charCodeAt(7) === 48; // HTTP/1.0: closes unless it says otherwise
   for (let i = 1; i < lines.length; i++) {
-    const h = HEADER_LINE.exec(lines[i]!);
+    const h = parseHeaderLine(lines[i]!);
     if (h === null) return 'malformed';
-    const name = h[1]!;
-    const value = h[2]!;
+    const [name, value] = h;
     const lower = name.length === 14 || name.length === 17 || name.length === 10 ? name.toLowerCase() : '';
     if (lower === 'transfer-encoding') te = te === null ? value : `${te}, ${value}`;
     else if (lower === 'content-length') {

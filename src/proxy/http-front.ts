@@ -23,7 +23,8 @@ import { bytesTotal, protocolErrors, upstreamConnectErrors } from '../metrics.js
 import { connectTo } from './connect.js';
 import { DENIED_REASON_HEADER, PROXY_AUTHENTICATE, denialBody, errorBody, rawError, rawResponse } from './denial.js';
 import { filterHeaders } from './forward.js';
-import { ChunkedScanner, type RequestHead, type ResponseHead, parseRequestHead, parseResponseHead } from './http-framing.js';
+import { ChunkedScanner, type RequestHead, type ResponseHead, blankSearched, parseRequestHead, parseResponseHead } from './http-framing.js';
+import { ByteAppender } from '../byte-appender.js';
 import { HOST_MISMATCH, denyHostMismatch, resolveRequestTarget } from './http-target.js';
 import { identify } from './proxy-auth.js';
 import { DialError, dial } from './tunnel.js';
@@ -121,6 +122,8 @@ interface Exchange {
   inBase: number;
   head: ResponseHead | null;
   headBuf: Buffer | null;
+  /** How far headBuf was searched for the head's end. */
+  headSearched: number;
   /** Body bytes still to relay (a length), or null for chunked / until close. */
   left: number | null;
   chunks: ChunkedScanner | null;
@@ -133,6 +136,10 @@ interface Exchange {
 
 class FrontConnection {
   private buf: Buffer | null = null;
+  private readonly bytes = new ByteAppender();
+  private readonly headBytes = new ByteAppender();
+  /** How far the head at the start of `buf` was already searched for its end. */
+  private headSearched = 0;
   private headTimer: NodeJS.Timeout | null = null;
   private x: Exchange | null = null;
   private gone = false;
@@ -160,7 +167,7 @@ class FrontConnection {
   private readonly onData = (chunk: Buffer): void => {
     // Closing: whatever the client still sends is read (to see its FIN) and dropped.
     if (this.gone) return;
-    this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+    this.buf = this.bytes.append(this.buf, chunk);
     if (this.x !== null) {
       // Pipelined bytes wait for the response in flight (bounded: stop reading).
       if (this.buf.length > this.front.ctx.config.maxHeaderBytes) this.socket.pause();
@@ -240,7 +247,8 @@ class FrontConnection {
   private nextRequest(): void {
     const buf = this.buf;
     if (buf === null || this.gone) return;
-    const r = parseRequestHead(buf, this.front.ctx.config.maxHeaderBytes);
+    const r = parseRequestHead(buf, this.front.ctx.config.maxHeaderBytes, this.headSearched);
+    this.headSearched = r === 'incomplete' ? blankSearched(buf) : 0;
     if (r === 'incomplete') {
       if (this.clientEnded) {
         // The client shut its side mid-head: that request can never complete.
@@ -388,7 +396,7 @@ class FrontConnection {
     }
     const x: Exchange = {
       flight, decision: a.decision, request: r, path, address: a.address, port, started: performance.now(),
-      upstream: null, reused: false, outBase: 0, inBase: 0, head: null, headBuf: null, left: null, chunks: null, reusable: true, done: false,
+      upstream: null, reused: false, outBase: 0, inBase: 0, head: null, headBuf: null, headSearched: 0, left: null, chunks: null, reusable: true, done: false,
       headTimer: null,
     };
     this.x = x;
@@ -469,13 +477,15 @@ class FrontConnection {
   };
 
   private readHead(x: Exchange, chunk: Buffer): void {
-    let buf = x.headBuf === null ? chunk : Buffer.concat([x.headBuf, chunk]);
+    let buf = x.headBuf === null ? chunk : this.headBytes.append(x.headBuf, chunk);
     for (;;) {
-      const h = parseResponseHead(buf, 0, MAX_RESPONSE_HEAD);
+      const h = parseResponseHead(buf, 0, MAX_RESPONSE_HEAD, x.headSearched);
       if (h === 'incomplete') {
         x.headBuf = buf;
+        x.headSearched = blankSearched(buf);
         return;
       }
+      x.headSearched = 0;
       if (h === 'malformed' || h.status === 101) {
         x.reusable = false;
         this.fail(x, 'bad_upstream_response', 502, 'malformed response');

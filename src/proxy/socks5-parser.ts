@@ -5,6 +5,8 @@
  * error with the reply the door should send before closing. No I/O here.
  */
 
+import { ByteAppender } from '../byte-appender.js';
+
 export const SOCKS_VERSION = 0x05;
 export const AUTH_VERSION = 0x01;
 
@@ -119,13 +121,14 @@ export function ipv6ToText(b: Buffer, at: number): string {
  */
 export class Socks5Parser {
   private buf: Buffer = EMPTY;
+  private readonly bytes = new ByteAppender();
 
   /**
    * Appends received bytes. The caller bounds the buffer (see DEFAULT_MAX_HANDSHAKE_BYTES):
    * a client may legitimately send data for the destination right after its request.
    */
   push(chunk: Buffer): void {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    this.buf = this.bytes.append(this.buf, chunk);
   }
 
   /** Bytes received but not consumed by a parsed message. */

@@ -21,6 +21,7 @@ import type { Identity } from '../policy/engine.js';
 import type { Admission } from '../egress/gate.js';
 import { protocolErrors } from '../metrics.js';
 import { Tunnel } from './tunnel.js';
+import { spliceWithSniCheck } from './connect.js';
 import {
   type ConnectRequest,
   type ProtocolErrorKind,
@@ -260,7 +261,8 @@ class SocksSession {
     if (tunnel.closed || up === null) return;
     this.state = 'open';
     this.client.write(replyMessage(Reply.succeeded, { address: up.localAddress ?? '0.0.0.0', port: up.localPort ?? 0 }));
-    tunnel.splice(this.parser.takeRest());
+    const rest = this.parser.takeRest();
+    await spliceWithSniCheck(this.ctx, tunnel, rest.length > 0 ? rest : null);
   }
 
   // ── teardown ────────────────────────────────────────────────────────────────

@@ -3,7 +3,7 @@
  * destination address is gone after the redirect, so the name the client sends decides):
  * - TLS (--transparent-tls): the ClientHello's SNI is decided, resolved through the
  *   gateway's resolver and spliced to port 443 of the checked address. No SNI, a malformed
- *   hello or a denial: a TLS alert, then close.
+ *   hello, a hello with ECH or a denial: a TLS alert, then close.
  * - HTTP (--transparent-http): the Host header is decided, the request forwarded to port 80.
  */
 import net from 'node:net';
@@ -12,7 +12,7 @@ import { type DoorContext, type RunningDoor, listenError } from '../door.js';
 import { denial } from '../policy/decision.js';
 import { protocolErrors } from '../metrics.js';
 import { ALERT_ACCESS_DENIED, ALERT_DECODE_ERROR, ALERT_HANDSHAKE_FAILURE, ALERT_UNRECOGNIZED_NAME, tlsAlert } from './clienthello.js';
-import { readFirstFlight } from './connect.js';
+import { readFirstFlight, refuseHello } from './connect.js';
 import { closeServer, startHttpDoor } from './http-proxy.js';
 import { Tunnel } from './tunnel.js';
 
@@ -38,6 +38,11 @@ async function handleTls(ctx: DoorContext, sock: net.Socket): Promise<void> {
     if (result !== 'closed') protocolErrors.labels('tls', result === 'not_tls' ? 'not_tls' : 'client_hello').inc();
     if (result === 'closed') sock.destroy();
     else closeWithAlert(sock, ALERT_DECODE_ERROR);
+    return;
+  }
+  if (result.ech) {
+    refuseHello(ctx, identity, 'tls', TRANSPARENT_TLS_PORT, 'ech_refused', result);
+    closeWithAlert(sock, ALERT_ACCESS_DENIED);
     return;
   }
   if (result.sni === null) {
