@@ -1,0 +1,148 @@
+/**
+ * npm run fuzz [-- --seconds N] [--runs N] [--target NAME …] [--keep]
+ *
+ * Runs each fuzz target (test/fuzz/targets/<name>.ts) under Jazzer.js (libFuzzer,
+ * coverage-guided: the gateway's src/ is instrumented), one after the other, for a bounded
+ * time (default 60 s each) or number of inputs. Seeds come from test/fuzz/corpus/<name>/;
+ * new inputs go to .fuzz/<name>/corpus/ (not committed) and, with --keep, the new inputs
+ * that add coverage are copied into the committed corpus. A crash, a broken property or a
+ * slow input stops that target, leaves the input in .fuzz/<name>/ and makes the run fail.
+ */
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { jazzerCompat } from './support/glibc-compat.js';
+import { TARGETS } from './targets.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+interface Args {
+  seconds: number;
+  runs: number | null;
+  targets: string[];
+  keep: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { seconds: 60, runs: null, targets: [], keep: false };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i]!;
+    const v = () => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${k} needs a value`);
+      return x;
+    };
+    if (k === '--seconds') a.seconds = Number(v());
+    else if (k === '--runs') a.runs = Number(v());
+    else if (k === '--target') a.targets.push(...v().split(','));
+    else if (k === '--keep') a.keep = true;
+    else throw new Error(`unknown argument ${k} (use --seconds N, --runs N, --target NAME, --keep)`);
+  }
+  for (const t of a.targets) if (!(t in TARGETS)) throw new Error(`unknown target ${t}; known: ${Object.keys(TARGETS).join(', ')}`);
+  if (a.targets.length === 0) a.targets = Object.keys(TARGETS);
+  return a;
+}
+
+interface Result {
+  target: string;
+  ok: boolean;
+  runs: number;
+  seconds: number;
+  cov: number;
+  ft: number;
+  corpus: number;
+  finding: string | null;
+}
+
+function runTarget(name: string, args: Args, env: Record<string, string>): Promise<Result> {
+  const spec = TARGETS[name]!;
+  const work = join(root, '.fuzz', name);
+  const workCorpus = join(work, 'corpus');
+  const seeds = join(root, 'test', 'fuzz', 'corpus', name);
+  mkdirSync(workCorpus, { recursive: true });
+  mkdirSync(seeds, { recursive: true });
+  const cli = createRequire(import.meta.url).resolve('@jazzer.js/core/dist/cli.js');
+  const libfuzzer = [
+    `-max_len=${spec.maxLen}`,
+    `-artifact_prefix=${work}/`,
+    `-timeout=${Math.ceil(spec.timeoutMs / 1000)}`,
+    '-print_final_stats=1',
+    `-max_total_time=${args.seconds}`,
+  ];
+  if (args.runs !== null) libfuzzer.push(`-runs=${args.runs}`);
+  if (spec.dict) libfuzzer.push(`-dict=${join(root, 'test', 'fuzz', 'dict', spec.dict)}`);
+  const argv = [
+    '--import', 'tsx', cli,
+    join('test', 'fuzz', 'targets', name), // jazzer adds .js; tsx resolves it to the .ts file
+    workCorpus, seeds,
+    '--sync',
+    '-i', `${join(root, 'src')}/`,
+    '-e', 'node_modules',
+    '--disableBugDetectors', '.*',
+    `--timeout=${spec.timeoutMs}`,
+    '--', ...libfuzzer,
+  ];
+  console.log(`\n== fuzz ${name}: ${args.runs !== null ? `${args.runs} inputs, ` : ''}at most ${args.seconds} s`);
+  return new Promise((finish) => {
+    const child = spawn(process.execPath, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'pipe'] });
+    let tail = '';
+    let last = '';
+    child.stderr.on('data', (d: Buffer) => {
+      const s = d.toString();
+      tail = (tail + s).slice(-20000);
+      for (const line of s.split('\n')) {
+        if (/^#\d+\s+(INITED|DONE|pulse)|^Done |==\d+==|Error|Violation|took/.test(line)) process.stderr.write(line + '\n');
+        if (/^#\d+/.test(line)) last = line;
+      }
+    });
+    child.on('close', (code) => {
+      const stat = (k: string) => Number(new RegExp(`${k}: (\\d+)`).exec(last)?.[1] ?? 0);
+      const runs = Number(/^#(\d+)/.exec(last)?.[1] ?? 0);
+      const summary = /Done (\d+) runs in (\d+) second/.exec(tail);
+      const finding = code === 0 ? null : (/(PropertyViolation[^\n]*|Error[^\n]*|==\d+== [^\n]*)/.exec(tail)?.[1] ?? `exit ${code}`);
+      finish({
+        target: name,
+        ok: code === 0,
+        runs: summary ? Number(summary[1]) : runs,
+        seconds: summary ? Number(summary[2]) : 0,
+        cov: stat('cov'),
+        ft: stat('ft'),
+        corpus: readdirSync(workCorpus).length,
+        finding,
+      });
+    });
+  });
+}
+
+/** Copies new corpus inputs into the committed seeds (libFuzzer keeps only inputs that added coverage). */
+function keep(name: string): number {
+  const from = join(root, '.fuzz', name, 'corpus');
+  const to = join(root, 'test', 'fuzz', 'corpus', name);
+  let n = 0;
+  for (const f of readdirSync(from)) {
+    if (existsSync(join(to, f)) || statSync(join(from, f)).size > 65536) continue;
+    copyFileSync(join(from, f), join(to, f));
+    n++;
+  }
+  return n;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const env = jazzerCompat(join(root, 'node_modules', '.cache', 'jazzer-compat'));
+  const results: Result[] = [];
+  for (const t of args.targets) {
+    const r = await runTarget(t, args, env);
+    results.push(r);
+    if (args.keep && r.ok) console.log(`kept ${keep(t)} new inputs in test/fuzz/corpus/${t}/`);
+  }
+  console.log('\ntarget               inputs     s      cov     ft  corpus  result');
+  for (const r of results) {
+    console.log(`${r.target.padEnd(18)} ${String(r.runs).padStart(9)} ${String(r.seconds).padStart(5)} ${String(r.cov).padStart(8)} ${String(r.ft).padStart(6)} ${String(r.corpus).padStart(7)}  ${r.ok ? 'ok' : `FINDING: ${r.finding} (input in .fuzz/${r.target}/)`}`);
+  }
+  if (results.some((r) => !r.ok)) process.exitCode = 1;
+}
+
+await main();
