@@ -9,7 +9,7 @@
  * slow input stops that target, leaves the input in .fuzz/<name>/ and makes the run fail.
  */
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,16 +88,16 @@ function runTarget(name: string, args: Args, env: Record<string, string>): Promi
   return new Promise((finish) => {
     const child = spawn(process.execPath, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'pipe'] });
     let tail = '';
-    let last = '';
+    let pending = '';
     child.stderr.on('data', (d: Buffer) => {
-      const s = d.toString();
-      tail = (tail + s).slice(-20000);
-      for (const line of s.split('\n')) {
-        if (/^#\d+\s+(INITED|DONE|pulse)|^Done |==\d+==|Error|Violation|took/.test(line)) process.stderr.write(line + '\n');
-        if (/^#\d+/.test(line)) last = line;
-      }
+      const s = pending + d.toString();
+      tail = (tail + d.toString()).slice(-20000);
+      const lines = s.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) if (/^#\d+\s+(INITED|DONE|pulse)|^Done |==\d+==|Error|Violation|took/.test(line)) process.stderr.write(line + '\n');
     });
     child.on('close', (code) => {
+      const last = [...tail.matchAll(/^#\d+\s.*cov: .*$/gm)].pop()?.[0] ?? '';
       const stat = (k: string) => Number(new RegExp(`${k}: (\\d+)`).exec(last)?.[1] ?? 0);
       const runs = Number(/^#(\d+)/.exec(last)?.[1] ?? 0);
       const summary = /Done (\d+) runs in (\d+) second/.exec(tail);
@@ -142,6 +142,7 @@ async function main(): Promise<void> {
   for (const r of results) {
     console.log(`${r.target.padEnd(18)} ${String(r.runs).padStart(9)} ${String(r.seconds).padStart(5)} ${String(r.cov).padStart(8)} ${String(r.ft).padStart(6)} ${String(r.corpus).padStart(7)}  ${r.ok ? 'ok' : `FINDING: ${r.finding} (input in .fuzz/${r.target}/)`}`);
   }
+  writeFileSync(join(root, '.fuzz', `results-${Date.now()}.json`), JSON.stringify(results, null, 2));
   if (results.some((r) => !r.ok)) process.exitCode = 1;
 }
 

@@ -17,7 +17,7 @@ export const TARGETS: Record<string, TargetSpec> = {
   clienthello: { maxLen: 8192, timeoutMs: 2000 },
   'dns-wire': { maxLen: 4096, timeoutMs: 2000 },
   hostname: { maxLen: 1200, timeoutMs: 2000, dict: 'hostname.dict' },
-  'policy-file': { maxLen: 8192, timeoutMs: 4000, dict: 'policy.dict' },
+  'policy-file': { maxLen: 1024, timeoutMs: 4000, dict: 'policy.dict' },
   'policy-compiler': { maxLen: 4096, timeoutMs: 4000, dict: 'hostname.dict' },
   'api-hostnames': { maxLen: 2048, timeoutMs: 2000, dict: 'hostname.dict' },
 };

@@ -52,7 +52,7 @@ function build(data: Buffer): Built {
   let name = '';
   const odd = b.u8() < 16;
   for (let i = 0; i < nameLen; i++) name += odd && b.u8() < 24 ? b.pick([...ODD_CHARS]) : NAME_CHARS[b.u8() % NAME_CHARS.length];
-  const withSni = b.u8() >= 32;
+  const withSni = b.u8() >= 32 && name.length > 0; // the builder leaves out an empty name
   const duplicateSni = withSni && b.u8() < 8;
   const extras: Array<[number, Buffer]> = [];
   const nExtras = b.u8() % 4;

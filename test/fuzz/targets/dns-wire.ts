@@ -30,7 +30,8 @@ function query(msg: Buffer): void {
   check(q.id === msg.readUInt16BE(0) && (q.flags & QR) === 0, 'id or flags');
   check(q.qEnd > 12 && q.qEnd <= msg.length, `qEnd ${q.qEnd}`);
   check(q.name.length <= 253 && q.name === q.name.toLowerCase(), `name ${JSON.stringify(q.name)}`);
-  if (q.name !== '') for (const l of q.name.split('.')) check(l.length >= 1 && l.length <= 63, `label ${JSON.stringify(l)}`);
+  // (a label of a name that is not plain may hold a '.': such names are never forwarded)
+  if (q.plain && q.name !== '') for (const l of q.name.split('.')) check(l.length >= 1 && l.length <= 63, `label ${JSON.stringify(l)}`);
   if (q.plain) check(/^([a-z0-9_-]+(\.[a-z0-9_-]+)*)?$/.test(q.name), `plain name ${JSON.stringify(q.name)}`);
   check(q.udpSize >= 512 && q.udpSize <= 65535, `udpSize ${q.udpSize}`);
   if (q.plain) {
