@@ -22,19 +22,29 @@ export function same(a: unknown, b: unknown, what: string): void {
 
 /**
  * CPU budget of one parser call, in ms (FUZZ_SLOW_MS; default 50). Inputs are at most the
- * door's limit (64 KB), which every parser reads in well under a millisecond; CPU time
- * (not wall time) so a loaded, shared machine does not raise false findings.
+ * door's limit (64 KB), which every parser reads in well under a millisecond. CPU time,
+ * not wall time, so a loaded, shared machine does not raise false findings.
  */
 export const SLOW_MS = Number(process.env.FUZZ_SLOW_MS ?? 50);
 
-/** Runs fn; a call costing more than SLOW_MS of CPU is a finding. */
-export function timed<T>(what: string, fn: () => T): T {
+function cpuMs<T>(fn: () => T): { r: T; ms: number } {
   const t0 = process.cpuUsage();
   const r = fn();
   const d = process.cpuUsage(t0);
-  const ms = (d.user + d.system) / 1000;
-  if (ms > SLOW_MS) throw new PropertyViolation(`${what} took ${ms.toFixed(1)} ms of CPU (budget ${SLOW_MS} ms)`);
-  return r;
+  return { r, ms: (d.user + d.system) / 1000 };
+}
+
+/**
+ * Runs fn; a call costing more than SLOW_MS of CPU is a finding. The process's CPU time
+ * also counts V8's background compiler and GC threads, so an over-budget call is timed
+ * twice more and only a call slow every time counts (a slow input stays slow).
+ */
+export function timed<T>(what: string, fn: () => T): T {
+  const first = cpuMs(fn);
+  if (first.ms <= SLOW_MS) return first.r;
+  const least = Math.min(first.ms, cpuMs(fn).ms, cpuMs(fn).ms);
+  if (least > SLOW_MS) throw new PropertyViolation(`${what} took ${least.toFixed(1)} ms of CPU (budget ${SLOW_MS} ms)`);
+  return first.r;
 }
 
 /** Small deterministic PRNG (mulberry32). */

@@ -35,10 +35,10 @@ export function fuzz(data: Buffer): void {
   checkAuthority(text);
   const line = Buffer.concat([Buffer.from('CONNECT '), data, Buffer.from(' HTTP/1.1\r\nProxy-Authorization: Basic eDp5\r\n\r\n')]);
   const head = timed('parseRequestHead', () => parseRequestHead(line, 8192));
-  if (typeof head === 'object') {
+  // (an authority with a space or line break makes a different line, or ends the head early)
+  if (typeof head === 'object' && !/[\r\n ]/.test(text)) {
     check(head.method === 'CONNECT', `method ${head.method}`);
-    // (an authority with a space or line break becomes a different line altogether)
-    check(head.target === text || /[\r\n ]/.test(text), 'target differs from the authority sent');
+    check(head.target === text, 'target differs from the authority sent');
     check(head.proxyAuthorization === 'Basic eDp5', 'Proxy-Authorization lost');
   }
   // The same line arriving in pieces.
