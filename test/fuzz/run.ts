@@ -1,15 +1,16 @@
 /**
- * npm run fuzz [-- --seconds N] [--runs N] [--target NAME …] [--keep]
+ * npm run fuzz [-- --seconds N] [--runs N] [--target NAME …] [--merge]
  *
  * Runs each fuzz target (test/fuzz/targets/<name>.ts) under Jazzer.js (libFuzzer,
  * coverage-guided: the gateway's src/ is instrumented), one after the other, for a bounded
  * time (default 60 s each) or number of inputs. Seeds come from test/fuzz/corpus/<name>/;
- * new inputs go to .fuzz/<name>/corpus/ (not committed) and, with --keep, the new inputs
- * that add coverage are copied into the committed corpus. A crash, a broken property or a
+ * new inputs go to .fuzz/<name>/corpus/ (not committed). --merge then minimises both into
+ * the committed corpus (libFuzzer -merge=1: the fewest inputs that keep every feature seen),
+ * keeping the named inputs (seed-*, finding-*, edge-*) as they are. A crash, a broken property or a
  * slow input stops that target, leaves the input in .fuzz/<name>/ and makes the run fail.
  */
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,11 +23,11 @@ interface Args {
   seconds: number;
   runs: number | null;
   targets: string[];
-  keep: boolean;
+  merge: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { seconds: 60, runs: null, targets: [], keep: false };
+  const a: Args = { seconds: 60, runs: null, targets: [], merge: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const v = () => {
@@ -37,8 +38,8 @@ function parseArgs(argv: string[]): Args {
     if (k === '--seconds') a.seconds = Number(v());
     else if (k === '--runs') a.runs = Number(v());
     else if (k === '--target') a.targets.push(...v().split(','));
-    else if (k === '--keep') a.keep = true;
-    else throw new Error(`unknown argument ${k} (use --seconds N, --runs N, --target NAME, --keep)`);
+    else if (k === '--merge') a.merge = true;
+    else throw new Error(`unknown argument ${k} (use --seconds N, --runs N, --target NAME, --merge)`);
   }
   for (const t of a.targets) if (!(t in TARGETS)) throw new Error(`unknown target ${t}; known: ${Object.keys(TARGETS).join(', ')}`);
   if (a.targets.length === 0) a.targets = Object.keys(TARGETS);
@@ -116,17 +117,32 @@ function runTarget(name: string, args: Args, env: Record<string, string>): Promi
   });
 }
 
-/** Copies new corpus inputs into the committed seeds (libFuzzer keeps only inputs that added coverage). */
-function keep(name: string): number {
-  const from = join(root, '.fuzz', name, 'corpus');
-  const to = join(root, 'test', 'fuzz', 'corpus', name);
-  let n = 0;
-  for (const f of readdirSync(from)) {
-    if (existsSync(join(to, f)) || statSync(join(from, f)).size > 65536) continue;
-    copyFileSync(join(from, f), join(to, f));
-    n++;
-  }
-  return n;
+/** Named corpus inputs, kept as they are by --merge. */
+const NAMED = /^(seed|finding|edge)-/;
+
+/**
+ * Minimises the work corpus and the committed one into the committed one (libFuzzer
+ * -merge=1). The merge re-runs jazzer in child processes, which need tsx too (NODE_OPTIONS).
+ */
+function merge(name: string, env: Record<string, string>): Promise<number> {
+  const work = join(root, '.fuzz', name);
+  const seeds = join(root, 'test', 'fuzz', 'corpus', name);
+  const out = join(work, 'merged');
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  const cli = createRequire(import.meta.url).resolve('@jazzer.js/core/dist/cli.js');
+  const argv = [cli, join('test', 'fuzz', 'targets', name), out, join(work, 'corpus'), seeds, '--sync', '-i', `${join(root, 'src')}/`, '-e', 'node_modules', '--disableBugDetectors', '.*', '--', '-merge=1'];
+  const nodeOptions = `${process.env.NODE_OPTIONS ?? ''} --import tsx`.trim();
+  return new Promise((finish, fail) => {
+    const child = spawn(process.execPath, argv, { cwd: root, env: { ...process.env, ...env, NODE_OPTIONS: nodeOptions }, stdio: ['ignore', 'ignore', 'inherit'] });
+    child.on('close', (code) => {
+      if (code !== 0) return fail(new Error(`merge of ${name} failed (exit ${code})`));
+      for (const f of readdirSync(seeds)) if (!NAMED.test(f)) rmSync(join(seeds, f));
+      const kept = readdirSync(out);
+      for (const f of kept) copyFileSync(join(out, f), join(seeds, f));
+      finish(kept.length);
+    });
+  });
 }
 
 async function main(): Promise<void> {
@@ -136,7 +152,7 @@ async function main(): Promise<void> {
   for (const t of args.targets) {
     const r = await runTarget(t, args, env);
     results.push(r);
-    if (args.keep && r.ok) console.log(`kept ${keep(t)} new inputs in test/fuzz/corpus/${t}/`);
+    if (args.merge && r.ok) console.log(`test/fuzz/corpus/${t}/: ${await merge(t, env)} inputs keep all coverage (plus the named ones)`);
   }
   console.log('\ntarget               inputs     s      cov     ft  corpus  result');
   for (const r of results) {
