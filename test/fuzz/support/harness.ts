@@ -107,3 +107,26 @@ export class Bytes {
     return xs[this.u8() % xs.length]!;
   }
 }
+
+/**
+ * The input with its longest run of one byte (≥ 8) stretched so the whole is about `size`
+ * bytes, or null without such a run. A linear parser reads it well within the budget; a
+ * backtracking one (a regex with adjacent quantifiers over that run) does not. It lets a
+ * small input the fuzzer finds stand for the largest one the door accepts.
+ */
+export function stretched(data: Buffer, size: number): Buffer | null {
+  let best = 0;
+  let bestAt = -1;
+  for (let i = 0; i < data.length; ) {
+    let j = i + 1;
+    while (j < data.length && data[j] === data[i]) j++;
+    if (j - i > best) {
+      best = j - i;
+      bestAt = i;
+    }
+    i = j;
+  }
+  if (best < 8 || data.length >= size) return null;
+  const end = bestAt + best;
+  return Buffer.concat([data.subarray(0, end), Buffer.alloc(size - data.length, data[bestAt]!), data.subarray(end)]);
+}

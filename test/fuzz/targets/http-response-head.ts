@@ -7,7 +7,7 @@
  * bytes before it) the same; and read chunk by chunk as the front does, the same as whole.
  */
 import { parseResponseHead, type ResponseHead } from '../../../src/proxy/http-framing.js';
-import { check, chunks, same, timed } from '../support/harness.js';
+import { check, chunks, same, stretched, timed } from '../support/harness.js';
 
 const MAX = 16384;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -61,6 +61,9 @@ export function fuzz(data: Buffer): void {
   const prefix = Buffer.from('HTTP/1.1 204 No Content\r\n\r\n');
   const shifted = timed('parseResponseHead at offset', () => parseResponseHead(Buffer.concat([prefix, data]), prefix.length, MAX));
   same(typeof shifted === 'object' ? { ...shifted, end: shifted.end - prefix.length } : shifted, whole, 'offset reading differs');
+  // The front reads origin heads up to 64 KB: the input stretched to that size.
+  const big = stretched(data, 65536 - 4);
+  if (big !== null) timed(`parseResponseHead stretched to ${big.length} bytes`, () => parseResponseHead(big, 0, 65536));
   const split = timed('parseResponseHead by chunks', () => byChunks(chunks(data)));
   same(split, whole, 'chunked reading differs from whole');
 }
