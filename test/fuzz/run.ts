@@ -90,18 +90,23 @@ function runTarget(name: string, args: Args, env: Record<string, string>): Promi
     const child = spawn(process.execPath, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'pipe'] });
     let tail = '';
     let pending = '';
+    let last = '';
+    let summaryLine = '';
     child.stderr.on('data', (d: Buffer) => {
       const s = pending + d.toString();
       tail = (tail + d.toString()).slice(-20000);
       const lines = s.split('\n');
       pending = lines.pop() ?? '';
-      for (const line of lines) if (/^#\d+\s+(INITED|DONE|pulse)|^Done |==\d+==|Error|Violation|took/.test(line)) process.stderr.write(line + '\n');
+      for (const line of lines) {
+        if (/^#\d+\s.*cov: /.test(line)) last = line;
+        if (/^Done \d+ runs/.test(line)) summaryLine = line;
+        if (/^#\d+\s+(INITED|DONE|pulse)|^Done |==\d+==|Error|Violation|took/.test(line)) process.stderr.write(line + '\n');
+      }
     });
     child.on('close', (code) => {
-      const last = [...tail.matchAll(/^#\d+\s.*cov: .*$/gm)].pop()?.[0] ?? '';
       const stat = (k: string) => Number(new RegExp(`${k}: (\\d+)`).exec(last)?.[1] ?? 0);
       const runs = Number(/^#(\d+)/.exec(last)?.[1] ?? 0);
-      const summary = /Done (\d+) runs in (\d+) second/.exec(tail);
+      const summary = /Done (\d+) runs in (\d+) second/.exec(summaryLine);
       const finding = code === 0 ? null : (/(PropertyViolation[^\n]*|Error[^\n]*|==\d+== [^\n]*)/.exec(tail)?.[1] ?? `exit ${code}`);
       finish({
         target: name,
