@@ -33,8 +33,9 @@ function isPlainLowerAscii(s: string): boolean {
 /** True when every char is [A-Za-z0-9._-] (plain ASCII host name in any case). */
 function isPlainAscii(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i) | 0x20;
-    if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === C_DOT || c === C_DASH || c === (C_UNDERSCORE | 0x20)) continue;
+    const c = s.charCodeAt(i);
+    // No `| 0x20` case fold: it would also pass CR, 0x0e, 0x10–0x19 and DEL (found by fuzzing).
+    if ((c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === C_DOT || c === C_DASH || c === C_UNDERSCORE) continue;
     return false;
   }
   return true;
