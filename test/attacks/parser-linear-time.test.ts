@@ -100,7 +100,8 @@ describe('one parse of the worst input, at the limit and at 2x and 4x', () => {
   it('ClientHello in 1-byte records', () => {
     const t = [1, 2, 4].map((k) => {
       const hello = worstClientHello(MAX_CLIENT_HELLO * k - 64);
-      return cost(() => expect(parseClientHello(hello, MAX_CLIENT_HELLO * k)).toMatchObject({ sni: 'allowed.test' }));
+      // 15 runs: the 4x parse is ~5 ms, long enough for a noisy neighbour to land in a 5-run minimum.
+      return cost(() => expect(parseClientHello(hello, MAX_CLIENT_HELLO * k)).toMatchObject({ sni: 'allowed.test' }), 15);
     });
     expectLinear(t);
   });

@@ -67,7 +67,7 @@ function build(data: Buffer): Built {
   const nameOk = name.length >= 1 && /^[A-Za-z0-9._-]+$/.test(name);
   let expected: ClientHelloResult;
   if (duplicate || (withSni && !nameOk)) expected = 'malformed';
-  else expected = { sni: withSni ? name.toLowerCase() : null, ech: types.includes(0xfe0d), length: hello.length };
+  else expected = { sni: withSni ? name.toLowerCase() : null, ech: types.includes(0xfe0d) || types.includes(0xfd00), length: hello.length };
   return { flight: Buffer.concat([hello, trailing]), expected };
 }
 
