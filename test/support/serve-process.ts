@@ -62,7 +62,9 @@ export async function startServe(args: string[], env: Record<string, string> = {
   void p.exited.then((c) => (exitCode = c));
   await waitFor(() => p.out().includes('egress-gateway listening') || exitCode !== undefined, 90_000, 'serve to listen');
   if (exitCode !== undefined) throw new Error(`serve exited ${exitCode}: ${p.err()}`);
-  const port = /"api":"127\.0\.0\.1:(\d+)"/.exec(p.out())![1];
+  // The listening line, not the start-up line (which shows the configured api, port 0).
+  const listening = p.out().split('\n').find((l) => l.includes('egress-gateway listening'))!;
+  const port = /"api":"127\.0\.0\.1:(\d+)"/.exec(listening)![1];
   const printedToken = () => /export RUNLOOP_API_KEY=(\S+)/.exec(p.err())?.[1] ?? null;
   return {
     ...p,
