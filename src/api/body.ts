@@ -26,26 +26,37 @@ export function checkCharset(contentType: string | undefined): void {
 
 const wellFormed = (s: string) => (s as string & { isWellFormed(): boolean }).isWellFormed();
 
-/** `a.b[2]` from a path of keys and indexes. */
-function pathText(path: readonly (string | number)[]): string {
+/** Where a value sits in the body: its key or index and its parent (the path is built only for an error). */
+interface Place {
+  key: string | number | null;
+  parent: Place | null;
+}
+
+/** `a.b[2]` for a place. */
+function pathText(at: Place | null): string {
+  const keys: (string | number)[] = [];
+  for (let p = at; p !== null && p.key !== null; p = p.parent) keys.push(p.key);
   let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? p : `.${p}`;
+  for (const k of keys.reverse()) out += typeof k === 'number' ? `[${k}]` : out === '' ? k : `.${k}`;
   return out;
 }
 
-/** Walks a parsed body (iteratively: nesting depth is the client's) for strings that are not Unicode. */
+/**
+ * Walks a parsed body for strings that are not Unicode: iteratively, since nesting depth is the
+ * client's, and in time linear in the body (a place points at its parent; no path is copied per level).
+ */
 export function checkWellFormed(value: unknown): void {
-  const stack: Array<{ v: unknown; path: (string | number)[] }> = [{ v: value, path: [] }];
+  const stack: Array<{ v: unknown; at: Place }> = [{ v: value, at: { key: null, parent: null } }];
   while (stack.length > 0) {
-    const { v, path } = stack.pop()!;
+    const { v, at } = stack.pop()!;
     if (typeof v === 'string') {
-      if (!wellFormed(v)) throw badRequest(`field "${pathText(path) || 'body'}" holds a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not Unicode text`);
+      if (!wellFormed(v)) throw badRequest(`field "${pathText(at) || 'body'}" holds a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not Unicode text`);
     } else if (Array.isArray(v)) {
-      v.forEach((x, i) => stack.push({ v: x, path: [...path, i] }));
+      for (let i = 0; i < v.length; i++) stack.push({ v: v[i], at: { key: i, parent: at } });
     } else if (v !== null && typeof v === 'object') {
       for (const [k, x] of Object.entries(v)) {
-        if (!wellFormed(k)) throw badRequest(`a field name in "${pathText(path) || 'body'}" holds a lone surrogate, which is not Unicode text`);
-        stack.push({ v: x, path: [...path, k] });
+        if (!wellFormed(k)) throw badRequest(`a field name in "${pathText(at) || 'body'}" holds a lone surrogate, which is not Unicode text`);
+        stack.push({ v: x, at: { key: k, parent: at } });
       }
     }
   }
