@@ -4,8 +4,8 @@
  * proxy (absolute-form GET), CONNECT, SOCKS5, transparent HTTP (Host), transparent TLS
  * (SNI) and DNS — and each door must reach the row's decision, for the row's reason:
  *   - allow: the origin's answer (its JSON echo, or its certificate) comes back through
- *     the door; a public IP literal is admitted and dialled into a blackhole route
- *     (test/support/public-blackhole.ts: no packet leaves the host);
+ *     the door; a public IP literal is admitted and dialled into an unreachable route
+ *     (test/support/public-unreachable.ts: no packet leaves the host);
  *   - deny: the door's own denial (403 + X-Egress-Denied-Reason and the devbox's policy in
  *     the body, SOCKS 0x02, TLS access_denied, NXDOMAIN + EDE 15 naming policy and reason);
  *   - egress_decisions_total{door} grows by exactly that one decision (DNS, which counts in
@@ -28,7 +28,7 @@ import { type CasePolicy, type HostnameCase, HOSTNAME_CASES, LOOPBACK_SPELLINGS 
 import { INVALID_HOSTS } from '../fixtures/hostnames.js';
 import { type DnsUpstream, loopbackRecords, startDnsUpstream } from '../support/dns-upstream.js';
 import { type TestGateway, startTestGateway } from '../support/gateway.js';
-import { blackholePublic } from '../support/public-blackhole.js';
+import { unreachablePublic } from '../support/public-unreachable.js';
 import { type Origin, startHttpOrigin, startHttpsOrigin } from '../support/origin.js';
 import {
   type ClientOptions,
@@ -237,11 +237,11 @@ function tableNames(): string[] {
   return [...names];
 }
 
-let unblackhole: (() => void) | null = null;
+let unreachableUndo: (() => void) | null = null;
 
 beforeAll(async () => {
   // The allowed public IP literals (8.8.8.0/24, 1.1.1.1) are dialled for real: drop them on this host.
-  unblackhole = blackholePublic(['8.8.8.0/24', '1.1.1.1/32']);
+  unreachableUndo = unreachablePublic(['8.8.8.0/24', '1.1.1.1/32']);
   // Denied names resolve too: a wrong allow would then really connect and show up as one.
   dns = await startDnsUpstream({ records: loopbackRecords(tableNames()) });
   httpOrigin = await startHttpOrigin();
@@ -253,7 +253,7 @@ beforeAll(async () => {
       'transparent-http': '127.0.0.1:0',
       'transparent-tls-upstream-port': String(httpsOrigin.port),
       'transparent-http-upstream-port': String(httpOrigin.port),
-      // Allowed public IP literals are dialled for real (into a blackhole route); do not wait long for them.
+      // Allowed public IP literals are dialled for real (into an unreachable route); do not wait long for them.
       'connect-timeout-ms': '500',
       'dns-rate-limit': '0',
     },
@@ -279,7 +279,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gw?.close();
-  unblackhole?.();
+  unreachableUndo?.();
   await httpOrigin?.close();
   await httpsOrigin?.close();
   await dns?.close();
