@@ -110,11 +110,13 @@ export async function registerVictim(gw: CliGateway): Promise<void> {
 
 const TIMEOUT_MS = 3000;
 /**
- * The victim's p99 budget in the attack tests: generous, because the box running the suite
- * has 2 cores shared with other test files; the attacks these tests pin drive the victim to
- * failures and time-outs (3 s), far past it.
+ * The victim's p99 budget in the attack tests. The issue's target is 50 ms; in a full-suite
+ * run on the 2-core CI machine (attacker, victim, gateway and another test file sharing the
+ * cores) the victims measured 23–49 ms p99 under the API-list, DNS-TCP and cache-flush
+ * attacks and 63–135 ms under the descriptor attack, so the budget is 500 ms: several times
+ * what was seen, and far below what the attacks did before the fix (failures and 3 s time-outs).
  */
-export const P99_BUDGET_MS = 2000;
+export const P99_BUDGET_MS = 500;
 
 function timed(run: (done: (ok: boolean) => void) => () => void): Promise<{ ok: boolean; ms: number }> {
   const t0 = performance.now();
