@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { parseCidr, parseIpLiteral } from './policy/ip.js';
 import { normalizeAllowedHostname } from './policy/hostname.js';
+import type { EngineOptions } from './policy/engine.js';
 
 export class ConfigError extends Error {
   constructor(readonly setting: string, message: string) {
@@ -393,4 +394,13 @@ export function defaultText(o: OptionSpec): string {
   if (v === null) return o.kind.t === 'hostportOrOff' ? 'off' : 'none';
   if (Array.isArray(v)) return v.length === 0 ? 'none' : v.join(',');
   return String(v);
+}
+
+/** The engine options the gateway's settings give (serve, DNS workers and `check` alike). */
+export function engineOptions(config: Pick<GatewayConfig, 'agentGatewayHosts' | 'mcpGatewayHosts' | 'mirrorHosts' | 'allowPrivate' | 'tunnelDomain'>): EngineOptions {
+  return {
+    toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
+    allowPrivate: config.allowPrivate,
+    tunnelDomain: config.tunnelDomain,
+  };
 }

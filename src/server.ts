@@ -4,7 +4,8 @@
  */
 import type { Logger } from 'pino';
 import { ConfigError, type GatewayConfig, type HostPort, RELOADABLE, configChanges, formatHostPort } from './config.js';
-import { PolicyEngine, engineOptions } from './policy/engine.js';
+import { PolicyEngine } from './policy/engine.js';
+import { engineOptions } from './config.js';
 import { Gate, allowLogEvery } from './egress/gate.js';
 import { DenialRecorder, recorderOptions } from './egress/denial-events.js';
 import { ConnectionTracker } from './egress/tracker.js';

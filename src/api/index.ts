@@ -11,7 +11,7 @@ import { ConfigError, type GatewayConfig, type HostPort } from '../config.js';
 import type { Logger } from 'pino';
 import { type DataPlane, localPlane } from './plane.js';
 import { Guardrails } from '../policy/guardrails.js';
-import { engineOptions } from '../policy/engine.js';
+import { engineOptions } from '../config.js';
 import { listenError, type DoorContext, type RunningDoor } from '../door.js';
 import type { Store } from '../store/index.js';
 import { requireAuth } from './auth.js';

@@ -9,7 +9,8 @@
  */
 import { existsSync } from 'node:fs';
 import { loadConfig } from '../config.js';
-import { PolicyEngine, engineOptions } from '../policy/engine.js';
+import { PolicyEngine } from '../policy/engine.js';
+import { engineOptions } from '../config.js';
 import { type Decision, decisionLabel } from '../policy/decision.js';
 import type { PolicySource } from '../policy/source.js';
 import { MemorySource } from '../policy/memory-source.js';

@@ -212,7 +212,8 @@ export async function runDnsWorker(): Promise<void> {
 
 async function startWorkerDoor(config: GatewayConfig, at: HostPort, log: Logger, send: (m: WorkerMessage) => void) {
   const { openStore } = await import('../store/index.js');
-  const { PolicyEngine, engineOptions } = await import('../policy/engine.js');
+  const { PolicyEngine } = await import('../policy/engine.js');
+  const { engineOptions } = await import('../config.js');
   const { Gate } = await import('../egress/gate.js');
   const { createResolver } = await import('./index.js');
   const { DnsHandler } = await import('./handler.js');

@@ -7,7 +7,6 @@ import { EventEmitter } from 'node:events';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Devbox } from './model.js';
 import type { PolicySource, SourceChange } from './source.js';
-import type { GatewayConfig } from '../config.js';
 import { CompiledPolicy, DECISION_CACHE_MAX, NO_MATCH, type ToggleHosts } from './compiler.js';
 import { type Decision, type Door, denial, reportOnly } from './decision.js';
 import { SCAN_OK, hostScan, normalizeHost, scanHost } from './hostname.js';
@@ -49,15 +48,6 @@ const EMPTY_ACCOUNT: AccountIndex = { addresses: new Set(), tunnelKeys: new Set(
 
 export function hashPassword(password: string): string {
   return createHash('sha256').update(password).digest('hex');
-}
-
-/** The engine options the gateway's settings give (serve, DNS workers and `check` alike). */
-export function engineOptions(config: Pick<GatewayConfig, 'agentGatewayHosts' | 'mcpGatewayHosts' | 'mirrorHosts' | 'allowPrivate' | 'tunnelDomain'>): EngineOptions {
-  return {
-    toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
-    allowPrivate: config.allowPrivate,
-    tunnelDomain: config.tunnelDomain,
-  };
 }
 
 export class PolicyEngine {
