@@ -41,7 +41,7 @@ type FromApi =
 type ToApi =
   | { egw: 'synced'; id: number }
   | { egw: 'checked'; id: number; a: CheckAnswer | null }
-  | { egw: 'metrics'; id: number; metrics: unknown[][] }
+  | { egw: 'metrics'; id: number; metrics: unknown[][] | null }
   | { egw: 'listening'; id: number; listening: boolean }
   | { egw: 'shutdown'; graceMs: number };
 
@@ -94,7 +94,10 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
     } else if (m.egw === 'listening?') {
       answer(c, { egw: 'listening', id: m.id, listening: o.readiness.listening });
     } else if (m.egw === 'metrics?') {
-      void o.metrics().then((metrics) => answer(c, { egw: 'metrics', id: m.id, metrics }), () => answer(c, { egw: 'metrics', id: m.id, metrics: [] }));
+      void o.metrics().then((metrics) => answer(c, { egw: 'metrics', id: m.id, metrics }), (e: unknown) => {
+        o.log.error({ err: e }, 'collecting metrics for the API process failed');
+        answer(c, { egw: 'metrics', id: m.id, metrics: null });
+      });
     }
   };
 
@@ -186,7 +189,13 @@ export async function runApiProcess(): Promise<void> {
       if (a === null) throw new ApiError(503, 'service_unavailable', 'the data plane did not answer the check; try again');
       return a;
     },
-    metrics: () => ask((id) => ({ egw: 'metrics?', id }), (m) => (m as { metrics: unknown[][] }).metrics, [], 2000),
+    // No answer is a failed scrape (503), never a partial exposition: Prometheus would read the
+    // data plane's counters as reset.
+    metrics: async () => {
+      const got = await ask((id) => ({ egw: 'metrics?', id }), (m) => (m as { metrics: unknown[][] | null }).metrics, null, 5000);
+      if (got === null) throw new ApiError(503, 'service_unavailable', 'the data plane did not answer for its metrics; try the next scrape');
+      return got;
+    },
     changed: () => ask((id) => ({ egw: 'changed', id }), () => undefined, undefined),
     listening: () => ask((id) => ({ egw: 'listening?', id }), (m) => (m as { listening: boolean }).listening, false, 2000),
   };

@@ -77,7 +77,13 @@ export async function startCliGateway(opts: CliOptions = {}): Promise<{ gw: CliG
       }
       return { status: r.status, body: parsed as any };
     },
-    metrics: async () => (await fetch(`http://127.0.0.1:${ports.api}/metrics`)).text(),
+    // A scrape the data plane did not answer in time is a 503 (never partial): scrape again, as Prometheus would.
+    metrics: async () => {
+      for (let i = 0; ; i++) {
+        const r = await fetch(`http://127.0.0.1:${ports.api}/metrics`);
+        if (r.status !== 503 || i === 4) return r.text();
+      }
+    },
     async stop() {
       if (child.exitCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
