@@ -522,6 +522,17 @@ function eventStatements(path: string, main: Database.Database) {
   };
 }
 
+/** A list's WHERE: the account's rows, and a case-insensitive substring of the name when asked. */
+function accountFilter(accountId: string, name: string | null | undefined): { where: string[]; params: Record<string, unknown> } {
+  const where = ['account_id = @account'];
+  const params: Record<string, unknown> = { account: accountId };
+  if (name) {
+    where.push('instr(casefold(name), @name) > 0');
+    params.name = name.toLowerCase();
+  }
+  return { where, params };
+}
+
 class SqliteStore implements Store {
   private readonly events = new EventEmitter();
   private lastSeq: number;
@@ -844,12 +855,7 @@ class SqliteStore implements Store {
   }
 
   listPolicies(accountId: string, query: PolicyQuery): Page<NetworkPolicy> {
-    const where = ['account_id = @account'];
-    const params: Record<string, unknown> = { account: accountId };
-    if (query.name) {
-      where.push('instr(casefold(name), @name) > 0');
-      params.name = query.name.toLowerCase();
-    }
+    const { where, params } = accountFilter(accountId, query.name);
     if (query.id) {
       where.push('id = @id');
       params.id = query.id;
@@ -1041,12 +1047,7 @@ class SqliteStore implements Store {
   }
 
   listBlueprints(accountId: string, query: BlueprintQuery): Page<Blueprint> {
-    const where = ['account_id = @account'];
-    const params: Record<string, unknown> = { account: accountId };
-    if (query.name) {
-      where.push('instr(casefold(name), @name) > 0');
-      params.name = query.name.toLowerCase();
-    }
+    const { where, params } = accountFilter(accountId, query.name);
     if (query.status) {
       where.push('status = @status');
       params.status = query.status;

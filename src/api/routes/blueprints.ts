@@ -6,7 +6,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { Store } from '../../store/index.js';
-import type { BlueprintStatus, FailureReason } from '../../store/blueprints.js';
+import type { BlueprintParameters, BlueprintStatus, FailureReason } from '../../store/blueprints.js';
 import { notFound } from '../errors.js';
 import {
   DEFAULT_LIST_LIMIT, blueprintCreateBody, blueprintListQuery, blueprintListView, blueprintStatusBody, blueprintView as blueprintViewSchema,
@@ -15,15 +15,8 @@ import {
 import { checkAddresses, checkName } from '../validate.js';
 import { blueprintView } from '../views.js';
 
-interface CreateBody {
-  name: string;
-  dockerfile?: string | null;
-  system_setup_commands?: string[] | null;
-  metadata?: Record<string, string> | null;
-  network_policy_id?: string | null;
-  launch_parameters?: { network_policy_id?: string | null } | null;
-  network?: { addresses?: string[] } | null;
-}
+/** The create body: the parameters echoed in the view, and the build's addresses. */
+type CreateBody = BlueprintParameters & { network?: { addresses?: string[] } | null };
 
 interface ListQuery {
   name?: string;
