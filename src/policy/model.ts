@@ -108,4 +108,6 @@ export interface Devbox {
   end_time_ms: number | null;
   /** The blueprint it was created from, if any. */
   blueprint_id?: string | null;
+  /** The host whose sidecar serves it in fleet mode (`network.host_id`); null: not placed. */
+  host_id?: string | null;
 }
