@@ -12,7 +12,7 @@ import type { PolicyEngine, Identity } from '../policy/engine.js';
 import { type Decision, decisionLabel, denial } from '../policy/decision.js';
 import { type CacheEntry, clockMs, refreshTtls } from './cache.js';
 import type { CachedResolver } from './resolver.js';
-import { blockedOpt, PLAIN_OPT } from './ede.js';
+import { blockedOpt, CACHED_ERROR_OPT, PLAIN_OPT } from './ede.js';
 import { dnsMetrics } from './metrics.js';
 import { countDecision } from '../metrics.js';
 import { isLocalReverse } from './reverse.js';
@@ -246,11 +246,12 @@ export class DnsHandler {
       this.deps.engine.learned.learn(identity.devboxId!, q.name, e.addresses, ttl > 0 ? ttl : this.graceSeconds, now);
     }
     const tmpl = e.bytes;
-    const len = tmpl.length + (q.edns ? 11 : 0);
+    const opt = !q.edns ? null : e.failure !== undefined && source === 'cache' ? CACHED_ERROR_OPT : PLAIN_OPT;
+    const len = tmpl.length + (opt === null ? 0 : opt.length);
     const limit = transport === 'tcp' ? 65535 : q.edns ? Math.min(q.udpSize, MAX_UDP_REPLY) : 512;
     let out: Buffer;
     if (len > limit) {
-      out = emptyReply(msg, q.qEnd, e.rcode, q.edns ? PLAIN_OPT : null, TC);
+      out = emptyReply(msg, q.qEnd, e.rcode, opt, TC);
     } else {
       out = Buffer.allocUnsafe(len);
       out.set(tmpl, 0);
@@ -261,8 +262,8 @@ export class DnsHandler {
       out[3] = flags & 0xff;
       // The client's question, byte for byte (its letter case included).
       for (let i = 12, end = q.qEnd; i < end; i++) out[i] = msg[i]!;
-      if (q.edns) {
-        out.set(PLAIN_OPT, tmpl.length);
+      if (opt !== null) {
+        out.set(opt, tmpl.length);
         out.writeUInt16BE(e.ar + 1, 10);
       }
     }

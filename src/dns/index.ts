@@ -13,6 +13,7 @@ export function createResolver(config: GatewayConfig, _log: Logger): CachedResol
   return new CachedResolver(config.upstreamDns, { minTtl: config.dnsMinTtl, maxTtl: config.dnsMaxTtl }, {
     cacheSize: config.dnsCacheSize,
     timeoutMs: config.dnsUpstreamTimeoutMs,
+    failureTtl: config.dnsFailureTtl,
   });
 }
 
