@@ -11,7 +11,7 @@
  * not 1,000; the DNS door answers SERVFAIL from the cache (EDE 13,
  * Cached Error) without asking again; failures are cached per account, and one account's
  * flood of failing names does not evict another account's entries.
- * Fix: src/dns/resolver.ts, src/dns/cache.ts (failure entries), src/dns/upstream.ts.
+ * Fix: src/resolver/resolver.ts, src/resolver/cache.ts (failure entries), src/resolver/upstream.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
