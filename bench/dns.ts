@@ -103,7 +103,8 @@ function packetAnswer(msg: Buffer): Buffer | null {
 
 /** The gateway as `serve` runs it, with a policy and a devbox at 127.0.0.2 set through the API. */
 async function runGateway(upstreamPort: number): Promise<void> {
-  const { pino } = await import('pino');
+  const { openSync } = await import('node:fs');
+  const { LogWriter, createLogger } = await import('../src/log.js');
   const { loadConfig } = await import('../src/config.js');
   const { startGateway } = await import('../src/wiring/gateway.js');
   const dir = mkdtempSync(join(tmpdir(), 'egw-bench-dns-'));
@@ -120,8 +121,8 @@ async function runGateway(upstreamPort: number): Promise<void> {
     ['dns-workers', [process.argv.find((a) => a.startsWith('--dns-workers='))?.slice(14) ?? '0']],
   ]);
   const config = loadConfig(flags, {});
-  // Logs are written (to /dev/null), as in production: every denial is one JSON line.
-  const gw = await startGateway(config, pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: false })));
+  // Logs are written (to /dev/null) by the logger `serve` uses: every denial is one JSON line.
+  const gw = await startGateway(config, createLogger('info', {}, new LogWriter(openSync('/dev/null', 'w'))).log);
   const api = `http://127.0.0.1:${gw.doors.api!.port}`;
   const call = async (path: string, body: unknown): Promise<{ id: string }> => {
     const r = await fetch(api + path, { method: 'POST', headers: { authorization: 'Bearer bench', 'content-type': 'application/json' }, body: JSON.stringify(body) });
