@@ -23,7 +23,7 @@
 import dgram from 'node:dgram';
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
@@ -399,7 +399,7 @@ async function main(): Promise<void> {
     return;
   }
   const workersNote = DNS_WORKERS > 0 ? `; gateway with --dns-workers ${DNS_WORKERS}` : '';
-  console.log(`\n### DNS door beside reference servers, UDP${workersNote}; client: ${client.describe}${note}; ${PIN.describe}. ${WINDOW} queries in flight for ${SECONDS} s after a 0.5 s warm-up; latency at ${RATE} queries/s for ${LATENCY_SECONDS} s. Node ${process.version}, ${cpus().length} CPUs\n`);
+  console.log(`\n### DNS door beside reference servers, UDP${workersNote}; client: ${client.describe}${note}; ${PIN.describe}. ${WINDOW} queries in flight for ${SECONDS} s after a 0.5 s warm-up; latency at ${RATE} queries/s for ${LATENCY_SECONDS} s. Node ${process.version}, ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end (others' work shares the cores)\n`);
   console.log(table(rows).join('\n'));
   console.log(`\n${ratios(rows).join('\n')}`);
   console.log(`\n_whole run ${((performance.now() - wall) / 1000).toFixed(1)} s_`);
