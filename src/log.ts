@@ -217,7 +217,8 @@ export function createLogger(level: string, base: Record<string, unknown> = {}, 
  * Log lines written after the current I/O callbacks (setImmediate), at most `slice` per turn
  * of the event loop: an answer never waits for a line's serialisation, and a burst (a
  * flood's denials, a second's folded repeats) never holds every other client's answer for
- * the time a thousand lines take. Lines stay in order; flush() writes the rest at once.
+ * the time a thousand lines take (a backlog is written half per turn, so it stays bounded).
+ * Lines stay in order; flush() writes the rest at once.
  */
 export class DeferredLines {
   private lines: Array<{ level: 'info' | 'warn'; obj: object; msg: string }> = [];
@@ -239,11 +240,24 @@ export class DeferredLines {
   }
 
   private readonly writeSome = (): void => {
-    const end = Math.min(this.lines.length, this.at + this.slice);
+    // At least half the backlog, so lines made faster than a slice a turn (a flood) cannot
+    // pile up: what is held stays within about twice what one turn makes.
+    const backlog = this.lines.length - this.at;
+    const end = Math.min(this.lines.length, this.at + Math.max(this.slice, Math.ceil(backlog / 2)));
     this.write(end);
-    if (end < this.lines.length) setImmediate(this.writeSome);
-    else this.reset();
+    if (end >= this.lines.length) return this.reset();
+    if (this.at > 1024) {
+      // Drop what was written, so a backlog that never empties does not keep it alive.
+      this.lines = this.lines.slice(this.at);
+      this.at = 0;
+    }
+    setImmediate(this.writeSome);
   };
+
+  /** Lines waiting to be written. */
+  get held(): number {
+    return this.lines.length - this.at;
+  }
 
   private write(end: number): void {
     for (; this.at < end; this.at++) {
