@@ -77,7 +77,7 @@ describe('an address has one text on every path (DNS answer, SOCKS5 request, eng
     const { engine, who } = rig({ allowed_hostnames: [NAME] });
     for (const [what, { bytes }] of Object.entries(ADDRESSES)) {
       engine.learned.learn(who.devboxId!, NAME, [viaDns(bytes)], 300);
-      const d = engine.decide(who, viaSocks5(bytes), 443, 'socks5');
+      const d = engine.decide(who, viaSocks5(bytes), 443);
       expect({ what, allow: d.allow, reason: d.reason, matched: d.matched }).toEqual({ what, allow: true, reason: 'dns_learned', matched: NAME });
     }
   });
