@@ -222,7 +222,7 @@ export class DnsHandler {
     let decision: Decision;
     if (!q.plain) decision = this.deps.engine.denyUnreadable(identity, q.name);
     else {
-      decision = this.deps.engine.decide(identity, q.name, 53, 'dns', 'UDP');
+      decision = this.deps.engine.decide(identity, q.name, 53, 'UDP');
       // IP-literal spellings are not DNS names: never forwarded.
       if (decision.allow && decision.hostKind !== 'name') decision = denial('invalid_host', q.name, decision, decision.hostKind);
     }
