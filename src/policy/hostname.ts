@@ -266,7 +266,7 @@ export function scanHost(s: string): number {
         dots++;
       } else check = true;
     } else if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === C_UNDERSCORE) {
-      continue;
+      // letter, digit or underscore: nothing more to check
     } else if (c === C_DASH) {
       // `xn--` at the start of a label: punycode, which the IDNA step must validate.
       if (i === labelStart + 3 && s.charCodeAt(i - 1) === C_DASH && s.charCodeAt(labelStart) === 120 && s.charCodeAt(labelStart + 1) === 110) {
