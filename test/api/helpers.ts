@@ -102,7 +102,7 @@ export async function call(api: { base: string }, method: string, path: string, 
   }
   const res = await fetch(`${api.base}${path}`, { method, headers, body });
   const text = await res.text();
-  let parsed: unknown = undefined;
+  let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {

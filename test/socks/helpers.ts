@@ -2,7 +2,7 @@
  * Shared pieces of the SOCKS5 door tests: a gateway with a test DNS upstream and an HTTP
  * origin, raw-socket and `socks`-package clients, curl, and metric reads.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { execFile } from 'node:child_process';
 import { SocksClient, type SocksClientOptions } from 'socks';
 import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
