@@ -39,7 +39,9 @@ class FastCounter<L extends string> {
     }
     const vals = values();
     const labels = {} as Record<L, string>;
-    this.labelNames.forEach((l, i) => (labels[l] = vals[i] ?? ''));
+    this.labelNames.forEach((l, i) => {
+      labels[l] = vals[i] ?? '';
+    });
     this.pending.set(key, { labels, n });
   }
 }

@@ -333,7 +333,7 @@ export function stripSvcbEch(rdata: Buffer): Buffer | null {
         const v = Buffer.allocUnsafe(4 + keys.length * 2);
         v.writeUInt16BE(SVC_MANDATORY, 0);
         v.writeUInt16BE(keys.length * 2, 2);
-        keys.forEach((mk, i) => v.writeUInt16BE(mk, 4 + i * 2));
+        for (let i = 0; i < keys.length; i++) v.writeUInt16BE(keys[i]!, 4 + i * 2);
         parts.push(v);
       }
     } else if (k !== SVC_ECH) {
