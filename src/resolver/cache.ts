@@ -85,7 +85,7 @@ export function prepareAnswer(raw: Buffer, bounds: TtlBounds, now: number): { en
 }
 
 function clamp(ttl: number, b: TtlBounds): number {
-  return ttl < b.minTtl ? b.minTtl : ttl > b.maxTtl ? b.maxTtl : ttl;
+  return Math.min(Math.max(ttl, b.minTtl), b.maxTtl);
 }
 
 /** Seconds an answer may be cached: the lowest record TTL, or the negative TTL; 0 for none. */
@@ -238,7 +238,7 @@ export function refreshTtls(e: CacheEntry, now: number): void {
   const offs = e.ttlOffsets;
   for (let i = 0; i < offs.length; i++) {
     const t = e.ttls[i]! - age;
-    e.bytes.writeUInt32BE(t > 0 ? t : 0, offs[i]!);
+    e.bytes.writeUInt32BE(Math.max(t, 0), offs[i]!);
   }
 }
 

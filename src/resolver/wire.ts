@@ -104,7 +104,7 @@ export function parseQuery(msg: Buffer): Query | QueryProblem {
         if (edns || i < an + ns || e !== q + 1) return { drop: false, rcode: RCODE.FORMERR, qEnd };
         edns = true;
         const size = (msg[e + 2]! << 8) | msg[e + 3]!;
-        udpSize = size < 512 ? 512 : size;
+        udpSize = Math.max(size, 512);
       }
       q = e + 10 + rdlen;
     }
