@@ -130,11 +130,6 @@ function rebuild(raw: Buffer): Buffer | null {
   }
 }
 
-/**
- * Answers partitioned by account: each account's answers live in an LRU of their own of
- * `max` entries, so one account asking for many unique names evicts only its own answers,
- * never another account's. Partition '' holds answers not asked for by an account.
- */
 /** Live caches, for the gauge (weakly: a gateway closed in a test process is not kept). */
 const caches = new Set<WeakRef<AnswerCache>>();
 
@@ -166,6 +161,11 @@ const evictions = new Counter({
   registers: [registry],
 });
 
+/**
+ * Answers partitioned by account: each account's answers live in an LRU of their own of
+ * `max` entries, so one account asking for many unique names evicts only its own answers,
+ * never another account's. Partition '' holds answers not asked for by an account.
+ */
 export class AnswerCache {
   private readonly parts = new Map<string, LRUCache<string, CacheEntry>>();
   hits = 0;
