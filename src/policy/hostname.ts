@@ -121,7 +121,6 @@ function aceLabelsValid(ascii: string): boolean {
   const u = unicode.split('.');
   if (a.length !== u.length) return false;
   for (let i = 0; i < a.length; i++) {
-    // eslint-disable-next-line no-control-regex
     if (a[i]!.startsWith('xn--') && /^[\x00-\x7f]*$/.test(u[i]!)) return false;
   }
   return true;

@@ -86,7 +86,7 @@ export async function startTestApi(opts: { dir?: string; extraFlags?: [string, s
 export interface JsonResponse {
   status: number;
   headers: Headers;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  body: any;
   text: string;
 }
 
