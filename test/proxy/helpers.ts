@@ -167,7 +167,9 @@ export async function metric(env: { gw: TestGateway }, name: string, labels: Rec
   return sum;
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from '../support/wait.js';
+
+export { sleep };
 
 /** Polls until `fn` is true or `ms` pass. */
 export async function until(fn: () => boolean | Promise<boolean>, ms = 2000): Promise<boolean> {
