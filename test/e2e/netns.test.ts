@@ -198,7 +198,7 @@ suite(title('sidecar deployment in real network namespaces'), { timeout: 60_000 
     await lab.exec('a', 'bash', ['-c', `for i in 1 2 3; do echo quic > /dev/udp/${originIp}/443; done`]);
     const q = await dig('a', ['-p', '443', `@${originIp}`, 'quic.test']);
     expect(q.stdout).not.toMatch(/status: NOERROR/);
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 300)); // kept: a window for datagrams that must never arrive
     expect(seen((e) => e.event === 'udp443').length).toBe(before);
   });
 

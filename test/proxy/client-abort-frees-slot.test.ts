@@ -184,7 +184,7 @@ describe('--response-timeout-ms and draining (real CLI)', { timeout: 120_000 }, 
       const nodeHttp = rawRequest(gw.ports.proxy, `POST http://slow.test:${slow.port}/ HTTP/1.1\r\nHost: slow.test:${slow.port}\r\nContent-Length: 2\r\n\r\nhi`);
       await waitUntil(() => slow.held() === 2, 10_000, 'both requests at the origin');
       const stopped = gw.stop();
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, 300)); // kept: SIGTERM lands and draining starts before the origin answers
       slow.release();
       for (const r of [await front, await nodeHttp]) {
         expect(r.slice(0, 12)).toBe('HTTP/1.1 200');

@@ -51,6 +51,7 @@ describe('no socket or listener leaks', () => {
     // Warm up every path once so lazily created things (agents, metrics) exist in the baseline.
     await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl, `http://allowed.test:${p}/warm`]);
     await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl, '-k', `https://www.allowed.test:${hp}/warm`]);
+    // Kept: the warm-up's keep-alive sockets and timers end on their own idle timers (time passing).
     await new Promise((r) => setTimeout(r, 1500));
     const base = resources();
 

@@ -165,7 +165,8 @@ describe('log content (real CLI)', { timeout: 120_000 }, () => {
     for (let i = 0; i < 5; i++) expect(await proxied(gw, 'denied.test')).toBe(403);
     for (let i = 0; i < 20; i++) expect((await gw.api.as('wrong-token').call('GET', '/v1/network-policies')).status).toBe(401);
     await waitUntil(() => logLines(gw.out()).filter((l) => l.decision === 'deny').length === 5, 5000, 'denial lines');
-    await new Promise((r) => setTimeout(r, 300));
+    // Lines come in order: the allowed ones are written before the denials, the failed API auths after.
+    await waitUntil(() => logLines(gw.out()).some((l) => l.event === 'api_auth_failed'), 5000, 'the API auth line');
     const lines = logLines(gw.out());
     for (const l of lines) expect(l.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     const start = lines.find((l) => l.event === 'start')!;
