@@ -10,8 +10,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Runloop from '@runloop/api-client';
-import { call, errorOf, startTestApi, TOKEN_A, type TestApi } from './helpers.js';
-import { runCli } from '../cli/run.js';
+import { call, errorOf, startTestApi, TOKEN_A, type TestApi } from '../support/api.js';
+import { runCli } from '../support/run-cli.js';
 
 /** Wildcards whose base is an ICANN public suffix: each would admit every registrant under it. */
 const ICANN_SUFFIX_WILDCARDS = ['*.co.uk', '*.com.au', '*.com', '*.org.uk', '*.ac.jp', '*.foo.kawasaki.jp', '*.Co.UK.', '*.xn--p1ai'];

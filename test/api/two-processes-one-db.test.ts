@@ -7,14 +7,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { openStore } from '../../src/store/index.js';
 import { waitFor } from '../support/wait.js';
-import { call, startTestApi, tempDir } from './helpers.js';
+import { call, startTestApi, tempDir } from '../support/api.js';
 
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-const writer = fileURLToPath(new URL('./fixtures/writer.ts', import.meta.url));
+const writer = fileURLToPath(new URL('../support/store-writer.ts', import.meta.url));
 
 function runWriter(path: string, count: number, tag: string): Promise<string[]> {
   return new Promise((resolve, reject) => {

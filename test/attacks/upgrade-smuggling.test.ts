@@ -14,7 +14,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
-import { type ProxyEnv, sleep, startProxyEnv } from '../proxy/helpers.js';
+import { type ProxyEnv, sleep, startProxyEnv } from '../support/proxy.js';
 import { startTestGateway } from '../support/gateway.js';
 
 let env: ProxyEnv;

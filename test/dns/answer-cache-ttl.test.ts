@@ -5,7 +5,7 @@
  * is proved in dns-learned-ip-literal.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DnsSetup, answers, setupDns, sleep, status } from './harness.js';
+import { type DnsSetup, answers, setupDns, sleep, status } from '../support/dns.js';
 
 let s: DnsSetup;
 

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BAD_PACKETS, BAD_TCP_FRAMES, VALID_QUERY } from '../fixtures/dns-packets.js';
-import { type DnsSetup, decode, frame, query, setupDns, status, tcpSession, udpBurst, udpExchange } from './harness.js';
+import { type DnsSetup, decode, frame, query, setupDns, status, tcpSession, udpBurst, udpExchange } from '../support/dns.js';
 
 let s: DnsSetup;
 

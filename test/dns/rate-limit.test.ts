@@ -4,7 +4,7 @@
  * other clients are unaffected, and the client is answered again in the next second.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DnsSetup, decode, query, setupDns, sleep, status, udpBurst } from './harness.js';
+import { type DnsSetup, decode, query, setupDns, sleep, status, udpBurst } from '../support/dns.js';
 
 let s: DnsSetup;
 

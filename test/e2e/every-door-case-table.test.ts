@@ -44,7 +44,7 @@ import {
   transparentHttpGet,
   transparentTlsHandshake,
   transparentTlsRawHello,
-} from './door-clients.js';
+} from '../support/door-clients.js';
 
 /** Door names as egress_decisions_total labels them. */
 const DOORS = ['http', 'connect', 'socks5', 'transparent-http', 'transparent-tls', 'dns'] as const;

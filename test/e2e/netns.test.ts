@@ -88,7 +88,7 @@ suite(title('sidecar deployment in real network namespaces'), { timeout: 60_000 
     lab.enableForwarding();
 
     // The origin's servers, inside the origin namespace.
-    lab.spawnIn('o', process.execPath, ['--import', 'tsx', 'test/e2e/fixtures/origin-server.ts', originIp, cert.certPath, cert.keyPath], (line) => {
+    lab.spawnIn('o', process.execPath, ['--import', 'tsx', 'test/support/netns-origin-server.ts', originIp, cert.certPath, cert.keyPath], (line) => {
       try {
         events.push(JSON.parse(line) as OriginEvent);
       } catch {

@@ -9,7 +9,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
-import { type ProxyEnv, curl, metric, originPattern, rawExchange, startProxyEnv } from './helpers.js';
+import { type ProxyEnv, curl, metric, originPattern, rawExchange, startProxyEnv } from '../support/proxy.js';
 import { clientHello } from '../fixtures/clienthello.js';
 import { waitFor } from '../support/wait.js';
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SocksClient } from 'socks';
-import { type SocksEnv, curl, denyMetric, httpGet, metric, socksConnect, startSocksEnv } from './helpers.js';
+import { type SocksEnv, curl, denyMetric, httpGet, metric, socksConnect, startSocksEnv } from '../support/socks.js';
 import { waitFor } from '../support/wait.js';
 
 let env: SocksEnv;

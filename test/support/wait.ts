@@ -4,7 +4,7 @@
  */
 
 /** Polls `check` every `stepMs` until it returns a truthy value (returned); throws naming `what` after `ms`. */
-export async function waitFor<T>(check: () => T | Promise<T>, ms = 20_000, what = 'condition', stepMs = 50): Promise<NonNullable<T>> {
+export async function waitFor<T>(check: () => T | Promise<T>, ms = 60_000, what = 'condition', stepMs = 50): Promise<NonNullable<T>> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await check();

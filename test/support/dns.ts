@@ -7,8 +7,8 @@ import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import dnsPacket from 'dns-packet';
-import { type DnsUpstream, type DnsUpstreamOptions, startDnsUpstream } from '../support/dns-upstream.js';
-import { type TestGateway, startTestGateway } from '../support/gateway.js';
+import { type DnsUpstream, type DnsUpstreamOptions, startDnsUpstream } from './dns-upstream.js';
+import { type TestGateway, startTestGateway } from './gateway.js';
 
 export interface DnsSetup {
   up: DnsUpstream;
@@ -190,4 +190,4 @@ export function tcpSession(port: number, source: string, data: Buffer[], opts: {
   });
 }
 
-export { sleep } from '../support/wait.js';
+export { sleep } from './wait.js';
