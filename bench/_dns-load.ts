@@ -221,7 +221,7 @@ async function nodeLoad(port: number, next: (i: number) => Buffer, opts: LoadOpt
   }, 250);
   const stopper = setTimeout(() => (stop = true), opts.seconds * 1000);
   let pacer: NodeJS.Timeout | null = null;
-  if (opts.rate === 0) socks.forEach((_, k) => fill(k));
+  if (opts.rate === 0) for (let k = 0; k < socks.length; k++) fill(k);
   else {
     let k = 0;
     pacer = setInterval(() => {

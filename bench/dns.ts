@@ -374,8 +374,14 @@ async function main(): Promise<void> {
     const upstream = await startChild('upstream');
     stops.push(upstream.stop);
     // Each is registered for stopping as soon as it runs, so a failure of another leaks none.
-    const child = (c: Child) => (stops.push(c.stop), c);
-    const reference = (r: ReferenceServer) => (stops.push(() => r.stop()), r);
+    const child = (c: Child) => {
+      stops.push(c.stop);
+      return c;
+    };
+    const reference = (r: ReferenceServer) => {
+      stops.push(() => r.stop());
+      return r;
+    };
     const gatewayStart = startChild('gateway', [`--upstream-port=${upstream.port}`, `--dns-workers=${DNS_WORKERS}`]).then(child);
     const [packet, unbound, dnsmasq] = await Promise.all([
       startChild('packet-responder').then(child, () => null),

@@ -12,7 +12,6 @@ const show = (v: unknown) => JSON.stringify(v);
 
 export function checkName(field: string, name: string): string {
   if (name.trim().length === 0) throw badRequest(`field "${field}" must not be empty or blank`);
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(name)) throw badRequest(`field "${field}" must not contain control characters (got ${show(name)})`);
   return name;
 }

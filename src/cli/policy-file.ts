@@ -80,7 +80,6 @@ export function parsePolicySpec(file: string, data: unknown): PolicySpec {
   const o = data as Record<string, unknown>;
   for (const k of Object.keys(o)) if (!KEYS.has(k)) fail(`unknown field "${k}" (known: ${[...KEYS].join(', ')})`);
   if (typeof o.name !== 'string' || o.name.trim().length === 0) fail('field "name" must be a non-empty string');
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(o.name as string)) fail('field "name" must not contain control characters');
   if (o.description != null && typeof o.description !== 'string') fail('field "description" must be a string');
   if (o.enforcement != null && !(ENFORCEMENTS as readonly unknown[]).includes(o.enforcement)) fail(`field "enforcement" must be one of ${ENFORCEMENTS.join(', ')}`);

@@ -103,8 +103,7 @@ export function parseIPv6Words(s: string): Uint32Array | null {
   return w;
 }
 
-/** Strict dotted-quad (as inside IPv6 text and CIDRs). */
-/** Strict dotted-quad IPv4 (the canonical form), or null. */
+/** Strict dotted-quad IPv4 (the canonical form, as inside IPv6 text and CIDRs), or null. */
 export function parseStrictV4(s: string): number | null {
   return parseDottedQuad(s);
 }

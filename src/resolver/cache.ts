@@ -128,7 +128,7 @@ export function failureOfRcode(rcode: number): FailureKind | null {
 }
 
 function clamp(ttl: number, b: TtlBounds): number {
-  return ttl < b.minTtl ? b.minTtl : ttl > b.maxTtl ? b.maxTtl : ttl;
+  return Math.min(Math.max(ttl, b.minTtl), b.maxTtl);
 }
 
 /** Seconds an answer may be cached: the lowest record TTL, or the negative TTL; 0 for none. */
@@ -173,11 +173,6 @@ function rebuild(raw: Buffer): Buffer | null {
   }
 }
 
-/**
- * Answers partitioned by account: each account's answers live in an LRU of their own of
- * `max` entries, so one account asking for many unique names evicts only its own answers,
- * never another account's. Partition '' holds answers not asked for by an account.
- */
 /** Live caches, for the gauge (weakly: a gateway closed in a test process is not kept). */
 const caches = new Set<WeakRef<AnswerCache>>();
 
@@ -209,6 +204,11 @@ const evictions = new Counter({
   registers: [registry],
 });
 
+/**
+ * Answers partitioned by account: each account's answers live in an LRU of their own of
+ * `max` entries, so one account asking for many unique names evicts only its own answers,
+ * never another account's. Partition '' holds answers not asked for by an account.
+ */
 export class AnswerCache {
   private readonly parts = new Map<string, LRUCache<string, CacheEntry>>();
   hits = 0;
@@ -281,7 +281,7 @@ export function refreshTtls(e: CacheEntry, now: number): void {
   const offs = e.ttlOffsets;
   for (let i = 0; i < offs.length; i++) {
     const t = e.ttls[i]! - age;
-    e.bytes.writeUInt32BE(t > 0 ? t : 0, offs[i]!);
+    e.bytes.writeUInt32BE(Math.max(t, 0), offs[i]!);
   }
 }
 

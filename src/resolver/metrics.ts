@@ -39,7 +39,9 @@ class FastCounter<L extends string> {
     }
     const vals = values();
     const labels = {} as Record<L, string>;
-    this.labelNames.forEach((l, i) => (labels[l] = vals[i] ?? ''));
+    this.labelNames.forEach((l, i) => {
+      labels[l] = vals[i] ?? '';
+    });
     this.pending.set(key, { labels, n });
   }
 }
@@ -157,7 +159,6 @@ class DnsMetrics {
   readonly answerSeconds = new FastHistogram('egress_dns_answer_duration_seconds', 'Time from a query reaching the DNS door to its answer, by source (cache, upstream, denied, local, refused)', 'source', LATENCY_BUCKETS, registry);
 
   constructor() {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     this.cache = new Counter({
       name: 'egress_dns_cache_total',

@@ -105,7 +105,7 @@ export function parseQuery(msg: Buffer): Query | QueryProblem {
         if (edns || i < an + ns || e !== q + 1) return { drop: false, rcode: RCODE.FORMERR, qEnd };
         edns = true;
         const size = (msg[e + 2]! << 8) | msg[e + 3]!;
-        udpSize = size < 512 ? 512 : size;
+        udpSize = Math.max(size, 512);
       }
       q = e + 10 + rdlen;
     }
@@ -334,7 +334,7 @@ export function stripSvcbEch(rdata: Buffer): Buffer | null {
         const v = Buffer.allocUnsafe(4 + keys.length * 2);
         v.writeUInt16BE(SVC_MANDATORY, 0);
         v.writeUInt16BE(keys.length * 2, 2);
-        keys.forEach((mk, i) => v.writeUInt16BE(mk, 4 + i * 2));
+        for (let i = 0; i < keys.length; i++) v.writeUInt16BE(keys[i]!, 4 + i * 2);
         parts.push(v);
       }
     } else if (k !== SVC_ECH) {

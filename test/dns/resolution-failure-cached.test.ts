@@ -18,8 +18,8 @@ import net from 'node:net';
 import dnsPacket from 'dns-packet';
 import { type DnsUpstream, startDnsUpstream } from '../support/dns-upstream.js';
 import { TOKEN_B, type TestGateway, startTestGateway } from '../support/gateway.js';
-import { connectTunnel, metric } from '../proxy/helpers.js';
-import { dig, status, udpBurst } from './harness.js';
+import { connectTunnel, metric } from '../support/proxy.js';
+import { dig, status, udpBurst } from '../support/dns.js';
 
 const TUNNELS = 1000;
 const CONCURRENCY = 25;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { HOSTNAME_CASES } from '../fixtures/hostname-cases.js';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 describe('the shared hostname case table, through decide() and decideForPolicy()', () => {
   it.each(HOSTNAME_CASES.map((c) => [c.name, c] as const))('%s', (_name, c) => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 describe('allowed_cidrs: ranges, port ranges and protocol, IPv4 and IPv6', () => {
   const { engine, who } = rig({

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DecisionCache } from '../../src/policy/cache.js';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 describe('the decision cache never serves a stale answer', () => {
   it('a policy edit is seen by the very next decision (decide and explain)', () => {

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { inspectAnswer } from '../../src/resolver/wire.js';
 import { Socks5Parser } from '../../src/doors/socks5/parser.js';
 import { parseIpLiteral } from '../../src/policy/ip.js';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 /** Public addresses (so the private-address guardrail does not answer first), by what they pin. */
 const ADDRESSES: Record<string, { bytes: number[]; canonical: string }> = {

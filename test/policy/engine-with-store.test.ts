@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
-import { NO_TOGGLES } from './helpers.js';
+import { NO_TOGGLES } from '../support/policy-rig.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'egw-engine-store-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

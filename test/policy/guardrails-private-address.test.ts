@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Guardrails } from '../../src/policy/guardrails.js';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 describe('guardrails: non-global destinations are refused whatever the allowlist says', () => {
   const g = new Guardrails();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { normalizeAllowedHostname, normalizeHost } from '../../src/policy/hostname.js';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 describe('names are normalised exactly as entries are', () => {
   it.each([

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LOOPBACK_SPELLINGS, PUBLIC_IP_SPELLINGS } from '../fixtures/hostname-cases.js';
 import { normalizeHost } from '../../src/policy/hostname.js';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 describe('IP literals in every spelling', () => {
   it.each(LOOPBACK_SPELLINGS)('%s normalises to 127.0.0.1', (h) => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 describe('look-alike names never match by substring or suffix', () => {
   const exact = rig({ allowed_hostnames: ['github.com'] });

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { CompiledPolicy } from '../../src/policy/compiler.js';
 import { MemorySource } from '../../src/policy/memory-source.js';
 import { normalizeHost } from '../../src/policy/hostname.js';
-import { NO_TOGGLES, rig } from './helpers.js';
+import { NO_TOGGLES, rig } from '../support/policy-rig.js';
 
 /** The rules, written as plainly as possible. */
 function reference(entries: readonly string[], name: string): string | undefined {

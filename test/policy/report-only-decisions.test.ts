@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { decisionLabel } from '../../src/policy/decision.js';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 function reportRig() {
   const r = rig({ allowed_hostnames: ['github.com'] });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 const toggles = {
   agentGateway: ['agent-gateway.runloop.ai'],

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 describe('`*.` entries: strict subdomains at any depth, never the apex', () => {
   const { engine, who } = rig({ allowed_hostnames: ['*.npmjs.org', 'pypi.org', '*.pythonhosted.org', 'files.pythonhosted.org'] });

@@ -76,7 +76,9 @@ describe('Socks5Parser', () => {
   it('formats IPv6 like RFC 5952 (the one formatter, policy/ip.ts), IPv4-mapped as the IPv4 address', () => {
     const b = (words: number[]) => {
       const out = Buffer.alloc(16);
-      words.forEach((w, i) => out.writeUInt16BE(w, i * 2));
+      words.forEach((w, i) => {
+        out.writeUInt16BE(w, i * 2);
+      });
       return out;
     };
     expect(ipBytesToText(b([0x2001, 0xdb8, 0, 0, 1, 0, 0, 1]), 0, 16)).toBe('2001:db8::1:0:0:1');
