@@ -9,37 +9,25 @@ import type net from 'node:net';
 import type { DoorContext } from '../floor/context.js';
 import type { Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
-import type { TrackedConnection } from '../floor/tracker.js';
-import { bytesTotal, upstreamConnectErrors } from '../../metrics.js';
+import { upstreamConnectErrors } from '../../metrics.js';
 import { sendDenial, sendError } from '../floor/denial.js';
 import type { Admission } from '../floor/gate.js';
 import { filterHeaders, hasHost } from './headers.js';
 import type { HttpTarget } from './target.js';
+import { HttpCore, type Refusal, TOO_MANY, admissionRefusal, upstreamFailure } from './flight.js';
 
-/** What a forwarded request in flight registers with the tracker. */
-class InFlight implements TrackedConnection {
-  upstream: http.ClientRequest | null = null;
-  constructor(
-    readonly identity: Identity,
-    readonly host: string,
-    readonly port: number,
-    readonly door: Door,
-    readonly res: http.ServerResponse,
-  ) {}
-  close(): void {
-    this.upstream?.destroy();
-    this.res.socket?.destroy();
-  }
+/** A refusal on a ServerResponse (a 403 denial or an error). */
+export function sendRefusal(res: http.ServerResponse, r: Refusal, port: number): void {
+  if (r.status === 403) sendDenial(res, r.decision, port);
+  else sendError(res, r.status, r.message);
 }
 
 export class HttpForwarder {
   readonly agent: http.Agent;
-  private readonly bytesOut: { inc(v: number): void };
-  private readonly bytesIn: { inc(v: number): void };
+  private readonly core: HttpCore;
 
   constructor(private readonly ctx: DoorContext, private readonly door: Door) {
-    this.bytesOut = bytesTotal.labels(door, 'out');
-    this.bytesIn = bytesTotal.labels(door, 'in');
+    this.core = new HttpCore(ctx, door);
     this.agent = new http.Agent({
       keepAlive: true,
       keepAliveMsecs: 1000,
@@ -75,21 +63,22 @@ export class HttpForwarder {
     const ctx = this.ctx;
     const door = this.door;
     if (!admission.ok) {
-      if (admission.error === 'denied') sendDenial(res, admission.decision, t.port);
-      else sendError(res, 502, `cannot resolve ${t.host}: ${admission.detail}`);
+      sendRefusal(res, admissionRefusal(admission, t.host), t.port);
       return;
     }
     if (res.destroyed) return;
-    const flight = new InFlight(identity, t.host, t.port, door, res);
-    if (!ctx.tracker.add(flight)) {
-      sendError(res, 503, 'too many open connections for this devbox');
+    let up: http.ClientRequest | null = null;
+    const flight = this.core.open(identity, t.host, t.port, admission.decision, () => {
+      up?.destroy();
+      res.socket?.destroy();
+    });
+    if (flight === null) {
+      sendRefusal(res, TOO_MANY, t.port);
       return;
     }
-    const started = performance.now();
-    const decision = admission.decision;
     const headers = filterHeaders(req.rawHeaders);
     if (!hasHost(headers)) headers.push('Host', t.hostHeader);
-    const up = http.request({
+    const request = http.request({
       host: admission.address,
       port: t.port,
       method: req.method,
@@ -98,47 +87,31 @@ export class HttpForwarder {
       agent: this.agent,
       setHost: false,
     });
-    flight.upstream = up;
-    let outBase = 0;
-    let inBase = 0;
-    let sock: net.Socket | null = null;
+    up = request;
     let connectTimer: NodeJS.Timeout | null = null;
     let responseTimer: NodeJS.Timeout | null = null;
-    let finished = false;
     const client = req.socket;
     // A FIN while this request waits (nothing pipelined after it): the client gave up on it.
     const onClientEnd = () => {
-      if (finished) return;
-      up.destroy();
+      if (flight.done) return;
+      request.destroy();
       finish('client_closed');
       client.destroy();
     };
     client.once('end', onClientEnd);
     const finish = (error?: string) => {
-      if (finished) return;
-      finished = true;
+      if (flight.done) return;
       client.off('end', onClientEnd);
       if (connectTimer !== null) clearTimeout(connectTimer);
       if (responseTimer !== null) clearTimeout(responseTimer);
-      ctx.tracker.remove(flight);
-      let out = 0;
-      let inn = 0;
-      if (sock !== null) {
-        out = sock.bytesWritten - outBase;
-        inn = sock.bytesRead - inBase;
-        if (out > 0) this.bytesOut.inc(out);
-        if (inn > 0) this.bytesIn.inc(inn);
-      }
-      ctx.gate.logConnection(identity, door, decision, t.port, out, inn, performance.now() - started, error);
+      flight.finish(error);
     };
-    up.on('socket', (s: net.Socket) => {
-      sock = s;
-      outBase = s.bytesWritten;
-      inBase = s.bytesRead;
+    request.on('socket', (s: net.Socket) => {
+      flight.attach(s);
       if (s.connecting) {
         connectTimer = setTimeout(() => {
           connectTimer = null;
-          up.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' }));
+          request.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' }));
         }, ctx.config.connectTimeoutMs);
         s.once('connect', () => {
           if (connectTimer !== null) clearTimeout(connectTimer);
@@ -147,28 +120,27 @@ export class HttpForwarder {
       }
     });
     // The agent's `timeout` arms the socket's idle timer; node re-emits it on the request.
-    up.on('timeout', () => up.destroy(Object.assign(new Error('upstream idle'), { code: 'ETIMEDOUT' })));
-    up.on('error', (e: NodeJS.ErrnoException) => {
-      if (finished) return; // the client went away first and we destroyed the request
+    request.on('timeout', () => request.destroy(Object.assign(new Error('upstream idle'), { code: 'ETIMEDOUT' })));
+    request.on('error', (e: NodeJS.ErrnoException) => {
+      if (flight.done) return; // the client went away first and we destroyed the request
       const code = e.code ?? 'ERROR';
-      const connecting = sock === null || sock.connecting || sock.bytesRead === inBase;
       if (!res.headersSent) {
-        if (connecting) upstreamConnectErrors.labels(door, code).inc();
-        sendError(res, code === 'ETIMEDOUT' ? 504 : 502, `upstream ${t.host}:${t.port}: ${code}`);
+        if (flight.silent) upstreamConnectErrors.labels(door, code).inc();
+        sendRefusal(res, upstreamFailure(t.host, t.port, code), t.port);
       } else {
         res.destroy();
       }
       finish(code);
     });
     // The request (and its body) went out: the origin has --response-timeout-ms to answer.
-    up.on('finish', () => {
-      if (finished) return;
+    request.on('finish', () => {
+      if (flight.done) return;
       responseTimer = setTimeout(() => {
         responseTimer = null;
-        up.destroy(Object.assign(new Error('no response'), { code: 'ETIMEDOUT' }));
+        request.destroy(Object.assign(new Error('no response'), { code: 'ETIMEDOUT' }));
       }, ctx.config.responseTimeoutMs);
     });
-    up.on('response', (upRes: http.IncomingMessage) => {
+    request.on('response', (upRes: http.IncomingMessage) => {
       if (responseTimer !== null) clearTimeout(responseTimer);
       responseTimer = null;
       if (this.draining) res.shouldKeepAlive = false;
@@ -179,10 +151,10 @@ export class HttpForwarder {
     });
     res.on('close', () => {
       if (!res.writableFinished) {
-        up.destroy();
+        request.destroy();
         finish('client_closed');
       } else finish();
     });
-    req.pipe(up);
+    req.pipe(request);
   }
 }
