@@ -67,7 +67,6 @@ export class HttpFront {
   accept(socket: net.Socket): void {
     const c = new FrontConnection(this, socket);
     this.conns.add(c);
-    socket.once('close', () => this.conns.delete(c));
   }
 
   release(c: FrontConnection): void {
@@ -158,6 +157,7 @@ class FrontConnection implements ClientSide {
   };
 
   private readonly onClientGone = (): void => {
+    this.front.release(this);
     if (this.gone) return;
     this.gone = true;
     this.clearHeadTimer();

@@ -18,6 +18,7 @@ import { ChunkedScanner, blankSearched, parseResponseHead } from './framing.js';
 import { filterHeaders, requestHeadText } from './headers.js';
 import { upstreamFailure } from './flight.js';
 import { DialError, dial } from '../floor/tunnel.js';
+import type { IdleEntry } from '../floor/upstream-pool.js';
 
 /** Largest origin response head accepted (node's http client allows 16 KiB). */
 const MAX_RESPONSE_HEAD = 64 * 1024;
@@ -69,7 +70,58 @@ export function newExchange(flight: HttpFlight, request: RequestHead, path: stri
   };
 }
 
-/** One per client connection; its origin-socket handlers are made once. */
+/**
+ * The one set of listeners an origin socket keeps for its life: its events go to the
+ * client connection using it, or, while it sits in the pool, to the pool's entry (any event
+ * of an idle socket drops it). Moving a socket between pool and users costs no listener changes.
+ */
+class UpstreamLink {
+  owner: OriginSide | null = null;
+  idle: IdleEntry | null = null;
+
+  constructor(sock: net.Socket) {
+    sock.on('data', this.onData);
+    sock.on('end', this.onEnd);
+    sock.on('error', this.onError);
+    sock.on('close', this.onClose);
+    sock.on('timeout', this.onTimeout);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.owner !== null) this.owner.onUpData(chunk);
+    else this.idle?.drop();
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.owner !== null) this.owner.onUpEnd();
+    else this.idle?.drop();
+  };
+
+  private readonly onError = (e: NodeJS.ErrnoException): void => {
+    if (this.owner !== null) this.owner.onUpError(e);
+    else this.idle?.drop();
+  };
+
+  private readonly onClose = (): void => {
+    if (this.owner !== null) this.owner.onUpError(Object.assign(new Error('closed'), { code: 'ECONNRESET' }));
+    else this.idle?.drop();
+  };
+
+  private readonly onTimeout = (): void => {
+    if (this.owner !== null) this.owner.onUpIdle();
+    else this.idle?.drop();
+  };
+}
+
+const LINK = Symbol('upstream link');
+type LinkedSocket = net.Socket & { [LINK]?: UpstreamLink };
+
+function linkOf(sock: net.Socket): UpstreamLink {
+  const s = sock as LinkedSocket;
+  return (s[LINK] ??= new UpstreamLink(sock));
+}
+
+/** One per client connection. */
 export class OriginSide {
   /** The exchange in flight, if any. */
   x: Exchange | null = null;
@@ -122,11 +174,9 @@ export class OriginSide {
   private send(x: Exchange, up: net.Socket): void {
     x.upstream = up;
     x.flight.attach(up);
-    up.on('data', this.onUpData);
-    up.on('end', this.onUpEnd);
-    up.on('error', this.onUpError);
-    up.on('close', this.onUpClose);
-    up.on('timeout', this.onUpIdle);
+    const link = linkOf(up);
+    link.idle = null;
+    link.owner = this;
     up.setTimeout(this.front.ctx.config.idleTimeoutMs);
     const r = x.request;
     up.write(requestHeadText(r.method, x.path, filterHeaders(r.headers), 'Connection: keep-alive\r\n'), 'latin1');
@@ -150,20 +200,22 @@ export class OriginSide {
     }
   }
 
+  /** The socket's events no longer come here. */
+  private unown(up: net.Socket): void {
+    const link = (up as LinkedSocket)[LINK];
+    if (link !== undefined && link.owner === this) link.owner = null;
+  }
+
   private detach(up: net.Socket): void {
-    up.off('data', this.onUpData);
-    up.off('end', this.onUpEnd);
-    up.off('error', this.onUpError);
-    up.off('close', this.onUpClose);
-    up.off('timeout', this.onUpIdle);
+    this.unown(up);
     up.setTimeout(0);
   }
 
-  private readonly onUpData = (chunk: Buffer): void => {
+  onUpData(chunk: Buffer): void {
     const x = this.x;
     if (x === null || x.flight.done) return;
     this.client.guarded(() => (x.head === null ? this.readHead(x, chunk) : this.relay(x, chunk)));
-  };
+  }
 
   private readHead(x: Exchange, chunk: Buffer): void {
     let buf = x.headBuf === null ? chunk : this.headBytes.append(x.headBuf, chunk);
@@ -192,11 +244,15 @@ export class OriginSide {
       x.headBuf = null;
       x.head = h;
       this.clearResponseTimer(x);
+      const more = buf.length > h.end;
       // Bytes beyond a body-less answer: that origin connection is not trusted again.
-      if (buf.length > h.end && (bodyless(x, h) || h.length === 0)) x.reusable = false;
+      if (more && (bodyless(x, h) || h.length === 0)) x.reusable = false;
+      // The head and the body bytes that came with it leave in one write (one syscall).
+      const socket = this.client.socket;
+      if (more) socket.cork();
       this.writeHead(x, h);
-      if (x.flight.done) return;
-      if (buf.length > h.end) this.relay(x, buf.subarray(h.end));
+      if (more && !x.flight.done) this.relay(x, buf.subarray(h.end));
+      if (more) socket.uncork();
       return;
     }
   }
@@ -253,6 +309,8 @@ export class OriginSide {
         protocolErrors.labels(this.front.door, 'bad_upstream_response').inc();
         x.upstream?.destroy();
         this.finish(x, 'bad_upstream_response');
+        // The head (corked with this body in readHead) still reaches the client, then the cut.
+        this.client.socket.uncork();
         this.client.socket.destroy();
         return;
       }
@@ -279,7 +337,7 @@ export class OriginSide {
     }
   }
 
-  private readonly onUpEnd = (): void => {
+  onUpEnd(): void {
     const x = this.x;
     if (x === null || x.flight.done) return;
     x.reusable = false;
@@ -289,25 +347,23 @@ export class OriginSide {
     }
     if (x.head === null) this.upstreamFailed(x, 'ECONNRESET');
     else this.cutShort(x, 'upstream_closed');
-  };
+  }
 
-  private readonly onUpError = (e: NodeJS.ErrnoException): void => {
+  onUpError(e: NodeJS.ErrnoException): void {
     const x = this.x;
     if (x === null || x.flight.done) return;
     x.reusable = false;
     if (x.head === null) this.upstreamFailed(x, e.code ?? 'ERROR');
     else this.cutShort(x, e.code ?? 'ERROR');
-  };
+  }
 
-  private readonly onUpClose = (): void => this.onUpError(Object.assign(new Error('closed'), { code: 'ECONNRESET' }));
-
-  private readonly onUpIdle = (): void => {
+  onUpIdle(): void {
     const x = this.x;
     if (x === null || x.flight.done) return;
     x.upstream?.destroy();
     if (x.head === null) this.fail(x, 'ETIMEDOUT');
     else this.cutShort(x, 'ETIMEDOUT');
-  };
+  }
 
   /** The response broke mid-body: the client must see it broken, not complete. */
   private cutShort(x: Exchange, code: string): void {
@@ -343,9 +399,11 @@ export class OriginSide {
   private complete(x: Exchange): void {
     const up = x.upstream;
     if (up !== null) {
-      this.detach(up);
-      if (x.reusable) this.front.pool.give(x.address, x.port, up, tenantKey(x.flight.identity));
-      else up.destroy();
+      this.unown(up);
+      if (x.reusable) {
+        const entry = this.front.pool.give(x.address, x.port, up, tenantKey(x.flight.identity));
+        if (entry !== null) linkOf(up).idle = entry;
+      } else up.destroy();
     }
     this.finish(x);
     this.client.requestDone(x.request.close);
