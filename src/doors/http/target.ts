@@ -10,7 +10,17 @@ import type { Identity } from '../../policy/engine.js';
 import { normalizeHost } from '../../policy/hostname.js';
 import { protocolErrors } from '../../metrics.js';
 import { parseAuthority } from '../floor/authority.js';
-import type { HttpTarget } from './forward.js';
+
+/** Where a request goes, as read off it. */
+export interface HttpTarget {
+  /** Host as the client named it (URL authority or Host header), without port or brackets. */
+  host: string;
+  port: number;
+  /** origin-form path sent upstream. */
+  path: string;
+  /** The Host header value to send upstream (the client's own, verified). */
+  hostHeader: string;
+}
 
 export const HOST_MISMATCH: Reason = 'host_mismatch';
 
