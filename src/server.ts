@@ -22,6 +22,7 @@ import { type DnsWorkers, startDnsWorkers } from './dns/workers.js';
 import { startHttpProxy } from './proxy/http-proxy.js';
 import { startSocksDoor } from './proxy/socks5.js';
 import { startTransparentTls, startTransparentHttp } from './proxy/transparent.js';
+import { type Fleet, startFleet } from './fleet/index.js';
 
 export interface Gateway {
   config: GatewayConfig;
@@ -49,6 +50,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     throw e;
   }
   const engine = new PolicyEngine(store, engineOptions(config));
+  const fleet: Fleet | null = startFleet(config, store, log);
   const resolver = createResolver(config, log);
   const gate = new Gate(engine, resolver, log);
   const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store, recorderOptions(config), log);
@@ -103,13 +105,15 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     gate.flushLog();
     denials.close();
     tracker.dispose();
+    await fleet?.close();
     engine.close();
     store.close();
   };
   try {
     // The admin API runs in a process of its own: no request to it takes time from the doors.
     const metrics = async () => [await registry.getMetricsAsJSON(), ...((await (workers as DnsWorkers | null)?.metrics()) ?? [])];
-    running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, synced: async () => (workers as DnsWorkers | null)?.sync() }));
+    running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, synced: async () => (workers as DnsWorkers | null)?.sync(),
+      fleet: fleet ? () => ({ snapshot: fleet.follower(), unready: fleet.unready() }) : undefined }));
     for (const [at, start] of plan) if (at !== null) running.push(await start(ctx, at));
   } catch (e) {
     await closeAll(0);

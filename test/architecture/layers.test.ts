@@ -19,6 +19,7 @@ const FLOORS: Record<string, number> = {
   store: 2,
   egress: 3, proxy: 3, dns: 3, 'door.ts': 3, 'signals.ts': 3, bench: 3,
   api: 4,
+  fleet: 4,
   'server.ts': 5,
   cli: 6,
   'main.ts': 7,
