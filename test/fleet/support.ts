@@ -8,7 +8,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type RunningServe, startServe, waitFor } from '../support/serve-process.js';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { type RunningServe, killAll, startServe, waitFor } from '../support/serve-process.js';
+import { type DnsUpstream, loopbackRecords, startDnsUpstream } from '../support/dns-upstream.js';
+import { type NatsServer, startNats } from '../support/nats.js';
+import { type Origin, startHttpOrigin } from '../support/origin.js';
 
 export const TOKEN = 'egw_fleet_test_token_0123456789abcdef';
 export const ACCOUNT = 'default';
@@ -105,3 +111,50 @@ export async function health(base: string, path = '/healthz'): Promise<{ status:
 }
 
 export { waitFor };
+
+/** What every fleet test runs beside its gateways: NATS, a DNS upstream for the test names, an origin, a folder. */
+export interface FleetBase {
+  nats: NatsServer;
+  dns: DnsUpstream;
+  origin: Origin;
+  dir: string;
+  /** Stops the given gateways, then everything here. */
+  close(nodes: Array<Node | undefined>): Promise<void>;
+}
+
+export const NAMES = ['allowed.test', 'other.test', ...Array.from({ length: 8 }, (_, i) => `g${i}.test`)];
+
+export async function fleetBase(): Promise<FleetBase> {
+  const nats = await startNats();
+  const dns = await startDnsUpstream({ records: loopbackRecords(NAMES) });
+  const origin = await startHttpOrigin();
+  const tmp = tempDir();
+  return {
+    nats, dns, origin, dir: tmp.dir,
+    async close(nodes) {
+      await Promise.allSettled(nodes.filter((n): n is Node => n !== undefined).map((n) => n.stop()));
+      killAll();
+      await origin.close();
+      await dns.close();
+      await nats.close();
+      tmp.remove();
+    },
+  };
+}
+
+/** A NATS client of the test's own, to look at the bucket (watermark, stream state). */
+export async function bucketLook(url: string, bucket = 'egress-policy') {
+  const nc = await connect({ servers: url });
+  const kv = await new Kvm(nc).open(bucket);
+  const jsm = await jetstreamManager(nc);
+  return {
+    async watermark(): Promise<number> {
+      const e = await kv.get('meta.watermark');
+      return e ? (JSON.parse(new TextDecoder().decode(e.value)) as { seq: number }).seq : 0;
+    },
+    async firstSeq(): Promise<number> {
+      return (await jsm.streams.info(`KV_${bucket}`)).state.first_seq;
+    },
+    close: () => nc.close(),
+  };
+}
