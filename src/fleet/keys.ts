@@ -3,11 +3,11 @@
  *
  *   policy.<account>.<policy id>   every policy (sidecars read `policy.>`)
  *   devbox.<host>.<devbox id>      devboxes placed on a host (its sidecar reads `devbox.<host>.>`)
- *   devbox._.<devbox id>           devboxes with no host_id: no sidecar reads them
+ *   devbox.=.<devbox id>           devboxes with no host_id: no sidecar reads them
  *   meta.watermark                 the highest change seq published contiguously
  *
- * Account and host ids are escaped into one key token each: bytes outside [A-Za-z0-9-] become
- * `=XX` (hex), so `_` alone names "no host" and cannot collide with an escaped host id.
+ * Ids are escaped into one key token each: bytes outside [A-Za-z0-9_-] become `=XX` (hex),
+ * so a lone `=` names "no host" and cannot collide with an escaped host id.
  * A value is JSON carrying the change's seq, so a publisher never overwrites a newer entry
  * with an older one (compare-and-set on the KV revision, see publisher.ts). A deleted policy
  * or a devbox that left the host is an entry whose `value` is null (a tombstone that keeps
@@ -26,15 +26,15 @@ export function hostOf(d: Devbox): string | null {
 
 export const WATERMARK_KEY = 'meta.watermark';
 export const POLICY_FILTER = 'policy.>';
-export const UNPLACED = '_';
+export const UNPLACED = '=';
 
 export function escapeToken(s: string): string {
   let out = '';
   for (const ch of s) {
-    if (/^[A-Za-z0-9-]$/.test(ch)) out += ch;
+    if (/^[A-Za-z0-9_-]$/.test(ch)) out += ch;
     else for (const b of Buffer.from(ch, 'utf8')) out += `=${b.toString(16).padStart(2, '0')}`;
   }
-  return out.length === 0 ? '=' : out;
+  return out.length === 0 ? '=00' : out;
 }
 
 export const policyKey = (accountId: string, id: string) => `policy.${escapeToken(accountId)}.${escapeToken(id)}`;

@@ -155,6 +155,12 @@ export async function bucketLook(url: string, bucket = 'egress-policy') {
     async firstSeq(): Promise<number> {
       return (await jsm.streams.info(`KV_${bucket}`)).state.first_seq;
     },
+    /** The revisions the bucket still holds for a key (its history). */
+    async revisions(key: string): Promise<number[]> {
+      const out: number[] = [];
+      for await (const e of await kv.history({ key })) out.push(e.revision);
+      return out;
+    },
     close: () => nc.close(),
   };
 }
