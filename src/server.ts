@@ -120,6 +120,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     throw e;
   }
   readiness.listening = true;
+  fleet?.start();
   const doors: Record<string, HostPort> = {};
   for (const d of running) doors[d.name] = d.address;
   log.info({ event: 'listening', listeners: Object.fromEntries(running.map((d) => [d.name, formatHostPort(d.address)])) },

@@ -136,9 +136,10 @@ export class Follower {
     this.stopWatches = () => {
       for (const w of watches) w.iter.stop();
     };
+    const started = Date.now();
     try {
       for (const f of filters) watches.push(await this.watch(kv, f));
-      await this.consume(watches);
+      await this.consume(watches, started);
     } finally {
       this.stopWatches();
       this.stopWatches = null;
@@ -156,8 +157,7 @@ export class Follower {
     return { iter: iter as unknown as Watch['iter'], initial };
   }
 
-  private async consume(watches: Watch[]): Promise<void> {
-    const started = Date.now();
+  private async consume(watches: Watch[], started: number): Promise<void> {
     const initial: Revised[] = [];
     let queue: Revised[] = [];
     let pendingInitial = watches.filter((w) => w.initial > 0).length;
@@ -185,7 +185,7 @@ export class Follower {
     const finishInitial = () => {
       if (synced || pendingInitial > 0) return;
       synced = true;
-      this.resync(initial);
+      this.resync(initial, started);
       flush();
     };
 
@@ -216,7 +216,8 @@ export class Follower {
     }
   }
 
-  private resync(entries: Revised[]): void {
+  /** `started`: when this connection's watches began (the log shows the read and the swap). */
+  private resync(entries: Revised[], started: number): void {
     const t0 = Date.now();
     const revision = entries.reduce((m, e) => Math.max(m, e.revision), this.revision);
     const changed = this.snapshot.replace(entries.map((e) => e.entry), revision);
@@ -227,7 +228,7 @@ export class Follower {
     g.resyncs.inc();
     if (changed > 0) this.changed();
     const policies = entries.filter((e) => e.entry.kind === 'policy').length;
-    this.log.info({ event: 'fleet_resync', revision, seq: this.seq, policies, devboxes: entries.length - policies, changed, ms: Date.now() - t0 },
+    this.log.info({ event: 'fleet_resync', revision, seq: this.seq, policies, devboxes: entries.length - policies, changed, read_ms: t0 - started, swap_ms: Date.now() - t0, ms: Date.now() - started },
       `policy snapshot resynced: ${policies} policies, ${entries.length - policies} devboxes of host ${this.config.hostId}, ${changed} changed (revision ${revision})`);
   }
 

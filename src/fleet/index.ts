@@ -13,6 +13,8 @@ import { SqliteChangeFeed } from './sqlite-feed.js';
 export type { FollowerStatus };
 
 export interface Fleet {
+  /** Starts following or publishing (after the doors listen: a sidecar enforces its snapshot from the start). */
+  start(): void;
   /** The sidecar's snapshot (null on a control plane). */
   follower(): FollowerStatus | null;
   /** Why /readyz should fail, or null: a sidecar that never synced has nothing to enforce. */
@@ -24,8 +26,8 @@ export function startFleet(config: GatewayConfig, store: Store, log: Logger): Fl
   if (config.follow !== null) {
     const snapshot = new LocalSnapshot(store.path);
     const follower = new Follower(config, snapshot, () => store.refresh(), log.child({ fleet: 'follower' }));
-    follower.start();
     return {
+      start: () => follower.start(),
       follower: () => follower.status(),
       unready: () => (follower.hasSnapshot() ? null : `no policy snapshot yet from ${config.follow} (host ${config.hostId})`),
       async close() {
@@ -38,8 +40,8 @@ export function startFleet(config: GatewayConfig, store: Store, log: Logger): Fl
     const feed = new SqliteChangeFeed(store.path);
     const publisher = new Publisher(config, feed, log.child({ fleet: 'publisher' }));
     const stop = store.onChange(() => publisher.nudge());
-    publisher.start();
     return {
+      start: () => publisher.start(),
       follower: () => null,
       unready: () => null,
       async close() {

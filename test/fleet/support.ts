@@ -64,8 +64,10 @@ export async function createPolicy(base: string, name: string, hostnames: string
   return r.body.id;
 }
 
+/** Idempotent, so tried once more when a kept-alive connection was closed under the request. */
 export async function setHostnames(base: string, id: string, hostnames: string[]): Promise<void> {
-  const r = await api(base, 'POST', `/v1/network-policies/${id}`, { allowed_hostnames: hostnames });
+  const send = () => api(base, 'POST', `/v1/network-policies/${id}`, { allowed_hostnames: hostnames });
+  const r = await send().catch(send);
   if (r.status !== 200) throw new Error(`update policy: ${r.status} ${JSON.stringify(r.body)}`);
 }
 
