@@ -208,8 +208,11 @@ export class Follower {
     const timeout = setTimeout(() => {
       if (!synced) fail(new Error(`the initial read of the bucket did not finish within ${RESYNC_TIMEOUT_MS / 1000} s`));
     }, RESYNC_TIMEOUT_MS);
+    const watchEnded = readers.map((r) => r.then(() => { throw new Error('the bucket watch ended'); }));
+    // Settled after the race too (the watches stop when it is over): never an unhandled rejection.
+    for (const p of watchEnded) p.catch(() => {});
     try {
-      await Promise.race([this.conn!.disconnected(), ended, ...readers.map((r) => r.then(() => { throw new Error('the bucket watch ended'); }))]);
+      await Promise.race([this.conn!.disconnected(), ended, ...watchEnded]);
     } finally {
       clearTimeout(timeout);
       this.log.debug({ event: 'fleet_follow_ended', ms: Date.now() - started }, 'following ended');
