@@ -114,7 +114,10 @@ export class Follower {
     while (!this.closed) {
       try {
         this.conn ??= await openConnection(this.config, this.config.follow!, 'follower', this.log);
-        if (this.closed) break;
+        if (this.closed) {
+          await this.conn.close();
+          break;
+        }
         await this.conn.ready();
         const kv = await new Kvm(this.conn.nc).open(this.config.natsBucket);
         await this.follow(kv);
@@ -256,7 +259,8 @@ export class Follower {
     clearInterval(this.timer);
     this.stopWatches?.();
     await this.conn?.close();
-    await this.done?.catch(() => {});
+    // A first connection still being attempted (NATS down since start) is not waited for.
+    await Promise.race([this.done?.catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
   }
 }
 

@@ -90,7 +90,14 @@ export class Publisher {
   }
 
   private async bucket(): Promise<KV> {
-    if (this.conn === null) this.conn = await openConnection(this.config, this.config.nats!, 'publisher', this.log);
+    if (this.conn === null) {
+      const conn = await openConnection(this.config, this.config.nats!, 'publisher', this.log);
+      if (this.closed) {
+        await conn.close();
+        throw new Error('closed');
+      }
+      this.conn = conn;
+    }
     if (!this.conn.connected()) await this.conn.ready();
     if (this.kv === null) this.kv = await new Kvm(this.conn.nc).create(this.config.natsBucket, { history: 1 });
     return this.kv;
@@ -192,7 +199,8 @@ export class Publisher {
     this.closed = true;
     this.wake?.();
     await this.conn?.close();
-    await this.done?.catch(() => {});
+    // A first connection still being attempted (NATS down since start) is not waited for.
+    await Promise.race([this.done?.catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
   }
 }
 
