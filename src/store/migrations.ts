@@ -115,6 +115,12 @@ export const MIGRATIONS: readonly string[] = [
     value TEXT
   );
   `,
+  // 6: one spelling per door (issue #12): recorded denials say transparent-tls and
+  //    transparent-http, as the metrics and logs now do.
+  `
+  UPDATE egress_events SET door = 'transparent-tls' WHERE door = 'tls';
+  UPDATE egress_events SET door = 'transparent-http' WHERE door = 'transparent_http';
+  `,
 ];
 
 /** Brings the database to the latest version; each step in its own transaction. */

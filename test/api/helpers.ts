@@ -10,7 +10,7 @@ import { loadConfig, type GatewayConfig } from '../../src/config.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { startApi } from '../../src/api/index.js';
-import type { DoorContext, RunningDoor } from '../../src/door.js';
+import type { DoorContext, RunningDoor } from '../../src/doors/floor/context.js';
 
 export const TOKEN_A = 'token-alpha';
 export const TOKEN_B = 'token-bravo';
