@@ -31,11 +31,12 @@ beforeAll(async () => {
   dns = await startDnsUpstream({ records: loopbackRecords(['allowed.test', 'other.test']) });
   origin = await startHttpOrigin();
   const db = join(tmp.dir, 'control.db');
-  a = await startReplica(db, nats.url);
-  b = await startReplica(db, nats.url);
-  h1 = await startSidecar(nats.url, 'h1', join(tmp.dir, 'h1.db'), dns.port);
-  h2 = await startSidecar(nats.url, 'h2', join(tmp.dir, 'h2.db'), dns.port);
-}, 120_000);
+  // In parallel: on a loaded 2-core box each start takes seconds.
+  [a, b, h1, h2] = await Promise.all([
+    startReplica(db, nats.url), startReplica(db, nats.url),
+    startSidecar(nats.url, 'h1', join(tmp.dir, 'h1.db'), dns.port), startSidecar(nats.url, 'h2', join(tmp.dir, 'h2.db'), dns.port),
+  ]);
+}, 300_000);
 
 afterAll(async () => {
   await Promise.allSettled([a, b, h1, h2].filter(Boolean).map((n) => n.stop()));
@@ -53,7 +54,7 @@ describe('fleet: a policy written on one replica is enforced by the sidecar of t
     const user = `${box.id}:${box.password}`;
     const target = `http://allowed.test:${origin.port}/hello`;
 
-    await until(async () => (await decisionAt(h1.apiUrl, box.id, 'allowed.test', origin.port)) === 'allow', 20_000, 'h1 to enforce the policy');
+    await until(async () => (await decisionAt(h1.apiUrl, box.id, 'allowed.test', origin.port)) === 'allow', 60_000, 'h1 to enforce the policy');
     const ok = await curl(['-x', `http://127.0.0.1:${h1.proxyPort}`, '-U', user, target]);
     expect(ok.status).toBe(200);
     expect(JSON.parse(ok.body.toString()).url).toBe('/hello');
@@ -64,12 +65,12 @@ describe('fleet: a policy written on one replica is enforced by the sidecar of t
     tunnel.on('error', () => {});
 
     await setHostnames(a.apiUrl, policy, ['other.test']);
-    await until(async () => (await decisionAt(h1.apiUrl, box.id, 'allowed.test', origin.port)) === 'deny', 20_000, 'h1 to enforce the update');
+    await until(async () => (await decisionAt(h1.apiUrl, box.id, 'allowed.test', origin.port)) === 'deny', 60_000, 'h1 to enforce the update');
     const denied = await curl(['-x', `http://127.0.0.1:${h1.proxyPort}`, '-U', user, target]);
     expect(denied.status).toBe(403);
     await cut;
     expect(origin.seen.filter((s) => s.url === '/hello')).toHaveLength(1);
-  }, 90_000);
+  }, 300_000);
 
   it('a sidecar refuses policy and devbox writes with 409 naming the control plane, and serves /v1/egress/check', async () => {
     const w = await api<{ error: { code: string; message: string } }>(h1.apiUrl, 'POST', '/v1/network-policies', { name: 'local' });

@@ -22,7 +22,7 @@ beforeAll(async () => {
   base = await fleetBase();
   db = join(base.dir, 'control.db');
   h1 = await startSidecar(base.nats.url, 'h1', join(base.dir, 'h1.db'), base.dns.port);
-}, 120_000);
+}, 300_000);
 
 afterAll(() => base?.close([a, b, h1]));
 
@@ -31,13 +31,13 @@ describe('a replica killed between commit and publish', () => {
     b = await startReplica(db, base.nats.url);
     const policy = await createPolicy(b.apiUrl, 'web', ['allowed.test']);
     const box = await registerDevbox(b.apiUrl, 'h1', policy);
-    await until(async () => (await decisionAt(h1.apiUrl, box.id, 'allowed.test')) === 'allow', 20_000, 'the sidecar to sync');
+    await until(async () => (await decisionAt(h1.apiUrl, box.id, 'allowed.test')) === 'allow', 60_000, 'the sidecar to sync');
     await b.stop();
 
     a = await startReplica(db, base.nats.url, { EGRESS_FLEET_FAULT: 'kill-before-publish' });
     // The answer may not arrive (the process dies under it); the database says what committed.
     await api(a.apiUrl, 'POST', `/v1/network-policies/${policy}`, { allowed_hostnames: ['other.test'] }).catch(() => null);
-    await until(async () => a!.child.exitCode !== null || a!.child.signalCode !== null, 20_000, 'the faulty replica to die');
+    await until(async () => a!.child.exitCode !== null || a!.child.signalCode !== null, 60_000, 'the faulty replica to die');
     expect(a.child.signalCode).toBe('SIGKILL');
 
     const control = new Database(db, { readonly: true });
@@ -53,10 +53,10 @@ describe('a replica killed between commit and publish', () => {
 
       b = await startReplica(db, base.nats.url);
       await until(async () => (await decisionAt(h1.apiUrl, box.id, 'allowed.test')) === 'deny'
-        && (await decisionAt(h1.apiUrl, box.id, 'other.test')) === 'allow', 20_000, 'the left-behind change to reach the sidecar');
-      await until(async () => (await look.watermark()) >= committed, 10_000, 'the watermark to pass the change');
+        && (await decisionAt(h1.apiUrl, box.id, 'other.test')) === 'allow', 60_000, 'the left-behind change to reach the sidecar');
+      await until(async () => (await look.watermark()) >= committed, 30_000, 'the watermark to pass the change');
     } finally {
       await look.close();
     }
-  }, 120_000);
+  }, 300_000);
 });

@@ -19,7 +19,7 @@ let h1: Node | undefined;
 beforeAll(async () => {
   base = await fleetBase();
   a = await startReplica(join(base.dir, 'control.db'), base.nats.url);
-}, 120_000);
+}, 300_000);
 
 afterAll(() => base?.close([a, h1]));
 
@@ -48,7 +48,7 @@ describe('a sidecar away past the bucket\'s history', () => {
     const spare = await policy('spare', 'gen1', 'other.test');
     const boxes: Array<{ id: string; password: string }> = [];
     for (let i = 0; i < N; i++) boxes.push(await registerDevbox(a.apiUrl, 'h1', ids[i]!));
-    await until(async () => (await decisionAt(h1!.apiUrl, boxes[N - 1]!.id, `g${N - 1}.test`)) === 'allow', 20_000, 'the sidecar to sync');
+    await until(async () => (await decisionAt(h1!.apiUrl, boxes[N - 1]!.id, `g${N - 1}.test`)) === 'allow', 60_000, 'the sidecar to sync');
     h1.child.kill('SIGKILL');
     await h1.exited;
     const before = new Database(local, { readonly: true });
@@ -67,7 +67,7 @@ describe('a sidecar away past the bucket\'s history', () => {
     // The bucket cannot replay what happened since the sidecar's revision: the drafts are gone.
     const look = await bucketLook(base.nats.url);
     await until(async () => (await look.watermark()) > 0 && (await look.revisions(`policy.default.${ids[0]}`)).length === 1
-      && (await look.revisions(`policy.default.${ids[0]}`))[0]! > seenRevision + N, 20_000, 'the bucket to hold only the last revision of each policy');
+      && (await look.revisions(`policy.default.${ids[0]}`))[0]! > seenRevision + N, 60_000, 'the bucket to hold only the last revision of each policy');
     await look.close();
 
     const want = { gens: ['gen2'], devboxes: [...boxes.slice(1).map((b) => b.id), late.id].sort() };
@@ -86,7 +86,7 @@ describe('a sidecar away past the bucket\'s history', () => {
     })();
     try {
       h1 = await startSidecar(base.nats.url, 'h1', local, base.dns.port);
-      await until(async () => (await decisionAt(h1!.apiUrl, late.id, 'g2.test')) === 'allow', 30_000, 'the sidecar to resync');
+      await until(async () => (await decisionAt(h1!.apiUrl, late.id, 'g2.test')) === 'allow', 90_000, 'the sidecar to resync');
     } finally {
       stop = true;
       await polling;
@@ -103,5 +103,5 @@ describe('a sidecar away past the bucket\'s history', () => {
     expect(await decisionAt(h1.apiUrl, boxes[1]!.id, 'g1.test')).toBe('deny');
     expect(await decisionAt(h1.apiUrl, boxes[1]!.id, 'g2.test')).toBe('allow');
     expect(h1.out()).toMatch(/"event":"fleet_resync"/);
-  }, 150_000);
+  }, 300_000);
 });

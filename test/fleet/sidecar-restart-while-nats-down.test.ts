@@ -18,7 +18,7 @@ let h1: Node | undefined;
 beforeAll(async () => {
   base = await fleetBase();
   a = await startReplica(join(base.dir, 'control.db'), base.nats.url);
-}, 120_000);
+}, 300_000);
 
 afterAll(() => base?.close([a, h1]));
 
@@ -30,7 +30,7 @@ describe('a sidecar restarted while NATS is down', () => {
     h1 = await startSidecar(base.nats.url, 'h1', local, base.dns.port);
     const policy = await createPolicy(a.apiUrl, 'web', ['allowed.test']);
     const known = await registerDevbox(a.apiUrl, 'h1', policy);
-    await until(async () => (await decisionAt(h1!.apiUrl, known.id, 'allowed.test')) === 'allow', 20_000, 'the sidecar to sync');
+    await until(async () => (await decisionAt(h1!.apiUrl, known.id, 'allowed.test')) === 'allow', 60_000, 'the sidecar to sync');
     const synced = await snapshotOf(h1);
 
     await base.nats.kill();
@@ -49,14 +49,14 @@ describe('a sidecar restarted while NATS is down', () => {
     expect(offline.revision).toBe(synced.revision);
     expect(offline.connected).toBe(false);
     expect((await health(h1.apiUrl, '/readyz')).status).toBe(200);
-    await until(async () => (await snapshotOf(h1!)).age_seconds >= 1, 10_000, 'the snapshot age to grow while NATS is down');
+    await until(async () => (await snapshotOf(h1!)).age_seconds >= 1, 30_000, 'the snapshot age to grow while NATS is down');
     const metrics = await (await fetch(`${h1.apiUrl}/metrics`)).text();
     expect(Number(/^egress_policy_snapshot_age_seconds (\S+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
 
     await setHostnames(a.apiUrl, policy, ['other.test']);
     await base.nats.start();
     await until(async () => (await decisionAt(h1!.apiUrl, unseen.id, 'other.test')) === 'allow'
-      && (await decisionAt(h1!.apiUrl, known.id, 'allowed.test')) === 'deny', 30_000, 'the sidecar to resync');
+      && (await decisionAt(h1!.apiUrl, known.id, 'allowed.test')) === 'deny', 90_000, 'the sidecar to resync');
     expect((await snapshotOf(h1)).revision).toBeGreaterThan(synced.revision);
-  }, 120_000);
+  }, 300_000);
 });
