@@ -14,7 +14,7 @@ import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config.js';
-import { type FleetEntry, POLICY_FILTER, decodeEntry, hostFilter } from './keys.js';
+import { POLICY_FILTER, decodeEntry, hostFilter } from './keys.js';
 import { type LocalSnapshot, type Revised } from './local-snapshot.js';
 import { type FleetConnection, openConnection } from './nats.js';
 import { followerGauges as g } from './metrics.js';
@@ -263,5 +263,3 @@ export class Follower {
     await Promise.race([this.done?.catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
   }
 }
-
-export type { FleetEntry };

@@ -28,12 +28,6 @@ const RETRY_MS = 500;
 /** Test-only fault hook (docs/testing.md): die by SIGKILL between commit and publish. */
 const FAULT = process.env.EGRESS_FLEET_FAULT === 'kill-before-publish';
 
-export interface PublisherStatus {
-  connected: boolean;
-  published: number;
-  lastSeq: number;
-}
-
 export class Publisher {
   private conn: FleetConnection | null = null;
   private kv: KV | null = null;
@@ -54,10 +48,6 @@ export class Publisher {
   nudge(): void {
     this.pending = true;
     this.wake?.();
-  }
-
-  status(): PublisherStatus {
-    return { connected: this.conn?.connected() ?? false, published: this.cursor, lastSeq: this.cursor };
   }
 
   private async run(): Promise<void> {
