@@ -24,6 +24,9 @@ export interface Node extends RunningServe {
   proxyPort: number;
 }
 
+/** Fleet tests start several gateways at once on a shared 2-core box: give each time to come up. */
+const START_MS = 240_000;
+
 function withProxy(s: RunningServe): Node {
   const line = s.out().split('\n').find((l) => l.includes('egress-gateway listening'))!;
   const port = Number(/"http-proxy":"127\.0\.0\.1:(\d+)"/.exec(line)?.[1] ?? 0);
@@ -32,7 +35,7 @@ function withProxy(s: RunningServe): Node {
 
 /** A control-plane replica on `db` (sqlite path now, postgres:// URL once that backend lands), publishing to NATS. */
 export async function startReplica(db: string, nats: string, env: Record<string, string> = {}, extra: string[] = []): Promise<Node> {
-  return withProxy(await startServe(['--db', db, '--nats', nats, '--api-token', `${TOKEN}:${ACCOUNT}`, '--log-level', 'info', ...extra], env));
+  return withProxy(await startServe(['--db', db, '--nats', nats, '--api-token', `${TOKEN}:${ACCOUNT}`, '--log-level', 'info', ...extra], env, START_MS));
 }
 
 /** A sidecar following NATS for one host, with its local snapshot in `db`. */
@@ -40,7 +43,7 @@ export async function startSidecar(nats: string, hostId: string, db: string, dns
   return withProxy(await startServe([
     '--follow', nats, '--host-id', hostId, '--db', db, '--api-token', `${TOKEN}:${ACCOUNT}`,
     '--allow-private', '127.0.0.0/8', '--upstream-dns', `127.0.0.1:${dnsPort}`, '--log-level', 'info', ...extra,
-  ]));
+  ], {}, START_MS));
 }
 
 export function tempDir(): { dir: string; remove(): void } {
