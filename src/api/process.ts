@@ -62,6 +62,13 @@ export interface ApiProcessOptions {
   fleet?: () => FleetHealth;
 }
 
+/**
+ * How long the API process may take to listen before the gateway gives up. Generous: on a host
+ * whose cores are oversubscribed (several gateways starting at once on 2 cores) loading the API
+ * took over 30 s; the limit only bounds a child that hangs.
+ */
+const API_START_MS = 120_000;
+
 /** Node flags for the child: the TypeScript loader when running from sources (tests, `npm start`). */
 function childExecArgv(): string[] {
   if (extname(SELF) !== '.ts') return process.execArgv.filter((a) => !a.startsWith('--inspect'));
@@ -118,8 +125,8 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
     let up = false;
     const timer = setTimeout(() => {
       c.kill('SIGKILL');
-      reject(new Error('the API process did not start within 30 s'));
-    }, 30_000);
+      reject(new Error(`the API process did not start within ${API_START_MS / 1000} s`));
+    }, API_START_MS);
     c.on('message', (m: FromApi) => {
       if (m?.egw === 'api-listening') {
         up = true;
