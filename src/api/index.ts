@@ -16,7 +16,7 @@ import type { DoorContext, RunningDoor } from '../doors/floor/context.js';
 import { listenError } from '../doors/floor/listen.js';
 import type { Store } from '../store/index.js';
 import { requireAuth } from './auth.js';
-import { errorBody, registerErrorHandling } from './errors.js';
+import { ApiError, errorBody, registerErrorHandling } from './errors.js';
 import { listenDual } from './transport.js';
 import { checkCharset, checkWellFormed, decodeUtf8 } from './body.js';
 import { networkPolicyRoutes } from './routes/network-policies.js';
@@ -161,11 +161,12 @@ export async function buildApi(deps: ApiDeps, store: Store): Promise<FastifyInst
     },
   });
 
-  await app.register(healthRoutes(store, deps.plane.listening));
+  await app.register(healthRoutes(store, deps.plane.listening, deps.plane.fleet));
   await app.register(metricsRoutes(deps.plane.metrics));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(async (v1) => {
+    if (deps.config.follow !== null) refuseWrites(v1, deps.config);
     requireAuth(v1, store);
     await v1.register(networkPolicyRoutes(store, new Guardrails(engineOptions(deps.config).allowPrivate), deps.config.apiPageBytes));
     await v1.register(devboxRoutes(store, deps.config.apiPageBytes));
@@ -174,6 +175,15 @@ export async function buildApi(deps: ApiDeps, store: Store): Promise<FastifyInst
     await v1.register(blueprintRoutes(store));
   });
   return app;
+}
+
+/** A fleet sidecar's API reads; policies and devboxes are written through the control plane. */
+function refuseWrites(app: FastifyInstance, config: GatewayConfig): void {
+  app.addHook('onRequest', async (req) => {
+    if (req.method === 'GET' || req.method === 'HEAD' || req.url.split('?')[0] === '/v1/egress/check') return;
+    throw new ApiError(409, 'read_only_follower',
+      `this gateway is a fleet sidecar (host ${config.hostId}, following ${config.follow}); write policies and devboxes through the control plane's API, which publishes them to every sidecar`);
+  });
 }
 
 function readPem(setting: string, path: string): Buffer {

@@ -20,6 +20,13 @@ export interface CheckQuestion {
 
 export type CheckAnswer = Pick<Decision, 'allow' | 'wouldDeny' | 'reason' | 'matched' | 'host' | 'policyVersion'>;
 
+/** A fleet sidecar's snapshot, for /healthz and /readyz (src/fleet/). */
+export interface FleetHealth {
+  snapshot: { host_id: string; revision: number; seq: number; age_seconds: number | null; connected: boolean; live: boolean } | null;
+  /** Why the sidecar is not ready (no snapshot yet), or null. */
+  unready: string | null;
+}
+
 export interface DataPlane {
   check(q: CheckQuestion): CheckAnswer | Promise<CheckAnswer>;
   /** Other processes' metrics (prom-client JSON), merged into this one's for /metrics. */
@@ -28,6 +35,8 @@ export interface DataPlane {
   listening?: () => boolean | Promise<boolean>;
   /** A write landed in the store: resolves once the doors apply it. */
   changed?: () => Promise<void>;
+  /** Fleet mode: the sidecar's snapshot (absent elsewhere). */
+  fleet?: () => Promise<FleetHealth | null>;
 }
 
 /** Asks the engine the way a door would. */

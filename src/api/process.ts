@@ -23,7 +23,7 @@ import type { RunningDoor } from '../doors/floor/context.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { Store } from '../store/index.js';
 import { ApiError } from './errors.js';
-import { type CheckAnswer, type CheckQuestion, type DataPlane, decideCheck } from './plane.js';
+import { type CheckAnswer, type CheckQuestion, type DataPlane, type FleetHealth, decideCheck } from './plane.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const ENTRY = join(dirname(SELF), `process-main${extname(SELF)}`);
@@ -35,7 +35,8 @@ type FromApi =
   | { egw: 'changed'; id: number }
   | { egw: 'check'; id: number; q: CheckQuestion }
   | { egw: 'metrics?'; id: number }
-  | { egw: 'listening?'; id: number };
+  | { egw: 'listening?'; id: number }
+  | { egw: 'fleet?'; id: number };
 
 /** Data plane → API process. */
 type ToApi =
@@ -43,6 +44,7 @@ type ToApi =
   | { egw: 'checked'; id: number; a: CheckAnswer | null }
   | { egw: 'metrics'; id: number; metrics: unknown[][] | null }
   | { egw: 'listening'; id: number; listening: boolean }
+  | { egw: 'fleet'; id: number; fleet: FleetHealth | null }
   | { egw: 'shutdown'; graceMs: number };
 
 export interface ApiProcessOptions {
@@ -56,7 +58,16 @@ export interface ApiProcessOptions {
   readiness: { listening: boolean };
   /** After the store is re-read here: until the other data-plane processes (DNS workers) have it too. */
   synced?: () => Promise<void>;
+  /** Fleet mode: the sidecar's snapshot for /healthz and /readyz. */
+  fleet?: () => FleetHealth;
 }
+
+/**
+ * How long the API process may take to listen before the gateway gives up. Generous: on a host
+ * whose cores are oversubscribed (several gateways starting at once on 2 cores) loading the API
+ * took over 30 s; the limit only bounds a child that hangs.
+ */
+const API_START_MS = 120_000;
 
 /** Node flags for the child: the TypeScript loader when running from sources (tests, `npm start`). */
 function childExecArgv(): string[] {
@@ -91,6 +102,8 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
         o.log.error({ err: e }, 'egress check failed');
       }
       answer(c, { egw: 'checked', id: m.id, a });
+    } else if (m.egw === 'fleet?') {
+      answer(c, { egw: 'fleet', id: m.id, fleet: o.fleet?.() ?? null });
     } else if (m.egw === 'listening?') {
       answer(c, { egw: 'listening', id: m.id, listening: o.readiness.listening });
     } else if (m.egw === 'metrics?') {
@@ -112,8 +125,8 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
     let up = false;
     const timer = setTimeout(() => {
       c.kill('SIGKILL');
-      reject(new Error('the API process did not start within 30 s'));
-    }, 30_000);
+      reject(new Error(`the API process did not start within ${API_START_MS / 1000} s`));
+    }, API_START_MS);
     c.on('message', (m: FromApi) => {
       if (m?.egw === 'api-listening') {
         up = true;
@@ -198,6 +211,7 @@ export async function runApiProcess(): Promise<void> {
     },
     changed: () => ask((id) => ({ egw: 'changed', id }), () => undefined, undefined),
     listening: () => ask((id) => ({ egw: 'listening?', id }), (m) => (m as { listening: boolean }).listening, false, 2000),
+    ...(config.follow !== null ? { fleet: () => ask((id) => ({ egw: 'fleet?', id }), (m) => (m as { fleet: FleetHealth | null }).fleet, null, 2000) } : {}),
   };
   let stop: ((graceMs: number) => Promise<void>) | null = null;
   process.on('message', (m: ToApi) => {

@@ -314,7 +314,7 @@ function nearestExisting(path: string): string {
 }
 
 
-interface PolicyRow {
+export interface PolicyRow {
   id: string;
   account_id: string;
   name: string;
@@ -326,7 +326,7 @@ interface PolicyRow {
   update_time_ms: number;
 }
 
-interface DevboxRow {
+export interface DevboxRow {
   id: string;
   account_id: string;
   name: string | null;
@@ -341,7 +341,7 @@ interface DevboxRow {
   blueprint_id: string | null;
 }
 
-function toPolicy(r: PolicyRow): NetworkPolicy {
+export function toPolicy(r: PolicyRow): NetworkPolicy {
   return {
     id: r.id,
     account_id: r.account_id,
@@ -355,7 +355,7 @@ function toPolicy(r: PolicyRow): NetworkPolicy {
   };
 }
 
-function toDevbox(r: DevboxRow): Devbox {
+export function toDevbox(r: DevboxRow): Devbox {
   return {
     id: r.id,
     account_id: r.account_id,

@@ -23,6 +23,7 @@ import { type DnsWorkers, startDnsWorkers } from './dns-workers.js';
 import { startHttpProxy, startTransparentHttp } from '../doors/http/door.js';
 import { startSocksDoor } from '../doors/socks5/door.js';
 import { startTransparentTls } from '../doors/tls/door.js';
+import { type Fleet, startFleet } from '../fleet/index.js';
 
 export interface Gateway {
   config: GatewayConfig;
@@ -50,6 +51,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     throw e;
   }
   const engine = new PolicyEngine(store, engineOptions(config));
+  const fleet: Fleet | null = startFleet(config, store, log);
   const resolver = createResolver(config);
   const gate = new Gate(engine, resolver, log);
   const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store, recorderOptions(config), log);
@@ -104,19 +106,22 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     gate.flushLog();
     denials.close();
     tracker.dispose();
+    await fleet?.close();
     engine.close();
     store.close();
   };
   try {
     // The admin API runs in a process of its own: no request to it takes time from the doors.
     const metrics = async () => [await registry.getMetricsAsJSON(), ...((await (workers as DnsWorkers | null)?.metrics()) ?? [])];
-    running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, synced: async () => (workers as DnsWorkers | null)?.sync() }));
+    running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, synced: async () => (workers as DnsWorkers | null)?.sync(),
+      fleet: fleet ? () => ({ snapshot: fleet.follower(), unready: fleet.unready() }) : undefined }));
     for (const [at, start] of plan) if (at !== null) running.push(await start(ctx, at));
   } catch (e) {
     await closeAll(0);
     throw e;
   }
   readiness.listening = true;
+  fleet?.start();
   const doors: Record<string, HostPort> = {};
   for (const d of running) doors[d.name] = d.address;
   log.info({ event: 'listening', listeners: Object.fromEntries(running.map((d) => [d.name, formatHostPort(d.address)])) },

@@ -49,11 +49,11 @@ export function spawnCli(args: string[], env: Record<string, string> = {}): Serv
 }
 
 /** Starts serve and waits until it listens (or fails: the error names its stderr). */
-export async function startServe(args: string[], env: Record<string, string> = {}): Promise<RunningServe> {
+export async function startServe(args: string[], env: Record<string, string> = {}, waitMs = 90_000): Promise<RunningServe> {
   const p = spawnCli(['serve', ...LOOPBACK_DOORS, ...args], env);
   let exitCode: number | null | undefined;
   void p.exited.then((c) => (exitCode = c));
-  await waitFor(() => p.out().includes('egress-gateway listening') || exitCode !== undefined, 90_000, 'serve to listen');
+  await waitFor(() => p.out().includes('egress-gateway listening') || exitCode !== undefined, waitMs, 'serve to listen');
   if (exitCode !== undefined) throw new Error(`serve exited ${exitCode}: ${p.err()}`);
   // The listening line, not the start-up line (which shows the configured api, port 0).
   const listening = p.out().split('\n').find((l) => l.includes('egress-gateway listening'))!;
