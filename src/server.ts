@@ -13,7 +13,8 @@ import { SourceLimiter } from './egress/source-limit.js';
 import { FairShare, fdBudget } from './egress/fair-share.js';
 import { UpstreamPool } from './proxy/upstream-pool.js';
 import { type DoorContext, type RunningDoor, listenError } from './door.js';
-import { openStore, storageFault, type Store } from './store/index.js';
+import { storageFault } from './store/index.js';
+import { type PlaneStore, openPlaneStore } from './store/open.js';
 import { startApiProcess } from './api/process.js';
 import { registry } from './metrics.js';
 import { createResolver } from './dns/index.js';
@@ -25,7 +26,8 @@ import { startTransparentTls, startTransparentHttp } from './proxy/transparent.j
 
 export interface Gateway {
   config: GatewayConfig;
-  store: Store;
+  /** The store the doors read (sqlite, or an in-memory copy following PostgreSQL's change feed). */
+  store: PlaneStore;
   engine: PolicyEngine;
   doors: Record<string, HostPort>;
   /** Tokens created on first start (printed once by `serve`). */
@@ -38,20 +40,20 @@ export interface Gateway {
 type Starter = (ctx: DoorContext, at: HostPort) => Promise<RunningDoor>;
 
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
-  const store = openStore(config.db, { writable: true });
+  const store = await openPlaneStore(config.db, { writable: true, log });
   let createdToken: string | null;
   try {
-    createdToken = store.ensureTokens(config.apiTokens);
+    createdToken = await store.control.tokens.ensure(config.apiTokens);
   } catch (e) {
-    store.close();
+    await store.close();
     const fault = storageFault(e);
-    if (fault) throw new ConfigError('--db', `cannot write ${store.path}: ${fault.reason}`);
+    if (fault) throw new ConfigError('--db', `cannot write ${store.control.location}: ${fault.reason}`);
     throw e;
   }
-  const engine = new PolicyEngine(store, engineOptions(config));
+  const engine = new PolicyEngine(store.source, engineOptions(config));
   const resolver = createResolver(config, log);
   const gate = new Gate(engine, resolver, log);
-  const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store, recorderOptions(config), log);
+  const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store.denials, recorderOptions(config), log);
   gate.denials = denials;
   gate.allowLogEvery = allowLogEvery(config.logAllowed);
   const tracker = new ConnectionTracker(engine, config.maxConnectionsPerDevbox);
@@ -104,7 +106,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     denials.close();
     tracker.dispose();
     engine.close();
-    store.close();
+    await store.close();
   };
   try {
     // The admin API runs in a process of its own: no request to it takes time from the doors.
@@ -124,7 +126,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const reload = (next: GatewayConfig) => {
     const { reloadable, restart } = configChanges(config, next);
     if (reloadable.length === 0) return { applied: reloadable, ignored: restart };
-    if (reloadable.includes('--api-token')) store.ensureTokens(next.apiTokens);
+    if (reloadable.includes('--api-token')) {
+      store.control.tokens.ensure(next.apiTokens).catch((e: unknown) => log.error({ err: e }, 'could not store the reloaded API tokens'));
+    }
     engine.reconfigure(engineOptions(next));
     log.level = next.logLevel;
     // Doors and DNS workers read these from the shared config object.

@@ -12,10 +12,13 @@ import { type Decision, type Door, decisionLabel } from '../policy/decision.js';
 import type { Identity } from '../policy/engine.js';
 import { registry } from '../metrics.js';
 import type { DenialSink } from './gate.js';
-import type { DenialEventBatchRow, Store } from '../store/index.js';
+import type { DenialEventBatchRow, DenialLimits } from '../store/index.js';
 
 /** What the recorder writes through (the store). Throws when the write could not be made. */
-export type DenialEventWriter = Pick<Store, 'writeDenialEvents'>;
+/** The sqlite store writes at once (a throw: busy, kept for the next flush); PostgreSQL answers later. */
+export interface DenialEventWriter {
+  writeDenialEvents(rows: readonly DenialEventBatchRow[], limits: DenialLimits): void | Promise<void>;
+}
 
 export interface DenialRecorderOptions {
   flushMs: number;
@@ -94,15 +97,22 @@ export class DenialRecorder implements DenialSink {
     const batch = this.pending;
     this.pending = new Map();
     const now = Date.now();
+    let done: void | Promise<void>;
     try {
-      this.writer.writeDenialEvents([...batch.values()], { retentionMs: this.opts.retentionHours * 3_600_000, maxPerDevbox: this.opts.maxPerDevbox, now });
-      flushed.inc(batch.size);
+      done = this.writer.writeDenialEvents([...batch.values()], { retentionMs: this.opts.retentionHours * 3_600_000, maxPerDevbox: this.opts.maxPerDevbox, now });
     } catch (e) {
-      this.keep(batch);
-      if (now - this.warnedAt > 10_000) {
-        this.warnedAt = now;
-        this.log.warn({ event: 'denial_events_write_failed', err: (e as Error).message, pending: this.pending.size }, 'could not write the denial record; kept for the next flush');
-      }
+      this.failed(batch, e, now);
+      return;
+    }
+    if (done instanceof Promise) done.then(() => flushed.inc(batch.size), (e: unknown) => this.failed(batch, e, now));
+    else flushed.inc(batch.size);
+  }
+
+  private failed(batch: Map<string, DenialEventBatchRow>, e: unknown, now: number): void {
+    this.keep(batch);
+    if (now - this.warnedAt > 10_000) {
+      this.warnedAt = now;
+      this.log.warn({ event: 'denial_events_write_failed', err: (e as Error).message, pending: this.pending.size }, 'could not write the denial record; kept for the next flush');
     }
   }
 

@@ -3,13 +3,13 @@
  * is up and not draining, and the store takes a write now. No auth on either.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import type { Store } from '../../store/index.js';
+import type { ControlStore } from '../../store/backend.js';
 import { ApiError } from '../errors.js';
 import { errorSchema } from '../schemas.js';
 
 const ok = (value: string) => ({ type: 'object', properties: { status: { type: 'string', enum: [value] } }, required: ['status'] });
 
-export const healthRoutes = (store: Store, listening?: () => boolean | Promise<boolean>): FastifyPluginAsync => async (app) => {
+export const healthRoutes = (store: ControlStore, listening?: () => boolean | Promise<boolean>): FastifyPluginAsync => async (app) => {
   app.get('/healthz', {
     schema: { tags: ['operations'], summary: 'Liveness check (no auth).', response: { 200: ok('ok') } },
   }, async () => ({ status: 'ok' as const }));
@@ -22,7 +22,7 @@ export const healthRoutes = (store: Store, listening?: () => boolean | Promise<b
     },
   }, async () => {
     if (listening && !(await listening())) throw new ApiError(503, 'service_unavailable', 'listeners are starting or draining');
-    const why = store.probeWritable();
+    const why = await store.probeWritable();
     if (why !== null) throw new ApiError(503, 'storage_unavailable', `the policy store is unavailable: ${why}`);
     return { status: 'ready' as const };
   });
