@@ -177,6 +177,15 @@ const metadata = {
   description: 'User-defined string key/value tags.',
 } as const;
 
+/**
+ * A host id (fleet mode: the host whose sidecar serves the devbox). One NATS subject token:
+ * no dots or wildcards, so a sidecar's subject permission for its host matches no other host.
+ */
+const hostId = {
+  type: 'string', minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9_-]*$',
+  description: 'The host whose sidecar serves the devbox (fleet mode): letters, digits, - and _, at most 63.',
+} as const;
+
 export const devboxView = {
   type: 'object',
   additionalProperties: false,
@@ -196,7 +205,10 @@ export const devboxView = {
     network: {
       type: 'object',
       additionalProperties: false,
-      properties: { addresses: { type: 'array', items: { type: 'string' }, description: 'Source addresses the devbox\'s traffic comes from.' } },
+      properties: {
+        addresses: { type: 'array', items: { type: 'string' }, description: 'Source addresses the devbox\'s traffic comes from.' },
+        host_id: nullable({ type: 'string', description: 'The host whose sidecar serves the devbox (fleet mode); null: not placed.' }),
+      },
       required: ['addresses'],
     },
     tunnel_key: { type: 'string', description: 'Key of the devbox tunnel hostnames {port}-{tunnel_key}.<tunnel domain>.' },
@@ -232,7 +244,7 @@ export const devboxCreateBody = {
     network: nullable({
       type: 'object',
       additionalProperties: false,
-      properties: { addresses: { type: 'array', items: { type: 'string' }, maxItems: 256 } },
+      properties: { addresses: { type: 'array', items: { type: 'string' }, maxItems: 256 }, host_id: nullable(hostId) },
     }),
   },
 } as const;
@@ -249,6 +261,7 @@ export const devboxListQuery = {
   additionalProperties: false,
   properties: {
     status: { type: 'string', enum: [...DEVBOX_STATUSES] },
+    host_id: hostId,
     ...pageQuery,
   },
 } as const;

@@ -17,7 +17,7 @@ interface CreateBody {
   name?: string | null;
   metadata?: Record<string, string> | null;
   launch_parameters?: { network_policy_id?: string | null } | null;
-  network?: { addresses?: string[] } | null;
+  network?: { addresses?: string[]; host_id?: string | null } | null;
   blueprint_id?: string | null;
 }
 
@@ -29,6 +29,7 @@ interface UpdateBody {
 
 interface ListQuery {
   status?: DevboxStatus;
+  host_id?: string;
   limit?: number;
   starting_after?: string;
   include_total_count?: boolean;
@@ -55,14 +56,15 @@ export const devboxRoutes = (store: ControlStore, pageBytes?: number): FastifyPl
       networkPolicyId: b.launch_parameters?.network_policy_id ?? null,
       addresses,
       blueprintId: b.blueprint_id ?? null,
+      hostId: b.network?.host_id ?? null,
     });
-    req.log.info({ event: 'devbox_created', account: req.accountId, devbox: devbox.id, policy: devbox.network_policy_id, blueprint: devbox.blueprint_id, addresses }, 'devbox registered');
+    req.log.info({ event: 'devbox_created', account: req.accountId, devbox: devbox.id, policy: devbox.network_policy_id, blueprint: devbox.blueprint_id, host: devbox.host_id ?? null, addresses }, 'devbox registered');
     return { ...devboxView(devbox), proxy_credentials: { username: devbox.id, password } };
   });
 
   app.get<{ Querystring: ListQuery }>('/v1/devboxes', {
     schema: {
-      tags, security, operationId: 'listDevboxes', summary: 'List devboxes.',
+      tags, security, operationId: 'listDevboxes', summary: 'List devboxes (status and host_id filter).',
       querystring: devboxListQuery,
       response: { 200: devboxListView, ...errorResponses(400, 401) },
     },
@@ -70,7 +72,7 @@ export const devboxRoutes = (store: ControlStore, pageBytes?: number): FastifyPl
     const q = req.query;
     const includeTotal = q.include_total_count ?? true;
     const page = await store.devboxes.list(req.accountId, {
-      status: q.status, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal, maxBytes: pageBytes,
+      status: q.status, hostId: q.host_id, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal, maxBytes: pageBytes,
     });
     return { devboxes: page.items.map(devboxView), has_more: page.hasMore, ...(includeTotal ? { total_count: page.totalCount } : {}) };
   });
