@@ -97,7 +97,7 @@ function packetAnswer(msg: Buffer): Buffer | null {
 async function runGateway(upstreamPort: number): Promise<void> {
   const { pino } = await import('pino');
   const { loadConfig } = await import('../src/config.js');
-  const { startGateway } = await import('../src/server.js');
+  const { startGateway } = await import('../src/wiring/gateway.js');
   const dir = mkdtempSync(join(tmpdir(), 'egw-bench-dns-'));
   const flags = new Map<string, string[]>([
     ['api', ['127.0.0.1:0']],

@@ -466,12 +466,12 @@ async function main(): Promise<void> {
     rows.push({ ...(await both('squid', 'CONNECT tunnel + echo, allowed', 'tunnel', (c, ms) => connLoad(() => exchange(squid.port, [{ send: connectReq, done: statusIs(200) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
     rows.push({ ...(await both('squid', 'CONNECT, denied (403)', 'tunnel', (c, ms) => connLoad(() => exchange(squid.port, [{ send: connectDenied, done: statusIs(403) }]), c, ms))), direct: directTcp });
   }
-  if (d.socks) {
+  if (d.socks5) {
     const greet = Buffer.from([5, 1, 0]);
     const gotMethod = (b: Buffer) => (b.length >= 2 ? b[0] === 5 && b[1] === 0 : null);
     const reply = (code: number) => (b: Buffer) => (b.length >= 10 ? b[1] === code : null);
-    rows.push({ ...(await both('socks5', 'CONNECT + echo, allowed', 'tunnel', (c, ms) => connLoad(() => exchange(d.socks!, [{ send: greet, done: gotMethod }, { send: socksRequest('allowed.test', o.echo), done: reply(0) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
-    rows.push({ ...(await both('socks5', 'CONNECT, denied (0x02)', 'tunnel', (c, ms) => connLoad(() => exchange(d.socks!, [{ send: greet, done: gotMethod }, { send: socksRequest('denied.test', o.echo), done: reply(2) }]), c, ms))), direct: directTcp });
+    rows.push({ ...(await both('socks5', 'CONNECT + echo, allowed', 'tunnel', (c, ms) => connLoad(() => exchange(d.socks5!, [{ send: greet, done: gotMethod }, { send: socksRequest('allowed.test', o.echo), done: reply(0) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
+    rows.push({ ...(await both('socks5', 'CONNECT, denied (0x02)', 'tunnel', (c, ms) => connLoad(() => exchange(d.socks5!, [{ send: greet, done: gotMethod }, { send: socksRequest('denied.test', o.echo), done: reply(2) }]), c, ms))), direct: directTcp });
   }
   if (d['transparent-tls']) {
     const directTls = await both('direct', 'TLS handshake', 'conn', (c, ms) => connLoad(() => tlsOnce(o.https, 'www.allowed.test', ca), c, ms));

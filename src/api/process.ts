@@ -19,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import { createLogger } from '../log.js';
 import { ConfigError, type GatewayConfig, type HostPort } from '../config.js';
-import type { RunningDoor } from '../door.js';
+import type { RunningDoor } from '../doors/floor/context.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { PlaneStore } from '../store/open.js';
 import { ApiError } from './errors.js';

@@ -319,7 +319,7 @@ export const egressEventView = {
     network_policy_id: nullable({ type: 'string', description: 'The policy that decided, when last seen.' }),
     host: { type: 'string' },
     port: { type: 'integer' },
-    door: { type: 'string', description: 'http, connect, socks5, tls, transparent_http or dns.' },
+    door: { type: 'string', description: 'http, connect, socks5, transparent-tls, transparent-http or dns.' },
     reason: { type: 'string' },
     decision: { type: 'string', enum: ['deny', 'would_deny'] },
     count: { type: 'integer' },

@@ -13,7 +13,7 @@ export async function serveCommand(flags: Map<string, string[]>): Promise<void> 
   log.info({ event: 'start', version: VERSION, node: process.version, pid: process.pid, settings: describeConfig(config) },
     `egress-gateway ${VERSION} starting`);
   // Loaded here so `check`/`apply` do not pay for the whole server stack.
-  const { startGateway } = await import('../server.js');
+  const { startGateway } = await import('../wiring/gateway.js');
   const gw = await startGateway(config, log);
   if (gw.createdToken) {
     process.stderr.write(

@@ -115,7 +115,13 @@ export const MIGRATIONS: readonly string[] = [
     value TEXT
   );
   `,
-  // 6: fleet mode (issue 13): a devbox's host, and change records that carry the value the
+  // 6: one spelling per door (issue #12): recorded denials say transparent-tls and
+  //    transparent-http, as the metrics and logs now do.
+  `
+  UPDATE egress_events SET door = 'transparent-tls' WHERE door = 'tls';
+  UPDATE egress_events SET door = 'transparent-http' WHERE door = 'transparent_http';
+  `,
+  // 7: fleet mode (issue 13): a devbox's host, and change records that carry the value the
   //    change left (JSON, NULL: deleted) and the devbox's host, for the change feed.
   `
   ALTER TABLE devboxes ADD COLUMN host_id TEXT;

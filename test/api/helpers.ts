@@ -12,7 +12,7 @@ import { loadConfig, type GatewayConfig } from '../../src/config.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { serveApi } from '../../src/api/index.js';
 import { localPlane } from '../../src/api/plane.js';
-import type { RunningDoor } from '../../src/door.js';
+import type { RunningDoor } from '../../src/doors/floor/context.js';
 import type { PolicySource } from '../../src/policy/source.js';
 import type { ControlStore } from '../../src/store/backend.js';
 import { openPlaneStore } from '../../src/store/open.js';

@@ -1,9 +1,9 @@
 /**
  * The layering rule, enforced on the imports of src/ (docs/architecture.md). From the bottom:
  * policy (the engine: imports nothing of the gateway) < log, metrics, config < store <
- * the doors and their floor (egress, proxy, dns) < api < the wiring (server.ts) < cli < main.ts.
- * A part never imports one above it. What this does not enforce yet (issue #12): the store's
- * use of config.ts, and the egress/dns/door tangle between the doors' parts.
+ * resolver < the doors' shared floor (doors/floor) < each door (doors/<door>) < api <
+ * the wiring < cli < main.ts. A part never imports one above it, and a door never imports
+ * another door: what two doors share lives on the floor. The one exception is named below.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
@@ -17,18 +17,24 @@ const FLOORS: Record<string, number> = {
   policy: 0,
   'log.ts': 1, 'metrics.ts': 1, 'config.ts': 1, 'version.ts': 1, 'byte-appender.ts': 1,
   store: 2,
-  egress: 3, proxy: 3, dns: 3, 'door.ts': 3, 'signals.ts': 3, bench: 3,
-  api: 4,
-  'server.ts': 5,
-  cli: 6,
-  'main.ts': 7,
+  resolver: 3, 'signals.ts': 3, bench: 3,
+  'doors/floor': 4,
+  'doors/http': 5, 'doors/connect': 5, 'doors/socks5': 5, 'doors/tls': 5, 'doors/dns': 5,
+  api: 6,
+  wiring: 7,
+  cli: 8,
+  'main.ts': 9,
 };
+
+/** Door-to-door imports allowed: the HTTP proxy's listener hands CONNECT requests to their door. */
+const DOOR_TO_DOOR: ReadonlySet<string> = new Set(['doors/http -> doors/connect']);
 
 function partOf(file: string): string {
   const rel = relative(SRC, file).split('\\').join('/');
-  const top = rel.split('/')[0]!;
-  if (!(top in FLOORS)) throw new Error(`src/${rel}: its part "${top}" has no floor in test/architecture/layers.test.ts (and docs/architecture.md)`);
-  return top;
+  const [top, second] = rel.split('/');
+  const part = top === 'doors' ? `doors/${second}` : top!;
+  if (!(part in FLOORS)) throw new Error(`src/${rel}: its part "${part}" has no floor in test/architecture/layers.test.ts (and docs/architecture.md)`);
+  return part;
 }
 
 function sources(dir: string): string[] {
@@ -59,6 +65,21 @@ describe('layers: no part of src/ imports a part above it', () => {
       }
     }
     expect(up).toEqual([]);
+  });
+
+  it('a door imports the floor, never another door', () => {
+    const across: string[] = [];
+    for (const f of files) {
+      const from = partOf(f);
+      if (!from.startsWith('doors/') || from === 'doors/floor') continue;
+      for (const m of readFileSync(f, 'utf8').matchAll(IMPORT)) {
+        const target = normalize(join(dirname(f), m[1]!)).replace(/\.js$/, '.ts');
+        if (!target.startsWith(SRC)) continue;
+        const to = partOf(target);
+        if (to.startsWith('doors/') && to !== 'doors/floor' && to !== from && !DOOR_TO_DOOR.has(`${from} -> ${to}`)) across.push(`src/${relative(SRC, f)} (${from}) imports ${m[1]} (${to})`);
+      }
+    }
+    expect(across).toEqual([]);
   });
 
   it('policy/, the engine, imports nothing else of the gateway', () => {

@@ -10,7 +10,7 @@
  * an SOA, which are cached), then the victim keeps going.
  * Expected: the victim's answers are still served from the cache (the upstream sees no new
  * query for its name) and the victim is served (≥ 95 %, p99 ≤ P99_BUDGET_MS, 500 ms: see test/support/tenants.ts).
- * Fix: src/dns/cache.ts (answers partitioned by account), resolver, gate and DNS handler.
+ * Fix: src/resolver/cache.ts (answers partitioned by account), resolver, gate and DNS handler.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import dgram from 'node:dgram';

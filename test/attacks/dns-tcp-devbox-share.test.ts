@@ -9,7 +9,7 @@
  * Expected: the victim is served (≥ 95 %, p99 ≤ P99_BUDGET_MS, 500 ms: see test/support/tenants.ts; run alone it is tens to hundreds of ms):
  * the devbox's addresses share one allowance (--dns-tcp-per-devbox, 64), and the refusals
  * are counted in egress_shared_refusals_total{resource="dns_tcp"}.
- * Fix: src/dns/server.ts + src/dns/index.ts (TCP slots per devbox through a FairShare).
+ * Fix: src/doors/dns/server.ts + src/doors/dns/door.ts (TCP slots per devbox through a FairShare).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';

@@ -10,7 +10,7 @@
  * Expected: a connection from an address that is no running devbox is refused at accept
  * (REFUSED on its first query then closed, or not counted against the shared table), so
  * a registered devbox still gets TCP DNS while unknown clients hold the table.
- * Fix: src/dns/server.ts startDnsServer(): identify the source on accept (engine
+ * Fix: src/doors/dns/server.ts startDnsServer(): identify the source on accept (engine
  * identifyByAddress) and either close unknown sources after answering, or give them a
  * small separate budget outside maxTcpConnections.
  */

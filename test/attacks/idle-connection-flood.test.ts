@@ -10,7 +10,7 @@
  * Expected: client connections from one devbox (or one source address, for unknown
  * clients) are capped, at accept time, near --max-connections-per-devbox.
  * Fix: count accepted client sockets per source address / identity in
- * src/proxy/http-proxy.ts startHttpDoor ('connection') and src/proxy/socks5.ts (accept),
+ * src/doors/http/door.ts startHttpDoor ('connection') and src/doors/socks5/door.ts (accept),
  * close the excess (or add a --max-client-connections-per-source flag defaulting to a
  * small multiple of the per-devbox limit).
  */
@@ -56,7 +56,7 @@ describe('one devbox cannot hold unbounded client sockets', () => {
   });
 
   it('SOCKS5: stalled handshakes beyond the per-devbox limit are closed', async () => {
-    const open = await flood(gw.addr('socks').port, Buffer.from([5]), FLOOD, 600);
+    const open = await flood(gw.addr('socks5').port, Buffer.from([5]), FLOOD, 600);
     expect(open).toBeLessThanOrEqual(2 * LIMIT);
   });
 });

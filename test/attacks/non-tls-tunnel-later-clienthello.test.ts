@@ -36,7 +36,7 @@ const SSH_BANNER = Buffer.from('SSH-2.0-OpenSSH_9.6\r\n');
 describe('a tunnel that does not start with TLS', () => {
   it.each([
     ['CONNECT', () => connectTunnel(env.proxyPort, `allowed.test:${sinkPort}`, { localAddress: '127.0.0.2' })],
-    ['SOCKS5', () => socksConnect(env.gw.addr('socks').port, { host: 'allowed.test', port: sinkPort }, { localAddress: '127.0.0.2' })],
+    ['SOCKS5', () => socksConnect(env.gw.addr('socks5').port, { host: 'allowed.test', port: sinkPort }, { localAddress: '127.0.0.2' })],
   ])('%s: relayed as an opaque tunnel to the decided address, a later ClientHello included', async (_door, open) => {
     const sock = await open();
     sock.on('error', () => {});

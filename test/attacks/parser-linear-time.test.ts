@@ -15,11 +15,12 @@
 import { describe, expect, it } from 'vitest';
 import { PassThrough } from 'node:stream';
 import type net from 'node:net';
-import { ChunkedScanner, blankSearched, parseRequestHead, parseResponseHead } from '../../src/proxy/http-framing.js';
-import { parseAuthority, readFirstFlight } from '../../src/proxy/connect.js';
-import { MAX_CLIENT_HELLO, parseClientHello } from '../../src/proxy/clienthello.js';
-import { DEFAULT_MAX_HANDSHAKE_BYTES, Socks5Parser } from '../../src/proxy/socks5-parser.js';
-import { inspectAnswer, parseQuery } from '../../src/dns/wire.js';
+import { ChunkedScanner, blankSearched, parseRequestHead, parseResponseHead } from '../../src/doors/http/framing.js';
+import { parseAuthority } from '../../src/doors/floor/authority.js';
+import { readFirstFlight } from '../../src/doors/floor/tls-name-rule.js';
+import { MAX_CLIENT_HELLO, parseClientHello } from '../../src/doors/floor/clienthello.js';
+import { DEFAULT_MAX_HANDSHAKE_BYTES, Socks5Parser } from '../../src/doors/socks5/parser.js';
+import { inspectAnswer, parseQuery } from '../../src/resolver/wire.js';
 import { parsePolicySpec } from '../../src/cli/policy-file.js';
 import { parse as parseYaml } from 'yaml';
 import { ByteAppender } from '../../src/byte-appender.js';

@@ -48,7 +48,7 @@ type Door = 'connect-name' | 'connect-ip' | 'socks-domain' | 'socks-ipv4' | 'soc
 const DOORS: Door[] = ['connect-name', 'connect-ip', 'socks-domain', 'socks-ipv4', 'socks-ipv4-learned', 'socks-ipv6', 'transparent'];
 const METRIC_DOOR: Record<Door, string> = {
   'connect-name': 'connect', 'connect-ip': 'connect', 'socks-domain': 'socks5', 'socks-ipv4': 'socks5',
-  'socks-ipv4-learned': 'socks5', 'socks-ipv6': 'socks5', transparent: 'tls',
+  'socks-ipv4-learned': 'socks5', 'socks-ipv6': 'socks5', transparent: 'transparent-tls',
 };
 
 type Outcome = 'relayed' | { alert: number; reason: string };
@@ -93,7 +93,7 @@ beforeAll(async () => {
   env = await startProxyEnv({ 'transparent-tls': '127.0.0.1:0', 'allow-private': ['127.0.0.0/8', '::1/128'] });
   sink = await startSink();
   tport = env.gw.addr('transparent-tls').port;
-  socksPort = env.gw.addr('socks').port;
+  socksPort = env.gw.addr('socks5').port;
   env.gw.gw.config.transparentTlsUpstreamPort = sink.port;
   const p = await env.gw.api.policy('cidrs-and-names', {
     allowed_cidrs: [{ cidr: '127.0.0.1/32' }, { cidr: '::1/128' }],

@@ -11,8 +11,8 @@
  * does DNS, HTTP and CONNECT every 100 ms during the attack and for a while after it.
  * Expected: the victim is served (≥ 95 % of each kind, p99 ≤ P99_BUDGET_MS, 500 ms: see
  * test/support/tenants.ts; run alone it is a few hundred ms); the pool's cap and its refusals show in /metrics.
- * Fix: src/egress/fair-share.ts (caps from RLIMIT_NOFILE, per-devbox share),
- * src/proxy/upstream-pool.ts (global idle cap, per-devbox count, 15 s idle).
+ * Fix: src/doors/floor/fair-share.ts (caps from RLIMIT_NOFILE, per-devbox share),
+ * src/doors/floor/upstream-pool.ts (global idle cap, per-devbox count, 15 s idle).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';

@@ -83,7 +83,7 @@ function resolveThenConnect(name: string, port: number): Promise<{ ip: string; s
 
 function workerPids(): number[] {
   try {
-    return execFileSync('pgrep', ['-f', 'dns/worker-main'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+    return execFileSync('pgrep', ['-f', 'wiring/dns-worker-main'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
   } catch {
     return [];
   }

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DnsSetup, dig, setupDns, status } from './harness.js';
-import { stripSvcbEch } from '../../src/dns/wire.js';
+import { stripSvcbEch } from '../../src/resolver/wire.js';
 
 /** SVCB/HTTPS rdata: priority, target ".", then (key, value) params in key order. */
 function svcb(priority: number, params: Array<[number, Buffer]>): Buffer {

@@ -3,7 +3,7 @@
  * and an IPv4-only name does not cost an upstream AAAA query on every connection.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CachedResolver, ResolveError } from '../../src/dns/resolver.js';
+import { CachedResolver, ResolveError } from '../../src/resolver/resolver.js';
 import { startDnsUpstream, type DnsUpstream } from '../support/dns-upstream.js';
 
 let up: DnsUpstream;

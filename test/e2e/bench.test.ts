@@ -71,9 +71,9 @@ describe('egress-gateway bench against a running gateway', () => {
   });
 
   it('measures allowed and denied requests on every door and prints a JSON report', async () => {
-    const hp = (d: 'http-proxy' | 'socks' | 'dns') => `127.0.0.1:${gw.addr(d).port}`;
+    const hp = (d: 'http-proxy' | 'socks5' | 'dns') => `127.0.0.1:${gw.addr(d).port}`;
     const r = await runCli([
-      'bench', '--proxy', hp('http-proxy'), '--socks-proxy', hp('socks'), '--dns', hp('dns'),
+      'bench', '--proxy', hp('http-proxy'), '--socks-proxy', hp('socks5'), '--dns', hp('dns'),
       '--allowed', `allowed.test:${origin.port}`, '--denied', `denied.test:${origin.port}`,
       '--duration', '1s', '--concurrency', '4', '--json',
     ], 90_000);
@@ -109,7 +109,7 @@ describe('egress-gateway bench against a running gateway', () => {
     const pol = await gw.api.policy('bench-creds', { allowed_hostnames: ['denied.test'] });
     const dbx = await gw.api.devbox(pol, [], 'bench-creds');
     const r = await runCli([
-      'bench', '--proxy', `127.0.0.1:${gw.addr('http-proxy').port}`, '--socks-proxy', `127.0.0.1:${gw.addr('socks').port}`,
+      'bench', '--proxy', `127.0.0.1:${gw.addr('http-proxy').port}`, '--socks-proxy', `127.0.0.1:${gw.addr('socks5').port}`,
       '--proxy-user', `${dbx.username}:${dbx.password}`,
       '--allowed', `denied.test:${origin.port}`, '--denied', `allowed.test:${origin.port}`, '--duration', '900ms', '--concurrency', '2', '--json',
     ]);

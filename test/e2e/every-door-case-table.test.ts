@@ -46,7 +46,7 @@ import {
 } from './door-clients.js';
 
 /** Door names as egress_decisions_total labels them. */
-const DOORS = ['http', 'connect', 'socks5', 'transparent_http', 'tls', 'dns'] as const;
+const DOORS = ['http', 'connect', 'socks5', 'transparent-http', 'transparent-tls', 'dns'] as const;
 type DoorName = (typeof DOORS)[number];
 
 const TIMEOUT_MS = 2500;
@@ -107,7 +107,7 @@ const NOT_A_HOST_HEADER = new Map<string, string>([
   [invalid('soft hyphen'), 'a Host field value is ASCII here, as the request-target is (RFC 9112 §3.2): 400 bad_host'],
 ]);
 
-/** SNI bytes the door reads as a name (src/proxy/clienthello.ts hostName(): anything else is a malformed hello). */
+/** SNI bytes the door reads as a name (src/doors/floor/clienthello.ts hostName(): anything else is a malformed hello). */
 const SNI_READABLE = /^[A-Za-z0-9._-]{1,254}$/;
 
 const isLoopbackSpelling = (host: string) => (LOOPBACK_SPELLINGS as readonly string[]).includes(host);
@@ -130,7 +130,7 @@ function doorExpectation(door: DoorName, row: HostnameCase): Omit<DoorCase, 'tit
   // An IP literal is not a DNS name: the DNS door has no such destination (fixture note).
   if (door === 'dns' && row.ipLiteral) return { skip: 'IP literals are not DNS names' };
   // SNI carries host names only (RFC 6066 §3: "Literal IPv4 and IPv6 addresses are not permitted").
-  if (door === 'tls' && row.ipLiteral) return { skip: 'IP literals are not valid SNI' };
+  if (door === 'transparent-tls' && row.ipLiteral) return { skip: 'IP literals are not valid SNI' };
   // The test gateway runs with --allow-private 127.0.0.0/8, so 127.0.0.1 in any spelling is
   // exempt from the guardrail and the row's allowed_cidrs (127.0.0.0/8) admits it ([::1] stays private).
   if (isLoopbackSpelling(row.host)) {
@@ -153,7 +153,7 @@ function doorExpectation(door: DoorName, row: HostnameCase): Omit<DoorCase, 'tit
       else if (host === invalid('slash') && door === 'http') [expectation, reason, differs] = ['deny', 'host_mismatch' as Reason, 'the URL authority ends at "/"'];
       else if (host === invalid('slash')) malformed('a CONNECT target is host:port (RFC 9110 §9.3.6)');
       break;
-    case 'transparent_http':
+    case 'transparent-http':
       // The client's CR LF ends the Host field: what is left is a request for github.com, then junk.
       if (host === invalid('CR LF')) return { skip: 'CR LF ends the Host field; the request left names github.com' };
       if (NOT_A_HOST_HEADER.has(host)) malformed(NOT_A_HOST_HEADER.get(host)!);
@@ -164,7 +164,7 @@ function doorExpectation(door: DoorName, row: HostnameCase): Omit<DoorCase, 'tit
       if (Buffer.byteLength(host) > 255) return { skip: 'a SOCKS5 domain has a one-octet length' };
       if (host === '') malformed('a zero-length SOCKS5 domain is malformed (reply 0x01)');
       break;
-    case 'tls':
+    case 'transparent-tls':
       rawHello = host.includes('\u0000') || Buffer.byteLength(host) > 255;
       // No server_name at all (node sends none for ''): the door counts invalid_host and answers unrecognized_name.
       if (host === '') alert = 'unrecognized_name';
@@ -303,10 +303,10 @@ function ask(door: DoorName, c: DoorCase, opts: ClientOptions): Promise<Outcome>
     case 'connect':
       return connectThenGet(gw.addr('http-proxy').port, c.host, httpOrigin.port, opts);
     case 'socks5':
-      return socks5ConnectThenGet(gw.addr('socks').port, c.host, httpOrigin.port, opts);
-    case 'transparent_http':
+      return socks5ConnectThenGet(gw.addr('socks5').port, c.host, httpOrigin.port, opts);
+    case 'transparent-http':
       return transparentHttpGet(gw.addr('transparent-http').port, c.host, opts);
-    case 'tls':
+    case 'transparent-tls':
       return c.rawHello
         ? transparentTlsRawHello(gw.addr('transparent-tls').port, c.host, opts)
         : transparentTlsHandshake(gw.addr('transparent-tls').port, c.host, { ...opts, expectSubjectCN: 'egress-test' });
@@ -347,7 +347,7 @@ describe.each(DOORS)('door %s, every row of the case table', (door) => {
     } else if (c.expect === 'deny') {
       expect(outcome.kind, evidence).toBe('deny');
       // HTTP answers and DNS EDE name the reason; SOCKS5 replies and TLS alerts cannot (the counter below does).
-      if (door !== 'socks5' && door !== 'tls') {
+      if (door !== 'socks5' && door !== 'transparent-tls') {
         expect(outcome.reason, evidence).toBe(c.reason);
         // ...and the devbox's policy: the denial (and its log line) must say which policy refused.
         expect(outcome.policy, `the denial names the devbox's policy: ${evidence}`).toBe(policyIdFor.get(policyKey(c.row.policy)));
@@ -357,7 +357,7 @@ describe.each(DOORS)('door %s, every row of the case table', (door) => {
     }
     if (c.alert !== undefined) expect(outcome.alert, evidence).toBe(c.alert);
     // Exactly this one decision counted under this door's label (none for malformed input).
-    // DNS decisions reach the counter in one-second batches (src/dns/metrics.ts): checked in total below.
+    // DNS decisions reach the counter in one-second batches (src/resolver/metrics.ts): checked in total below.
     if (door !== 'dns') expect(mine, evidence).toEqual(c.expect === 'malformed' ? {} : { [`${door}|${c.expect}|${c.reason}`]: 1 });
   });
 
@@ -385,7 +385,7 @@ describe.each(DOORS)('door %s, every row under the report-only copy of its polic
       expect(outcome.kind, evidence).toBe('allow');
     } else if (c.expect === 'deny') {
       expect(outcome.kind, evidence).toBe('deny');
-      if (door !== 'socks5' && door !== 'tls') {
+      if (door !== 'socks5' && door !== 'transparent-tls') {
         expect(outcome.reason, evidence).toBe(c.reason);
         expect(outcome.policy, evidence).toBe(reportPolicyIdFor.get(policyKey(c.row.policy)));
       }

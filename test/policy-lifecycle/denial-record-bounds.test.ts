@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { openStore, type Store } from '../../src/store/index.js';
-import { DenialRecorder } from '../../src/egress/denial-events.js';
+import { DenialRecorder } from '../../src/doors/floor/denial-events.js';
 import { denial, reportOnly } from '../../src/policy/decision.js';
 
 const log = pino({ level: 'silent' });

@@ -6,7 +6,7 @@
  * past the front. These tests pin http-framing.ts on its own, byte by byte.
  */
 import { describe, expect, it } from 'vitest';
-import { ChunkedScanner, parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from '../../src/proxy/http-framing.js';
+import { ChunkedScanner, parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from '../../src/doors/http/framing.js';
 
 const b = (s: string | Buffer): Buffer => (typeof s === 'string' ? Buffer.from(s, 'latin1') : s);
 

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import net from 'node:net';
 import tls from 'node:tls';
-import { parseClientHello, tlsAlert, ALERT_ACCESS_DENIED } from '../../src/proxy/clienthello.js';
+import { parseClientHello, tlsAlert, ALERT_ACCESS_DENIED } from '../../src/doors/floor/clienthello.js';
 import { HELLO_CASES } from '../fixtures/clienthello-cases.js';
 import { clientHello } from '../fixtures/clienthello.js';
 

@@ -8,7 +8,7 @@
  * and far below what the backtracking cost.
  */
 import { describe, expect, it } from 'vitest';
-import { parseRequestHead, parseResponseHead } from '../../src/proxy/http-framing.js';
+import { parseRequestHead, parseResponseHead } from '../../src/doors/http/framing.js';
 
 function cpuMs(fn: () => unknown): number {
   let least = Infinity;

@@ -30,12 +30,12 @@ describe('transparent HTTP (Host)', () => {
     expect(env.http.seen.some((s) => s.url === '/t2')).toBe(false);
   });
 
-  it('a denied Host gets 403 with X-Egress-Denied-Reason, counted on door transparent_http', async () => {
-    const before = await metric(env, 'egress_decisions_total', { door: 'transparent_http', decision: 'deny', reason: 'not_allowlisted' });
+  it('a denied Host gets 403 with X-Egress-Denied-Reason, counted on door transparent-http', async () => {
+    const before = await metric(env, 'egress_decisions_total', { door: 'transparent-http', decision: 'deny', reason: 'not_allowlisted' });
     const r = await curl(['--interface', '127.0.0.2', '--connect-to', `denied.test:80:127.0.0.1:${hport}`, 'http://denied.test/']);
     expect(r.status).toBe(403);
     expect(headerOf(r.headers, 'X-Egress-Denied-Reason')).toBe('not_allowlisted');
-    expect(await metric(env, 'egress_decisions_total', { door: 'transparent_http', decision: 'deny', reason: 'not_allowlisted' })).toBe(before + 1);
+    expect(await metric(env, 'egress_decisions_total', { door: 'transparent-http', decision: 'deny', reason: 'not_allowlisted' })).toBe(before + 1);
   });
 
   it('unknown clients are denied; credentials are not a transparent-door thing', async () => {
@@ -55,7 +55,7 @@ describe('transparent HTTP (Host)', () => {
   });
 
   it('a Host header with a byte ≥ 0x80 → 400 (not a Latin-1 reading turned into punycode), counted bad_host', async () => {
-    const before = await metric(env, 'egress_protocol_errors_total', { door: 'transparent_http', kind: 'bad_host' });
+    const before = await metric(env, 'egress_protocol_errors_total', { door: 'transparent-http', kind: 'bad_host' });
     const seen = env.http.seen.length;
     const raw = Buffer.concat([Buffer.from('GET /idn HTTP/1.1\r\nHost: '), Buffer.from('bücher.allowed.test', 'utf8'), Buffer.from('\r\nConnection: close\r\n\r\n')]);
     const r = await rawExchange(hport, raw, { localAddress: '127.0.0.2' });
@@ -63,7 +63,7 @@ describe('transparent HTTP (Host)', () => {
     const latin1 = Buffer.concat([Buffer.from('GET /idn HTTP/1.1\r\nHost: '), Buffer.from([0x61, 0xe9, 0x2e, 0x61, 0x6c, 0x6c, 0x6f, 0x77, 0x65, 0x64, 0x2e, 0x74, 0x65, 0x73, 0x74]), Buffer.from('\r\nConnection: close\r\n\r\n')]);
     const l = await rawExchange(hport, latin1, { localAddress: '127.0.0.2' });
     expect(statusOf(l.received)).toBe(400);
-    expect(await metric(env, 'egress_protocol_errors_total', { door: 'transparent_http', kind: 'bad_host' })).toBe(before + 2);
+    expect(await metric(env, 'egress_protocol_errors_total', { door: 'transparent-http', kind: 'bad_host' })).toBe(before + 2);
     expect(env.http.seen.length).toBe(seen);
   });
 });

@@ -52,19 +52,19 @@ describe('transparent TLS (SNI)', () => {
   });
 
   it('a denied SNI gets an access_denied alert and is counted', async () => {
-    const before = await metric(env, 'egress_decisions_total', { door: 'tls', decision: 'deny', reason: 'not_allowlisted' });
+    const before = await metric(env, 'egress_decisions_total', { door: 'transparent-tls', decision: 'deny', reason: 'not_allowlisted' });
     const r = await rawExchange(tport, clientHello({ sni: 'other.test' }), { localAddress: '127.0.0.2' });
     expect([...r.received]).toEqual([0x15, 3, 3, 0, 2, 2, 49]);
     expect(r.closed).toBe(true);
-    expect(await metric(env, 'egress_decisions_total', { door: 'tls', decision: 'deny', reason: 'not_allowlisted' })).toBe(before + 1);
+    expect(await metric(env, 'egress_decisions_total', { door: 'transparent-tls', decision: 'deny', reason: 'not_allowlisted' })).toBe(before + 1);
     await expect(getVia('other.test', '127.0.0.2', '/')).rejects.toThrow();
   });
 
   it('an unknown client gets the alert (unknown_client)', async () => {
-    const before = await metric(env, 'egress_decisions_total', { door: 'tls', decision: 'deny', reason: 'unknown_client' });
+    const before = await metric(env, 'egress_decisions_total', { door: 'transparent-tls', decision: 'deny', reason: 'unknown_client' });
     const r = await rawExchange(tport, clientHello({ sni: 'www.allowed.test' }), { localAddress: '127.0.0.9' });
     expect([...r.received]).toEqual([0x15, 3, 3, 0, 2, 2, 49]);
-    expect(await metric(env, 'egress_decisions_total', { door: 'tls', decision: 'deny', reason: 'unknown_client' })).toBe(before + 1);
+    expect(await metric(env, 'egress_decisions_total', { door: 'transparent-tls', decision: 'deny', reason: 'unknown_client' })).toBe(before + 1);
   });
 
   it('no SNI → unrecognized_name alert; not TLS → closed; malformed → decode_error', async () => {

@@ -26,7 +26,7 @@ export async function startSocksEnv(flags: Record<string, string | string[]> = {
   const gw = await startTestGateway({ upstreamDnsPort: dns.port, flags });
   return {
     gw, dns, origin,
-    socksPort: gw.addr('socks').port,
+    socksPort: gw.addr('socks5').port,
     close: async () => {
       await gw.close();
       await origin.close();

@@ -2,7 +2,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDomain } from '../fixtures/socks5-cases.js';
-import { socksLiveClients } from '../../src/proxy/socks5.js';
+import { socksLiveClients } from '../../src/doors/socks5/door.js';
 import { type SocksEnv, httpGet, metric, socksConnect, startSocksEnv, waitFor } from './helpers.js';
 
 let env: SocksEnv;

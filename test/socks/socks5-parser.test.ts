@@ -6,7 +6,7 @@ import {
   Socks5Parser,
   ipv6ToText,
   replyMessage,
-} from '../../src/proxy/socks5-parser.js';
+} from '../../src/doors/socks5/parser.js';
 import { SOCKS5_MALFORMED } from '../fixtures/socks5-cases.js';
 
 const domainRequest = (host: string, port: number) => {

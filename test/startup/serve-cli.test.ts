@@ -47,7 +47,7 @@ describe('serve', { timeout: 60_000 }, () => {
     await waitFor(() => first.out().includes('egress-gateway listening'));
     const line = first.out().split('\n').find((l) => l.includes('egress-gateway listening'))!;
     const msg = JSON.parse(line).msg as string;
-    for (const door of ['api', 'http-proxy', 'socks', 'dns']) expect(msg).toMatch(new RegExp(`${door} on 127\\.0\\.0\\.1:\\d+`));
+    for (const door of ['api', 'http-proxy', 'socks5', 'dns']) expect(msg).toMatch(new RegExp(`${door} on 127\\.0\\.0\\.1:\\d+`));
     expect(msg).not.toMatch(/:0\b/);
     await waitFor(() => first.err().includes('Created API token'));
     const token = /export RUNLOOP_API_KEY=(\S+)/.exec(first.err())![1]!;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createLogger } from '../../src/log.js';
 import { loadConfig } from '../../src/config.js';
-import { type Gateway, startGateway } from '../../src/server.js';
+import { type Gateway, startGateway } from '../../src/wiring/gateway.js';
 
 export const TOKEN_A = 'tok-a';
 export const TOKEN_B = 'tok-b';
@@ -26,7 +26,7 @@ export interface TestGateway {
   gw: Gateway;
   dir: string;
   /** host:port strings of each door that started. */
-  addr(door: 'api' | 'http-proxy' | 'socks' | 'dns' | 'transparent-tls' | 'transparent-http'): { host: string; port: number };
+  addr(door: 'api' | 'http-proxy' | 'socks5' | 'dns' | 'transparent-tls' | 'transparent-http'): { host: string; port: number };
   apiUrl: string;
   api: ApiClient;
   close(): Promise<void>;

@@ -57,7 +57,7 @@ function attacks(): Array<() => Promise<void>> {
     () => hostile(port['http-proxy']!, worstConnect(8192), 256),
     () => hostile(port['transparent-http']!, headOrigin, 1024),
     () => hostile(port['transparent-tls']!, hello, 256),
-    () => hostile(port.socks!, socks, 1),
+    () => hostile(port.socks5!, socks, 1),
     () => hostile(port.dns!, framed, 64),
     () => hostileDnsUdp(port.dns!, worstDnsQuery(1232)),
   ];

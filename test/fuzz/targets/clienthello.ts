@@ -1,5 +1,5 @@
 /**
- * TLS ClientHello (parseClientHello, src/proxy/clienthello.ts), the SNI every TLS door
+ * TLS ClientHello (parseClientHello, src/doors/floor/clienthello.ts), the SNI every TLS door
  * checks. Two modes, chosen by the first byte:
  * - 0x16: the input is the client's first flight as sent;
  * - otherwise the input drives a builder of well-formed hellos (odd names, duplicate or
@@ -10,7 +10,7 @@
  * arrives, chunk by chunk (re-reading what is buffered, as readFirstFlight does), reaches
  * the same answer as read whole.
  */
-import { type ClientHelloResult, parseClientHello } from '../../../src/proxy/clienthello.js';
+import { type ClientHelloResult, parseClientHello } from '../../../src/doors/floor/clienthello.js';
 import { clientHelloMessage, records } from '../../fixtures/clienthello.js';
 import { Bytes, check, chunks, same, timed } from '../support/harness.js';
 

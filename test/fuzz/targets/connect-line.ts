@@ -1,13 +1,13 @@
 /**
  * CONNECT lines: the request line the front reads (parseRequestHead) and its authority
- * (parseAuthority, src/proxy/connect.ts), then the host as the gate normalises it.
+ * (parseAuthority, src/doors/floor/authority.ts), then the host as the gate normalises it.
  * Properties: no throw; a CONNECT head carries the authority exactly as sent; an accepted
  * authority has a non-empty host free of spaces, controls and URL delimiters, a port
  * 1–65535 (required for CONNECT), and `host:port` rebuilt from it reads the same; the
  * host's normalisation is a fixed point.
  */
-import { parseAuthority } from '../../../src/proxy/connect.js';
-import { parseRequestHead } from '../../../src/proxy/http-framing.js';
+import { parseAuthority } from '../../../src/doors/floor/authority.js';
+import { parseRequestHead } from '../../../src/doors/http/framing.js';
 import { normalizeHost } from '../../../src/policy/hostname.js';
 import { check, chunks, same, timed } from '../support/harness.js';
 

@@ -1,6 +1,6 @@
 /**
- * DNS wire format (src/dns/wire.ts) and the answer path that cleans upstream answers for
- * the cache (prepareAnswer, src/dns/cache.ts). Every input is read as a query, as an
+ * DNS wire format (src/resolver/wire.ts) and the answer path that cleans upstream answers for
+ * the cache (prepareAnswer, src/resolver/cache.ts). Every input is read as a query, as an
  * answer and as SVCB/HTTPS rdata. Properties: no throw; a parsed query has a lower-case
  * name of at most 253 characters with 1–63 character labels (plain names only [a-z0-9_-]),
  * its question inside the message, an advertised size ≥ 512; the question reads the same
@@ -11,8 +11,8 @@
  */
 import { isIP } from 'node:net';
 import dnsPacket from 'dns-packet';
-import { prepareAnswer } from '../../../src/dns/cache.js';
-import { QR, RCODE, SVC_ECH, emptyReply, inspectAnswer, parseQuery, stripSvcbEch, svcbHasKey } from '../../../src/dns/wire.js';
+import { prepareAnswer } from '../../../src/resolver/cache.js';
+import { QR, RCODE, SVC_ECH, emptyReply, inspectAnswer, parseQuery, stripSvcbEch, svcbHasKey } from '../../../src/resolver/wire.js';
 import { check, same, timed } from '../support/harness.js';
 
 const BOUNDS = { minTtl: 5, maxTtl: 3600 };

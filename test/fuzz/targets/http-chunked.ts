@@ -1,11 +1,11 @@
 /**
- * Chunked body framing (ChunkedScanner, src/proxy/http-framing.ts): where an origin's
+ * Chunked body framing (ChunkedScanner, src/doors/http/framing.ts): where an origin's
  * chunked body ends, found as the bytes are relayed. Properties: no throw; the end, "goes
  * on" or "malformed" agree with an independent line-by-line reading of RFC 9112 §7.1 with
  * the same limits; and feeding the body in random chunks (a fresh scan of each, as the
  * front relays them), or from an offset, finds the same end.
  */
-import { ChunkedScanner } from '../../../src/proxy/http-framing.js';
+import { ChunkedScanner } from '../../../src/doors/http/framing.js';
 import { chunks, same, timed } from '../support/harness.js';
 
 const GOES_ON = -1;

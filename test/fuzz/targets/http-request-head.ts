@@ -1,5 +1,5 @@
 /**
- * Request heads of the proxy's raw front (parseRequestHead, src/proxy/http-framing.ts).
+ * Request heads of the proxy's raw front (parseRequestHead, src/doors/http/framing.ts).
  * Properties: no throw; 'incomplete' only without a blank line under the limit; a head it
  * takes is what the front relies on (one of the methods it handles, a printable target, a
  * token name and a trimmed, control-free value per header, no body or upgrade headers,
@@ -8,7 +8,7 @@
  * front does, chunk by chunk, gives the same answer as reading it whole. The input with its
  * longest byte run stretched to the door's head limit is read within the CPU budget.
  */
-import { parseRequestHead, type RequestHead } from '../../../src/proxy/http-framing.js';
+import { parseRequestHead, type RequestHead } from '../../../src/doors/http/framing.js';
 import { check, chunks, same, stretched, timed } from '../support/harness.js';
 
 const MAX = 8192;

@@ -1,12 +1,12 @@
 /**
- * Origin response heads (parseResponseHead, src/proxy/http-framing.ts), read by the raw
+ * Origin response heads (parseResponseHead, src/doors/http/framing.ts), read by the raw
  * front and the forward path. Properties: no throw; a head stays inside the limit and ends
  * at the blank line; status 100–999; framing is a safe integer length, 'chunked' or
  * 'close', chunked only as the last coding, and a Transfer-Encoding never yields a length;
  * the head rebuilt from what was read parses to the same; read from an offset (pipelined
  * bytes before it) the same; and read chunk by chunk as the front does, the same as whole.
  */
-import { parseResponseHead, type ResponseHead } from '../../../src/proxy/http-framing.js';
+import { parseResponseHead, type ResponseHead } from '../../../src/doors/http/framing.js';
 import { check, chunks, same, stretched, timed } from '../support/harness.js';
 
 const MAX = 16384;

@@ -1,5 +1,5 @@
 /**
- * SOCKS5 handshake (src/proxy/socks5-parser.ts), driven as the door drives it: greeting,
+ * SOCKS5 handshake (src/doors/socks5/parser.ts), driven as the door drives it: greeting,
  * then RFC 1929 auth when the client offers username/password, then the request.
  * Properties: no throw; every message well-formed (methods 1–255, non-empty username,
  * canonical IPv4/IPv6 text, domain 1–255 bytes, port 1–65535); errors carry a known kind and
@@ -7,7 +7,7 @@
  * into random chunks gives exactly the same steps as whole.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { METHOD_USER_PASS, Reply, Socks5Parser, type Step } from '../../../src/proxy/socks5-parser.js';
+import { METHOD_USER_PASS, Reply, Socks5Parser, type Step } from '../../../src/doors/socks5/parser.js';
 import { parseIpLiteral } from '../../../src/policy/ip.js';
 import { check, chunks, same, timed } from '../support/harness.js';
 

@@ -1,0 +1,152 @@
+/**
+ * What every TCP door does between "a client wants host:port" and "dial this address":
+ * decide(), resolve the name through the gateway's resolver, apply the guardrail to the
+ * address actually dialled, count and log. Doors only translate the outcome into their
+ * protocol's words.
+ */
+import type { Logger } from 'pino';
+import { type Decision, type Door, decisionLabel } from '../../policy/decision.js';
+import type { Identity, PolicyEngine } from '../../policy/engine.js';
+import { type Resolver, ResolveError } from '../../resolver/resolver.js';
+import { countDecision, decisionSeconds } from '../../metrics.js';
+import type { LogAllowed } from '../../config.js';
+
+/** --log-allowed as "one in this many" (0: none). */
+export function allowLogEvery(l: LogAllowed): number {
+  return l.mode === 'all' ? 1 : l.mode === 'none' ? 0 : l.every;
+}
+
+/** Takes every denial and would-denial a door records (never blocks; see DenialRecorder). */
+export interface DenialSink {
+  record(identity: Identity, door: Door, decision: Decision, port: number): void;
+}
+
+export type Admission =
+  | { ok: true; decision: Decision; address: string }
+  | { ok: false; decision: Decision; error: 'denied' }
+  | { ok: false; decision: Decision; error: 'resolve_failed'; detail: string };
+
+/** prom-client children, made once per door (labels() allocates on every call). */
+const seconds = new Map<Door, { observe(v: number): void }>();
+
+export class Gate {
+  constructor(readonly engine: PolicyEngine, readonly resolver: Resolver, readonly log: Logger) {}
+
+  /** Decide, resolve and guard. A denial is counted and logged here; an allow is counted. */
+  async admit(identity: Identity, host: string, port: number, door: Door): Promise<Admission> {
+    return this.admitNow(identity, host, port, door);
+  }
+
+  /**
+   * admit() without the promise when it is not needed: a denial, an IP destination or a
+   * name whose addresses are in the resolver's cache are answered synchronously; else the
+   * promise of the full (resolving) path. Same counting and logging either way.
+   */
+  admitNow(identity: Identity, host: string, port: number, door: Door): Admission | Promise<Admission> {
+    const started = performance.now();
+    const decision = this.engine.decide(identity, host, port, door);
+    // With DNS workers, an address a worker just answered may be on its way to this process
+    // (its message is written before the answer is sent): read pending messages, decide again.
+    if (this.learnedElsewhere && !decision.allow && decision.reason === 'ip_literal') {
+      return new Promise((resolve) => setImmediate(() => resolve(this.admitDecided(identity, port, door, started, this.engine.decide(identity, host, port, door)))));
+    }
+    return this.admitDecided(identity, port, door, started, decision);
+  }
+
+  /** Set when DNS workers record learned addresses for this process (see admitNow). */
+  learnedElsewhere = false;
+
+  private admitDecided(identity: Identity, port: number, door: Door, started: number, decision: Decision): Admission | Promise<Admission> {
+    if (!decision.allow) return this.done(identity, door, port, started, { ok: false, decision, error: 'denied' });
+    if (decision.hostKind === 'ip') return this.done(identity, door, port, started, { ok: true, decision, address: decision.host });
+    const account = this.accountOf(identity);
+    const cached = this.resolver.resolveCached?.(decision.host, account);
+    if (cached !== undefined) return this.done(identity, door, port, started, this.check(decision, cached));
+    return this.resolveAllowed(decision, account).then((r) => this.done(identity, door, port, started, r));
+  }
+
+  private done(identity: Identity, door: Door, port: number, started: number, result: Admission): Admission {
+    let h = seconds.get(door);
+    if (h === undefined) seconds.set(door, (h = decisionSeconds.labels(door)));
+    h.observe((performance.now() - started) / 1000);
+    this.record(identity, door, result.decision, port);
+    return result;
+  }
+
+  /** The answer-cache partition of an identity: its devbox's account. */
+  private accountOf(identity: Identity): string {
+    return identity.devboxId === null ? '' : (this.engine.devbox(identity.devboxId)?.account_id ?? '');
+  }
+
+  private async resolveAllowed(decision: Decision, account: string): Promise<Admission> {
+    let addresses: string[];
+    try {
+      addresses = await this.resolver.resolve(decision.host, account);
+    } catch (e) {
+      const detail = e instanceof ResolveError ? e.code : 'SERVFAIL';
+      return { ok: false, decision, error: 'resolve_failed', detail };
+    }
+    return this.check(decision, addresses);
+  }
+
+  /** The guardrail on the addresses: the first one the policy allows is dialled. */
+  private check(decision: Decision, addresses: readonly string[]): Admission {
+    let last = decision;
+    for (const ip of addresses) {
+      const checked = this.engine.checkResolved(decision, ip);
+      if (checked.allow) return { ok: true, decision: checked, address: ip };
+      last = checked;
+    }
+    return { ok: false, decision: last, error: 'denied' };
+  }
+
+  /**
+   * Counts a decision; logs denials and would-denials (a report-only policy's) and hands them
+   * to the denial record. Allowed connections are logged when they end.
+   */
+  record(identity: Identity, door: Door, decision: Decision, port: number): void {
+    countDecision(door, decision);
+    if (!decision.allow || decision.wouldDeny === true) {
+      // Written after the door has answered (same turn of the event loop, before any other
+      // I/O): serialising the line is not on the denied client's critical path.
+      this.defer({
+        event: 'decision', door, devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
+        host: decision.host, port, decision: decisionLabel(decision), reason: decision.reason,
+      }, decision.allow ? 'egress would be denied (report-only policy): let through' : 'egress denied');
+      this.denials?.record(identity, door, decision, port);
+    }
+  }
+
+  /** Where denials and would-denials are remembered per devbox (see DenialRecorder); none in tools. */
+  denials: DenialSink | null = null;
+  /** --log-allowed: one allowed connection in this many gets a line (1: all, 0: none). */
+  allowLogEvery = 1;
+  private allowedSeen = 0;
+
+  private pendingLines: Array<[object, string]> = [];
+
+  private defer(line: object, msg: string): void {
+    this.pendingLines.push([line, msg]);
+    if (this.pendingLines.length === 1) setImmediate(this.flushLog);
+  }
+
+  /** Writes the decision lines recorded this turn (also called at shutdown). */
+  readonly flushLog = (): void => {
+    const lines = this.pendingLines;
+    if (lines.length === 0) return;
+    this.pendingLines = [];
+    for (const [l, msg] of lines) this.log.info(l, msg);
+  };
+
+  /** One line for an allowed connection or request when it ends (written like denials, after this turn's I/O). */
+  logConnection(identity: Identity, door: Door, decision: Decision, port: number, bytesOut: number, bytesIn: number, durationMs: number, error?: string): void {
+    if (this.allowLogEvery === 0 || ++this.allowedSeen % this.allowLogEvery !== 0) return;
+    this.defer({
+      event: 'decision', door, devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
+      policy_version: decision.policyVersion, host: decision.host, port, decision: decisionLabel(decision), reason: decision.reason,
+      matched: decision.matched, bytes_out: bytesOut, bytes_in: bytesIn, duration_ms: Math.round(durationMs * 1000) / 1000,
+      ...(error ? { error } : {}),
+      ...(this.allowLogEvery > 1 ? { sampled: `1/${this.allowLogEvery}` } : {}),
+    }, 'egress connection closed');
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * Assembles one gateway process: store → engine → gate → doors, with the admin API.
+ * Used by `serve` and by the tests, which start it on port 0.
+ */
+import type { Logger } from 'pino';
+import { ConfigError, type GatewayConfig, type HostPort, RELOADABLE, configChanges, formatHostPort } from '../config.js';
+import { PolicyEngine } from '../policy/engine.js';
+import { engineOptions } from '../config.js';
+import { Gate, allowLogEvery } from '../doors/floor/gate.js';
+import { DenialRecorder, recorderOptions } from '../doors/floor/denial-events.js';
+import { ConnectionTracker } from '../doors/floor/tracker.js';
+import { SourceLimiter } from '../doors/floor/source-limit.js';
+import { FairShare, fdBudget } from '../doors/floor/fair-share.js';
+import { UpstreamPool } from '../doors/floor/upstream-pool.js';
+import type { DoorContext, RunningDoor } from '../doors/floor/context.js';
+import { listenError } from '../doors/floor/listen.js';
+import { storageFault } from '../store/index.js';
+import { type PlaneStore, openPlaneStore } from '../store/open.js';
+import { startApiProcess } from '../api/process.js';
+import { registry } from '../metrics.js';
+import { createResolver } from '../resolver/index.js';
+import { startDnsDoor } from '../doors/dns/door.js';
+import { type DnsWorkers, startDnsWorkers } from './dns-workers.js';
+import { startHttpProxy, startTransparentHttp } from '../doors/http/door.js';
+import { startSocksDoor } from '../doors/socks5/door.js';
+import { startTransparentTls } from '../doors/tls/door.js';
+
+export interface Gateway {
+  config: GatewayConfig;
+  /** The store the doors read (sqlite, or an in-memory copy following PostgreSQL's change feed). */
+  store: PlaneStore;
+  engine: PolicyEngine;
+  doors: Record<string, HostPort>;
+  /** Tokens created on first start (printed once by `serve`). */
+  createdToken: string | null;
+  /** Applies the reloadable settings of `next` (SIGHUP); returns the flags that changed. */
+  reload(next: GatewayConfig): { applied: string[]; ignored: string[] };
+  close(): Promise<void>;
+}
+
+type Starter = (ctx: DoorContext, at: HostPort) => Promise<RunningDoor>;
+
+export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
+  const store = await openPlaneStore(config.db, { writable: true, log });
+  let createdToken: string | null;
+  try {
+    createdToken = await store.control.tokens.ensure(config.apiTokens);
+  } catch (e) {
+    await store.close();
+    const fault = storageFault(e);
+    if (fault) throw new ConfigError('--db', `cannot write ${store.control.location}: ${fault.reason}`);
+    throw e;
+  }
+  const engine = new PolicyEngine(store.source, engineOptions(config));
+  const resolver = createResolver(config);
+  const gate = new Gate(engine, resolver, log);
+  const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store.denials, recorderOptions(config), log);
+  gate.denials = denials;
+  gate.allowLogEvery = allowLogEvery(config.logAllowed);
+  const tracker = new ConnectionTracker(engine, config.maxConnectionsPerDevbox);
+  // Every cap below the open-file limit, so overload is refused, never EMFILE.
+  const budget = fdBudget(config);
+  log.info({ event: 'fd_budget', ...budget }, `open-file limit ${budget.nofile ?? 'unknown'}: up to ${budget.clients} client sockets, ${budget.upstreamIdle} idle upstream sockets, ${budget.dnsTcp} DNS TCP connections`);
+  const tenantOf = (source: string) => engine.identifyByAddress(source).devboxId ?? `src:${source}`;
+  // Every tunnel holds one client socket; allow as many again for idle keep-alives and handshakes.
+  const clients = new FairShare('clients', budget.clients, Math.min(2 * config.maxConnectionsPerDevbox, budget.clients));
+  const sourceLimit = new SourceLimiter(clients, tenantOf);
+  const upstreamPool = new UpstreamPool(256, config.upstreamPoolIdleMs, budget.upstreamIdle, Math.min(config.upstreamPoolPerDevbox, budget.upstreamIdle));
+  const dnsTcp = new FairShare('dns_tcp', budget.dnsTcp, Math.min(config.dnsTcpPerDevbox, budget.dnsTcp));
+  const readiness = { listening: false };
+  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, upstreamPool, dnsTcp, log, readiness };
+
+  const running: RunningDoor[] = [];
+  let workers: DnsWorkers | null = null;
+  // With DNS workers, they answer UDP on the --dns port and this process serves TCP there.
+  const dnsDoor: Starter = async (c, at) => {
+    if (config.dnsWorkers === 0) return startDnsDoor(c, at);
+    // TCP here first (port 0 picks the port), then the workers' UDP on the same port.
+    for (let attempt = 0; ; attempt++) {
+      const door = await startDnsDoor(c, at, 'tcp');
+      try {
+        workers = await startDnsWorkers(config, door.address, engine, log);
+        gate.learnedElsewhere = true;
+        return door;
+      } catch (e) {
+        await door.close(0);
+        const inUse = (e as NodeJS.ErrnoException).code === 'EADDRINUSE' || /address already in use/.test((e as Error).message);
+        if (at.port === 0 && inUse && attempt < 10) continue;
+        throw e instanceof ConfigError ? e : listenError('--dns', door.address, e);
+      }
+    }
+  };
+  if (config.dns !== null && config.dnsWorkers > 0) ctx.workerMetrics = () => workers?.metrics() ?? Promise.resolve([]);
+  const plan: Array<[HostPort | null, Starter]> = [
+    [config.httpProxy, startHttpProxy],
+    [config.socks, startSocksDoor],
+    [config.dns, dnsDoor],
+    [config.transparentTls, startTransparentTls],
+    [config.transparentHttp, startTransparentHttp],
+  ];
+  const closeAll = async (graceMs: number) => {
+    readiness.listening = false;
+    await Promise.allSettled([...running.map((d) => d.close(graceMs)), (workers as DnsWorkers | null)?.close(graceMs)]);
+    tracker.closeAll();
+    upstreamPool.close();
+    gate.flushLog();
+    denials.close();
+    tracker.dispose();
+    engine.close();
+    await store.close();
+  };
+  try {
+    // The admin API runs in a process of its own: no request to it takes time from the doors.
+    const metrics = async () => [await registry.getMetricsAsJSON(), ...((await (workers as DnsWorkers | null)?.metrics()) ?? [])];
+    running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, synced: async () => (workers as DnsWorkers | null)?.sync() }));
+    for (const [at, start] of plan) if (at !== null) running.push(await start(ctx, at));
+  } catch (e) {
+    await closeAll(0);
+    throw e;
+  }
+  readiness.listening = true;
+  const doors: Record<string, HostPort> = {};
+  for (const d of running) doors[d.name] = d.address;
+  log.info({ event: 'listening', listeners: Object.fromEntries(running.map((d) => [d.name, formatHostPort(d.address)])) },
+    `egress-gateway listening: ${running.map((d) => `${d.name} on ${formatHostPort(d.address)}`).join(', ')}`);
+  let closing: Promise<void> | null = null;
+  const reload = (next: GatewayConfig) => {
+    const { reloadable, restart } = configChanges(config, next);
+    if (reloadable.length === 0) return { applied: reloadable, ignored: restart };
+    if (reloadable.includes('--api-token')) {
+      store.control.tokens.ensure(next.apiTokens).catch((e: unknown) => log.error({ err: e }, 'could not store the reloaded API tokens'));
+    }
+    engine.reconfigure(engineOptions(next));
+    log.level = next.logLevel;
+    // Doors and DNS workers read these from the shared config object.
+    const live = config as unknown as Record<string, unknown>;
+    for (const k of RELOADABLE) live[k] = next[k];
+    for (const d of running) d.reload?.(next);
+    (workers as DnsWorkers | null)?.reload(next);
+    return { applied: reloadable, ignored: restart };
+  };
+  return {
+    config, store, engine, doors, createdToken, reload,
+    close: () => (closing ??= closeAll(config.shutdownGraceMs)),
+  };
+}
