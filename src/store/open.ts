@@ -11,7 +11,6 @@ import type { PolicySource } from '../policy/source.js';
 import { type ControlStore, isPostgresUrl } from './backend.js';
 import { FeedFollower } from './follower.js';
 import { type OpenOptions, openStore } from './index.js';
-import { PgOpenError, openPostgres } from './pg/index.js';
 import { sqliteBackend } from './sqlite-backend.js';
 import type { DenialEventBatchRow, DenialLimits } from './types.js';
 
@@ -22,6 +21,8 @@ export interface ControlOpenOptions extends OpenOptions {
 
 export async function openControlStore(db: string, opts: ControlOpenOptions = {}): Promise<ControlStore> {
   if (!isPostgresUrl(db)) return sqliteBackend(openStore(db, opts));
+  // Loaded only for a PostgreSQL URL: the driver costs a sqlite user's every command nothing.
+  const { PgOpenError, openPostgres } = await import('./pg/index.js');
   try {
     return await openPostgres(db, { changeLogKeep: opts.changeLogKeep, connections: opts.connections });
   } catch (e) {
