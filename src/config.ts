@@ -357,6 +357,18 @@ export function loadConfig(flags: Map<string, string[]>, env: NodeJS.ProcessEnv 
   return cfg;
 }
 
+/** A database URL's password is never logged (a sqlite path is shown as given). */
+export function withoutPassword(db: string): string {
+  if (!/^postgres(ql)?:\/\//i.test(db)) return db;
+  try {
+    const u = new URL(db);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
+}
+
 /** The effective settings for the start-up line: every setting by flag name, secrets shown only as a count. */
 export function describeConfig(cfg: GatewayConfig): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -366,6 +378,7 @@ export function describeConfig(cfg: GatewayConfig): Record<string, unknown> {
 
 function showSetting(key: keyof GatewayConfig, v: unknown): unknown {
   if (key === 'apiTokens') return `${(v as ApiToken[]).length} configured`;
+  if (key === 'db') return withoutPassword(v as string);
   if (key === 'logAllowed') return formatLogAllowed(v as LogAllowed);
   if (v !== null && typeof v === 'object' && 'port' in v) return formatHostPort(v as HostPort);
   if (Array.isArray(v)) return v.map((x) => (x !== null && typeof x === 'object' && 'port' in x ? formatHostPort(x as HostPort) : x));

@@ -5,7 +5,7 @@
  * PostgreSQL back, writes succeed again and reach the doors.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { killAll, startServe, type RunningServe } from '../support/serve-process.js';
+import { LOOPBACK_DOORS, killAll, spawnCli, startServe, type RunningServe } from '../support/serve-process.js';
 import { type PostgresServer, startPostgres } from '../support/postgres.js';
 import { type Origin, startHttpOrigin } from '../support/origin.js';
 import { api, until, viaProxy } from './support.js';
@@ -60,5 +60,14 @@ describe('PostgreSQL killed under a running gateway', () => {
     // The write was acknowledged once the doors had it: the origin is now denied.
     expect(await allowed()).toBe(403);
     expect((await until(() => api(gw.apiUrl, TOKEN, 'GET', '/readyz'), (r) => r.status === 200, 30_000)).status).toBe(200);
+  });
+});
+
+describe('PostgreSQL unreachable at start', () => {
+  it('is one line naming --db, without the password, exit 2; the start-up line hides the password too', async () => {
+    const p = spawnCli(['serve', ...LOOPBACK_DOORS, '--db', 'postgres://egress:s3cret-pw@127.0.0.1:1/egress']);
+    expect(await p.exited).toBe(2);
+    expect(p.err().trim()).toMatch(/^egress-gateway: bad config: --db: cannot use postgres:\/\/egress:\*\*\*@127\.0\.0\.1:1\/egress: the database server cannot be reached \(ECONNREFUSED\)$/);
+    expect(p.out() + p.err()).not.toContain('s3cret-pw');
   });
 });

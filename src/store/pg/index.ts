@@ -5,7 +5,7 @@
  * replica's memory.
  */
 import type { ControlStore } from '../backend.js';
-import { redactUrl } from '../backend.js';
+import { withoutPassword } from '../../config.js';
 import type { Quotas } from '../types.js';
 import { PgDb, pgFault } from './db.js';
 import { migratePg } from './schema.js';
@@ -38,13 +38,13 @@ export async function openPostgres(url: string, opts: PgOptions = {}): Promise<C
   } catch (e) {
     await db.close();
     const fault = pgFault(e);
-    throw new PgOpenError(`cannot use ${redactUrl(url)}: ${fault?.reason ?? (e as Error).message}`);
+    throw new PgOpenError(`cannot use ${withoutPassword(url)}: ${fault?.reason ?? (e as Error).message}`);
   }
   let quotas: Quotas | null = null;
   const getQuotas = () => quotas;
   return {
     kind: 'postgres',
-    location: redactUrl(url),
+    location: withoutPassword(url),
     tokens: pgTokens(db),
     policies: pgPolicies(db, getQuotas),
     devboxes: pgDevboxes(db, getQuotas),
