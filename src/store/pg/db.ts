@@ -72,7 +72,11 @@ export class PgDb {
 
   /** Several reads that see one snapshot (REPEATABLE READ, read only). */
   async readConsistent<T>(fn: (q: Query) => Promise<T>): Promise<T> {
-    return this.transaction('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', async (q) => fn(q));
+    try {
+      return await this.transaction('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', async (q) => fn(q));
+    } catch (e) {
+      throw pgFault(e) ?? e;
+    }
   }
 
   /**
