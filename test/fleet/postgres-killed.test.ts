@@ -49,6 +49,8 @@ describe('PostgreSQL killed under a running gateway', () => {
     const ready = await until(() => api(gw.apiUrl, TOKEN, 'GET', '/readyz'), (r) => r.status === 503);
     expect(ready.body.error.code).toBe('storage_unavailable');
     expect((await api(gw.apiUrl, TOKEN, 'GET', '/healthz')).status).toBe(200);
+    const list = await api(gw.apiUrl, TOKEN, 'GET', '/v1/network-policies');
+    expect([list.status, list.body.error?.code]).toEqual([503, 'storage_unavailable']);
     // Fail-static: the doors decide from memory, the same as before.
     expect(await allowed()).toBe(200);
     expect(await denied()).toBe(403);
