@@ -14,7 +14,8 @@ export default defineConfig({
     projects: [
       { extends: true, test: { name: 'sqlite', include: ['test/**/*.test.ts'] } },
       // The whole API suite again with the control plane on a real PostgreSQL (test/api/helpers.ts).
-      { extends: true, test: { name: 'postgres', include: ['test/api/**/*.test.ts'], exclude: SQLITE_ONLY, env: { EGRESS_TEST_DB: 'postgres' } } },
+      // initdb and the first start of the shared server run in a beforeAll: a budget for a loaded box.
+      { extends: true, test: { name: 'postgres', include: ['test/api/**/*.test.ts'], exclude: SQLITE_ONLY, env: { EGRESS_TEST_DB: 'postgres' }, hookTimeout: 120_000 } },
     ],
   },
 });
