@@ -8,12 +8,20 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ControlStore } from '../../src/store/backend.js';
 import type { ChangeRecord } from '../../src/store/change-feed.js';
 import { FeedFollower } from '../../src/store/follower.js';
 import { openControlStore } from '../../src/store/open.js';
 import { sharedPostgres } from '../support/postgres.js';
+
+/** Generous for a loaded 2-core box: PostgreSQL round trips queue behind other work. */
+const BUDGET = 90_000;
+
+// The shared server starts (initdb) before the tests, with a budget of its own.
+beforeAll(async () => {
+  await sharedPostgres();
+}, 120_000);
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -62,7 +70,7 @@ describe.each(['sqlite', 'postgres'] as const)('change feed on %s', (backend) =>
     } finally {
       await s.close();
     }
-  });
+  }, BUDGET);
 
   it('a snapshot holds every policy and every devbox not shut down, as of its seq', async () => {
     const s = await open(await newDb(backend));
@@ -80,7 +88,7 @@ describe.each(['sqlite', 'postgres'] as const)('change feed on %s', (backend) =>
     } finally {
       await s.close();
     }
-  });
+  }, BUDGET);
 
   it('two stores writing at once: seqs are gapless and a reader polling meanwhile misses nothing', async () => {
     const db = await newDb(backend);
@@ -126,7 +134,7 @@ describe.each(['sqlite', 'postgres'] as const)('change feed on %s', (backend) =>
       await a.close();
       await b.close();
     }
-  });
+  }, BUDGET);
 
   it('a reader behind the retained window resyncs from a snapshot, and holds exactly it', async () => {
     const s = await open(await newDb(backend), 5);
@@ -159,5 +167,5 @@ describe.each(['sqlite', 'postgres'] as const)('change feed on %s', (backend) =>
     } finally {
       await s.close();
     }
-  });
+  }, BUDGET);
 });
