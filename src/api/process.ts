@@ -109,10 +109,12 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
     });
     child = c;
     let up = false;
+    // Bounded, but generous: on a loaded host loading the API's modules (and, for a PostgreSQL
+    // --db, connecting and migrating) has been seen to take over 30 s.
     const timer = setTimeout(() => {
       c.kill('SIGKILL');
-      reject(new Error('the API process did not start within 30 s'));
-    }, 30_000);
+      reject(new Error('the API process did not start within 90 s'));
+    }, 90_000);
     c.on('message', (m: FromApi) => {
       if (m?.egw === 'api-listening') {
         up = true;
