@@ -23,7 +23,7 @@ beforeAll(async () => {
   const args = ['--db', db, '--api-token', `${TOKEN}:acct-r`, '--api-token', `${OTHER}:acct-o`];
   // Started together: both migrate the empty database at once (the advisory lock orders them).
   [a, b] = await Promise.all([startServe(args), startServe(args)]);
-}, 120_000);
+}, 240_000);
 
 afterAll(async () => {
   await Promise.all([a?.stop(), b?.stop()]);

@@ -22,7 +22,7 @@ beforeAll(async () => {
   gw = await startServe(['--db', await pg.createDatabase(), '--api-token', `${TOKEN}:acct-k`, '--allow-private', '127.0.0.0/8']);
   const listening = gw.out().split('\n').find((l) => l.includes('egress-gateway listening'))!;
   proxyPort = Number(/"http-proxy":"127\.0\.0\.1:(\d+)"/.exec(listening)![1]);
-}, 120_000);
+}, 240_000);
 
 afterAll(async () => {
   await gw?.stop();
