@@ -198,7 +198,7 @@ export async function serveApi(deps: ApiDeps, store: ControlStore, at: HostPort)
   const app = await buildApi(deps, store);
   await app.ready();
   const handler = handlers.get(app)!;
-  let server;
+  let server: Awaited<ReturnType<typeof listenDual>>;
   try {
     server = await listenDual(handler as Parameters<typeof listenDual>[0], at, {
       tls,

@@ -51,7 +51,6 @@ function table(tokens: readonly TokenInfo[]): string {
 }
 
 function checkAccount(account: string): string {
-  // eslint-disable-next-line no-control-regex
   if (account.trim().length === 0 || account.length > 256 || /[\u0000-\u001f\u007f\s]/.test(account)) {
     throw new UsageError(`--account ${JSON.stringify(account)}: give an account id (1-256 characters, no spaces or control characters)`);
   }

@@ -363,7 +363,6 @@ class SqliteStore implements Store {
     this.events.emit('change', change);
   }
 
-  /** Announces writes other processes made to the same file. */
   /** Reads other processes' changes now instead of at the next poll. */
   refresh(): void {
     if (!this.closed) this.followOtherWriters();

@@ -4,7 +4,7 @@
  * host id that is not one NATS subject token (a dot, a wildcard) is refused. Both backends.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, errorOf, startTestApi, TOKEN_B, type TestApi } from './helpers.js';
+import { call, errorOf, startTestApi, TOKEN_B, type TestApi } from '../support/api.js';
 
 let api: TestApi;
 beforeAll(async () => {

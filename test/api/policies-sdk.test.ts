@@ -1,7 +1,7 @@
 /** The official SDK, default options (HTTP/2 cleartext), against the real API. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Runloop from '@runloop/api-client';
-import { startTestApi, TOKEN_A, type TestApi } from './helpers.js';
+import { startTestApi, TOKEN_A, type TestApi } from '../support/api.js';
 
 let api: TestApi;
 let client: Runloop;

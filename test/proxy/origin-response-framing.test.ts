@@ -10,7 +10,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import net from 'node:net';
-import { type ProxyEnv, sleep, startProxyEnv, until } from './helpers.js';
+import { type ProxyEnv, sleep, startProxyEnv, until } from '../support/proxy.js';
 
 // ── a raw origin ─────────────────────────────────────────────────────────────────
 

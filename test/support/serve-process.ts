@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from './wait.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -45,14 +46,6 @@ export function spawnCli(args: string[], env: Record<string, string> = {}): Serv
     r(code);
   }));
   return { child, exited, out: () => out, err: () => err };
-}
-
-export async function waitFor(check: () => boolean, ms = 60_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** Starts serve and waits until it listens (or fails: the error names its stderr). */

@@ -66,7 +66,7 @@ export function filterHeaders(raw: string[], keepUpgrade = false): string[] {
     if (HOP_BY_HOP.has(lower)) {
       if (!(keepUpgrade && lower === 'upgrade')) continue;
     }
-    if (listed !== null && listed.has(lower)) continue;
+    if (listed?.has(lower)) continue;
     out.push(name, raw[i + 1]!);
   }
   if (keepUpgrade) out.push('Connection', 'Upgrade');

@@ -106,7 +106,7 @@ export async function startTestApi(opts: { dir?: string; db?: string; extraFlags
 export interface JsonResponse {
   status: number;
   headers: Headers;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  body: any;
   text: string;
 }
 
@@ -122,7 +122,7 @@ export async function call(api: { base: string }, method: string, path: string, 
   }
   const res = await fetch(`${api.base}${path}`, { method, headers, body });
   const text = await res.text();
-  let parsed: unknown = undefined;
+  let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
