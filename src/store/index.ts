@@ -13,12 +13,12 @@ import { dirname, resolve } from 'node:path';
 import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import { ConfigError } from '../config.js';
-import { type Devbox, type DevboxStatus, type EgressRules, type Enforcement, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
+import { type Devbox, type EgressRules, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
 import type { PolicySource, SourceChange } from '../policy/source.js';
 import { hashPassword } from '../policy/engine.js';
 import { migrate } from './migrations.js';
 import {
-  type Blueprint, type BlueprintParameters, type BlueprintRow, type BlueprintStatus, type FailureReason,
+  type Blueprint, type BlueprintRow, type BlueprintStatus, type FailureReason,
   ACTIVE_BUILD, buildRuntime, canMove, toBlueprint,
 } from './blueprints.js';
 import { newId, randomAlnum, randomSecret } from './ids.js';

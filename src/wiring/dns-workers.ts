@@ -18,7 +18,6 @@ import type { Logger } from 'pino';
 import { createLogger } from '../log.js';
 import type { GatewayConfig, HostPort } from '../config.js';
 import type { PolicyEngine } from '../policy/engine.js';
-import type { Store } from '../store/index.js';
 
 const ENTRY = join(dirname(fileURLToPath(import.meta.url)), `dns-worker-main${extname(fileURLToPath(import.meta.url))}`);
 
