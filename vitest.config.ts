@@ -26,6 +26,9 @@ const UNIT = [
 /** Parallel test files: VITEST_MAX_WORKERS, else 2 (end-to-end files start real servers; two cores). */
 const maxWorkers = Number(process.env.VITEST_MAX_WORKERS) || 2;
 
+/** API tests about the sqlite file itself (paths, permissions, two processes on one file). */
+const SQLITE_ONLY = ['test/api/persistence-restart.test.ts', 'test/api/two-processes-one-db.test.ts'];
+
 export default defineConfig({
   test: {
     testTimeout: 30_000,
@@ -36,6 +39,9 @@ export default defineConfig({
     projects: [
       { extends: true, test: { name: 'unit', include: UNIT } },
       { extends: true, test: { name: 'integration', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...UNIT] } },
+      // The whole API suite again with the control plane on a real PostgreSQL (test/support/api.ts).
+      // initdb and the first start of the shared server run in a beforeAll: a budget for a loaded box.
+      { extends: true, test: { name: 'postgres', include: ['test/api/**/*.test.ts'], exclude: SQLITE_ONLY, env: { EGRESS_TEST_DB: 'postgres' }, hookTimeout: 120_000 } },
     ],
   },
 });

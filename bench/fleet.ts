@@ -89,7 +89,7 @@ async function load(db: string, replicas: Node[], policy: string): Promise<{ pid
 
 async function main(): Promise<void> {
   const base = await fleetBase();
-  const db = process.env.BENCH_FLEET_DB ?? join(base.dir, 'control.db');
+  const db = process.env.BENCH_FLEET_DB ?? base.controlDb;
   const nodes: Node[] = [];
   try {
     const replicas = [await startReplica(db, base.nats.url, {}, QUOTAS), await startReplica(db, base.nats.url, {}, QUOTAS)];
@@ -158,7 +158,7 @@ async function main(): Promise<void> {
     console.log(`\nFull resync of one host (${resyncs[0]!.policies} policies, ${resyncs[0]!.devboxes} devboxes; loaded ${how} in ${loadS.toFixed(1)} s):\n`);
     console.log('| round | read ms | swap ms | resync ms (read + swap) | spawn → last devbox enforced ms |');
     console.log('|---:|---:|---:|---:|---:|');
-    resyncs.forEach((r, i) => console.log(`| ${i + 1} | ${r.read} | ${r.swap} | ${r.total} | ${Math.round(r.spawnToEnforced)} |`));
+    for (const [i, r] of resyncs.entries()) console.log(`| ${i + 1} | ${r.read} | ${r.swap} | ${r.total} | ${Math.round(r.spawnToEnforced)} |`);
   } finally {
     await base.close(nodes);
   }

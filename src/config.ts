@@ -389,6 +389,18 @@ function checkFleet(cfg: GatewayConfig): void {
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(cfg.natsBucket)) throw new ConfigError('--nats-bucket', `"${cfg.natsBucket}" is not a bucket name (letters, digits, _ -)`);
 }
 
+/** A database URL's password is never logged (a sqlite path is shown as given). */
+export function withoutPassword(db: string): string {
+  if (!/^postgres(ql)?:\/\//i.test(db)) return db;
+  try {
+    const u = new URL(db);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
+}
+
 /** The effective settings for the start-up line: every setting by flag name, secrets shown only as a count. */
 export function describeConfig(cfg: GatewayConfig): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -399,6 +411,7 @@ export function describeConfig(cfg: GatewayConfig): Record<string, unknown> {
 function showSetting(key: keyof GatewayConfig, v: unknown): unknown {
   if (key === 'apiTokens') return `${(v as ApiToken[]).length} configured`;
   if (key === 'natsPassword') return v === null ? null : '(set)';
+  if (key === 'db') return withoutPassword(v as string);
   if (key === 'logAllowed') return formatLogAllowed(v as LogAllowed);
   if (v !== null && typeof v === 'object' && 'port' in v) return formatHostPort(v as HostPort);
   if (Array.isArray(v)) return v.map((x) => (x !== null && typeof x === 'object' && 'port' in x ? formatHostPort(x as HostPort) : x));

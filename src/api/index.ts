@@ -14,7 +14,7 @@ import { Guardrails } from '../policy/guardrails.js';
 import { engineOptions } from '../config.js';
 import type { DoorContext, RunningDoor } from '../doors/floor/context.js';
 import { listenError } from '../doors/floor/listen.js';
-import type { Store } from '../store/index.js';
+import type { ControlStore } from '../store/backend.js';
 import { requireAuth } from './auth.js';
 import { ApiError, errorBody, registerErrorHandling } from './errors.js';
 import { listenDual } from './transport.js';
@@ -72,11 +72,11 @@ export function quotasOf(c: GatewayConfig) {
 }
 
 /** Builds the Fastify app (not listening). The raw request handler is kept for the transport. */
-export async function buildApi(deps: ApiDeps, store: Store): Promise<FastifyInstance> {
+export async function buildApi(deps: ApiDeps, store: ControlStore): Promise<FastifyInstance> {
   store.setQuotas(quotasOf(deps.config));
   // A write made during a request is applied by the doors before its answer goes out.
   let dirty = false;
-  const stopWatch = deps.plane.changed ? store.onChange(() => { dirty = true; }) : () => {};
+  const stopWatch = deps.plane.changed ? store.onCommit(() => { dirty = true; }) : () => {};
   let handler: RawHandler | null = null;
   const app = Fastify({
     loggerInstance: deps.log.child({ door: 'api' }),
@@ -195,12 +195,12 @@ function readPem(setting: string, path: string): Buffer {
 }
 
 /** The API in this process, asking the doors' engine directly (tests of the API alone). */
-export async function startApi(ctx: DoorContext, store: Store, at: HostPort): Promise<RunningDoor> {
+export async function startApi(ctx: DoorContext, store: ControlStore, at: HostPort): Promise<RunningDoor> {
   return serveApi({ config: ctx.config, log: ctx.log, plane: localPlane(ctx.engine, ctx.workerMetrics, ctx.readiness) }, store, at);
 }
 
 /** Builds the API and listens on `at` (HTTP/1.1 and h2c, or TLS with ALPN). */
-export async function serveApi(deps: ApiDeps, store: Store, at: HostPort): Promise<RunningDoor> {
+export async function serveApi(deps: ApiDeps, store: ControlStore, at: HostPort): Promise<RunningDoor> {
   const cfg = deps.config;
   const tls = cfg.apiTlsCert && cfg.apiTlsKey
     ? { cert: readPem('--api-tls-cert', cfg.apiTlsCert), key: readPem('--api-tls-key', cfg.apiTlsKey) }

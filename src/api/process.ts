@@ -21,7 +21,7 @@ import { createLogger } from '../log.js';
 import { ConfigError, type GatewayConfig, type HostPort } from '../config.js';
 import type { RunningDoor } from '../doors/floor/context.js';
 import type { PolicyEngine } from '../policy/engine.js';
-import type { Store } from '../store/index.js';
+import type { PlaneStore } from '../store/open.js';
 import { ApiError } from './errors.js';
 import { type CheckAnswer, type CheckQuestion, type DataPlane, type FleetHealth, decideCheck } from './plane.js';
 
@@ -49,7 +49,7 @@ type ToApi =
 
 export interface ApiProcessOptions {
   config: GatewayConfig;
-  store: Store;
+  store: PlaneStore;
   engine: PolicyEngine;
   log: Logger;
   /** The data plane's metrics and its other processes' (DNS workers). */
@@ -90,10 +90,9 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
   const onMessage = (c: ChildProcess) => (m: FromApi) => {
     if (m === null || typeof m !== 'object') return;
     if (m.egw === 'changed') {
-      o.store.refresh();
       const done = () => answer(c, { egw: 'synced', id: m.id });
-      if (o.synced) void o.synced().then(done, done);
-      else done();
+      const synced = o.synced;
+      void o.store.refresh().then(() => (synced ? synced() : undefined)).then(done, done);
     } else if (m.egw === 'check') {
       let a: CheckAnswer | null = null;
       try {
@@ -123,6 +122,8 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
     });
     child = c;
     let up = false;
+    // Bounded, but generous: on a loaded host loading the API's modules (and, for a PostgreSQL
+    // --db, connecting and migrating) has been seen to take over 30 s.
     const timer = setTimeout(() => {
       c.kill('SIGKILL');
       reject(new Error(`the API process did not start within ${API_START_MS / 1000} s`));
@@ -225,13 +226,13 @@ export async function runApiProcess(): Promise<void> {
   process.on('SIGINT', () => {});
   process.on('SIGTERM', () => {});
   try {
-    const { openStore } = await import('../store/index.js');
+    const { openControlStore } = await import('../store/open.js');
     const { serveApi } = await import('./index.js');
-    const store = openStore(config.db);
+    const store = await openControlStore(config.db);
     const door = await serveApi({ config, log, plane }, store, config.api);
     stop = async (graceMs) => {
       await door.close(graceMs);
-      store.close();
+      await store.close();
     };
     send({ egw: 'api-listening', address: door.address });
   } catch (e) {

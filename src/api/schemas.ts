@@ -178,6 +178,15 @@ const metadata = {
   description: 'User-defined string key/value tags.',
 } as const;
 
+/**
+ * A host id (fleet mode: the host whose sidecar serves the devbox), as its sidecar's --host-id:
+ * a node name. No wildcards; the publisher escapes it into one NATS subject token (src/fleet/keys.ts).
+ */
+const hostId = {
+  type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+  description: 'The host whose sidecar serves the devbox (fleet mode), as the sidecar\'s --host-id: a node name (letters, digits, . _ -), at most 253.',
+} as const;
+
 export const devboxView = {
   type: 'object',
   additionalProperties: false,
@@ -197,7 +206,10 @@ export const devboxView = {
     network: {
       type: 'object',
       additionalProperties: false,
-      properties: { addresses: { type: 'array', items: { type: 'string' }, description: 'Source addresses the devbox\'s traffic comes from.' } },
+      properties: {
+        addresses: { type: 'array', items: { type: 'string' }, description: 'Source addresses the devbox\'s traffic comes from.' },
+        host_id: nullable({ type: 'string', description: 'The host whose sidecar serves the devbox (fleet mode); null: not placed.' }),
+      },
       required: ['addresses'],
     },
     tunnel_key: { type: 'string', description: 'Key of the devbox tunnel hostnames {port}-{tunnel_key}.<tunnel domain>.' },
@@ -233,7 +245,7 @@ export const devboxCreateBody = {
     network: nullable({
       type: 'object',
       additionalProperties: false,
-      properties: { addresses: { type: 'array', items: { type: 'string' }, maxItems: 256 } },
+      properties: { addresses: { type: 'array', items: { type: 'string' }, maxItems: 256 }, host_id: nullable(hostId) },
     }),
   },
 } as const;
@@ -250,6 +262,7 @@ export const devboxListQuery = {
   additionalProperties: false,
   properties: {
     status: { type: 'string', enum: [...DEVBOX_STATUSES] },
+    host_id: hostId,
     ...pageQuery,
   },
 } as const;

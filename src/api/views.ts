@@ -31,7 +31,7 @@ export function devboxView(d: Devbox) {
     end_time_ms: d.end_time_ms,
     launch_parameters: { network_policy_id: d.network_policy_id },
     metadata: d.metadata,
-    network: { addresses: d.addresses },
+    network: { addresses: d.addresses, host_id: d.host_id ?? null },
     tunnel_key: d.tunnel_key,
     blueprint_id: d.blueprint_id ?? null,
   };

@@ -4,11 +4,12 @@
  */
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config.js';
-import type { Store } from '../store/index.js';
+import { ConfigError } from '../config.js';
+import { isPostgresUrl } from '../store/backend.js';
+import type { PlaneStore } from '../store/open.js';
 import { Follower, type FollowerStatus } from './follower.js';
 import { LocalSnapshot } from './local-snapshot.js';
 import { Publisher } from './publisher.js';
-import { SqliteChangeFeed } from './sqlite-feed.js';
 
 export type { FollowerStatus };
 
@@ -22,10 +23,12 @@ export interface Fleet {
   close(): Promise<void>;
 }
 
-export function startFleet(config: GatewayConfig, store: Store, log: Logger): Fleet | null {
+export function startFleet(config: GatewayConfig, store: PlaneStore, log: Logger): Fleet | null {
   if (config.follow !== null) {
-    const snapshot = new LocalSnapshot(store.path);
-    const follower = new Follower(config, snapshot, () => store.refresh(), log.child({ fleet: 'follower' }));
+    // A sidecar keeps its snapshot in a local sqlite file: it needs no database credentials.
+    if (isPostgresUrl(config.db)) throw new ConfigError('--db', 'a sidecar (--follow) keeps its snapshot in a local sqlite file, not in PostgreSQL');
+    const snapshot = new LocalSnapshot(config.db);
+    const follower = new Follower(config, snapshot, () => void store.refresh(), log.child({ fleet: 'follower' }));
     return {
       start: () => follower.start(),
       follower: () => follower.status(),
@@ -37,9 +40,9 @@ export function startFleet(config: GatewayConfig, store: Store, log: Logger): Fl
     };
   }
   if (config.nats !== null) {
-    const feed = new SqliteChangeFeed(store.path);
-    const publisher = new Publisher(config, feed, log.child({ fleet: 'publisher' }));
-    const stop = store.onChange(() => publisher.nudge());
+    // The outbox of either backend: every committed write, in commit order.
+    const publisher = new Publisher(config, store.control.feed, log.child({ fleet: 'publisher' }));
+    const stop = store.source.onChange(() => publisher.nudge());
     return {
       start: () => publisher.start(),
       follower: () => null,
@@ -47,7 +50,6 @@ export function startFleet(config: GatewayConfig, store: Store, log: Logger): Fl
       async close() {
         stop();
         await publisher.close();
-        feed.close();
       },
     };
   }

@@ -21,7 +21,7 @@ import type { ChangeRecord } from '../store/change-feed.js';
  * branch, its metadata `fleet.host_id` (the stand-in the fleet tests register with).
  */
 export function hostOf(d: Devbox): string | null {
-  return d.host_id ?? d.metadata['fleet.host_id'] ?? null;
+  return d.host_id ?? null;
 }
 
 export const WATERMARK_KEY = 'meta.watermark';

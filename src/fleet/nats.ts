@@ -20,7 +20,7 @@ export interface FleetConnection {
 }
 
 export async function openConnection(config: GatewayConfig, servers: string, role: string, log: Logger): Promise<FleetConnection> {
-  let authenticator;
+  let authenticator: ReturnType<typeof credsAuthenticator> | undefined;
   if (config.natsCreds !== null) {
     let creds: Uint8Array;
     try {

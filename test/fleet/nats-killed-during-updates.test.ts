@@ -19,7 +19,7 @@ let h2: Node;
 
 beforeAll(async () => {
   base = await fleetBase();
-  const db = join(base.dir, 'control.db');
+  const db = base.controlDb;
   // In parallel: on a loaded 2-core box each start takes seconds.
   [a, b, h1, h2] = await Promise.all([
     startReplica(db, base.nats.url), startReplica(db, base.nats.url),

@@ -12,6 +12,7 @@ import { curl, connectTunnel } from '../support/proxy.js';
 import { type DnsUpstream, loopbackRecords, startDnsUpstream } from '../support/dns-upstream.js';
 import { killAll } from '../support/serve-process.js';
 import { type NatsServer, startNats } from '../support/nats.js';
+import { sharedPostgres } from '../support/postgres.js';
 import { type Origin, startHttpOrigin } from '../support/origin.js';
 import {
   type Node, api, createPolicy, decisionAt, health, registerDevbox, setHostnames, startReplica, startSidecar, tempDir, until,
@@ -30,7 +31,7 @@ beforeAll(async () => {
   nats = await startNats();
   dns = await startDnsUpstream({ records: loopbackRecords(['allowed.test', 'other.test']) });
   origin = await startHttpOrigin();
-  const db = join(tmp.dir, 'control.db');
+  const db = await (await sharedPostgres()).createDatabase();
   // In parallel: on a loaded 2-core box each start takes seconds.
   [a, b, h1, h2] = await Promise.all([
     startReplica(db, nats.url), startReplica(db, nats.url),

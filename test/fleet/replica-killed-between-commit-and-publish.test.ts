@@ -20,7 +20,7 @@ let db: string;
 
 beforeAll(async () => {
   base = await fleetBase();
-  db = join(base.dir, 'control.db');
+  db = base.controlDb;
   h1 = await startSidecar(base.nats.url, 'h1', join(base.dir, 'h1.db'), base.dns.port);
 }, 300_000);
 

@@ -17,7 +17,7 @@ let h1: Node | undefined;
 
 beforeAll(async () => {
   base = await fleetBase();
-  a = await startReplica(join(base.dir, 'control.db'), base.nats.url);
+  a = await startReplica(base.controlDb, base.nats.url);
 }, 300_000);
 
 afterAll(() => base?.close([a, h1]));

@@ -2,8 +2,7 @@
  * A fleet on loopback, from real processes: control-plane replicas (`serve --db … --nats …`),
  * sidecars (`serve --follow … --host-id …` with their own local --db), one nats-server
  * (test/support/nats.ts), a DNS upstream and an origin. Replicas start through one helper,
- * `startReplica(db, …)`: two replicas on one sqlite file stand in for two replicas on one
- * PostgreSQL database until that backend lands (then `db` is a postgres:// URL).
+ * `startReplica(db, …)`, `db` a fresh database on a real PostgreSQL (test/support/postgres.ts).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +14,7 @@ import { type RunningServe, killAll, startServe } from '../support/serve-process
 import { waitFor } from '../support/wait.js';
 import { type DnsUpstream, loopbackRecords, startDnsUpstream } from '../support/dns-upstream.js';
 import { type NatsServer, startNats } from '../support/nats.js';
+import { sharedPostgres } from '../support/postgres.js';
 import { type Origin, startHttpOrigin } from '../support/origin.js';
 
 export const TOKEN = 'egw_fleet_test_token_0123456789abcdef';
@@ -75,15 +75,10 @@ export async function setHostnames(base: string, id: string, hostnames: string[]
   if (r.status !== 200) throw new Error(`update policy: ${r.status} ${JSON.stringify(r.body)}`);
 }
 
-/**
- * Registers a devbox on a host. The final API places it with `network.host_id`; until the
- * PostgreSQL half lands on this branch the API does not take that field, so the devbox
- * carries its host in metadata `fleet.host_id`, which the sqlite feed reads (src/fleet/keys.ts
- * hostOf). At merge this one function switches to `network: { host_id }`.
- */
+/** Registers a devbox on the control plane, placed on `hostId` (network.host_id). */
 export async function registerDevbox(base: string, hostId: string, policyId: string | null): Promise<{ id: string; password: string }> {
   const r = await api<{ id: string; proxy_credentials: { password: string } }>(base, 'POST', '/v1/devboxes', {
-    metadata: { 'fleet.host_id': hostId },
+    network: { host_id: hostId },
     launch_parameters: { network_policy_id: policyId },
   });
   if (r.status !== 200) throw new Error(`register devbox: ${r.status} ${JSON.stringify(r.body)}`);
@@ -124,6 +119,8 @@ export interface FleetBase {
   dns: DnsUpstream;
   origin: Origin;
   dir: string;
+  /** The control plane's database: a fresh PostgreSQL database on the file's shared server. */
+  controlDb: string;
   /** Stops the given gateways, then everything here. */
   close(nodes: Array<Node | undefined>): Promise<void>;
 }
@@ -135,8 +132,9 @@ export async function fleetBase(): Promise<FleetBase> {
   const dns = await startDnsUpstream({ records: loopbackRecords(NAMES) });
   const origin = await startHttpOrigin();
   const tmp = tempDir();
+  const controlDb = await (await sharedPostgres()).createDatabase();
   return {
-    nats, dns, origin, dir: tmp.dir,
+    nats, dns, origin, dir: tmp.dir, controlDb,
     async close(nodes) {
       await Promise.allSettled(nodes.filter((n): n is Node => n !== undefined).map((n) => n.stop()));
       killAll();

@@ -3,7 +3,7 @@
  * is up and not draining, and the store takes a write now. No auth on either.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import type { Store } from '../../store/index.js';
+import type { ControlStore } from '../../store/backend.js';
 import { ApiError } from '../errors.js';
 import { errorSchema } from '../schemas.js';
 import type { FleetHealth } from '../plane.js';
@@ -24,7 +24,7 @@ const snapshotSchema = {
 
 const ok = (value: string) => ({ type: 'object', properties: { status: { type: 'string', enum: [value] }, snapshot: snapshotSchema }, required: ['status'] });
 
-export const healthRoutes = (store: Store, listening?: () => boolean | Promise<boolean>, fleet?: () => Promise<FleetHealth | null>): FastifyPluginAsync => async (app) => {
+export const healthRoutes = (store: ControlStore, listening?: () => boolean | Promise<boolean>, fleet?: () => Promise<FleetHealth | null>): FastifyPluginAsync => async (app) => {
   const snapshot = async () => {
     const f = fleet ? await fleet() : null;
     return { f, extra: f?.snapshot ? { snapshot: f.snapshot } : {} };
@@ -41,7 +41,7 @@ export const healthRoutes = (store: Store, listening?: () => boolean | Promise<b
     },
   }, async () => {
     if (listening && !(await listening())) throw new ApiError(503, 'service_unavailable', 'listeners are starting or draining');
-    const why = store.probeWritable();
+    const why = await store.probeWritable();
     if (why !== null) throw new ApiError(503, 'storage_unavailable', `the policy store is unavailable: ${why}`);
     const { f, extra } = await snapshot();
     if (fleet && f === null) throw new ApiError(503, 'service_unavailable', 'the data plane did not answer for its policy snapshot');

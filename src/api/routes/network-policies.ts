@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { EgressRules, Enforcement, NetworkPolicy } from '../../policy/model.js';
 import type { Guardrails } from '../../policy/guardrails.js';
-import type { Store } from '../../store/index.js';
+import type { ControlStore } from '../../store/backend.js';
 import { notFound } from '../errors.js';
 import {
   emptyBody, errorResponses, idParams, policyCreateBody, policyListQuery, policyListView, policyUpdateBody, policyView as policyViewSchema,
@@ -27,7 +27,7 @@ interface ListQuery {
 }
 
 /** `pageBytes`: the byte budget of one list page (--api-page-bytes). */
-export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBytes?: number): FastifyPluginAsync => async (app) => {
+export const networkPolicyRoutes = (store: ControlStore, guardrails: Guardrails, pageBytes?: number): FastifyPluginAsync => async (app) => {
   const tags = ['network-policies'];
   const security = [{ bearerAuth: [] }];
   const view = (p: NetworkPolicy) => policyView(p, guardrails);
@@ -47,7 +47,7 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBy
   }, async (req) => {
     const b = req.body;
     const name = checkName('name', b.name!);
-    const p = store.createPolicy(req.accountId, { name, description: b.description ?? null, egress: checkEgress(b), enforcement: b.enforcement ?? 'enforce' });
+    const p = await store.policies.create(req.accountId, { name, description: b.description ?? null, egress: checkEgress(b), enforcement: b.enforcement ?? 'enforce' });
     req.log.info({ event: 'policy_created', account: req.accountId, policy: p.id, name: p.name }, 'network policy created');
     return written(req.log, p);
   });
@@ -61,7 +61,7 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBy
   }, async (req) => {
     const q = req.query;
     const includeTotal = q.include_total_count ?? true;
-    const page = store.listPolicies(req.accountId, {
+    const page = await store.policies.list(req.accountId, {
       name: q.name, id: q.id, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal, maxBytes: pageBytes,
     });
     return {
@@ -78,7 +78,7 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBy
       response: { 200: policyViewSchema, ...errorResponses(401, 404) },
     },
   }, async (req) => {
-    const p = store.getPolicyFor(req.accountId, req.params.id);
+    const p = await store.policies.get(req.accountId, req.params.id);
     if (!p) throw notFound(`network policy ${req.params.id} not found`);
     return view(p);
   });
@@ -93,8 +93,8 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBy
     },
   }, async (req) => {
     const b = req.body ?? {};
-    if (!store.getPolicyFor(req.accountId, req.params.id)) throw notFound(`network policy ${req.params.id} not found`);
-    const p = store.updatePolicy(req.accountId, req.params.id, {
+    if (!await store.policies.get(req.accountId, req.params.id)) throw notFound(`network policy ${req.params.id} not found`);
+    const p = await store.policies.update(req.accountId, req.params.id, {
       name: b.name == null ? undefined : checkName('name', b.name),
       description: b.description === null ? undefined : b.description,
       egress: checkEgress(b),
@@ -112,7 +112,7 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBy
       response: { 200: policyViewSchema, ...errorResponses(400, 401, 404, 415, 503) },
     },
   }, async (req) => {
-    const p = store.deletePolicy(req.accountId, req.params.id);
+    const p = await store.policies.delete(req.accountId, req.params.id);
     req.log.info({ event: 'policy_deleted', account: req.accountId, policy: p.id }, 'network policy deleted');
     return view(p);
   });

@@ -12,10 +12,13 @@ import { type Decision, type Door, decisionLabel } from '../../policy/decision.j
 import type { Identity } from '../../policy/engine.js';
 import { registry } from '../../metrics.js';
 import type { DenialSink } from './gate.js';
-import type { DenialEventBatchRow, Store } from '../../store/index.js';
+import type { DenialEventBatchRow, DenialLimits } from '../../store/index.js';
 
 /** What the recorder writes through (the store). Throws when the write could not be made. */
-export type DenialEventWriter = Pick<Store, 'writeDenialEvents'>;
+/** The sqlite store writes at once (a throw: busy, kept for the next flush); PostgreSQL answers later. */
+export interface DenialEventWriter {
+  writeDenialEvents(rows: readonly DenialEventBatchRow[], limits: DenialLimits): void | Promise<void>;
+}
 
 export interface DenialRecorderOptions {
   flushMs: number;
@@ -116,15 +119,20 @@ export class DenialRecorder implements DenialSink {
   private write(rows: Array<[string, DenialEventBatchRow]>, slice: number): boolean {
     const now = Date.now();
     const part = rows.length > slice ? rows.slice(0, slice) : rows;
-    try {
-      this.writer.writeDenialEvents(part.map((r) => r[1]), { retentionMs: this.opts.retentionHours * 3_600_000, maxPerDevbox: this.opts.maxPerDevbox, now });
-      flushed.inc(part.length);
-    } catch (e) {
-      this.keep(new Map(rows));
+    const failed = (e: unknown, kept: Array<[string, DenialEventBatchRow]>) => {
+      this.keep(new Map(kept));
       if (now - this.warnedAt > 10_000) {
         this.warnedAt = now;
         this.log.warn({ event: 'denial_events_write_failed', err: (e as Error).message, pending: this.pending.size }, 'could not write the denial record; kept for the next flush');
       }
+    };
+    try {
+      const done = this.writer.writeDenialEvents(part.map((r) => r[1]), { retentionMs: this.opts.retentionHours * 3_600_000, maxPerDevbox: this.opts.maxPerDevbox, now });
+      // PostgreSQL answers later: a slice it refuses is kept for the next flush.
+      if (done instanceof Promise) done.then(() => flushed.inc(part.length), (e: unknown) => failed(e, part));
+      else flushed.inc(part.length);
+    } catch (e) {
+      failed(e, rows);
       return false;
     }
     if (part === rows) return true;
