@@ -15,10 +15,6 @@ import { DecisionCache } from './cache.js';
 import { LearnedAddresses } from './learned.js';
 import { passwordMatches } from './password.js';
 
-// The store still imports hashPassword from here: the store is being split on another
-// branch; once that lands, its import moves to ./password.js and this line goes.
-export { hashPassword } from './password.js';
-
 export interface Identity {
   /** The running devbox this traffic belongs to, or null for an unknown client. */
   readonly devboxId: string | null;

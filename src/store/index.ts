@@ -15,7 +15,7 @@ import Database from 'better-sqlite3';
 import { ConfigError } from '../config.js';
 import { type Devbox, type EgressRules, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
 import type { PolicySource, SourceChange } from '../policy/source.js';
-import { hashPassword } from '../policy/engine.js';
+import { hashPassword } from '../policy/password.js';
 import { migrate } from './migrations.js';
 import {
   type Blueprint, type BlueprintRow, type BlueprintStatus, type FailureReason,

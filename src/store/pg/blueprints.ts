@@ -1,7 +1,7 @@
 /** Blueprints in PostgreSQL; an active build's addresses are rows of held_addresses. */
 import type { BlueprintRepository } from '../backend.js';
 import { type Blueprint, type BlueprintRow, ACTIVE_BUILD, buildRuntime, canMove, toBlueprint } from '../blueprints.js';
-import { hashPassword } from '../../policy/engine.js';
+import { hashPassword } from '../../policy/password.js';
 import { newId, randomSecret } from '../ids.js';
 import { StoreError } from '../types.js';
 import type { PendingChange, PgDb, Query } from './db.js';

@@ -1,6 +1,6 @@
 /** Devboxes in PostgreSQL; their addresses are rows of held_addresses while they run. */
 import type { Devbox } from '../../policy/model.js';
-import { hashPassword } from '../../policy/engine.js';
+import { hashPassword } from '../../policy/password.js';
 import type { DevboxRepository } from '../backend.js';
 import { type BlueprintRow, toBlueprint } from '../blueprints.js';
 import { newId, randomAlnum, randomSecret } from '../ids.js';
