@@ -6,7 +6,7 @@
  * so the change still reaches the sidecar.
  */
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type FleetBase, type Node, api, bucketLook, createPolicy, decisionAt, fleetBase, registerDevbox, startReplica, startSidecar, until,
@@ -40,10 +40,13 @@ describe('a replica killed between commit and publish', () => {
     await until(async () => a!.child.exitCode !== null || a!.child.signalCode !== null, 60_000, 'the faulty replica to die');
     expect(a.child.signalCode).toBe('SIGKILL');
 
-    const control = new Database(db, { readonly: true });
-    const committed = control.prepare('SELECT max(seq) FROM change_log').pluck().get() as number;
-    const stored = JSON.parse(control.prepare('SELECT egress FROM network_policies WHERE id = ?').pluck().get(policy) as string) as { allowed_hostnames: string[] };
-    control.close();
+    // What committed, read from the control plane's PostgreSQL database itself.
+    const control = new pg.Client({ connectionString: db });
+    await control.connect();
+    const committed = Number((await control.query('SELECT max(seq) AS seq FROM change_log')).rows[0].seq);
+    const egress = (await control.query('SELECT egress FROM network_policies WHERE id = $1', [policy])).rows[0].egress as string;
+    await control.end();
+    const stored = JSON.parse(egress) as { allowed_hostnames: string[] };
     expect(stored.allowed_hostnames).toEqual(['other.test']);
 
     const look = await bucketLook(base.nats.url);
