@@ -48,6 +48,13 @@ export class LearnedAddresses {
     return e;
   }
 
+  /** Every entry not yet expired, as learnUntil() takes them (to hand a new worker what the others know). */
+  *entries(now = Date.now()): Generator<[devboxId: string, name: string, ip: string, expiresAt: number]> {
+    for (const [devboxId, m] of this.byDevbox) {
+      for (const [ip, e] of m) if (e.expiresAt >= now) yield [devboxId, e.name, ip, e.expiresAt];
+    }
+  }
+
   forget(devboxId: string): void {
     this.byDevbox.delete(devboxId);
   }
