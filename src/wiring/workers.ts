@@ -221,13 +221,6 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
     store.close();
   };
   try {
-    api = await startApiProcess({
-      config, store, engine, log, readiness,
-      metrics: async () => [await registry.getMetricsAsJSON(), ...((await askAll(listening, (id) => ({ egw: 'metrics?', id }))) as unknown[][])],
-      synced: async () => {
-        await askAll(peers, (id) => ({ egw: 'changed', id }));
-      },
-    });
     await new Promise<void>((ok, fail) => {
       const timer = setTimeout(() => fail(new Error('the workers did not start within 60 s')), 60_000);
       started = {
@@ -243,6 +236,14 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
       for (let slot = 0; slot < n; slot++) spawn(slot);
     });
     started = null;
+    // The API last, as in one process: once it answers, every door does.
+    api = await startApiProcess({
+      config, store, engine, log, readiness,
+      metrics: async () => [await registry.getMetricsAsJSON(), ...((await askAll(listening, (id) => ({ egw: 'metrics?', id }))) as unknown[][])],
+      synced: async () => {
+        await askAll(peers, (id) => ({ egw: 'changed', id }));
+      },
+    });
   } catch (e) {
     started = null;
     await finish(0);
@@ -277,7 +278,7 @@ export async function runWorker(): Promise<void> {
   const n = Number(process.env.EGRESS_WORKER_COUNT);
   const send = (m: FromWorker) => process.send?.(m);
   // Its own bounded writer (whole lines per write: several processes share stdout).
-  const { log, flush } = createLogger(config.logLevel, { worker: slot }, undefined, config.logBufferBytes);
+  const { log, flush } = createLogger(config.logLevel, { worker: slot, pid: process.pid }, undefined, config.logBufferBytes);
   let nextId = 1;
   const waiting = new Map<number, () => void>();
   /** Sends to the primary and resolves on its answer with the same id (or after ASK_MS). */
