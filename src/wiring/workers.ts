@@ -100,6 +100,7 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
   let doors: Array<{ name: string; address: HostPort }> | null = null;
   let started: { ok: () => void; fail: (e: Error) => void } | null = null;
 
+  const slotOf = (w: Worker) => [...slots].find(([, x]) => x === w)?.[0] ?? -1;
   const send = (w: Worker, m: ToWorker) => {
     if (w.isConnected()) w.send(m, undefined, undefined, () => {});
   };
@@ -145,6 +146,7 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
         return;
       }
       case 'listening':
+        log.info({ event: 'worker_listening', slot: slotOf(w), pid: w.process.pid }, `worker ${slotOf(w)} listening (pid ${w.process.pid})`);
         listening.add(w);
         readiness.listening = !closing;
         doors ??= m.doors;
@@ -301,6 +303,7 @@ export async function runWorker(): Promise<void> {
   let store: Store | null = null;
   let gw: Gateway | null = null;
   let stopAsked: number | null = null;
+  let reloadAsked: GatewayConfig | null = null;
   /** Addresses learned here since the last answer; `applying`: taking the others' (not sent back). */
   let batch: LearnedEntry[] = [];
   let applying = false;
@@ -333,7 +336,9 @@ export async function runWorker(): Promise<void> {
       case 'metrics?':
         return void registry.getMetricsAsJSON().then((metrics) => send({ egw: 'metrics', id: m.id, metrics }));
       case 'reload':
-        gw?.reload(workerShare(m.config, slot, n));
+        // One that arrives while this worker is starting is applied once it runs.
+        if (gw !== null) gw.reload(workerShare(m.config, slot, n));
+        else reloadAsked = m.config;
         return;
       case 'shutdown':
         if (gw !== null) stop();
@@ -368,6 +373,7 @@ export async function runWorker(): Promise<void> {
       ready: () => hello,
     });
     if (stopAsked !== null) return stop();
+    if (reloadAsked !== null) gw.reload(workerShare(reloadAsked, slot, n));
     send({ egw: 'listening', doors: Object.entries(gw.doors).map(([name, address]) => ({ name, address })) });
   } catch (e) {
     const cause = (e as { cause?: NodeJS.ErrnoException }).cause ?? (e as NodeJS.ErrnoException);

@@ -17,7 +17,7 @@ export interface TwoWorkers {
 export async function startTwoWorkers(records: Record<string, TestRecord[]>, opts: CliGatewayOptions = {}): Promise<TwoWorkers> {
   const upstream = await startDnsUpstream({ records: { 'origin.test': [{ type: 'A', data: '127.0.0.1', ttl: 60 }], ...records } });
   const origin = await startHttpOrigin();
-  const gw = await startCliGateway({ ...opts, upstreamDnsPort: upstream.port, args: ['--workers', '2', ...(opts.args ?? [])] });
+  const gw = await startCliGateway({ startTimeoutMs: 150_000, ...opts, upstreamDnsPort: upstream.port, args: ['--workers', '2', ...(opts.args ?? [])] });
   return {
     gw, upstream, origin,
     async close() {
@@ -32,6 +32,13 @@ export async function startTwoWorkers(records: Record<string, TestRecord[]>, opt
 export function workerPids(out: string): Map<number, number> {
   const pids = new Map<number, number>();
   for (const l of logLines(out)) if (l.event === 'worker_started') pids.set(l.slot as number, l.pid as number);
+  return pids;
+}
+
+/** Pids of the workers that have reported listening (the primary's "worker_listening" lines). */
+export function listeningPids(out: string): Set<number> {
+  const pids = new Set<number>();
+  for (const l of logLines(out)) if (l.event === 'worker_listening') pids.add(l.pid as number);
   return pids;
 }
 
