@@ -97,6 +97,7 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
   let quickExits = 0;
   let nextId = 1;
   const asking = new Map<number, Asking>();
+  let lastSlowLine = 0;
   let doors: Array<{ name: string; address: HostPort }> | null = null;
   let started: { ok: () => void; fail: (e: Error) => void } | null = null;
 
@@ -116,7 +117,10 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
         resolve(got);
       };
       const timer = setTimeout(() => {
-        log.warn({ event: 'workers_slow', waited_ms: ASK_MS, missing: [...left].map((w) => w.process.pid) }, 'workers did not answer in time; going on without them');
+        if (Date.now() - lastSlowLine >= 1000) {
+          lastSlowLine = Date.now();
+          log.warn({ event: 'workers_slow', waited_ms: ASK_MS, missing: [...left].map((w) => w.process.pid) }, 'workers did not answer in time; going on without them');
+        }
         finish(entry.got);
       }, ASK_MS);
       const entry: Asking = { left, got: [], done: finish };
@@ -206,8 +210,9 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
     const exits = all.map((w) => new Promise<void>((r) => {
       if (w.isDead()) return r();
       w.once('exit', () => r());
+      // One still starting has nothing to drain (and ignores signals: the primary speaks for it).
       if (listening.has(w)) send(w, { egw: 'shutdown', graceMs });
-      else w.process.kill('SIGTERM');
+      else w.process.kill('SIGKILL');
     }));
     const timer = setTimeout(() => {
       for (const w of all) if (!w.isDead()) w.process.kill('SIGKILL');
@@ -283,14 +288,19 @@ export async function runWorker(): Promise<void> {
   const { log, flush } = createLogger(config.logLevel, { worker: slot, pid: process.pid }, undefined, config.logBufferBytes);
   let nextId = 1;
   const waiting = new Map<number, () => void>();
+  let lastSlowLine = 0;
   /** Sends to the primary and resolves on its answer with the same id (or after ASK_MS). */
-  const ask = (build: (id: number) => FromWorker): Promise<void> =>
+  const ask = (build: (id: number) => FromWorker, ms = ASK_MS): Promise<void> =>
     new Promise((resolve) => {
       const id = nextId++;
       const timer = setTimeout(() => {
         waiting.delete(id);
+        if (Date.now() - lastSlowLine >= 1000) {
+          lastSlowLine = Date.now();
+          log.warn({ event: 'primary_slow', waited_ms: ms }, 'the primary did not answer in time; going on');
+        }
         resolve();
-      }, ASK_MS);
+      }, ms);
       waiting.set(id, () => {
         clearTimeout(timer);
         waiting.delete(id);
@@ -362,7 +372,7 @@ export async function runWorker(): Promise<void> {
           if (!applying) batch.push([devbox, name, ip, expiresAt]);
         };
         // What the other workers learned so far, before this one answers anybody.
-        hello = ask((id) => ({ egw: 'hello', id })).then(() => s.refresh());
+        hello = ask((id) => ({ egw: 'hello', id }), 10_000).then(() => s.refresh());
       },
       learnedShared() {
         if (batch.length === 0) return null;
