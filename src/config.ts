@@ -49,6 +49,7 @@ export interface GatewayConfig {
   dnsDenyRcode: 'nxdomain' | 'refused';
   dnsMinTtl: number;
   dnsMaxTtl: number;
+  dnsFailureTtl: number;
   dnsLearnGrace: number;
   dnsRateLimit: number;
   dnsCacheSize: number;
@@ -134,6 +135,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'dnsDenyRcode', flag: 'dns-deny-rcode', kind: { t: 'enum', values: ['nxdomain', 'refused'] }, def: () => 'nxdomain', help: 'answer for denied names' },
   { key: 'dnsMinTtl', flag: 'dns-min-ttl', kind: { t: 'int', min: 0, max: 86400 }, def: () => 5, help: 'lowest TTL the answer cache keeps (s)' },
   { key: 'dnsMaxTtl', flag: 'dns-max-ttl', kind: { t: 'int', min: 1, max: 604800 }, def: () => 3600, help: 'highest TTL the answer cache keeps (s)' },
+  { key: 'dnsFailureTtl', flag: 'dns-failure-ttl', kind: { t: 'int', min: 1, max: 300 }, def: () => 5, help: 'seconds a resolution failure (upstream SERVFAIL, REFUSED, time-out) is cached per name and type, per account (RFC 9520)' },
   { key: 'dnsLearnGrace', flag: 'dns-learn-grace', kind: { t: 'int', min: 0, max: 86400 }, def: () => 60, help: 'seconds past TTL a DNS-learned address stays admitted' },
   { key: 'dnsRateLimit', flag: 'dns-rate-limit', kind: { t: 'int', min: 0, max: 10_000_000 }, def: () => 2000, help: 'queries per second per client (0: unlimited)' },
   { key: 'dnsCacheSize', flag: 'dns-cache-size', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 20_000, help: 'answers the DNS cache holds (name/type/class)' },
@@ -264,7 +266,7 @@ function convert(spec: OptionSpec, raw: unknown): unknown {
 }
 
 function parseLogAllowed(setting: string, raw: unknown): LogAllowed {
-  if (typeof raw === 'object' && raw !== null && 'mode' in raw) return raw as LogAllowed; // already parsed (DNS worker config)
+  if (typeof raw === 'object' && raw !== null && 'mode' in raw) return raw as LogAllowed; // already parsed (a worker's config)
   const s = String(raw);
   if (s === 'all') return { mode: 'all' };
   if (s === 'none') return { mode: 'none' };

@@ -212,3 +212,54 @@ export function createLogger(level: string, base: Record<string, unknown> = {}, 
   const log = pino({ level, base: { service: 'egress-gateway', ...base }, timestamp: pino.stdTimeFunctions.isoTime }, writer);
   return { log, writer, flush: (ms) => writer.flush(ms) };
 }
+
+/**
+ * Log lines written after the current I/O callbacks (setImmediate), at most `slice` per turn
+ * of the event loop: an answer never waits for a line's serialisation, and a burst (a
+ * flood's denials, a second's folded repeats) never holds every other client's answer for
+ * the time a thousand lines take. Lines stay in order; flush() writes the rest at once.
+ */
+export class DeferredLines {
+  private lines: Array<{ level: 'info' | 'warn'; obj: object; msg: string }> = [];
+  private at = 0;
+
+  constructor(private readonly log: Logger, private readonly slice = 32) {}
+
+  info(obj: object, msg: string): void {
+    this.push('info', obj, msg);
+  }
+
+  warn(obj: object, msg: string): void {
+    this.push('warn', obj, msg);
+  }
+
+  private push(level: 'info' | 'warn', obj: object, msg: string): void {
+    this.lines.push({ level, obj, msg });
+    if (this.lines.length - this.at === 1) setImmediate(this.writeSome);
+  }
+
+  private readonly writeSome = (): void => {
+    const end = Math.min(this.lines.length, this.at + this.slice);
+    this.write(end);
+    if (end < this.lines.length) setImmediate(this.writeSome);
+    else this.reset();
+  };
+
+  private write(end: number): void {
+    for (; this.at < end; this.at++) {
+      const l = this.lines[this.at]!;
+      this.log[l.level](l.obj, l.msg);
+    }
+  }
+
+  private reset(): void {
+    this.lines = [];
+    this.at = 0;
+  }
+
+  /** Writes every pending line now (at shutdown). */
+  flush(): void {
+    this.write(this.lines.length);
+    this.reset();
+  }
+}

@@ -165,7 +165,7 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
 export async function runApiProcess(): Promise<void> {
   const config = JSON.parse(process.env.EGRESS_API_PROCESS_CONFIG ?? 'null') as GatewayConfig;
   const send = (m: FromApi) => process.send?.(m);
-  // Its own bounded writer, like a DNS worker's: a stalled or full stdout drops lines, never blocks.
+  // Its own bounded writer, like a worker's: a stalled or full stdout drops lines, never blocks.
   const { log, flush } = createLogger(config.logLevel, { api_process: process.pid }, undefined, config.logBufferBytes);
   let nextId = 1;
   const waiting = new Map<number, (m: ToApi) => void>();

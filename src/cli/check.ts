@@ -100,7 +100,7 @@ async function runCheck(flags: Map<string, string[]>, positional: string[]): Pro
         process.stderr.write(`note: devbox ${devboxArg} is attached to ${devbox.network_policy_id ?? 'no policy'}; judging under ${policyId} as asked\n`);
       }
       d = devbox.status === 'running' && policyId === null
-        ? engine.decide({ devboxId: devbox.id, via: 'credentials', source: '' }, host, port, 'check')
+        ? engine.decide({ devboxId: devbox.id, via: 'credentials', source: '' }, host, port)
         : engine.decideForPolicy(policyId ?? devbox.network_policy_id, host, port, 'TCP', devbox.id);
     } else {
       d = engine.decideForPolicy(policyId, host, port, 'TCP');

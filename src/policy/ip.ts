@@ -132,6 +132,23 @@ function isV4Mapped(w: Uint32Array): boolean {
 }
 
 /**
+ * The one formatter of address bytes (a DNS answer's A/AAAA data, a SOCKS5 request's
+ * address): the canonical text parseIpLiteral returns and the engine matches, so an
+ * address learned from DNS is the same string as the one a client later dials. IPv4 as
+ * a dotted quad; IPv6 lower-case with RFC 5952 compression; IPv4-mapped IPv6
+ * (::ffff:a.b.c.d) as the IPv4 address it carries.
+ */
+export function ipBytesToText(b: Uint8Array, at: number, length: 4 | 16): string {
+  if (length === 4) return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+  const w = new Uint32Array(4);
+  for (let i = 0; i < 4; i++) {
+    const o = at + 4 * i;
+    w[i] = ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+  }
+  return isV4Mapped(w) ? v4ToString(w[3]!) : wordsToV6String(w);
+}
+
+/**
  * Parses an IP literal as a client may spell it: any WHATWG IPv4 form, or IPv6 with or
  * without brackets. Returns the canonical text; IPv4-mapped IPv6 comes back as IPv4.
  */

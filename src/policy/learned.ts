@@ -10,7 +10,7 @@ export interface LearnedEntry {
 export class LearnedAddresses {
   private readonly byDevbox = new Map<string, Map<string, LearnedEntry>>();
   private readonly maxPerDevbox: number;
-  /** Told of every entry that is new or lives longer than before (a DNS worker passes them on). */
+  /** Told of every entry that is new or lives longer than before (a worker passes them on to the others). */
   onLearn: ((devboxId: string, name: string, ip: string, expiresAt: number) => void) | null = null;
 
   constructor(maxPerDevbox = 10_000) {

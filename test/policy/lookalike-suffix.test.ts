@@ -4,7 +4,7 @@ import { rig } from './helpers.js';
 describe('look-alike names never match by substring or suffix', () => {
   const exact = rig({ allowed_hostnames: ['github.com'] });
   const wild = rig({ allowed_hostnames: ['*.github.com'] });
-  const de = (r: typeof exact, h: string) => r.engine.decide(r.who, h, 443, 'http');
+  const de = (r: typeof exact, h: string) => r.engine.decide(r.who, h, 443);
 
   it.each(['notgithub.com', 'github.com.evil.com', 'github.co', 'github.comm', 'ithub.com', 'github-com.evil.com', 'evil.com/github.com', 'github.com.'.repeat(2)])(
     'github.com does not admit %s',

@@ -68,7 +68,7 @@ describe('compiled matcher agrees with the reference', () => {
         for (const size of [0, 16]) {
           const { engine, who } = rig({ allowed_hostnames: entries }, { decisionCacheSize: size });
           for (let k = 0; k < 2; k++) {
-            const d = engine.decide(who, spelled, 443, 'http');
+            const d = engine.decide(who, spelled, 443);
             expect(d.allow).toBe(want !== undefined);
             expect(d.matched).toBe(want ?? null);
             expect(d.host).toBe(name);

@@ -1,6 +1,6 @@
 /** /v1/network-policies: create, list, get, update, delete (Runloop-compatible). */
 import type { FastifyPluginAsync } from 'fastify';
-import type { AllowedCidr, EgressRules, Enforcement, NetworkPolicy } from '../../policy/model.js';
+import type { EgressRules, Enforcement, NetworkPolicy } from '../../policy/model.js';
 import type { Guardrails } from '../../policy/guardrails.js';
 import type { Store } from '../../store/index.js';
 import { notFound } from '../errors.js';
@@ -8,21 +8,15 @@ import {
   emptyBody, errorResponses, idParams, policyCreateBody, policyListQuery, policyListView, policyUpdateBody, policyView as policyViewSchema,
   DEFAULT_LIST_LIMIT,
 } from '../schemas.js';
-import { checkCidrs, checkHostnames, checkName } from '../validate.js';
+import { checkEgress, checkName } from '../validate.js';
 import { policyView } from '../views.js';
 
-interface PolicyBody {
+/** The body of a create or update: the policy's own fields plus every row of EGRESS_FIELDS. */
+type PolicyBody = {
   name?: string | null;
   description?: string | null;
-  allow_all?: boolean | null;
-  allow_devbox_to_devbox?: boolean | null;
-  allowed_hostnames?: string[] | null;
-  allow_agent_gateway?: boolean | null;
-  allow_mcp_gateway?: boolean | null;
-  allow_runloop_mirrors?: boolean | null;
-  allowed_cidrs?: AllowedCidr[] | null;
   enforcement?: Enforcement | null;
-}
+} & { [K in keyof EgressRules]?: EgressRules[K] | null };
 
 interface ListQuery {
   name?: string;
@@ -30,20 +24,6 @@ interface ListQuery {
   limit?: number;
   starting_after?: string;
   include_total_count?: boolean;
-}
-
-const TOGGLES = ['allow_all', 'allow_devbox_to_devbox', 'allow_agent_gateway', 'allow_mcp_gateway', 'allow_runloop_mirrors'] as const;
-
-/** The egress fields the body provides (null and absent mean "keep" / "default"), validated and normalised. */
-function egressPatch(b: PolicyBody): Partial<EgressRules> {
-  const e: Partial<EgressRules> = {};
-  for (const k of TOGGLES) {
-    const v = b[k];
-    if (typeof v === 'boolean') e[k] = v;
-  }
-  if (b.allowed_hostnames != null) e.allowed_hostnames = checkHostnames(b.allowed_hostnames);
-  if (b.allowed_cidrs != null) e.allowed_cidrs = checkCidrs(b.allowed_cidrs);
-  return e;
 }
 
 /** `pageBytes`: the byte budget of one list page (--api-page-bytes). */
@@ -67,7 +47,7 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBy
   }, async (req) => {
     const b = req.body;
     const name = checkName('name', b.name!);
-    const p = store.createPolicy(req.accountId, { name, description: b.description ?? null, egress: egressPatch(b), enforcement: b.enforcement ?? 'enforce' });
+    const p = store.createPolicy(req.accountId, { name, description: b.description ?? null, egress: checkEgress(b), enforcement: b.enforcement ?? 'enforce' });
     req.log.info({ event: 'policy_created', account: req.accountId, policy: p.id, name: p.name }, 'network policy created');
     return written(req.log, p);
   });
@@ -117,7 +97,7 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBy
     const p = store.updatePolicy(req.accountId, req.params.id, {
       name: b.name == null ? undefined : checkName('name', b.name),
       description: b.description === null ? undefined : b.description,
-      egress: egressPatch(b),
+      egress: checkEgress(b),
       enforcement: b.enforcement ?? undefined,
     });
     req.log.info({ event: 'policy_updated', account: req.accountId, policy: p.id, version: p.version, enforcement: p.enforcement }, 'network policy updated');
