@@ -229,7 +229,7 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
   };
   try {
     await new Promise<void>((ok, fail) => {
-      const timer = setTimeout(() => fail(new Error('the workers did not start within 60 s')), 60_000);
+      const timer = setTimeout(() => fail(new Error('the workers did not start within 180 s')), 180_000);
       started = {
         ok: () => {
           clearTimeout(timer);

@@ -42,7 +42,7 @@ beforeAll(async () => {
   t = await startTwoWorkers({ 'learned.test': [{ type: 'A', data: '127.0.0.1', ttl: 60 }] }, { configFile, args: ['--shutdown-grace-ms', '4000'] });
   policy = await t.gw.api.policy('w', { allowed_hostnames: ['origin.test', 'learned.test'] });
   await t.gw.api.devbox(policy, [A]);
-}, 180_000);
+}, 240_000);
 
 afterAll(async () => {
   await t?.close();

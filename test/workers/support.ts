@@ -17,7 +17,7 @@ export interface TwoWorkers {
 export async function startTwoWorkers(records: Record<string, TestRecord[]>, opts: CliGatewayOptions = {}): Promise<TwoWorkers> {
   const upstream = await startDnsUpstream({ records: { 'origin.test': [{ type: 'A', data: '127.0.0.1', ttl: 60 }], ...records } });
   const origin = await startHttpOrigin();
-  const gw = await startCliGateway({ startTimeoutMs: 150_000, ...opts, upstreamDnsPort: upstream.port, args: ['--workers', '2', ...(opts.args ?? [])] });
+  const gw = await startCliGateway({ startTimeoutMs: 220_000, ...opts, upstreamDnsPort: upstream.port, args: ['--workers', '2', ...(opts.args ?? [])] });
   return {
     gw, upstream, origin,
     async close() {

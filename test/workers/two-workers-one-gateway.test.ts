@@ -49,7 +49,7 @@ beforeAll(async () => {
   const steady = await t.gw.api.policy('steady', { allowed_hostnames: ['origin.test'] });
   await t.gw.api.devbox(steady, [CAPPED]);
   await t.gw.api.devbox(steady, [CHATTY]);
-}, 180_000);
+}, 240_000);
 
 afterAll(async () => {
   await t?.close();
