@@ -23,7 +23,7 @@ function processCpu(pid: number): { cpu: number; ppid: number } | null {
   }
 }
 
-/** CPU seconds of `pid` and every process below it (a gateway's DNS workers), or NaN. */
+/** CPU seconds of `pid` and every process below it (a gateway's workers), or NaN. */
 export function treeCpuSeconds(pid: number | null): number {
   if (pid === null) return NaN;
   const self = processCpu(pid);

@@ -15,10 +15,10 @@
  * Every phase stops at a time or count limit. The machine may be shared, so wall-clock
  * figures are noisy: every server runs on core 0 and the load generator on core 1
  * (taskset; --no-pin to not), and each row also gives the server's CPU time per answered
- * query (user + system from /proc, its DNS workers included), which others' load does not
+ * query (user + system from /proc, its workers included), which others' load does not
  * inflate as much.
  *
- *   npm run bench:dns [-- --seconds 3 --rate 2000 --window 256 --client c|node --dns-workers N --no-pin --json]
+ *   npm run bench:dns [-- --seconds 3 --rate 2000 --window 256 --client c|node --workers N --no-pin --json]
  */
 import dgram from 'node:dgram';
 import { fork, type ChildProcess } from 'node:child_process';
@@ -42,8 +42,8 @@ const RATE = arg('rate', 2000);
 const LATENCY_SECONDS = arg('latency-seconds', 2);
 const WINDOW = arg('window', 256);
 const SOCKETS = arg('sockets', 4);
-/** --dns-workers N: the gateway as `serve --dns-workers N` (N more processes answer UDP). */
-const DNS_WORKERS = arg('dns-workers', 0);
+/** --workers N: the gateway as `serve --workers N` (every door in N processes; 1: one process). */
+const WORKERS = arg('workers', 1);
 const JSON_OUT = args.includes('--json');
 const CLIENT_ARG = args.includes('--client') ? args[args.indexOf('--client') + 1] : undefined;
 const ROLE = process.argv.find((a) => a.startsWith('--role='))?.slice(7) ?? 'main';
@@ -107,6 +107,7 @@ async function runGateway(upstreamPort: number): Promise<void> {
   const { LogWriter, createLogger } = await import('../src/log.js');
   const { loadConfig } = await import('../src/config.js');
   const { startGateway } = await import('../src/wiring/gateway.js');
+  const { startWorkers } = await import('../src/wiring/workers.js');
   const dir = mkdtempSync(join(tmpdir(), 'egw-bench-dns-'));
   const flags = new Map<string, string[]>([
     ['api', ['127.0.0.1:0']],
@@ -118,11 +119,12 @@ async function runGateway(upstreamPort: number): Promise<void> {
     ['upstream-dns', [`127.0.0.1:${upstreamPort}`]],
     ['dns-rate-limit', ['0']],
     ['log-level', ['info']],
-    ['dns-workers', [process.argv.find((a) => a.startsWith('--dns-workers='))?.slice(14) ?? '0']],
+    ['workers', [process.argv.find((a) => a.startsWith('--workers='))?.slice(10) ?? '1']],
   ]);
   const config = loadConfig(flags, {});
   // Logs are written (to /dev/null) by the logger `serve` uses: every denial is one JSON line.
-  const gw = await startGateway(config, createLogger('info', {}, new LogWriter(openSync('/dev/null', 'w'))).log);
+  const log = createLogger('info', {}, new LogWriter(openSync('/dev/null', 'w'))).log;
+  const gw = config.workers === 1 ? await startGateway(config, log) : await startWorkers(config, log);
   const api = `http://127.0.0.1:${gw.doors.api!.port}`;
   const call = async (path: string, body: unknown): Promise<{ id: string }> => {
     const r = await fetch(api + path, { method: 'POST', headers: { authorization: 'Bearer bench', 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -382,7 +384,7 @@ async function main(): Promise<void> {
       stops.push(() => r.stop());
       return r;
     };
-    const gatewayStart = startChild('gateway', [`--upstream-port=${upstream.port}`, `--dns-workers=${DNS_WORKERS}`]).then(child);
+    const gatewayStart = startChild('gateway', [`--upstream-port=${upstream.port}`, `--workers=${WORKERS}`]).then(child);
     const [packet, unbound, dnsmasq] = await Promise.all([
       startChild('packet-responder').then(child, () => null),
       startReference('unbound', upstream.port, PIN.server).then(reference),
@@ -404,7 +406,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(rows, null, 2));
     return;
   }
-  const workersNote = DNS_WORKERS > 0 ? `; gateway with --dns-workers ${DNS_WORKERS}` : '';
+  const workersNote = WORKERS > 1 ? `; gateway with --workers ${WORKERS}` : '';
   console.log(`\n### DNS door beside reference servers, UDP${workersNote}; client: ${client.describe}${note}; ${PIN.describe}. ${WINDOW} queries in flight for ${SECONDS} s after a 0.5 s warm-up; latency at ${RATE} queries/s for ${LATENCY_SECONDS} s. Node ${process.version}, ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end (others' work shares the cores)\n`);
   console.log(table(rows).join('\n'));
   console.log(`\n${ratios(rows).join('\n')}`);

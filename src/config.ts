@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { parseCidr, parseIpLiteral } from './policy/ip.js';
 import { normalizeAllowedHostname } from './policy/hostname.js';
@@ -53,7 +54,10 @@ export interface GatewayConfig {
   dnsRateLimit: number;
   dnsCacheSize: number;
   dnsUpstreamTimeoutMs: number;
-  dnsWorkers: number;
+  /** Removed (replaced by --workers): set only to refuse it at start-up with the way out. */
+  dnsWorkers: number | null;
+  /** Processes running every door (1: this process alone, as before --workers). */
+  workers: number;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   headerTimeoutMs: number;
@@ -144,7 +148,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'dnsRateLimit', flag: 'dns-rate-limit', kind: { t: 'int', min: 0, max: 10_000_000 }, def: () => 2000, help: 'queries per second per client (0: unlimited)' },
   { key: 'dnsCacheSize', flag: 'dns-cache-size', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 20_000, help: 'answers the DNS cache holds (name/type/class)' },
   { key: 'dnsUpstreamTimeoutMs', flag: 'dns-upstream-timeout-ms', kind: { t: 'int', min: 10, max: 60_000 }, def: () => 1000, help: 'time one upstream has to answer before the next is tried' },
-  { key: 'dnsWorkers', flag: 'dns-workers', kind: { t: 'int', min: 0, max: 64 }, def: () => 0, help: 'extra processes answering DNS over UDP on the --dns port (0: the main process does)' },
+  { key: 'workers', flag: 'workers', kind: { t: 'int', min: 1, max: 256 }, def: () => availableParallelism(), help: 'processes running every door, sharing each listener (default: one per core; 1: this process alone)' },
+  { key: 'dnsWorkers', flag: 'dns-workers', kind: { t: 'int', min: 0, max: 64 }, def: () => null, help: 'removed: use --workers N (every door, DNS included, in N processes)' },
   { key: 'connectTimeoutMs', flag: 'connect-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'upstream connect time-out' },
   { key: 'idleTimeoutMs', flag: 'idle-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 300_000, help: 'idle tunnel/connection time-out' },
   { key: 'headerTimeoutMs', flag: 'header-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'time a client has to send request headers or a handshake' },
@@ -276,7 +281,7 @@ function convert(spec: OptionSpec, raw: unknown): unknown {
 }
 
 function parseLogAllowed(setting: string, raw: unknown): LogAllowed {
-  if (typeof raw === 'object' && raw !== null && 'mode' in raw) return raw as LogAllowed; // already parsed (DNS worker config)
+  if (typeof raw === 'object' && raw !== null && 'mode' in raw) return raw as LogAllowed; // already parsed (a worker's config)
   const s = String(raw);
   if (s === 'all') return { mode: 'all' };
   if (s === 'none') return { mode: 'none' };
@@ -372,6 +377,9 @@ export function loadConfig(flags: Map<string, string[]>, env: NodeJS.ProcessEnv 
   if ((cfg.apiTlsCert === null) !== (cfg.apiTlsKey === null)) throw new ConfigError('--api-tls-key', 'give --api-tls-cert and --api-tls-key together');
   if (cfg.dnsMinTtl > cfg.dnsMaxTtl) throw new ConfigError('--dns-min-ttl', 'must not exceed --dns-max-ttl');
   checkFleet(cfg);
+  if (cfg.dnsWorkers !== null) {
+    throw new ConfigError('--dns-workers', `was replaced by --workers N, which runs every door (DNS over UDP and TCP, the proxies, SOCKS5, the transparent doors) in N processes; use --workers ${cfg.dnsWorkers + 1}`);
+  }
   return cfg;
 }
 

@@ -9,7 +9,7 @@
  *   poll) and answers `synced`, and only then does the API answer its client, so a write
  *   acknowledged is a write the doors enforce;
  * - `check`: the decision for /v1/egress/check, made by the doors' engine;
- * - `metrics?`: the data plane's metrics (its DNS workers' included) for /metrics.
+ * - `metrics?`: the data plane's metrics (every worker's, with --workers) for /metrics.
  * An API process that dies is started again on the same address.
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -52,11 +52,11 @@ export interface ApiProcessOptions {
   store: PlaneStore;
   engine: PolicyEngine;
   log: Logger;
-  /** The data plane's metrics and its other processes' (DNS workers). */
+  /** The data plane's metrics (with --workers, every worker's and the primary's). */
   metrics: () => Promise<unknown[][]>;
   /** Every door listening and none draining (for /readyz). */
   readiness: { listening: boolean };
-  /** After the store is re-read here: until the other data-plane processes (DNS workers) have it too. */
+  /** After the store is re-read here: until every other data-plane process (the workers) has it too. */
   synced?: () => Promise<void>;
   /** Fleet mode: the sidecar's snapshot for /healthz and /readyz. */
   fleet?: () => FleetHealth;
@@ -69,8 +69,8 @@ export interface ApiProcessOptions {
  */
 const API_START_MS = 120_000;
 
-/** Node flags for the child: the TypeScript loader when running from sources (tests, `npm start`). */
-function childExecArgv(): string[] {
+/** Node flags for a child process: the TypeScript loader when running from sources (tests, `npm start`). */
+export function childExecArgv(): string[] {
   if (extname(SELF) !== '.ts') return process.execArgv.filter((a) => !a.startsWith('--inspect'));
   if (process.execArgv.some((a) => a.includes('tsx'))) return process.execArgv;
   const loader = createRequire(SELF).resolve('tsx');
@@ -179,7 +179,7 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
 export async function runApiProcess(): Promise<void> {
   const config = JSON.parse(process.env.EGRESS_API_PROCESS_CONFIG ?? 'null') as GatewayConfig;
   const send = (m: FromApi) => process.send?.(m);
-  // Its own bounded writer, like a DNS worker's: a stalled or full stdout drops lines, never blocks.
+  // Its own bounded writer, like a worker's: a stalled or full stdout drops lines, never blocks.
   const { log, flush } = createLogger(config.logLevel, { api_process: process.pid }, undefined, config.logBufferBytes);
   let nextId = 1;
   const waiting = new Map<number, (m: ToApi) => void>();

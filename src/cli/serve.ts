@@ -13,8 +13,10 @@ export async function serveCommand(flags: Map<string, string[]>): Promise<void> 
   log.info({ event: 'start', version: VERSION, node: process.version, pid: process.pid, settings: describeConfig(config) },
     `egress-gateway ${VERSION} starting`);
   // Loaded here so `check`/`apply` do not pay for the whole server stack.
-  const { startGateway } = await import('../wiring/gateway.js');
-  const gw = await startGateway(config, log);
+  // --workers 1: everything in this process, as before workers; else this process is the primary.
+  const gw = config.workers === 1
+    ? await (await import('../wiring/gateway.js')).startGateway(config, log)
+    : await (await import('../wiring/workers.js')).startWorkers(config, log);
   if (gw.createdToken) {
     process.stderr.write(
       `\nCreated API token for account "default" (shown once, stored only as a hash):\n\n  ${gw.createdToken}\n\n` +

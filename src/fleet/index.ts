@@ -23,12 +23,16 @@ export interface Fleet {
   close(): Promise<void>;
 }
 
-export function startFleet(config: GatewayConfig, store: PlaneStore, log: Logger): Fleet | null {
+/** `applied`: told after a follower's update is in the local store (the primary passes it on to its workers). */
+export function startFleet(config: GatewayConfig, store: PlaneStore, log: Logger, applied?: () => void): Fleet | null {
   if (config.follow !== null) {
     // A sidecar keeps its snapshot in a local sqlite file: it needs no database credentials.
     if (isPostgresUrl(config.db)) throw new ConfigError('--db', 'a sidecar (--follow) keeps its snapshot in a local sqlite file, not in PostgreSQL');
     const snapshot = new LocalSnapshot(config.db);
-    const follower = new Follower(config, snapshot, () => void store.refresh(), log.child({ fleet: 'follower' }));
+    const follower = new Follower(config, snapshot, () => {
+      void store.refresh();
+      applied?.();
+    }, log.child({ fleet: 'follower' }));
     return {
       start: () => follower.start(),
       follower: () => follower.status(),

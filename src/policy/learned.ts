@@ -10,7 +10,7 @@ export interface LearnedEntry {
 export class LearnedAddresses {
   private readonly byDevbox = new Map<string, Map<string, LearnedEntry>>();
   private readonly maxPerDevbox: number;
-  /** Told of every entry that is new or lives longer than before (a DNS worker passes them on). */
+  /** Told of every entry that is new or lives longer than before (a worker passes them on to the others). */
   onLearn: ((devboxId: string, name: string, ip: string, expiresAt: number) => void) | null = null;
 
   constructor(maxPerDevbox = 10_000) {
@@ -46,6 +46,13 @@ export class LearnedAddresses {
       return undefined;
     }
     return e;
+  }
+
+  /** Every entry not yet expired, as learnUntil() takes them (to hand a new worker what the others know). */
+  *entries(now = Date.now()): Generator<[devboxId: string, name: string, ip: string, expiresAt: number]> {
+    for (const [devboxId, m] of this.byDevbox) {
+      for (const [ip, e] of m) if (e.expiresAt >= now) yield [devboxId, e.name, ip, e.expiresAt];
+    }
   }
 
   forget(devboxId: string): void {

@@ -1,6 +1,7 @@
 /**
  * Assembles one gateway process: store → engine → gate → doors, with the admin API.
- * Used by `serve` and by the tests, which start it on port 0.
+ * Used by `serve --workers 1` and by the tests, which start it on port 0; with
+ * `--workers N` each worker process runs the same assembly without the API (workers.ts).
  */
 import type { Logger } from 'pino';
 import { ConfigError, type GatewayConfig, type HostPort, RELOADABLE, configChanges, formatHostPort } from '../config.js';
@@ -20,7 +21,6 @@ import { startApiProcess } from '../api/process.js';
 import { registry } from '../metrics.js';
 import { createResolver } from '../resolver/index.js';
 import { startDnsDoor } from '../doors/dns/door.js';
-import { type DnsWorkers, startDnsWorkers } from './dns-workers.js';
 import { startHttpProxy, startTransparentHttp } from '../doors/http/door.js';
 import { startSocksDoor } from '../doors/socks5/door.js';
 import { startTransparentTls } from '../doors/tls/door.js';
@@ -41,19 +41,37 @@ export interface Gateway {
 
 type Starter = (ctx: DoorContext, at: HostPort) => Promise<RunningDoor>;
 
-export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
+/**
+ * What a worker process (`--workers N`, see workers.ts) changes in the assembly: no API
+ * process, no token set-up and no fleet publisher or follower (the primary has them), and its
+ * engine handed over so the worker can pass on the addresses it learns and take the others'.
+ */
+export interface WorkerRole {
+  onEngine(engine: PolicyEngine, store: PlaneStore): void;
+  /** Resolves when the worker may open its doors (it has what the others learned so far). */
+  ready(): Promise<void>;
+  /** Addresses learned while answering, on their way to every other worker (the answer waits). */
+  learnedShared(): Promise<void> | null;
+}
+
+/** Opens the store and sets up the configured API tokens (the process that owns the store). */
+export async function openOwnedStore(config: GatewayConfig, log: Logger): Promise<{ store: PlaneStore; createdToken: string | null }> {
   const store = await openPlaneStore(config.db, { writable: true, log });
-  let createdToken: string | null;
   try {
-    createdToken = await store.control.tokens.ensure(config.apiTokens);
+    return { store, createdToken: await store.control.tokens.ensure(config.apiTokens) };
   } catch (e) {
     await store.close();
     const fault = storageFault(e);
     if (fault) throw new ConfigError('--db', `cannot write ${store.control.location}: ${fault.reason}`);
     throw e;
   }
+}
+
+export async function startGateway(config: GatewayConfig, log: Logger, worker?: WorkerRole): Promise<Gateway> {
+  const { store, createdToken } = worker ? { store: await openPlaneStore(config.db, { log }), createdToken: null } : await openOwnedStore(config, log);
   const engine = new PolicyEngine(store.source, engineOptions(config));
-  const fleet: Fleet | null = startFleet(config, store, log);
+  worker?.onEngine(engine, store);
+  const fleet: Fleet | null = worker ? null : startFleet(config, store, log);
   const resolver = createResolver(config);
   const gate = new Gate(engine, resolver, log);
   const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store.denials, recorderOptions(config), log);
@@ -70,39 +88,19 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const upstreamPool = new UpstreamPool(256, config.upstreamPoolIdleMs, budget.upstreamIdle, Math.min(config.upstreamPoolPerDevbox, budget.upstreamIdle));
   const dnsTcp = new FairShare('dns_tcp', budget.dnsTcp, Math.min(config.dnsTcpPerDevbox, budget.dnsTcp));
   const readiness = { listening: false };
-  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, upstreamPool, dnsTcp, log, readiness };
+  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, upstreamPool, dnsTcp, log, readiness, learnedShared: worker?.learnedShared };
 
   const running: RunningDoor[] = [];
-  let workers: DnsWorkers | null = null;
-  // With DNS workers, they answer UDP on the --dns port and this process serves TCP there.
-  const dnsDoor: Starter = async (c, at) => {
-    if (config.dnsWorkers === 0) return startDnsDoor(c, at);
-    // TCP here first (port 0 picks the port), then the workers' UDP on the same port.
-    for (let attempt = 0; ; attempt++) {
-      const door = await startDnsDoor(c, at, 'tcp');
-      try {
-        workers = await startDnsWorkers(config, door.address, engine, log);
-        gate.learnedElsewhere = true;
-        return door;
-      } catch (e) {
-        await door.close(0);
-        const inUse = (e as NodeJS.ErrnoException).code === 'EADDRINUSE' || /address already in use/.test((e as Error).message);
-        if (at.port === 0 && inUse && attempt < 10) continue;
-        throw e instanceof ConfigError ? e : listenError('--dns', door.address, e);
-      }
-    }
-  };
-  if (config.dns !== null && config.dnsWorkers > 0) ctx.workerMetrics = () => workers?.metrics() ?? Promise.resolve([]);
   const plan: Array<[HostPort | null, Starter]> = [
     [config.httpProxy, startHttpProxy],
     [config.socks, startSocksDoor],
-    [config.dns, dnsDoor],
+    [config.dns, startDnsDoor],
     [config.transparentTls, startTransparentTls],
     [config.transparentHttp, startTransparentHttp],
   ];
   const closeAll = async (graceMs: number) => {
     readiness.listening = false;
-    await Promise.allSettled([...running.map((d) => d.close(graceMs)), (workers as DnsWorkers | null)?.close(graceMs)]);
+    await Promise.allSettled(running.map((d) => d.close(graceMs)));
     tracker.closeAll();
     upstreamPool.close();
     gate.flushLog();
@@ -114,9 +112,11 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   };
   try {
     // The admin API runs in a process of its own: no request to it takes time from the doors.
-    const metrics = async () => [await registry.getMetricsAsJSON(), ...((await (workers as DnsWorkers | null)?.metrics()) ?? [])];
-    running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, synced: async () => (workers as DnsWorkers | null)?.sync(),
-      fleet: fleet ? () => ({ snapshot: fleet.follower(), unready: fleet.unready() }) : undefined }));
+    const metrics = async () => [await registry.getMetricsAsJSON()];
+    if (!worker) {
+      running.push(await startApiProcess({ config, store, engine, log, metrics, readiness,
+        fleet: fleet ? () => ({ snapshot: fleet.follower(), unready: fleet.unready() }) : undefined }));
+    } else await worker.ready();
     for (const [at, start] of plan) if (at !== null) running.push(await start(ctx, at));
   } catch (e) {
     await closeAll(0);
@@ -126,26 +126,31 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   fleet?.start();
   const doors: Record<string, HostPort> = {};
   for (const d of running) doors[d.name] = d.address;
-  log.info({ event: 'listening', listeners: Object.fromEntries(running.map((d) => [d.name, formatHostPort(d.address)])) },
-    `egress-gateway listening: ${running.map((d) => `${d.name} on ${formatHostPort(d.address)}`).join(', ')}`);
+  // A worker's doors are the gateway's: the primary writes the one "listening" line for them all.
+  if (!worker) logListening(log, running);
   let closing: Promise<void> | null = null;
   const reload = (next: GatewayConfig) => {
     const { reloadable, restart } = configChanges(config, next);
     if (reloadable.length === 0) return { applied: reloadable, ignored: restart };
-    if (reloadable.includes('--api-token')) {
+    if (reloadable.includes('--api-token') && !worker) {
       store.control.tokens.ensure(next.apiTokens).catch((e: unknown) => log.error({ err: e }, 'could not store the reloaded API tokens'));
     }
     engine.reconfigure(engineOptions(next));
     log.level = next.logLevel;
-    // Doors and DNS workers read these from the shared config object.
+    // Doors read these from the shared config object.
     const live = config as unknown as Record<string, unknown>;
     for (const k of RELOADABLE) live[k] = next[k];
     for (const d of running) d.reload?.(next);
-    (workers as DnsWorkers | null)?.reload(next);
     return { applied: reloadable, ignored: restart };
   };
   return {
     config, store, engine, doors, createdToken, reload,
     close: () => (closing ??= closeAll(config.shutdownGraceMs)),
   };
+}
+
+/** The start-up line operators and tests read the bound addresses from. */
+export function logListening(log: Logger, doors: ReadonlyArray<Pick<RunningDoor, 'name' | 'address'>>): void {
+  log.info({ event: 'listening', listeners: Object.fromEntries(doors.map((d) => [d.name, formatHostPort(d.address)])) },
+    `egress-gateway listening: ${doors.map((d) => `${d.name} on ${formatHostPort(d.address)}`).join(', ')}`);
 }

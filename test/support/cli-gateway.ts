@@ -62,6 +62,8 @@ export interface CliGatewayOptions {
   nodeArgs?: string[];
   upstreamDnsPort?: number;
   configFile?: string;
+  /** How long start-up may take (default 60 s; more processes, as with --workers, take longer on a loaded box). */
+  startTimeoutMs?: number;
 }
 
 /** The flags that put every door on a free loopback port. */
@@ -124,7 +126,7 @@ export async function startCliGateway(opts: CliGatewayOptions = {}): Promise<Cli
   await waitFor(async () => {
     if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}: ${err}`);
     return (await fetch(`${apiUrl}/healthz`).catch(() => null))?.ok === true;
-  }, 60_000, 'gateway /healthz');
+  }, opts.startTimeoutMs ?? 60_000, 'gateway /healthz');
   return gw;
 }
 

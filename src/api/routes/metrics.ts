@@ -28,7 +28,7 @@ export const apiRequestSeconds = new Histogram({
   registers: [registry],
 });
 
-/** `workerMetrics`: the other processes' metrics (DNS workers), summed into this one's. */
+/** `workerMetrics`: the other processes' metrics, summed into this one's. */
 export function metricsRoutes(workerMetrics?: () => Promise<unknown[][]>): FastifyPluginAsync {
   return async (app) => {
     app.get('/metrics', {

@@ -5,19 +5,17 @@ import { CachedResolver, createResolver } from '../../resolver/index.js';
 import { DnsHandler } from './handler.js';
 import { startDnsServer } from './server.js';
 
-/** `transports`: 'tcp' when DNS workers answer UDP on the same port (workers.ts). */
-export async function startDnsDoor(ctx: DoorContext, at: HostPort, transports: 'both' | 'tcp' = 'both'): Promise<RunningDoor> {
+export async function startDnsDoor(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
   const log = ctx.log.child({ door: 'dns' });
   // Share the proxy doors' resolver (and so its cache) when it is ours; else keep one of our own.
   const own = !(ctx.resolver instanceof CachedResolver);
   const resolver = ctx.resolver instanceof CachedResolver ? ctx.resolver : createResolver(ctx.config);
-  const handler = new DnsHandler({ config: ctx.config, engine: ctx.engine, gate: ctx.gate, resolver, log });
+  const handler = new DnsHandler({ config: ctx.config, engine: ctx.engine, gate: ctx.gate, resolver, log, learnedShared: ctx.learnedShared });
   if (ctx.config.upstreamDns.length === 0) log.warn({ event: 'dns_no_upstreams' }, 'no upstream DNS servers (--upstream-dns): allowed names will get SERVFAIL');
   const server = await startDnsServer(handler, at, log, {
     isKnownClient: (source) => ctx.engine.identifyByAddress(source).devboxId !== null,
     knownShare: ctx.dnsTcp,
     tenantOf: (source) => ctx.engine.identifyByAddress(source).devboxId ?? `src:${source}`,
-    transports,
   });
   return {
     name: 'dns',

@@ -30,6 +30,8 @@ export interface HandlerDeps {
   log: Logger;
   /** One allowed query in this many is logged (0: none). */
   allowLogEvery?: number;
+  /** With workers: a promise while addresses just learned are on their way to the others (see DoorContext). */
+  learnedShared?: () => Promise<void> | null;
 }
 
 /** Fixed one-second windows per devbox (or source address); the table is emptied every window. */
@@ -254,13 +256,23 @@ export class DnsHandler {
     );
   }
 
-  private relay(msg: Buffer, q: Query, e: CacheEntry, identity: Identity, transport: Transport, decision: Decision, started: number, now: number, source: 'cache' | 'upstream'): Buffer {
+  private relay(msg: Buffer, q: Query, e: CacheEntry, identity: Identity, transport: Transport, decision: Decision, started: number, now: number, source: 'cache' | 'upstream'): HandleResult {
     refreshTtls(e, now);
     if (e.addresses.length > 0) {
       // Expiry of the answer + grace; stable across hits, so repeated learning is a no-op.
       const ttl = (e.expiresAt - now) / 1000 + this.graceSeconds;
       this.deps.engine.learned.learn(identity.devboxId!, q.name, e.addresses, ttl > 0 ? ttl : this.graceSeconds, now);
+      // Another worker may take the devbox's connection to these addresses: they have them first.
+      const shared = this.deps.learnedShared?.();
+      if (shared) {
+        const out = this.reply(msg, q, e, identity, transport, decision, started, source);
+        return shared.then(() => out);
+      }
     }
+    return this.reply(msg, q, e, identity, transport, decision, started, source);
+  }
+
+  private reply(msg: Buffer, q: Query, e: CacheEntry, identity: Identity, transport: Transport, decision: Decision, started: number, source: 'cache' | 'upstream'): Buffer {
     const tmpl = e.bytes;
     const opt = !q.edns ? null : e.failure !== undefined && source === 'cache' ? CACHED_ERROR_OPT : PLAIN_OPT;
     const len = tmpl.length + (opt === null ? 0 : opt.length);

@@ -22,8 +22,13 @@ export interface DoorContext {
   /** DNS-over-TCP connections (global cap, per-devbox share). */
   dnsTcp: FairShare;
   log: Logger;
-  /** Metrics of other processes of this gateway (DNS workers), to merge into /metrics. */
+  /** Metrics of other processes of this gateway, to merge into /metrics (in-process API only). */
   workerMetrics?: () => Promise<unknown[][]>;
+  /**
+   * In a worker (`--workers N`): the addresses the DNS door learned while answering, on their
+   * way to every other worker; the answer leaves once they all have them. Null: nothing pending.
+   */
+  learnedShared?: () => Promise<void> | null;
   /** Set by the gateway: every configured listener is up and not draining (GET /readyz). Absent: not tracked. */
   readiness?: { listening: boolean };
 }

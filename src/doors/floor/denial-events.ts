@@ -27,7 +27,7 @@ export interface DenialRecorderOptions {
   maxPerDevbox: number;
 }
 
-/** The recorder's settings from the gateway's (serve and DNS workers alike). */
+/** The recorder's settings from the gateway's (serve and workers alike). */
 export function recorderOptions(config: Pick<GatewayConfig, 'eventsFlushMs' | 'eventsRetentionHours' | 'eventsMaxPerDevbox'>): DenialRecorderOptions {
   return { flushMs: config.eventsFlushMs, retentionHours: config.eventsRetentionHours, maxPerDevbox: config.eventsMaxPerDevbox };
 }

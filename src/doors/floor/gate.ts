@@ -48,16 +48,8 @@ export class Gate {
   admitNow(identity: Identity, host: string, port: number, door: Door): Admission | Promise<Admission> {
     const started = performance.now();
     const decision = this.engine.decide(identity, host, port);
-    // With DNS workers, an address a worker just answered may be on its way to this process
-    // (its message is written before the answer is sent): read pending messages, decide again.
-    if (this.learnedElsewhere && !decision.allow && decision.reason === 'ip_literal') {
-      return new Promise((resolve) => setImmediate(() => resolve(this.admitDecided(identity, port, door, started, this.engine.decide(identity, host, port)))));
-    }
     return this.admitDecided(identity, port, door, started, decision);
   }
-
-  /** Set when DNS workers record learned addresses for this process (see admitNow). */
-  learnedElsewhere = false;
 
   private admitDecided(identity: Identity, port: number, door: Door, started: number, decision: Decision): Admission | Promise<Admission> {
     if (!decision.allow) return this.done(identity, door, port, started, { ok: false, decision, error: 'denied' });
