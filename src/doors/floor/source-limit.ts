@@ -26,16 +26,29 @@ export class SourceLimiter {
 
   /** Counts the socket against its tenant; answers, closes and returns false when over a cap. */
   admit(sock: net.Socket, door: string): boolean {
-    const source = (sock.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const remote = sock.remoteAddress ?? '';
+    const source = remote.startsWith('::ffff:') ? remote.slice(7) : remote;
     const tenant = this.tenantOf(source);
     if (!this.share.take(tenant)) {
       protocolErrors.labels(door, 'client_connection_limit').inc();
       refuse(sock, door);
       return false;
     }
-    sock.once('close', () => this.share.release(tenant));
+    (sock as AdmittedSocket)[kTenant] = { limiter: this, tenant };
+    sock.once('close', releaseOnClose);
     return true;
   }
+}
+
+const kTenant = Symbol('tenant');
+type AdmittedSocket = net.Socket & { [kTenant]?: { limiter: SourceLimiter; tenant: string } };
+
+/** One listener for every socket (no closure per connection): gives the socket's unit back. */
+function releaseOnClose(this: AdmittedSocket): void {
+  const t = this[kTenant];
+  if (t === undefined) return;
+  this[kTenant] = undefined;
+  t.limiter.share.release(t.tenant);
 }
 
 function refuse(sock: net.Socket, door: string): void {
