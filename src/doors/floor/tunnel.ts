@@ -428,9 +428,9 @@ export class Tunnel implements TrackedConnection {
     const up = this.upstream;
     const client = this.client;
     this.ctx.tracker.remove(this);
-    client.setTimeout(0);
-    // Late errors from either socket must not become uncaught.
-    client.on('error', noop);
+    if (this.clientTimed) client.setTimeout(0);
+    // Late errors from either socket must not become uncaught: both keep onSocketError,
+    // which does nothing once the tunnel is done.
     if (farewell !== undefined && client.writable) {
       if (up) client.unpipe?.(up);
       client.end(farewell, () => client.destroy());
@@ -441,7 +441,8 @@ export class Tunnel implements TrackedConnection {
     let out = 0;
     let inn = 0;
     if (up) {
-      up.on('error', noop);
+      // Before it connected, the dial's own error listener is on it (dialThen removes it on settling).
+      if (!this.connected) up.on('error', noop);
       up.destroy();
       if (this.connected) {
         out = up.bytesWritten;
