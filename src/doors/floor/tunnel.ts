@@ -143,38 +143,39 @@ function bytesCounter(door: Door, direction: 'in' | 'out'): { inc(v: number): vo
  * Read buffers for the destination → client direction. node reads a socket 64 KiB at a
  * time into a fresh buffer and pushes it through the stream machinery; for a bulk download
  * that per-read work, not the copying, is what a relay spends its CPU on. The upstream
- * socket instead reads straight into a buffer of ours (net's `onread`), 256 KiB once a
- * read fills a small one, and that buffer is written to the client as is (no copy) and
- * comes back to a shared free list when the write is done. An idle tunnel holds one
- * small buffer.
+ * socket instead reads straight into a buffer of ours (net's `onread`), and that buffer is
+ * written to the client as is (no copy) and comes back to a shared free list when the write
+ * is done. Sizes grow with the reads: 4 KiB first (an idle tunnel holds one such buffer,
+ * and there may be 10,000 idle tunnels), 16 KiB once a read fills that, 256 KiB once a read
+ * fills 16 KiB. The buffer a tunnel was going to read into next goes back when it ends.
  */
+const TINY = 4 * 1024;
 const SMALL = 16 * 1024;
 const BIG = 256 * 1024;
-const freeSmall: Buffer[] = [];
-const freeBig: Buffer[] = [];
-const MAX_FREE_SMALL = 256;
-const MAX_FREE_BIG = 32;
+const free: Record<number, Buffer[]> = { [TINY]: [], [SMALL]: [], [BIG]: [] };
+const MAX_FREE: Record<number, number> = { [TINY]: 1024, [SMALL]: 256, [BIG]: 32 };
 
-function takeBuffer(big: boolean): Buffer {
-  if (big) return freeBig.pop() ?? Buffer.allocUnsafeSlow(BIG);
-  return freeSmall.pop() ?? Buffer.allocUnsafeSlow(SMALL);
+function takeBuffer(size: number): Buffer {
+  return free[size]!.pop() ?? Buffer.allocUnsafeSlow(size);
 }
 
 function giveBack(b: Buffer): void {
-  if (b.length === BIG) {
-    if (freeBig.length < MAX_FREE_BIG) freeBig.push(b);
-  } else if (freeSmall.length < MAX_FREE_SMALL) freeSmall.push(b);
+  const list = free[b.length];
+  if (list !== undefined && list.length < MAX_FREE[b.length]!) list.push(b);
 }
 
 /**
  * net's onread buffer generator, shared by every tunnel: net calls it for the first read
- * and right after each read's callback (onUpstreamData), which leaves here whether that
- * read filled a small buffer (then the next one is big).
+ * (inside connect()) and right after each read's callback (onUpstreamData), which leave
+ * here the tunnel it is for and the size of the read that just happened.
  */
-let nextReadBig = false;
+let nextReadFor: Tunnel | null = null;
+let lastRead = 0;
 function nextBuffer(): Buffer {
-  const b = takeBuffer(nextReadBig);
-  nextReadBig = false;
+  const b = takeBuffer(lastRead >= SMALL ? BIG : lastRead >= TINY ? SMALL : TINY);
+  lastRead = 0;
+  if (nextReadFor !== null) nextReadFor.readBuf = b;
+  nextReadFor = null;
   return b;
 }
 
@@ -203,6 +204,8 @@ export class Tunnel implements TrackedConnection {
   private downstream = false;
   /** The client socket has our 'timeout' listener (idle time-out armed at least once). */
   private clientTimed = false;
+  /** The buffer the upstream socket reads into next (see nextBuffer); given back when the tunnel ends. */
+  readBuf: Buffer | null = null;
   /** While set (readDownstream), upstream reads go to the door instead of the client. */
   private tap: ((chunk: Buffer | null) => void) | null = null;
   /** Who is told when the dial ends (connectThen). */
@@ -247,10 +250,13 @@ export class Tunnel implements TrackedConnection {
       return;
     }
     this.onConnected = then;
+    nextReadFor = this;
+    lastRead = 0;
     const s = dialThen(address, port, this.ctx.config.connectTimeoutMs, this.door, this, Tunnel.dialed, {
       allowHalfOpen: true,
       onread: { buffer: nextBuffer, callback: Tunnel.onUpstreamData },
     } as net.SocketConstructorOpts);
+    nextReadFor = null;
     if (s === null) return;
     (s as TunnelSocket)[kTunnel] = this;
     this.upstream = s;
@@ -320,8 +326,12 @@ export class Tunnel implements TrackedConnection {
 
   /** One upstream read (in our buffer): relay it as is; false pauses the upstream. */
   private static onUpstreamData(this: net.Socket, n: number, buf: Buffer): boolean {
-    nextReadBig = n >= SMALL;
+    lastRead = n;
     const t = tunnelOf(this);
+    if (t !== undefined) {
+      nextReadFor = t;
+      t.readBuf = null;
+    }
     if (t === undefined) {
       giveBack(buf);
       return true;
@@ -444,6 +454,10 @@ export class Tunnel implements TrackedConnection {
       // Before it connected, the dial's own error listener is on it (dialThen removes it on settling).
       if (!this.connected) up.on('error', noop);
       up.destroy();
+      if (this.readBuf !== null) {
+        giveBack(this.readBuf);
+        this.readBuf = null;
+      }
       if (this.connected) {
         out = up.bytesWritten;
         inn = up.bytesRead;
