@@ -1,13 +1,47 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
+
+/**
+ * The unit group (`npm run test:unit`): pure functions — the policy engine, parsers, framing,
+ * fixtures, the layering rule — with no server, child process or socket, in under 20 s on a
+ * quiet machine. The CPU-time comparisons (test/linear-time/, parser-linear-time) are left to
+ * the integration group: they want quiet cores, not speed.
+ * Everything else is the integration group (`npm run test:integration`); `npm test` runs both.
+ * A new test file is integration unless it is listed here.
+ */
+const UNIT = [
+  'test/policy/**/*.test.ts',
+  'test/architecture/**/*.test.ts',
+  'test/bench/**/*.test.ts',
+  'test/fuzz/corpus-replay.test.ts',
+  'test/attacks/regex-backtracking-audit.test.ts',
+  'test/cli/policy-files.test.ts',
+  'test/dns/wire-fuzz.test.ts',
+  'test/policy-lifecycle/denial-record-bounds.test.ts',
+  'test/proxy/chunked-framing.test.ts',
+  'test/proxy/header-value-backtracking.test.ts',
+  'test/socks/socks5-parser.test.ts',
+  'test/startup/config-precedence.test.ts',
+];
+
+/** Parallel test files: VITEST_MAX_WORKERS, else 2 (end-to-end files start real servers; two cores). */
+const maxWorkers = Number(process.env.VITEST_MAX_WORKERS) || 2;
+
+/** API tests about the sqlite file itself (paths, permissions, two processes on one file). */
+const SQLITE_ONLY = ['test/api/persistence-restart.test.ts', 'test/api/two-processes-one-db.test.ts'];
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
-    // Two cores: end-to-end files start real servers; keep parallelism modest.
-    maxWorkers: 2,
+    maxWorkers,
     reporters: ['default'],
+    projects: [
+      { extends: true, test: { name: 'unit', include: UNIT } },
+      { extends: true, test: { name: 'integration', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...UNIT] } },
+      // The whole API suite again with the control plane on a real PostgreSQL (test/support/api.ts).
+      // initdb and the first start of the shared server run in a beforeAll: a budget for a loaded box.
+      { extends: true, test: { name: 'postgres', include: ['test/api/**/*.test.ts'], exclude: SQLITE_ONLY, env: { EGRESS_TEST_DB: 'postgres' }, hookTimeout: 120_000 } },
+    ],
   },
 });

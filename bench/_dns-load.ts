@@ -84,7 +84,8 @@ interface DnsloadJson {
   rcodes: number[];
 }
 
-export function dnsloadClient(path: string): LoadClient {
+/** `prefix`: a command that runs dnsload pinned to a core (['taskset', '-c', '1']), or []. */
+export function dnsloadClient(path: string, prefix: string[] = []): LoadClient {
   return {
     describe: 'dnsload (bench/dnsload.c: one thread, one socket, sendmmsg/recvmmsg)',
     close: () => rmSync(dirname(path), { recursive: true, force: true }),
@@ -94,7 +95,8 @@ export function dnsloadClient(path: string): LoadClient {
       // Sending stops at the deadline; lost queries are given up on 1.25 s later at most.
       const timeout = (opts.seconds + 10) * 1000;
       return new Promise((resolve, reject) => {
-        execFile(path, argv, { timeout }, (err, stdout, stderr) => {
+        const [cmd, ...rest] = prefix.length > 0 ? [...prefix, path, ...argv] : [path, ...argv];
+        execFile(cmd!, rest, { timeout }, (err, stdout, stderr) => {
           const line = stdout.trim().split('\n').at(-1) ?? '';
           if (err || !line.startsWith('{')) return reject(new Error(`dnsload ${argv.join(' ')}: ${err?.message ?? ''} ${stderr}`.trim()));
           const j = JSON.parse(line) as DnsloadJson;
@@ -219,7 +221,7 @@ async function nodeLoad(port: number, next: (i: number) => Buffer, opts: LoadOpt
   }, 250);
   const stopper = setTimeout(() => (stop = true), opts.seconds * 1000);
   let pacer: NodeJS.Timeout | null = null;
-  if (opts.rate === 0) socks.forEach((_, k) => fill(k));
+  if (opts.rate === 0) for (let k = 0; k < socks.length; k++) fill(k);
   else {
     let k = 0;
     pacer = setInterval(() => {

@@ -13,6 +13,8 @@ import { delimiter, join } from 'node:path';
 export interface ReferenceServer {
   name: 'unbound' | 'dnsmasq';
   port: number;
+  /** Its process id (null when it did not start). */
+  pid: number | null;
   /** Why it is not usable (not on PATH, exited at start); null when it runs. */
   problem: string | null;
   /** Its stderr so far, for a skip note. */
@@ -93,9 +95,9 @@ function dnsmasqArgs(dir: string, port: number, upstreamPort: number): string[] 
 }
 
 /** Starts one reference server; `problem` says why it is unusable. Readiness is the caller's probe. */
-export async function startReference(name: 'unbound' | 'dnsmasq', upstreamPort: number): Promise<ReferenceServer> {
+export async function startReference(name: 'unbound' | 'dnsmasq', upstreamPort: number, pin: string[] = []): Promise<ReferenceServer> {
   const port = await freePort();
-  const unusable = (problem: string): ReferenceServer => ({ name, port, problem, stderr: () => '', stop: () => {} });
+  const unusable = (problem: string): ReferenceServer => ({ name, port, pid: null, problem, stderr: () => '', stop: () => {} });
   if (!onPath(name)) return unusable('not on PATH');
   const dir = mkdtempSync(join(tmpdir(), `egw-bench-${name}-`));
   let argv: string[];
@@ -106,7 +108,8 @@ export async function startReference(name: 'unbound' | 'dnsmasq', upstreamPort: 
   } else {
     argv = dnsmasqArgs(dir, port, upstreamPort);
   }
-  const child: ChildProcess = spawn(name, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // `pin`: a taskset prefix (['taskset', '-c', '0']), which execs the server on that core.
+  const child: ChildProcess = pin.length > 0 ? spawn(pin[0]!, [...pin.slice(1), name, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(name, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => {
     if (err.length < 8192) err += d.toString();
@@ -114,6 +117,7 @@ export async function startReference(name: 'unbound' | 'dnsmasq', upstreamPort: 
   const server: ReferenceServer = {
     name,
     port,
+    pid: child.pid ?? null,
     problem: null,
     stderr: () => err.trim(),
     stop: () => {

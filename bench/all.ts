@@ -1,14 +1,16 @@
 /**
  * `npm run bench`: runs every benchmark script in bench/ (each in its own Node process, so
  * one's heap and JIT state don't colour another's), collects the markdown tables each
- * prints on stdout, and writes them to bench/RESULTS.md under one summary table, with the
- * date and the machine (cores, CPU, Node version).
+ * prints on stdout, and prints them under one summary table, with the date and the machine
+ * (cores, CPU, Node version). With `--write` it also replaces the tracked bench/RESULTS.md
+ * (keeping its hand-kept "Earlier runs" section); without it the file is left alone.
  *
- *   npm run bench                  every bench/*.ts except this one and _*.ts helpers
- *   npm run bench -- decide dns    only the named ones
+ *   npm run bench                       every bench/*.ts except this one and _*.ts helpers
+ *   npm run bench -- decide dns         only the named ones
+ *   npm run bench -- --write            and write bench/RESULTS.md
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem, platform, release } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +20,8 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
 const PREFERRED = ['decide', 'dns', 'proxy'];
 const TIMEOUT_MS = 15 * 60_000;
+/** The hand-kept tail of RESULTS.md (runs quoted in docs/) that `--write` carries over. */
+const KEPT_SECTION = '## Earlier runs';
 
 interface Run {
   name: string;
@@ -83,8 +87,16 @@ export function extractMarkdown(stdout: string): { text: string; tables: number 
   return { text: out.join('\n').replace(/\n{3,}/g, '\n\n').trim(), tables };
 }
 
+/** The "Earlier runs" section of an existing RESULTS.md, or '' when there is none. */
+export function keptTail(existing: string): string {
+  const at = existing.indexOf(`\n${KEPT_SECTION}`);
+  return at < 0 ? '' : existing.slice(at + 1).trimEnd();
+}
+
 async function main(): Promise<void> {
-  const names = scripts(process.argv.slice(2));
+  const args = process.argv.slice(2);
+  const write = args.includes('--write');
+  const names = scripts(args.filter((a) => a !== '--write'));
   const runs: Run[] = [];
   for (const name of names) {
     process.stderr.write(`\n== bench/${name}.ts\n`);
@@ -106,7 +118,7 @@ async function main(): Promise<void> {
   const text = [
     '# Benchmark results',
     '',
-    `Written by \`npm run bench\` (bench/all.ts) on ${new Date().toISOString()}.`,
+    `Written by \`npm run bench -- --write\` (bench/all.ts) on ${new Date().toISOString()}.`,
     '',
     `Machine: ${availableParallelism()} cores (\`nproc\`), ${cpu}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ${platform()} ${release()}; Node ${process.version}.`,
     '',
@@ -115,8 +127,14 @@ async function main(): Promise<void> {
     ...sections.flatMap((s) => [s, '']),
   ].join('\n');
   const out = join(HERE, 'RESULTS.md');
-  writeFileSync(out, text);
-  process.stderr.write(`\nwrote ${out}\n`);
+  if (write) {
+    const tail = existsSync(out) ? keptTail(readFileSync(out, 'utf8')) : '';
+    writeFileSync(out, tail ? `${text.trimEnd()}\n\n${tail}\n` : text);
+    process.stderr.write(`\nwrote ${out}\n`);
+  } else {
+    process.stdout.write(`${text}\n`);
+    process.stderr.write(`\n${out} not changed (npm run bench -- --write replaces it)\n`);
+  }
   if (runs.some((r) => r.code !== 0)) process.exitCode = 1;
 }
 

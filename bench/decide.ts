@@ -152,8 +152,8 @@ for (const n of SIZES) {
   const who: Identity = { devboxId: 'dbx_bench', via: 'credentials', source: '10.0.0.2' };
 
   // sanity: the engine agrees with the data set
-  for (const h of data.hits.slice(0, 200)) if (!cached.decide(who, h, 443, 'http').allow) throw new Error(`hit denied: ${h}`);
-  for (const h of data.misses.slice(0, 200)) if (cached.decide(who, h, 443, 'http').allow) throw new Error(`miss allowed: ${h}`);
+  for (const h of data.hits.slice(0, 200)) if (!cached.decide(who, h, 443).allow) throw new Error(`hit denied: ${h}`);
+  for (const h of data.misses.slice(0, 200)) if (cached.decide(who, h, 443).allow) throw new Error(`miss allowed: ${h}`);
 
   // naive baseline
   const nt0 = process.hrtime.bigint();
@@ -164,9 +164,9 @@ for (const n of SIZES) {
   for (const kind of ['hit', 'miss'] as const) {
     const all = kind === 'hit' ? data.hits : data.misses;
     const working = all.slice(0, 1_000); // fits the 4,096-entry cache
-    for (const h of working) cached.decide(who, h, 443, 'http');
-    const c = timeBatches((h) => cached.decide(who, h, 443, 'http').allow, working, 1_000, 400);
-    const u = timeBatches((h) => uncached.decide(who, h, 443, 'http').allow, all, 1_000, 200);
+    for (const h of working) cached.decide(who, h, 443);
+    const c = timeBatches((h) => cached.decide(who, h, 443).allow, working, 1_000, 400);
+    const u = timeBatches((h) => uncached.decide(who, h, 443).allow, all, 1_000, 200);
     const naive = timeBatches((h) => naiveDecide(matchers, h), all, 1, naiveCalls);
     for (const [mode, s] of [['cached', c], ['uncached', u]] as const) {
       decisionRows.push(`| ${n.toLocaleString('en')} | ${kind} | ${mode} | ${fmtNs(s.p50)} | ${fmtNs(s.p99)} | ${fmtRate(s.perSecond)} | ${fmtNs(naive.p50)} | ${Math.round(naive.p50 / s.p50).toLocaleString('en')}× |`);
@@ -193,9 +193,9 @@ const ipRows: string[] = [];
   for (const hit of [true, false]) {
     const seen = Array.from({ length: 1_000 }, (_, i) => ip(hit, i));
     const fresh = Array.from({ length: 200_000 }, (_, i) => ip(hit, 10_000 + i)); // more than the 4,096 remembered
-    for (const h of seen) if (engine.decide(who, h, 443, 'connect').allow !== hit) throw new Error(`ip ${h}: expected ${hit}`);
-    const warm = timeBatches((h) => engine.decide(who, h, 443, 'connect').allow, seen, 1_000, 400);
-    const cold = timeBatches((h) => engine.decide(who, h, 443, 'connect').allow, fresh, 1_000, 150);
+    for (const h of seen) if (engine.decide(who, h, 443).allow !== hit) throw new Error(`ip ${h}: expected ${hit}`);
+    const warm = timeBatches((h) => engine.decide(who, h, 443).allow, seen, 1_000, 400);
+    const cold = timeBatches((h) => engine.decide(who, h, 443).allow, fresh, 1_000, 150);
     const base = timeBatches((h) => naive.check(h, 'ipv4'), fresh, 1_000, 150);
     for (const [mode, st] of [['seen before', warm], ['first time', cold]] as const) {
       ipRows.push(`| ${hit ? 'inside a CIDR' : 'outside'} | ${mode} | ${fmtNs(st.p50)} | ${fmtNs(st.p99)} | ${fmtRate(st.perSecond)} | ${fmtNs(base.p50)} |`);

@@ -12,19 +12,24 @@
  *
  * Each row: its answer checked with one query, a 0.5 s warm-up, a closed loop with --window
  * queries in flight for --seconds, then latency at --rate queries/s for --latency-seconds.
- * Every phase stops at a time or count limit.
+ * Every phase stops at a time or count limit. The machine may be shared, so wall-clock
+ * figures are noisy: every server runs on core 0 and the load generator on core 1
+ * (taskset; --no-pin to not), and each row also gives the server's CPU time per answered
+ * query (user + system from /proc, its DNS workers included), which others' load does not
+ * inflate as much.
  *
- *   npm run bench:dns [-- --seconds 3 --rate 2000 --window 256 --client c|node --dns-workers N --json]
+ *   npm run bench:dns [-- --seconds 3 --rate 2000 --window 256 --client c|node --dns-workers N --no-pin --json]
  */
 import dgram from 'node:dgram';
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
 import { DEVBOX, compileDnsload, dnsloadClient, nodeClient, probe, type LoadClient, type LoadResult, type QuerySet } from './_dns-load.js';
 import { startReference, type ReferenceServer } from './_dns-references.js';
+import { pinning, treeCpuSeconds } from './_cpu.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: number): number => {
@@ -43,6 +48,9 @@ const JSON_OUT = args.includes('--json');
 const CLIENT_ARG = args.includes('--client') ? args[args.indexOf('--client') + 1] : undefined;
 const ROLE = process.argv.find((a) => a.startsWith('--role='))?.slice(7) ?? 'main';
 const RUN = Date.now().toString(36);
+const PIN = ROLE === 'main' ? pinning(args.includes('--no-pin')) : { server: [], client: [], describe: '' };
+/** The p99 the issue sets for cached, denied and forwarded answers at --rate (ms). */
+const P99_TARGET_MS = 0.5;
 
 // ── child roles ───────────────────────────────────────────────────────────────────────
 
@@ -95,7 +103,8 @@ function packetAnswer(msg: Buffer): Buffer | null {
 
 /** The gateway as `serve` runs it, with a policy and a devbox at 127.0.0.2 set through the API. */
 async function runGateway(upstreamPort: number): Promise<void> {
-  const { pino } = await import('pino');
+  const { openSync } = await import('node:fs');
+  const { LogWriter, createLogger } = await import('../src/log.js');
   const { loadConfig } = await import('../src/config.js');
   const { startGateway } = await import('../src/wiring/gateway.js');
   const dir = mkdtempSync(join(tmpdir(), 'egw-bench-dns-'));
@@ -112,8 +121,8 @@ async function runGateway(upstreamPort: number): Promise<void> {
     ['dns-workers', [process.argv.find((a) => a.startsWith('--dns-workers='))?.slice(14) ?? '0']],
   ]);
   const config = loadConfig(flags, {});
-  // Logs are written (to /dev/null), as in production: every denial is one JSON line.
-  const gw = await startGateway(config, pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: false })));
+  // Logs are written (to /dev/null) by the logger `serve` uses: every denial is one JSON line.
+  const gw = await startGateway(config, createLogger('info', {}, new LogWriter(openSync('/dev/null', 'w'))).log);
   const api = `http://127.0.0.1:${gw.doors.api!.port}`;
   const call = async (path: string, body: unknown): Promise<{ id: string }> => {
     const r = await fetch(api + path, { method: 'POST', headers: { authorization: 'Bearer bench', 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -135,13 +144,16 @@ async function runGateway(upstreamPort: number): Promise<void> {
 
 interface Child {
   port: number;
+  pid: number | null;
   stop(): Promise<void>;
 }
 
-/** This file in another process; resolves with the port it reports once listening. */
+/** This file in another process (on the servers' core); resolves with the port it reports once listening. */
 function startChild(role: string, extraArgs: string[] = []): Promise<Child> {
+  // Pinned: taskset execs node on the core, keeping the IPC channel.
+  const pinned = PIN.server.length > 0 ? { execPath: PIN.server[0]!, execArgv: [...PIN.server.slice(1), process.execPath, '--import', 'tsx'] } : { execArgv: ['--import', 'tsx'] };
   const child: ChildProcess = fork(fileURLToPath(import.meta.url), [`--role=${role}`, ...extraArgs], {
-    execArgv: ['--import', 'tsx'],
+    ...pinned,
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
   const stop = async () => {
@@ -154,7 +166,7 @@ function startChild(role: string, extraArgs: string[] = []): Promise<Child> {
     clearTimeout(t);
   };
   return new Promise((resolve, reject) => {
-    child.once('message', (m) => resolve({ port: (m as { port: number }).port, stop }));
+    child.once('message', (m) => resolve({ port: (m as { port: number }).port, pid: child.pid ?? null, stop }));
     child.once('exit', (code) => reject(new Error(`${role} exited ${code}`)));
   });
 }
@@ -175,6 +187,8 @@ interface Scenario {
   kind: string;
   /** Null: not measured, for the reason in `skip`. */
   port: number | null;
+  /** The server's process, for its CPU time. */
+  pid: number | null;
   skip?: string;
   /** Query names for one phase; unique-name scenarios get a fresh set each call. */
   queries: () => QuerySet;
@@ -195,6 +209,9 @@ interface Row {
   lost: number;
   /** Answers with another rcode (or no answer record when one was expected). */
   unexpected: number;
+  /** Server CPU µs per answered query: under full load, and at --rate. */
+  cpuUs: number;
+  cpuUsAtRate: number;
   note?: string;
 }
 
@@ -204,24 +221,34 @@ let uniqueSeq = 0;
 const uniqueNames = (): QuerySet => ({ template: `u%u-${RUN}${(uniqueSeq++).toString(36)}.bench.test`, cycle: 0 });
 const uniqueProbe = () => `probe-${RUN}${(uniqueSeq++).toString(36)}.bench.test`;
 
-function scenarios(p: { inPlace: number; packet: number | null; gateway: number; unbound: ReferenceServer; dnsmasq: ReferenceServer }): Scenario[] {
-  const refPort = (r: ReferenceServer) => (r.problem ? null : r.port);
+interface Servers {
+  inPlace: Child;
+  packet: Child | null;
+  gateway: Child;
+  unbound: ReferenceServer;
+  dnsmasq: ReferenceServer;
+}
+
+function scenarios(p: Servers): Scenario[] {
+  const ref = (r: ReferenceServer) => ({ port: r.problem ? null : r.port, pid: r.pid, skip: r.problem ?? undefined });
   const cached = { queries: cachedName, probeName: () => 'cached.bench.test', expect: NOERROR_A };
   const unique = { queries: uniqueNames, probeName: uniqueProbe, expect: NOERROR_A };
+  const gw = { port: p.gateway.port, pid: p.gateway.pid };
+  const inPlace = { port: p.inPlace.port, pid: p.inPlace.pid };
   return [
-    { id: 'bare-in-place', group: 'reference', kind: 'bare Node responder, header rewritten in place', port: p.inPlace, ...cached },
-    { id: 'bare-dns-packet', group: 'reference', kind: 'bare Node responder, dns-packet decode + encode', port: p.packet, skip: 'did not start', ...cached },
-    { id: 'unbound-local', group: 'reference', kind: 'unbound, local answer', port: refPort(p.unbound), skip: p.unbound.problem ?? undefined, ...cached },
-    { id: 'dnsmasq-local', group: 'reference', kind: 'dnsmasq, local answer', port: refPort(p.dnsmasq), skip: p.dnsmasq.problem ?? undefined, ...cached },
-    { id: 'cached', group: 'gateway', kind: 'allowed, cached', port: p.gateway, ...cached },
+    { id: 'bare-in-place', group: 'reference', kind: 'bare Node responder, header rewritten in place', ...inPlace, ...cached },
+    { id: 'bare-dns-packet', group: 'reference', kind: 'bare Node responder, dns-packet decode + encode', port: p.packet?.port ?? null, pid: p.packet?.pid ?? null, skip: 'did not start', ...cached },
+    { id: 'unbound-local', group: 'reference', kind: 'unbound, local answer', ...ref(p.unbound), ...cached },
+    { id: 'dnsmasq-local', group: 'reference', kind: 'dnsmasq, local answer', ...ref(p.dnsmasq), ...cached },
+    { id: 'cached', group: 'gateway', kind: 'allowed, cached', ...gw, ...cached },
     {
-      id: 'denied', group: 'gateway', kind: 'denied (NXDOMAIN + EDE 15)', port: p.gateway,
+      id: 'denied', group: 'gateway', kind: 'denied (NXDOMAIN + EDE 15)', ...gw,
       queries: () => ({ template: 'n%u.denied.test', cycle: 1000 }), probeName: () => 'n0.denied.test', expect: { rcode: 3, answers: false, ede: 15 },
     },
-    { id: 'uncached', group: 'gateway', kind: 'allowed, uncached (forwarded)', port: p.gateway, ...unique },
-    { id: 'upstream-direct', group: 'forwarding reference', kind: 'upstream queried directly', port: p.inPlace, ...unique },
-    { id: 'unbound-forward', group: 'forwarding reference', kind: 'unbound forwarding (uncached)', port: refPort(p.unbound), skip: p.unbound.problem ?? undefined, ...unique },
-    { id: 'dnsmasq-forward', group: 'forwarding reference', kind: 'dnsmasq forwarding (uncached)', port: refPort(p.dnsmasq), skip: p.dnsmasq.problem ?? undefined, ...unique },
+    { id: 'uncached', group: 'gateway', kind: 'allowed, uncached (forwarded)', ...gw, ...unique },
+    { id: 'upstream-direct', group: 'forwarding reference', kind: 'upstream queried directly', ...inPlace, ...unique },
+    { id: 'unbound-forward', group: 'forwarding reference', kind: 'unbound forwarding (uncached)', ...ref(p.unbound), ...unique },
+    { id: 'dnsmasq-forward', group: 'forwarding reference', kind: 'dnsmasq forwarding (uncached)', ...ref(p.dnsmasq), ...unique },
   ];
 }
 
@@ -246,15 +273,22 @@ function unexpectedAnswers(r: LoadResult, e: Expect): number {
 }
 
 async function measure(client: LoadClient, sc: Scenario): Promise<Row> {
-  const row: Row = { id: sc.id, group: sc.group, kind: sc.kind, qps: NaN, p50: NaN, p99: NaN, loadP50: NaN, loadP99: NaN, lost: 0, unexpected: 0 };
+  const row: Row = { id: sc.id, group: sc.group, kind: sc.kind, qps: NaN, p50: NaN, p99: NaN, loadP50: NaN, loadP99: NaN, lost: 0, unexpected: 0, cpuUs: NaN, cpuUsAtRate: NaN };
   if (sc.port === null) return { ...row, note: `skipped: ${sc.skip ?? 'unavailable'}` };
   const problem = checkAnswer(await probe(sc.port, sc.probeName(), 3000), sc.expect);
   if (problem) return { ...row, note: `skipped: ${problem}` };
   await client.run(sc.port, sc.queries(), { seconds: 0.5, maxQueries: 200_000, rate: 0, window: WINDOW });
+  const cpu0 = treeCpuSeconds(sc.pid);
   const t = await client.run(sc.port, sc.queries(), { seconds: SECONDS, maxQueries: MAX_QUERIES, rate: 0, window: WINDOW });
+  const cpu1 = treeCpuSeconds(sc.pid);
   const l = await client.run(sc.port, sc.queries(), { seconds: LATENCY_SECONDS, maxQueries: Math.ceil(RATE * LATENCY_SECONDS) + 10, rate: RATE, window: 0 });
+  const cpu2 = treeCpuSeconds(sc.pid);
   const unexpected = unexpectedAnswers(t, sc.expect) + unexpectedAnswers(l, sc.expect);
-  const out: Row = { ...row, qps: t.qps, p50: l.p50Ms, p99: l.p99Ms, loadP50: t.p50Ms, loadP99: t.p99Ms, lost: t.lost + l.lost, unexpected };
+  const perQuery = (cpu: number, n: number) => (n > 0 ? (cpu * 1e6) / n : NaN);
+  const out: Row = {
+    ...row, qps: t.qps, p50: l.p50Ms, p99: l.p99Ms, loadP50: t.p50Ms, loadP99: t.p99Ms, lost: t.lost + l.lost, unexpected,
+    cpuUs: perQuery(cpu1 - cpu0, t.answered), cpuUsAtRate: perQuery(cpu2 - cpu1, l.answered),
+  };
   return unexpected > 0 ? { ...out, note: `${unexpected} unexpected answers` } : out;
 }
 
@@ -268,15 +302,17 @@ function withServerError(row: Row, server: ReferenceServer | undefined): Row {
 
 const ms = (n: number) => (Number.isFinite(n) ? n.toFixed(3) : '-');
 
+const us = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '-');
+
 function table(rows: Row[]): string[] {
   const lines = [
-    `| queries | queries/s | p50 ms @${RATE}/s | p99 ms @${RATE}/s | p50 / p99 ms under full load | lost |`,
-    '|---|---:|---:|---:|---:|---:|',
+    `| queries | queries/s | p50 ms @${RATE}/s | p99 ms @${RATE}/s | p50 / p99 ms under full load | server CPU µs/query, full load | server CPU µs/query @${RATE}/s | lost |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
     const qps = Number.isFinite(r.qps) ? Math.round(r.qps).toLocaleString('en-US') : '-';
     const kind = `${r.group}: ${r.kind}${r.note ? ` (${r.note})` : ''}`;
-    lines.push(`| ${kind} | ${qps} | ${ms(r.p50)} | ${ms(r.p99)} | ${ms(r.loadP50)} / ${ms(r.loadP99)} | ${Number.isFinite(r.qps) ? r.lost : '-'} |`);
+    lines.push(`| ${kind} | ${qps} | ${ms(r.p50)} | ${ms(r.p99)} | ${ms(r.loadP50)} / ${ms(r.loadP99)} | ${us(r.cpuUs)} | ${us(r.cpuUsAtRate)} | ${Number.isFinite(r.qps) ? r.lost : '-'} |`);
   }
   return lines;
 }
@@ -295,6 +331,17 @@ function ratios(rows: Row[]): string[] {
   ratio('denied', 'bare-dns-packet', 'queries/s: denied ÷ bare dns-packet responder');
   ratio('denied', 'bare-in-place', 'queries/s: denied ÷ bare in-place responder');
   ratio('uncached', 'unbound-forward', 'queries/s: uncached ÷ unbound forwarding');
+  const cpuRatio = (a: string, b: string, label: string) => {
+    const x = by(a);
+    const y = by(b);
+    if (x && y && Number.isFinite(x.cpuUs) && Number.isFinite(y.cpuUs)) lines.push(`| ${label} | ${(x.cpuUs / y.cpuUs).toFixed(2)}× |`);
+  };
+  cpuRatio('cached', 'bare-in-place', 'CPU per query, full load: cached ÷ bare in-place responder');
+  cpuRatio('denied', 'bare-in-place', 'CPU per query, full load: denied ÷ bare in-place responder');
+  for (const id of ['cached', 'denied', 'uncached']) {
+    const r = by(id);
+    if (r) lines.push(`| p99 @${RATE}/s, ${r.kind} (target ≤ ${P99_TARGET_MS} ms) | ${ms(r.p99)} ms ${r.p99 <= P99_TARGET_MS ? 'met' : 'missed'} |`);
+  }
   const unc = by('uncached');
   const direct = by('upstream-direct');
   if (unc && direct) {
@@ -309,7 +356,7 @@ function ratios(rows: Row[]): string[] {
 function pickClient(): { client: LoadClient; note: string } {
   if (CLIENT_ARG === 'node') return { client: nodeClient(SOCKETS), note: '' };
   const built = compileDnsload();
-  if ('path' in built) return { client: dnsloadClient(built.path), note: '' };
+  if ('path' in built) return { client: dnsloadClient(built.path, PIN.client), note: '' };
   if (CLIENT_ARG === 'c') throw new Error(`--client c: could not compile bench/dnsload.c (${built.error})`);
   return { client: nodeClient(SOCKETS), note: `; bench/dnsload.c not compiled (${built.error}), so the numbers describe the Node client as much as the servers` };
 }
@@ -327,18 +374,24 @@ async function main(): Promise<void> {
     const upstream = await startChild('upstream');
     stops.push(upstream.stop);
     // Each is registered for stopping as soon as it runs, so a failure of another leaks none.
-    const child = (c: Child) => (stops.push(c.stop), c);
-    const reference = (r: ReferenceServer) => (stops.push(() => r.stop()), r);
+    const child = (c: Child) => {
+      stops.push(c.stop);
+      return c;
+    };
+    const reference = (r: ReferenceServer) => {
+      stops.push(() => r.stop());
+      return r;
+    };
     const gatewayStart = startChild('gateway', [`--upstream-port=${upstream.port}`, `--dns-workers=${DNS_WORKERS}`]).then(child);
     const [packet, unbound, dnsmasq] = await Promise.all([
       startChild('packet-responder').then(child, () => null),
-      startReference('unbound', upstream.port).then(reference),
-      startReference('dnsmasq', upstream.port).then(reference),
+      startReference('unbound', upstream.port, PIN.server).then(reference),
+      startReference('dnsmasq', upstream.port, PIN.server).then(reference),
       gatewayStart.catch(() => null), // its error is thrown below, once the others are registered
     ]);
     const gateway = await gatewayStart;
     rows = [];
-    for (const sc of scenarios({ inPlace: upstream.port, packet: packet?.port ?? null, gateway: gateway.port, unbound, dnsmasq })) {
+    for (const sc of scenarios({ inPlace: upstream, packet, gateway, unbound, dnsmasq })) {
       const row = withServerError(await measure(client, sc), [unbound, dnsmasq].find((r) => sc.id.startsWith(r.name)));
       const result = Number.isFinite(row.qps) ? `${Math.round(row.qps)} q/s, p50 ${ms(row.p50)} ms` : '-';
       process.stderr.write(`  ${row.group}: ${row.kind}: ${result}${row.note ? ` (${row.note})` : ''}\n`);
@@ -352,7 +405,7 @@ async function main(): Promise<void> {
     return;
   }
   const workersNote = DNS_WORKERS > 0 ? `; gateway with --dns-workers ${DNS_WORKERS}` : '';
-  console.log(`\n### DNS door beside reference servers, UDP${workersNote}; client: ${client.describe}${note}. ${WINDOW} queries in flight for ${SECONDS} s after a 0.5 s warm-up; latency at ${RATE} queries/s for ${LATENCY_SECONDS} s. Node ${process.version}, ${cpus().length} CPUs\n`);
+  console.log(`\n### DNS door beside reference servers, UDP${workersNote}; client: ${client.describe}${note}; ${PIN.describe}. ${WINDOW} queries in flight for ${SECONDS} s after a 0.5 s warm-up; latency at ${RATE} queries/s for ${LATENCY_SECONDS} s. Node ${process.version}, ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end (others' work shares the cores)\n`);
   console.log(table(rows).join('\n'));
   console.log(`\n${ratios(rows).join('\n')}`);
   console.log(`\n_whole run ${((performance.now() - wall) / 1000).toFixed(1)} s_`);

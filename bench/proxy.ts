@@ -80,6 +80,10 @@ async function runGateway(): Promise<void> {
     upstreamDnsPort: dns.port,
     flags: {
       'transparent-tls': '127.0.0.1:0', 'transparent-http': '127.0.0.1:0', 'max-connections-per-devbox': '100000',
+      // Every load client here is one devbox; with more clients than its idle-pool share (32)
+      // a third of the requests would dial a fresh origin connection, which a fleet spread over
+      // many devboxes does not see. Squid's idle pool has no per-client share either.
+      'upstream-pool-per-devbox': '1024',
       'transparent-tls-upstream-port': String(originPorts.https), 'transparent-http-upstream-port': String(originPorts.http),
     },
   });
@@ -150,7 +154,7 @@ async function bareRelay(): Promise<number> {
 
 interface Squid {
   port: number;
-  /** The one Squid process (-N: no workers), for its CPU time. */
+  /** Squid's own process (-N: no daemon, one process). */
   pid: number;
   stop(): Promise<void>;
 }
@@ -446,25 +450,39 @@ const CHURN_CONCURRENCY = Number(process.env.BENCH_CHURN_CONCURRENCY ?? 50);
 /** Tunnels per measured run (and a quarter of that to warm up: JIT, caches), stopped after CHURN_MAX_MS in any case. */
 const CHURN_TUNNELS = Number(process.env.BENCH_CHURN_TUNNELS ?? 12000);
 const CHURN_MAX_MS = Number(process.env.BENCH_CHURN_MAX_MS ?? 20000);
-const CLK_TCK = 100; // Linux USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
 
-/** CPU time (user + system) a process has used, in ms, from /proc/<pid>/stat; null off Linux. */
-async function cpuMs(pid: number): Promise<number | null> {
-  const { readFileSync } = await import('node:fs');
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK; // fields 14 and 15 of stat(5)
-  } catch {
-    return null;
+
+// ── one core each: the proxy alone on CPU 0, origin and load generator on CPU 1 ──
+
+const ONE_CORE_CONCURRENCY = Number(process.env.BENCH_ONE_CORE_CONCURRENCY ?? 50);
+const ONE_CORE_ROUNDS = Number(process.env.BENCH_ONE_CORE_ROUNDS ?? 2);
+const ONE_CORE_WARM = Number(process.env.BENCH_ONE_CORE_WARM ?? 5000);
+/** The idle window before each run whose CPU (per ms) is taken off the run's. */
+const IDLE_MS = 1000;
+
+/**
+ * CPU time of a process, all its threads, in ms: the sum of /proc/<pid>/task/<tid>/schedstat
+ * (nanoseconds on a CPU; /proc/<pid>/stat's utime+stime counts 10 ms ticks, too coarse for a
+ * few hundred requests on a loaded machine). Linux.
+ */
+async function cpuMs(pid: number): Promise<number> {
+  const { readFileSync, readdirSync } = await import('node:fs');
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1').split(' ')[0]);
+    } catch {
+      // the thread ended meanwhile
+    }
   }
+  return ns / 1e6;
 }
 
-/** Pins every thread of `pid` to `cpu` (taskset); false when taskset is missing or refuses. */
-async function pin(pid: number, cpu: number): Promise<boolean> {
+/** Pins every thread of `pid` to `cpus` (taskset -a -p); false where taskset is missing. */
+async function pin(pid: number, cpus: string): Promise<boolean> {
   const { execFileSync } = await import('node:child_process');
   try {
-    execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+    execFileSync('taskset', ['-a', '-pc', cpus, String(pid)], { stdio: 'ignore' });
     return true;
   } catch {
     return false;
@@ -547,7 +565,7 @@ async function churnThrough(who: string, port: number, pid: number, request: Buf
  * generator to CPU 1. Gateway and Squid take turns (ABAB) so a noisy neighbour hits both.
  */
 async function churnTable(gateway: ChildProcess, gatewayPort: number, gatewayPid: number, squid: Squid | null, originPid: number, echoPort: number, relayPort: number | undefined): Promise<string[]> {
-  const pinned = os.cpus().length >= 2 && (await pin(gatewayPid, 0)) && (squid === null || (await pin(squid.pid, 0))) && (await pin(originPid, 1)) && (await pin(process.pid, 1));
+  const pinned = os.cpus().length >= 2 && (await pin(gatewayPid, '0')) && (squid === null || (await pin(squid.pid, '0'))) && (await pin(originPid, '1')) && (await pin(process.pid, '1'));
   const request = Buffer.from(`CONNECT allowed.test:${echoPort} HTTP/1.1\r\nHost: allowed.test:${echoPort}\r\n\r\n`);
   const runs: ChurnRow[] = [];
   gateway.send('profile-start');
@@ -577,6 +595,90 @@ async function churnTable(gateway: ChildProcess, gatewayPort: number, gatewayPid
   return lines;
 }
 
+interface OneCoreRow {
+  proxy: string;
+  scenario: string;
+  rate: number;
+  p50: number;
+  p99: number;
+  /** CPU time of the proxy process per request, µs. */
+  cpuUs: number;
+  errors: number;
+}
+
+/**
+ * The issue #14 comparison: the gateway and Squid each pinned alone to CPU 0 (taskset), the
+ * origin and this load generator on CPU 1, ONE_CORE_CONCURRENCY clients. For each proxy and
+ * scenario (new-connection GET: connect, one GET, close; keep-alive GET), the rate, the
+ * latency under that load, and the proxy's CPU time per request (its threads' time on a CPU
+ * over the run less what it burns idle, divided by the requests served): on a shared machine the rates move with
+ * the neighbours' load, CPU per request much less. Rounds interleave gateway and Squid; each
+ * figure is the best of its rounds.
+ */
+async function oneCoreEach(gateway: { pid: number; port: number }, squid: Squid, originPid: number, originPort: number): Promise<OneCoreRow[]> {
+  const cpus = os.cpus().length;
+  if (cpus < 2 || !(await pin(gateway.pid, '0')) || !(await pin(squid.pid, '0'))) {
+    process.stderr.write('  one core each: needs 2 cores and taskset; skipped\n');
+    return [];
+  }
+  await pin(originPid, '1');
+  await pin(process.pid, '1');
+  const req = Buffer.from(`GET http://allowed.test:${originPort}/small HTTP/1.1\r\nHost: allowed.test:${originPort}\r\n\r\n`);
+  const scenarios: Array<{ name: string; run: (port: number) => Promise<Run> }> = [
+    { name: 'new-connection GET', run: (port) => connLoad(() => exchange(port, [{ send: req, done: statusIs(200) }]), ONE_CORE_CONCURRENCY, RATE_MS) },
+    { name: 'keep-alive GET', run: (port) => httpLoad(port, req, ONE_CORE_CONCURRENCY, RATE_MS, 200) },
+  ];
+  const proxies = [{ name: 'gateway', ...gateway }, { name: 'squid', pid: squid.pid, port: squid.port }];
+  const best = new Map<string, OneCoreRow>();
+  for (let round = 0; round < ONE_CORE_ROUNDS; round++) {
+    for (const sc of scenarios) {
+      for (const p of proxies) {
+        // Warm-up of the same shape, by count: on a loaded machine a timed warm-up can end
+        // before the JIT has optimised the request path, and the first round then measures
+        // the interpreter. Up to ONE_CORE_WARM requests or 15 s.
+        for (let n = 0, t = performance.now(); n < ONE_CORE_WARM && performance.now() - t < 15_000; ) n += (await sc.run(p.port).catch(() => null))?.count ?? 0;
+        // What the process burns with no load (timers, polling) is not the requests' cost.
+        const i0 = await cpuMs(p.pid);
+        const t0 = performance.now();
+        await new Promise((r) => setTimeout(r, IDLE_MS));
+        const idlePerMs = ((await cpuMs(p.pid)) - i0) / (performance.now() - t0);
+        const c0 = await cpuMs(p.pid);
+        const r = await sc.run(p.port);
+        const cpu = Math.max(0, (await cpuMs(p.pid)) - c0 - idlePerMs * r.seconds * 1000);
+        const sorted = r.lat.sort((a, b) => a - b);
+        const row: OneCoreRow = { proxy: p.name, scenario: sc.name, rate: r.count / r.seconds, p50: pct(sorted, 50), p99: pct(sorted, 99), cpuUs: (cpu * 1000) / Math.max(1, r.count), errors: r.errors };
+        process.stderr.write(`  one core each, round ${round + 1}: ${p.name} ${sc.name}: ${Math.round(row.rate)}/s, p50 ${row.p50.toFixed(2)} ms, ${row.cpuUs.toFixed(1)} µs CPU/req${r.errors ? `, ${r.errors} errors` : ''}\n`);
+        const key = `${p.name}|${sc.name}`;
+        const prev = best.get(key);
+        best.set(key, prev === undefined ? row : {
+          ...row, rate: Math.max(prev.rate, row.rate), p50: Math.min(prev.p50, row.p50), p99: Math.min(prev.p99, row.p99), cpuUs: Math.min(prev.cpuUs, row.cpuUs), errors: prev.errors + row.errors,
+        });
+      }
+    }
+  }
+  const all = `0-${cpus - 1}`;
+  for (const pid of [gateway.pid, squid.pid, originPid, process.pid]) await pin(pid, all);
+  return [...best.values()];
+}
+
+function oneCoreTable(rows: OneCoreRow[]): string[] {
+  if (rows.length === 0) return [];
+  const f = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : '–');
+  const lines = [
+    '',
+    `### One core each (proxy pinned to CPU 0, origin + load generator on CPU 1; ${ONE_CORE_CONCURRENCY} clients, ${RATE_MS} ms per run, best of ${ONE_CORE_ROUNDS} interleaved rounds)`,
+    '',
+    '| scenario | gateway /s | Squid /s | rate ratio | gateway p50 ms | Squid p50 ms | gateway CPU µs/req | Squid CPU µs/req | CPU ratio (Squid ÷ gateway) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const g of rows.filter((r) => r.proxy === 'gateway')) {
+    const q = rows.find((r) => r.proxy === 'squid' && r.scenario === g.scenario);
+    if (!q) continue;
+    lines.push(`| ${g.scenario}${g.errors + q.errors ? ` (${g.errors}/${q.errors} errors)` : ''} | ${Math.round(g.rate)} | ${Math.round(q.rate)} | ${f(g.rate / q.rate)}× | ${f(g.p50)} | ${f(q.p50)} | ${f(g.cpuUs, 1)} | ${f(q.cpuUs, 1)} | ${f(q.cpuUs / g.cpuUs)}× |`);
+  }
+  return lines;
+}
+
 async function main(): Promise<void> {
   const wall = performance.now();
   const origin = await startChild('origin');
@@ -591,7 +693,7 @@ async function main(): Promise<void> {
   const both = async (door: string, scenario: string, unit: string, f: (conns: number, ms: number) => Promise<Run>) =>
     measure(door, scenario, unit, () => f(1, LAT_MS), () => f(C, RATE_MS));
 
-  const only = process.env.BENCH_ONLY; // "http", "allowed", "connect", "bulk" or "churn": skip the rest (profiling)
+  const only = process.env.BENCH_ONLY; // "http", "allowed", "connect", "bulk", "onecore" or "churn": skip the rest (profiling)
   process.stderr.write(`bench:proxy — ${os.cpus().length} cores, Node ${process.version}, ${C} concurrent clients\n`);
   // HTTP keep-alive
   const directReq = Buffer.from(`GET /small HTTP/1.1\r\nHost: allowed.test:${o.http}\r\n\r\n`);
@@ -599,7 +701,7 @@ async function main(): Promise<void> {
   const deniedReq = Buffer.from(`GET http://denied.test:${o.http}/small HTTP/1.1\r\nHost: denied.test:${o.http}\r\n\r\n`);
   const transReq = Buffer.from(`GET /small HTTP/1.1\r\nHost: allowed.test\r\n\r\n`);
   const transDenied = Buffer.from(`GET /small HTTP/1.1\r\nHost: denied.test\r\n\r\n`);
-  if (only !== 'bulk' && only !== 'churn') {
+  if (only !== 'bulk' && only !== 'onecore' && only !== 'churn') {
   if (only !== 'connect') {
   await httpLoad(proxy, proxyReq, 4, 500, 200); // warm-up (JIT, DNS cache, upstream pool)
   const directHttp = await both('direct', 'HTTP keep-alive GET', 'req', (c, ms) => httpLoad(o.http, directReq, c, ms, 200));
@@ -645,6 +747,7 @@ async function main(): Promise<void> {
   }
   }
   }
+  const oneCore = squid && (!only || only === 'onecore') ? await oneCoreEach({ pid: gwp.child.pid!, port: proxy }, squid, origin.child.pid!, o.http) : [];
   // Bulk
   // Interleaved, best of BULK_ROUNDS each, after one unmeasured direct run (the first
   // transfer of a process pays for page faults and JIT and was the slowest every time).
@@ -688,6 +791,7 @@ async function main(): Promise<void> {
   if (bulkRelay.length > 0) lines.push(`| reference: bare pipe() CONNECT relay | ${best(bulkRelay).toFixed(0)} | ${(best(bulkRelay) / best(bulkDirect)).toFixed(2)}× |`);
   if (bulkSquid.length > 0) lines.push(`| reference: Squid CONNECT tunnel | ${best(bulkSquid).toFixed(0)} | ${(best(bulkSquid) / best(bulkDirect)).toFixed(2)}× |`);
   if (rounds > 0) lines.push(`| CONNECT tunnel | ${best(bulkTunnel).toFixed(0)} | ${(best(bulkTunnel) / best(bulkDirect)).toFixed(2)}× |`);
+  lines.push(...oneCoreTable(oneCore));
   if (churnLines.length > 0) lines.push('', ...churnLines);
   lines.push('', `_whole run ${((performance.now() - wall) / 1000).toFixed(1)} s_`);
   process.stdout.write(lines.join('\n') + '\n');

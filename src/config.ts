@@ -48,6 +48,7 @@ export interface GatewayConfig {
   dnsDenyRcode: 'nxdomain' | 'refused';
   dnsMinTtl: number;
   dnsMaxTtl: number;
+  dnsFailureTtl: number;
   dnsLearnGrace: number;
   dnsRateLimit: number;
   dnsCacheSize: number;
@@ -77,6 +78,14 @@ export interface GatewayConfig {
   responseTimeoutMs: number;
   logAllowed: LogAllowed;
   logBufferBytes: number;
+  /** Fleet mode (src/fleet/): publish committed changes to this NATS server, or follow it as a sidecar. */
+  nats: string | null;
+  natsBucket: string;
+  natsUser: string | null;
+  natsPassword: string | null;
+  natsCreds: string | null;
+  follow: string | null;
+  hostId: string | null;
 }
 
 /** Which allowed connections get a log line (denials always do): every one, one in N, none. */
@@ -130,6 +139,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'dnsDenyRcode', flag: 'dns-deny-rcode', kind: { t: 'enum', values: ['nxdomain', 'refused'] }, def: () => 'nxdomain', help: 'answer for denied names' },
   { key: 'dnsMinTtl', flag: 'dns-min-ttl', kind: { t: 'int', min: 0, max: 86400 }, def: () => 5, help: 'lowest TTL the answer cache keeps (s)' },
   { key: 'dnsMaxTtl', flag: 'dns-max-ttl', kind: { t: 'int', min: 1, max: 604800 }, def: () => 3600, help: 'highest TTL the answer cache keeps (s)' },
+  { key: 'dnsFailureTtl', flag: 'dns-failure-ttl', kind: { t: 'int', min: 1, max: 300 }, def: () => 5, help: 'seconds a resolution failure (upstream SERVFAIL, REFUSED, time-out) is cached per name and type, per account (RFC 9520)' },
   { key: 'dnsLearnGrace', flag: 'dns-learn-grace', kind: { t: 'int', min: 0, max: 86400 }, def: () => 60, help: 'seconds past TTL a DNS-learned address stays admitted' },
   { key: 'dnsRateLimit', flag: 'dns-rate-limit', kind: { t: 'int', min: 0, max: 10_000_000 }, def: () => 2000, help: 'queries per second per client (0: unlimited)' },
   { key: 'dnsCacheSize', flag: 'dns-cache-size', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 20_000, help: 'answers the DNS cache holds (name/type/class)' },
@@ -158,6 +168,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'responseTimeoutMs', flag: 'response-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 60_000, help: 'time an origin has to send its response head after the request went out (then 504)' },
   { key: 'logAllowed', flag: 'log-allowed', kind: { t: 'logAllowed' }, def: () => ({ mode: 'sample', every: 100 }), help: 'allowed connections logged: all, sample:N (one in N), none; denials are always logged' },
   { key: 'logBufferBytes', flag: 'log-buffer-bytes', kind: { t: 'int', min: 65_536, max: 1_073_741_824 }, def: () => 4 * 1024 * 1024, help: 'log bytes held for a slow or stalled stdout; past it lines are dropped and counted' },
+  { key: 'nats', flag: 'nats', kind: { t: 'stringOrNull' }, def: () => null, help: 'control plane: publish every committed change to this NATS server (nats://HOST:PORT[,…]) (default: off)' },
+  { key: 'follow', flag: 'follow', kind: { t: 'stringOrNull' }, def: () => null, help: 'sidecar: enforce the policies and devboxes of --host-id read from this NATS server (nats://HOST:PORT[,…]); --db holds the last good snapshot (default: off)' },
+  { key: 'hostId', flag: 'host-id', kind: { t: 'stringOrNull' }, def: () => null, help: 'with --follow: the host this sidecar serves (the devboxes registered with this network.host_id)' },
+  { key: 'natsBucket', flag: 'nats-bucket', kind: { t: 'string' }, def: () => 'egress-policy', help: 'JetStream KV bucket the control plane publishes into and sidecars follow' },
+  { key: 'natsUser', flag: 'nats-user', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS user (with --nats-password)' },
+  { key: 'natsPassword', flag: 'nats-password', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS password (with --nats-user)' },
+  { key: 'natsCreds', flag: 'nats-creds', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS credentials file (JWT + nkey seed)' },
   { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', kind: { t: 'int', min: 0, max: 600_000 }, def: () => 10_000, help: 'how long shutdown waits for connections to drain' },
 ];
 
@@ -354,7 +371,34 @@ export function loadConfig(flags: Map<string, string[]>, env: NodeJS.ProcessEnv 
   const cfg = out as unknown as GatewayConfig;
   if ((cfg.apiTlsCert === null) !== (cfg.apiTlsKey === null)) throw new ConfigError('--api-tls-key', 'give --api-tls-cert and --api-tls-key together');
   if (cfg.dnsMinTtl > cfg.dnsMaxTtl) throw new ConfigError('--dns-min-ttl', 'must not exceed --dns-max-ttl');
+  checkFleet(cfg);
   return cfg;
+}
+
+/** NATS server lists: nats:// or tls:// URLs, comma-separated. */
+const NATS_URL = /^(nats|tls):\/\/[^\s,/]+$/;
+
+function checkFleet(cfg: GatewayConfig): void {
+  for (const [flag, v] of [['--nats', cfg.nats], ['--follow', cfg.follow]] as const) {
+    if (v !== null && !v.split(',').every((u) => NATS_URL.test(u.trim()))) throw new ConfigError(flag, `"${v}" is not nats://HOST:PORT[,nats://HOST:PORT…]`);
+  }
+  if (cfg.nats !== null && cfg.follow !== null) throw new ConfigError('--follow', 'a process either publishes (--nats, control plane) or follows (--follow, sidecar), not both');
+  if (cfg.follow !== null && cfg.hostId === null) throw new ConfigError('--host-id', 'required with --follow: the host whose devboxes this sidecar serves');
+  if (cfg.hostId !== null && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(cfg.hostId)) throw new ConfigError('--host-id', `"${cfg.hostId}" is not a host name (letters, digits, . _ -; at most 253)`);
+  if ((cfg.natsUser === null) !== (cfg.natsPassword === null)) throw new ConfigError('--nats-password', 'give --nats-user and --nats-password together');
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(cfg.natsBucket)) throw new ConfigError('--nats-bucket', `"${cfg.natsBucket}" is not a bucket name (letters, digits, _ -)`);
+}
+
+/** A database URL's password is never logged (a sqlite path is shown as given). */
+export function withoutPassword(db: string): string {
+  if (!/^postgres(ql)?:\/\//i.test(db)) return db;
+  try {
+    const u = new URL(db);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
 }
 
 /** The effective settings for the start-up line: every setting by flag name, secrets shown only as a count. */
@@ -366,6 +410,8 @@ export function describeConfig(cfg: GatewayConfig): Record<string, unknown> {
 
 function showSetting(key: keyof GatewayConfig, v: unknown): unknown {
   if (key === 'apiTokens') return `${(v as ApiToken[]).length} configured`;
+  if (key === 'natsPassword') return v === null ? null : '(set)';
+  if (key === 'db') return withoutPassword(v as string);
   if (key === 'logAllowed') return formatLogAllowed(v as LogAllowed);
   if (v !== null && typeof v === 'object' && 'port' in v) return formatHostPort(v as HostPort);
   if (Array.isArray(v)) return v.map((x) => (x !== null && typeof x === 'object' && 'port' in x ? formatHostPort(x as HostPort) : x));

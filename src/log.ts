@@ -212,3 +212,68 @@ export function createLogger(level: string, base: Record<string, unknown> = {}, 
   const log = pino({ level, base: { service: 'egress-gateway', ...base }, timestamp: pino.stdTimeFunctions.isoTime }, writer);
   return { log, writer, flush: (ms) => writer.flush(ms) };
 }
+
+/**
+ * Log lines written after the current I/O callbacks (setImmediate), at most `slice` per turn
+ * of the event loop: an answer never waits for a line's serialisation, and a burst (a
+ * flood's denials, a second's folded repeats) never holds every other client's answer for
+ * the time a thousand lines take (a backlog is written half per turn, so it stays bounded).
+ * Lines stay in order; flush() writes the rest at once.
+ */
+export class DeferredLines {
+  private lines: Array<{ level: 'info' | 'warn'; obj: object; msg: string }> = [];
+  private at = 0;
+
+  constructor(private readonly log: Logger, private readonly slice = 32) {}
+
+  info(obj: object, msg: string): void {
+    this.push('info', obj, msg);
+  }
+
+  warn(obj: object, msg: string): void {
+    this.push('warn', obj, msg);
+  }
+
+  private push(level: 'info' | 'warn', obj: object, msg: string): void {
+    this.lines.push({ level, obj, msg });
+    if (this.lines.length - this.at === 1) setImmediate(this.writeSome);
+  }
+
+  private readonly writeSome = (): void => {
+    // At least half the backlog, so lines made faster than a slice a turn (a flood) cannot
+    // pile up: what is held stays within about twice what one turn makes.
+    const backlog = this.lines.length - this.at;
+    const end = Math.min(this.lines.length, this.at + Math.max(this.slice, Math.ceil(backlog / 2)));
+    this.write(end);
+    if (end >= this.lines.length) return this.reset();
+    if (this.at > 1024) {
+      // Drop what was written, so a backlog that never empties does not keep it alive.
+      this.lines = this.lines.slice(this.at);
+      this.at = 0;
+    }
+    setImmediate(this.writeSome);
+  };
+
+  /** Lines waiting to be written. */
+  get held(): number {
+    return this.lines.length - this.at;
+  }
+
+  private write(end: number): void {
+    for (; this.at < end; this.at++) {
+      const l = this.lines[this.at]!;
+      this.log[l.level](l.obj, l.msg);
+    }
+  }
+
+  private reset(): void {
+    this.lines = [];
+    this.at = 0;
+  }
+
+  /** Writes every pending line now (at shutdown). */
+  flush(): void {
+    this.write(this.lines.length);
+    this.reset();
+  }
+}

@@ -3,7 +3,7 @@
  * Missing or unknown tokens get 401; every handler reads `request.accountId`.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Store } from '../store/index.js';
+import type { ControlStore } from '../store/backend.js';
 import { ApiError } from './errors.js';
 
 declare module 'fastify' {
@@ -39,7 +39,7 @@ class AuthFailureLog {
 }
 
 /** Adds the check to every route registered in this (encapsulated) instance. */
-export function requireAuth(app: FastifyInstance, store: Store): void {
+export function requireAuth(app: FastifyInstance, store: ControlStore): void {
   const failures = new AuthFailureLog();
   app.addHook('onRequest', async (req) => {
     const token = bearerToken(req);
@@ -47,7 +47,7 @@ export function requireAuth(app: FastifyInstance, store: Store): void {
       failures.note(req, 'missing_token');
       throw new ApiError(401, 'unauthorized', 'missing bearer token: send Authorization: Bearer <token>');
     }
-    const account = store.accountForToken(token);
+    const account = await store.tokens.accountFor(token);
     if (account === null) {
       failures.note(req, 'unknown_token');
       throw new ApiError(401, 'unauthorized', 'unknown or revoked API token');

@@ -24,7 +24,8 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'internal_error'
   | 'storage_unavailable'
-  | 'service_unavailable';
+  | 'service_unavailable'
+  | 'read_only_follower';
 
 export class ApiError extends Error {
   constructor(readonly status: number, readonly code: ErrorCode, message: string) {

@@ -14,9 +14,9 @@ import { Guardrails } from '../policy/guardrails.js';
 import { engineOptions } from '../config.js';
 import type { DoorContext, RunningDoor } from '../doors/floor/context.js';
 import { listenError } from '../doors/floor/listen.js';
-import type { Store } from '../store/index.js';
+import type { ControlStore } from '../store/backend.js';
 import { requireAuth } from './auth.js';
-import { errorBody, registerErrorHandling } from './errors.js';
+import { ApiError, errorBody, registerErrorHandling } from './errors.js';
 import { listenDual } from './transport.js';
 import { checkCharset, checkWellFormed, decodeUtf8 } from './body.js';
 import { networkPolicyRoutes } from './routes/network-policies.js';
@@ -72,11 +72,11 @@ export function quotasOf(c: GatewayConfig) {
 }
 
 /** Builds the Fastify app (not listening). The raw request handler is kept for the transport. */
-export async function buildApi(deps: ApiDeps, store: Store): Promise<FastifyInstance> {
+export async function buildApi(deps: ApiDeps, store: ControlStore): Promise<FastifyInstance> {
   store.setQuotas(quotasOf(deps.config));
   // A write made during a request is applied by the doors before its answer goes out.
   let dirty = false;
-  const stopWatch = deps.plane.changed ? store.onChange(() => { dirty = true; }) : () => {};
+  const stopWatch = deps.plane.changed ? store.onCommit(() => { dirty = true; }) : () => {};
   let handler: RawHandler | null = null;
   const app = Fastify({
     loggerInstance: deps.log.child({ door: 'api' }),
@@ -161,11 +161,12 @@ export async function buildApi(deps: ApiDeps, store: Store): Promise<FastifyInst
     },
   });
 
-  await app.register(healthRoutes(store, deps.plane.listening));
+  await app.register(healthRoutes(store, deps.plane.listening, deps.plane.fleet));
   await app.register(metricsRoutes(deps.plane.metrics));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(async (v1) => {
+    if (deps.config.follow !== null) refuseWrites(v1, deps.config);
     requireAuth(v1, store);
     await v1.register(networkPolicyRoutes(store, new Guardrails(engineOptions(deps.config).allowPrivate), deps.config.apiPageBytes));
     await v1.register(devboxRoutes(store, deps.config.apiPageBytes));
@@ -174,6 +175,15 @@ export async function buildApi(deps: ApiDeps, store: Store): Promise<FastifyInst
     await v1.register(blueprintRoutes(store));
   });
   return app;
+}
+
+/** A fleet sidecar's API reads; policies and devboxes are written through the control plane. */
+function refuseWrites(app: FastifyInstance, config: GatewayConfig): void {
+  app.addHook('onRequest', async (req) => {
+    if (req.method === 'GET' || req.method === 'HEAD' || req.url.split('?')[0] === '/v1/egress/check') return;
+    throw new ApiError(409, 'read_only_follower',
+      `this gateway is a fleet sidecar (host ${config.hostId}, following ${config.follow}); write policies and devboxes through the control plane's API, which publishes them to every sidecar`);
+  });
 }
 
 function readPem(setting: string, path: string): Buffer {
@@ -185,12 +195,12 @@ function readPem(setting: string, path: string): Buffer {
 }
 
 /** The API in this process, asking the doors' engine directly (tests of the API alone). */
-export async function startApi(ctx: DoorContext, store: Store, at: HostPort): Promise<RunningDoor> {
+export async function startApi(ctx: DoorContext, store: ControlStore, at: HostPort): Promise<RunningDoor> {
   return serveApi({ config: ctx.config, log: ctx.log, plane: localPlane(ctx.engine, ctx.workerMetrics, ctx.readiness) }, store, at);
 }
 
 /** Builds the API and listens on `at` (HTTP/1.1 and h2c, or TLS with ALPN). */
-export async function serveApi(deps: ApiDeps, store: Store, at: HostPort): Promise<RunningDoor> {
+export async function serveApi(deps: ApiDeps, store: ControlStore, at: HostPort): Promise<RunningDoor> {
   const cfg = deps.config;
   const tls = cfg.apiTlsCert && cfg.apiTlsKey
     ? { cert: readPem('--api-tls-cert', cfg.apiTlsCert), key: readPem('--api-tls-key', cfg.apiTlsKey) }
@@ -198,7 +208,7 @@ export async function serveApi(deps: ApiDeps, store: Store, at: HostPort): Promi
   const app = await buildApi(deps, store);
   await app.ready();
   const handler = handlers.get(app)!;
-  let server;
+  let server: Awaited<ReturnType<typeof listenDual>>;
   try {
     server = await listenDual(handler as Parameters<typeof listenDual>[0], at, {
       tls,

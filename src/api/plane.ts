@@ -20,6 +20,13 @@ export interface CheckQuestion {
 
 export type CheckAnswer = Pick<Decision, 'allow' | 'wouldDeny' | 'reason' | 'matched' | 'host' | 'policyVersion'>;
 
+/** A fleet sidecar's snapshot, for /healthz and /readyz (src/fleet/). */
+export interface FleetHealth {
+  snapshot: { host_id: string; revision: number; seq: number; age_seconds: number | null; connected: boolean; live: boolean } | null;
+  /** Why the sidecar is not ready (no snapshot yet), or null. */
+  unready: string | null;
+}
+
 export interface DataPlane {
   check(q: CheckQuestion): CheckAnswer | Promise<CheckAnswer>;
   /** Other processes' metrics (prom-client JSON), merged into this one's for /metrics. */
@@ -28,12 +35,14 @@ export interface DataPlane {
   listening?: () => boolean | Promise<boolean>;
   /** A write landed in the store: resolves once the doors apply it. */
   changed?: () => Promise<void>;
+  /** Fleet mode: the sidecar's snapshot (absent elsewhere). */
+  fleet?: () => Promise<FleetHealth | null>;
 }
 
 /** Asks the engine the way a door would. */
 export function decideCheck(engine: PolicyEngine, q: CheckQuestion): CheckAnswer {
   const d = q.devboxId !== null && !q.running
-    ? engine.decide({ devboxId: q.devboxId, via: 'credentials', source: '' }, q.host, q.port, 'check', q.protocol)
+    ? engine.decide({ devboxId: q.devboxId, via: 'credentials', source: '' }, q.host, q.port, q.protocol)
     : engine.decideForPolicy(q.policyId, q.host, q.port, q.protocol, q.devboxId);
   const a: CheckAnswer = { allow: d.allow, reason: d.reason, matched: d.matched, host: d.host, policyVersion: d.policyVersion };
   return d.wouldDeny ? { ...a, wouldDeny: true } : a;

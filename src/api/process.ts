@@ -21,9 +21,9 @@ import { createLogger } from '../log.js';
 import { ConfigError, type GatewayConfig, type HostPort } from '../config.js';
 import type { RunningDoor } from '../doors/floor/context.js';
 import type { PolicyEngine } from '../policy/engine.js';
-import type { Store } from '../store/index.js';
+import type { PlaneStore } from '../store/open.js';
 import { ApiError } from './errors.js';
-import { type CheckAnswer, type CheckQuestion, type DataPlane, decideCheck } from './plane.js';
+import { type CheckAnswer, type CheckQuestion, type DataPlane, type FleetHealth, decideCheck } from './plane.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const ENTRY = join(dirname(SELF), `process-main${extname(SELF)}`);
@@ -35,7 +35,8 @@ type FromApi =
   | { egw: 'changed'; id: number }
   | { egw: 'check'; id: number; q: CheckQuestion }
   | { egw: 'metrics?'; id: number }
-  | { egw: 'listening?'; id: number };
+  | { egw: 'listening?'; id: number }
+  | { egw: 'fleet?'; id: number };
 
 /** Data plane → API process. */
 type ToApi =
@@ -43,11 +44,12 @@ type ToApi =
   | { egw: 'checked'; id: number; a: CheckAnswer | null }
   | { egw: 'metrics'; id: number; metrics: unknown[][] | null }
   | { egw: 'listening'; id: number; listening: boolean }
+  | { egw: 'fleet'; id: number; fleet: FleetHealth | null }
   | { egw: 'shutdown'; graceMs: number };
 
 export interface ApiProcessOptions {
   config: GatewayConfig;
-  store: Store;
+  store: PlaneStore;
   engine: PolicyEngine;
   log: Logger;
   /** The data plane's metrics and its other processes' (DNS workers). */
@@ -56,7 +58,16 @@ export interface ApiProcessOptions {
   readiness: { listening: boolean };
   /** After the store is re-read here: until the other data-plane processes (DNS workers) have it too. */
   synced?: () => Promise<void>;
+  /** Fleet mode: the sidecar's snapshot for /healthz and /readyz. */
+  fleet?: () => FleetHealth;
 }
+
+/**
+ * How long the API process may take to listen before the gateway gives up. Generous: on a host
+ * whose cores are oversubscribed (several gateways starting at once on 2 cores) loading the API
+ * took over 30 s; the limit only bounds a child that hangs.
+ */
+const API_START_MS = 120_000;
 
 /** Node flags for the child: the TypeScript loader when running from sources (tests, `npm start`). */
 function childExecArgv(): string[] {
@@ -79,10 +90,9 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
   const onMessage = (c: ChildProcess) => (m: FromApi) => {
     if (m === null || typeof m !== 'object') return;
     if (m.egw === 'changed') {
-      o.store.refresh();
       const done = () => answer(c, { egw: 'synced', id: m.id });
-      if (o.synced) void o.synced().then(done, done);
-      else done();
+      const synced = o.synced;
+      void o.store.refresh().then(() => (synced ? synced() : undefined)).then(done, done);
     } else if (m.egw === 'check') {
       let a: CheckAnswer | null = null;
       try {
@@ -91,6 +101,8 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
         o.log.error({ err: e }, 'egress check failed');
       }
       answer(c, { egw: 'checked', id: m.id, a });
+    } else if (m.egw === 'fleet?') {
+      answer(c, { egw: 'fleet', id: m.id, fleet: o.fleet?.() ?? null });
     } else if (m.egw === 'listening?') {
       answer(c, { egw: 'listening', id: m.id, listening: o.readiness.listening });
     } else if (m.egw === 'metrics?') {
@@ -110,10 +122,12 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
     });
     child = c;
     let up = false;
+    // Bounded, but generous: on a loaded host loading the API's modules (and, for a PostgreSQL
+    // --db, connecting and migrating) has been seen to take over 30 s.
     const timer = setTimeout(() => {
       c.kill('SIGKILL');
-      reject(new Error('the API process did not start within 30 s'));
-    }, 30_000);
+      reject(new Error(`the API process did not start within ${API_START_MS / 1000} s`));
+    }, API_START_MS);
     c.on('message', (m: FromApi) => {
       if (m?.egw === 'api-listening') {
         up = true;
@@ -198,6 +212,7 @@ export async function runApiProcess(): Promise<void> {
     },
     changed: () => ask((id) => ({ egw: 'changed', id }), () => undefined, undefined),
     listening: () => ask((id) => ({ egw: 'listening?', id }), (m) => (m as { listening: boolean }).listening, false, 2000),
+    ...(config.follow !== null ? { fleet: () => ask((id) => ({ egw: 'fleet?', id }), (m) => (m as { fleet: FleetHealth | null }).fleet, null, 2000) } : {}),
   };
   let stop: ((graceMs: number) => Promise<void>) | null = null;
   process.on('message', (m: ToApi) => {
@@ -211,13 +226,13 @@ export async function runApiProcess(): Promise<void> {
   process.on('SIGINT', () => {});
   process.on('SIGTERM', () => {});
   try {
-    const { openStore } = await import('../store/index.js');
+    const { openControlStore } = await import('../store/open.js');
     const { serveApi } = await import('./index.js');
-    const store = openStore(config.db);
+    const store = await openControlStore(config.db);
     const door = await serveApi({ config, log, plane }, store, config.api);
     stop = async (graceMs) => {
       await door.close(graceMs);
-      store.close();
+      await store.close();
     };
     send({ egw: 'api-listening', address: door.address });
   } catch (e) {

@@ -4,7 +4,7 @@
  * Runloop's published network-policies OpenAPI plus the fields the current SDK sends
  * (allowed_cidrs, allow_runloop_mirrors).
  */
-import { DEVBOX_STATUSES, ENFORCEMENTS } from '../policy/model.js';
+import { type EgressField, type FieldKind, DEVBOX_STATUSES, EGRESS_FIELDS, ENFORCEMENTS } from '../policy/model.js';
 import { BLUEPRINT_STATUSES, FAILURE_REASONS } from '../store/blueprints.js';
 
 export const MAX_NAME_LENGTH = 256;
@@ -52,20 +52,27 @@ const allowedCidr = {
   required: ['cidr'],
 } as const;
 
+/** The JSON schema of each kind of policy field (EGRESS_FIELDS in policy/model.ts). */
+const FIELD_SCHEMAS: Record<FieldKind, object> = {
+  toggle: { type: 'boolean' },
+  hostnames: { type: 'array', items: { type: 'string' } },
+  cidrs: { type: 'array', items: allowedCidr },
+};
+
+/** One schema per row of EGRESS_FIELDS: in a view, or (`body`) as a request may give it. */
+function egressProperties(body: boolean): Record<EgressField['name'], object> {
+  return Object.fromEntries(EGRESS_FIELDS.map((f: EgressField) => {
+    const s = { ...FIELD_SCHEMAS[f.kind], description: f.description };
+    return [f.name, body ? nullable('maxItems' in f ? { ...s, maxItems: f.maxItems } : s) : s];
+  })) as Record<EgressField['name'], object>;
+}
+
 const egressView = {
   type: 'object',
   additionalProperties: false,
   description: 'Egress (outbound) network rules for a NetworkPolicy.',
-  properties: {
-    allow_all: { type: 'boolean' },
-    allow_devbox_to_devbox: { type: 'boolean' },
-    allowed_hostnames: { type: 'array', items: { type: 'string' } },
-    allow_agent_gateway: { type: 'boolean' },
-    allow_mcp_gateway: { type: 'boolean' },
-    allow_runloop_mirrors: { type: 'boolean' },
-    allowed_cidrs: { type: 'array', items: allowedCidr },
-  },
-  required: ['allow_all', 'allow_devbox_to_devbox', 'allowed_hostnames', 'allow_agent_gateway', 'allow_mcp_gateway', 'allow_runloop_mirrors', 'allowed_cidrs'],
+  properties: egressProperties(false),
+  required: EGRESS_FIELDS.map((f) => f.name),
 } as const;
 
 export const policyView = {
@@ -90,13 +97,7 @@ export const policyView = {
 
 const policyFields = {
   description: nullable({ type: 'string', maxLength: MAX_DESCRIPTION_LENGTH }),
-  allow_all: nullable({ type: 'boolean' }),
-  allow_devbox_to_devbox: nullable({ type: 'boolean' }),
-  allowed_hostnames: nullable({ type: 'array', items: { type: 'string' }, maxItems: 10000 }),
-  allow_agent_gateway: nullable({ type: 'boolean' }),
-  allow_mcp_gateway: nullable({ type: 'boolean' }),
-  allow_runloop_mirrors: nullable({ type: 'boolean' }),
-  allowed_cidrs: nullable({ type: 'array', items: allowedCidr, maxItems: 10000 }),
+  ...egressProperties(true),
   enforcement: nullable({
     type: 'string', enum: [...ENFORCEMENTS],
     description: 'Extension: enforce (default) or report (report-only rollout: would-be denials are let through, counted and logged as would_deny).',
@@ -177,6 +178,15 @@ const metadata = {
   description: 'User-defined string key/value tags.',
 } as const;
 
+/**
+ * A host id (fleet mode: the host whose sidecar serves the devbox), as its sidecar's --host-id:
+ * a node name. No wildcards; the publisher escapes it into one NATS subject token (src/fleet/keys.ts).
+ */
+const hostId = {
+  type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+  description: 'The host whose sidecar serves the devbox (fleet mode), as the sidecar\'s --host-id: a node name (letters, digits, . _ -), at most 253.',
+} as const;
+
 export const devboxView = {
   type: 'object',
   additionalProperties: false,
@@ -196,7 +206,10 @@ export const devboxView = {
     network: {
       type: 'object',
       additionalProperties: false,
-      properties: { addresses: { type: 'array', items: { type: 'string' }, description: 'Source addresses the devbox\'s traffic comes from.' } },
+      properties: {
+        addresses: { type: 'array', items: { type: 'string' }, description: 'Source addresses the devbox\'s traffic comes from.' },
+        host_id: nullable({ type: 'string', description: 'The host whose sidecar serves the devbox (fleet mode); null: not placed.' }),
+      },
       required: ['addresses'],
     },
     tunnel_key: { type: 'string', description: 'Key of the devbox tunnel hostnames {port}-{tunnel_key}.<tunnel domain>.' },
@@ -232,7 +245,7 @@ export const devboxCreateBody = {
     network: nullable({
       type: 'object',
       additionalProperties: false,
-      properties: { addresses: { type: 'array', items: { type: 'string' }, maxItems: 256 } },
+      properties: { addresses: { type: 'array', items: { type: 'string' }, maxItems: 256 }, host_id: nullable(hostId) },
     }),
   },
 } as const;
@@ -249,6 +262,7 @@ export const devboxListQuery = {
   additionalProperties: false,
   properties: {
     status: { type: 'string', enum: [...DEVBOX_STATUSES] },
+    host_id: hostId,
     ...pageQuery,
   },
 } as const;

@@ -2,9 +2,9 @@
  * Checks the schema cannot express: allowlist entries, CIDRs, port ranges, addresses.
  * Every failure is a 400 naming the field and the offending entry.
  */
-import type { AllowedCidr } from '../policy/model.js';
+import type { AllowedCidr, EgressRules } from '../policy/model.js';
 import { parseIpLiteral } from '../policy/ip.js';
-import { RuleError, validateCidrs, validateHostnames } from '../policy/validate.js';
+import { RuleError, validateCidrs, validateEgress, validateHostnames } from '../policy/validate.js';
 import { badRequest } from './errors.js';
 import { addressUnavailable } from '../store/index.js';
 
@@ -12,7 +12,6 @@ const show = (v: unknown) => JSON.stringify(v);
 
 export function checkName(field: string, name: string): string {
   if (name.trim().length === 0) throw badRequest(`field "${field}" must not be empty or blank`);
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(name)) throw badRequest(`field "${field}" must not contain control characters (got ${show(name)})`);
   return name;
 }
@@ -33,6 +32,11 @@ export function checkHostnames(raw: readonly string[]): string[] {
 
 export function checkCidrs(raw: readonly AllowedCidr[]): AllowedCidr[] {
   return asBadRequest(() => validateCidrs(raw));
+}
+
+/** The egress fields a body gives (null and absent: keep or default), each through its rule check. */
+export function checkEgress(body: Parameters<typeof validateEgress>[0]): Partial<EgressRules> {
+  return asBadRequest(() => validateEgress(body));
 }
 
 /**

@@ -1,5 +1,5 @@
 /** Stored shapes → the JSON the API returns. */
-import type { Devbox, NetworkPolicy } from '../policy/model.js';
+import { type Devbox, type NetworkPolicy, egressFields } from '../policy/model.js';
 import type { Blueprint } from '../store/blueprints.js';
 import type { Guardrails } from '../policy/guardrails.js';
 import { cidrWarnings } from '../policy/validate.js';
@@ -14,15 +14,7 @@ export function policyView(p: NetworkPolicy, guardrails?: Guardrails) {
     id: p.id,
     name: p.name,
     description: p.description,
-    egress: {
-      allow_all: p.egress.allow_all,
-      allow_devbox_to_devbox: p.egress.allow_devbox_to_devbox,
-      allowed_hostnames: p.egress.allowed_hostnames,
-      allow_agent_gateway: p.egress.allow_agent_gateway,
-      allow_mcp_gateway: p.egress.allow_mcp_gateway,
-      allow_runloop_mirrors: p.egress.allow_runloop_mirrors,
-      allowed_cidrs: p.egress.allowed_cidrs,
-    },
+    egress: egressFields(p.egress),
     enforcement: p.enforcement,
     create_time_ms: p.create_time_ms,
     update_time_ms: p.update_time_ms,
@@ -39,7 +31,7 @@ export function devboxView(d: Devbox) {
     end_time_ms: d.end_time_ms,
     launch_parameters: { network_policy_id: d.network_policy_id },
     metadata: d.metadata,
-    network: { addresses: d.addresses },
+    network: { addresses: d.addresses, host_id: d.host_id ?? null },
     tunnel_key: d.tunnel_key,
     blueprint_id: d.blueprint_id ?? null,
   };

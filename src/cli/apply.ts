@@ -14,26 +14,18 @@
  * Every file is validated (with the API's own validators) before anything is sent.
  * Exit code: 0 done, 1 an API call failed, 2 usage or file error.
  */
-import type { AllowedCidr } from '../policy/model.js';
+import { type AllowedCidr, type EgressRules, type FieldKind, type FieldValues, EGRESS_FIELDS } from '../policy/model.js';
 import { loadPolicyFolder, PolicyFileError, type PolicySpec } from './policy-file.js';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
-const BOOLEANS = ['allow_all', 'allow_devbox_to_devbox', 'allow_agent_gateway', 'allow_mcp_gateway', 'allow_runloop_mirrors'] as const;
 
 export interface PolicyView {
   id: string;
   name: string;
   description: string | null;
   enforcement?: string;
-  egress: {
-    allow_all: boolean;
-    allow_devbox_to_devbox: boolean;
-    allowed_hostnames: string[];
-    allow_agent_gateway: boolean;
-    allow_mcp_gateway: boolean;
-    allow_runloop_mirrors?: boolean;
-    allowed_cidrs?: AllowedCidr[];
-  };
+  /** Every field of EGRESS_FIELDS; one an older gateway does not know may be missing (its default). */
+  egress: Partial<EgressRules>;
 }
 
 export type Change =
@@ -95,21 +87,34 @@ function cidrKey(c: AllowedCidr): string {
   return `${c.cidr}|${ports.join(',')}`;
 }
 
-/** What differs between the stored policy and the file, in words; empty when nothing does. */
+/** A change of one field in words (e.g. `allowed_hostnames +2 −1`, `allow_all false→true`), or null. */
+const FIELD_DIFFS: { [K in FieldKind]: (name: string, have: FieldValues[K], want: FieldValues[K]) => string | null } = {
+  toggle: (name, have, want) => (have !== want ? `${name} ${have}→${want}` : null),
+  hostnames: (name, have, want) => setDiff(name, have, want),
+  cidrs: (name, have, want) => setDiff(name, have.map(cidrKey), want.map(cidrKey)),
+};
+
+function setDiff(label: string, have: readonly string[], wanted: readonly string[]): string | null {
+  const h = new Set(have);
+  const w = new Set(wanted);
+  const added = [...w].filter((x) => !h.has(x)).length;
+  const removed = [...h].filter((x) => !w.has(x)).length;
+  if (!added && !removed) return null;
+  return `${label} ${added ? `+${added}` : ''}${added && removed ? ' ' : ''}${removed ? `−${removed}` : ''}`;
+}
+
+/**
+ * What differs between the stored policy and the file, in words; empty when nothing does.
+ * Lists first, then toggles (each in table order), then description and enforcement.
+ */
 export function describeDiff(cur: PolicyView, want: PolicySpec): string[] {
   const what: string[] = [];
-  const setDiff = (label: string, have: readonly string[], wanted: readonly string[]) => {
-    const h = new Set(have);
-    const w = new Set(wanted);
-    const added = [...w].filter((x) => !h.has(x)).length;
-    const removed = [...h].filter((x) => !w.has(x)).length;
-    if (added || removed) what.push(`${label} ${added ? `+${added}` : ''}${added && removed ? ' ' : ''}${removed ? `−${removed}` : ''}`);
-  };
-  setDiff('allowed_hostnames', cur.egress.allowed_hostnames ?? [], want.allowed_hostnames);
-  setDiff('allowed_cidrs', (cur.egress.allowed_cidrs ?? []).map(cidrKey), want.allowed_cidrs.map(cidrKey));
-  for (const k of BOOLEANS) {
-    const have = cur.egress[k] ?? false;
-    if (have !== want[k]) what.push(`${k} ${have}→${want[k]}`);
+  const lists = EGRESS_FIELDS.filter((f) => f.kind !== 'toggle');
+  const toggles = EGRESS_FIELDS.filter((f) => f.kind === 'toggle');
+  for (const f of [...lists, ...toggles]) {
+    const have = cur.egress[f.name] ?? f.default;
+    const d = (FIELD_DIFFS[f.kind] as (n: string, h: unknown, w: unknown) => string | null)(f.name, have, want[f.name]);
+    if (d !== null) what.push(d);
   }
   if ((cur.description ?? null) !== want.description) what.push('description');
   const enforcement = cur.enforcement ?? 'enforce';

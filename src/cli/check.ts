@@ -74,7 +74,8 @@ async function runCheck(flags: Map<string, string[]>, positional: string[]): Pro
   const config = loadConfig(flags);
   const opts = engineOptions(config);
 
-  let source: PolicySource & { close?: () => void };
+  let source: PolicySource;
+  let closeSource: () => void | Promise<void> = () => {};
   let policyId: string | null;
   if (policyArg !== null && isPolicyFile(policyArg)) {
     if (devboxArg !== null) throw new UsageError('--devbox needs the store; it cannot be combined with a policy file');
@@ -85,9 +86,12 @@ async function runCheck(flags: Map<string, string[]>, positional: string[]): Pro
     source = mem;
     for (const w of cidrWarnings(egress.allowed_cidrs, new Guardrails(opts.allowPrivate))) process.stderr.write(`warning: ${policyArg}: ${w}\n`);
   } else {
-    if (!existsSync(config.db)) throw new UsageError(`no store at ${config.db} (give --db PATH, or a policy file to --policy)`);
-    const { openStore } = await import('../store/index.js'); // not needed for a policy file
-    source = openStore(config.db);
+    const { isPostgresUrl } = await import('../store/backend.js');
+    if (!isPostgresUrl(config.db) && !existsSync(config.db)) throw new UsageError(`no store at ${config.db} (give --db PATH, or a policy file to --policy)`);
+    const { openPlaneStore } = await import('../store/open.js'); // not needed for a policy file
+    const plane = await openPlaneStore(config.db, { connections: 1, pollMs: 3_600_000 });
+    source = plane.source;
+    closeSource = () => plane.close();
     policyId = policyArg;
   }
   try {
@@ -100,7 +104,7 @@ async function runCheck(flags: Map<string, string[]>, positional: string[]): Pro
         process.stderr.write(`note: devbox ${devboxArg} is attached to ${devbox.network_policy_id ?? 'no policy'}; judging under ${policyId} as asked\n`);
       }
       d = devbox.status === 'running' && policyId === null
-        ? engine.decide({ devboxId: devbox.id, via: 'credentials', source: '' }, host, port, 'check')
+        ? engine.decide({ devboxId: devbox.id, via: 'credentials', source: '' }, host, port)
         : engine.decideForPolicy(policyId ?? devbox.network_policy_id, host, port, 'TCP', devbox.id);
     } else {
       d = engine.decideForPolicy(policyId, host, port, 'TCP');
@@ -115,6 +119,6 @@ async function runCheck(flags: Map<string, string[]>, positional: string[]): Pro
     }
     return d.allow ? 0 : 1;
   } finally {
-    source.close?.();
+    await closeSource();
   }
 }

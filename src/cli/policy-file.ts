@@ -6,8 +6,11 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { type AllowedCidr, type CidrPortRange, type EgressRules, type Enforcement, DEFAULT_EGRESS, ENFORCEMENTS, completeEgress } from '../policy/model.js';
-import { RuleError, validateCidrs, validateHostnames } from '../policy/validate.js';
+import {
+  type AllowedCidr, type CidrPortRange, type EgressRules, type Enforcement, type FieldKind, type FieldValues,
+  DEFAULT_EGRESS, EGRESS_FIELDS, ENFORCEMENTS, completeEgress,
+} from '../policy/model.js';
+import { FIELD_RULES, RuleError } from '../policy/validate.js';
 
 /** The policy a file describes, normalised; every field present (defaults filled in). */
 export interface PolicySpec extends EgressRules {
@@ -17,8 +20,25 @@ export interface PolicySpec extends EgressRules {
 }
 
 export const POLICY_EXTENSIONS = ['.json', '.yaml', '.yml'];
-const BOOLEANS = ['allow_all', 'allow_devbox_to_devbox', 'allow_agent_gateway', 'allow_mcp_gateway', 'allow_runloop_mirrors'] as const;
-const KEYS = new Set(['name', 'description', 'enforcement', 'allowed_hostnames', 'allowed_cidrs', ...BOOLEANS]);
+const KEYS = new Set<string>(['name', 'description', 'enforcement', ...EGRESS_FIELDS.map((f) => f.name)]);
+
+type Fail = (m: string) => never;
+
+/** How a file spells each kind of field: its shape checked here, its rules by FIELD_RULES. */
+const FILE_READERS: { [K in FieldKind]: (v: unknown, name: string, fail: Fail) => FieldValues[K] } = {
+  toggle: (v, name, fail) => (typeof v === 'boolean' ? v : fail(`field "${name}" must be true or false`)),
+  hostnames: (v, name, fail) => (Array.isArray(v) ? (v as string[]) : fail(`field "${name}" must be a list`)),
+  cidrs: (v, name, fail) => {
+    if (!Array.isArray(v)) return fail(`field "${name}" must be a list`);
+    return v.map((c, i) => parseCidrEntry(c, `${name}[${i}]`, fail));
+  },
+};
+
+/** One field as the file gives it: shape, then the rule check the API applies too. */
+function readField(kind: FieldKind, v: unknown, name: string, fail: Fail): unknown {
+  const shaped = (FILE_READERS[kind] as (x: unknown, n: string, f: Fail) => unknown)(v, name, fail);
+  return rules(() => (FIELD_RULES[kind] as (x: unknown) => unknown)(shaped), fail);
+}
 
 export class PolicyFileError extends Error {
   constructor(readonly file: string, message: string) {
@@ -60,37 +80,25 @@ export function parsePolicySpec(file: string, data: unknown): PolicySpec {
   const o = data as Record<string, unknown>;
   for (const k of Object.keys(o)) if (!KEYS.has(k)) fail(`unknown field "${k}" (known: ${[...KEYS].join(', ')})`);
   if (typeof o.name !== 'string' || o.name.trim().length === 0) fail('field "name" must be a non-empty string');
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(o.name as string)) fail('field "name" must not contain control characters');
   if (o.description != null && typeof o.description !== 'string') fail('field "description" must be a string');
   if (o.enforcement != null && !(ENFORCEMENTS as readonly unknown[]).includes(o.enforcement)) fail(`field "enforcement" must be one of ${ENFORCEMENTS.join(', ')}`);
-  const patch: Partial<EgressRules> = {};
-  for (const k of BOOLEANS) {
-    const v = o[k];
-    if (v == null) continue;
-    if (typeof v !== 'boolean') fail(`field "${k}" must be true or false`);
-    patch[k] = v as boolean;
-  }
-  if (o.allowed_hostnames != null) {
-    if (!Array.isArray(o.allowed_hostnames)) fail('field "allowed_hostnames" must be a list');
-    patch.allowed_hostnames = rules(() => validateHostnames(o.allowed_hostnames as unknown[]), fail);
-  }
-  if (o.allowed_cidrs != null) {
-    if (!Array.isArray(o.allowed_cidrs)) fail('field "allowed_cidrs" must be a list');
-    const shaped = (o.allowed_cidrs as unknown[]).map((c, i) => parseCidrEntry(c, `allowed_cidrs[${i}]`, fail));
-    patch.allowed_cidrs = rules(() => validateCidrs(shaped), fail);
+  const patch: Record<string, unknown> = {};
+  for (const f of EGRESS_FIELDS) {
+    const v = o[f.name];
+    if (v != null) patch[f.name] = readField(f.kind, v, f.name, fail);
   }
   const spec: PolicySpec = {
     name: o.name as string,
     description: (o.description as string | undefined) ?? null,
     enforcement: (o.enforcement as Enforcement | undefined) ?? 'enforce',
-    ...completeEgress(DEFAULT_EGRESS, patch), // allow_all implies allow_devbox_to_devbox, as the API stores it
+    ...completeEgress(DEFAULT_EGRESS, patch as Partial<EgressRules>), // allow_all implies allow_devbox_to_devbox, as the API stores it
   };
   return spec;
 }
 
 /** Runs a shared rule check, reporting its message as this file's problem. */
-function rules<T>(check: () => T, fail: (m: string) => never): T {
+function rules<T>(check: () => T, fail: Fail): T {
   try {
     return check();
   } catch (e) {
@@ -100,7 +108,7 @@ function rules<T>(check: () => T, fail: (m: string) => never): T {
 }
 
 /** Checks the shape a file's CIDR entry must have; the rule checks are validateCidrs'. */
-function parseCidrEntry(raw: unknown, at: string, fail: (m: string) => never): AllowedCidr {
+function parseCidrEntry(raw: unknown, at: string, fail: Fail): AllowedCidr {
   const c = typeof raw === 'string' ? { cidr: raw } : raw;
   if (c === null || typeof c !== 'object' || Array.isArray(c)) return fail(`${at}: must be a CIDR string or { cidr, ports? }`);
   const o = c as Record<string, unknown>;

@@ -31,7 +31,7 @@ export async function serveCommand(flags: Map<string, string[]>): Promise<void> 
       process.exit(0);
     },
     reload() {
-      let next;
+      let next: ReturnType<typeof loadConfig>;
       try {
         next = loadConfig(flags);
       } catch (e) {

@@ -12,7 +12,7 @@
  */
 import { getDomain } from 'tldts';
 import { normalizeAllowedHostname } from '../policy/hostname.js';
-import { DEFAULT_EGRESS } from '../policy/model.js';
+import { DEFAULT_EGRESS, EGRESS_FIELDS } from '../policy/model.js';
 import { Api, DEFAULT_API_URL, type PolicyView } from './apply.js';
 
 export const DEFAULT_COLLAPSE = 3;
@@ -123,10 +123,8 @@ export function renderPolicyFile(base: PolicyView, s: Suggestion, header: string
   out.push(`name: ${q(base.name)}`);
   if (base.description !== null) out.push(`description: ${q(base.description)}`);
   out.push(`enforcement: ${base.enforcement ?? 'enforce'}`);
-  for (const k of ['allow_all', 'allow_devbox_to_devbox', 'allow_agent_gateway', 'allow_mcp_gateway', 'allow_runloop_mirrors'] as const) {
-    out.push(`${k}: ${e[k] ?? false}`);
-  }
-  const hosts = [...e.allowed_hostnames.map((h) => `  - ${q(h)}`), ...s.added.map((a) => `  - ${q(a.entry)}  # added: ${a.comment}`)];
+  for (const f of EGRESS_FIELDS) if (f.kind === 'toggle') out.push(`${f.name}: ${e[f.name] ?? f.default}`);
+  const hosts = [...(e.allowed_hostnames ?? []).map((h) => `  - ${q(h)}`), ...s.added.map((a) => `  - ${q(a.entry)}  # added: ${a.comment}`)];
   out.push(hosts.length === 0 ? 'allowed_hostnames: []' : 'allowed_hostnames:', ...hosts);
   const cidrs = e.allowed_cidrs ?? [];
   out.push(cidrs.length === 0 ? 'allowed_cidrs: []' : `allowed_cidrs: ${JSON.stringify(cidrs)}`);
@@ -179,7 +177,7 @@ export async function suggestCommand(flags: Map<string, string[]>, positional: s
       : { id: '', name: `${devbox}-suggested`, description: null, enforcement: 'enforce', egress: { ...DEFAULT_EGRESS, allowed_hostnames: [], allowed_cidrs: [] } };
     const sinceMs = Date.now() - since;
     const events = await allEvents(api, devbox, sinceMs);
-    const s = suggestEntries(events, policy.egress.allowed_hostnames, Number(collapseText));
+    const s = suggestEntries(events, policy.egress.allowed_hostnames ?? [], Number(collapseText));
     const header = [
       `Suggested by egress-gateway suggest --devbox ${devbox} --since ${sinceText} at ${new Date().toISOString()}`,
       `from ${events.length} recorded denial${events.length === 1 ? '' : 's'} and would-denials; review before: egress-gateway apply FILE`,

@@ -13,7 +13,8 @@
  */
 import { existsSync } from 'node:fs';
 import { ConfigError, loadConfig } from '../config.js';
-import { DEFAULT_ACCOUNT, StoreError, type Store, type TokenInfo } from '../store/index.js';
+import { DEFAULT_ACCOUNT, StoreError, type TokenInfo } from '../store/index.js';
+import type { ControlStore } from '../store/backend.js';
 
 export type TokensAction = 'list' | 'create' | 'revoke';
 
@@ -50,17 +51,17 @@ function table(tokens: readonly TokenInfo[]): string {
 }
 
 function checkAccount(account: string): string {
-  // eslint-disable-next-line no-control-regex
   if (account.trim().length === 0 || account.length > 256 || /[\u0000-\u001f\u007f\s]/.test(account)) {
     throw new UsageError(`--account ${JSON.stringify(account)}: give an account id (1-256 characters, no spaces or control characters)`);
   }
   return account;
 }
 
-async function open(db: string, create: boolean): Promise<Store> {
-  if (!create && !existsSync(db)) throw new UsageError(`no store at ${db} (give --db PATH, or the --config the gateway runs with)`);
-  const { openStore } = await import('../store/index.js');
-  return openStore(db, { writable: create });
+async function open(db: string, create: boolean): Promise<ControlStore> {
+  const { isPostgresUrl } = await import('../store/backend.js');
+  if (!create && !isPostgresUrl(db) && !existsSync(db)) throw new UsageError(`no store at ${db} (give --db PATH, or the --config the gateway runs with)`);
+  const { openControlStore } = await import('../store/open.js');
+  return openControlStore(db, { writable: create, connections: 1 });
 }
 
 /** Runs one action against the store file; returns the exit code. */
@@ -69,14 +70,14 @@ export async function runTokens(action: TokensAction, opts: TokensOptions, io: O
   try {
     switch (action) {
       case 'list': {
-        const tokens = store.listTokens();
+        const tokens = await store.tokens.list();
         if (opts.json) io.out(`${JSON.stringify(tokens.map(jsonView))}\n`);
         else if (tokens.length === 0) io.err(`no API tokens in ${opts.db}\n`);
         else io.out(table(tokens));
         return 0;
       }
       case 'create': {
-        const { token, info } = store.createToken(checkAccount(opts.account ?? DEFAULT_ACCOUNT));
+        const { token, info } = await store.tokens.create(checkAccount(opts.account ?? DEFAULT_ACCOUNT));
         if (opts.json) io.out(`${JSON.stringify({ ...jsonView(info), token })}\n`);
         else {
           io.err(`Created API token ${info.id} for account "${info.accountId}" (shown once, stored only as a hash):\n`);
@@ -86,7 +87,7 @@ export async function runTokens(action: TokensAction, opts: TokensOptions, io: O
       }
       case 'revoke': {
         if (!opts.ref) throw new UsageError('give the id, prefix or token to revoke');
-        const t = store.revokeToken(opts.ref);
+        const t = await store.tokens.revoke(opts.ref);
         io.out(`revoked ${t.id} (${t.prefix === null ? 'no prefix' : `${t.prefix}…`}, account ${t.accountId}, ${t.origin})\n`);
         if (t.origin === 'configured') {
           io.err('note: this token is configured (--api-token / EGRESS_API_TOKENS / config file): remove it there too, or the next start restores it\n');
@@ -101,7 +102,7 @@ export async function runTokens(action: TokensAction, opts: TokensOptions, io: O
     }
     throw e;
   } finally {
-    store.close();
+    await store.close();
   }
 }
 

@@ -4,16 +4,16 @@
  * re-judged. Reads only through a PolicySource.
  */
 import { EventEmitter } from 'node:events';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Devbox } from './model.js';
 import type { PolicySource, SourceChange } from './source.js';
 import { CompiledPolicy, DECISION_CACHE_MAX, NO_MATCH, type ToggleHosts } from './compiler.js';
-import { type Decision, type Door, denial, reportOnly } from './decision.js';
+import { type Decision, denial, reportOnly } from './decision.js';
 import { SCAN_OK, hostScan, normalizeHost, scanHost } from './hostname.js';
 import { Guardrails } from './guardrails.js';
 import { type IpWords, ipToWords } from './ip.js';
 import { DecisionCache } from './cache.js';
 import { LearnedAddresses } from './learned.js';
+import { passwordMatches } from './password.js';
 
 export interface Identity {
   /** The running devbox this traffic belongs to, or null for an unknown client. */
@@ -45,10 +45,6 @@ interface Runtime {
 export type Protocol = 'TCP' | 'UDP';
 
 const EMPTY_ACCOUNT: AccountIndex = { addresses: new Set(), tunnelKeys: new Set() };
-
-export function hashPassword(password: string): string {
-  return createHash('sha256').update(password).digest('hex');
-}
 
 export class PolicyEngine {
   guardrails: Guardrails;
@@ -118,9 +114,7 @@ export class PolicyEngine {
   /** Null when the credentials are wrong (the door answers 407 / SOCKS auth failure). */
   identifyByCredentials(username: string, password: string, source: string): Identity | null {
     const rt = this.runtimes.get(username);
-    const got = Buffer.from(hashPassword(password), 'hex');
-    const want = Buffer.from(rt?.devbox.password_hash ?? '0'.repeat(64), 'hex');
-    if (!rt || want.length !== got.length || !timingSafeEqual(got, want)) return null;
+    if (!passwordMatches(rt?.devbox.password_hash ?? null, password) || !rt) return null;
     const ip = source.startsWith('::ffff:') ? source.slice(7) : source;
     return { devboxId: rt.devbox.id, via: 'credentials', source: ip };
   }
@@ -131,8 +125,11 @@ export class PolicyEngine {
 
   // ── decisions ───────────────────────────────────────────────────────────────
 
-  /** May this identity reach host:port? The one decision every door asks. */
-  decide(identity: Identity, host: string, port: number, _door: Door, protocol: Protocol = 'TCP'): Decision {
+  /**
+   * May this identity reach host:port? The one decision every door asks, and the same
+   * answer whichever door asks (the door is the caller's to count and log, not an input).
+   */
+  decide(identity: Identity, host: string, port: number, protocol: Protocol = 'TCP'): Decision {
     const rt = identity.devboxId === null ? undefined : this.runtimes.get(identity.devboxId);
     if (rt === undefined) return denial('unknown_client', host);
     const cp = rt.compiled;

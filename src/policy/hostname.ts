@@ -121,7 +121,6 @@ function aceLabelsValid(ascii: string): boolean {
   const u = unicode.split('.');
   if (a.length !== u.length) return false;
   for (let i = 0; i < a.length; i++) {
-    // eslint-disable-next-line no-control-regex
     if (a[i]!.startsWith('xn--') && /^[\x00-\x7f]*$/.test(u[i]!)) return false;
   }
   return true;
@@ -266,7 +265,7 @@ export function scanHost(s: string): number {
         dots++;
       } else check = true;
     } else if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === C_UNDERSCORE) {
-      continue;
+      // letter, digit or underscore: nothing more to check
     } else if (c === C_DASH) {
       // `xn--` at the start of a label: punycode, which the IDNA step must validate.
       if (i === labelStart + 3 && s.charCodeAt(i - 1) === C_DASH && s.charCodeAt(labelStart) === 120 && s.charCodeAt(labelStart + 1) === 110) {

@@ -103,8 +103,7 @@ export function parseIPv6Words(s: string): Uint32Array | null {
   return w;
 }
 
-/** Strict dotted-quad (as inside IPv6 text and CIDRs). */
-/** Strict dotted-quad IPv4 (the canonical form), or null. */
+/** Strict dotted-quad IPv4 (the canonical form, as inside IPv6 text and CIDRs), or null. */
 export function parseStrictV4(s: string): number | null {
   return parseDottedQuad(s);
 }
@@ -129,6 +128,23 @@ function wordsToV6String(w: Uint32Array): string {
 
 function isV4Mapped(w: Uint32Array): boolean {
   return w[0] === 0 && w[1] === 0 && w[2] === 0xffff;
+}
+
+/**
+ * The one formatter of address bytes (a DNS answer's A/AAAA data, a SOCKS5 request's
+ * address): the canonical text parseIpLiteral returns and the engine matches, so an
+ * address learned from DNS is the same string as the one a client later dials. IPv4 as
+ * a dotted quad; IPv6 lower-case with RFC 5952 compression; IPv4-mapped IPv6
+ * (::ffff:a.b.c.d) as the IPv4 address it carries.
+ */
+export function ipBytesToText(b: Uint8Array, at: number, length: 4 | 16): string {
+  if (length === 4) return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+  const w = new Uint32Array(4);
+  for (let i = 0; i < 4; i++) {
+    const o = at + 4 * i;
+    w[i] = ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+  }
+  return isV4Mapped(w) ? v4ToString(w[3]!) : wordsToV6String(w);
 }
 
 /**

@@ -81,6 +81,30 @@ export class MemorySource implements PolicySource {
     return devbox;
   }
 
+  /** Stores a policy exactly as given (a follower's copy of the control plane's) and tells listeners. */
+  setPolicy(p: NetworkPolicy): void {
+    this.policies.set(p.id, p);
+    this.emit({ kind: 'policy', id: p.id, accountId: p.account_id });
+  }
+
+  /** Stores a devbox exactly as given and tells listeners. */
+  setDevbox(d: Devbox): void {
+    this.devboxes.set(d.id, d);
+    this.emit({ kind: 'devbox', id: d.id, accountId: d.account_id });
+  }
+
+  deleteDevbox(id: string): void {
+    const d = this.devboxes.get(id);
+    if (!d) return;
+    this.devboxes.delete(id);
+    this.emit({ kind: 'devbox', id, accountId: d.account_id });
+  }
+
+  /** Every id held, for replacing the whole content with a snapshot. */
+  ids(): { policies: string[]; devboxes: string[] } {
+    return { policies: [...this.policies.keys()], devboxes: [...this.devboxes.keys()] };
+  }
+
   private emit(change: SourceChange): void {
     for (const l of this.listeners) l(change);
   }

@@ -3,7 +3,7 @@
  * accept and store exactly the same things. Messages name the field and the entry.
  */
 import { parse as parseDomain } from 'tldts';
-import type { AllowedCidr, CidrPortRange } from './model.js';
+import { type AllowedCidr, type CidrPortRange, type EgressRules, type FieldKind, type FieldValues, EGRESS_FIELDS } from './model.js';
 import { normalizeAllowedHostname } from './hostname.js';
 import { parseCidr } from './ip.js';
 import type { Guardrails } from './guardrails.js';
@@ -77,6 +77,26 @@ export function validateCidrs(raw: readonly AllowedCidr[]): AllowedCidr[] {
     out.push(entry);
   });
   return out;
+}
+
+/** The rule check of each kind of policy field (the shape is the caller's: API schema, file reader). */
+export const FIELD_RULES: { [K in FieldKind]: (v: FieldValues[K]) => FieldValues[K] } = {
+  toggle: (v) => v,
+  hostnames: validateHostnames,
+  cidrs: validateCidrs,
+};
+
+/**
+ * The given fields of a patch (null and absent: not given), each through its kind's rule
+ * check, in table order; a RuleError names the first bad entry.
+ */
+export function validateEgress(patch: { readonly [K in keyof EgressRules]?: EgressRules[K] | null }): Partial<EgressRules> {
+  const out: Record<string, unknown> = {};
+  for (const f of EGRESS_FIELDS) {
+    const v = patch[f.name];
+    if (v !== undefined && v !== null) out[f.name] = (FIELD_RULES[f.kind] as (x: unknown) => unknown)(v);
+  }
+  return out as Partial<EgressRules>;
 }
 
 /**

@@ -9,7 +9,7 @@ import { LRUCache } from 'lru-cache';
 import { Counter, Gauge } from 'prom-client';
 import { registry } from '../metrics.js';
 import dnsPacket from 'dns-packet';
-import { type AnswerInfo, RCODE, T, inspectAnswer, stripSvcbEch } from './wire.js';
+import { type AnswerInfo, RCODE, T, buildQuery, inspectAnswer, stripSvcbEch } from './wire.js';
 
 export interface CacheEntry {
   /** Answer template: no OPT; TTLs as of `age` seconds after storing. */
@@ -25,8 +25,16 @@ export interface CacheEntry {
   readonly expiresAt: number;
   /** A and AAAA addresses of the answer section. */
   readonly addresses: readonly string[];
+  /**
+   * Set on a resolution failure (RFC 9520): what the upstreams did (timeout, servfail,
+   * refused, …). The entry is then an empty SERVFAIL answer kept for --dns-failure-ttl.
+   */
+  readonly failure?: FailureKind;
   age: number;
 }
+
+/** How a resolution failed: no answer in time, or the upstream's rcode (lower-case), or an unusable answer. */
+export type FailureKind = 'timeout' | 'servfail' | 'refused' | 'formerr' | 'notimp' | 'malformed' | 'other';
 
 export interface TtlBounds {
   minTtl: number;
@@ -84,8 +92,43 @@ export function prepareAnswer(raw: Buffer, bounds: TtlBounds, now: number): { en
   return { entry, ttl };
 }
 
+/**
+ * A resolution failure as a servable entry (RFC 9520 §3.2): an empty SERVFAIL answer to
+ * the question, kept `ttl` seconds so a broken upstream costs one query per name and type
+ * per TTL, not one per client.
+ */
+export function failureEntry(name: string, qtype: number, qclass: number, kind: FailureKind, now: number, ttl: number): CacheEntry {
+  const q = buildQuery(0, name, qtype, qclass);
+  const bytes = Buffer.from(q.subarray(0, q.length - 11)); // without the query's OPT
+  bytes.writeUInt16BE(RCODE.SERVFAIL, 2);
+  bytes.writeUInt16BE(0, 10);
+  return {
+    bytes, rcode: RCODE.SERVFAIL, ar: 0, ttlOffsets: [], ttls: new Uint32Array(0), storedAt: now,
+    expiresAt: now + ttl * 1000, addresses: [], failure: kind, age: 0,
+  };
+}
+
+/** The failure an upstream rcode stands for, or null when the answer is usable (NOERROR, NXDOMAIN). */
+export function failureOfRcode(rcode: number): FailureKind | null {
+  switch (rcode) {
+    case RCODE.NOERROR:
+    case RCODE.NXDOMAIN:
+      return null;
+    case RCODE.SERVFAIL:
+      return 'servfail';
+    case RCODE.REFUSED:
+      return 'refused';
+    case RCODE.FORMERR:
+      return 'formerr';
+    case RCODE.NOTIMP:
+      return 'notimp';
+    default:
+      return 'other';
+  }
+}
+
 function clamp(ttl: number, b: TtlBounds): number {
-  return ttl < b.minTtl ? b.minTtl : ttl > b.maxTtl ? b.maxTtl : ttl;
+  return Math.min(Math.max(ttl, b.minTtl), b.maxTtl);
 }
 
 /** Seconds an answer may be cached: the lowest record TTL, or the negative TTL; 0 for none. */
@@ -130,11 +173,6 @@ function rebuild(raw: Buffer): Buffer | null {
   }
 }
 
-/**
- * Answers partitioned by account: each account's answers live in an LRU of their own of
- * `max` entries, so one account asking for many unique names evicts only its own answers,
- * never another account's. Partition '' holds answers not asked for by an account.
- */
 /** Live caches, for the gauge (weakly: a gateway closed in a test process is not kept). */
 const caches = new Set<WeakRef<AnswerCache>>();
 
@@ -166,6 +204,11 @@ const evictions = new Counter({
   registers: [registry],
 });
 
+/**
+ * Answers partitioned by account: each account's answers live in an LRU of their own of
+ * `max` entries, so one account asking for many unique names evicts only its own answers,
+ * never another account's. Partition '' holds answers not asked for by an account.
+ */
 export class AnswerCache {
   private readonly parts = new Map<string, LRUCache<string, CacheEntry>>();
   hits = 0;
@@ -238,7 +281,7 @@ export function refreshTtls(e: CacheEntry, now: number): void {
   const offs = e.ttlOffsets;
   for (let i = 0; i < offs.length; i++) {
     const t = e.ttls[i]! - age;
-    e.bytes.writeUInt32BE(t > 0 ? t : 0, offs[i]!);
+    e.bytes.writeUInt32BE(Math.max(t, 0), offs[i]!);
   }
 }
 

@@ -12,5 +12,6 @@ export function createResolver(config: GatewayConfig): CachedResolver {
   return new CachedResolver(config.upstreamDns, { minTtl: config.dnsMinTtl, maxTtl: config.dnsMaxTtl }, {
     cacheSize: config.dnsCacheSize,
     timeoutMs: config.dnsUpstreamTimeoutMs,
+    failureTtl: config.dnsFailureTtl,
   });
 }

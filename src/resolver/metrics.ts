@@ -39,7 +39,9 @@ class FastCounter<L extends string> {
     }
     const vals = values();
     const labels = {} as Record<L, string>;
-    this.labelNames.forEach((l, i) => (labels[l] = vals[i] ?? ''));
+    this.labelNames.forEach((l, i) => {
+      labels[l] = vals[i] ?? '';
+    });
     this.pending.set(key, { labels, n });
   }
 }
@@ -151,11 +153,12 @@ class DnsMetrics {
   private misses = 0;
   readonly cache: Counter<'result'>;
   readonly upstreamErrors = new FastCounter('egress_dns_upstream_errors_total', 'Failed upstream DNS attempts, by upstream and kind (timeout, tcp_failed, servfail, refused)', ['upstream', 'kind'] as const, registry);
+  readonly failuresStored = new FastCounter('egress_dns_failure_cache_stored_total', 'Resolution failures cached (RFC 9520), by kind (timeout, servfail, refused, formerr, notimp, malformed, other)', ['kind'] as const, registry);
+  readonly failureHits = new FastCounter('egress_dns_failure_cache_hits_total', 'Lookups answered from a cached resolution failure instead of asking upstream again, by kind', ['kind'] as const, registry);
   readonly upstreamSeconds = new FastHistogram('egress_dns_upstream_duration_seconds', 'Time an upstream DNS server took to answer, by transport', 'transport', LATENCY_BUCKETS, registry);
   readonly answerSeconds = new FastHistogram('egress_dns_answer_duration_seconds', 'Time from a query reaching the DNS door to its answer, by source (cache, upstream, denied, local, refused)', 'source', LATENCY_BUCKETS, registry);
 
   constructor() {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     this.cache = new Counter({
       name: 'egress_dns_cache_total',
@@ -185,6 +188,14 @@ class DnsMetrics {
 
   upstreamError(upstream: string, kind: string): void {
     this.upstreamErrors.inc(`${upstream}|${kind}`, () => [upstream, kind]);
+  }
+
+  failureStored(kind: string): void {
+    this.failuresStored.inc(kind, () => [kind]);
+  }
+
+  failureHit(kind: string): void {
+    this.failureHits.inc(kind, () => [kind]);
   }
 
   upstreamLatency(transport: 'udp' | 'tcp', seconds: number): void {

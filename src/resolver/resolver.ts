@@ -5,8 +5,8 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { HostPort } from '../config.js';
-import { AnswerCache, type CacheEntry, type TtlBounds, cacheKey, clockMs, prepareAnswer } from './cache.js';
-import { UpstreamClient, type UpstreamOptions } from './upstream.js';
+import { AnswerCache, type CacheEntry, type FailureKind, type TtlBounds, cacheKey, clockMs, failureEntry, failureOfRcode, prepareAnswer } from './cache.js';
+import { UpstreamClient, UpstreamError, type UpstreamOptions } from './upstream.js';
 import { CLASS_IN, RCODE, T } from './wire.js';
 import { dnsMetrics } from './metrics.js';
 
@@ -29,11 +29,20 @@ export interface Resolver {
   resolveCached?(name: string, partition?: string): string[] | undefined;
 }
 
+/** Seconds a resolution failure is cached unless configured (--dns-failure-ttl). */
+export const DEFAULT_FAILURE_TTL = 5;
+
 const PLAIN_NAME = /^(?=.{1,253}$)([a-z0-9_-]{1,63})(\.[a-z0-9_-]{1,63})*$/;
 
 /** A name the door may put on the wire: lower-case LDH/underscore labels, within DNS limits. */
 export function isPlainName(name: string): boolean {
   return PLAIN_NAME.test(name);
+}
+
+function countHit(e: CacheEntry | undefined): void {
+  if (e === undefined) return;
+  dnsMetrics.cacheLookup(true);
+  if (e.failure !== undefined) dnsMetrics.failureHit(e.failure);
 }
 
 /** The cached upstream path the DNS door and the proxy doors share. */
@@ -48,9 +57,13 @@ export class CachedResolver implements Resolver {
    */
   private readonly nodata = new LRUCache<string, number>({ max: 10_000 });
 
-  constructor(upstreams: readonly HostPort[], readonly bounds: TtlBounds, opts: UpstreamOptions & { cacheSize?: number } = {}) {
+  /** Seconds a resolution failure is kept (RFC 9520: 1 s to 5 min). */
+  readonly failureTtl: number;
+
+  constructor(upstreams: readonly HostPort[], readonly bounds: TtlBounds, opts: UpstreamOptions & { cacheSize?: number; failureTtl?: number } = {}) {
     this.cache = new AnswerCache(bounds, opts.cacheSize);
     this.upstream = new UpstreamClient(upstreams, opts);
+    this.failureTtl = opts.failureTtl ?? DEFAULT_FAILURE_TTL;
   }
 
   /**
@@ -63,27 +76,50 @@ export class CachedResolver implements Resolver {
     const key = cacheKey(name, qtype, qclass);
     const hit = this.cache.get(key, now, partition);
     dnsMetrics.cacheLookup(hit !== undefined);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) {
+      if (hit.failure !== undefined) dnsMetrics.failureHit(hit.failure);
+      return hit;
+    }
     return this.fetch(key, name, qtype, qclass, partition);
   }
 
-  /** Upstream only (the caller already missed the cache). */
+  /**
+   * Upstream only (the caller already missed the cache). A resolution failure (no answer,
+   * SERVFAIL, REFUSED, an unusable answer) resolves to a failure entry, cached in the
+   * asking account's partition for failureTtl seconds. Rejects only when the client is
+   * closed or has no upstreams.
+   */
   fetch(key: string, name: string, qtype: number, qclass: number, partition = ''): Promise<CacheEntry> {
     const flight = `${partition}\u0000${key}`;
     let p = this.inflight.get(flight);
     if (p === undefined) {
-      p = this.upstream.query(name, qtype, qclass).then((a) => {
-        const now = clockMs();
-        const prepared = prepareAnswer(a.bytes, this.bounds, now);
-        if (prepared === null) throw new ResolveError('SERVFAIL', name);
-        this.cache.set(key, prepared.entry, prepared.ttl, partition);
-        return prepared.entry;
-      });
+      p = this.upstream.query(name, qtype, qclass).then(
+        (a) => {
+          const now = clockMs();
+          const failed = failureOfRcode(a.bytes[3]! & 0xf);
+          if (failed !== null) return this.failed(key, name, qtype, qclass, failed, partition);
+          const prepared = prepareAnswer(a.bytes, this.bounds, now);
+          if (prepared === null) return this.failed(key, name, qtype, qclass, 'malformed', partition);
+          this.cache.set(key, prepared.entry, prepared.ttl, partition);
+          return prepared.entry;
+        },
+        (e: unknown) => {
+          if (e instanceof UpstreamError && e.kind === 'timeout') return this.failed(key, name, qtype, qclass, 'timeout', partition);
+          throw e;
+        },
+      );
       this.inflight.set(flight, p);
       const done = () => this.inflight.delete(flight);
       p.then(done, done);
     }
     return p;
+  }
+
+  private failed(key: string, name: string, qtype: number, qclass: number, kind: FailureKind, partition: string): CacheEntry {
+    const entry = failureEntry(name, qtype, qclass, kind, clockMs(), this.failureTtl);
+    this.cache.set(key, entry, this.failureTtl, partition);
+    dnsMetrics.failureStored(kind);
+    return entry;
   }
 
   resolveCached(name: string, partition = ''): string[] | undefined {
@@ -94,16 +130,17 @@ export class CachedResolver implements Resolver {
     const keyAAAA = cacheKey(n, T.AAAA, CLASS_IN);
     const a = this.cache.get(keyA, now, partition);
     const aaaa = this.cache.get(keyAAAA, now, partition);
-    // Only the all-good case: both answers known, NOERROR, at least one address. Everything
-    // else (errors, misses) takes the async path, which has the error rules.
-    if (a !== undefined ? a.rcode !== RCODE.NOERROR : !this.knownEmpty(keyA, now, partition)) return undefined;
-    if (aaaa !== undefined ? aaaa.rcode !== RCODE.NOERROR : !this.knownEmpty(keyAAAA, now, partition)) return undefined;
+    // Both answers known (an error or a cached failure counts as known: it adds no
+    // address, as in resolve()) and at least one address. Else the async path, which has
+    // the error rules.
+    if (a === undefined && !this.knownEmpty(keyA, now, partition)) return undefined;
+    if (aaaa === undefined && !this.knownEmpty(keyAAAA, now, partition)) return undefined;
     const out: string[] = [];
     if (a !== undefined) for (const ip of a.addresses) if (!ip.includes(':')) out.push(ip);
     if (aaaa !== undefined) for (const ip of aaaa.addresses) if (ip.includes(':')) out.push(ip);
     if (out.length === 0) return undefined;
-    if (a !== undefined) dnsMetrics.cacheLookup(true);
-    if (aaaa !== undefined) dnsMetrics.cacheLookup(true);
+    countHit(a);
+    countHit(aaaa);
     return out;
   }
 
@@ -138,6 +175,7 @@ export class CachedResolver implements Resolver {
     } catch (e) {
       throw e instanceof ResolveError ? e : new ResolveError('TIMEOUT', name);
     }
+    if (entry.failure === 'timeout') throw new ResolveError('TIMEOUT', name);
     if (entry.rcode === RCODE.NXDOMAIN) throw new ResolveError('NXDOMAIN', name);
     if (entry.rcode !== RCODE.NOERROR) throw new ResolveError('SERVFAIL', name);
     const v6 = qtype === T.AAAA;

@@ -2,8 +2,9 @@
  * The client the door and the gateway's resolver use to ask the configured upstream
  * servers: a few long-lived UDP sockets (random ports) with 16-bit ids matched against
  * the sender and the question, a per-attempt time-out, the next upstream on time-out or
- * SERVFAIL/REFUSED, TCP when an answer comes back truncated, and one upstream query for
- * any number of identical questions in flight.
+ * SERVFAIL/REFUSED (a failure that remains is cached by the resolver, RFC 9520), TCP
+ * when an answer comes back truncated, and one upstream query for any number of
+ * identical questions in flight.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -117,7 +118,9 @@ export class UpstreamClient {
       dnsMetrics.upstreamLatency(transport, (performance.now() - started) / 1000);
       const answer: UpstreamAnswer = { bytes, transport, upstream: up };
       const rcode = bytes[3]! & 0xf;
-      if ((rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) && attempt + 1 < this.attempts) {
+      // A server that refused or failed answers the same again: try another one, if any
+      // is left (a silent one may have lost the datagram, so time-outs retry above).
+      if ((rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) && attempt + 1 < Math.min(this.attempts, this.upstreams.length)) {
         dnsMetrics.upstreamError(label, rcode === RCODE.SERVFAIL ? 'servfail' : 'refused');
         last = answer;
         continue;

@@ -4,6 +4,7 @@
  * build the few small replies the door makes itself. dns-packet is kept for the rare
  * paths (rewriting HTTPS/SVCB records); nothing here allocates more than the reply.
  */
+import { ipBytesToText } from '../policy/ip.js';
 
 export const QR = 0x8000;
 export const AA = 0x0400;
@@ -104,7 +105,7 @@ export function parseQuery(msg: Buffer): Query | QueryProblem {
         if (edns || i < an + ns || e !== q + 1) return { drop: false, rcode: RCODE.FORMERR, qEnd };
         edns = true;
         const size = (msg[e + 2]! << 8) | msg[e + 3]!;
-        udpSize = size < 512 ? 512 : size;
+        udpSize = Math.max(size, 512);
       }
       q = e + 10 + rdlen;
     }
@@ -260,8 +261,8 @@ export function inspectAnswer(msg: Buffer): AnswerInfo | null {
     info.ttlOffsets.push(e + 4);
     if (i < an + ns && (info.minTtl < 0 || ttl < info.minTtl)) info.minTtl = ttl;
     if (i < an && cls === CLASS_IN) {
-      if (type === T.A && rdlen === 4) info.addresses.push(`${msg[rd]}.${msg[rd + 1]}.${msg[rd + 2]}.${msg[rd + 3]}`);
-      else if (type === T.AAAA && rdlen === 16) info.addresses.push(v6Text(msg, rd));
+      if (type === T.A && rdlen === 4) info.addresses.push(ipBytesToText(msg, rd, 4));
+      else if (type === T.AAAA && rdlen === 16) info.addresses.push(ipBytesToText(msg, rd, 16));
     }
     if (type === T.SOA && i >= an && i < an + ns && rdlen >= 22) {
       info.soaTtl = ttl;
@@ -333,7 +334,7 @@ export function stripSvcbEch(rdata: Buffer): Buffer | null {
         const v = Buffer.allocUnsafe(4 + keys.length * 2);
         v.writeUInt16BE(SVC_MANDATORY, 0);
         v.writeUInt16BE(keys.length * 2, 2);
-        keys.forEach((mk, i) => v.writeUInt16BE(mk, 4 + i * 2));
+        for (let i = 0; i < keys.length; i++) v.writeUInt16BE(keys[i]!, 4 + i * 2);
         parts.push(v);
       }
     } else if (k !== SVC_ECH) {
@@ -342,31 +343,4 @@ export function stripSvcbEch(rdata: Buffer): Buffer | null {
     p += 4 + vlen;
   }
   return Buffer.concat(parts);
-}
-
-function v6Text(msg: Buffer, p: number): string {
-  const w: number[] = [];
-  for (let i = 0; i < 8; i++) w.push(msg.readUInt16BE(p + i * 2));
-  // Canonical RFC 5952 text (longest run of zero groups as ::), as the policy engine writes it.
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (w[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && w[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (w[0] === 0 && w[1] === 0 && w[2] === 0 && w[3] === 0 && w[4] === 0 && w[5] === 0xffff) {
-    return `${w[6]! >> 8}.${w[6]! & 255}.${w[7]! >> 8}.${w[7]! & 255}`;
-  }
-  const hex = w.map((g) => g.toString(16));
-  if (bestStart === -1) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
 }

@@ -10,201 +10,31 @@
  */
 import { accessSync, constants as fsConstants, existsSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
-import { ConfigError, type ApiToken } from '../config.js';
-import { type Devbox, type DevboxStatus, type EgressRules, type Enforcement, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
+import { ConfigError } from '../config.js';
+import { type Devbox, type EgressRules, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
 import type { PolicySource, SourceChange } from '../policy/source.js';
-import { hashPassword } from '../policy/engine.js';
+import { hashPassword } from '../policy/password.js';
 import { migrate } from './migrations.js';
 import {
-  type Blueprint, type BlueprintParameters, type BlueprintRow, type BlueprintStatus, type FailureReason,
+  type Blueprint, type BlueprintRow, type BlueprintStatus, type FailureReason,
   ACTIVE_BUILD, buildRuntime, canMove, toBlueprint,
 } from './blueprints.js';
 import { newId, randomAlnum, randomSecret } from './ids.js';
+import type { ChangeRecord } from './change-feed.js';
+import { type DevboxRow, type PolicyRow, toDevbox, toPolicy } from './rows.js';
 
-export type StoreErrorCode = 'not_found' | 'duplicate_name' | 'policy_in_use' | 'policy_not_found' | 'address_in_use' | 'address_unavailable' | 'quota_exceeded' | 'blueprint_not_found' | 'blueprint_not_ready' | 'invalid_transition' | 'ambiguous';
+export * from './types.js';
+import {
+  type BlueprintInput, type BlueprintQuery, type ConfiguredToken, type DenialEvent, type DenialEventBatchRow, type DenialEventQuery,
+  type DenialLimits, type DevboxInput, type DevboxPatch, type DevboxQuery, type Page, type PageQuery, type PolicyInput, type PolicyPatch,
+  type PolicyQuery, type Quotas, type TokenInfo, type TokenOrigin,
+  DEFAULT_ACCOUNT, StoreError, addressUnavailable, hashToken, rowBytes, storageFault, tokenPrefix,
+} from './types.js';
 
-/** What one account may store (the API's settings; none by default, e.g. for `apply`). */
-export interface Quotas {
-  policiesPerAccount: number;
-  entriesPerPolicy: number;
-  entriesPerAccount: number;
-  devboxesPerAccount: number;
-  addressesPerAccount: number;
-}
 
-/** The refusal for an address another account holds: the same words as for a reserved one. */
-export function addressUnavailable(address: string): StoreError {
-  return new StoreError('address_unavailable', `network.addresses: ${address} cannot be registered by this account`, { address });
-}
-
-/** A write the data forbids; the API turns it into a 400 or 404 with this message. */
-export class StoreError extends Error {
-  constructor(readonly code: StoreErrorCode, message: string, readonly details: Record<string, unknown> = {}) {
-    super(message);
-  }
-}
-
-/**
- * The database cannot be used: disk full, read-only, I/O error, locked. The API answers
- * 503 storage_unavailable with this message; nothing the client sent is wrong.
- */
-export class StorageUnavailable extends Error {
-  constructor(readonly reason: string, readonly code: string) {
-    super(`the policy store is unavailable: ${reason}`);
-  }
-}
-
-/** The storage fault behind an error thrown by better-sqlite3 or the file system, or null. */
-export function storageFault(e: unknown): StorageUnavailable | null {
-  if (e instanceof StorageUnavailable) return e;
-  const code = (e as { code?: unknown } | null)?.code;
-  if (typeof code !== 'string') return null;
-  let why: string;
-  if (code === 'SQLITE_FULL' || code === 'ENOSPC') why = 'the database or its disk is full';
-  else if (code.startsWith('SQLITE_READONLY') || code === 'EROFS') why = 'the database is read-only';
-  else if (code.startsWith('SQLITE_IOERR') || code === 'EIO') why = 'disk I/O error';
-  else if (code === 'SQLITE_CANTOPEN') why = 'the database file cannot be opened';
-  else if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') why = 'the database file is corrupt';
-  else if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) why = 'the database is locked by another process';
-  else return null;
-  return new StorageUnavailable(`${why} (${code})`, code);
-}
-
-export type TokenOrigin = 'configured' | 'created' | 'first-start';
-
-/** A stored API token as `egress-gateway tokens list` shows it; the token itself is never stored. */
-export interface TokenInfo {
-  id: string;
-  /** The first characters of the token (at most a quarter of it); null for tokens stored before they were kept. */
-  prefix: string | null;
-  accountId: string;
-  origin: TokenOrigin;
-  createTimeMs: number;
-  /** Updated at most once a minute; null when never used since it was stored. */
-  lastUsedMs: number | null;
-}
-
-export interface PageQuery {
-  /** Items to return (the API checks 1..5000). */
-  limit: number;
-  /** Only items whose id sorts after this one. */
-  startingAfter?: string | null;
-  /** Stop the page early (has_more) once its rows' stored bytes pass this (at least one row is returned). */
-  maxBytes?: number;
-  includeTotalCount?: boolean;
-}
-
-export interface PolicyQuery extends PageQuery {
-  /** Case-insensitive substring of the name. */
-  name?: string | null;
-  id?: string | null;
-}
-
-export interface DevboxQuery extends PageQuery {
-  status?: DevboxStatus | null;
-}
-
-export interface Page<T> {
-  items: T[];
-  hasMore: boolean;
-  /** Items matching the filters (ignoring starting_after and limit); null when not asked for. */
-  totalCount: number | null;
-}
-
-/** A batch row of the denial record (see DenialRecorder): counts over one flush interval. */
-export interface DenialEventBatchRow {
-  accountId: string;
-  devboxId: string;
-  policyId: string | null;
-  host: string;
-  port: number;
-  door: string;
-  reason: string;
-  decision: 'deny' | 'would_deny';
-  count: number;
-  firstSeenMs: number;
-  lastSeenMs: number;
-}
-
-export interface DenialLimits {
-  retentionMs: number;
-  maxPerDevbox: number;
-  now: number;
-}
-
-export interface DenialEventQuery extends PageQuery {
-  devboxId?: string | null;
-  decision?: 'deny' | 'would_deny' | null;
-  /** Only rows last seen at or after this time (ms since the epoch). */
-  sinceMs?: number | null;
-}
-
-/** One row of the per-devbox denial record. */
-export interface DenialEvent {
-  id: string;
-  account_id: string;
-  devbox_id: string;
-  policy_id: string | null;
-  host: string;
-  port: number;
-  door: string;
-  reason: string;
-  decision: 'deny' | 'would_deny';
-  count: number;
-  first_seen_ms: number;
-  last_seen_ms: number;
-}
-
-export interface PolicyInput {
-  name: string;
-  description?: string | null;
-  egress?: Partial<EgressRules>;
-  enforcement?: Enforcement;
-}
-
-/** Fields present replace; absent (undefined) fields keep their values. */
-export interface PolicyPatch {
-  name?: string;
-  description?: string | null;
-  egress?: Partial<EgressRules>;
-  enforcement?: Enforcement;
-}
-
-export interface DevboxInput {
-  name?: string | null;
-  metadata?: Record<string, string>;
-  networkPolicyId?: string | null;
-  /** Canonical IP literals (the API canonicalises). */
-  addresses?: string[];
-  /** Created from this blueprint: its launch policy applies unless networkPolicyId is given. */
-  blueprintId?: string | null;
-}
-
-export interface BlueprintInput {
-  name: string;
-  networkPolicyId?: string | null;
-  launchNetworkPolicyId?: string | null;
-  addresses?: string[];
-  metadata?: Record<string, string>;
-  parameters: BlueprintParameters;
-}
-
-export interface BlueprintQuery extends PageQuery {
-  name?: string | null;
-  status?: BlueprintStatus | null;
-}
-
-/** undefined keeps; networkPolicyId null detaches the policy (the default, deny all, applies). */
-export interface DevboxPatch {
-  name?: string | null;
-  metadata?: Record<string, string>;
-  networkPolicyId?: string | null;
-}
-
-export interface Store extends PolicySource {
+export interface Store extends PolicySource, SyncChangeFeed {
   readonly path: string;
   /** Limits what each account may store from now on (checked in each write's transaction). */
   setQuotas(q: Quotas | null): void;
@@ -215,7 +45,7 @@ export interface Store extends PolicySource {
    * is deleted, also when none are given); with none configured and none stored, creates
    * a first-start token for account `default` and returns it.
    */
-  ensureTokens(configured: readonly ApiToken[]): string | null;
+  ensureTokens(configured: readonly ConfiguredToken[]): string | null;
   accountForToken(token: string): string | null;
   listTokens(): TokenInfo[];
   /** A new token for the account, returned once; only its hash is stored. */
@@ -259,17 +89,17 @@ export interface Store extends PolicySource {
   close(): void;
 }
 
-export const DEFAULT_ACCOUNT = 'default';
+/** The change feed, read synchronously (the sqlite store; wrapped in promises for ChangeFeed). */
+export interface SyncChangeFeed {
+  changesSince(after: number, limit: number): ChangeRecord[];
+  lastSeq(): number;
+  snapshot(): { seq: number; policies: NetworkPolicy[]; devboxes: Devbox[] };
+}
+
 const CHANGE_POLL_MS = 500;
+/** Change records kept behind the newest (the change feed's window). */
+export const CHANGE_LOG_KEEP = 10_000;
 
-export function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
-}
-
-/** What `tokens list` shows of a token: at most 12 characters and at most a quarter of it. */
-export function tokenPrefix(token: string): string {
-  return token.slice(0, Math.min(12, Math.floor(token.length / 4)));
-}
 
 const newToken = () => `egw_${randomSecret(32)}`;
 const TOUCH_EVERY_MS = 60_000;
@@ -314,70 +144,7 @@ function nearestExisting(path: string): string {
 }
 
 
-interface PolicyRow {
-  id: string;
-  account_id: string;
-  name: string;
-  description: string | null;
-  egress: string;
-  enforcement: string;
-  version: number;
-  create_time_ms: number;
-  update_time_ms: number;
-}
 
-interface DevboxRow {
-  id: string;
-  account_id: string;
-  name: string | null;
-  status: string;
-  network_policy_id: string | null;
-  addresses: string;
-  metadata: string;
-  tunnel_key: string;
-  password_hash: string;
-  create_time_ms: number;
-  end_time_ms: number | null;
-  blueprint_id: string | null;
-}
-
-function toPolicy(r: PolicyRow): NetworkPolicy {
-  return {
-    id: r.id,
-    account_id: r.account_id,
-    name: r.name,
-    description: r.description,
-    egress: completeEgress(DEFAULT_EGRESS, JSON.parse(r.egress) as Partial<EgressRules>),
-    enforcement: r.enforcement === 'report' ? 'report' : 'enforce',
-    create_time_ms: r.create_time_ms,
-    update_time_ms: r.update_time_ms,
-    version: r.version,
-  };
-}
-
-function toDevbox(r: DevboxRow): Devbox {
-  return {
-    id: r.id,
-    account_id: r.account_id,
-    name: r.name,
-    status: r.status as DevboxStatus,
-    network_policy_id: r.network_policy_id,
-    addresses: JSON.parse(r.addresses) as string[],
-    metadata: JSON.parse(r.metadata) as Record<string, string>,
-    tunnel_key: r.tunnel_key,
-    password_hash: r.password_hash,
-    create_time_ms: r.create_time_ms,
-    end_time_ms: r.end_time_ms,
-    blueprint_id: r.blueprint_id,
-  };
-}
-
-/** A row's size as stored (its text columns), close to the size of its JSON view. */
-function rowBytes(r: unknown): number {
-  let n = 64;
-  for (const v of Object.values(r as Record<string, unknown>)) if (typeof v === 'string') n += v.length;
-  return n;
-}
 
 function isUniqueViolation(e: unknown): boolean {
   const code = (e as { code?: string }).code;
@@ -387,6 +154,8 @@ function isUniqueViolation(e: unknown): boolean {
 export interface OpenOptions {
   /** Refuse (ConfigError) unless a write commits now: for `serve` and `tokens create|revoke`. */
   writable?: boolean;
+  /** Change records kept behind the newest (default CHANGE_LOG_KEEP). */
+  changeLogKeep?: number;
 }
 
 /**
@@ -423,7 +192,7 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     const why = fault && fault.code !== 'SQLITE_NOTADB' ? `${(file !== ':memory:' && notWritable(file)) || fault.reason}` : (e as Error).message;
     throw new ConfigError('--db', `${file} is not a usable egress-gateway database: ${why}`);
   }
-  const store = new SqliteStore(db, file);
+  const store = new SqliteStore(db, file, opts.changeLogKeep);
   if (opts.writable) {
     const why = store.probeWritable();
     if (why !== null) {
@@ -461,8 +230,8 @@ function statements(db: Database.Database) {
     devboxById: p('SELECT * FROM devboxes WHERE id = ?'),
     running: p(`SELECT * FROM devboxes WHERE status = 'running' ORDER BY id`),
     runningForPolicy: p(`SELECT * FROM devboxes WHERE status = 'running' AND network_policy_id = ? ORDER BY id`),
-    insertDevbox: p(`INSERT INTO devboxes (id, account_id, name, status, network_policy_id, addresses, metadata, tunnel_key, password_hash, create_time_ms, end_time_ms, blueprint_id)
-                     VALUES (@id, @account_id, @name, 'running', @network_policy_id, @addresses, @metadata, @tunnel_key, @password_hash, @create_time_ms, NULL, @blueprint_id)`),
+    insertDevbox: p(`INSERT INTO devboxes (id, account_id, name, status, network_policy_id, addresses, metadata, tunnel_key, password_hash, create_time_ms, end_time_ms, blueprint_id, host_id)
+                     VALUES (@id, @account_id, @name, 'running', @network_policy_id, @addresses, @metadata, @tunnel_key, @password_hash, @create_time_ms, NULL, @blueprint_id, @host_id)`),
     updateDevbox: p('UPDATE devboxes SET name = @name, metadata = @metadata, network_policy_id = @network_policy_id WHERE id = @id'),
     shutdownDevbox: p(`UPDATE devboxes SET status = 'shutdown', end_time_ms = ? WHERE id = ?`),
     addressOwner: p(`SELECT devbox_id FROM running_addresses WHERE address = @a
@@ -484,10 +253,12 @@ function statements(db: Database.Database) {
                        FROM network_policies WHERE account_id = ? AND id IS NOT ?`).pluck(),
     runningCount: p(`SELECT count(*) FROM devboxes WHERE account_id = ? AND status = 'running'`).pluck(),
     addressCount: p(`SELECT count(*) FROM running_addresses r JOIN devboxes d ON d.id = r.devbox_id WHERE d.account_id = ?`).pluck(),
-    logChange: p('INSERT INTO change_log (kind, id, account_id) VALUES (?, ?, ?)'),
+    logChange: p('INSERT INTO change_log (kind, id, account_id, value, host_id) VALUES (?, ?, ?, ?, ?)'),
     changesSince: p('SELECT seq, kind, id, account_id FROM change_log WHERE seq > ? ORDER BY seq'),
+    feedSince: p('SELECT seq, kind, id, account_id, value, host_id FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?'),
     maxSeq: p('SELECT coalesce(max(seq), 0) FROM change_log').pluck(),
-    pruneLog: p('DELETE FROM change_log WHERE seq < ?'),
+    pruneLog: p('DELETE FROM change_log WHERE seq <= ?'),
+    allPolicies: p('SELECT * FROM network_policies ORDER BY id'),
   };
 }
 
@@ -535,7 +306,7 @@ function accountFilter(accountId: string, name: string | null | undefined): { wh
 
 class SqliteStore implements Store {
   private readonly events = new EventEmitter();
-  private lastSeq: number;
+  private followedSeq: number;
   /** change_log rows this process wrote (already announced); the poll skips them. */
   private readonly ownSeqs = new Set<number>();
   private readonly poll: NodeJS.Timeout;
@@ -549,10 +320,10 @@ class SqliteStore implements Store {
 
   private readonly q: ReturnType<typeof statements>;
 
-  constructor(private readonly db: Database.Database, readonly path: string) {
+  constructor(private readonly db: Database.Database, readonly path: string, private readonly changeLogKeep: number = CHANGE_LOG_KEEP) {
     this.events.setMaxListeners(0);
     this.q = statements(db);
-    this.lastSeq = this.q.maxSeq.get() as number;
+    this.followedSeq = this.q.maxSeq.get() as number;
     this.poll = setInterval(() => this.followOtherWriters(), CHANGE_POLL_MS);
     this.poll.unref();
   }
@@ -592,7 +363,6 @@ class SqliteStore implements Store {
     this.events.emit('change', change);
   }
 
-  /** Announces writes other processes made to the same file. */
   /** Reads other processes' changes now instead of at the next poll. */
   refresh(): void {
     if (!this.closed) this.followOtherWriters();
@@ -601,13 +371,12 @@ class SqliteStore implements Store {
   private followOtherWriters(): void {
     if (this.closed) return;
     try {
-      const rows = this.q.changesSince.all(this.lastSeq) as { seq: number; kind: 'policy' | 'devbox'; id: string; account_id: string }[];
+      const rows = this.q.changesSince.all(this.followedSeq) as { seq: number; kind: 'policy' | 'devbox'; id: string; account_id: string }[];
       for (const r of rows) {
-        this.lastSeq = r.seq;
+        this.followedSeq = r.seq;
         if (this.ownSeqs.delete(r.seq)) continue;
         this.emit({ kind: r.kind, id: r.id, accountId: r.account_id });
       }
-      if (this.lastSeq > 20_000 && this.lastSeq % 1000 < rows.length) this.q.pruneLog.run(this.lastSeq - 10_000);
     } catch {
       // Busy or closing: try again on the next tick.
     }
@@ -621,7 +390,13 @@ class SqliteStore implements Store {
       changes.length = 0;
       seqs.length = 0;
       const out = fn(changes);
-      for (const c of changes) seqs.push(Number(this.q.logChange.run(c.kind, c.id, c.accountId).lastInsertRowid));
+      for (const c of changes) {
+        const value = c.kind === 'policy' ? this.getPolicy(c.id) : this.getDevbox(c.id);
+        const host = c.kind === 'devbox' ? ((value as Devbox | undefined)?.host_id ?? null) : null;
+        seqs.push(Number(this.q.logChange.run(c.kind, c.id, c.accountId, value === undefined ? null : JSON.stringify(value), host).lastInsertRowid));
+      }
+      // A bounded window: a reader further behind than this takes a snapshot.
+      if (seqs.length > 0) this.q.pruneLog.run(seqs[seqs.length - 1]! - this.changeLogKeep);
       return out;
     });
     let out: T;
@@ -633,7 +408,7 @@ class SqliteStore implements Store {
       throw fault ?? e;
     }
     this.writeFault = null;
-    for (const s of seqs) if (s > this.lastSeq) this.ownSeqs.add(s);
+    for (const s of seqs) if (s > this.followedSeq) this.ownSeqs.add(s);
     for (const c of changes) this.emit(c);
     return out;
   }
@@ -682,7 +457,7 @@ class SqliteStore implements Store {
 
   // ── tokens ────────────────────────────────────────────────────────────────
 
-  ensureTokens(configured: readonly ApiToken[]): string | null {
+  ensureTokens(configured: readonly ConfiguredToken[]): string | null {
     return this.write(() => {
       const now = Date.now();
       const keep = new Set<string>();
@@ -750,6 +525,28 @@ class SqliteStore implements Store {
       this.touched.delete(matches[0]!.id);
       return toTokenInfo(matches[0]!);
     });
+  }
+
+  // ── change feed ───────────────────────────────────────────────────────────
+
+  changesSince(after: number, limit: number): ChangeRecord[] {
+    const rows = this.q.feedSince.all(after, limit) as { seq: number; kind: 'policy' | 'devbox'; id: string; account_id: string; value: string | null; host_id: string | null }[];
+    return rows.map((r) => r.kind === 'policy'
+      ? { seq: r.seq, kind: 'policy', id: r.id, accountId: r.account_id, value: r.value === null ? null : JSON.parse(r.value) as NetworkPolicy }
+      : { seq: r.seq, kind: 'devbox', id: r.id, accountId: r.account_id, hostId: r.host_id, value: r.value === null ? null : JSON.parse(r.value) as Devbox });
+  }
+
+  lastSeq(): number {
+    return this.q.maxSeq.get() as number;
+  }
+
+  snapshot(): { seq: number; policies: NetworkPolicy[]; devboxes: Devbox[] } {
+    const read = this.db.transaction(() => ({
+      seq: this.q.maxSeq.get() as number,
+      policies: (this.q.allPolicies.all() as PolicyRow[]).map(toPolicy),
+      devboxes: this.runningDevboxes(),
+    }));
+    return read.deferred();
   }
 
   // ── health ────────────────────────────────────────────────────────────────
@@ -945,6 +742,7 @@ class SqliteStore implements Store {
         id, account_id: accountId, name: input.name ?? null, network_policy_id: policyId,
         addresses: JSON.stringify(addresses), metadata: JSON.stringify(input.metadata ?? {}),
         tunnel_key: randomAlnum(20), password_hash: hashPassword(password), create_time_ms: now, blueprint_id: input.blueprintId ?? null,
+        host_id: input.hostId ?? null,
       });
       for (const a of addresses) this.q.insertAddress.run(a, id);
       changes.push({ kind: 'devbox', id, accountId });
@@ -987,6 +785,10 @@ class SqliteStore implements Store {
     if (query.status) {
       where.push('status = @status');
       params.status = query.status;
+    }
+    if (query.hostId) {
+      where.push('host_id = @host');
+      params.host = query.hostId;
     }
     return this.page<DevboxRow, Devbox>('devboxes', where, params, query, toDevbox);
   }

@@ -121,6 +121,14 @@ export const MIGRATIONS: readonly string[] = [
   UPDATE egress_events SET door = 'transparent-tls' WHERE door = 'tls';
   UPDATE egress_events SET door = 'transparent-http' WHERE door = 'transparent_http';
   `,
+  // 7: fleet mode (issue 13): a devbox's host, and change records that carry the value the
+  //    change left (JSON, NULL: deleted) and the devbox's host, for the change feed.
+  `
+  ALTER TABLE devboxes ADD COLUMN host_id TEXT;
+  CREATE INDEX devboxes_host ON devboxes (account_id, host_id, id);
+  ALTER TABLE change_log ADD COLUMN value TEXT CHECK (value IS NULL OR json_valid(value));
+  ALTER TABLE change_log ADD COLUMN host_id TEXT;
+  `,
 ];
 
 /** Brings the database to the latest version; each step in its own transaction. */

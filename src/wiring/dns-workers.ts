@@ -18,7 +18,6 @@ import type { Logger } from 'pino';
 import { createLogger } from '../log.js';
 import type { GatewayConfig, HostPort } from '../config.js';
 import type { PolicyEngine } from '../policy/engine.js';
-import type { Store } from '../store/index.js';
 
 const ENTRY = join(dirname(fileURLToPath(import.meta.url)), `dns-worker-main${extname(fileURLToPath(import.meta.url))}`);
 
@@ -211,7 +210,7 @@ export async function runDnsWorker(): Promise<void> {
 }
 
 async function startWorkerDoor(config: GatewayConfig, at: HostPort, log: Logger, send: (m: WorkerMessage) => void) {
-  const { openStore } = await import('../store/index.js');
+  const { openPlaneStore } = await import('../store/open.js');
   const { PolicyEngine } = await import('../policy/engine.js');
   const { engineOptions } = await import('../config.js');
   const { Gate } = await import('../doors/floor/gate.js');
@@ -219,23 +218,25 @@ async function startWorkerDoor(config: GatewayConfig, at: HostPort, log: Logger,
   const { DnsHandler } = await import('../doors/dns/handler.js');
   const { startDnsServer } = await import('../doors/dns/server.js');
   const { registry } = await import('../metrics.js');
-  const store: Store = openStore(config.db);
-  const engine = new PolicyEngine(store, engineOptions(config));
+  const store = await openPlaneStore(config.db, { log, connections: 2 });
+  const engine = new PolicyEngine(store.source, engineOptions(config));
   // Written before the answer is sent (the handler learns, then the server sends).
   engine.learned.onLearn = (devbox, name, ip, expiresAt) => send({ egw: 'learn', devbox, name, ip, expiresAt });
   const dnsLog = log.child({ door: 'dns' });
   const resolver = createResolver(config);
   const gate = new Gate(engine, resolver, dnsLog);
   const { DenialRecorder, recorderOptions } = await import('../doors/floor/denial-events.js');
-  const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store, recorderOptions(config), dnsLog);
+  const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store.denials, recorderOptions(config), dnsLog);
   gate.denials = denials;
   const handler = new DnsHandler({ config, engine, gate, resolver, log: dnsLog });
   const server = await startDnsServer(handler, at, dnsLog, { transports: 'udp' });
   return {
     onMessage(m: MainMessage): void {
       if (m.egw === 'changed') {
-        store.refresh();
-        if (m.id !== undefined) send({ egw: 'synced', id: m.id });
+        const id = m.id;
+        void store.refresh().then(() => {
+          if (id !== undefined) send({ egw: 'synced', id });
+        });
       } else if (m.egw === 'reload') {
         engine.reconfigure(engineOptions(m.config));
         handler.setRateLimit(m.config.dnsRateLimit);
@@ -250,7 +251,7 @@ async function startWorkerDoor(config: GatewayConfig, at: HostPort, log: Logger,
       denials.close();
       resolver.close();
       engine.close();
-      store.close();
+      await store.close();
     },
   };
 }

@@ -14,7 +14,8 @@ import { FairShare, fdBudget } from '../doors/floor/fair-share.js';
 import { UpstreamPool } from '../doors/floor/upstream-pool.js';
 import type { DoorContext, RunningDoor } from '../doors/floor/context.js';
 import { listenError } from '../doors/floor/listen.js';
-import { openStore, storageFault, type Store } from '../store/index.js';
+import { storageFault } from '../store/index.js';
+import { type PlaneStore, openPlaneStore } from '../store/open.js';
 import { startApiProcess } from '../api/process.js';
 import { registry } from '../metrics.js';
 import { createResolver } from '../resolver/index.js';
@@ -23,10 +24,12 @@ import { type DnsWorkers, startDnsWorkers } from './dns-workers.js';
 import { startHttpProxy, startTransparentHttp } from '../doors/http/door.js';
 import { startSocksDoor } from '../doors/socks5/door.js';
 import { startTransparentTls } from '../doors/tls/door.js';
+import { type Fleet, startFleet } from '../fleet/index.js';
 
 export interface Gateway {
   config: GatewayConfig;
-  store: Store;
+  /** The store the doors read (sqlite, or an in-memory copy following PostgreSQL's change feed). */
+  store: PlaneStore;
   engine: PolicyEngine;
   doors: Record<string, HostPort>;
   /** Tokens created on first start (printed once by `serve`). */
@@ -39,20 +42,21 @@ export interface Gateway {
 type Starter = (ctx: DoorContext, at: HostPort) => Promise<RunningDoor>;
 
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
-  const store = openStore(config.db, { writable: true });
+  const store = await openPlaneStore(config.db, { writable: true, log });
   let createdToken: string | null;
   try {
-    createdToken = store.ensureTokens(config.apiTokens);
+    createdToken = await store.control.tokens.ensure(config.apiTokens);
   } catch (e) {
-    store.close();
+    await store.close();
     const fault = storageFault(e);
-    if (fault) throw new ConfigError('--db', `cannot write ${store.path}: ${fault.reason}`);
+    if (fault) throw new ConfigError('--db', `cannot write ${store.control.location}: ${fault.reason}`);
     throw e;
   }
-  const engine = new PolicyEngine(store, engineOptions(config));
+  const engine = new PolicyEngine(store.source, engineOptions(config));
+  const fleet: Fleet | null = startFleet(config, store, log);
   const resolver = createResolver(config);
   const gate = new Gate(engine, resolver, log);
-  const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store, recorderOptions(config), log);
+  const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store.denials, recorderOptions(config), log);
   gate.denials = denials;
   gate.allowLogEvery = allowLogEvery(config.logAllowed);
   const tracker = new ConnectionTracker(engine, config.maxConnectionsPerDevbox);
@@ -104,19 +108,22 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     gate.flushLog();
     denials.close();
     tracker.dispose();
+    await fleet?.close();
     engine.close();
-    store.close();
+    await store.close();
   };
   try {
     // The admin API runs in a process of its own: no request to it takes time from the doors.
     const metrics = async () => [await registry.getMetricsAsJSON(), ...((await (workers as DnsWorkers | null)?.metrics()) ?? [])];
-    running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, synced: async () => (workers as DnsWorkers | null)?.sync() }));
+    running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, synced: async () => (workers as DnsWorkers | null)?.sync(),
+      fleet: fleet ? () => ({ snapshot: fleet.follower(), unready: fleet.unready() }) : undefined }));
     for (const [at, start] of plan) if (at !== null) running.push(await start(ctx, at));
   } catch (e) {
     await closeAll(0);
     throw e;
   }
   readiness.listening = true;
+  fleet?.start();
   const doors: Record<string, HostPort> = {};
   for (const d of running) doors[d.name] = d.address;
   log.info({ event: 'listening', listeners: Object.fromEntries(running.map((d) => [d.name, formatHostPort(d.address)])) },
@@ -125,7 +132,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const reload = (next: GatewayConfig) => {
     const { reloadable, restart } = configChanges(config, next);
     if (reloadable.length === 0) return { applied: reloadable, ignored: restart };
-    if (reloadable.includes('--api-token')) store.ensureTokens(next.apiTokens);
+    if (reloadable.includes('--api-token')) {
+      store.control.tokens.ensure(next.apiTokens).catch((e: unknown) => log.error({ err: e }, 'could not store the reloaded API tokens'));
+    }
     engine.reconfigure(engineOptions(next));
     log.level = next.logLevel;
     // Doors and DNS workers read these from the shared config object.

@@ -1,6 +1,6 @@
 /** Bearer tokens map to accounts; an account sees only its own policies and devboxes. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, errorOf, startTestApi, TOKEN_A, TOKEN_B, type TestApi } from './helpers.js';
+import { call, errorOf, startTestApi, TOKEN_A, TOKEN_B, type TestApi } from '../support/api.js';
 
 let api: TestApi;
 beforeAll(async () => {

@@ -5,7 +5,7 @@
  * (The attack these bounds answer: test/attacks/api-list-stalls-doors.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TOKEN_B, call, errorOf, startTestApi, type TestApi } from './helpers.js';
+import { TOKEN_B, call, errorOf, startTestApi, type TestApi } from '../support/api.js';
 
 let api: TestApi;
 

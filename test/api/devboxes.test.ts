@@ -1,6 +1,6 @@
 /** Devbox registration: create with addresses and policy, credentials once, list/update/shutdown, policy-in-use. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, errorOf, startTestApi, type TestApi } from './helpers.js';
+import { call, errorOf, startTestApi, type TestApi } from '../support/api.js';
 
 let api: TestApi;
 beforeAll(async () => {

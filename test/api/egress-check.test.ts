@@ -1,6 +1,6 @@
 /** POST /v1/egress/check explains the decision the doors would enforce. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, errorOf, startTestApi, type TestApi } from './helpers.js';
+import { call, errorOf, startTestApi, type TestApi } from '../support/api.js';
 
 let api: TestApi;
 let policyId: string;

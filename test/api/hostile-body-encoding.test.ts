@@ -4,7 +4,7 @@
  * 415 (before: text/plain was parsed). Real HTTP client (undici) sending raw bytes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, errorOf, startTestApi, TOKEN_A, type TestApi } from './helpers.js';
+import { call, errorOf, startTestApi, TOKEN_A, type TestApi } from '../support/api.js';
 import { INVALID_UTF8_BODIES, LONE_SURROGATE_BODIES } from '../fixtures/hostile-bodies.js';
 
 let api: TestApi;

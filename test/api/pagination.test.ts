@@ -1,6 +1,6 @@
 /** List paging over raw HTTP: limit, starting_after, has_more, total_count, filters, stable order. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, errorOf, startTestApi, type TestApi } from './helpers.js';
+import { call, errorOf, startTestApi, type TestApi } from '../support/api.js';
 
 let api: TestApi;
 const ids: string[] = [];

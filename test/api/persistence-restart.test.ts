@@ -7,7 +7,7 @@ import { ConfigError } from '../../src/config.js';
 import Database from 'better-sqlite3';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { hashToken, openStore } from '../../src/store/index.js';
-import { call, startTestApi, tempDir, TOKEN_A } from './helpers.js';
+import { call, startTestApi, tempDir, TOKEN_A } from '../support/api.js';
 
 const dirs: string[] = [];
 afterAll(() => {

@@ -1,7 +1,7 @@
 /** The official SDK, default options (HTTP/2 cleartext), against the real API. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Runloop from '@runloop/api-client';
-import { startTestApi, TOKEN_A, type TestApi } from './helpers.js';
+import { startTestApi, TOKEN_A, type TestApi } from '../support/api.js';
 
 let api: TestApi;
 let client: Runloop;
@@ -102,7 +102,8 @@ describe('network policies through @runloop/api-client', () => {
     // Default page size is 20.
     const dflt = await client.networkPolicies.list({ name: 'page-' });
     expect(dflt.network_policies.length).toBe(20);
-  });
+    // 250 sequential writes, each applied by the doors before its answer: generous on a loaded 2-core box.
+  }, 120_000);
 
   it('surfaces API errors as SDK errors with the status', async () => {
     await expect(client.networkPolicies.create({ name: 'bad', allowed_hostnames: ['*'] })).rejects.toMatchObject({ status: 400 });

@@ -1,6 +1,6 @@
 /** Every invalid request to /v1/network-policies gets a 400 (or 413) in the one error shape, naming what is wrong. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, errorOf, startTestApi, type TestApi } from './helpers.js';
+import { call, errorOf, startTestApi, type TestApi } from '../support/api.js';
 
 let api: TestApi;
 beforeAll(async () => {

@@ -10,15 +10,15 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Runloop from '@runloop/api-client';
-import { call, errorOf, startTestApi, TOKEN_A, type TestApi } from './helpers.js';
-import { runCli } from '../cli/run.js';
+import { call, errorOf, startTestApi, TOKEN_A, type TestApi } from '../support/api.js';
+import { runCli } from '../support/run-cli.js';
 
 /** Wildcards whose base is an ICANN public suffix: each would admit every registrant under it. */
-export const ICANN_SUFFIX_WILDCARDS = ['*.co.uk', '*.com.au', '*.com', '*.org.uk', '*.ac.jp', '*.foo.kawasaki.jp', '*.Co.UK.', '*.xn--p1ai'];
+const ICANN_SUFFIX_WILDCARDS = ['*.co.uk', '*.com.au', '*.com', '*.org.uk', '*.ac.jp', '*.foo.kawasaki.jp', '*.Co.UK.', '*.xn--p1ai'];
 /** Wildcards over a registrable domain, or over a private-section suffix (one provider's customers). */
-export const ALLOWED_WILDCARDS = ['*.example.co.uk', '*.github.io', '*.blogspot.com', '*.city.kawasaki.jp', '*.corp.internal', '*.npmjs.org'];
+const ALLOWED_WILDCARDS = ['*.example.co.uk', '*.github.io', '*.blogspot.com', '*.city.kawasaki.jp', '*.corp.internal', '*.npmjs.org'];
 /** Address ranges written where a host name belongs. */
-export const CIDR_HOSTNAMES = ['10.0.0.0/8', '192.168.1.0/24', 'fd00::/8', '2001:db8::/32', '8.8.8.8/32'];
+const CIDR_HOSTNAMES = ['10.0.0.0/8', '192.168.1.0/24', 'fd00::/8', '2001:db8::/32', '8.8.8.8/32'];
 
 const lines: string[] = [];
 let api: TestApi;

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import Runloop from '@runloop/api-client';
 import { ConfigError } from '../../src/config.js';
-import { call, startTestApi, tempDir, TOKEN_A, type TestApi } from './helpers.js';
+import { call, startTestApi, tempDir, TOKEN_A, type TestApi } from '../support/api.js';
 
 function curl(args: string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {

@@ -6,14 +6,15 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { openStore } from '../../src/store/index.js';
-import { call, startTestApi, tempDir } from './helpers.js';
+import { waitFor } from '../support/wait.js';
+import { call, startTestApi, tempDir } from '../support/api.js';
 
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-const writer = fileURLToPath(new URL('./fixtures/writer.ts', import.meta.url));
+const writer = fileURLToPath(new URL('../support/store-writer.ts', import.meta.url));
 
 function runWriter(path: string, count: number, tag: string): Promise<string[]> {
   return new Promise((resolve, reject) => {
@@ -53,8 +54,7 @@ describe('two processes, one db file', () => {
     expect(here.listDevboxes('shared', { limit: 100 }).totalCount).toBe(30);
 
     // Writes from the other processes reach this process's change listeners (the engine re-reads them).
-    await new Promise((r) => setTimeout(r, 1200));
-    for (const id of [...left, ...right]) expect(seen.has(id)).toBe(true);
+    await waitFor(() => [...left, ...right].every((id) => seen.has(id)), 10_000, 'the other processes\' writes announced');
     // This process's own writes were announced once, at commit, not again by the poll.
     for (const id of mine) expect(seen.get(id)).toBe(1);
     here.close();
@@ -94,8 +94,7 @@ describe('two processes, one db file', () => {
       await call(two, 'POST', `/v1/network-policies/${p.id}`, { body: { allowed_hostnames: ['b.example.com'] } });
       expect((await call(one, 'GET', `/v1/network-policies/${p.id}`)).body.egress.allowed_hostnames).toEqual(['b.example.com']);
       // The first process's engine learns of the change made through the second.
-      await new Promise((r) => setTimeout(r, 1200));
-      expect((await call(one, 'POST', '/v1/egress/check', { body: { network_policy_id: p.id, host: 'b.example.com' } })).body.decision).toBe('allow');
+      await waitFor(async () => (await call(one, 'POST', '/v1/egress/check', { body: { network_policy_id: p.id, host: 'b.example.com' } })).body.decision === 'allow', 10_000, 'the first process deciding on the new list');
       expect((await call(two, 'POST', '/v1/network-policies', { body: { name: 'from-one' } })).status).toBe(400);
     } finally {
       await one.stop();

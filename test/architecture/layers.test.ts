@@ -17,7 +17,7 @@ const FLOORS: Record<string, number> = {
   policy: 0,
   'log.ts': 1, 'metrics.ts': 1, 'config.ts': 1, 'version.ts': 1, 'byte-appender.ts': 1,
   store: 2,
-  resolver: 3, 'signals.ts': 3, bench: 3,
+  resolver: 3, 'signals.ts': 3, bench: 3, fleet: 3,
   'doors/floor': 4,
   'doors/http': 5, 'doors/connect': 5, 'doors/socks5': 5, 'doors/tls': 5, 'doors/dns': 5,
   api: 6,

@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { normalizeAllowedHostname, normalizeHost } from '../../src/policy/hostname.js';
-import { call, errorOf, startTestApi, type TestApi } from '../api/helpers.js';
+import { call, errorOf, startTestApi, type TestApi } from '../support/api.js';
 
 /** Every byte `c | 0x20` maps into [a-z0-9._-] without being one of those (or A–Z). */
 const FOLDED_CONTROL_BYTES = [0x0d, 0x0e, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x7f].map((c) => String.fromCharCode(c));

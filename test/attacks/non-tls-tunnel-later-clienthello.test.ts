@@ -7,8 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
-import { type ProxyEnv, connectTunnel, startProxyEnv, until } from '../proxy/helpers.js';
-import { socksConnect } from '../socks/helpers.js';
+import { type ProxyEnv, connectTunnel, startProxyEnv, until } from '../support/proxy.js';
+import { socksConnect } from '../support/socks.js';
 import { clientHello } from '../fixtures/clienthello.js';
 
 let env: ProxyEnv;

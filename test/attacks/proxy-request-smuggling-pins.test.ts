@@ -5,7 +5,7 @@
  * one must still be decided on its own host.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyEnv, headerOf, rawExchange, sleep, startProxyEnv, statusOf } from '../proxy/helpers.js';
+import { type ProxyEnv, headerOf, rawExchange, sleep, startProxyEnv, statusOf } from '../support/proxy.js';
 
 let env: ProxyEnv;
 beforeAll(async () => {

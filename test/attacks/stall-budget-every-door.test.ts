@@ -19,6 +19,7 @@ import dnsPacket from 'dns-packet';
 import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
 import { startHttpOrigin, type Origin } from '../support/origin.js';
 import { ApiClient, TOKEN_B } from '../support/gateway.js';
+import { waitFor } from '../support/wait.js';
 
 const TSX = join(process.cwd(), 'node_modules', '.bin', 'tsx');
 const MAIN = join(process.cwd(), 'src', 'main.ts');
@@ -147,11 +148,11 @@ describe('stall budget across doors', () => {
     let attackerOut = '';
     attacker.stdout!.on('data', (d) => (attackerOut += d));
     const attackerDone = new Promise((r) => attacker.on('exit', r));
-    await new Promise((r) => setTimeout(r, 1500)); // tsx start-up, then the attack runs
+    await waitFor(() => attackerOut.includes('attacking\n'), 30_000, 'the attacker to start'); // after tsx start-up
     const samples = await victimSamples(ATTACK_MS - 3000);
     const loopP99 = await loopDelayP99();
     await attackerDone;
-    const sent = Number(attackerOut.trim());
+    const sent = Number(attackerOut.trim().split('\n').at(-1));
 
     const all = Object.values(samples).flat();
     const quietAll = Object.values(quiet).flat();

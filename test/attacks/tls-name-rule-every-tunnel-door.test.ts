@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import dnsPacket from 'dns-packet';
-import { type ProxyEnv, connectTunnel, metric, startProxyEnv, until } from '../proxy/helpers.js';
-import { socksConnect } from '../socks/helpers.js';
+import { type ProxyEnv, connectTunnel, metric, startProxyEnv, until } from '../support/proxy.js';
+import { socksConnect } from '../support/socks.js';
 import { clientHello } from '../fixtures/clienthello.js';
 
 interface Sink {

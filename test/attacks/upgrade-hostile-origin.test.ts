@@ -9,6 +9,7 @@ import net from 'node:net';
 import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { rawExchange } from '../support/raw-socket.js';
+import { waitFor } from '../support/wait.js';
 
 let up: DnsUpstream;
 let gw: TestGateway;
@@ -66,9 +67,9 @@ describe('upgrade to a hostile origin', () => {
   });
 
   it('leaves no tracked connection behind', async () => {
-    await new Promise((r) => setTimeout(r, 100));
-    const metrics = await (await fetch(`${gw.apiUrl}/metrics`)).text();
-    const line = metrics.split('\n').find((l) => l.startsWith('egress_active_connections{door="http"}'));
-    expect(line).toBe('egress_active_connections{door="http"} 0');
+    const active = async () => (await (await fetch(`${gw.apiUrl}/metrics`)).text()).split('\n').find((l) => l.startsWith('egress_active_connections{door="http"}'));
+    const idle = 'egress_active_connections{door="http"} 0';
+    await waitFor(async () => (await active()) === idle, 5000, 'no active http connection').catch(() => {});
+    expect(await active()).toBe(idle);
   });
 });

@@ -14,7 +14,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
-import { type ProxyEnv, sleep, startProxyEnv } from '../proxy/helpers.js';
+import { type ProxyEnv, sleep, startProxyEnv } from '../support/proxy.js';
 import { startTestGateway } from '../support/gateway.js';
 
 let env: ProxyEnv;
@@ -57,7 +57,7 @@ describe('upgrade smuggling: a non-101 answer must not leave a raw tunnel open',
     const p = env.http.port;
     const before = env.http.seen.length;
     const got = await twoStep(env.proxyPort, upgradeHead(`http://allowed.test:${p}/upgrade-me`, `allowed.test:${p}`), smuggled(p));
-    await sleep(100);
+    await sleep(100); // kept: a window for a smuggled request that must never reach the origin
     const seen = env.http.seen.slice(before);
     expect(seen.map((s) => s.url)).toContain('/upgrade-me'); // the allowed request did go through
     expect(seen.filter((s) => s.host?.startsWith('denied.test')), JSON.stringify(got.slice(-300))).toEqual([]);
@@ -74,7 +74,7 @@ describe('upgrade smuggling: a non-101 answer must not leave a raw tunnel open',
       await gw2.api.devbox(pol, ['127.0.0.2']);
       const before = env.http.seen.length;
       await twoStep(gw2.addr('transparent-http').port, upgradeHead('/upgrade-me', 'allowed.test'), 'GET /smuggled HTTP/1.1\r\nHost: denied.test\r\nConnection: close\r\n\r\n');
-      await sleep(100);
+      await sleep(100); // kept: a window for a smuggled request that must never reach the origin
       const seen = env.http.seen.slice(before);
       expect(seen.map((s) => s.url)).toContain('/upgrade-me');
       expect(seen.filter((s) => s.host?.startsWith('denied.test'))).toEqual([]);

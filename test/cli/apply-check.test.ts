@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TestGateway, TOKEN_A, startTestGateway } from '../support/gateway.js';
-import { runCli } from './run.js';
+import { runCli } from '../support/run-cli.js';
 
 let gw: TestGateway;
 let dir: string;

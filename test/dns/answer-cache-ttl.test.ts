@@ -5,7 +5,7 @@
  * is proved in dns-learned-ip-literal.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DnsSetup, answers, setupDns, sleep, status } from './harness.js';
+import { type DnsSetup, answers, setupDns, sleep, status } from '../support/dns.js';
 
 let s: DnsSetup;
 
@@ -30,7 +30,7 @@ describe('answer cache', () => {
   it('serves the second query from the cache, with the client id and a counted-down TTL', async () => {
     const first = await s.dig('127.0.0.2', 'cached.test', 'A');
     expect(answers(first)[0]!.ttl).toBe(120); // 300 bounded by --dns-max-ttl 120
-    await sleep(1100);
+    await sleep(1100); // time passing is the point: the cached TTL counts down
     const second = await s.dig('127.0.0.2', '+tcp', 'CACHED.test', 'A');
     expect(status(second)).toBe('NOERROR');
     expect(answers(second)[0]!.data).toBe('127.0.0.20');
@@ -44,7 +44,7 @@ describe('answer cache', () => {
     await s.dig('127.0.0.2', 'short.test');
     await s.dig('127.0.0.2', 'short.test');
     expect(s.up.countFor('short.test')).toBe(1);
-    await sleep(1200);
+    await sleep(1200); // time passing is the point: the 1 s TTL runs out
     const again = await s.dig('127.0.0.2', 'short.test');
     expect(status(again)).toBe('NOERROR');
     expect(s.up.countFor('short.test')).toBe(2);

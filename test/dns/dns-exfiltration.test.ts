@@ -4,7 +4,7 @@
  * Defence: a denied name is answered by the door and never sent upstream.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DnsSetup, decode, query, setupDns, status, udpExchange } from './harness.js';
+import { type DnsSetup, decode, query, setupDns, status, udpExchange } from '../support/dns.js';
 
 let s: DnsSetup;
 

@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DnsSetup, setupDns, sleep, status } from './harness.js';
+import { type DnsSetup, setupDns, sleep, status } from '../support/dns.js';
 
 let s: DnsSetup;
 let origin: net.Server;

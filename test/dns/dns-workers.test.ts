@@ -20,7 +20,7 @@ import dnsPacket from 'dns-packet';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDnsUpstream, type DnsUpstream, type TestRecord } from '../support/dns-upstream.js';
-import { dig } from './harness.js';
+import { dig } from '../support/dns.js';
 
 const TSX = join(process.cwd(), 'node_modules', '.bin', 'tsx');
 const MAIN = join(process.cwd(), 'src', 'main.ts');

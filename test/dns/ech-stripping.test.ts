@@ -4,7 +4,7 @@
  * door relays (also from `mandatory`), so clients fall back to a plain ClientHello.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DnsSetup, dig, setupDns, status } from './harness.js';
+import { type DnsSetup, dig, setupDns, status } from '../support/dns.js';
 import { stripSvcbEch } from '../../src/resolver/wire.js';
 
 /** SVCB/HTTPS rdata: priority, target ".", then (key, value) params in key order. */

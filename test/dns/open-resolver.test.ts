@@ -4,7 +4,7 @@
  * upstream query, no records, a reply no larger than its query.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DnsSetup, decode, frame, query, setupDns, status, tcpSession, udpExchange } from './harness.js';
+import { type DnsSetup, decode, frame, query, setupDns, status, tcpSession, udpExchange } from '../support/dns.js';
 
 let s: DnsSetup;
 

@@ -4,7 +4,7 @@
  * other clients are unaffected, and the client is answered again in the next second.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DnsSetup, decode, query, setupDns, sleep, status, udpBurst } from './harness.js';
+import { type DnsSetup, decode, query, setupDns, sleep, status, udpBurst } from '../support/dns.js';
 
 let s: DnsSetup;
 
@@ -27,7 +27,7 @@ describe('per-client rate limit', () => {
     expect(rcodes.filter((r) => r === 'NOERROR').length).toBeLessThanOrEqual(20);
     expect(rcodes.filter((r) => r === 'REFUSED').length).toBeGreaterThanOrEqual(80);
     expect(status(await s.dig('127.0.0.3', 'allowed.test'))).toBe('NOERROR');
-    await sleep(1000);
+    await sleep(1000); // time passing is the point: the next one-second window
     expect(status(await s.dig('127.0.0.2', 'allowed.test'))).toBe('NOERROR');
   });
 });

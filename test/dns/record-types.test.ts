@@ -4,7 +4,7 @@
  * are refused. And the door's Prometheus metrics count it all.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DnsSetup, answers, decode, query, setupDns, status, udpExchange } from './harness.js';
+import { type DnsSetup, answers, decode, query, setupDns, status, udpExchange } from '../support/dns.js';
 
 let s: DnsSetup;
 

@@ -14,7 +14,9 @@ beforeAll(async () => {
     records: {
       'v4only.test': [{ type: 'A', data: '192.0.2.10', ttl: 300 }],
       'dual.test': [{ type: 'A', data: '192.0.2.11', ttl: 300 }, { type: 'AAAA', data: '2001:db8::11', ttl: 300 }],
+      'silent.test': [{ type: 'A', data: '192.0.2.12', ttl: 300 }],
     },
+    dropUdp: new Set(['silent.test']),
   });
   resolver = new CachedResolver([{ host: '127.0.0.1', port: up.port }], { minTtl: 30, maxTtl: 3600 });
 });
@@ -48,5 +50,28 @@ describe('the resolver the proxy doors share with the DNS door', () => {
     await expect(resolver.resolve('nowhere.test')).rejects.toMatchObject({ code: 'NXDOMAIN' });
     await expect(resolver.resolve('nowhere.test')).rejects.toBeInstanceOf(ResolveError);
     expect(resolver.resolveCached('nowhere.test')).toBeUndefined();
+  });
+
+  it('caches a time-out (RFC 9520) for the failure TTL, per account, then asks again', async () => {
+    const r = new CachedResolver([{ host: '127.0.0.1', port: up.port }], { minTtl: 30, maxTtl: 3600 }, { timeoutMs: 100, failureTtl: 1 });
+    try {
+      await expect(r.resolve('silent.test', 'acct-1')).rejects.toMatchObject({ code: 'TIMEOUT' });
+      const asked = up.countFor('silent.test');
+      await expect(r.resolve('silent.test', 'acct-1')).rejects.toMatchObject({ code: 'TIMEOUT' });
+      expect(up.countFor('silent.test')).toBe(asked);
+      // Another account's lookups are its own.
+      await expect(r.resolve('silent.test', 'acct-2')).rejects.toMatchObject({ code: 'TIMEOUT' });
+      expect(up.countFor('silent.test')).toBeGreaterThan(asked);
+      const afterTwo = up.countFor('silent.test');
+      // Past the failure TTL the name is asked again (polled, with a deadline).
+      const deadline = Date.now() + 10_000;
+      while (up.countFor('silent.test') === afterTwo && Date.now() < deadline) {
+        await r.resolve('silent.test', 'acct-1').catch(() => {});
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(up.countFor('silent.test')).toBeGreaterThan(afterTwo);
+    } finally {
+      r.close();
+    }
   });
 });

@@ -5,7 +5,7 @@
  */
 import dgram from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DnsSetup, answers, setupDns, status } from './harness.js';
+import { type DnsSetup, answers, setupDns, status } from '../support/dns.js';
 
 let s: DnsSetup;
 const bigTxt = Array.from({ length: 8 }, (_, i) => ({ type: 'TXT', data: `${i}-${'x'.repeat(100)}`, ttl: 300 }));

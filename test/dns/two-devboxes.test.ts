@@ -3,7 +3,7 @@
  * policy, identified by source address; a policy edit applies to the next query.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DnsSetup, answers, setupDns, status } from './harness.js';
+import { type DnsSetup, answers, setupDns, status } from '../support/dns.js';
 
 let s: DnsSetup;
 

@@ -99,7 +99,7 @@ describe('egress-gateway bench against a running gateway', () => {
     expect(report.pass).toBe(true);
     expect(r.code).toBe(0);
     // Progress lines on stderr while it ran.
-    expect(r.stderr).toMatch(/\[1\/10\] http allow .* done .*\/s  p50 [\d.]+ ms  p99 [\d.]+ ms/);
+    expect(r.stderr).toMatch(/\[1\/10\] http allow .* done .*\/s {2}p50 [\d.]+ ms {2}p99 [\d.]+ ms/);
     // Denied names were never sent upstream by the DNS door.
     expect(dns.countFor('denied.test')).toBe(0);
   }, 120_000);

@@ -11,7 +11,8 @@
  *   - egress_decisions_total{door} grows by exactly that one decision (DNS, which counts in
  *     one-second batches, is checked in total at the end with the other doors).
  * Where a door cannot carry a row, or legitimately answers differently, doorExpectation()
- * says so in one line; such rows are left out for that door, not reported as skipped.
+ * says so in one line; such rows are left out for that door, and a test checks that every
+ * row left out is left out for one of the reasons its door's protocol gives (LEFT_OUT).
  *
  * Report-only rows: every row runs again under the same policy in report mode. What the
  * policy would deny (not_allowlisted, ip_literal) then goes through and is counted as
@@ -43,7 +44,7 @@ import {
   transparentHttpGet,
   transparentTlsHandshake,
   transparentTlsRawHello,
-} from './door-clients.js';
+} from '../support/door-clients.js';
 
 /** Door names as egress_decisions_total labels them. */
 const DOORS = ['http', 'connect', 'socks5', 'transparent-http', 'transparent-tls', 'dns'] as const;
@@ -190,13 +191,23 @@ function display(host: string): string {
   return j.length > 48 ? `${j.slice(0, 40)}…" (${host.length} chars)` : j;
 }
 
-function casesFor(door: DoorName): { run: DoorCase[]; skipped: Array<{ title: string }> } {
+/** Why a door may leave a row out: what its protocol cannot carry. Anything else is a bug in the table. */
+const LEFT_OUT: Record<DoorName, RegExp[]> = {
+  http: [],
+  connect: [],
+  socks5: [/^a SOCKS5 domain has a one-octet length$/],
+  'transparent-http': [/^CR LF ends the Host field/],
+  'transparent-tls': [/^IP literals are not valid SNI$/],
+  dns: [/^IP literals are not DNS names$/, /^a DNS question cannot carry it: /],
+};
+
+function casesFor(door: DoorName): { run: DoorCase[]; skipped: Array<{ title: string; why: string }> } {
   const run: DoorCase[] = [];
-  const skipped: Array<{ title: string }> = [];
+  const skipped: Array<{ title: string; why: string }> = [];
   for (const row of HOSTNAME_CASES) {
     const e = doorExpectation(door, row);
     if ('skip' in e) {
-      skipped.push({ title: `${door}: ${row.name} ${display(row.host)} — n/a: ${e.skip}` });
+      skipped.push({ title: `${door}: ${row.name} ${display(row.host)} — n/a: ${e.skip}`, why: e.skip });
       continue;
     }
     const what = e.expect === 'malformed' ? 'refused as malformed' : `${e.expect} (${e.reason})`;
@@ -394,6 +405,14 @@ describe.each(DOORS)('door %s, every row under the report-only copy of its polic
       expect(outcome.kind, evidence).toBe('malformed');
     }
     if (door !== 'dns') expect(mine, evidence).toEqual(c.expect === 'malformed' ? {} : { [`${door}|${label(c)}|${c.reason}`]: 1 });
+  });
+});
+
+describe('rows a door cannot carry', () => {
+  it.each(DOORS)('%s leaves rows out only for its protocol\'s reasons, and each reason still has a row', (door) => {
+    const { skipped } = casesFor(door);
+    for (const s of skipped) expect(LEFT_OUT[door].some((re) => re.test(s.why)), s.title).toBe(true);
+    for (const re of LEFT_OUT[door]) expect(skipped.some((s) => re.test(s.why)), `no row left out for ${re}`).toBe(true);
   });
 });
 

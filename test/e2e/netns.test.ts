@@ -88,7 +88,7 @@ suite(title('sidecar deployment in real network namespaces'), { timeout: 60_000 
     lab.enableForwarding();
 
     // The origin's servers, inside the origin namespace.
-    lab.spawnIn('o', process.execPath, ['--import', 'tsx', 'test/e2e/fixtures/origin-server.ts', originIp, cert.certPath, cert.keyPath], (line) => {
+    lab.spawnIn('o', process.execPath, ['--import', 'tsx', 'test/support/netns-origin-server.ts', originIp, cert.certPath, cert.keyPath], (line) => {
       try {
         events.push(JSON.parse(line) as OriginEvent);
       } catch {
@@ -198,7 +198,7 @@ suite(title('sidecar deployment in real network namespaces'), { timeout: 60_000 
     await lab.exec('a', 'bash', ['-c', `for i in 1 2 3; do echo quic > /dev/udp/${originIp}/443; done`]);
     const q = await dig('a', ['-p', '443', `@${originIp}`, 'quic.test']);
     expect(q.stdout).not.toMatch(/status: NOERROR/);
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 300)); // kept: a window for datagrams that must never arrive
     expect(seen((e) => e.event === 'udp443').length).toBe(before);
   });
 

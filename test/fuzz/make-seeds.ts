@@ -64,6 +64,8 @@ for (const f of readdirSync(join(root, 'policies'))) seeds['policy-file']!.push(
 for (const [target, list] of Object.entries(seeds)) {
   const dir = join(root, 'test', 'fuzz', 'corpus', target);
   mkdirSync(dir, { recursive: true });
-  list.forEach((s, i) => writeFileSync(join(dir, `seed-${String(i).padStart(2, '0')}`), s));
+  list.forEach((s, i) => {
+    writeFileSync(join(dir, `seed-${String(i).padStart(2, '0')}`), s);
+  });
   console.log(`${target}: ${list.length} seeds`);
 }

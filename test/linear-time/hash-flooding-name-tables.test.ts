@@ -59,7 +59,7 @@ describe('compiled name tables resist colliding names', () => {
     const missColliding = collidingNames(2_000, 'flood.example', 5_000);
     const missRandom = randomNames(2_000, 'flood.example', 12);
     const decideAll = (names: readonly string[], allow: boolean) => () => {
-      for (const n of names) if (engine.decide(who, n, 443, 'http').allow !== allow) throw new Error(`${n}: expected ${allow}`);
+      for (const n of names) if (engine.decide(who, n, 443).allow !== allow) throw new Error(`${n}: expected ${allow}`);
     };
     const [hc, hr, mc, mr] = fastest([decideAll(inPolicyColliding.slice(0, 2_000), true), decideAll(inPolicyRandom.slice(0, 2_000), true), decideAll(missColliding, false), decideAll(missRandom, false)], 25) as [number, number, number, number];
     engine.close();

@@ -55,7 +55,7 @@ describe('stored IDN entries compile without IDNA work', () => {
     const engine = new PolicyEngine(source, { toggles: TOGGLES, allowPrivate: [], tunnelDomain: 'tunnel.example' });
     const who: Identity = { devboxId: 'dbx_idn', via: 'credentials', source: '10.0.0.2' };
     for (const q of ['xn--zz.example', 'XN--ZZ.example', 'a.xn--abc-.example']) {
-      const d = engine.decide(who, q, 443, 'http');
+      const d = engine.decide(who, q, 443);
       expect(d.allow, q).toBe(false);
       expect(d.reason, q).toBe('invalid_host');
     }

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { normalizeHost } from '../../src/policy/hostname.js';
 import { validateHostnames } from '../../src/policy/validate.js';
 import { longLabel } from '../fixtures/worst-case-names.js';
-import { fastest, growthAgainst, repeat, showGrowth } from '../support/timing.js';
+import { growthAgainst, repeat, showGrowth } from '../support/timing.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 
 describe('long labels are refused before IDNA', () => {

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type net from 'node:net';
-import { type ProxyEnv, connectTunnel, curl, metric, startProxyEnv, until } from '../proxy/helpers.js';
+import { type ProxyEnv, connectTunnel, curl, metric, startProxyEnv, until } from '../support/proxy.js';
 import { clientHello } from '../fixtures/clienthello.js';
 
 const SOURCE = '127.0.0.5';

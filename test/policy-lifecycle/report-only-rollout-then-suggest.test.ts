@@ -14,8 +14,9 @@ import { join } from 'node:path';
 import Runloop from '@runloop/api-client';
 import { type DnsUpstream, loopbackRecords, startDnsUpstream } from '../support/dns-upstream.js';
 import { type Origin, startHttpOrigin } from '../support/origin.js';
-import { runCli } from '../cli/run.js';
-import { type Served, serve, waitFor } from './support.js';
+import { runCli } from '../support/run-cli.js';
+import { type Served, serve } from '../support/serve-lifecycle.js';
+import { waitFor } from '../support/wait.js';
 
 const TOKEN = 'tok-rollout';
 const OTHER = 'tok-other';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
-import { NO_TOGGLES } from './helpers.js';
+import { NO_TOGGLES } from '../support/policy-rig.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'egw-engine-store-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -19,21 +19,21 @@ describe('PolicyEngine over the sqlite store', () => {
       const { devbox } = store.createDevbox('acct-a', { networkPolicyId: p.id, addresses: ['10.20.0.2'] });
       const who = engine.identifyByAddress('10.20.0.2');
       expect(who.devboxId).toBe(devbox.id);
-      const first = engine.decide(who, 'registry.npmjs.org', 443, 'connect');
+      const first = engine.decide(who, 'registry.npmjs.org', 443);
       expect(first).toMatchObject({ allow: true, reason: 'hostname', matched: '*.npmjs.org', policyId: p.id });
-      expect(engine.decide(who, 'npmjs.org', 443, 'connect').allow).toBe(false);
+      expect(engine.decide(who, 'npmjs.org', 443).allow).toBe(false);
 
       const p2 = store.updatePolicy('acct-a', p.id, { egress: { allowed_hostnames: ['pypi.org'] } });
       expect(p2.version).toBeGreaterThan(p.version);
-      expect(engine.decide(who, 'registry.npmjs.org', 443, 'connect')).toMatchObject({ allow: false, policyVersion: p2.version });
-      expect(engine.decide(who, 'pypi.org', 443, 'connect').allow).toBe(true);
+      expect(engine.decide(who, 'registry.npmjs.org', 443)).toMatchObject({ allow: false, policyVersion: p2.version });
+      expect(engine.decide(who, 'pypi.org', 443).allow).toBe(true);
 
       const open = store.createPolicy('acct-a', { name: 'open', egress: { allow_all: true } });
       store.updateDevbox('acct-a', devbox.id, { networkPolicyId: open.id });
-      expect(engine.decide(who, 'anything.example', 443, 'connect')).toMatchObject({ allow: true, reason: 'allow_all', policyId: open.id });
+      expect(engine.decide(who, 'anything.example', 443)).toMatchObject({ allow: true, reason: 'allow_all', policyId: open.id });
 
       store.shutdownDevbox('acct-a', devbox.id);
-      expect(engine.decide(who, 'anything.example', 443, 'connect').reason).toBe('unknown_client');
+      expect(engine.decide(who, 'anything.example', 443).reason).toBe('unknown_client');
     } finally {
       engine.close();
       store.close();

@@ -4,7 +4,7 @@ import { normalizeAllowedHostname, normalizeAllowedHostnames } from '../../src/p
 import { parseCidr } from '../../src/policy/ip.js';
 import { CompiledPolicy } from '../../src/policy/compiler.js';
 import { MemorySource } from '../../src/policy/memory-source.js';
-import { NO_TOGGLES } from './helpers.js';
+import { NO_TOGGLES } from '../support/policy-rig.js';
 
 describe('allowlist entries rejected at write time', () => {
   it.each(BAD_ENTRIES.map((b) => [JSON.stringify(b.input), b] as const))('rejects %s', (_label, b) => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Guardrails } from '../../src/policy/guardrails.js';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 describe('guardrails: non-global destinations are refused whatever the allowlist says', () => {
   const g = new Guardrails();
@@ -26,7 +26,7 @@ describe('guardrails: non-global destinations are refused whatever the allowlist
   it('checkResolved denies an allowed name that resolves to a private address, under allow_all too', () => {
     for (const egress of [{ allowed_hostnames: ['internal.example.com'] }, { allow_all: true }]) {
       const { engine, who } = rig(egress);
-      const d = engine.decide(who, 'internal.example.com', 443, 'connect');
+      const d = engine.decide(who, 'internal.example.com', 443);
       expect(d.allow).toBe(true);
       for (const ip of ['169.254.169.254', '10.0.0.5', '127.0.0.1', '::1', 'fd00:ec2::254', '::ffff:10.0.0.5']) {
         expect(engine.checkResolved(d, ip)).toMatchObject({ allow: false, reason: 'private_address', host: 'internal.example.com', policyId: 'npol_test' });
@@ -37,16 +37,16 @@ describe('guardrails: non-global destinations are refused whatever the allowlist
 
   it('checkResolved leaves a denial alone and honours --allow-private', () => {
     const { engine, who } = rig({ allowed_hostnames: ['a.example.com'] }, { allowPrivate: ['10.1.0.0/16'] });
-    const deny = engine.decide(who, 'b.example.com', 443, 'http');
+    const deny = engine.decide(who, 'b.example.com', 443);
     expect(engine.checkResolved(deny, '8.8.8.8')).toBe(deny);
-    const ok = engine.decide(who, 'a.example.com', 443, 'http');
+    const ok = engine.decide(who, 'a.example.com', 443);
     expect(engine.checkResolved(ok, '10.1.2.3').allow).toBe(true);
     expect(engine.checkResolved(ok, '10.2.0.1').allow).toBe(false);
   });
 
   it('an IP literal inside an allowed CIDR is still refused when private', () => {
     const { engine, who } = rig({ allowed_cidrs: [{ cidr: '10.0.0.0/8' }, { cidr: '169.254.0.0/16' }] });
-    expect(engine.decide(who, '10.1.2.3', 443, 'http').reason).toBe('private_address');
-    expect(engine.decide(who, '169.254.169.254', 80, 'http').reason).toBe('private_address');
+    expect(engine.decide(who, '10.1.2.3', 443).reason).toBe('private_address');
+    expect(engine.decide(who, '169.254.169.254', 80).reason).toBe('private_address');
   });
 });

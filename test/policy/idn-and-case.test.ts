@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { normalizeAllowedHostname, normalizeHost } from '../../src/policy/hostname.js';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 describe('names are normalised exactly as entries are', () => {
   it.each([
@@ -23,7 +23,7 @@ describe('names are normalised exactly as entries are', () => {
     const spellings = ['bücher.de', 'BÜCHER.de', 'xn--bcher-kva.de', 'XN--BCHER-KVA.DE.', 'bücher.de.'];
     for (const entry of spellings) {
       const { engine, who } = rig({ allowed_hostnames: [entry] });
-      for (const h of spellings) expect(engine.decide(who, h, 443, 'transparent-tls')).toMatchObject({ allow: true, matched: 'xn--bcher-kva.de', host: 'xn--bcher-kva.de' });
+      for (const h of spellings) expect(engine.decide(who, h, 443)).toMatchObject({ allow: true, matched: 'xn--bcher-kva.de', host: 'xn--bcher-kva.de' });
     }
   });
 
@@ -31,19 +31,19 @@ describe('names are normalised exactly as entries are', () => {
     expect(normalizeHost('xn--zz.com').kind).toBe('invalid');
     expect(normalizeHost('www.xn--zz.com').kind).toBe('invalid');
     const { engine, who } = rig({ allowed_hostnames: ['*.com.example'] });
-    expect(engine.decide(who, 'xn--zz.com.example', 443, 'http').reason).toBe('invalid_host');
+    expect(engine.decide(who, 'xn--zz.com.example', 443).reason).toBe('invalid_host');
   });
 
   it('homographs are different names', () => {
     const { engine, who } = rig({ allowed_hostnames: ['apple.com', 'paypal.com'] });
-    expect(engine.decide(who, 'аpple.com', 443, 'http')).toMatchObject({ allow: false, reason: 'not_allowlisted', host: 'xn--pple-43d.com' });
-    expect(engine.decide(who, 'pаypal.com', 443, 'http').allow).toBe(false);
+    expect(engine.decide(who, 'аpple.com', 443)).toMatchObject({ allow: false, reason: 'not_allowlisted', host: 'xn--pple-43d.com' });
+    expect(engine.decide(who, 'pаypal.com', 443).allow).toBe(false);
   });
 
   it('a name that cannot be normalised is denied invalid_host, also under allow_all', () => {
     const { engine, who } = rig({ allow_all: true });
     for (const h of ['', 'a..b', 'git hub.com', `${'a'.repeat(64)}.com`, `${'abcdefghi.'.repeat(26)}com`, 'github\u200b.com']) {
-      expect(engine.decide(who, h, 443, 'http')).toMatchObject({ allow: false, reason: 'invalid_host', hostKind: 'invalid' });
+      expect(engine.decide(who, h, 443)).toMatchObject({ allow: false, reason: 'invalid_host', hostKind: 'invalid' });
     }
   });
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { CompiledPolicy } from '../../src/policy/compiler.js';
 import { MemorySource } from '../../src/policy/memory-source.js';
 import { normalizeHost } from '../../src/policy/hostname.js';
-import { NO_TOGGLES, rig } from './helpers.js';
+import { NO_TOGGLES, rig } from '../support/policy-rig.js';
 
 /** The rules, written as plainly as possible. */
 function reference(entries: readonly string[], name: string): string | undefined {
@@ -68,7 +68,7 @@ describe('compiled matcher agrees with the reference', () => {
         for (const size of [0, 16]) {
           const { engine, who } = rig({ allowed_hostnames: entries }, { decisionCacheSize: size });
           for (let k = 0; k < 2; k++) {
-            const d = engine.decide(who, spelled, 443, 'http');
+            const d = engine.decide(who, spelled, 443);
             expect(d.allow).toBe(want !== undefined);
             expect(d.matched).toBe(want ?? null);
             expect(d.host).toBe(name);

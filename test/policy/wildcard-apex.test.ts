@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { rig } from './helpers.js';
+import { rig } from '../support/policy-rig.js';
 
 describe('`*.` entries: strict subdomains at any depth, never the apex', () => {
   const { engine, who } = rig({ allowed_hostnames: ['*.npmjs.org', 'pypi.org', '*.pythonhosted.org', 'files.pythonhosted.org'] });
-  const d = (h: string) => engine.decide(who, h, 443, 'connect');
+  const d = (h: string) => engine.decide(who, h, 443);
 
   it('admits one and many labels below the suffix', () => {
     for (const h of ['registry.npmjs.org', 'a.registry.npmjs.org', `${'x.'.repeat(60)}npmjs.org`]) {
@@ -27,9 +27,9 @@ describe('`*.` entries: strict subdomains at any depth, never the apex', () => {
 
   it('the most specific wildcard is reported when several match', () => {
     const r = rig({ allowed_hostnames: ['*.example.com', '*.b.example.com'] });
-    expect(r.engine.decide(r.who, 'a.b.example.com', 443, 'http').matched).toBe('*.b.example.com');
-    expect(r.engine.decide(r.who, 'b.example.com', 443, 'http').matched).toBe('*.example.com');
-    expect(r.engine.decide(r.who, 'c.example.com', 443, 'http').matched).toBe('*.example.com');
+    expect(r.engine.decide(r.who, 'a.b.example.com', 443).matched).toBe('*.b.example.com');
+    expect(r.engine.decide(r.who, 'b.example.com', 443).matched).toBe('*.example.com');
+    expect(r.engine.decide(r.who, 'c.example.com', 443).matched).toBe('*.example.com');
   });
 
   it('a name with as many labels as DNS allows is still judged', () => {

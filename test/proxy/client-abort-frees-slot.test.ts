@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import net from 'node:net';
 import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
-import { type CliGateway, cliMetric, startCliGateway, waitUntil } from '../support/cli-gateway.js';
+import { type CliGateway, cliMetric, startCliGateway } from '../support/cli-gateway.js';
+import { waitFor } from '../support/wait.js';
 
 const DEVBOX_ADDR = '127.0.0.2';
 
@@ -135,13 +136,13 @@ describe('a client gone = its request cancelled (real CLI)', { timeout: 240_000 
       const socks = await Promise.all(Array.from({ length: BATCH }, () => open(gw.ports.proxy, request)));
       seen += BATCH;
       // Each request reached the silent origin: it is in flight, waiting.
-      await waitUntil(() => silent.requests() >= seen, 20_000, `${seen} requests at the origin`);
+      await waitFor(() => silent.requests() >= seen, 20_000, `${seen} requests at the origin`);
       const closes = socks.map((s) => closedWithin(s, 5000));
       for (const s of socks) s.end();
       worst = Math.max(worst, ...(await Promise.all(closes)));
       expect(worst, `gateway closed every aborted client (batch at ${done})`).toBeLessThan(5000);
       // The upstream requests were cancelled too (the origin sees its connections close).
-      await waitUntil(() => silent.open() === 0, 1000, 'origin connections closed');
+      await waitFor(() => silent.open() === 0, 1000, 'origin connections closed');
     }
     // The budget is the issue's: slot and upstream freed within 1 s of the FIN.
     console.log(`worst FIN-to-close: ${Math.round(worst)} ms over ${TOTAL} aborts`);
@@ -155,9 +156,9 @@ describe('a client gone = its request cancelled (real CLI)', { timeout: 240_000 
   it('an RST while waiting frees it too', async () => {
     const before = silent.requests();
     const s = await open(gw.ports.proxy, `GET http://silent.test:${silent.port}/rst HTTP/1.1\r\nHost: silent.test:${silent.port}\r\n\r\n`);
-    await waitUntil(() => silent.requests() > before, 10_000, 'request at the origin');
+    await waitFor(() => silent.requests() > before, 10_000, 'request at the origin');
     s.resetAndDestroy();
-    await waitUntil(() => silent.open() === 0, 1000, 'origin connection closed after the RST');
+    await waitFor(() => silent.open() === 0, 1000, 'origin connection closed after the RST');
   });
 });
 
@@ -182,9 +183,9 @@ describe('--response-timeout-ms and draining (real CLI)', { timeout: 120_000 }, 
       // Draining: a keep-alive request in flight when SIGTERM comes is answered with Connection: close.
       const front = rawRequest(gw.ports.proxy, `GET http://slow.test:${slow.port}/ HTTP/1.1\r\nHost: slow.test:${slow.port}\r\n\r\n`);
       const nodeHttp = rawRequest(gw.ports.proxy, `POST http://slow.test:${slow.port}/ HTTP/1.1\r\nHost: slow.test:${slow.port}\r\nContent-Length: 2\r\n\r\nhi`);
-      await waitUntil(() => slow.held() === 2, 10_000, 'both requests at the origin');
+      await waitFor(() => slow.held() === 2, 10_000, 'both requests at the origin');
       const stopped = gw.stop();
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, 300)); // kept: SIGTERM lands and draining starts before the origin answers
       slow.release();
       for (const r of [await front, await nodeHttp]) {
         expect(r.slice(0, 12)).toBe('HTTP/1.1 200');

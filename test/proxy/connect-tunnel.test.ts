@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
-import { type ProxyEnv, connectTunnel, curl, headerOf, metric, originPattern, rawExchange, startProxyEnv, statusOf, until } from './helpers.js';
+import { type ProxyEnv, connectTunnel, curl, headerOf, metric, originPattern, rawExchange, startProxyEnv, statusOf, until } from '../support/proxy.js';
 
 let env: ProxyEnv;
 beforeAll(async () => {

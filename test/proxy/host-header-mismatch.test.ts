@@ -3,7 +3,7 @@
  * a virtual-hosting origin (or a CDN) routes on the Host header. Disagreement is denied.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyEnv, curl, headerOf, metric, rawExchange, startProxyEnv, statusOf } from './helpers.js';
+import { type ProxyEnv, curl, headerOf, metric, rawExchange, startProxyEnv, statusOf } from '../support/proxy.js';
 
 let env: ProxyEnv;
 beforeAll(async () => {

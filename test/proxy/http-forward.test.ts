@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ProxyEnv, curl, metric, originPattern, rawExchange, startProxyEnv, statusOf } from './helpers.js';
+import { type ProxyEnv, curl, metric, originPattern, rawExchange, startProxyEnv, statusOf } from '../support/proxy.js';
 
 let env: ProxyEnv;
 beforeAll(async () => {

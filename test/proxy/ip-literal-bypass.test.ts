@@ -4,7 +4,7 @@
  * IP literal, decided on allowed_cidrs only: denied as ip_literal unless a CIDR admits it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyEnv, headerOf, metric, rawExchange, startProxyEnv, statusOf } from './helpers.js';
+import { type ProxyEnv, headerOf, metric, rawExchange, startProxyEnv, statusOf } from '../support/proxy.js';
 
 let env: ProxyEnv;
 let cidrAuth: string;

@@ -7,7 +7,7 @@
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyEnv, startProxyEnv } from './helpers.js';
+import { type ProxyEnv, startProxyEnv } from '../support/proxy.js';
 
 let env: ProxyEnv;
 beforeAll(async () => {

@@ -4,8 +4,8 @@
  * fixture is refused in HTTP words and never reaches the origin; the proxy keeps serving.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyEnv, curl, rawExchange, startProxyEnv, statusOf } from './helpers.js';
-import { MALFORMED_CASES } from './malformed-cases.js';
+import { type ProxyEnv, curl, rawExchange, startProxyEnv, statusOf } from '../support/proxy.js';
+import { MALFORMED_CASES } from '../fixtures/malformed-requests.js';
 
 let env: ProxyEnv;
 beforeAll(async () => {

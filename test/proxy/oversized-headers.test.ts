@@ -3,7 +3,7 @@
  * answers 431 and closes, without forwarding anything.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyEnv, metric, rawExchange, startProxyEnv, statusOf } from './helpers.js';
+import { type ProxyEnv, metric, rawExchange, startProxyEnv, statusOf } from '../support/proxy.js';
 
 let env: ProxyEnv;
 beforeAll(async () => {

@@ -7,7 +7,7 @@
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyEnv, metric, startProxyEnv } from './helpers.js';
+import { type ProxyEnv, metric, startProxyEnv } from '../support/proxy.js';
 
 let env: ProxyEnv;
 beforeAll(async () => {

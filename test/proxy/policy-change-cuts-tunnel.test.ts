@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
-import { type ProxyEnv, connectTunnel, metric, startProxyEnv, until } from './helpers.js';
+import { type ProxyEnv, connectTunnel, metric, startProxyEnv, until } from '../support/proxy.js';
 
 let env: ProxyEnv;
 let echo: net.Server;

@@ -4,7 +4,7 @@
  * must not borrow another's policy, nor an attacker guess its way to the address identity).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyEnv, curl, headerOf, rawExchange, startProxyEnv, statusOf } from './helpers.js';
+import { type ProxyEnv, curl, headerOf, rawExchange, startProxyEnv, statusOf } from '../support/proxy.js';
 
 let env: ProxyEnv;
 beforeAll(async () => {

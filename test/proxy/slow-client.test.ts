@@ -4,7 +4,7 @@
  * The same bound applies to a ClientHello trickled into a CONNECT tunnel.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyEnv, connectTunnel, metric, rawExchange, startProxyEnv, statusOf } from './helpers.js';
+import { type ProxyEnv, connectTunnel, metric, rawExchange, startProxyEnv, statusOf } from '../support/proxy.js';
 import { clientHello } from '../fixtures/clienthello.js';
 
 let env: ProxyEnv;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tls from 'node:tls';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
-import { type ProxyEnv, connectTunnel, metric, originPattern, startProxyEnv } from './helpers.js';
+import { type ProxyEnv, connectTunnel, metric, originPattern, startProxyEnv } from '../support/proxy.js';
 import { clientHello } from '../fixtures/clienthello.js';
 
 let env: ProxyEnv;

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
-import { type ProxyEnv, connectTunnel, curl, metric, startProxyEnv, until } from './helpers.js';
+import { type ProxyEnv, connectTunnel, curl, metric, startProxyEnv, until } from '../support/proxy.js';
 import { clientHello } from '../fixtures/clienthello.js';
 
 let env: ProxyEnv;
@@ -51,6 +51,7 @@ describe('no socket or listener leaks', () => {
     // Warm up every path once so lazily created things (agents, metrics) exist in the baseline.
     await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl, `http://allowed.test:${p}/warm`]);
     await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl, '-k', `https://www.allowed.test:${hp}/warm`]);
+    // Kept: the warm-up's keep-alive sockets and timers end on their own idle timers (time passing).
     await new Promise((r) => setTimeout(r, 1500));
     const base = resources();
 

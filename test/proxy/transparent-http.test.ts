@@ -4,7 +4,7 @@
  * the checked address (the test origin's port here); a denial is the same 403.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyEnv, curl, headerOf, metric, rawExchange, startProxyEnv, statusOf } from './helpers.js';
+import { type ProxyEnv, curl, headerOf, metric, rawExchange, startProxyEnv, statusOf } from '../support/proxy.js';
 
 let env: ProxyEnv;
 let hport: number;

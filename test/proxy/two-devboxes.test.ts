@@ -3,7 +3,7 @@
  * with different policies, through the same proxy, each get exactly their own.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyEnv, curl, startProxyEnv } from './helpers.js';
+import { type ProxyEnv, curl, startProxyEnv } from '../support/proxy.js';
 
 let env: ProxyEnv;
 beforeAll(async () => {

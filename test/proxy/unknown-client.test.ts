@@ -3,7 +3,7 @@
  * valid credentials, must be denied (unknown_client) on every door of this module.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyEnv, curl, headerOf, metric, rawExchange, startProxyEnv, statusOf } from './helpers.js';
+import { type ProxyEnv, curl, headerOf, metric, rawExchange, startProxyEnv, statusOf } from '../support/proxy.js';
 
 let env: ProxyEnv;
 beforeAll(async () => {

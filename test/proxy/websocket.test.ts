@@ -8,7 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import WebSocket, { WebSocketServer } from 'ws';
-import { type ProxyEnv, connectTunnel, metric, startProxyEnv, until } from './helpers.js';
+import { type ProxyEnv, connectTunnel, metric, startProxyEnv, until } from '../support/proxy.js';
 
 let env: ProxyEnv;
 let wss: WebSocketServer;

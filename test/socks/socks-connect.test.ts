@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SocksClient } from 'socks';
-import { type SocksEnv, curl, denyMetric, httpGet, metric, socksConnect, startSocksEnv } from './helpers.js';
+import { type SocksEnv, curl, denyMetric, httpGet, metric, socksConnect, startSocksEnv } from '../support/socks.js';
+import { waitFor } from '../support/wait.js';
 
 let env: SocksEnv;
 let origin: number;
@@ -64,7 +65,7 @@ describe('SOCKS5 CONNECT, known source address (no-auth)', () => {
     const sock = await socksConnect(env.socksPort, { host: 'allowed.test', port: origin }, { localAddress: '127.0.0.2' });
     const res = await httpGet(sock, 'allowed.test', '/bytes/10000');
     expect(res.body.length).toBe(10000);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(async () => (await metric(env.gw, 'egress_active_connections', { door: 'socks5' })) === 0, 5000, 'the tunnel closed');
     expect(await metric(env.gw, 'egress_bytes_total', { door: 'socks5', direction: 'in' })).toBeGreaterThan(inBefore + 10000);
     expect(await metric(env.gw, 'egress_bytes_total', { door: 'socks5', direction: 'out' })).toBeGreaterThan(outBefore);
     expect(await metric(env.gw, 'egress_active_connections', { door: 'socks5' })).toBe(0);

@@ -1,6 +1,6 @@
 /** RFC 1929 username/password: devbox id + password; credentials beat the source address. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type SocksEnv, curl, denyMetric, httpGet, metric, rawExchange, socksConnect, startSocksEnv } from './helpers.js';
+import { type SocksEnv, curl, denyMetric, httpGet, metric, rawExchange, socksConnect, startSocksEnv } from '../support/socks.js';
 
 let env: SocksEnv;
 let a: { id: string; username: string; password: string };

@@ -3,7 +3,8 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDomain } from '../fixtures/socks5-cases.js';
 import { socksLiveClients } from '../../src/doors/socks5/door.js';
-import { type SocksEnv, httpGet, metric, socksConnect, startSocksEnv, waitFor } from './helpers.js';
+import { type SocksEnv, httpGet, metric, socksConnect, startSocksEnv } from '../support/socks.js';
+import { eventually } from '../support/wait.js';
 
 let env: SocksEnv;
 
@@ -51,21 +52,21 @@ describe('SOCKS5 leak check', () => {
       if (jobs.length % 50 === 0) await Promise.all(jobs.splice(0));
     }
     await Promise.all(jobs);
-    expect(await waitFor(() => socksLiveClients() === 0, 5000)).toBe(true);
+    expect(await eventually(() => socksLiveClients() === 0, 5000)).toBe(true);
     expect(await metric(env.gw, 'egress_active_connections', { door: 'socks5' })).toBe(0);
 
     const sock = await socksConnect(port, { host: 'allowed.test', port: env.origin.port }, { localAddress: '127.0.0.2' });
     expect((await httpGet(sock, 'allowed.test', '/alive')).status).toBe(200);
-    expect(await waitFor(() => socksLiveClients() === 0, 3000)).toBe(true);
+    expect(await eventually(() => socksLiveClients() === 0, 3000)).toBe(true);
   });
 
   it('half-open tunnels idle past the handshake stay tracked until closed, then are released', async () => {
     const socks = await Promise.all(
       Array.from({ length: 20 }, () => socksConnect(env.socksPort, { host: 'allowed.test', port: env.origin.port }, { localAddress: '127.0.0.2' })),
     );
-    expect(await waitFor(async () => (await metric(env.gw, 'egress_active_connections', { door: 'socks5' })) === 20)).toBe(true);
+    expect(await eventually(async () => (await metric(env.gw, 'egress_active_connections', { door: 'socks5' })) === 20)).toBe(true);
     for (const s of socks) s.destroy();
-    expect(await waitFor(async () => (await metric(env.gw, 'egress_active_connections', { door: 'socks5' })) === 0)).toBe(true);
-    expect(await waitFor(() => socksLiveClients() === 0)).toBe(true);
+    expect(await eventually(async () => (await metric(env.gw, 'egress_active_connections', { door: 'socks5' })) === 0)).toBe(true);
+    expect(await eventually(() => socksLiveClients() === 0)).toBe(true);
   });
 });

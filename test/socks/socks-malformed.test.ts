@@ -1,7 +1,7 @@
 /** Malformed and refused SOCKS5 input: exact replies, a clean close, a counted protocol error, no crash. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SOCKS5_MALFORMED, connectDomain, GRANT_NO_AUTH } from '../fixtures/socks5-cases.js';
-import { type SocksEnv, denyMetric, failReplyBytes, httpGet, metric, rawExchange, socksConnect, startSocksEnv } from './helpers.js';
+import { type SocksEnv, denyMetric, failReplyBytes, httpGet, metric, rawExchange, socksConnect, startSocksEnv } from '../support/socks.js';
 
 let env: SocksEnv;
 

@@ -2,7 +2,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDomain } from '../fixtures/socks5-cases.js';
-import { type SocksEnv, metric, rawExchange, startSocksEnv } from './helpers.js';
+import { type SocksEnv, metric, rawExchange, startSocksEnv } from '../support/socks.js';
 
 let env: SocksEnv;
 const TIMEOUT = 300;

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDomain, GRANT_NO_AUTH } from '../fixtures/socks5-cases.js';
-import { type SocksEnv, curl, denyMetric, failReplyBytes, metric, rawExchange, socksConnect, startSocksEnv } from './helpers.js';
+import { type SocksEnv, curl, denyMetric, failReplyBytes, metric, rawExchange, socksConnect, startSocksEnv } from '../support/socks.js';
 
 let env: SocksEnv;
 

@@ -4,10 +4,10 @@ import {
   type Step,
   Reply,
   Socks5Parser,
-  ipv6ToText,
   replyMessage,
 } from '../../src/doors/socks5/parser.js';
 import { SOCKS5_MALFORMED } from '../fixtures/socks5-cases.js';
+import { ipBytesToText } from '../../src/policy/ip.js';
 
 const domainRequest = (host: string, port: number) => {
   const n = Buffer.from(host);
@@ -73,17 +73,19 @@ describe('Socks5Parser', () => {
     expect(p.request()).toEqual({ type: 'message', message: { command: 1, addressType: 'ipv6', host: '::1', port: 80 } });
   });
 
-  it('formats IPv6 like RFC 5952', () => {
+  it('formats IPv6 like RFC 5952 (the one formatter, policy/ip.ts), IPv4-mapped as the IPv4 address', () => {
     const b = (words: number[]) => {
       const out = Buffer.alloc(16);
-      words.forEach((w, i) => out.writeUInt16BE(w, i * 2));
+      words.forEach((w, i) => {
+        out.writeUInt16BE(w, i * 2);
+      });
       return out;
     };
-    expect(ipv6ToText(b([0x2001, 0xdb8, 0, 0, 1, 0, 0, 1]), 0)).toBe('2001:db8::1:0:0:1');
-    expect(ipv6ToText(b([0, 0, 0, 0, 0, 0, 0, 0]), 0)).toBe('::');
-    expect(ipv6ToText(b([0xfe80, 0, 0, 0, 0, 0, 0, 0]), 0)).toBe('fe80::');
-    expect(ipv6ToText(b([1, 0, 2, 3, 4, 5, 6, 7]), 0)).toBe('1:0:2:3:4:5:6:7');
-    expect(ipv6ToText(b([0, 0, 0, 0, 0, 0xffff, 0x7f00, 1]), 0)).toBe('::ffff:127.0.0.1');
+    expect(ipBytesToText(b([0x2001, 0xdb8, 0, 0, 1, 0, 0, 1]), 0, 16)).toBe('2001:db8::1:0:0:1');
+    expect(ipBytesToText(b([0, 0, 0, 0, 0, 0, 0, 0]), 0, 16)).toBe('::');
+    expect(ipBytesToText(b([0xfe80, 0, 0, 0, 0, 0, 0, 0]), 0, 16)).toBe('fe80::');
+    expect(ipBytesToText(b([1, 0, 2, 3, 4, 5, 6, 7]), 0, 16)).toBe('1:0:2:3:4:5:6:7');
+    expect(ipBytesToText(b([0, 0, 0, 0, 0, 0xffff, 0x7f00, 1]), 0, 16)).toBe('127.0.0.1');
   });
 
   it('keeps the domain bytes verbatim for normalizeHost to judge', () => {

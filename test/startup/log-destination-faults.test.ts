@@ -12,7 +12,8 @@ import http from 'node:http';
 import { execFile } from 'node:child_process';
 import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
 import { startHttpOrigin, type Origin } from '../support/origin.js';
-import { type CliGateway, cliMetric, logLines, rssOf, startCliGateway, waitUntil } from '../support/cli-gateway.js';
+import { type CliGateway, cliMetric, logLines, rssOf, startCliGateway } from '../support/cli-gateway.js';
+import { waitFor } from '../support/wait.js';
 
 const DEVBOX = '127.0.0.2';
 /** The figures: 60 s of load, RSS within +30 MB of its baseline. */
@@ -73,7 +74,7 @@ describe('log destination faults (real CLI)', { timeout: 240_000 }, () => {
     try {
       await withDevbox(gw);
       for (let i = 0; i < 3; i++) await serves(gw);
-      await waitUntil(async () => (await cliMetric(gw.apiUrl, 'egress_log_lines_dropped_total')) > 5, 5000, 'dropped lines counted');
+      await waitFor(async () => (await cliMetric(gw.apiUrl, 'egress_log_lines_dropped_total')) > 5, 5000, 'dropped lines counted');
       const stop = await gw.stop(20_000);
       expect(stop.code).toBe(0);
       expect(stop.ms).toBeLessThan(EXIT_BUDGET_MS);
@@ -85,11 +86,11 @@ describe('log destination faults (real CLI)', { timeout: 240_000 }, () => {
   it('stdout closed by its reader (serve | head -4, EPIPE): keeps serving, exits on SIGTERM within the grace', async () => {
     const gw = await startCliGateway({ stdout: 'pipe', upstreamDnsPort: dns.port, args: ['--log-allowed', 'all'] });
     try {
-      await waitUntil(() => gw.out().includes('egress-gateway listening'), 10_000, 'the first log lines');
+      await waitFor(() => gw.out().includes('egress-gateway listening'), 10_000, 'the first log lines');
       gw.child.stdout!.destroy(); // what head does after its fourth line
       await withDevbox(gw);
       for (let i = 0; i < 3; i++) await serves(gw);
-      await waitUntil(async () => (await cliMetric(gw.apiUrl, 'egress_log_lines_dropped_total')) > 0, 5000, 'dropped lines counted');
+      await waitFor(async () => (await cliMetric(gw.apiUrl, 'egress_log_lines_dropped_total')) > 0, 5000, 'dropped lines counted');
       const stop = await gw.stop(20_000);
       expect(stop.code).toBe(0);
       expect(stop.ms).toBeLessThan(EXIT_BUDGET_MS);
@@ -164,8 +165,9 @@ describe('log content (real CLI)', { timeout: 120_000 }, () => {
     for (let i = 0; i < 40; i++) expect(await proxied(gw, 'allowed.test')).toBe(200);
     for (let i = 0; i < 5; i++) expect(await proxied(gw, 'denied.test')).toBe(403);
     for (let i = 0; i < 20; i++) expect((await gw.api.as('wrong-token').call('GET', '/v1/network-policies')).status).toBe(401);
-    await waitUntil(() => logLines(gw.out()).filter((l) => l.decision === 'deny').length === 5, 5000, 'denial lines');
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor(() => logLines(gw.out()).filter((l) => l.decision === 'deny').length === 5, 5000, 'denial lines');
+    // Lines come in order: the allowed ones are written before the denials, the failed API auths after.
+    await waitFor(() => logLines(gw.out()).some((l) => l.event === 'api_auth_failed'), 5000, 'the API auth line');
     const lines = logLines(gw.out());
     for (const l of lines) expect(l.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     const start = lines.find((l) => l.event === 'start')!;
@@ -188,7 +190,7 @@ describe('log content (real CLI)', { timeout: 120_000 }, () => {
       await withDevbox(quiet);
       for (let i = 0; i < 10; i++) await proxied(quiet, 'allowed.test');
       await proxied(quiet, 'denied.test');
-      await waitUntil(() => logLines(quiet.out()).some((l) => l.decision === 'deny'), 5000, 'denial line');
+      await waitFor(() => logLines(quiet.out()).some((l) => l.decision === 'deny'), 5000, 'denial line');
       expect(logLines(quiet.out()).filter((l) => l.decision === 'allow')).toHaveLength(0);
     } finally {
       await quiet.stop();

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
 import { startHttpOrigin, type Origin } from '../support/origin.js';
 import { ApiClient } from '../support/gateway.js';
-import { ROOT, logLines, loopbackPorts, startCliGateway, waitUntil } from '../support/cli-gateway.js';
+import { ROOT, logLines, loopbackPorts, startCliGateway } from '../support/cli-gateway.js';
+import { waitFor } from '../support/wait.js';
 
 const DEVBOX = '127.0.0.2';
 let dns: DnsUpstream;
@@ -67,7 +68,7 @@ describe('signals (real CLI)', { timeout: 180_000 }, () => {
 
       writeFileSync(file, 'api_token: ["tok-a:acct-a", "tok-c:acct-a"]\nallow_private: ["127.0.0.0/8"]\nlog_level: debug\ndns_rate_limit: 50\nconnect_timeout_ms: 5000\n');
       gw.child.kill('SIGHUP');
-      await waitUntil(() => logLines(gw.out()).some((l) => l.event === 'reload'), 10_000, 'the reload line');
+      await waitFor(() => logLines(gw.out()).some((l) => l.event === 'reload'), 10_000, 'the reload line');
       const line = logLines(gw.out()).find((l) => l.event === 'reload')!;
       expect(line.changed).toEqual(expect.arrayContaining(['--api-token', '--allow-private', '--log-level', '--dns-rate-limit']));
       expect(line.needs_restart).toEqual(['--connect-timeout-ms']);
@@ -76,7 +77,7 @@ describe('signals (real CLI)', { timeout: 180_000 }, () => {
 
       writeFileSync(file, 'api_token: [\n');
       gw.child.kill('SIGHUP');
-      await waitUntil(() => logLines(gw.out()).some((l) => l.event === 'reload_refused'), 10_000, 'the refusal line');
+      await waitFor(() => logLines(gw.out()).some((l) => l.event === 'reload_refused'), 10_000, 'the refusal line');
       const refused = logLines(gw.out()).filter((l) => l.event === 'reload_refused');
       expect(refused).toHaveLength(1);
       expect(String(refused[0]!.msg)).toMatch(/not reloaded.*--config/);
@@ -99,11 +100,11 @@ describe('signals (real CLI)', { timeout: 180_000 }, () => {
     });
     const npmExit = new Promise<void>((r) => npm.on('exit', () => r()));
     try {
-      await waitUntil(async () => (await fetch(`http://127.0.0.1:${ports.api}/healthz`).catch(() => null))?.ok === true, 60_000, 'gateway under npm start');
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${ports.api}/healthz`).catch(() => null))?.ok === true, 60_000, 'gateway under npm start');
       npm.kill('SIGTERM'); // kill $!
       await npmExit;
       // Within the grace (0.5 s) plus the log flush and slack, every port is free.
-      await waitUntil(async () => (await refuses(ports.api)) && (await refuses(ports.proxy)) && (await refuses(ports.socks)), 5000, 'ports released');
+      await waitFor(async () => (await refuses(ports.api)) && (await refuses(ports.proxy)) && (await refuses(ports.socks)), 5000, 'ports released');
     } finally {
       npm.kill('SIGKILL');
     }

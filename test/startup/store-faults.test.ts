@@ -11,8 +11,9 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { killAll, spawnCli, startServe, waitFor, LOOPBACK_DOORS } from '../support/serve-process.js';
-import { runCli } from '../cli/run.js';
+import { killAll, spawnCli, startServe, LOOPBACK_DOORS } from '../support/serve-process.js';
+import { waitFor } from '../support/wait.js';
+import { runCli } from '../support/run-cli.js';
 import { openStore } from '../../src/store/index.js';
 
 const root = mkdtempSync(join(tmpdir(), 'egw-store-faults-'));

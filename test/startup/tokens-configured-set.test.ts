@@ -10,7 +10,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { killAll, startServe } from '../support/serve-process.js';
-import { runCli } from '../cli/run.js';
+import { runCli } from '../support/run-cli.js';
 
 afterAll(() => killAll());
 

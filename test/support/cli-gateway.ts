@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient, TOKEN_A, TOKEN_B } from './gateway.js';
+import { waitFor } from './wait.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'egress-gateway.js');
@@ -120,20 +121,11 @@ export async function startCliGateway(opts: CliGatewayOptions = {}): Promise<Cli
       return { ...r, ms: Date.now() - t0 };
     },
   };
-  await waitUntil(async () => {
+  await waitFor(async () => {
     if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}: ${err}`);
     return (await fetch(`${apiUrl}/healthz`).catch(() => null))?.ok === true;
   }, 60_000, 'gateway /healthz');
   return gw;
-}
-
-export async function waitUntil(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** Reads one sample from a /metrics text: the sum of series of `name` whose labels include `labels`. */

@@ -20,6 +20,11 @@ export interface DnsUpstreamOptions {
   truncateUdp?: Set<string>;
   /** Names whose UDP queries are counted but never answered (to force a time-out). */
   dropUdp?: Set<string>;
+  /**
+   * An rcode to answer a question with instead of its records (e.g. 5, REFUSED, for
+   * AAAA only), or undefined to answer normally. `type` as dns-packet names it ('AAAA').
+   */
+  rcodeFor?: (name: string, type: string) => number | undefined;
   /** When set, NXDOMAIN and NODATA answers carry this SOA in authority (RFC 2308 negative caching). */
   negativeSoa?: { ttl: number; minimum: number };
 }
@@ -46,6 +51,8 @@ function answer(query: dnsPacket.Packet, opts: DnsUpstreamOptions, transport: 'u
   const soa = opts.negativeSoa
     ? [{ type: 'SOA', name: 'test', class: 'IN', ttl: opts.negativeSoa.ttl, data: { mname: 'ns.test', rname: 'hostmaster.test', serial: 1, refresh: 60, retry: 60, expire: 60, minimum: opts.negativeSoa.minimum } }]
     : [];
+  const forced = q ? opts.rcodeFor?.(name, q.type) : undefined;
+  if (forced !== undefined) return dnsPacket.encode({ ...base, flags: ((base.flags ?? 0) & ~0xf) | forced } as dnsPacket.Packet);
   if (!q || !recs) return dnsPacket.encode({ ...base, flags: (base.flags ?? 0) | 3 /* NXDOMAIN */, authorities: soa } as dnsPacket.Packet);
   if (transport === 'udp' && opts.truncateUdp?.has(name)) {
     return dnsPacket.encode({ ...base, flags: (base.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE } as dnsPacket.Packet);

@@ -1,6 +1,7 @@
 /**
  * Starts the real gateway in-process on loopback port 0 with a real sqlite file in a temp
- * folder, and gives tests a small client for its API. Tokens: `tok-a` → account `acct-a`,
+ * folder (or, with EGRESS_TEST_DB=postgres, a fresh database on the shared test PostgreSQL),
+ * and gives tests a small client for its API. Tokens: `tok-a` → account `acct-a`,
  * `tok-b` → account `acct-b`.
  */
 import { mkdtempSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createLogger } from '../../src/log.js';
 import { loadConfig } from '../../src/config.js';
+import { sharedPostgres } from './postgres.js';
 import { type Gateway, startGateway } from '../../src/wiring/gateway.js';
 
 export const TOKEN_A = 'tok-a';
@@ -110,7 +112,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
     ['http-proxy', ['127.0.0.1:0']],
     ['socks', ['127.0.0.1:0']],
     ['dns', ['127.0.0.1:0']],
-    ['db', [opts.db ?? join(dir, 'egress.db')]],
+    ['db', [opts.db ?? (process.env.EGRESS_TEST_DB === 'postgres' ? await (await sharedPostgres()).createDatabase() : join(dir, 'egress.db'))]],
     ['api-token', [`${TOKEN_A}:acct-a`, `${TOKEN_B}:acct-b`]],
     ['allow-private', ['127.0.0.0/8']],
     ['upstream-dns', [`127.0.0.1:${opts.upstreamDnsPort ?? 9}`]],

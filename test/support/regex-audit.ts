@@ -203,7 +203,11 @@ class Analyzer {
         const set = new Array<boolean>(256).fill(false);
         for (const s of inner) for (const it of s) for (let k = 0; k < 256; k++) if (it.set[k]) set[k] = true;
         const first = new Array<boolean>(256).fill(false);
-        for (const s of inner) firstOf(s).forEach((v, k) => (first[k] ||= v));
+        for (const s of inner) {
+          firstOf(s).forEach((v, k) => {
+            first[k] ||= v;
+          });
+        }
         const innerMin = Math.min(...inner.map((s) => s.reduce((a, it) => a + it.min, 0)));
         seq.push({ set, first, min: q.min * innerMin, unbounded: q.unbounded || innerUnbounded });
         continue;

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from './wait.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -47,20 +48,12 @@ export function spawnCli(args: string[], env: Record<string, string> = {}): Serv
   return { child, exited, out: () => out, err: () => err };
 }
 
-export async function waitFor(check: () => boolean, ms = 60_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** Starts serve and waits until it listens (or fails: the error names its stderr). */
-export async function startServe(args: string[], env: Record<string, string> = {}): Promise<RunningServe> {
+export async function startServe(args: string[], env: Record<string, string> = {}, waitMs = 90_000): Promise<RunningServe> {
   const p = spawnCli(['serve', ...LOOPBACK_DOORS, ...args], env);
   let exitCode: number | null | undefined;
   void p.exited.then((c) => (exitCode = c));
-  await waitFor(() => p.out().includes('egress-gateway listening') || exitCode !== undefined, 90_000, 'serve to listen');
+  await waitFor(() => p.out().includes('egress-gateway listening') || exitCode !== undefined, waitMs, 'serve to listen');
   if (exitCode !== undefined) throw new Error(`serve exited ${exitCode}: ${p.err()}`);
   // The listening line, not the start-up line (which shows the configured api, port 0).
   const listening = p.out().split('\n').find((l) => l.includes('egress-gateway listening'))!;

@@ -81,6 +81,7 @@ async function run(ms: number): Promise<number> {
 }
 
 port = JSON.parse(process.argv[2] ?? '{}') as Record<string, number>;
+process.stdout.write('attacking\n'); // the test samples its victim from here
 void run(Number(process.argv[3] ?? 1000)).then((n) => {
   process.stdout.write(`${n}\n`);
   process.exit(0);

@@ -5,7 +5,7 @@
  * `launch_parameters.network_policy_id` unless they name their own policy.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import type { Store } from '../../store/index.js';
+import type { ControlStore } from '../../store/backend.js';
 import type { BlueprintParameters, BlueprintStatus, FailureReason } from '../../store/blueprints.js';
 import { notFound } from '../errors.js';
 import {
@@ -26,7 +26,7 @@ interface ListQuery {
   include_total_count?: boolean;
 }
 
-export const blueprintRoutes = (store: Store): FastifyPluginAsync => async (app) => {
+export const blueprintRoutes = (store: ControlStore): FastifyPluginAsync => async (app) => {
   const tags = ['blueprints'];
   const security = [{ bearerAuth: [] }];
 
@@ -50,7 +50,7 @@ export const blueprintRoutes = (store: Store): FastifyPluginAsync => async (app)
       network_policy_id: b.network_policy_id ?? null,
       launch_parameters: { network_policy_id: launch },
     };
-    const bp = store.createBlueprint(req.accountId, {
+    const bp = await store.blueprints.create(req.accountId, {
       name, networkPolicyId: b.network_policy_id ?? null, launchNetworkPolicyId: launch, addresses, metadata: b.metadata ?? {}, parameters,
     });
     req.log.info({ event: 'blueprint_created', account: req.accountId, blueprint: bp.id, build_policy: bp.network_policy_id, launch_policy: launch, addresses }, 'blueprint build queued');
@@ -66,7 +66,7 @@ export const blueprintRoutes = (store: Store): FastifyPluginAsync => async (app)
   }, async (req) => {
     const q = req.query;
     const includeTotal = q.include_total_count ?? true;
-    const page = store.listBlueprints(req.accountId, {
+    const page = await store.blueprints.list(req.accountId, {
       name: q.name, status: q.status, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal,
     });
     return { blueprints: page.items.map((b) => blueprintView(b)), has_more: page.hasMore, ...(includeTotal ? { total_count: page.totalCount } : {}) };
@@ -79,7 +79,7 @@ export const blueprintRoutes = (store: Store): FastifyPluginAsync => async (app)
       response: { 200: blueprintViewSchema, ...errorResponses(401, 404) },
     },
   }, async (req) => {
-    const b = store.getBlueprintFor(req.accountId, req.params.id);
+    const b = await store.blueprints.get(req.accountId, req.params.id);
     if (!b) throw notFound(`blueprint ${req.params.id} not found`);
     return blueprintView(b);
   });
@@ -93,7 +93,7 @@ export const blueprintRoutes = (store: Store): FastifyPluginAsync => async (app)
       response: { 200: blueprintViewSchema, ...errorResponses(400, 401, 404) },
     },
   }, async (req) => {
-    const b = store.setBlueprintStatus(req.accountId, req.params.id, req.body.status, req.body.failure_reason ?? null);
+    const b = await store.blueprints.setStatus(req.accountId, req.params.id, req.body.status, req.body.failure_reason ?? null);
     req.log.info({ event: 'blueprint_status', account: req.accountId, blueprint: b.id, status: b.status }, 'blueprint build status changed');
     return blueprintView(b);
   });
@@ -106,7 +106,7 @@ export const blueprintRoutes = (store: Store): FastifyPluginAsync => async (app)
       response: { 200: blueprintViewSchema, ...errorResponses(401, 404) },
     },
   }, async (req) => {
-    const b = store.deleteBlueprint(req.accountId, req.params.id);
+    const b = await store.blueprints.delete(req.accountId, req.params.id);
     req.log.info({ event: 'blueprint_deleted', account: req.accountId, blueprint: b.id }, 'blueprint deleted');
     return blueprintView(b, 'deleted');
   });

@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { DevboxStatus } from '../../policy/model.js';
-import type { Store } from '../../store/index.js';
+import type { ControlStore } from '../../store/backend.js';
 import { notFound } from '../errors.js';
 import {
   DEFAULT_LIST_LIMIT, devboxCreateBody, devboxListQuery, devboxListView, devboxUpdateBody, devboxView as devboxViewSchema,
@@ -17,7 +17,7 @@ interface CreateBody {
   name?: string | null;
   metadata?: Record<string, string> | null;
   launch_parameters?: { network_policy_id?: string | null } | null;
-  network?: { addresses?: string[] } | null;
+  network?: { addresses?: string[]; host_id?: string | null } | null;
   blueprint_id?: string | null;
 }
 
@@ -29,13 +29,14 @@ interface UpdateBody {
 
 interface ListQuery {
   status?: DevboxStatus;
+  host_id?: string;
   limit?: number;
   starting_after?: string;
   include_total_count?: boolean;
 }
 
 /** `pageBytes`: the byte budget of one list page (--api-page-bytes). */
-export const devboxRoutes = (store: Store, pageBytes?: number): FastifyPluginAsync => async (app) => {
+export const devboxRoutes = (store: ControlStore, pageBytes?: number): FastifyPluginAsync => async (app) => {
   const tags = ['devboxes'];
   const security = [{ bearerAuth: [] }];
 
@@ -49,28 +50,29 @@ export const devboxRoutes = (store: Store, pageBytes?: number): FastifyPluginAsy
   }, async (req) => {
     const b = req.body;
     const addresses = checkAddresses(b.network?.addresses ?? []);
-    const { devbox, password } = store.createDevbox(req.accountId, {
+    const { devbox, password } = await store.devboxes.create(req.accountId, {
       name: b.name ?? null,
       metadata: b.metadata ?? {},
       networkPolicyId: b.launch_parameters?.network_policy_id ?? null,
       addresses,
       blueprintId: b.blueprint_id ?? null,
+      hostId: b.network?.host_id ?? null,
     });
-    req.log.info({ event: 'devbox_created', account: req.accountId, devbox: devbox.id, policy: devbox.network_policy_id, blueprint: devbox.blueprint_id, addresses }, 'devbox registered');
+    req.log.info({ event: 'devbox_created', account: req.accountId, devbox: devbox.id, policy: devbox.network_policy_id, blueprint: devbox.blueprint_id, host: devbox.host_id ?? null, addresses }, 'devbox registered');
     return { ...devboxView(devbox), proxy_credentials: { username: devbox.id, password } };
   });
 
   app.get<{ Querystring: ListQuery }>('/v1/devboxes', {
     schema: {
-      tags, security, operationId: 'listDevboxes', summary: 'List devboxes.',
+      tags, security, operationId: 'listDevboxes', summary: 'List devboxes (status and host_id filter).',
       querystring: devboxListQuery,
       response: { 200: devboxListView, ...errorResponses(400, 401) },
     },
   }, async (req) => {
     const q = req.query;
     const includeTotal = q.include_total_count ?? true;
-    const page = store.listDevboxes(req.accountId, {
-      status: q.status, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal, maxBytes: pageBytes,
+    const page = await store.devboxes.list(req.accountId, {
+      status: q.status, hostId: q.host_id, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal, maxBytes: pageBytes,
     });
     return { devboxes: page.items.map(devboxView), has_more: page.hasMore, ...(includeTotal ? { total_count: page.totalCount } : {}) };
   });
@@ -82,7 +84,7 @@ export const devboxRoutes = (store: Store, pageBytes?: number): FastifyPluginAsy
       response: { 200: devboxViewSchema, ...errorResponses(401, 404) },
     },
   }, async (req) => {
-    const d = store.getDevboxFor(req.accountId, req.params.id);
+    const d = await store.devboxes.get(req.accountId, req.params.id);
     if (!d) throw notFound(`devbox ${req.params.id} not found`);
     return devboxView(d);
   });
@@ -98,7 +100,7 @@ export const devboxRoutes = (store: Store, pageBytes?: number): FastifyPluginAsy
   }, async (req) => {
     const b = req.body ?? {};
     const lp = b.launch_parameters;
-    const d = store.updateDevbox(req.accountId, req.params.id, {
+    const d = await store.devboxes.update(req.accountId, req.params.id, {
       name: b.name ?? undefined,
       metadata: b.metadata ?? undefined,
       networkPolicyId: lp && 'network_policy_id' in lp ? (lp.network_policy_id ?? null) : undefined,
@@ -115,7 +117,7 @@ export const devboxRoutes = (store: Store, pageBytes?: number): FastifyPluginAsy
       response: { 200: devboxViewSchema, ...errorResponses(401, 404, 415, 503) },
     },
   }, async (req) => {
-    const d = store.shutdownDevbox(req.accountId, req.params.id);
+    const d = await store.devboxes.shutdown(req.accountId, req.params.id);
     req.log.info({ event: 'devbox_shutdown', account: req.accountId, devbox: d.id }, 'devbox shut down');
     return devboxView(d);
   });

@@ -1,7 +1,7 @@
 /** POST /v1/egress/check: explain what the gateway would decide for a devbox or policy. */
 import type { FastifyPluginAsync } from 'fastify';
 import type { DataPlane } from '../plane.js';
-import type { Store } from '../../store/index.js';
+import type { ControlStore } from '../../store/backend.js';
 import { decisionLabel } from '../../policy/decision.js';
 import { badRequest } from '../errors.js';
 import { egressCheckBody, egressCheckView, errorResponses } from '../schemas.js';
@@ -14,7 +14,7 @@ interface CheckBody {
   protocol?: 'TCP' | 'UDP';
 }
 
-export const egressCheckRoutes = (store: Store, plane: DataPlane): FastifyPluginAsync => async (app) => {
+export const egressCheckRoutes = (store: ControlStore, plane: DataPlane): FastifyPluginAsync => async (app) => {
   app.post<{ Body: CheckBody }>('/v1/egress/check', {
     schema: {
       tags: ['egress'], security: [{ bearerAuth: [] }], operationId: 'checkEgress',
@@ -31,24 +31,26 @@ export const egressCheckRoutes = (store: Store, plane: DataPlane): FastifyPlugin
     if (hasDevbox === hasPolicy) throw badRequest('give exactly one of "devbox_id" or "network_policy_id"');
     let policyId: string | null;
     let devboxId: string | null = null;
+    let running = false;
     if (hasDevbox) {
-      const d = store.getDevboxFor(req.accountId, b.devbox_id!);
+      const d = await store.devboxes.get(req.accountId, b.devbox_id!);
       if (!d) throw badRequest(`field "devbox_id": devbox ${b.devbox_id!} does not exist in this account`);
       devboxId = d.id;
       policyId = d.network_policy_id;
+      running = d.status === 'running';
     } else {
-      const p = store.getPolicyFor(req.accountId, b.network_policy_id!);
+      const p = await store.policies.get(req.accountId, b.network_policy_id!);
       if (!p) throw badRequest(`field "network_policy_id": network policy ${b.network_policy_id!} does not exist in this account`);
       policyId = p.id;
     }
     // Decided by the doors' engine (the data plane), the way a door would.
-    const d = await plane.check({
-      devboxId, policyId, running: devboxId !== null && store.getDevbox(devboxId)?.status === 'running', host: b.host, port, protocol,
-    });
+    const d = await plane.check({ devboxId, policyId, running, host: b.host, port, protocol });
+    // The devbox's policy belongs to its account (a devbox only attaches its own account's).
+    const enforcement = policyId === null ? null : ((await store.policies.get(req.accountId, policyId))?.enforcement ?? null);
     return {
       decision: decisionLabel(d),
       reason: d.reason,
-      enforcement: policyId === null ? null : (store.getPolicy(policyId)?.enforcement ?? null),
+      enforcement,
       matched: d.matched,
       host: d.host,
       port,

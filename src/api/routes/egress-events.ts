@@ -1,6 +1,7 @@
 /** GET /v1/egress/events: the per-devbox record of recent denials and would-denials. */
 import type { FastifyPluginAsync } from 'fastify';
-import type { DenialEvent, Store } from '../../store/index.js';
+import type { DenialEvent } from '../../store/index.js';
+import type { ControlStore } from '../../store/backend.js';
 import { DEFAULT_LIST_LIMIT, egressEventListQuery, egressEventListView, errorResponses } from '../schemas.js';
 
 interface ListQuery {
@@ -28,7 +29,7 @@ function eventView(e: DenialEvent) {
   };
 }
 
-export const egressEventRoutes = (store: Store): FastifyPluginAsync => async (app) => {
+export const egressEventRoutes = (store: ControlStore): FastifyPluginAsync => async (app) => {
   app.get<{ Querystring: ListQuery }>('/v1/egress/events', {
     schema: {
       tags: ['egress'], security: [{ bearerAuth: [] }], operationId: 'listEgressEvents',
@@ -39,7 +40,7 @@ export const egressEventRoutes = (store: Store): FastifyPluginAsync => async (ap
   }, async (req) => {
     const q = req.query;
     const includeTotal = q.include_total_count ?? true;
-    const page = store.listDenialEvents(req.accountId, {
+    const page = await store.denialEvents.list(req.accountId, {
       devboxId: q.devbox_id, decision: q.decision, sinceMs: q.since,
       limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal,
     });

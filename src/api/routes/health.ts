@@ -3,16 +3,35 @@
  * is up and not draining, and the store takes a write now. No auth on either.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import type { Store } from '../../store/index.js';
+import type { ControlStore } from '../../store/backend.js';
 import { ApiError } from '../errors.js';
 import { errorSchema } from '../schemas.js';
+import type { FleetHealth } from '../plane.js';
 
-const ok = (value: string) => ({ type: 'object', properties: { status: { type: 'string', enum: [value] } }, required: ['status'] });
+/** A fleet sidecar's snapshot (src/fleet/follower.ts), shown by /healthz and /readyz in follow mode. */
+const snapshotSchema = {
+  type: 'object',
+  description: 'Fleet sidecar only: the local policy snapshot it enforces.',
+  properties: {
+    host_id: { type: 'string' },
+    revision: { type: 'integer', description: 'KV revision of the last bucket entry applied' },
+    seq: { type: 'integer', description: 'highest control-plane change seq applied' },
+    age_seconds: { type: 'number', nullable: true, description: 'seconds since the snapshot was last known current; null: never synced' },
+    connected: { type: 'boolean' },
+    live: { type: 'boolean', description: 'resynced and following the bucket now' },
+  },
+};
 
-export const healthRoutes = (store: Store, listening?: () => boolean | Promise<boolean>): FastifyPluginAsync => async (app) => {
+const ok = (value: string) => ({ type: 'object', properties: { status: { type: 'string', enum: [value] }, snapshot: snapshotSchema }, required: ['status'] });
+
+export const healthRoutes = (store: ControlStore, listening?: () => boolean | Promise<boolean>, fleet?: () => Promise<FleetHealth | null>): FastifyPluginAsync => async (app) => {
+  const snapshot = async () => {
+    const f = fleet ? await fleet() : null;
+    return { f, extra: f?.snapshot ? { snapshot: f.snapshot } : {} };
+  };
   app.get('/healthz', {
-    schema: { tags: ['operations'], summary: 'Liveness check (no auth).', response: { 200: ok('ok') } },
-  }, async () => ({ status: 'ok' as const }));
+    schema: { tags: ['operations'], summary: 'Liveness check (no auth); a fleet sidecar adds its snapshot revision and age.', response: { 200: ok('ok') } },
+  }, async () => ({ status: 'ok' as const, ...(await snapshot()).extra }));
 
   app.get('/readyz', {
     schema: {
@@ -22,8 +41,11 @@ export const healthRoutes = (store: Store, listening?: () => boolean | Promise<b
     },
   }, async () => {
     if (listening && !(await listening())) throw new ApiError(503, 'service_unavailable', 'listeners are starting or draining');
-    const why = store.probeWritable();
+    const why = await store.probeWritable();
     if (why !== null) throw new ApiError(503, 'storage_unavailable', `the policy store is unavailable: ${why}`);
-    return { status: 'ready' as const };
+    const { f, extra } = await snapshot();
+    if (fleet && f === null) throw new ApiError(503, 'service_unavailable', 'the data plane did not answer for its policy snapshot');
+    if (f?.unready) throw new ApiError(503, 'service_unavailable', f.unready);
+    return { status: 'ready' as const, ...extra };
   });
 };

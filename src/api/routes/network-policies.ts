@@ -1,28 +1,22 @@
 /** /v1/network-policies: create, list, get, update, delete (Runloop-compatible). */
 import type { FastifyPluginAsync } from 'fastify';
-import type { AllowedCidr, EgressRules, Enforcement, NetworkPolicy } from '../../policy/model.js';
+import type { EgressRules, Enforcement, NetworkPolicy } from '../../policy/model.js';
 import type { Guardrails } from '../../policy/guardrails.js';
-import type { Store } from '../../store/index.js';
+import type { ControlStore } from '../../store/backend.js';
 import { notFound } from '../errors.js';
 import {
   emptyBody, errorResponses, idParams, policyCreateBody, policyListQuery, policyListView, policyUpdateBody, policyView as policyViewSchema,
   DEFAULT_LIST_LIMIT,
 } from '../schemas.js';
-import { checkCidrs, checkHostnames, checkName } from '../validate.js';
+import { checkEgress, checkName } from '../validate.js';
 import { policyView } from '../views.js';
 
-interface PolicyBody {
+/** The body of a create or update: the policy's own fields plus every row of EGRESS_FIELDS. */
+type PolicyBody = {
   name?: string | null;
   description?: string | null;
-  allow_all?: boolean | null;
-  allow_devbox_to_devbox?: boolean | null;
-  allowed_hostnames?: string[] | null;
-  allow_agent_gateway?: boolean | null;
-  allow_mcp_gateway?: boolean | null;
-  allow_runloop_mirrors?: boolean | null;
-  allowed_cidrs?: AllowedCidr[] | null;
   enforcement?: Enforcement | null;
-}
+} & { [K in keyof EgressRules]?: EgressRules[K] | null };
 
 interface ListQuery {
   name?: string;
@@ -32,22 +26,8 @@ interface ListQuery {
   include_total_count?: boolean;
 }
 
-const TOGGLES = ['allow_all', 'allow_devbox_to_devbox', 'allow_agent_gateway', 'allow_mcp_gateway', 'allow_runloop_mirrors'] as const;
-
-/** The egress fields the body provides (null and absent mean "keep" / "default"), validated and normalised. */
-function egressPatch(b: PolicyBody): Partial<EgressRules> {
-  const e: Partial<EgressRules> = {};
-  for (const k of TOGGLES) {
-    const v = b[k];
-    if (typeof v === 'boolean') e[k] = v;
-  }
-  if (b.allowed_hostnames != null) e.allowed_hostnames = checkHostnames(b.allowed_hostnames);
-  if (b.allowed_cidrs != null) e.allowed_cidrs = checkCidrs(b.allowed_cidrs);
-  return e;
-}
-
 /** `pageBytes`: the byte budget of one list page (--api-page-bytes). */
-export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBytes?: number): FastifyPluginAsync => async (app) => {
+export const networkPolicyRoutes = (store: ControlStore, guardrails: Guardrails, pageBytes?: number): FastifyPluginAsync => async (app) => {
   const tags = ['network-policies'];
   const security = [{ bearerAuth: [] }];
   const view = (p: NetworkPolicy) => policyView(p, guardrails);
@@ -67,7 +47,7 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBy
   }, async (req) => {
     const b = req.body;
     const name = checkName('name', b.name!);
-    const p = store.createPolicy(req.accountId, { name, description: b.description ?? null, egress: egressPatch(b), enforcement: b.enforcement ?? 'enforce' });
+    const p = await store.policies.create(req.accountId, { name, description: b.description ?? null, egress: checkEgress(b), enforcement: b.enforcement ?? 'enforce' });
     req.log.info({ event: 'policy_created', account: req.accountId, policy: p.id, name: p.name }, 'network policy created');
     return written(req.log, p);
   });
@@ -81,7 +61,7 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBy
   }, async (req) => {
     const q = req.query;
     const includeTotal = q.include_total_count ?? true;
-    const page = store.listPolicies(req.accountId, {
+    const page = await store.policies.list(req.accountId, {
       name: q.name, id: q.id, limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal, maxBytes: pageBytes,
     });
     return {
@@ -98,7 +78,7 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBy
       response: { 200: policyViewSchema, ...errorResponses(401, 404) },
     },
   }, async (req) => {
-    const p = store.getPolicyFor(req.accountId, req.params.id);
+    const p = await store.policies.get(req.accountId, req.params.id);
     if (!p) throw notFound(`network policy ${req.params.id} not found`);
     return view(p);
   });
@@ -113,11 +93,11 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBy
     },
   }, async (req) => {
     const b = req.body ?? {};
-    if (!store.getPolicyFor(req.accountId, req.params.id)) throw notFound(`network policy ${req.params.id} not found`);
-    const p = store.updatePolicy(req.accountId, req.params.id, {
+    if (!await store.policies.get(req.accountId, req.params.id)) throw notFound(`network policy ${req.params.id} not found`);
+    const p = await store.policies.update(req.accountId, req.params.id, {
       name: b.name == null ? undefined : checkName('name', b.name),
       description: b.description === null ? undefined : b.description,
-      egress: egressPatch(b),
+      egress: checkEgress(b),
       enforcement: b.enforcement ?? undefined,
     });
     req.log.info({ event: 'policy_updated', account: req.accountId, policy: p.id, version: p.version, enforcement: p.enforcement }, 'network policy updated');
@@ -132,7 +112,7 @@ export const networkPolicyRoutes = (store: Store, guardrails: Guardrails, pageBy
       response: { 200: policyViewSchema, ...errorResponses(400, 401, 404, 415, 503) },
     },
   }, async (req) => {
-    const p = store.deletePolicy(req.accountId, req.params.id);
+    const p = await store.policies.delete(req.accountId, req.params.id);
     req.log.info({ event: 'policy_deleted', account: req.accountId, policy: p.id }, 'network policy deleted');
     return view(p);
   });

@@ -2,7 +2,7 @@
 import { EDNS_UDP_SIZE, T } from '../../resolver/wire.js';
 
 export const EDE_OPTION = 15;
-export const EDE = { OTHER: 0, BLOCKED: 15, PROHIBITED: 18, NOT_READY: 14, NO_REACHABLE_AUTHORITY: 22 } as const;
+export const EDE = { OTHER: 0, CACHED_ERROR: 13, BLOCKED: 15, PROHIBITED: 18, NOT_READY: 14, NO_REACHABLE_AUTHORITY: 22 } as const;
 
 /** An empty OPT record (no options). */
 export const PLAIN_OPT: Buffer = optWithEde(null, '');
@@ -25,6 +25,9 @@ export function optWithEde(code: number | null, text: string): Buffer {
   }
   return out;
 }
+
+/** A resolution failure answered from the failure cache (RFC 8914 §4.14, RFC 9520). */
+export const CACHED_ERROR_OPT: Buffer = optWithEde(EDE.CACHED_ERROR, 'resolution failure cached');
 
 /** The EDE 15 "Blocked" OPT for a denial under a policy (memoised: few distinct texts). */
 const blockedOpts = new Map<string, Buffer>();

@@ -12,10 +12,11 @@ import type { PolicyEngine, Identity } from '../../policy/engine.js';
 import { type Decision, decisionLabel, denial } from '../../policy/decision.js';
 import { type CacheEntry, clockMs, refreshTtls } from '../../resolver/cache.js';
 import type { CachedResolver } from '../../resolver/resolver.js';
-import { blockedOpt, PLAIN_OPT } from './ede.js';
+import { blockedOpt, CACHED_ERROR_OPT, PLAIN_OPT } from './ede.js';
 import { dnsMetrics } from '../../resolver/metrics.js';
 import { countDecision } from '../../metrics.js';
 import { isLocalReverse } from './reverse.js';
+import { DeferredLines } from '../../log.js';
 import { AA, CLASS_IN, RCODE, RCODE_NAMES, T, TC, type Query, emptyReply, parseQuery, replyFlags, typeName } from '../../resolver/wire.js';
 
 export type Transport = 'udp' | 'tcp';
@@ -83,7 +84,7 @@ class DenialLog {
   private overflow = 0;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly gate: Pick<Gate, 'record'>, private readonly log: Logger, private readonly maxKeys = 10_000) {
+  constructor(private readonly gate: Pick<Gate, 'record'>, private readonly log: DeferredLines, private readonly maxKeys = 10_000) {
     this.timer = setInterval(() => this.flush(clockMs()), 1000);
     this.timer.unref();
   }
@@ -107,10 +108,23 @@ class DenialLog {
     this.gate.record(identity, 'dns', decision, 53); // counts, and logs the denial
   }
 
-  flush(now: number): void {
+  /**
+   * Starts a new window. The old one's follow-up lines are made after the answers of this
+   * turn (setImmediate), not on the answer path of the query that crossed the second.
+   */
+  flush(now: number, at: 'now' | 'later' = 'later'): void {
     this.window = Math.floor(now / 1000);
     if (this.seen.size === 0 && this.overflow === 0) return;
-    for (const e of this.seen.values()) {
+    const seen = this.seen;
+    const overflow = this.overflow;
+    this.seen = new Map();
+    this.overflow = 0;
+    if (at === 'now') this.report(seen, overflow);
+    else setImmediate(() => this.report(seen, overflow));
+  }
+
+  private report(seen: Map<string, DeniedSeen>, overflow: number): void {
+    for (const e of seen.values()) {
       if (e.repeats === 0) continue;
       this.log.info(
         {
@@ -120,14 +134,12 @@ class DenialLog {
         e.decision.allow ? 'egress would be denied (report-only policy, repeated within 1 s)' : 'egress denied (repeated within 1 s)',
       );
     }
-    if (this.overflow > 0) this.log.warn({ event: 'dns_denials_unlogged', count: this.overflow }, 'DNS denials over the per-second log budget (counted, not logged)');
-    this.seen = new Map();
-    this.overflow = 0;
+    if (overflow > 0) this.log.warn({ event: 'dns_denials_unlogged', count: overflow }, 'DNS denials over the per-second log budget (counted, not logged)');
   }
 
   close(): void {
     clearInterval(this.timer);
-    this.flush(clockMs());
+    this.flush(clockMs(), 'now');
   }
 }
 
@@ -135,6 +147,8 @@ export class DnsHandler {
   private readonly limiter: RateLimiter;
   private readonly throttle = new LogThrottle();
   private readonly denials: DenialLog;
+  /** Every line the door writes goes out after the answers (see DeferredLines). */
+  private readonly lines: DeferredLines;
   private readonly denyRcode: number;
   private readonly graceSeconds: number;
   private readonly allowLogEvery: number;
@@ -150,11 +164,13 @@ export class DnsHandler {
     this.denyRcode = deps.config.dnsDenyRcode === 'refused' ? RCODE.REFUSED : RCODE.NXDOMAIN;
     this.graceSeconds = deps.config.dnsLearnGrace;
     this.allowLogEvery = deps.allowLogEvery ?? allowLogEvery(deps.config.logAllowed);
-    this.denials = new DenialLog(deps.gate, deps.log);
+    this.lines = new DeferredLines(deps.log);
+    this.denials = new DenialLog(deps.gate, this.lines);
   }
 
   close(): void {
     this.denials.close();
+    this.lines.flush();
   }
 
   handle(msg: Buffer, source: string, transport: Transport): HandleResult {
@@ -168,12 +184,12 @@ export class DnsHandler {
     // Per devbox, all its addresses together (else per source address).
     if (!this.limiter.allow(identity.devboxId ?? source, now)) {
       dnsMetrics.query('rate_limited', 'none', 'REFUSED');
-      if (this.throttle.ok('rate_limited', now)) this.deps.log.warn({ event: 'dns_rate_limited', source, devbox: identity.devboxId }, 'DNS client over its query rate; answering REFUSED');
+      if (this.throttle.ok('rate_limited', now)) this.lines.warn({ event: 'dns_rate_limited', source, devbox: identity.devboxId }, 'DNS client over its query rate; answering REFUSED');
       return this.refusedQuickly(msg);
     }
     if (identity.devboxId === null) {
       dnsMetrics.query('unknown_client', 'none', 'REFUSED');
-      if (this.throttle.ok('unknown_client', now)) this.deps.log.info({ event: 'dns_unknown_client', source }, 'DNS query from an unknown client refused');
+      if (this.throttle.ok('unknown_client', now)) this.lines.info({ event: 'dns_unknown_client', source }, 'DNS query from an unknown client refused');
       dnsMetrics.answered('refused', (performance.now() - started) / 1000);
       return this.refusedQuickly(msg);
     }
@@ -206,7 +222,7 @@ export class DnsHandler {
     let decision: Decision;
     if (!q.plain) decision = this.deps.engine.denyUnreadable(identity, q.name);
     else {
-      decision = this.deps.engine.decide(identity, q.name, 53, 'dns', 'UDP');
+      decision = this.deps.engine.decide(identity, q.name, 53, 'UDP');
       // IP-literal spellings are not DNS names: never forwarded.
       if (decision.allow && decision.hostKind !== 'name') decision = denial('invalid_host', q.name, decision, decision.hostKind);
     }
@@ -246,11 +262,12 @@ export class DnsHandler {
       this.deps.engine.learned.learn(identity.devboxId!, q.name, e.addresses, ttl > 0 ? ttl : this.graceSeconds, now);
     }
     const tmpl = e.bytes;
-    const len = tmpl.length + (q.edns ? 11 : 0);
+    const opt = !q.edns ? null : e.failure !== undefined && source === 'cache' ? CACHED_ERROR_OPT : PLAIN_OPT;
+    const len = tmpl.length + (opt === null ? 0 : opt.length);
     const limit = transport === 'tcp' ? 65535 : q.edns ? Math.min(q.udpSize, MAX_UDP_REPLY) : 512;
     let out: Buffer;
     if (len > limit) {
-      out = emptyReply(msg, q.qEnd, e.rcode, q.edns ? PLAIN_OPT : null, TC);
+      out = emptyReply(msg, q.qEnd, e.rcode, opt, TC);
     } else {
       out = Buffer.allocUnsafe(len);
       out.set(tmpl, 0);
@@ -261,8 +278,8 @@ export class DnsHandler {
       out[3] = flags & 0xff;
       // The client's question, byte for byte (its letter case included).
       for (let i = 12, end = q.qEnd; i < end; i++) out[i] = msg[i]!;
-      if (q.edns) {
-        out.set(PLAIN_OPT, tmpl.length);
+      if (opt !== null) {
+        out.set(opt, tmpl.length);
         out.writeUInt16BE(e.ar + 1, 10);
       }
     }
@@ -271,7 +288,7 @@ export class DnsHandler {
     const seconds = (performance.now() - started) / 1000;
     dnsMetrics.answered(source, seconds);
     if (this.allowLogEvery > 0 && ++this.allowedSeen % this.allowLogEvery === 0) {
-      this.deps.log.info(
+      this.lines.info(
         {
           event: 'dns_query', devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
           host: q.name, qtype: typeName(q.qtype), rcode: rc, decision: 'allow', reason: decision.reason, answered_from: source,

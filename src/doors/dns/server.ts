@@ -8,7 +8,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import type { HostPort } from '../../config.js';
 import { listenError, listenOn } from '../floor/listen.js';
-import type { DnsHandler } from './handler.js';
+import type { DnsHandler, HandleResult } from './handler.js';
 import { literalLookup } from '../../resolver/literal-lookup.js';
 import { activeConnections, protocolErrors } from '../../metrics.js';
 import { ByteAppender } from '../../byte-appender.js';
@@ -65,7 +65,7 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
     const send = (out: Buffer, rinfo: dgram.RemoteInfo) => sock.send(out, rinfo.port, rinfo.address);
     sock.on('error', (err) => log.warn({ event: 'dns_udp_error', err: err.message }, 'DNS UDP socket error'));
     sock.on('message', (msg, rinfo) => {
-      let out;
+      let out: HandleResult;
       try {
         out = handler.handle(msg, rinfo.address, 'udp');
       } catch (err) {
@@ -147,7 +147,7 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
         if (buf.length < 2 + len) break;
         const msg = buf.subarray(2, 2 + len);
         buf = buf.subarray(2 + len);
-        let out;
+        let out: HandleResult;
         try {
           out = handler.handle(msg, source, 'tcp');
         } catch (err) {

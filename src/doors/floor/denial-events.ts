@@ -12,10 +12,13 @@ import { type Decision, type Door, decisionLabel } from '../../policy/decision.j
 import type { Identity } from '../../policy/engine.js';
 import { registry } from '../../metrics.js';
 import type { DenialSink } from './gate.js';
-import type { DenialEventBatchRow, Store } from '../../store/index.js';
+import type { DenialEventBatchRow, DenialLimits } from '../../store/index.js';
 
 /** What the recorder writes through (the store). Throws when the write could not be made. */
-export type DenialEventWriter = Pick<Store, 'writeDenialEvents'>;
+/** The sqlite store writes at once (a throw: busy, kept for the next flush); PostgreSQL answers later. */
+export interface DenialEventWriter {
+  writeDenialEvents(rows: readonly DenialEventBatchRow[], limits: DenialLimits): void | Promise<void>;
+}
 
 export interface DenialRecorderOptions {
   flushMs: number;
@@ -31,6 +34,8 @@ export function recorderOptions(config: Pick<GatewayConfig, 'eventsFlushMs' | 'e
 
 /** Distinct keys held between flushes; more are dropped (and counted) until the next flush. */
 export const MAX_PENDING = 10_000;
+/** Rows written per turn of the event loop by the timer's flush. */
+const FLUSH_SLICE = 128;
 /** Hosts are stored at most this long (a DNS name is at most 253 characters). */
 const MAX_HOST = 255;
 
@@ -58,7 +63,7 @@ export class DenialRecorder implements DenialSink {
     private readonly opts: DenialRecorderOptions,
     private readonly log: Logger,
   ) {
-    this.timer = setInterval(() => this.flush(), opts.flushMs);
+    this.timer = setInterval(() => this.flush(FLUSH_SLICE), opts.flushMs);
     this.timer.unref();
   }
 
@@ -88,22 +93,57 @@ export class DenialRecorder implements DenialSink {
     });
   }
 
-  /** Writes what was recorded since the last flush (also called at shutdown). */
-  flush(): void {
+  /**
+   * Writes what was recorded since the last flush: all of it now (`slice` Infinity, at
+   * shutdown), or `slice` rows per turn of the event loop (the timer), so a second's
+   * thousand denied destinations never hold every door's answers for one long transaction.
+   */
+  flush(slice = Infinity): void {
+    if (this.writing !== null) {
+      // A sliced write is under way: finish it first (shutdown), or let it go on (timer).
+      if (slice !== Infinity) return;
+      const rest = this.writing;
+      this.writing = null;
+      if (!this.write(rest, Infinity)) return;
+    }
     if (this.pending.size === 0) return;
-    const batch = this.pending;
+    const batch = [...this.pending];
     this.pending = new Map();
+    this.write(batch, slice);
+  }
+
+  /** Rows of a batch not written yet, while a sliced write goes on. */
+  private writing: Array<[string, DenialEventBatchRow]> | null = null;
+
+  /** Writes `slice` rows of `rows` now and schedules the rest; false when the write failed (rows kept). */
+  private write(rows: Array<[string, DenialEventBatchRow]>, slice: number): boolean {
     const now = Date.now();
-    try {
-      this.writer.writeDenialEvents([...batch.values()], { retentionMs: this.opts.retentionHours * 3_600_000, maxPerDevbox: this.opts.maxPerDevbox, now });
-      flushed.inc(batch.size);
-    } catch (e) {
-      this.keep(batch);
+    const part = rows.length > slice ? rows.slice(0, slice) : rows;
+    const failed = (e: unknown, kept: Array<[string, DenialEventBatchRow]>) => {
+      this.keep(new Map(kept));
       if (now - this.warnedAt > 10_000) {
         this.warnedAt = now;
         this.log.warn({ event: 'denial_events_write_failed', err: (e as Error).message, pending: this.pending.size }, 'could not write the denial record; kept for the next flush');
       }
+    };
+    try {
+      const done = this.writer.writeDenialEvents(part.map((r) => r[1]), { retentionMs: this.opts.retentionHours * 3_600_000, maxPerDevbox: this.opts.maxPerDevbox, now });
+      // PostgreSQL answers later: a slice it refuses is kept for the next flush.
+      if (done instanceof Promise) done.then(() => flushed.inc(part.length), (e: unknown) => failed(e, part));
+      else flushed.inc(part.length);
+    } catch (e) {
+      failed(e, rows);
+      return false;
     }
+    if (part === rows) return true;
+    const rest = rows.slice(part.length);
+    this.writing = rest;
+    setImmediate(() => {
+      if (this.writing !== rest) return; // finished by a shutdown flush
+      this.writing = null;
+      this.write(rest, slice);
+    });
+    return true;
   }
 
   /** Puts a batch that could not be written back in front of what arrived since, within the bound. */

@@ -10,6 +10,7 @@ import type { Identity, PolicyEngine } from '../../policy/engine.js';
 import { type Resolver, ResolveError } from '../../resolver/resolver.js';
 import { countDecision, decisionSeconds } from '../../metrics.js';
 import type { LogAllowed } from '../../config.js';
+import { DeferredLines } from '../../log.js';
 
 /** --log-allowed as "one in this many" (0: none). */
 export function allowLogEvery(l: LogAllowed): number {
@@ -30,7 +31,9 @@ export type Admission =
 const seconds = new Map<Door, { observe(v: number): void }>();
 
 export class Gate {
-  constructor(readonly engine: PolicyEngine, readonly resolver: Resolver, readonly log: Logger) {}
+  constructor(readonly engine: PolicyEngine, readonly resolver: Resolver, readonly log: Logger) {
+    this.lines = new DeferredLines(log);
+  }
 
   /** Decide, resolve and guard. A denial is counted and logged here; an allow is counted. */
   async admit(identity: Identity, host: string, port: number, door: Door): Promise<Admission> {
@@ -44,11 +47,11 @@ export class Gate {
    */
   admitNow(identity: Identity, host: string, port: number, door: Door): Admission | Promise<Admission> {
     const started = performance.now();
-    const decision = this.engine.decide(identity, host, port, door);
+    const decision = this.engine.decide(identity, host, port);
     // With DNS workers, an address a worker just answered may be on its way to this process
     // (its message is written before the answer is sent): read pending messages, decide again.
     if (this.learnedElsewhere && !decision.allow && decision.reason === 'ip_literal') {
-      return new Promise((resolve) => setImmediate(() => resolve(this.admitDecided(identity, port, door, started, this.engine.decide(identity, host, port, door)))));
+      return new Promise((resolve) => setImmediate(() => resolve(this.admitDecided(identity, port, door, started, this.engine.decide(identity, host, port)))));
     }
     return this.admitDecided(identity, port, door, started, decision);
   }
@@ -123,20 +126,15 @@ export class Gate {
   allowLogEvery = 1;
   private allowedSeen = 0;
 
-  private pendingLines: Array<[object, string]> = [];
+  /** Decision lines, written after the door has answered, a slice per turn (see DeferredLines). */
+  private readonly lines: DeferredLines;
 
   private defer(line: object, msg: string): void {
-    this.pendingLines.push([line, msg]);
-    if (this.pendingLines.length === 1) setImmediate(this.flushLog);
+    this.lines.info(line, msg);
   }
 
-  /** Writes the decision lines recorded this turn (also called at shutdown). */
-  readonly flushLog = (): void => {
-    const lines = this.pendingLines;
-    if (lines.length === 0) return;
-    this.pendingLines = [];
-    for (const [l, msg] of lines) this.log.info(l, msg);
-  };
+  /** Writes every pending decision line now (at shutdown). */
+  readonly flushLog = (): void => this.lines.flush();
 
   /** One line for an allowed connection or request when it ends (written like denials, after this turn's I/O). */
   logConnection(identity: Identity, door: Door, decision: Decision, port: number, bytesOut: number, bytesIn: number, durationMs: number, error?: string): void {

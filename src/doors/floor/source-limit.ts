@@ -26,8 +26,8 @@ export class SourceLimiter {
 
   /** Counts the socket against its tenant; answers, closes and returns false when over a cap. */
   admit(sock: net.Socket, door: string): boolean {
-    const remote = sock.remoteAddress ?? '';
-    const source = remote.startsWith('::ffff:') ? remote.slice(7) : remote;
+    const addr = sock.remoteAddress ?? '';
+    const source = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
     const tenant = this.tenantOf(source);
     if (!this.share.take(tenant)) {
       protocolErrors.labels(door, 'client_connection_limit').inc();

@@ -26,7 +26,7 @@ export function sniAllowed(ctx: DoorContext, identity: Identity, decision: Decis
   if (n.kind !== 'name') return false;
   if (decision.hostKind === 'name') return n.name === decision.host;
   // Admitted by the policy itself: a report-only policy does not waive an SNI that names another host.
-  return strictlyAllowed(ctx.engine.decide(identity, n.name, port, door));
+  return strictlyAllowed(ctx.engine.decide(identity, n.name, port));
 }
 
 export type FirstFlight = { buf: Buffer | null; result: ClientHelloResult | 'closed' | 'timeout' };

@@ -42,13 +42,13 @@ export class ConnectionTracker {
     countOpen(c.door, 1);
     // A change may have landed while this connection was being resolved and dialled, after
     // its decision and before it was tracked: judge it once more now (a cached decision).
-    if (!this.engine.decide(c.identity, c.host, c.port, c.door).allow) setImmediate(() => this.cut(c));
+    if (!this.engine.decide(c.identity, c.host, c.port).allow) setImmediate(() => this.cut(c));
     return true;
   }
 
   private cut(c: TrackedConnection): void {
     if (!this.open.has(c)) return;
-    const d = this.engine.decide(c.identity, c.host, c.port, c.door);
+    const d = this.engine.decide(c.identity, c.host, c.port);
     if (d.allow) return;
     connectionsCut.labels(c.door, d.reason).inc();
     this.remove(c);

@@ -5,13 +5,18 @@
  * the devbox whose request opened it: one devbox cannot park the gateway's descriptors),
  * each closed after `idleMs` unused or when the origin closes it. One pool serves every
  * HTTP door.
+ *
+ * The pool adds no listeners of its own: its user keeps one set on each origin socket for
+ * the socket's life (adding and removing five listeners per request cost more than the
+ * request's own parsing) and, while the socket is idle here, calls the entry's `drop()` on
+ * any event of it ('data', 'end', 'error', 'close', 'timeout').
  */
 import type net from 'node:net';
 import { FairShare } from './fair-share.js';
 
-class Idle {
+export class IdleEntry {
   constructor(
-    readonly pool: UpstreamPool,
+    private readonly pool: UpstreamPool,
     readonly key: string,
     readonly sock: net.Socket,
     readonly tenant: string,
@@ -27,7 +32,7 @@ class Idle {
 }
 
 export class UpstreamPool {
-  private readonly idle = new Map<string, Idle[]>();
+  private readonly idle = new Map<string, IdleEntry[]>();
   readonly share: FairShare;
 
   constructor(
@@ -53,32 +58,30 @@ export class UpstreamPool {
     }
   }
 
-  /** Keeps a socket whose last response ended cleanly, counted to `tenant` (else destroys it). */
-  give(address: string, port: number, sock: net.Socket, tenant: string): void {
+  /**
+   * Keeps a socket whose last response ended cleanly, counted to `tenant`; null when it is
+   * not kept (then destroyed). The caller routes the socket's events to the entry's drop().
+   */
+  give(address: string, port: number, sock: net.Socket, tenant: string): IdleEntry | null {
     if (sock.destroyed || sock.readyState !== 'open') {
       sock.destroy();
-      return;
+      return null;
     }
     const key = `${address}:${port}`;
     const list = this.idle.get(key);
     if ((list !== undefined && list.length >= this.maxPerKey) || !this.share.take(tenant)) {
       sock.destroy();
-      return;
+      return null;
     }
-    const e = new Idle(this, key, sock, tenant);
-    sock.on('data', e.drop);
-    sock.on('end', e.drop);
-    sock.on('error', e.drop);
-    sock.on('close', e.drop);
-    // setTimeout(ms, cb) would add a listener per call: one listener, removed in detach.
-    sock.on('timeout', e.drop);
+    const e = new IdleEntry(this, key, sock, tenant);
     sock.setTimeout(this.idleMs);
     if (sock.isPaused()) sock.resume();
     if (list === undefined) this.idle.set(key, [e]);
     else list.push(e);
+    return e;
   }
 
-  forget(e: Idle): void {
+  forget(e: IdleEntry): void {
     const list = this.idle.get(e.key);
     if (list === undefined) return;
     const i = list.indexOf(e);
@@ -87,17 +90,12 @@ export class UpstreamPool {
     this.detach(e);
   }
 
-  private detach(e: Idle): void {
+  /** Out of the pool: no longer counted (the taker re-arms the socket's idle time-out). */
+  private detach(e: IdleEntry): void {
     if (e.counted) {
       e.counted = false;
       this.share.release(e.tenant);
     }
-    e.sock.off('data', e.drop);
-    e.sock.off('end', e.drop);
-    e.sock.off('error', e.drop);
-    e.sock.off('close', e.drop);
-    e.sock.off('timeout', e.drop);
-    e.sock.setTimeout(0);
   }
 
   /** Idle sockets held (for tests and shutdown). */

@@ -15,7 +15,8 @@ import type { Identity } from '../../policy/engine.js';
 import { protocolErrors } from '../../metrics.js';
 import { handleConnect } from '../connect/door.js';
 import { PROXY_AUTHENTICATE, endSocket, rawDenial, rawError, sendDenial, sendError } from '../floor/denial.js';
-import { HttpForwarder } from './forward.js';
+import { HttpForwarder } from './node-forward.js';
+import { upgrade } from './upgrade.js';
 import { HttpFront } from './front.js';
 import { denyHostMismatch, resolveTarget } from './target.js';
 import { identify } from '../floor/proxy-auth.js';
@@ -53,7 +54,7 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
     return true;
   };
   // The raw front reads every connection first and hands node:http what it does not
-  // handle itself (http-front.ts).
+  // handle itself (front.ts).
   const front = new HttpFront(ctx, opts.door, (s) => server.emit('connection', s), opts.proxy, opts.originPort);
   // Half-open as node:http's own server: a client may send its request and then shut its side.
   const listener = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => {
@@ -114,7 +115,7 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
       endSocket(socket, rawDenial(denyMismatch(identity, r.host, r.port), r.port));
       return;
     }
-    forwarder.upgrade(req, socket, head, identity, r.target).catch((e: unknown) => {
+    upgrade(ctx, opts.door, req, socket, head, identity, r.target).catch((e: unknown) => {
       ctx.log.error({ err: e }, 'upgrade failed');
       socket.destroy();
     });

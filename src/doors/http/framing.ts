@@ -202,6 +202,7 @@ export function parseResponseHead(buf: Buffer, from: number, max: number, search
   return { status: Number(m[1]), reason: m[2] ?? '', headers, length, te, close, end };
 }
 
+// biome-ignore lint/suspicious/noConstEnum: file-local, never exported; inlined in the chunk scanner's hot loop
 const enum Chunk {
   Size,
   Ext,

@@ -10,7 +10,17 @@ import type { Identity } from '../../policy/engine.js';
 import { normalizeHost } from '../../policy/hostname.js';
 import { protocolErrors } from '../../metrics.js';
 import { parseAuthority } from '../floor/authority.js';
-import type { HttpTarget } from './forward.js';
+
+/** Where a request goes, as read off it. */
+export interface HttpTarget {
+  /** Host as the client named it (URL authority or Host header), without port or brackets. */
+  host: string;
+  port: number;
+  /** origin-form path sent upstream. */
+  path: string;
+  /** The Host header value to send upstream (the client's own, verified). */
+  hostHeader: string;
+}
 
 export const HOST_MISMATCH: Reason = 'host_mismatch';
 
@@ -80,7 +90,7 @@ export function resolveRequestTarget(url: string, hostHeader: string | undefined
 /** A Host header that disagrees with the URL: denied as host_mismatch, naming the devbox's policy. */
 export function denyHostMismatch(ctx: DoorContext, identity: Identity, host: string, port: number, door: Door): Decision {
   // decide() on the URL's host gives the policy to name.
-  const d = denial(HOST_MISMATCH, host, ctx.engine.decide(identity, host, port, door), 'name');
+  const d = denial(HOST_MISMATCH, host, ctx.engine.decide(identity, host, port), 'name');
   ctx.gate.record(identity, door, d, port);
   protocolErrors.labels(door, 'host_mismatch').inc();
   return d;

@@ -6,6 +6,7 @@
  */
 
 import { ByteAppender } from '../../byte-appender.js';
+import { ipBytesToText } from '../../policy/ip.js';
 
 export const SOCKS_VERSION = 0x05;
 export const AUTH_VERSION = 0x01;
@@ -84,35 +85,6 @@ const EMPTY = Buffer.alloc(0);
 
 function fail(kind: ProtocolErrorKind, reply: ReplyCode | null = null): Step<never> {
   return { type: 'error', kind, reply };
-}
-
-export function ipv4ToText(b: Buffer, at: number): string {
-  return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
-}
-
-/** Compressed RFC 5952 text for a 16-byte IPv6 address (IPv4-mapped kept as ::ffff:a.b.c.d). */
-export function ipv6ToText(b: Buffer, at: number): string {
-  const words: number[] = [];
-  for (let i = 0; i < 8; i++) words.push(b.readUInt16BE(at + i * 2));
-  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) return `::ffff:${ipv4ToText(b, at + 12)}`;
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = words.map((w) => w.toString(16));
-  if (bestStart === -1) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
 }
 
 /**
@@ -197,12 +169,12 @@ export class Socks5Parser {
     if (atyp === ATYP_IPV4) {
       end = 4 + 4;
       if (b.length < end + 2) return NEED;
-      host = ipv4ToText(b, 4);
+      host = ipBytesToText(b, 4, 4);
       addressType = 'ipv4';
     } else if (atyp === ATYP_IPV6) {
       end = 4 + 16;
       if (b.length < end + 2) return NEED;
-      host = ipv6ToText(b, 4);
+      host = ipBytesToText(b, 4, 16);
       addressType = 'ipv6';
     } else if (atyp === ATYP_DOMAIN) {
       if (b.length < 5) return NEED;

@@ -1,6 +1,8 @@
 /**
- * Starts the real API (startApi) on 127.0.0.1:0 with a real sqlite file in a temp dir,
- * a real PolicyEngine on that store, and two accounts' tokens.
+ * Starts the real API (serveApi) on 127.0.0.1:0 with a real store — a sqlite file in a temp
+ * dir, or with EGRESS_TEST_DB=postgres a fresh database on a real PostgreSQL (see
+ * vitest.config.ts: the API suite runs against both) — a real PolicyEngine on what the data
+ * plane reads, and two accounts' tokens.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,9 +10,22 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadConfig, type GatewayConfig } from '../../src/config.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
-import { openStore, type Store } from '../../src/store/index.js';
-import { startApi } from '../../src/api/index.js';
-import type { DoorContext, RunningDoor } from '../../src/doors/floor/context.js';
+import { serveApi } from '../../src/api/index.js';
+import { localPlane } from '../../src/api/plane.js';
+import type { RunningDoor } from '../../src/doors/floor/context.js';
+import type { PolicySource } from '../../src/policy/source.js';
+import type { ControlStore } from '../../src/store/backend.js';
+import { openPlaneStore } from '../../src/store/open.js';
+import { sharedPostgres } from '../support/postgres.js';
+
+/** The backend this run of the API suite uses (vitest.config.ts runs it once per backend). */
+export const TEST_BACKEND: 'sqlite' | 'postgres' = process.env.EGRESS_TEST_DB === 'postgres' ? 'postgres' : 'sqlite';
+
+/** A fresh store for one test: a sqlite path in dir, or a new PostgreSQL database's URL. */
+export async function testDb(dir: string): Promise<string> {
+  if (TEST_BACKEND === 'sqlite') return join(dir, 'db', 'egress.db');
+  return (await sharedPostgres()).createDatabase();
+}
 
 export const TOKEN_A = 'token-alpha';
 export const TOKEN_B = 'token-bravo';
@@ -21,8 +36,12 @@ export interface TestApi {
   base: string;
   port: number;
   dir: string;
+  /** The --db value: a sqlite path or a postgres:// URL. */
   dbPath: string;
-  store: Store;
+  /** What the doors' engine reads (the sqlite store, or the copy following PostgreSQL). */
+  store: PolicySource;
+  /** The API's store. */
+  control: ControlStore;
   engine: PolicyEngine;
   config: GatewayConfig;
   door: RunningDoor;
@@ -36,9 +55,9 @@ export function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'egw-api-'));
 }
 
-export async function startTestApi(opts: { dir?: string; extraFlags?: [string, string[]][]; tokens?: string[]; logLines?: string[] } = {}): Promise<TestApi> {
+export async function startTestApi(opts: { dir?: string; db?: string; extraFlags?: [string, string[]][]; tokens?: string[]; logLines?: string[] } = {}): Promise<TestApi> {
   const dir = opts.dir ?? tempDir();
-  const dbPath = join(dir, 'db', 'egress.db');
+  const dbPath = opts.db ?? (opts.dir !== undefined && TEST_BACKEND === 'sqlite' ? join(dir, 'db', 'egress.db') : await testDb(dir));
   const flags = new Map<string, string[]>([
     ['api', ['127.0.0.1:0']],
     ['http-proxy', ['off']],
@@ -51,8 +70,10 @@ export async function startTestApi(opts: { dir?: string; extraFlags?: [string, s
     ...(opts.extraFlags ?? []),
   ]);
   const config = loadConfig(flags, {});
-  const store = openStore(config.db);
-  store.ensureTokens(config.apiTokens);
+  const plane = await openPlaneStore(config.db);
+  const control = plane.control;
+  await control.tokens.ensure(config.apiTokens);
+  const store = plane.source;
   const engine = new PolicyEngine(store, {
     toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
     allowPrivate: config.allowPrivate,
@@ -61,21 +82,20 @@ export async function startTestApi(opts: { dir?: string; extraFlags?: [string, s
   // With logLines, the API's log lines (info and above, JSON) are collected there.
   const lines = opts.logLines;
   const log = lines ? pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }) : pino({ level: 'silent' });
-  // The API uses config, engine and log; the other parts belong to the proxy doors.
-  const ctx = { config, engine, log, gate: undefined, tracker: undefined, resolver: undefined } as unknown as DoorContext;
-  const door = await startApi(ctx, store, config.api);
+  // A write is in the engine before its answer goes out (as with the API in its own process).
+  const door = await serveApi({ config, log, plane: { ...localPlane(engine), changed: () => plane.refresh() } }, control, config.api);
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
     await door.close(1000);
     engine.close();
-    store.close();
+    await plane.close();
   };
   return {
     base: `http://127.0.0.1:${door.address.port}`,
     port: door.address.port,
-    dir, dbPath, store, engine, config, door, stop,
+    dir, dbPath, store, control, engine, config, door, stop,
     async close() {
       await stop();
       rmSync(dir, { recursive: true, force: true });
@@ -86,7 +106,7 @@ export async function startTestApi(opts: { dir?: string; extraFlags?: [string, s
 export interface JsonResponse {
   status: number;
   headers: Headers;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  body: any;
   text: string;
 }
 
@@ -102,7 +122,7 @@ export async function call(api: { base: string }, method: string, path: string, 
   }
   const res = await fetch(`${api.base}${path}`, { method, headers, body });
   const text = await res.text();
-  let parsed: unknown = undefined;
+  let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {

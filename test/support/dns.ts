@@ -7,8 +7,8 @@ import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import dnsPacket from 'dns-packet';
-import { type DnsUpstream, type DnsUpstreamOptions, startDnsUpstream } from '../support/dns-upstream.js';
-import { type TestGateway, startTestGateway } from '../support/gateway.js';
+import { type DnsUpstream, type DnsUpstreamOptions, startDnsUpstream } from './dns-upstream.js';
+import { type TestGateway, startTestGateway } from './gateway.js';
 
 export interface DnsSetup {
   up: DnsUpstream;
@@ -96,18 +96,27 @@ export function udpExchange(port: number, source: string, msg: Buffer, timeoutMs
   });
 }
 
-/** Many UDP queries from one socket; resolves with every reply received within the wait. */
+/**
+ * Many UDP queries from one socket; resolves with the replies as soon as every query has one,
+ * or with those received by `waitMs` (a deadline: only a test whose queries go unanswered waits it out).
+ */
 export function udpBurst(port: number, source: string, msgs: Buffer[], waitMs = 800): Promise<Buffer[]> {
   return new Promise((resolve) => {
     const s = dgram.createSocket('udp4');
     const got: Buffer[] = [];
-    s.on('message', (m) => got.push(m));
+    let timer: NodeJS.Timeout | undefined;
+    const finish = () => {
+      clearTimeout(timer);
+      s.close();
+      resolve(got);
+    };
+    s.on('message', (m) => {
+      got.push(m);
+      if (got.length === msgs.length) finish();
+    });
     s.bind(0, source, () => {
       for (const m of msgs) s.send(m, port, '127.0.0.1');
-      setTimeout(() => {
-        s.close();
-        resolve(got);
-      }, waitMs);
+      timer = setTimeout(finish, waitMs);
     });
   });
 }
@@ -133,7 +142,18 @@ export function frame(msg: Buffer): Buffer {
   return out;
 }
 
-/** Opens a TCP connection from `source`, writes `data`, collects framed replies until close or `waitMs`. */
+/** The number of whole length-prefixed frames in `chunks`, read as one stream. */
+function countFrames(chunks: Buffer[]): number {
+  const all = Buffer.concat(chunks);
+  let n = 0;
+  for (let at = 0; at + 2 <= all.length && at + 2 + all.readUInt16BE(at) <= all.length; at += 2 + all.readUInt16BE(at)) n++;
+  return n;
+}
+
+/**
+ * Opens a TCP connection from `source`, writes `data`, collects framed replies until the server
+ * closes, every whole frame sent has a reply, or `waitMs` passes (a deadline, not a pause).
+ */
 export function tcpSession(port: number, source: string, data: Buffer[], opts: { waitMs?: number; end?: boolean } = {}): Promise<{ replies: Buffer[]; closedByServer: boolean }> {
   return new Promise((resolve) => {
     const sock = net.connect({ host: '127.0.0.1', port, localAddress: source });
@@ -141,6 +161,7 @@ export function tcpSession(port: number, source: string, data: Buffer[], opts: {
     const replies: Buffer[] = [];
     let closedByServer = false;
     let done = false;
+    const expected = countFrames(data);
     const finish = () => {
       if (done) return;
       done = true;
@@ -159,6 +180,7 @@ export function tcpSession(port: number, source: string, data: Buffer[], opts: {
         replies.push(buf.subarray(2, 2 + buf.readUInt16BE(0)));
         buf = buf.subarray(2 + buf.readUInt16BE(0));
       }
+      if (expected > 0 && replies.length >= expected) finish();
     });
     sock.on('error', () => {});
     sock.on('close', () => {
@@ -168,4 +190,4 @@ export function tcpSession(port: number, source: string, data: Buffer[], opts: {
   });
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export { sleep } from './wait.js';

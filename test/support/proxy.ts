@@ -9,10 +9,10 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
-import { startHttpOrigin, startHttpsOrigin, testCert, type Origin } from '../support/origin.js';
-import { startTestGateway, type TestGateway } from '../support/gateway.js';
-export { rawExchange, type RawResult } from '../support/raw-socket.js';
+import { startDnsUpstream, loopbackRecords, type DnsUpstream } from './dns-upstream.js';
+import { startHttpOrigin, startHttpsOrigin, testCert, type Origin } from './origin.js';
+import { startTestGateway, type TestGateway } from './gateway.js';
+export { rawExchange, type RawResult } from './raw-socket.js';
 
 export const NAMES = ['allowed.test', 'www.allowed.test', 'other.test', 'denied.test', 'ws.test', 'second.test'];
 
@@ -167,7 +167,9 @@ export async function metric(env: { gw: TestGateway }, name: string, labels: Rec
   return sum;
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from './wait.js';
+
+export { sleep };
 
 /** Polls until `fn` is true or `ms` pass. */
 export async function until(fn: () => boolean | Promise<boolean>, ms = 2000): Promise<boolean> {

@@ -1,6 +1,7 @@
 /** A real `serve` process for the policy-lifecycle tests: started through the CLI, logs captured. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { waitFor } from './wait.js';
 
 const TSX = join(process.cwd(), 'node_modules', '.bin', 'tsx');
 const MAIN = join(process.cwd(), 'src', 'main.ts');
@@ -10,16 +11,6 @@ export interface Served {
   ports: Record<string, number>;
   out(): string;
   stop(): Promise<number | null>;
-}
-
-export async function waitFor<T>(check: () => T | Promise<T>, ms = 20_000, what = 'condition'): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** `egress-gateway serve` on loopback port 0 with these extra arguments; resolves once it listens. */

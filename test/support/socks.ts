@@ -2,13 +2,13 @@
  * Shared pieces of the SOCKS5 door tests: a gateway with a test DNS upstream and an HTTP
  * origin, raw-socket and `socks`-package clients, curl, and metric reads.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { execFile } from 'node:child_process';
 import { SocksClient, type SocksClientOptions } from 'socks';
-import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
-import { startHttpOrigin, type Origin } from '../support/origin.js';
-import { startTestGateway, type TestGateway } from '../support/gateway.js';
-export { rawExchange, type RawResult } from '../support/raw-socket.js';
+import { startDnsUpstream, loopbackRecords, type DnsUpstream } from './dns-upstream.js';
+import { startHttpOrigin, type Origin } from './origin.js';
+import { startTestGateway, type TestGateway } from './gateway.js';
+export { rawExchange, type RawResult } from './raw-socket.js';
 
 export interface SocksEnv {
   gw: TestGateway;
@@ -104,16 +104,6 @@ export async function metric(gw: TestGateway, name: string, labels: Record<strin
 }
 
 export const denyMetric = (reason: string) => ({ door: 'socks5', decision: 'deny', reason });
-
-/** Polls until fn() is true or the time runs out. */
-export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs = 3000, stepMs = 20): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await fn()) return true;
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-}
 
 /** The full 10-byte reply for a code with a 0.0.0.0:0 bound address. */
 export const failReplyBytes = (code: number) => Buffer.from([5, code, 0, 1, 0, 0, 0, 0, 0, 0]);

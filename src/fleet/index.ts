@@ -1,0 +1,57 @@
+/**
+ * Fleet mode's wiring: with --nats, the control plane's publisher over its outbox; with
+ * --follow, the sidecar's follower over its local snapshot. Neither: nothing (one host, sqlite).
+ */
+import type { Logger } from 'pino';
+import type { GatewayConfig } from '../config.js';
+import { ConfigError } from '../config.js';
+import { isPostgresUrl } from '../store/backend.js';
+import type { PlaneStore } from '../store/open.js';
+import { Follower, type FollowerStatus } from './follower.js';
+import { LocalSnapshot } from './local-snapshot.js';
+import { Publisher } from './publisher.js';
+
+export type { FollowerStatus };
+
+export interface Fleet {
+  /** Starts following or publishing (after the doors listen: a sidecar enforces its snapshot from the start). */
+  start(): void;
+  /** The sidecar's snapshot (null on a control plane). */
+  follower(): FollowerStatus | null;
+  /** Why /readyz should fail, or null: a sidecar that never synced has nothing to enforce. */
+  unready(): string | null;
+  close(): Promise<void>;
+}
+
+export function startFleet(config: GatewayConfig, store: PlaneStore, log: Logger): Fleet | null {
+  if (config.follow !== null) {
+    // A sidecar keeps its snapshot in a local sqlite file: it needs no database credentials.
+    if (isPostgresUrl(config.db)) throw new ConfigError('--db', 'a sidecar (--follow) keeps its snapshot in a local sqlite file, not in PostgreSQL');
+    const snapshot = new LocalSnapshot(config.db);
+    const follower = new Follower(config, snapshot, () => void store.refresh(), log.child({ fleet: 'follower' }));
+    return {
+      start: () => follower.start(),
+      follower: () => follower.status(),
+      unready: () => (follower.hasSnapshot() ? null : `no policy snapshot yet from ${config.follow} (host ${config.hostId})`),
+      async close() {
+        await follower.close();
+        snapshot.close();
+      },
+    };
+  }
+  if (config.nats !== null) {
+    // The outbox of either backend: every committed write, in commit order.
+    const publisher = new Publisher(config, store.control.feed, log.child({ fleet: 'publisher' }));
+    const stop = store.source.onChange(() => publisher.nudge());
+    return {
+      start: () => publisher.start(),
+      follower: () => null,
+      unready: () => null,
+      async close() {
+        stop();
+        await publisher.close();
+      },
+    };
+  }
+  return null;
+}

@@ -1,0 +1,126 @@
+/**
+ * The data plane's PolicySource when the control plane is on PostgreSQL: policies and
+ * devboxes held in memory (the engine reads synchronously, per connection), loaded from the
+ * change feed's snapshot and kept current by following `changesSince`. A short poll (100 ms)
+ * picks up other replicas' writes; this process's own API asks for a `refresh()` after each
+ * write it commits and answers its client only once the doors have it (see api/process.ts).
+ * A poll rather than LISTEN/NOTIFY: a held LISTEN connection adds a reconnect path of its own
+ * and NOTIFY gives nothing the seq does not; the poll is one indexed query.
+ *
+ * When the database is down the doors keep enforcing the last state they read (fail-static);
+ * a reader that fell out of the feed's window takes a whole new snapshot, never a partial mix.
+ */
+import type { Logger } from 'pino';
+import { MemorySource } from '../policy/memory-source.js';
+import type { Devbox, NetworkPolicy } from '../policy/model.js';
+import type { PolicySource, SourceChange } from '../policy/source.js';
+import type { ChangeFeed, ChangeRecord } from './change-feed.js';
+
+const BATCH = 1000;
+
+export interface FollowerOptions {
+  pollMs?: number;
+  log?: Logger;
+}
+
+export class FeedFollower implements PolicySource {
+  private readonly mem = new MemorySource();
+  private seq = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private busy = false;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private failing = false;
+
+  private constructor(private readonly feed: ChangeFeed, private readonly log?: Logger) {}
+
+  /** Loads the snapshot (a database that does not answer is an error here) and starts following. */
+  static async start(feed: ChangeFeed, opts: FollowerOptions = {}): Promise<FeedFollower> {
+    const f = new FeedFollower(feed, opts.log);
+    await f.resync();
+    f.timer = setInterval(() => {
+      if (!f.busy) void f.refresh();
+    }, opts.pollMs ?? 100);
+    f.timer.unref();
+    return f;
+  }
+
+  /** The seq of the last change applied. */
+  get position(): number {
+    return this.seq;
+  }
+
+  getPolicy(id: string): NetworkPolicy | undefined {
+    return this.mem.getPolicy(id);
+  }
+
+  getDevbox(id: string): Devbox | undefined {
+    return this.mem.getDevbox(id);
+  }
+
+  runningDevboxes(): Devbox[] {
+    return this.mem.runningDevboxes();
+  }
+
+  onChange(listener: (change: SourceChange) => void): () => void {
+    return this.mem.onChange(listener);
+  }
+
+  /** Reads what was committed up to now; resolves once applied (or once the read failed). */
+  refresh(): Promise<void> {
+    this.chain = this.chain.then(() => this.catchUp());
+    return this.chain;
+  }
+
+  private async catchUp(): Promise<void> {
+    if (this.closed) return;
+    this.busy = true;
+    try {
+      for (;;) {
+        const batch = await this.feed.changesSince(this.seq, BATCH);
+        if (batch.length === 0) break;
+        if (batch[0]!.seq !== this.seq + 1) {
+          this.log?.warn({ event: 'change_feed_resync', at: this.seq, next: batch[0]!.seq }, 'fell out of the change feed window; loading a full snapshot');
+          await this.resync();
+          break;
+        }
+        for (const c of batch) this.apply(c);
+        if (batch.length < BATCH) break;
+      }
+      if (this.failing) this.log?.info({ event: 'change_feed_resumed', seq: this.seq }, 'the policy store answers again');
+      this.failing = false;
+    } catch (e) {
+      if (!this.failing) this.log?.error({ event: 'change_feed_failed', err: (e as Error).message, seq: this.seq }, 'cannot read the policy store; enforcing the last state read');
+      this.failing = true;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private apply(c: ChangeRecord): void {
+    if (c.kind === 'policy') {
+      if (c.value === null) this.mem.deletePolicy(c.id);
+      else this.mem.setPolicy(c.value);
+    } else if (c.value === null) this.mem.deleteDevbox(c.id);
+    else this.mem.setDevbox(c.value);
+    this.seq = c.seq;
+  }
+
+  /** Replaces the whole content with a snapshot: what it lacks goes, then everything in it is set. */
+  private async resync(): Promise<void> {
+    const snap = await this.feed.snapshot();
+    const policies = new Set(snap.policies.map((p) => p.id));
+    const devboxes = new Set(snap.devboxes.map((d) => d.id));
+    const held = this.mem.ids();
+    for (const id of held.policies) if (!policies.has(id)) this.mem.deletePolicy(id);
+    for (const id of held.devboxes) if (!devboxes.has(id)) this.mem.deleteDevbox(id);
+    for (const p of snap.policies) this.mem.setPolicy(p);
+    for (const d of snap.devboxes) this.mem.setDevbox(d);
+    this.seq = snap.seq;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+  }
+}

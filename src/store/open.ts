@@ -1,0 +1,73 @@
+/**
+ * Opens the store a `--db` value names: a sqlite file (the embedded default) or, for a
+ * `postgres://` / `postgresql://` URL, the control plane on PostgreSQL. Two views of it:
+ * - openControlStore: the API's (async repositories, the change feed);
+ * - openPlaneStore: the data plane's, a synchronous PolicySource for the doors' engine (the
+ *   sqlite store itself, or for PostgreSQL an in-memory copy following the change feed).
+ */
+import type { Logger } from 'pino';
+import { ConfigError } from '../config.js';
+import type { PolicySource } from '../policy/source.js';
+import { type ControlStore, isPostgresUrl } from './backend.js';
+import { FeedFollower } from './follower.js';
+import { type OpenOptions, openStore } from './index.js';
+import { sqliteBackend } from './sqlite-backend.js';
+import type { DenialEventBatchRow, DenialLimits } from './types.js';
+
+export interface ControlOpenOptions extends OpenOptions {
+  /** PostgreSQL pool size. */
+  connections?: number;
+}
+
+export async function openControlStore(db: string, opts: ControlOpenOptions = {}): Promise<ControlStore> {
+  if (!isPostgresUrl(db)) return sqliteBackend(openStore(db, opts));
+  // Loaded only for a PostgreSQL URL: the driver costs a sqlite user's every command nothing.
+  const { PgOpenError, openPostgres } = await import('./pg/index.js');
+  try {
+    return await openPostgres(db, { changeLogKeep: opts.changeLogKeep, connections: opts.connections });
+  } catch (e) {
+    if (e instanceof PgOpenError) throw new ConfigError('--db', e.message);
+    throw e;
+  }
+}
+
+/** What the data plane reads policies and devboxes from, and writes its denial record to. */
+export interface PlaneStore {
+  readonly source: PolicySource;
+  readonly control: ControlStore;
+  /** Takes in what was committed up to now (after the API's write); resolves once the engine has it. */
+  refresh(): Promise<void>;
+  readonly denials: { writeDenialEvents(rows: readonly DenialEventBatchRow[], limits: DenialLimits): void | Promise<void> };
+  close(): Promise<void>;
+}
+
+export async function openPlaneStore(db: string, opts: ControlOpenOptions & { log?: Logger; pollMs?: number } = {}): Promise<PlaneStore> {
+  if (!isPostgresUrl(db)) {
+    const store = openStore(db, opts);
+    return {
+      source: store,
+      control: sqliteBackend(store),
+      refresh: async () => store.refresh(),
+      denials: store,
+      close: async () => store.close(),
+    };
+  }
+  const control = await openControlStore(db, opts);
+  let follower: FeedFollower;
+  try {
+    follower = await FeedFollower.start(control.feed, { log: opts.log, pollMs: opts.pollMs });
+  } catch (e) {
+    await control.close();
+    throw new ConfigError('--db', `cannot read ${control.location}: ${(e as Error).message}`);
+  }
+  return {
+    source: follower,
+    control,
+    refresh: () => follower.refresh(),
+    denials: { writeDenialEvents: (rows, limits) => control.denialEvents.write(rows, limits) },
+    close: async () => {
+      follower.close();
+      await control.close();
+    },
+  };
+}

@@ -1,0 +1,92 @@
+/**
+ * The rules a write checks inside its transaction (the account's advisory lock held), worded
+ * as the sqlite store words them: policy exists, addresses free, quotas.
+ */
+import type { EgressRules } from '../../policy/model.js';
+import { type Quotas, StoreError, addressUnavailable } from '../types.js';
+import type { Query } from './db.js';
+
+export function quotaExceeded(quota: string, setting: string, limit: number, what: string): StoreError {
+  return new StoreError('quota_exceeded', `quota ${quota} exceeded: ${what}; the limit is ${limit} (--${setting})`, { quota, limit });
+}
+
+export function duplicateName(name: string): StoreError {
+  return new StoreError('duplicate_name', `a network policy named ${JSON.stringify(name)} already exists in this account; names must be unique`, { name });
+}
+
+export async function requirePolicy(q: Query, accountId: string, policyId: string, field = 'launch_parameters.network_policy_id'): Promise<void> {
+  const r = await q('SELECT 1 FROM network_policies WHERE id = $1 AND account_id = $2', [policyId, accountId]);
+  if (r.length === 0) throw new StoreError('policy_not_found', `${field}: network policy ${policyId} does not exist in this account`);
+}
+
+/** The refusal for an address someone holds: its owner named only to the owner's own account. */
+async function heldError(q: Query, accountId: string, address: string, owner: string): Promise<StoreError> {
+  const build = owner.startsWith('bpt_');
+  const rows = await q<{ account_id: string }>(`SELECT account_id FROM ${build ? 'blueprints' : 'devboxes'} WHERE id = $1`, [owner]);
+  if (rows[0]?.account_id !== accountId) return addressUnavailable(address);
+  return new StoreError('address_in_use', `network.addresses: ${address} is already the address of ${build ? 'blueprint build' : 'running devbox'} ${owner}`, { address, devbox_id: owner });
+}
+
+/** The addresses, deduplicated, if no running devbox or active build holds one of them. */
+export async function freeAddresses(q: Query, accountId: string, wanted: readonly string[]): Promise<string[]> {
+  const addresses = [...new Set(wanted)];
+  if (addresses.length === 0) return addresses;
+  const held = await q<{ address: string; owner_id: string }>('SELECT address, owner_id FROM held_addresses WHERE address = ANY($1::text[])', [addresses]);
+  const owners = new Map(held.map((r) => [r.address, r.owner_id]));
+  for (const a of addresses) {
+    const owner = owners.get(a);
+    if (owner !== undefined) throw await heldError(q, accountId, a, owner);
+  }
+  return addresses;
+}
+
+/** Takes the addresses for owner; one taken meanwhile by another account's write is refused as held. */
+export async function holdAddresses(q: Query, accountId: string, owner: string, addresses: readonly string[]): Promise<void> {
+  if (addresses.length === 0) return;
+  const got = await q<{ address: string }>(
+    'INSERT INTO held_addresses (address, owner_id) SELECT unnest($1::text[]), $2 ON CONFLICT (address) DO NOTHING RETURNING address', [addresses, owner]);
+  if (got.length === addresses.length) return;
+  const mine = new Set(got.map((r) => r.address));
+  const lost = addresses.find((a) => !mine.has(a))!;
+  const [row] = await q<{ owner_id: string }>('SELECT owner_id FROM held_addresses WHERE address = $1', [lost]);
+  throw await heldError(q, accountId, lost, row?.owner_id ?? '');
+}
+
+function entries(e: Partial<EgressRules>): number {
+  return (e.allowed_hostnames?.length ?? 0) + (e.allowed_cidrs?.length ?? 0);
+}
+
+/** The policy quotas for `egress` becoming policy `id` (new when null). */
+export async function checkPolicyQuotas(q: Query, quotas: Quotas | null, accountId: string, id: string | null, egress: EgressRules): Promise<void> {
+  if (quotas === null) return;
+  if (id === null) {
+    const [{ n }] = await q<{ n: number }>('SELECT count(*)::bigint AS n FROM network_policies WHERE account_id = $1', [accountId]) as [{ n: number }];
+    if (n >= quotas.policiesPerAccount) {
+      throw quotaExceeded('policies_per_account', 'max-policies-per-account', quotas.policiesPerAccount, 'this account already holds that many network policies');
+    }
+  }
+  const mine = entries(egress);
+  if (mine > quotas.entriesPerPolicy) {
+    throw quotaExceeded('entries_per_policy', 'max-entries-per-policy', quotas.entriesPerPolicy, `the policy would hold ${mine} allowed_hostnames and allowed_cidrs entries`);
+  }
+  const [{ n: others }] = await q<{ n: number }>(`SELECT coalesce(sum(
+      coalesce(json_array_length((egress::json)->'allowed_hostnames'), 0) + coalesce(json_array_length((egress::json)->'allowed_cidrs'), 0)), 0)::bigint AS n
+    FROM network_policies WHERE account_id = $1 AND id IS DISTINCT FROM $2`, [accountId, id]) as [{ n: number }];
+  const total = mine + others;
+  if (total > quotas.entriesPerAccount) {
+    throw quotaExceeded('entries_per_account', 'max-entries-per-account', quotas.entriesPerAccount, `this account's policies would hold ${total} entries`);
+  }
+}
+
+export async function checkDevboxQuotas(q: Query, quotas: Quotas | null, accountId: string, addresses: number): Promise<void> {
+  if (quotas === null) return;
+  const [{ n }] = await q<{ n: number }>(`SELECT count(*)::bigint AS n FROM devboxes WHERE account_id = $1 AND status = 'running'`, [accountId]) as [{ n: number }];
+  if (n >= quotas.devboxesPerAccount) {
+    throw quotaExceeded('devboxes_per_account', 'max-devboxes-per-account', quotas.devboxesPerAccount, 'this account already has that many running devboxes');
+  }
+  const [{ n: held }] = await q<{ n: number }>(
+    `SELECT count(*)::bigint AS n FROM held_addresses h JOIN devboxes d ON d.id = h.owner_id WHERE d.account_id = $1`, [accountId]) as [{ n: number }];
+  if (held + addresses > quotas.addressesPerAccount) {
+    throw quotaExceeded('addresses_per_account', 'max-addresses-per-account', quotas.addressesPerAccount, `this account's running devboxes would hold ${held + addresses} addresses`);
+  }
+}
