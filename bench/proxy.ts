@@ -74,7 +74,8 @@ async function runGateway(): Promise<void> {
   // A records only: AAAA gets NODATA without an SOA (an IPv4-only name, the common case),
   // which the gateway's resolver remembers for --dns-min-ttl instead of asking every time.
   const records = loopbackRecords(['allowed.test', 'www.allowed.test', 'denied.test']);
-  const dns = await startDnsUpstream({ records });
+  // NODATA carries an SOA (RFC 2308), so the negative answer is cached for its TTL.
+  const dns = await startDnsUpstream({ records, negativeSoa: { ttl: 300, minimum: 300 } });
   const gw = await startTestGateway({
     upstreamDnsPort: dns.port,
     flags: {
@@ -95,7 +96,10 @@ async function runGateway(): Promise<void> {
   doors.reference = await bareForwarder();
   doors.relay = await bareRelay();
   process.send!(doors);
+  const profiler = process.env.BENCH_PROFILE_DIR ? await churnProfiler(process.env.BENCH_PROFILE_DIR) : null;
   process.on('message', async (m) => {
+    if (m === 'profile-start') profiler?.start();
+    if (m === 'profile-stop') await profiler?.stop();
     if (m === 'stop') {
       if (dns.queries.length > 20) process.stderr.write(`  (gateway asked upstream DNS ${dns.queries.length} times)\n`);
       await gw.close();
@@ -405,8 +409,30 @@ async function measure(door: string, scenario: string, unit: string, latency: ()
   return errs > (l.count + r.count) * 0.01 ? { ...row, note: `${errs} errors` } : row;
 }
 
+/**
+ * BENCH_PROFILE_DIR: the gateway's CPU profile of the churn runs only (node:inspector, 100 µs
+ * sampling), written there as a .cpuprofile (open in Chrome DevTools or speedscope).
+ */
+async function churnProfiler(dir: string): Promise<{ start(): void; stop(): Promise<void> }> {
+  const inspector = await import('node:inspector');
+  const { writeFileSync, mkdirSync } = await import('node:fs');
+  const session = new inspector.Session();
+  session.connect();
+  const post = (method: string, params?: object) => new Promise<any>((resolve, reject) => session.post(method, params ?? {}, (e, r) => (e ? reject(e) : resolve(r))));
+  await post('Profiler.enable');
+  await post('Profiler.setSamplingInterval', { interval: 100 });
+  return {
+    start: () => void post('Profiler.start'),
+    stop: async () => {
+      const { profile } = await post('Profiler.stop');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(`${dir}/churn-${process.pid}.cpuprofile`, JSON.stringify(profile));
+    },
+  };
+}
+
 function startChild(r: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess; info: any }> {
-  const prof = r === 'gateway' && process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
+  const prof = r === 'gateway' && process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
   const child = fork(fileURLToPath(import.meta.url), [`--role=${r}`], {
     execArgv: ['--import', 'tsx', ...prof],
     env: { ...process.env, ...env },
@@ -417,6 +443,14 @@ function startChild(r: string, env: Record<string, string> = {}): Promise<{ chil
     child.once('exit', (code) => reject(new Error(`${r} exited ${code}`)));
   });
 }
+
+// ── CONNECT churn, one core each (the per-connection cost of a tunnel) ────────
+
+const CHURN_CONCURRENCY = Number(process.env.BENCH_CHURN_CONCURRENCY ?? 50);
+/** Tunnels per measured run (and a quarter of that to warm up: JIT, caches), stopped after CHURN_MAX_MS in any case. */
+const CHURN_TUNNELS = Number(process.env.BENCH_CHURN_TUNNELS ?? 12000);
+const CHURN_MAX_MS = Number(process.env.BENCH_CHURN_MAX_MS ?? 20000);
+
 
 // ── one core each: the proxy alone on CPU 0, origin and load generator on CPU 1 ──
 
@@ -453,6 +487,112 @@ async function pin(pid: number, cpus: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** connLoad until `total` operations were started or `maxMs` passed: CPU per operation is measured over a known count. */
+async function countedLoad(op: () => Promise<boolean>, conns: number, total: number, maxMs: number): Promise<Run> {
+  const lat: number[] = [];
+  let started = 0;
+  let count = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  const deadline = t0 + maxMs;
+  await Promise.all(Array.from({ length: conns }, async () => {
+    while (started < total && performance.now() < deadline) {
+      started++;
+      const t = performance.now();
+      const ok = await op().catch(() => false);
+      if (ok) {
+        lat.push(performance.now() - t);
+        count++;
+      } else errors++;
+    }
+  }));
+  return { count, errors, lat, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** A new connection, CONNECT, the 200, and the client closes at once (nothing relayed). */
+function churnOnce(port: number, request: Buffer): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port, noDelay: true });
+    let buf: Buffer | null = null;
+    let settled = false;
+    const finish = (ok: boolean) => {
+      if (settled) return;
+      settled = true;
+      s.destroy();
+      resolve(ok);
+    };
+    s.on('connect', () => s.write(request));
+    s.on('data', (d: Buffer) => {
+      buf = buf === null ? d : Buffer.concat([buf, d]);
+      if (buf.indexOf('\r\n\r\n') < 0) return;
+      finish(buf.toString('latin1', 0, 12) === 'HTTP/1.1 200');
+    });
+    s.on('error', () => finish(false));
+    s.on('close', () => finish(false));
+  });
+}
+
+export interface ChurnRow {
+  who: string;
+  rate: number;
+  p50: number;
+  p99: number;
+  /** CPU ms the proxy process spent per tunnel (null: not measurable here). */
+  cpuPerTunnelMs: number | null;
+  errors: number;
+}
+
+/** CONNECT churn through one proxy (its process `pid`) with CHURN_CONCURRENCY clients, CPU time measured around the run. */
+async function churnThrough(who: string, port: number, pid: number, request: Buffer): Promise<ChurnRow> {
+  await countedLoad(() => churnOnce(port, request), CHURN_CONCURRENCY, CHURN_TUNNELS / 4, CHURN_MAX_MS / 4); // warm-up
+  const cpu0 = await cpuMs(pid);
+  const r = await countedLoad(() => churnOnce(port, request), CHURN_CONCURRENCY, CHURN_TUNNELS, CHURN_MAX_MS);
+  const cpu1 = await cpuMs(pid);
+  const sorted = r.lat.sort((a, b) => a - b);
+  const row = {
+    who, rate: r.count / r.seconds, p50: pct(sorted, 50), p99: pct(sorted, 99), errors: r.errors,
+    cpuPerTunnelMs: cpu0 === null || cpu1 === null || r.count + r.errors === 0 ? null : (cpu1 - cpu0) / (r.count + r.errors),
+  };
+  process.stderr.write(`  churn ${who}: ${Math.round(row.rate)} tunnels/s, p50 ${row.p50.toFixed(2)} ms, p99 ${row.p99.toFixed(2)} ms, CPU ${row.cpuPerTunnelMs?.toFixed(3) ?? '–'} ms/tunnel${r.errors ? `, ${r.errors} errors` : ''}\n`);
+  return row;
+}
+
+/**
+ * CONNECT → 200 → client closes, gateway beside Squid in the same run. With two cores or more,
+ * one core each: the proxy under test pinned to CPU 0 (taskset), the origin and this load
+ * generator to CPU 1. Gateway and Squid take turns (ABAB) so a noisy neighbour hits both.
+ */
+async function churnTable(gateway: ChildProcess, gatewayPort: number, gatewayPid: number, squid: Squid | null, originPid: number, echoPort: number, relayPort: number | undefined): Promise<string[]> {
+  const pinned = os.cpus().length >= 2 && (await pin(gatewayPid, '0')) && (squid === null || (await pin(squid.pid, '0'))) && (await pin(originPid, '1')) && (await pin(process.pid, '1'));
+  const request = Buffer.from(`CONNECT allowed.test:${echoPort} HTTP/1.1\r\nHost: allowed.test:${echoPort}\r\n\r\n`);
+  const runs: ChurnRow[] = [];
+  gateway.send('profile-start');
+  for (let round = 0; round < 2; round++) {
+    runs.push(await churnThrough('gateway', gatewayPort, gatewayPid, request));
+    if (squid) runs.push(await churnThrough('squid', squid.port, squid.pid, request));
+  }
+  gateway.send('profile-stop');
+  // What Node's sockets and streams cost by themselves: the bare pipe() relay (no policy), in the gateway's process.
+  if (relayPort !== undefined) runs.push(await churnThrough('reference: bare node pipe() relay', relayPort, gatewayPid, request));
+  const f = (n: number | null, d = 3) => (n !== null && Number.isFinite(n) ? n.toFixed(d) : '–');
+  const lines = [
+    `### CONNECT churn (client closes right after the 200), ${CHURN_CONCURRENCY} concurrent clients, ${pinned ? 'one core each: proxy on CPU 0, origin + load generator on CPU 1 (taskset)' : 'not pinned'}`,
+    '',
+    '| proxy | round | tunnels/s | p50 ms | p99 ms | proxy CPU ms / tunnel | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+  ];
+  runs.forEach((r, i) => lines.push(`| ${r.who} | ${r.who.startsWith('reference') ? 1 : Math.floor(i / (squid ? 2 : 1)) + 1} | ${Math.round(r.rate)} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${f(r.cpuPerTunnelMs)} | ${r.errors} |`));
+  const mean = (who: string, k: 'rate' | 'cpuPerTunnelMs' | 'p50') => {
+    const xs = runs.filter((r) => r.who === who).map((r) => r[k] ?? NaN);
+    return xs.reduce((a, b) => a + b, 0) / xs.length;
+  };
+  if (squid) {
+    lines.push('', '| gateway ÷ Squid (means of the rounds) | tunnels/s | CPU ms / tunnel | p50 ms gateway / Squid |', '|---|---:|---:|---:|');
+    lines.push(`| ratio | ${(mean('gateway', 'rate') / mean('squid', 'rate')).toFixed(2)}× | ${(mean('gateway', 'cpuPerTunnelMs') / mean('squid', 'cpuPerTunnelMs')).toFixed(2)}× | ${f(mean('gateway', 'p50'), 2)} / ${f(mean('squid', 'p50'), 2)} |`);
+  }
+  return lines;
 }
 
 interface OneCoreRow {
@@ -553,7 +693,7 @@ async function main(): Promise<void> {
   const both = async (door: string, scenario: string, unit: string, f: (conns: number, ms: number) => Promise<Run>) =>
     measure(door, scenario, unit, () => f(1, LAT_MS), () => f(C, RATE_MS));
 
-  const only = process.env.BENCH_ONLY; // "http", "allowed", "connect", "bulk" or "onecore": skip the rest (profiling)
+  const only = process.env.BENCH_ONLY; // "http", "allowed", "connect", "bulk", "onecore" or "churn": skip the rest (profiling)
   process.stderr.write(`bench:proxy — ${os.cpus().length} cores, Node ${process.version}, ${C} concurrent clients\n`);
   // HTTP keep-alive
   const directReq = Buffer.from(`GET /small HTTP/1.1\r\nHost: allowed.test:${o.http}\r\n\r\n`);
@@ -561,7 +701,7 @@ async function main(): Promise<void> {
   const deniedReq = Buffer.from(`GET http://denied.test:${o.http}/small HTTP/1.1\r\nHost: denied.test:${o.http}\r\n\r\n`);
   const transReq = Buffer.from(`GET /small HTTP/1.1\r\nHost: allowed.test\r\n\r\n`);
   const transDenied = Buffer.from(`GET /small HTTP/1.1\r\nHost: denied.test\r\n\r\n`);
-  if (only !== 'bulk' && only !== 'onecore') {
+  if (only !== 'bulk' && only !== 'onecore' && only !== 'churn') {
   if (only !== 'connect') {
   await httpLoad(proxy, proxyReq, 4, 500, 200); // warm-up (JIT, DNS cache, upstream pool)
   const directHttp = await both('direct', 'HTTP keep-alive GET', 'req', (c, ms) => httpLoad(o.http, directReq, c, ms, 200));
@@ -624,6 +764,8 @@ async function main(): Promise<void> {
     if (squid) bulkSquid.push(await bulkOnce(squid.port, `allowed.test:${o.bulk}`));
   }
 
+  const churnLines = !only || only === 'churn' ? await churnTable(gwp.child, proxy, gwp.child.pid!, squid, origin.child.pid!, o.echo, d.relay) : [];
+
   await squid?.stop();
   gwp.child.send('stop');
   origin.child.kill();
@@ -650,6 +792,7 @@ async function main(): Promise<void> {
   if (bulkSquid.length > 0) lines.push(`| reference: Squid CONNECT tunnel | ${best(bulkSquid).toFixed(0)} | ${(best(bulkSquid) / best(bulkDirect)).toFixed(2)}× |`);
   if (rounds > 0) lines.push(`| CONNECT tunnel | ${best(bulkTunnel).toFixed(0)} | ${(best(bulkTunnel) / best(bulkDirect)).toFixed(2)}× |`);
   lines.push(...oneCoreTable(oneCore));
+  if (churnLines.length > 0) lines.push('', ...churnLines);
   lines.push('', `_whole run ${((performance.now() - wall) / 1000).toFixed(1)} s_`);
   process.stdout.write(lines.join('\n') + '\n');
 }

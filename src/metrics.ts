@@ -53,11 +53,27 @@ export const decisionSeconds = new Histogram({
   registers: [registry],
 });
 
+/**
+ * Open connections per door that the TCP doors count through countOpen(): a plain add per
+ * connection, handed to the gauge when /metrics is scraped (a labels() child validates and
+ * hashes its labels on every inc and dec).
+ */
+const openByDoor = new Map<Door, { n: number }>();
+
+export function countOpen(door: Door, delta: number): void {
+  const cell = openByDoor.get(door);
+  if (cell !== undefined) cell.n += delta;
+  else openByDoor.set(door, { n: delta });
+}
+
 export const activeConnections = new Gauge({
   name: 'egress_active_connections',
   help: 'Open client connections, by door',
   labelNames: ['door'] as const,
   registers: [registry],
+  collect() {
+    for (const [door, cell] of openByDoor) this.set({ door }, cell.n);
+  },
 });
 
 export const bytesTotal = new Counter({

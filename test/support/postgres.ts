@@ -170,6 +170,11 @@ export function sharedPostgres(): Promise<PostgresServer> {
   return (shared ??= startPostgres());
 }
 
-afterAll(async () => {
-  if (shared) (await shared.catch(() => null))?.stop();
-});
+try {
+  afterAll(async () => {
+    if (shared) (await shared.catch(() => null))?.stop();
+  });
+} catch {
+  // Imported outside a vitest run (bench/*.ts start the gateway through test/support/gateway.ts):
+  // there is no test file to stop the server after, and a bench never starts one.
+}

@@ -13,11 +13,17 @@ import { readFileSync } from 'node:fs';
 import { Counter, Gauge } from 'prom-client';
 import { registry } from '../../metrics.js';
 
+/** The newest FairShare of each resource (the one a gateway in this process uses), read at scrape time. */
+const current = new Map<string, FairShare>();
+
 export const sharedInUse = new Gauge({
   name: 'egress_shared_in_use',
   help: 'Units of a shared resource in use (clients: accepted sockets; upstream_idle: pooled keep-alives; dns_tcp: DNS TCP connections)',
   labelNames: ['resource'] as const,
   registers: [registry],
+  collect() {
+    for (const [resource, share] of current) this.set({ resource }, share.size);
+  },
 });
 
 export const sharedCapacity = new Gauge({
@@ -37,7 +43,6 @@ export const sharedRefusals = new Counter({
 export class FairShare {
   private total = 0;
   private readonly held = new Map<string, number>();
-  private readonly inUse: { set(v: number): void };
   private readonly refusedGlobal: { inc(): void };
   private readonly refusedTenant: { inc(): void };
 
@@ -49,8 +54,8 @@ export class FairShare {
     readonly perTenant: number,
   ) {
     sharedCapacity.labels(resource).set(cap);
-    this.inUse = sharedInUse.labels(resource);
-    this.inUse.set(0);
+    // Read at scrape time (a labels() child hashes its labels on every set: twice per connection).
+    current.set(resource, this);
     this.refusedGlobal = sharedRefusals.labels(resource, 'global');
     this.refusedTenant = sharedRefusals.labels(resource, 'tenant');
   }
@@ -78,7 +83,6 @@ export class FairShare {
     }
     this.held.set(tenant, mine + 1);
     this.total++;
-    this.inUse.set(this.total);
     return true;
   }
 
@@ -88,7 +92,6 @@ export class FairShare {
     if (mine <= 1) this.held.delete(tenant);
     else this.held.set(tenant, mine - 1);
     this.total--;
-    this.inUse.set(this.total);
   }
 }
 

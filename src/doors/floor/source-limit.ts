@@ -34,9 +34,21 @@ export class SourceLimiter {
       refuse(sock, door);
       return false;
     }
-    sock.once('close', () => this.share.release(tenant));
+    (sock as AdmittedSocket)[kTenant] = { limiter: this, tenant };
+    sock.once('close', releaseOnClose);
     return true;
   }
+}
+
+const kTenant = Symbol('tenant');
+type AdmittedSocket = net.Socket & { [kTenant]?: { limiter: SourceLimiter; tenant: string } };
+
+/** One listener for every socket (no closure per connection): gives the socket's unit back. */
+function releaseOnClose(this: AdmittedSocket): void {
+  const t = this[kTenant];
+  if (t === undefined) return;
+  this[kTenant] = undefined;
+  t.limiter.share.release(t.tenant);
 }
 
 function refuse(sock: net.Socket, door: string): void {

@@ -37,38 +37,77 @@ export type FirstFlight = { buf: Buffer | null; result: ClientHelloResult | 'clo
  * listeners of ours; the bytes read are returned for relaying.
  */
 export function readFirstFlight(socket: net.Socket, head: Buffer | null, timeoutMs: number, timeFromNow = false): Promise<FirstFlight> {
-  let buf: Buffer | null = head !== null && head.length > 0 ? head : null;
-  const reader = new ClientHelloReader();
+  return new Promise((resolve) => readFirstFlightThen(socket, head, timeoutMs, timeFromNow, resolve, null));
+}
+
+/**
+ * readFirstFlight without a promise or closures (it runs once per tunnel): `then(flight, arg)`
+ * is called once, synchronously when `head` (or an ended client) already decides it.
+ */
+export function readFirstFlightThen<A>(socket: net.Socket, head: Buffer | null, timeoutMs: number, timeFromNow: boolean, then: (f: FirstFlight, arg: A) => void, arg: A): void {
+  const buf: Buffer | null = head !== null && head.length > 0 ? head : null;
+  let reader: ClientHelloReader | null = null;
   if (buf !== null) {
+    reader = new ClientHelloReader();
     const r = reader.read(buf);
-    if (r !== 'incomplete') return Promise.resolve({ buf, result: r });
+    if (r !== 'incomplete') return then({ buf, result: r }, arg);
   }
   // The client may have ended while the door decided ('end' is emitted even when paused).
-  if (socket.readableEnded) return Promise.resolve({ buf, result: 'closed' });
-  const appender = new ByteAppender();
-  return new Promise((resolve) => {
-    let timer: NodeJS.Timeout | null = null;
-    const done = (result: FirstFlight['result']) => {
-      if (timer !== null) clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.off('close', onEnd);
-      socket.pause();
-      resolve({ buf, result });
-    };
-    const onData = (d: Buffer) => {
-      buf = appender.append(buf, d);
-      const r = reader.read(buf);
-      if (r !== 'incomplete') return done(r);
-      timer ??= setTimeout(() => done('timeout'), timeoutMs);
-    };
-    const onEnd = () => done('closed');
-    if (buf !== null || timeFromNow) timer = setTimeout(() => done('timeout'), timeoutMs);
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.once('close', onEnd);
-    socket.resume();
-  });
+  if (socket.readableEnded) return then({ buf, result: 'closed' }, arg);
+  const f = new FlightRead(socket, buf, reader, timeoutMs, then as FlightRead['then'], arg);
+  if (buf !== null || timeFromNow) f.timer = setTimeout(FlightRead.onTimeout, timeoutMs, f);
+  (socket as FlightSocket)[kFlight] = f;
+  socket.on('data', FlightRead.onData);
+  socket.once('end', FlightRead.onEnd);
+  socket.once('close', FlightRead.onEnd);
+  socket.resume();
+}
+
+const kFlight = Symbol('first-flight');
+type FlightSocket = net.Socket & { [kFlight]?: FlightRead };
+
+/** A first flight being read (its listeners are shared; `this` is the socket). */
+class FlightRead {
+  timer: NodeJS.Timeout | null = null;
+  private appender: ByteAppender | null = null;
+
+  constructor(
+    readonly socket: net.Socket,
+    private buf: Buffer | null,
+    private reader: ClientHelloReader | null,
+    private readonly timeoutMs: number,
+    readonly then: (f: FirstFlight, arg: unknown) => void,
+    readonly arg: unknown,
+  ) {}
+
+  done(result: FirstFlight['result']): void {
+    const s = this.socket as FlightSocket;
+    if (s[kFlight] !== this) return;
+    s[kFlight] = undefined;
+    if (this.timer !== null) clearTimeout(this.timer);
+    s.off('data', FlightRead.onData);
+    s.off('end', FlightRead.onEnd);
+    s.off('close', FlightRead.onEnd);
+    s.pause();
+    this.then({ buf: this.buf, result }, this.arg);
+  }
+
+  static onData(this: FlightSocket, d: Buffer): void {
+    const f = this[kFlight];
+    if (f === undefined) return;
+    f.buf = (f.appender ??= new ByteAppender()).append(f.buf, d);
+    const r = (f.reader ??= new ClientHelloReader()).read(f.buf);
+    if (r !== 'incomplete') return f.done(r);
+    f.timer ??= setTimeout(FlightRead.onTimeout, f.timeoutMs, f);
+  }
+
+  static onEnd(this: FlightSocket): void {
+    this[kFlight]?.done('closed');
+  }
+
+  static onTimeout(f: FlightRead): void {
+    f.done('timeout');
+  }
 }
 
 /**
@@ -77,9 +116,12 @@ export function readFirstFlight(socket: net.Socket, head: Buffer | null, timeout
  * relays both ways. Used by CONNECT and SOCKS5. `head` = bytes the client already sent.
  * A first flight that is not TLS is relayed, and nothing after it is inspected.
  */
-export async function spliceWithSniCheck(ctx: DoorContext, tunnel: Tunnel, head: Buffer | null): Promise<void> {
+export function spliceWithSniCheck(tunnel: Tunnel, head: Buffer | null): void {
   tunnel.startDownstream();
-  const { buf, result } = await readFirstFlight(tunnel.client, head, ctx.config.headerTimeoutMs);
+  readFirstFlightThen(tunnel.client, head, tunnel.ctx.config.headerTimeoutMs, false, afterFirstFlight, tunnel);
+}
+
+function afterFirstFlight({ buf, result }: FirstFlight, tunnel: Tunnel): void {
   if (tunnel.closed) return;
   if (result === 'not_tls') {
     tunnel.startUpstream(buf);
@@ -104,6 +146,7 @@ export async function spliceWithSniCheck(ctx: DoorContext, tunnel: Tunnel, head:
     tunnel.close(result === 'timeout' ? 'client_hello_timeout' : 'malformed_client_hello', tlsAlert(ALERT_DECODE_ERROR));
     return;
   }
+  const ctx = tunnel.ctx;
   const refusal = helloRefusal(ctx, tunnel.identity, tunnel.decision, result, tunnel.port, tunnel.door);
   if (refusal === null) {
     tunnel.startUpstream(buf);

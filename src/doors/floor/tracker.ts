@@ -5,7 +5,7 @@
  */
 import type { Door } from '../../policy/decision.js';
 import type { Identity, PolicyEngine } from '../../policy/engine.js';
-import { activeConnections, connectionsCut } from '../../metrics.js';
+import { connectionsCut, countOpen } from '../../metrics.js';
 
 export interface TrackedConnection {
   identity: Identity;
@@ -15,14 +15,6 @@ export interface TrackedConnection {
   door: Door;
   /** Closes every socket of the connection. */
   close(): void;
-}
-
-/** prom-client children, made once per door (labels() hashes on every call). */
-const gauges = new Map<Door, { inc(): void; dec(): void }>();
-function gaugeFor(door: Door): { inc(): void; dec(): void } {
-  let g = gauges.get(door);
-  if (g === undefined) gauges.set(door, (g = activeConnections.labels(door)));
-  return g;
 }
 
 export class ConnectionTracker {
@@ -47,7 +39,7 @@ export class ConnectionTracker {
       this.perDevbox.set(id, n + 1);
     }
     this.open.add(c);
-    gaugeFor(c.door).inc();
+    countOpen(c.door, 1);
     // A change may have landed while this connection was being resolved and dialled, after
     // its decision and before it was tracked: judge it once more now (a cached decision).
     if (!this.engine.decide(c.identity, c.host, c.port).allow) setImmediate(() => this.cut(c));
@@ -65,7 +57,7 @@ export class ConnectionTracker {
 
   remove(c: TrackedConnection): void {
     if (!this.open.delete(c)) return;
-    gaugeFor(c.door).dec();
+    countOpen(c.door, -1);
     const id = c.identity.devboxId;
     if (id !== null) {
       const n = (this.perDevbox.get(id) ?? 1) - 1;

@@ -36,45 +36,86 @@ function dialError(e: unknown): DialError {
   return new DialError(code, code === 'ETIMEDOUT' ? 504 : 502);
 }
 
+/** Where a dial in progress reports (kept on the socket: no closure per dial). */
+interface Dialing {
+  door: Door;
+  timer: NodeJS.Timeout | null;
+  settled: boolean;
+  owner: unknown;
+  done: (err: DialError | null, socket: net.Socket | null, owner: unknown) => void;
+}
+
+const kDialing = Symbol('dialing');
+type DialingSocket = net.Socket & { [kDialing]?: Dialing };
+
+function dialFailed(s: DialingSocket, err: DialError): void {
+  const d = s[kDialing];
+  // 'error' is followed by 'close': count and report once.
+  if (d === undefined || d.settled) return;
+  d.settled = true;
+  s[kDialing] = undefined;
+  if (d.timer !== null) clearTimeout(d.timer);
+  s.off('connect', onDialConnect);
+  s.off('error', onDialError);
+  s.off('close', onDialClose);
+  s.destroy();
+  upstreamConnectErrors.labels(d.door, err.code).inc();
+  d.done(err, null, d.owner);
+}
+
+function onDialError(this: DialingSocket, e: unknown): void {
+  dialFailed(this, dialError(e));
+}
+
+function onDialClose(this: DialingSocket): void {
+  dialFailed(this, new DialError('ECONNABORTED', 502));
+}
+
+function onDialTimeout(s: DialingSocket): void {
+  dialFailed(s, new DialError('ETIMEDOUT', 504));
+}
+
+function onDialConnect(this: DialingSocket): void {
+  const d = this[kDialing];
+  if (d === undefined || d.settled) return;
+  d.settled = true;
+  this[kDialing] = undefined;
+  if (d.timer !== null) clearTimeout(d.timer);
+  this.off('error', onDialError);
+  this.off('close', onDialClose);
+  d.done(null, this, d.owner);
+}
+
 /**
- * Connects to exactly `address` (an IP literal: net does no lookup for those) with a time-out.
- * Counts failures in egress_upstream_connect_errors_total. `onSocket` receives the socket
- * before it connects, so a caller can abort it.
+ * Connects to exactly `address` (an IP literal: net does no lookup for those) with a time-out,
+ * and calls `done(null, socket, owner)` once connected or `done(err, null, owner)` (counted in
+ * egress_upstream_connect_errors_total), never synchronously. Returns the socket before it
+ * connects (null for an address that is not an IP), so a caller can abort it. `done` and
+ * `owner` are handed back instead of a closure: this runs once per tunnel.
+ */
+export function dialThen<O>(address: string, port: number, timeoutMs: number, door: Door, owner: O, done: (err: DialError | null, socket: net.Socket | null, owner: O) => void, socketOptions?: net.SocketConstructorOpts): net.Socket | null {
+  if (net.isIP(address) === 0) {
+    upstreamConnectErrors.labels(door, 'EINVAL').inc();
+    process.nextTick(done, new DialError('EINVAL', 502), null, owner);
+    return null;
+  }
+  const s: DialingSocket = new net.Socket(socketOptions ?? { allowHalfOpen: true });
+  s[kDialing] = { door, timer: setTimeout(onDialTimeout, timeoutMs, s), settled: false, owner, done: done as Dialing['done'] };
+  s.once('error', onDialError);
+  s.once('close', onDialClose);
+  s.once('connect', onDialConnect);
+  s.connect({ host: address, port, noDelay: true });
+  return s;
+}
+
+/**
+ * dialThen as a promise: the connected socket, or a rejection with the DialError. `onSocket`
+ * receives the socket before it connects, so a caller can abort it.
  */
 export function dial(address: string, port: number, timeoutMs: number, door: Door, onSocket?: (s: net.Socket) => void, socketOptions?: net.SocketConstructorOpts): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    if (net.isIP(address) === 0) {
-      upstreamConnectErrors.labels(door, 'EINVAL').inc();
-      reject(new DialError('EINVAL', 502));
-      return;
-    }
-    const s = new net.Socket(socketOptions ?? { allowHalfOpen: true });
-    onSocket?.(s);
-    let settled = false;
-    const fail = (err: DialError) => {
-      // 'error' is followed by 'close': count and reject once.
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      s.off('connect', ok);
-      s.destroy();
-      upstreamConnectErrors.labels(door, err.code).inc();
-      reject(err);
-    };
-    const onError = (e: unknown) => fail(dialError(e));
-    const onClose = () => fail(new DialError('ECONNABORTED', 502));
-    const ok = () => {
-      settled = true;
-      clearTimeout(timer);
-      s.off('error', onError);
-      s.off('close', onClose);
-      resolve(s);
-    };
-    const timer = setTimeout(() => fail(new DialError('ETIMEDOUT', 504)), timeoutMs);
-    s.once('error', onError);
-    s.once('close', onClose);
-    s.once('connect', ok);
-    s.connect({ host: address, port, noDelay: true });
+    const s = dialThen(address, port, timeoutMs, door, null, (err, sock) => (err === null ? resolve(sock!) : reject(err)), socketOptions);
+    if (s !== null) onSocket?.(s);
   });
 }
 
@@ -102,27 +143,51 @@ function bytesCounter(door: Door, direction: 'in' | 'out'): { inc(v: number): vo
  * Read buffers for the destination → client direction. node reads a socket 64 KiB at a
  * time into a fresh buffer and pushes it through the stream machinery; for a bulk download
  * that per-read work, not the copying, is what a relay spends its CPU on. The upstream
- * socket instead reads straight into a buffer of ours (net's `onread`), 256 KiB once a
- * read fills a small one, and that buffer is written to the client as is (no copy) and
- * comes back to a shared free list when the write is done. An idle tunnel holds one
- * small buffer.
+ * socket instead reads straight into a buffer of ours (net's `onread`), and that buffer is
+ * written to the client as is (no copy) and comes back to a shared free list when the write
+ * is done. Sizes grow with the reads: 4 KiB first (an idle tunnel holds one such buffer,
+ * and there may be 10,000 idle tunnels), 16 KiB once a read fills that, 256 KiB once a read
+ * fills 16 KiB. The buffer a tunnel was going to read into next goes back when it ends.
  */
+const TINY = 4 * 1024;
 const SMALL = 16 * 1024;
 const BIG = 256 * 1024;
-const freeSmall: Buffer[] = [];
-const freeBig: Buffer[] = [];
-const MAX_FREE_SMALL = 256;
-const MAX_FREE_BIG = 32;
+const free: Record<number, Buffer[]> = { [TINY]: [], [SMALL]: [], [BIG]: [] };
+const MAX_FREE: Record<number, number> = { [TINY]: 1024, [SMALL]: 256, [BIG]: 32 };
 
-function takeBuffer(big: boolean): Buffer {
-  if (big) return freeBig.pop() ?? Buffer.allocUnsafeSlow(BIG);
-  return freeSmall.pop() ?? Buffer.allocUnsafeSlow(SMALL);
+function takeBuffer(size: number): Buffer {
+  return free[size]!.pop() ?? Buffer.allocUnsafeSlow(size);
 }
 
 function giveBack(b: Buffer): void {
-  if (b.length === BIG) {
-    if (freeBig.length < MAX_FREE_BIG) freeBig.push(b);
-  } else if (freeSmall.length < MAX_FREE_SMALL) freeSmall.push(b);
+  const list = free[b.length];
+  if (list !== undefined && list.length < MAX_FREE[b.length]!) list.push(b);
+}
+
+/**
+ * net's onread buffer generator, shared by every tunnel: net calls it for the first read
+ * (inside connect()) and right after each read's callback (onUpstreamData), which leave
+ * here the tunnel it is for and the size of the read that just happened.
+ */
+let nextReadFor: Tunnel | null = null;
+let lastRead = 0;
+function nextBuffer(): Buffer {
+  const b = takeBuffer(lastRead >= SMALL ? BIG : lastRead >= TINY ? SMALL : TINY);
+  lastRead = 0;
+  if (nextReadFor !== null) nextReadFor.readBuf = b;
+  nextReadFor = null;
+  return b;
+}
+
+/**
+ * The tunnel a socket belongs to. Listeners are functions shared by every tunnel (`this` is
+ * the socket, the tunnel is found here): a tunnel allocates no closures of its own.
+ */
+const kTunnel = Symbol('tunnel');
+type TunnelSocket = net.Socket & { [kTunnel]?: Tunnel };
+
+function tunnelOf(s: net.Socket): Tunnel | undefined {
+  return (s as TunnelSocket)[kTunnel];
 }
 
 export class Tunnel implements TrackedConnection {
@@ -137,12 +202,16 @@ export class Tunnel implements TrackedConnection {
   private connected = false;
   /** Destination → client relay started (before that, the paused upstream is not read). */
   private downstream = false;
-  /** The buffer the upstream socket reads into next (see takeBuffer). */
-  private readBuf: Buffer | null = null;
+  /** The client socket has our 'timeout' listener (idle time-out armed at least once). */
+  private clientTimed = false;
+  /** The buffer the upstream socket reads into next (see nextBuffer); given back when the tunnel ends. */
+  readBuf: Buffer | null = null;
   /** While set (readDownstream), upstream reads go to the door instead of the client. */
   private tap: ((chunk: Buffer | null) => void) | null = null;
+  /** Who is told when the dial ends (connectThen). */
+  private onConnected: ((err: DialError | null, t: Tunnel) => void) | null = null;
 
-  private constructor(private readonly ctx: DoorContext, readonly client: net.Socket, spec: TunnelSpec) {
+  private constructor(readonly ctx: DoorContext, readonly client: net.Socket, spec: TunnelSpec) {
     this.identity = spec.identity;
     this.host = spec.host;
     this.port = spec.port;
@@ -158,8 +227,9 @@ export class Tunnel implements TrackedConnection {
   static open(ctx: DoorContext, client: net.Socket, spec: TunnelSpec): Tunnel | null {
     const t = new Tunnel(ctx, client, spec);
     if (!ctx.tracker.add(t)) return null;
-    client.on('error', t.onError);
-    client.on('close', t.onClientClose);
+    (client as TunnelSocket)[kTunnel] = t;
+    client.on('error', Tunnel.onSocketError);
+    client.on('close', Tunnel.onClientClose);
     if (client.destroyed) t.finish('client_closed');
     return t;
   }
@@ -169,29 +239,47 @@ export class Tunnel implements TrackedConnection {
   }
 
   /** Dials the checked address; null on success, else the DialError (already counted). */
-  async connect(address: string, port = this.port): Promise<DialError | null> {
-    if (this.done) return new DialError('ECONNABORTED', 502);
-    try {
-      const s = await dial(address, port, this.ctx.config.connectTimeoutMs, this.door, (sock) => {
-        this.upstream = sock;
-        // Not read until startDownstream (the relay has nowhere to put the bytes before).
-        sock.pause();
-      }, {
-        allowHalfOpen: true,
-        onread: { buffer: this.nextBuffer, callback: this.onUpstreamData },
-      } as net.SocketConstructorOpts);
-      if (this.done) {
-        s.destroy();
-        return new DialError('ECONNABORTED', 502);
-      }
-      this.connected = true;
-      s.on('error', this.onError);
-      s.on('close', this.onUpstreamClose);
-      return null;
-    } catch (e) {
-      this.upstream = null;
-      return e instanceof DialError ? e : dialError(e);
+  connect(address: string, port = this.port): Promise<DialError | null> {
+    return new Promise((resolve) => this.connectThen(address, port, resolve));
+  }
+
+  /** connect() without a promise: `then(null, tunnel)` once connected, else `then(err, tunnel)`; never synchronously. */
+  connectThen(address: string, port: number, then: (err: DialError | null, t: Tunnel) => void): void {
+    if (this.done || this.onConnected !== null) {
+      process.nextTick(then, new DialError('ECONNABORTED', 502), this);
+      return;
     }
+    this.onConnected = then;
+    nextReadFor = this;
+    lastRead = 0;
+    const s = dialThen(address, port, this.ctx.config.connectTimeoutMs, this.door, this, Tunnel.dialed, {
+      allowHalfOpen: true,
+      onread: { buffer: nextBuffer, callback: Tunnel.onUpstreamData },
+    } as net.SocketConstructorOpts);
+    nextReadFor = null;
+    if (s === null) return;
+    (s as TunnelSocket)[kTunnel] = this;
+    this.upstream = s;
+    // Not read until startDownstream (the relay has nowhere to put the bytes before).
+    s.pause();
+  }
+
+  private static dialed(err: DialError | null, s: net.Socket | null, t: Tunnel): void {
+    const then = t.onConnected!;
+    if (err !== null) {
+      t.upstream = null;
+      then(err, t);
+      return;
+    }
+    if (t.done) {
+      s!.destroy();
+      then(new DialError('ECONNABORTED', 502), t);
+      return;
+    }
+    t.connected = true;
+    s!.on('error', Tunnel.onSocketError);
+    s!.on('close', Tunnel.onUpstreamClose);
+    then(null, t);
   }
 
   /**
@@ -204,15 +292,17 @@ export class Tunnel implements TrackedConnection {
     const up = this.upstream;
     if (this.done || up === null || this.downstream || this.tap !== null) return;
     this.tap = onData;
-    up.once('end', this.onTapEnd);
+    up.once('end', Tunnel.onTapEnd);
     up.resume();
   }
 
-  private readonly onTapEnd = () => {
-    const tap = this.tap;
-    this.tap = null;
-    if (!this.done) tap?.(null);
-  };
+  private static onTapEnd(this: net.Socket): void {
+    const t = tunnelOf(this);
+    if (t === undefined) return;
+    const tap = t.tap;
+    t.tap = null;
+    if (!t.done) tap?.(null);
+  }
 
   /** Starts the destination → client direction only (the door still inspects the client's first bytes). */
   startDownstream(): void {
@@ -220,51 +310,58 @@ export class Tunnel implements TrackedConnection {
     if (this.done || up === null || this.downstream) return;
     if (this.tap !== null) {
       this.tap = null;
-      up.off('end', this.onTapEnd);
+      up.off('end', Tunnel.onTapEnd);
     }
     this.downstream = true;
-    this.client.setNoDelay(true);
-    this.client.setTimeout(this.ctx.config.idleTimeoutMs, this.onIdle);
-    up.once('end', this.onUpstreamEnd);
+    const client = this.client;
+    client.setNoDelay(true);
+    if (!this.clientTimed) {
+      this.clientTimed = true;
+      client.on('timeout', Tunnel.onIdle);
+    }
+    client.setTimeout(this.ctx.config.idleTimeoutMs);
+    up.once('end', Tunnel.onUpstreamEnd);
     up.resume();
   }
 
-  /** net's onread buffer generator: called for the first read and after every read. */
-  private readonly nextBuffer = (): Buffer => {
-    const b = takeBuffer(this.readBuf !== null && this.lastRead >= SMALL);
-    this.readBuf = b;
-    return b;
-  };
-
-  private lastRead = 0;
-
   /** One upstream read (in our buffer): relay it as is; false pauses the upstream. */
-  private readonly onUpstreamData = (n: number, buf: Buffer): boolean => {
-    this.lastRead = n;
-    const tap = this.tap;
+  private static onUpstreamData(this: net.Socket, n: number, buf: Buffer): boolean {
+    lastRead = n;
+    const t = tunnelOf(this);
+    if (t !== undefined) {
+      nextReadFor = t;
+      t.readBuf = null;
+    }
+    if (t === undefined) {
+      giveBack(buf);
+      return true;
+    }
+    const tap = t.tap;
     if (tap !== null) {
       const copy = Buffer.from(buf.subarray(0, n));
       giveBack(buf);
-      if (!this.done) tap(copy);
+      if (!t.done) tap(copy);
       return true;
     }
-    const client = this.client;
-    if (this.done || !client.writable) {
+    const client = t.client;
+    if (t.done || !client.writable) {
       giveBack(buf);
       return true;
     }
     if (client.write(buf.subarray(0, n), () => giveBack(buf))) return true;
-    client.once('drain', this.onClientDrain);
+    client.once('drain', Tunnel.onClientDrain);
     return false;
-  };
+  }
 
-  private readonly onClientDrain = () => {
-    if (!this.done) this.upstream?.resume();
-  };
+  private static onClientDrain(this: net.Socket): void {
+    const t = tunnelOf(this);
+    if (t !== undefined && !t.done) t.upstream?.resume();
+  }
 
-  private readonly onUpstreamEnd = () => {
-    if (!this.done && !this.client.writableEnded) this.client.end();
-  };
+  private static onUpstreamEnd(this: net.Socket): void {
+    const t = tunnelOf(this);
+    if (t !== undefined && !t.done && !t.client.writableEnded) t.client.end();
+  }
 
   /** Starts the client → destination direction, first writing bytes the door already read. */
   startUpstream(head?: Buffer | null): void {
@@ -297,30 +394,42 @@ export class Tunnel implements TrackedConnection {
     this.finish(undefined, farewell);
   }
 
-  private readonly onError = (e: Error) => {
-    this.finish((e as NodeJS.ErrnoException).code ?? 'error');
-  };
+  private static onSocketError(this: net.Socket, e: Error): void {
+    tunnelOf(this)?.finish((e as NodeJS.ErrnoException).code ?? 'error');
+  }
 
-  private readonly onIdle = () => {
-    this.finish('idle_timeout');
-  };
+  private static onIdle(this: net.Socket): void {
+    tunnelOf(this)?.finish('idle_timeout');
+  }
 
-  private readonly onClientClose = () => {
-    if (!this.connected || this.upstream === null) this.finish('client_closed');
-    else this.drainInto(this.upstream);
-  };
+  private static onClientClose(this: net.Socket): void {
+    const t = tunnelOf(this);
+    if (t === undefined) return;
+    if (!t.connected || t.upstream === null) t.finish('client_closed');
+    else t.drainInto(t.upstream);
+  }
 
-  private readonly onUpstreamClose = () => {
-    this.drainInto(this.client);
-  };
+  private static onUpstreamClose(this: net.Socket): void {
+    const t = tunnelOf(this);
+    if (t !== undefined) t.drainInto(t.client);
+  }
+
+  private static onDrained(this: net.Socket): void {
+    tunnelOf(this)?.finish();
+  }
 
   /** One side closed cleanly: let the other flush what it holds (half-close), then done. */
   private drainInto(other: net.Socket): void {
     if (this.done) return;
     if (other.destroyed || other.writableFinished) return this.finish();
     if (!other.writableEnded) other.end();
-    other.once('finish', () => this.finish());
-    other.setTimeout(this.ctx.config.idleTimeoutMs, this.onIdle);
+    other.once('finish', Tunnel.onDrained);
+    if (other !== this.client) other.on('timeout', Tunnel.onIdle);
+    else if (!this.clientTimed) {
+      this.clientTimed = true;
+      other.on('timeout', Tunnel.onIdle);
+    }
+    other.setTimeout(this.ctx.config.idleTimeoutMs);
   }
 
   private finish(error?: string, farewell?: Buffer | string): void {
@@ -329,9 +438,9 @@ export class Tunnel implements TrackedConnection {
     const up = this.upstream;
     const client = this.client;
     this.ctx.tracker.remove(this);
-    client.setTimeout(0);
-    // Late errors from either socket must not become uncaught.
-    client.on('error', noop);
+    if (this.clientTimed) client.setTimeout(0);
+    // Late errors from either socket must not become uncaught: both keep onSocketError,
+    // which does nothing once the tunnel is done.
     if (farewell !== undefined && client.writable) {
       if (up) client.unpipe?.(up);
       client.end(farewell, () => client.destroy());
@@ -342,8 +451,13 @@ export class Tunnel implements TrackedConnection {
     let out = 0;
     let inn = 0;
     if (up) {
-      up.on('error', noop);
+      // Before it connected, the dial's own error listener is on it (dialThen removes it on settling).
+      if (!this.connected) up.on('error', noop);
       up.destroy();
+      if (this.readBuf !== null) {
+        giveBack(this.readBuf);
+        this.readBuf = null;
+      }
       if (this.connected) {
         out = up.bytesWritten;
         inn = up.bytesRead;

@@ -263,7 +263,7 @@ class SocksSession {
     this.state = 'open';
     this.client.write(replyMessage(Reply.succeeded, { address: up.localAddress ?? '0.0.0.0', port: up.localPort ?? 0 }));
     const rest = this.parser.takeRest();
-    await spliceWithSniCheck(this.ctx, tunnel, rest.length > 0 ? rest : null);
+    spliceWithSniCheck(tunnel, rest.length > 0 ? rest : null);
   }
 
   // ── teardown ────────────────────────────────────────────────────────────────
