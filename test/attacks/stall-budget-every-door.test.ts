@@ -51,7 +51,7 @@ beforeAll(async () => {
     await new Promise((r) => setTimeout(r, 50));
   }
   started = true;
-  for (const m of out.matchAll(/([a-z-]+) on 127\.0\.0\.1:(\d+)/g)) port[m[1]!] = Number(m[2]);
+  for (const m of out.matchAll(/([a-z0-9-]+) on 127\.0\.0\.1:(\d+)/g)) port[m[1]!] = Number(m[2]);
   const api = new ApiClient(`http://127.0.0.1:${port.api}`, TOKEN_B);
   await api.devbox(await api.policy('victim', { allowed_hostnames: ['allowed.test'] }), [VICTIM], 'victim');
 }, 60_000);
