@@ -90,8 +90,7 @@ export function dnsloadClient(path: string, prefix: string[] = []): LoadClient {
     describe: 'dnsload (bench/dnsload.c: one thread, one socket, sendmmsg/recvmmsg)',
     close: () => rmSync(dirname(path), { recursive: true, force: true }),
     run: (port, queries, opts) => {
-      const argv = ['-s', '127.0.0.1', '-p', String(port), '-b', DEVBOX, '-t', queries.template, '-k', String(queries.cycle),
-        '-l', String(opts.seconds), '-n', String(opts.maxQueries), '-q', String(Math.max(1, opts.window)), '-Q', String(opts.rate)];
+      const argv = ['-s', '127.0.0.1', '-p', String(port), '-b', DEVBOX, '-t', queries.template, '-k', String(queries.cycle), '-l', String(opts.seconds), '-n', String(opts.maxQueries), '-q', String(Math.max(1, opts.window)), '-Q', String(opts.rate)];
       // Sending stops at the deadline; lost queries are given up on 1.25 s later at most.
       const timeout = (opts.seconds + 10) * 1000;
       return new Promise((resolve, reject) => {
@@ -102,8 +101,15 @@ export function dnsloadClient(path: string, prefix: string[] = []): LoadClient {
           const j = JSON.parse(line) as DnsloadJson;
           const ms = (us: number) => (us < 0 ? NaN : us / 1000);
           resolve({
-            sent: j.sent, answered: j.answered, lost: j.lost, seconds: j.seconds, qps: j.qps,
-            p50Ms: ms(j.p50_us), p99Ms: ms(j.p99_us), rcodes: j.rcodes, withAnswer: j.with_answer,
+            sent: j.sent,
+            answered: j.answered,
+            lost: j.lost,
+            seconds: j.seconds,
+            qps: j.qps,
+            p50Ms: ms(j.p50_us),
+            p99Ms: ms(j.p99_us),
+            rcodes: j.rcodes,
+            withAnswer: j.with_answer,
           });
         });
       });
@@ -116,7 +122,10 @@ export function dnsloadClient(path: string, prefix: string[] = []): LoadClient {
 /** Wire query for `name`, type A, RD, with an EDNS OPT (UDP 1232); id 0. */
 export function wireQuery(name: string): Buffer {
   return dnsPacket.encode({
-    type: 'query', id: 0, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', class: 'IN', name }],
+    type: 'query',
+    id: 0,
+    flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ type: 'A', class: 'IN', name }],
     additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] }],
   });
 }

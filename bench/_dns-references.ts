@@ -88,9 +88,18 @@ forward-zone:
 
 function dnsmasqArgs(dir: string, port: number, upstreamPort: number): string[] {
   return [
-    '--no-daemon', `--port=${port}`, '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts',
-    '--conf-file=/dev/null', `--pid-file=${join(dir, 'dnsmasq.pid')}`, '--log-facility=-',
-    '--address=/cached.bench.test/127.0.0.1', `--server=/bench.test/127.0.0.1#${upstreamPort}`, '--dns-forward-max=1000',
+    '--no-daemon',
+    `--port=${port}`,
+    '--listen-address=127.0.0.1',
+    '--bind-interfaces',
+    '--no-resolv',
+    '--no-hosts',
+    '--conf-file=/dev/null',
+    `--pid-file=${join(dir, 'dnsmasq.pid')}`,
+    '--log-facility=-',
+    '--address=/cached.bench.test/127.0.0.1',
+    `--server=/bench.test/127.0.0.1#${upstreamPort}`,
+    '--dns-forward-max=1000',
   ];
 }
 

@@ -45,7 +45,9 @@ function runOne(name: string): Promise<Run> {
   const t0 = performance.now();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', join(HERE, `${name}.ts`)], {
-      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EGRESS_BENCH_MARKDOWN: '1' },
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, EGRESS_BENCH_MARKDOWN: '1' },
     });
     let stdout = '';
     let stderr = '';
@@ -84,7 +86,13 @@ export function extractMarkdown(stdout: string): { text: string; tables: number 
     inTable = false;
     if (/^#{1,6} /.test(line)) out.push(`###${line.replace(/^#+/, '')}`, '');
   }
-  return { text: out.join('\n').replace(/\n{3,}/g, '\n\n').trim(), tables };
+  return {
+    text: out
+      .join('\n')
+      .replace(/\n{3,}/g, '\n\n')
+      .trim(),
+    tables,
+  };
 }
 
 /** The "Earlier runs" section of an existing RESULTS.md, or '' when there is none. */
@@ -109,9 +117,7 @@ async function main(): Promise<void> {
     const md = extractMarkdown(r.stdout);
     const status = r.code === 0 ? 'ok' : r.code === null ? 'killed (time-out)' : `failed (exit ${r.code})`;
     summary.push([`[${r.name}](#${r.name})`, status, String(md.tables), r.seconds.toFixed(1)]);
-    const body = md.tables > 0
-      ? md.text
-      : `No table printed. Last lines of output:\n\n\`\`\`\n${(r.stdout + r.stderr).trim().split('\n').slice(-15).join('\n')}\n\`\`\``;
+    const body = md.tables > 0 ? md.text : `No table printed. Last lines of output:\n\n\`\`\`\n${(r.stdout + r.stderr).trim().split('\n').slice(-15).join('\n')}\n\`\`\``;
     const failure = r.code === 0 ? '' : `\n\n**${status}.** Last lines of stderr:\n\n\`\`\`\n${r.stderr.trim().split('\n').slice(-15).join('\n')}\n\`\`\``;
     sections.push(`## ${r.name}\n\n\`npm run bench:${r.name}\` (bench/${r.name}.ts)\n\n${body}${failure}`);
   }

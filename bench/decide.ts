@@ -168,13 +168,18 @@ for (const n of SIZES) {
     const c = timeBatches((h) => cached.decide(who, h, 443).allow, working, 1_000, 400);
     const u = timeBatches((h) => uncached.decide(who, h, 443).allow, all, 1_000, 200);
     const naive = timeBatches((h) => naiveDecide(matchers, h), all, 1, naiveCalls);
-    for (const [mode, s] of [['cached', c], ['uncached', u]] as const) {
+    for (const [mode, s] of [
+      ['cached', c],
+      ['uncached', u],
+    ] as const) {
       decisionRows.push(`| ${n.toLocaleString('en')} | ${kind} | ${mode} | ${fmtNs(s.p50)} | ${fmtNs(s.p99)} | ${fmtRate(s.perSecond)} | ${fmtNs(naive.p50)} | ${Math.round(naive.p50 / s.p50).toLocaleString('en')}× |`);
     }
   }
   cached.close();
   uncached.close();
-  compileRows.push(`| ${n.toLocaleString('en')} | ${compileTimes[Math.floor(compileTimes.length / 2)]!.toFixed(2)} ms | ${firstCompileMs.toFixed(2)} ms | ${gc ? (heap < 100 * 1024 ? '< 0.1 MB' : `${(heap / 1024 / 1024).toFixed(2)} MB`) : 'n/a (run with --expose-gc)'} | ${naiveCompileMs.toFixed(1)} ms |`);
+  compileRows.push(
+    `| ${n.toLocaleString('en')} | ${compileTimes[Math.floor(compileTimes.length / 2)]!.toFixed(2)} ms | ${firstCompileMs.toFixed(2)} ms | ${gc ? (heap < 100 * 1024 ? '< 0.1 MB' : `${(heap / 1024 / 1024).toFixed(2)} MB`) : 'n/a (run with --expose-gc)'} | ${naiveCompileMs.toFixed(1)} ms |`,
+  );
 }
 
 // IP literals: decided on allowed_cidrs (no per-policy cache: learned and account addresses
@@ -197,7 +202,10 @@ const ipRows: string[] = [];
     const warm = timeBatches((h) => engine.decide(who, h, 443).allow, seen, 1_000, 400);
     const cold = timeBatches((h) => engine.decide(who, h, 443).allow, fresh, 1_000, 150);
     const base = timeBatches((h) => naive.check(h, 'ipv4'), fresh, 1_000, 150);
-    for (const [mode, st] of [['seen before', warm], ['first time', cold]] as const) {
+    for (const [mode, st] of [
+      ['seen before', warm],
+      ['first time', cold],
+    ] as const) {
       ipRows.push(`| ${hit ? 'inside a CIDR' : 'outside'} | ${mode} | ${fmtNs(st.p50)} | ${fmtNs(st.p99)} | ${fmtRate(st.perSecond)} | ${fmtNs(base.p50)} |`);
     }
   }

@@ -95,7 +95,10 @@ function packetAnswer(msg: Buffer): Buffer | null {
   if (!question) return null;
   const edns = (q.additionals ?? []).some((a) => a.type === 'OPT');
   return dnsPacket.encode({
-    type: 'response', id: q.id, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE, questions: [question],
+    type: 'response',
+    id: q.id,
+    flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+    questions: [question],
     answers: [{ type: 'A', class: 'IN', name: question.name, ttl: 3600, data: '127.0.0.1' }],
     additionals: edns ? [{ type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] }] : [],
   });
@@ -244,8 +247,13 @@ function scenarios(p: Servers): Scenario[] {
     { id: 'dnsmasq-local', group: 'reference', kind: 'dnsmasq, local answer', ...ref(p.dnsmasq), ...cached },
     { id: 'cached', group: 'gateway', kind: 'allowed, cached', ...gw, ...cached },
     {
-      id: 'denied', group: 'gateway', kind: 'denied (NXDOMAIN + EDE 15)', ...gw,
-      queries: () => ({ template: 'n%u.denied.test', cycle: 1000 }), probeName: () => 'n0.denied.test', expect: { rcode: 3, answers: false, ede: 15 },
+      id: 'denied',
+      group: 'gateway',
+      kind: 'denied (NXDOMAIN + EDE 15)',
+      ...gw,
+      queries: () => ({ template: 'n%u.denied.test', cycle: 1000 }),
+      probeName: () => 'n0.denied.test',
+      expect: { rcode: 3, answers: false, ede: 15 },
     },
     { id: 'uncached', group: 'gateway', kind: 'allowed, uncached (forwarded)', ...gw, ...unique },
     { id: 'upstream-direct', group: 'forwarding reference', kind: 'upstream queried directly', ...inPlace, ...unique },
@@ -288,8 +296,16 @@ async function measure(client: LoadClient, sc: Scenario): Promise<Row> {
   const unexpected = unexpectedAnswers(t, sc.expect) + unexpectedAnswers(l, sc.expect);
   const perQuery = (cpu: number, n: number) => (n > 0 ? (cpu * 1e6) / n : NaN);
   const out: Row = {
-    ...row, qps: t.qps, p50: l.p50Ms, p99: l.p99Ms, loadP50: t.p50Ms, loadP99: t.p99Ms, lost: t.lost + l.lost, unexpected,
-    cpuUs: perQuery(cpu1 - cpu0, t.answered), cpuUsAtRate: perQuery(cpu2 - cpu1, l.answered),
+    ...row,
+    qps: t.qps,
+    p50: l.p50Ms,
+    p99: l.p99Ms,
+    loadP50: t.p50Ms,
+    loadP99: t.p99Ms,
+    lost: t.lost + l.lost,
+    unexpected,
+    cpuUs: perQuery(cpu1 - cpu0, t.answered),
+    cpuUsAtRate: perQuery(cpu2 - cpu1, l.answered),
   };
   return unexpected > 0 ? { ...out, note: `${unexpected} unexpected answers` } : out;
 }
@@ -307,10 +323,7 @@ const ms = (n: number) => (Number.isFinite(n) ? n.toFixed(3) : '-');
 const us = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '-');
 
 function table(rows: Row[]): string[] {
-  const lines = [
-    `| queries | queries/s | p50 ms @${RATE}/s | p99 ms @${RATE}/s | p50 / p99 ms under full load | server CPU µs/query, full load | server CPU µs/query @${RATE}/s | lost |`,
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
-  ];
+  const lines = [`| queries | queries/s | p50 ms @${RATE}/s | p99 ms @${RATE}/s | p50 / p99 ms under full load | server CPU µs/query, full load | server CPU µs/query @${RATE}/s | lost |`, '|---|---:|---:|---:|---:|---:|---:|---:|'];
   for (const r of rows) {
     const qps = Number.isFinite(r.qps) ? Math.round(r.qps).toLocaleString('en-US') : '-';
     const kind = `${r.group}: ${r.kind}${r.note ? ` (${r.note})` : ''}`;
@@ -394,7 +407,10 @@ async function main(): Promise<void> {
     const gateway = await gatewayStart;
     rows = [];
     for (const sc of scenarios({ inPlace: upstream, packet, gateway, unbound, dnsmasq })) {
-      const row = withServerError(await measure(client, sc), [unbound, dnsmasq].find((r) => sc.id.startsWith(r.name)));
+      const row = withServerError(
+        await measure(client, sc),
+        [unbound, dnsmasq].find((r) => sc.id.startsWith(r.name)),
+      );
       const result = Number.isFinite(row.qps) ? `${Math.round(row.qps)} q/s, p50 ${ms(row.p50)} ms` : '-';
       process.stderr.write(`  ${row.group}: ${row.kind}: ${result}${row.note ? ` (${row.note})` : ''}\n`);
       rows.push(row);
@@ -407,7 +423,9 @@ async function main(): Promise<void> {
     return;
   }
   const workersNote = WORKERS > 1 ? `; gateway with --workers ${WORKERS}` : '';
-  console.log(`\n### DNS door beside reference servers, UDP${workersNote}; client: ${client.describe}${note}; ${PIN.describe}. ${WINDOW} queries in flight for ${SECONDS} s after a 0.5 s warm-up; latency at ${RATE} queries/s for ${LATENCY_SECONDS} s. Node ${process.version}, ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end (others' work shares the cores)\n`);
+  console.log(
+    `\n### DNS door beside reference servers, UDP${workersNote}; client: ${client.describe}${note}; ${PIN.describe}. ${WINDOW} queries in flight for ${SECONDS} s after a 0.5 s warm-up; latency at ${RATE} queries/s for ${LATENCY_SECONDS} s. Node ${process.version}, ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end (others' work shares the cores)\n`,
+  );
   console.log(table(rows).join('\n'));
   console.log(`\n${ratios(rows).join('\n')}`);
   console.log(`\n_whole run ${((performance.now() - wall) / 1000).toFixed(1)} s_`);

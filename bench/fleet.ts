@@ -21,9 +21,7 @@ import { join } from 'node:path';
 import os from 'node:os';
 import { connectTunnel } from '../test/support/proxy.js';
 import { openStore } from '../src/store/index.js';
-import {
-  type Node, ACCOUNT, createPolicy, decisionAt, fleetBase, registerDevbox, setHostnames, startReplica, startSidecar, until,
-} from '../test/fleet/support.js';
+import { type Node, ACCOUNT, createPolicy, decisionAt, fleetBase, registerDevbox, setHostnames, startReplica, startSidecar, until } from '../test/fleet/support.js';
 
 const UPDATES = Number(process.env.BENCH_FLEET_UPDATES ?? 1000);
 const CUTS = Number(process.env.BENCH_FLEET_CUTS ?? 20);
@@ -41,24 +39,28 @@ const f1 = (n: number) => n.toFixed(1);
 
 async function enforced(sidecars: Node[], devboxes: string[], host: string, want: 'allow' | 'deny', deadlineMs: number): Promise<void> {
   const end = Date.now() + deadlineMs;
-  await Promise.all(sidecars.map(async (s, i) => {
-    while ((await decisionAt(s.apiUrl, devboxes[i]!, host)) !== want) {
-      if (Date.now() > end) throw new Error(`sidecar ${i} did not enforce ${want} ${host} within ${deadlineMs} ms`);
-      // A short pause between polls: five tight loops would take the CPU the sidecars need.
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
-  }));
+  await Promise.all(
+    sidecars.map(async (s, i) => {
+      while ((await decisionAt(s.apiUrl, devboxes[i]!, host)) !== want) {
+        if (Date.now() > end) throw new Error(`sidecar ${i} did not enforce ${want} ${host} within ${deadlineMs} ms`);
+        // A short pause between polls: five tight loops would take the CPU the sidecars need.
+        await new Promise((r) => setTimeout(r, POLL_MS));
+      }
+    }),
+  );
 }
 
 async function pool<T>(n: number, width: number, fn: (i: number) => Promise<T>): Promise<T[]> {
   const out: T[] = new Array(n);
   let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < n) {
-      const i = next++;
-      out[i] = await fn(i);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < n) {
+        const i = next++;
+        out[i] = await fn(i);
+      }
+    }),
+  );
   return out;
 }
 
@@ -82,7 +84,7 @@ async function load(db: string, replicas: Node[], policy: string): Promise<{ pid
       store.close();
     }
   }
-  const pids = [policy, ...await pool(POLICIES - 1, 16, (i) => createPolicy(replicas[i % 2]!.apiUrl, `p${i}`, [`g${i % 8}.test`]))];
+  const pids = [policy, ...(await pool(POLICIES - 1, 16, (i) => createPolicy(replicas[i % 2]!.apiUrl, `p${i}`, [`g${i % 8}.test`])))];
   const big = await pool(DEVBOXES, 16, (i) => registerDevbox(replicas[i % 2]!.apiUrl, 'big', pids[i % pids.length]!));
   return { pids, big, how: 'through the API' };
 }
@@ -136,14 +138,17 @@ async function main(): Promise<void> {
     await setHostnames(replicas[0]!.apiUrl, policy, ['g7.test']);
     await enforced(sidecars.slice(0, 1), ids.slice(0, 1), 'g7.test', 'allow', 300_000);
     const last = big.at(-1)!.id;
-    const lastHost = `g${(DEVBOXES - 1) % pids.length === 0 ? 7 : ((DEVBOXES - 1) % pids.length - 1) % 8}.test`;
+    const lastHost = `g${(DEVBOXES - 1) % pids.length === 0 ? 7 : (((DEVBOXES - 1) % pids.length) - 1) % 8}.test`;
     const resyncs: Array<{ read: number; swap: number; total: number; spawnToEnforced: number; policies: number; devboxes: number }> = [];
     for (let round = 0; round < 3; round++) {
       const spawned = performance.now();
       const s = await startSidecar(base.nats.url, 'big', join(base.dir, `big-${round}.db`), base.dns.port, ['--log-level', 'info']);
       await until(async () => (await decisionAt(s.apiUrl, last, lastHost)) === 'allow', 120_000, 'the big sidecar to resync');
       const spawnToEnforced = performance.now() - spawned;
-      const line = s.out().split('\n').find((l) => l.includes('"event":"fleet_resync"'));
+      const line = s
+        .out()
+        .split('\n')
+        .find((l) => l.includes('"event":"fleet_resync"'));
       const ev = JSON.parse(line!) as { read_ms: number; swap_ms: number; ms: number; policies: number; devboxes: number };
       resyncs.push({ read: ev.read_ms, swap: ev.swap_ms, total: ev.ms, spawnToEnforced, policies: ev.policies, devboxes: ev.devboxes });
       await s.stop();
@@ -164,7 +169,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(() => process.exit(0), (e: unknown) => {
-  console.error(e);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -79,12 +79,15 @@ async function runGateway(): Promise<void> {
   const gw = await startTestGateway({
     upstreamDnsPort: dns.port,
     flags: {
-      'transparent-tls': '127.0.0.1:0', 'transparent-http': '127.0.0.1:0', 'max-connections-per-devbox': '100000',
+      'transparent-tls': '127.0.0.1:0',
+      'transparent-http': '127.0.0.1:0',
+      'max-connections-per-devbox': '100000',
       // Every load client here is one devbox; with more clients than its idle-pool share (32)
       // a third of the requests would dial a fresh origin connection, which a fleet spread over
       // many devboxes does not see. Squid's idle pool has no per-client share either.
       'upstream-pool-per-devbox': '1024',
-      'transparent-tls-upstream-port': String(originPorts.https), 'transparent-http-upstream-port': String(originPorts.http),
+      'transparent-tls-upstream-port': String(originPorts.https),
+      'transparent-http-upstream-port': String(originPorts.http),
     },
   });
   const p = await gw.api.policy('bench', { allowed_hostnames: ['allowed.test', 'www.allowed.test'] });
@@ -190,11 +193,26 @@ async function startSquid(): Promise<Squid | null> {
   chmodSync(dir, 0o777); // squid drops to its own user
   const port = await freePort();
   writeFileSync(join(dir, 'hosts'), '127.0.0.1 allowed.test www.allowed.test denied.test\n');
-  writeFileSync(join(dir, 'squid.conf'), [
-    `http_port 127.0.0.1:${port}`, `pid_filename ${dir}/squid.pid`, `cache_log ${dir}/cache.log`, `coredump_dir ${dir}`,
-    `hosts_file ${dir}/hosts`, 'cache deny all', 'access_log none', 'cache_store_log none', 'via off', 'forwarded_for delete',
-    'shutdown_lifetime 0 seconds', 'acl allowed dstdomain allowed.test www.allowed.test', 'http_access allow allowed', 'http_access deny all', '',
-  ].join('\n'));
+  writeFileSync(
+    join(dir, 'squid.conf'),
+    [
+      `http_port 127.0.0.1:${port}`,
+      `pid_filename ${dir}/squid.pid`,
+      `cache_log ${dir}/cache.log`,
+      `coredump_dir ${dir}`,
+      `hosts_file ${dir}/hosts`,
+      'cache deny all',
+      'access_log none',
+      'cache_store_log none',
+      'via off',
+      'forwarded_for delete',
+      'shutdown_lifetime 0 seconds',
+      'acl allowed dstdomain allowed.test www.allowed.test',
+      'http_access allow allowed',
+      'http_access deny all',
+      '',
+    ].join('\n'),
+  );
   const child = spawn('squid', ['-N', '-f', join(dir, 'squid.conf')], { stdio: 'ignore' });
   const stop = async () => {
     child.kill('SIGKILL');
@@ -292,16 +310,18 @@ async function connLoad(op: () => Promise<boolean>, conns: number, ms: number): 
   let errors = 0;
   const started = performance.now();
   const deadline = started + ms;
-  await Promise.all(Array.from({ length: conns }, async () => {
-    while (performance.now() < deadline) {
-      const t = performance.now();
-      const ok = await op().catch(() => false);
-      if (ok) {
-        lat.push(performance.now() - t);
-        count++;
-      } else errors++;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: conns }, async () => {
+      while (performance.now() < deadline) {
+        const t = performance.now();
+        const ok = await op().catch(() => false);
+        if (ok) {
+          lat.push(performance.now() - t);
+          count++;
+        } else errors++;
+      }
+    }),
+  );
   return { count, errors, lat, seconds: (performance.now() - started) / 1000 };
 }
 
@@ -451,7 +471,6 @@ const CHURN_CONCURRENCY = Number(process.env.BENCH_CHURN_CONCURRENCY ?? 50);
 const CHURN_TUNNELS = Number(process.env.BENCH_CHURN_TUNNELS ?? 12000);
 const CHURN_MAX_MS = Number(process.env.BENCH_CHURN_MAX_MS ?? 20000);
 
-
 // ── one core each: the proxy alone on CPU 0, origin and load generator on CPU 1 ──
 
 const ONE_CORE_CONCURRENCY = Number(process.env.BENCH_ONE_CORE_CONCURRENCY ?? 50);
@@ -497,17 +516,19 @@ async function countedLoad(op: () => Promise<boolean>, conns: number, total: num
   let errors = 0;
   const t0 = performance.now();
   const deadline = t0 + maxMs;
-  await Promise.all(Array.from({ length: conns }, async () => {
-    while (started < total && performance.now() < deadline) {
-      started++;
-      const t = performance.now();
-      const ok = await op().catch(() => false);
-      if (ok) {
-        lat.push(performance.now() - t);
-        count++;
-      } else errors++;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: conns }, async () => {
+      while (started < total && performance.now() < deadline) {
+        started++;
+        const t = performance.now();
+        const ok = await op().catch(() => false);
+        if (ok) {
+          lat.push(performance.now() - t);
+          count++;
+        } else errors++;
+      }
+    }),
+  );
   return { count, errors, lat, seconds: (performance.now() - t0) / 1000 };
 }
 
@@ -552,7 +573,11 @@ async function churnThrough(who: string, port: number, pid: number, request: Buf
   const cpu1 = await cpuMs(pid);
   const sorted = r.lat.sort((a, b) => a - b);
   const row = {
-    who, rate: r.count / r.seconds, p50: pct(sorted, 50), p99: pct(sorted, 99), errors: r.errors,
+    who,
+    rate: r.count / r.seconds,
+    p50: pct(sorted, 50),
+    p99: pct(sorted, 99),
+    errors: r.errors,
     cpuPerTunnelMs: cpu0 === null || cpu1 === null || r.count + r.errors === 0 ? null : (cpu1 - cpu0) / (r.count + r.errors),
   };
   process.stderr.write(`  churn ${who}: ${Math.round(row.rate)} tunnels/s, p50 ${row.p50.toFixed(2)} ms, p99 ${row.p99.toFixed(2)} ms, CPU ${row.cpuPerTunnelMs?.toFixed(3) ?? '–'} ms/tunnel${r.errors ? `, ${r.errors} errors` : ''}\n`);
@@ -583,7 +608,7 @@ async function churnTable(gateway: ChildProcess, gatewayPort: number, gatewayPid
     '| proxy | round | tunnels/s | p50 ms | p99 ms | proxy CPU ms / tunnel | errors |',
     '|---|---:|---:|---:|---:|---:|---:|',
   ];
-  runs.forEach((r, i) => lines.push(`| ${r.who} | ${r.who.startsWith('reference') ? 1 : Math.floor(i / (squid ? 2 : 1)) + 1} | ${Math.round(r.rate)} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${f(r.cpuPerTunnelMs)} | ${r.errors} |`));
+  for (const [i, r] of runs.entries()) lines.push(`| ${r.who} | ${r.who.startsWith('reference') ? 1 : Math.floor(i / (squid ? 2 : 1)) + 1} | ${Math.round(r.rate)} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${f(r.cpuPerTunnelMs)} | ${r.errors} |`);
   const mean = (who: string, k: 'rate' | 'cpuPerTunnelMs' | 'p50') => {
     const xs = runs.filter((r) => r.who === who).map((r) => r[k] ?? NaN);
     return xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -628,7 +653,10 @@ async function oneCoreEach(gateway: { pid: number; port: number }, squid: Squid,
     { name: 'new-connection GET', run: (port) => connLoad(() => exchange(port, [{ send: req, done: statusIs(200) }]), ONE_CORE_CONCURRENCY, RATE_MS) },
     { name: 'keep-alive GET', run: (port) => httpLoad(port, req, ONE_CORE_CONCURRENCY, RATE_MS, 200) },
   ];
-  const proxies = [{ name: 'gateway', ...gateway }, { name: 'squid', pid: squid.pid, port: squid.port }];
+  const proxies = [
+    { name: 'gateway', ...gateway },
+    { name: 'squid', pid: squid.pid, port: squid.port },
+  ];
   const best = new Map<string, OneCoreRow>();
   for (let round = 0; round < ONE_CORE_ROUNDS; round++) {
     for (const sc of scenarios) {
@@ -650,9 +678,19 @@ async function oneCoreEach(gateway: { pid: number; port: number }, squid: Squid,
         process.stderr.write(`  one core each, round ${round + 1}: ${p.name} ${sc.name}: ${Math.round(row.rate)}/s, p50 ${row.p50.toFixed(2)} ms, ${row.cpuUs.toFixed(1)} µs CPU/req${r.errors ? `, ${r.errors} errors` : ''}\n`);
         const key = `${p.name}|${sc.name}`;
         const prev = best.get(key);
-        best.set(key, prev === undefined ? row : {
-          ...row, rate: Math.max(prev.rate, row.rate), p50: Math.min(prev.p50, row.p50), p99: Math.min(prev.p99, row.p99), cpuUs: Math.min(prev.cpuUs, row.cpuUs), errors: prev.errors + row.errors,
-        });
+        best.set(
+          key,
+          prev === undefined
+            ? row
+            : {
+                ...row,
+                rate: Math.max(prev.rate, row.rate),
+                p50: Math.min(prev.p50, row.p50),
+                p99: Math.min(prev.p99, row.p99),
+                cpuUs: Math.min(prev.cpuUs, row.cpuUs),
+                errors: prev.errors + row.errors,
+              },
+        );
       }
     }
   }
@@ -691,7 +729,13 @@ async function main(): Promise<void> {
   const C = CONCURRENCY;
   const rows: Row[] = [];
   const both = async (door: string, scenario: string, unit: string, f: (conns: number, ms: number) => Promise<Run>) =>
-    measure(door, scenario, unit, () => f(1, LAT_MS), () => f(C, RATE_MS));
+    measure(
+      door,
+      scenario,
+      unit,
+      () => f(1, LAT_MS),
+      () => f(C, RATE_MS),
+    );
 
   const only = process.env.BENCH_ONLY; // "http", "allowed", "connect", "bulk", "onecore" or "churn": skip the rest (profiling)
   process.stderr.write(`bench:proxy — ${os.cpus().length} cores, Node ${process.version}, ${C} concurrent clients\n`);
@@ -702,50 +746,117 @@ async function main(): Promise<void> {
   const transReq = Buffer.from(`GET /small HTTP/1.1\r\nHost: allowed.test\r\n\r\n`);
   const transDenied = Buffer.from(`GET /small HTTP/1.1\r\nHost: denied.test\r\n\r\n`);
   if (only !== 'bulk' && only !== 'onecore' && only !== 'churn') {
-  if (only !== 'connect') {
-  await httpLoad(proxy, proxyReq, 4, 500, 200); // warm-up (JIT, DNS cache, upstream pool)
-  const directHttp = await both('direct', 'HTTP keep-alive GET', 'req', (c, ms) => httpLoad(o.http, directReq, c, ms, 200));
-  if (d.reference && only !== 'allowed') {
-    await httpLoad(d.reference, proxyReq, 4, 300, 200);
-    rows.push({ ...(await both('reference', 'bare node:http forwarder (no policy)', 'req', (c, ms) => httpLoad(d.reference!, proxyReq, c, ms, 200))), direct: directHttp });
-  }
-  rows.push({ ...(await both('http-proxy', 'keep-alive GET, allowed', 'req', (c, ms) => httpLoad(proxy, proxyReq, c, ms, 200))), direct: directHttp });
-  if (squid) {
-    await httpLoad(squid.port, proxyReq, 4, 300, 200);
-    rows.push({ ...(await both('squid', 'keep-alive GET, allowed', 'req', (c, ms) => httpLoad(squid.port, proxyReq, c, ms, 200))), direct: directHttp });
-  }
-  if (only !== 'allowed') rows.push({ ...(await both('http-proxy', 'keep-alive GET, denied (403)', 'req', (c, ms) => httpLoad(proxy, deniedReq, c, ms, 403))), direct: directHttp });
-  if (d['transparent-http'] && only !== 'allowed') {
-    await httpLoad(d['transparent-http'], transReq, 2, 300, 200);
-    rows.push({ ...(await both('transparent-http', 'keep-alive GET, allowed', 'req', (c, ms) => httpLoad(d['transparent-http']!, transReq, c, ms, 200))), direct: directHttp });
-    rows.push({ ...(await both('transparent-http', 'keep-alive GET, denied (403)', 'req', (c, ms) => httpLoad(d['transparent-http']!, transDenied, c, ms, 403))), direct: directHttp });
-  }
-  }
-  // Tunnels: new connection, set-up, one echo round trip, close.
-  if (!only || only === 'connect') {
-  const directTcp = await both('direct', 'TCP connect + echo', 'conn', (c, ms) => connLoad(() => exchange(o.echo, [{ send: PING, done: pong }]), c, ms));
-  const connectReq = Buffer.from(`CONNECT allowed.test:${o.echo} HTTP/1.1\r\nHost: allowed.test:${o.echo}\r\n\r\n`);
-  const connectDenied = Buffer.from(`CONNECT denied.test:${o.echo} HTTP/1.1\r\nHost: denied.test:${o.echo}\r\n\r\n`);
-  if (d.relay) rows.push({ ...(await both('reference', 'bare pipe() CONNECT relay + echo (no policy)', 'tunnel', (c, ms) => connLoad(() => exchange(d.relay!, [{ send: connectReq, done: statusIs(200) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
-  rows.push({ ...(await both('http-proxy', 'CONNECT tunnel + echo, allowed', 'tunnel', (c, ms) => connLoad(() => exchange(proxy, [{ send: connectReq, done: statusIs(200) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
-  rows.push({ ...(await both('http-proxy', 'CONNECT, denied (403)', 'tunnel', (c, ms) => connLoad(() => exchange(proxy, [{ send: connectDenied, done: statusIs(403) }]), c, ms))), direct: directTcp });
-  if (squid) {
-    rows.push({ ...(await both('squid', 'CONNECT tunnel + echo, allowed', 'tunnel', (c, ms) => connLoad(() => exchange(squid.port, [{ send: connectReq, done: statusIs(200) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
-    rows.push({ ...(await both('squid', 'CONNECT, denied (403)', 'tunnel', (c, ms) => connLoad(() => exchange(squid.port, [{ send: connectDenied, done: statusIs(403) }]), c, ms))), direct: directTcp });
-  }
-  if (d.socks5) {
-    const greet = Buffer.from([5, 1, 0]);
-    const gotMethod = (b: Buffer) => (b.length >= 2 ? b[0] === 5 && b[1] === 0 : null);
-    const reply = (code: number) => (b: Buffer) => (b.length >= 10 ? b[1] === code : null);
-    rows.push({ ...(await both('socks5', 'CONNECT + echo, allowed', 'tunnel', (c, ms) => connLoad(() => exchange(d.socks5!, [{ send: greet, done: gotMethod }, { send: socksRequest('allowed.test', o.echo), done: reply(0) }, { send: PING, done: pong }]), c, ms))), direct: directTcp });
-    rows.push({ ...(await both('socks5', 'CONNECT, denied (0x02)', 'tunnel', (c, ms) => connLoad(() => exchange(d.socks5!, [{ send: greet, done: gotMethod }, { send: socksRequest('denied.test', o.echo), done: reply(2) }]), c, ms))), direct: directTcp });
-  }
-  if (d['transparent-tls']) {
-    const directTls = await both('direct', 'TLS handshake', 'conn', (c, ms) => connLoad(() => tlsOnce(o.https, 'www.allowed.test', ca), c, ms));
-    rows.push({ ...(await both('transparent-tls', 'TLS handshake via SNI, allowed', 'conn', (c, ms) => connLoad(() => tlsOnce(d['transparent-tls']!, 'www.allowed.test', ca), c, ms))), direct: directTls });
-    rows.push({ ...(await both('transparent-tls', 'ClientHello, denied (alert)', 'conn', (c, ms) => connLoad(() => tlsOnce(d['transparent-tls']!, 'denied.test', ca).then((ok) => !ok), c, ms))), direct: directTls });
-  }
-  }
+    if (only !== 'connect') {
+      await httpLoad(proxy, proxyReq, 4, 500, 200); // warm-up (JIT, DNS cache, upstream pool)
+      const directHttp = await both('direct', 'HTTP keep-alive GET', 'req', (c, ms) => httpLoad(o.http, directReq, c, ms, 200));
+      if (d.reference && only !== 'allowed') {
+        await httpLoad(d.reference, proxyReq, 4, 300, 200);
+        rows.push({ ...(await both('reference', 'bare node:http forwarder (no policy)', 'req', (c, ms) => httpLoad(d.reference!, proxyReq, c, ms, 200))), direct: directHttp });
+      }
+      rows.push({ ...(await both('http-proxy', 'keep-alive GET, allowed', 'req', (c, ms) => httpLoad(proxy, proxyReq, c, ms, 200))), direct: directHttp });
+      if (squid) {
+        await httpLoad(squid.port, proxyReq, 4, 300, 200);
+        rows.push({ ...(await both('squid', 'keep-alive GET, allowed', 'req', (c, ms) => httpLoad(squid.port, proxyReq, c, ms, 200))), direct: directHttp });
+      }
+      if (only !== 'allowed') rows.push({ ...(await both('http-proxy', 'keep-alive GET, denied (403)', 'req', (c, ms) => httpLoad(proxy, deniedReq, c, ms, 403))), direct: directHttp });
+      if (d['transparent-http'] && only !== 'allowed') {
+        await httpLoad(d['transparent-http'], transReq, 2, 300, 200);
+        rows.push({ ...(await both('transparent-http', 'keep-alive GET, allowed', 'req', (c, ms) => httpLoad(d['transparent-http']!, transReq, c, ms, 200))), direct: directHttp });
+        rows.push({ ...(await both('transparent-http', 'keep-alive GET, denied (403)', 'req', (c, ms) => httpLoad(d['transparent-http']!, transDenied, c, ms, 403))), direct: directHttp });
+      }
+    }
+    // Tunnels: new connection, set-up, one echo round trip, close.
+    if (!only || only === 'connect') {
+      const directTcp = await both('direct', 'TCP connect + echo', 'conn', (c, ms) => connLoad(() => exchange(o.echo, [{ send: PING, done: pong }]), c, ms));
+      const connectReq = Buffer.from(`CONNECT allowed.test:${o.echo} HTTP/1.1\r\nHost: allowed.test:${o.echo}\r\n\r\n`);
+      const connectDenied = Buffer.from(`CONNECT denied.test:${o.echo} HTTP/1.1\r\nHost: denied.test:${o.echo}\r\n\r\n`);
+      if (d.relay)
+        rows.push({
+          ...(await both('reference', 'bare pipe() CONNECT relay + echo (no policy)', 'tunnel', (c, ms) =>
+            connLoad(
+              () =>
+                exchange(d.relay!, [
+                  { send: connectReq, done: statusIs(200) },
+                  { send: PING, done: pong },
+                ]),
+              c,
+              ms,
+            ),
+          )),
+          direct: directTcp,
+        });
+      rows.push({
+        ...(await both('http-proxy', 'CONNECT tunnel + echo, allowed', 'tunnel', (c, ms) =>
+          connLoad(
+            () =>
+              exchange(proxy, [
+                { send: connectReq, done: statusIs(200) },
+                { send: PING, done: pong },
+              ]),
+            c,
+            ms,
+          ),
+        )),
+        direct: directTcp,
+      });
+      rows.push({ ...(await both('http-proxy', 'CONNECT, denied (403)', 'tunnel', (c, ms) => connLoad(() => exchange(proxy, [{ send: connectDenied, done: statusIs(403) }]), c, ms))), direct: directTcp });
+      if (squid) {
+        rows.push({
+          ...(await both('squid', 'CONNECT tunnel + echo, allowed', 'tunnel', (c, ms) =>
+            connLoad(
+              () =>
+                exchange(squid.port, [
+                  { send: connectReq, done: statusIs(200) },
+                  { send: PING, done: pong },
+                ]),
+              c,
+              ms,
+            ),
+          )),
+          direct: directTcp,
+        });
+        rows.push({ ...(await both('squid', 'CONNECT, denied (403)', 'tunnel', (c, ms) => connLoad(() => exchange(squid.port, [{ send: connectDenied, done: statusIs(403) }]), c, ms))), direct: directTcp });
+      }
+      if (d.socks5) {
+        const greet = Buffer.from([5, 1, 0]);
+        const gotMethod = (b: Buffer) => (b.length >= 2 ? b[0] === 5 && b[1] === 0 : null);
+        const reply = (code: number) => (b: Buffer) => (b.length >= 10 ? b[1] === code : null);
+        rows.push({
+          ...(await both('socks5', 'CONNECT + echo, allowed', 'tunnel', (c, ms) =>
+            connLoad(
+              () =>
+                exchange(d.socks5!, [
+                  { send: greet, done: gotMethod },
+                  { send: socksRequest('allowed.test', o.echo), done: reply(0) },
+                  { send: PING, done: pong },
+                ]),
+              c,
+              ms,
+            ),
+          )),
+          direct: directTcp,
+        });
+        rows.push({
+          ...(await both('socks5', 'CONNECT, denied (0x02)', 'tunnel', (c, ms) =>
+            connLoad(
+              () =>
+                exchange(d.socks5!, [
+                  { send: greet, done: gotMethod },
+                  { send: socksRequest('denied.test', o.echo), done: reply(2) },
+                ]),
+              c,
+              ms,
+            ),
+          )),
+          direct: directTcp,
+        });
+      }
+      if (d['transparent-tls']) {
+        const directTls = await both('direct', 'TLS handshake', 'conn', (c, ms) => connLoad(() => tlsOnce(o.https, 'www.allowed.test', ca), c, ms));
+        rows.push({ ...(await both('transparent-tls', 'TLS handshake via SNI, allowed', 'conn', (c, ms) => connLoad(() => tlsOnce(d['transparent-tls']!, 'www.allowed.test', ca), c, ms))), direct: directTls });
+        rows.push({ ...(await both('transparent-tls', 'ClientHello, denied (alert)', 'conn', (c, ms) => connLoad(() => tlsOnce(d['transparent-tls']!, 'denied.test', ca).then((ok) => !ok), c, ms))), direct: directTls });
+      }
+    }
   }
   const oneCore = squid && (!only || only === 'onecore') ? await oneCoreEach({ pid: gwp.child.pid!, port: proxy }, squid, origin.child.pid!, o.http) : [];
   // Bulk

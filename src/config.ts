@@ -11,7 +11,10 @@ import { normalizeAllowedHostname } from './policy/hostname.js';
 import type { EngineOptions } from './policy/engine.js';
 
 export class ConfigError extends Error {
-  constructor(readonly setting: string, message: string) {
+  constructor(
+    readonly setting: string,
+    message: string,
+  ) {
     super(`${setting}: ${message}`);
   }
 }
@@ -163,9 +166,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'dnsTcpPerDevbox', flag: 'dns-tcp-per-devbox', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 64, help: 'DNS-over-TCP connections one devbox may hold (all its addresses together)' },
   { key: 'maxPoliciesPerAccount', flag: 'max-policies-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 1000, help: 'network policies one account may hold' },
   { key: 'maxEntriesPerPolicy', flag: 'max-entries-per-policy', kind: { t: 'int', min: 1, max: 20_000 }, def: () => 10_000, help: 'allowed_hostnames plus allowed_cidrs entries in one policy' },
-  { key: 'maxEntriesPerAccount', flag: 'max-entries-per-account', kind: { t: 'int', min: 1, max: 100_000_000 }, def: () => 100_000, help: 'allowed_hostnames plus allowed_cidrs entries over all of one account\'s policies' },
+  { key: 'maxEntriesPerAccount', flag: 'max-entries-per-account', kind: { t: 'int', min: 1, max: 100_000_000 }, def: () => 100_000, help: "allowed_hostnames plus allowed_cidrs entries over all of one account's policies" },
   { key: 'maxDevboxesPerAccount', flag: 'max-devboxes-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 1000, help: 'running devboxes one account may have registered' },
-  { key: 'maxAddressesPerAccount', flag: 'max-addresses-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 4096, help: 'source addresses over all of one account\'s running devboxes' },
+  { key: 'maxAddressesPerAccount', flag: 'max-addresses-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 4096, help: "source addresses over all of one account's running devboxes" },
   { key: 'apiPageBytes', flag: 'api-page-bytes', kind: { t: 'int', min: 65_536, max: 268_435_456 }, def: () => 4 * 1024 * 1024, help: 'byte budget of one list page (a page stops early, with has_more, when the next item would pass it)' },
   { key: 'eventsRetentionHours', flag: 'events-retention-hours', kind: { t: 'int', min: 1, max: 8760 }, def: () => 168, help: 'hours a denial or would-denial stays in the per-devbox record (GET /v1/egress/events)' },
   { key: 'eventsMaxPerDevbox', flag: 'events-max-per-devbox', kind: { t: 'int', min: 0, max: 100_000 }, def: () => 1000, help: 'distinct destinations the denial record keeps per devbox, newest first (0: record nothing)' },
@@ -223,7 +226,10 @@ function resolvConfNameservers(): HostPort[] {
 function splitList(v: unknown): string[] {
   if (Array.isArray(v)) return v.flatMap((x) => splitList(x));
   if (typeof v !== 'string') return [String(v)];
-  return v.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
+  return v
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0);
 }
 
 function convert(spec: OptionSpec, raw: unknown): unknown {
@@ -387,7 +393,10 @@ export function loadConfig(flags: Map<string, string[]>, env: NodeJS.ProcessEnv 
 const NATS_URL = /^(nats|tls):\/\/[^\s,/]+$/;
 
 function checkFleet(cfg: GatewayConfig): void {
-  for (const [flag, v] of [['--nats', cfg.nats], ['--follow', cfg.follow]] as const) {
+  for (const [flag, v] of [
+    ['--nats', cfg.nats],
+    ['--follow', cfg.follow],
+  ] as const) {
     if (v !== null && !v.split(',').every((u) => NATS_URL.test(u.trim()))) throw new ConfigError(flag, `"${v}" is not nats://HOST:PORT[,nats://HOST:PORT…]`);
   }
   if (cfg.nats !== null && cfg.follow !== null) throw new ConfigError('--follow', 'a process either publishes (--nats, control plane) or follows (--follow, sidecar), not both');
@@ -427,9 +436,7 @@ function showSetting(key: keyof GatewayConfig, v: unknown): unknown {
 }
 
 /** Settings SIGHUP applies from the config file; any other change needs a restart. */
-export const RELOADABLE: ReadonlySet<keyof GatewayConfig> = new Set<keyof GatewayConfig>([
-  'apiTokens', 'allowPrivate', 'agentGatewayHosts', 'mcpGatewayHosts', 'mirrorHosts', 'logLevel', 'dnsRateLimit',
-]);
+export const RELOADABLE: ReadonlySet<keyof GatewayConfig> = new Set<keyof GatewayConfig>(['apiTokens', 'allowPrivate', 'agentGatewayHosts', 'mcpGatewayHosts', 'mirrorHosts', 'logLevel', 'dnsRateLimit']);
 
 /** The flags whose effective value differs between two configurations, reloadable or not. */
 export function configChanges(a: GatewayConfig, b: GatewayConfig): { reloadable: string[]; restart: string[] } {

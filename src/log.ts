@@ -224,7 +224,10 @@ export class DeferredLines {
   private lines: Array<{ level: 'info' | 'warn'; obj: object; msg: string }> = [];
   private at = 0;
 
-  constructor(private readonly log: Logger, private readonly slice = 32) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly slice = 32,
+  ) {}
 
   info(obj: object, msg: string): void {
     this.push('info', obj, msg);

@@ -32,8 +32,7 @@ class AuthFailureLog {
     const now = Date.now();
     if (now - this.last < 1000) return;
     this.last = now;
-    req.log.warn({ event: 'api_auth_failed', source: req.ip, reason, method: req.method, url: req.url.slice(0, 200), failures: this.unlogged },
-      `API authentication failed (${reason}) from ${req.ip}`);
+    req.log.warn({ event: 'api_auth_failed', source: req.ip, reason, method: req.method, url: req.url.slice(0, 200), failures: this.unlogged }, `API authentication failed (${reason}) from ${req.ip}`);
     this.unlogged = 0;
   }
 }

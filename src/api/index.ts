@@ -76,7 +76,11 @@ export async function buildApi(deps: ApiDeps, store: ControlStore): Promise<Fast
   store.setQuotas(quotasOf(deps.config));
   // A write made during a request is applied by the doors before its answer goes out.
   let dirty = false;
-  const stopWatch = deps.plane.changed ? store.onCommit(() => { dirty = true; }) : () => {};
+  const stopWatch = deps.plane.changed
+    ? store.onCommit(() => {
+        dirty = true;
+      })
+    : () => {};
   let handler: RawHandler | null = null;
   const app = Fastify({
     loggerInstance: deps.log.child({ door: 'api' }),
@@ -154,8 +158,7 @@ export async function buildApi(deps: ApiDeps, store: ControlStore): Promise<Fast
       info: {
         title: 'egress-gateway API',
         version: '1',
-        description: 'Runloop-compatible network policies, devbox registration and egress checks. '
-          + 'Errors: { "error": { "code", "message", "status" } }.',
+        description: 'Runloop-compatible network policies, devbox registration and egress checks. ' + 'Errors: { "error": { "code", "message", "status" } }.',
       },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
     },
@@ -181,8 +184,7 @@ export async function buildApi(deps: ApiDeps, store: ControlStore): Promise<Fast
 function refuseWrites(app: FastifyInstance, config: GatewayConfig): void {
   app.addHook('onRequest', async (req) => {
     if (req.method === 'GET' || req.method === 'HEAD' || req.url.split('?')[0] === '/v1/egress/check') return;
-    throw new ApiError(409, 'read_only_follower',
-      `this gateway is a fleet sidecar (host ${config.hostId}, following ${config.follow}); write policies and devboxes through the control plane's API, which publishes them to every sidecar`);
+    throw new ApiError(409, 'read_only_follower', `this gateway is a fleet sidecar (host ${config.hostId}, following ${config.follow}); write policies and devboxes through the control plane's API, which publishes them to every sidecar`);
   });
 }
 
@@ -202,9 +204,7 @@ export async function startApi(ctx: DoorContext, store: ControlStore, at: HostPo
 /** Builds the API and listens on `at` (HTTP/1.1 and h2c, or TLS with ALPN). */
 export async function serveApi(deps: ApiDeps, store: ControlStore, at: HostPort): Promise<RunningDoor> {
   const cfg = deps.config;
-  const tls = cfg.apiTlsCert && cfg.apiTlsKey
-    ? { cert: readPem('--api-tls-cert', cfg.apiTlsCert), key: readPem('--api-tls-key', cfg.apiTlsKey) }
-    : null;
+  const tls = cfg.apiTlsCert && cfg.apiTlsKey ? { cert: readPem('--api-tls-cert', cfg.apiTlsCert), key: readPem('--api-tls-key', cfg.apiTlsKey) } : null;
   const app = await buildApi(deps, store);
   await app.ready();
   const handler = handlers.get(app)!;
@@ -220,7 +220,7 @@ export async function serveApi(deps: ApiDeps, store: ControlStore, at: HostPort)
     });
   } catch (e) {
     await app.close();
-    if ((e as NodeJS.ErrnoException).code === 'ERR_OSSL_PEM_NO_START_LINE' || /PEM|key|certificate/i.test((e as Error).message) && tls) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_OSSL_PEM_NO_START_LINE' || (/PEM|key|certificate/i.test((e as Error).message) && tls)) {
       throw new ConfigError('--api-tls-cert', `cannot use the TLS certificate/key: ${(e as Error).message}`);
     }
     throw listenError('--api', at, e);

@@ -41,9 +41,7 @@ export interface DataPlane {
 
 /** Asks the engine the way a door would. */
 export function decideCheck(engine: PolicyEngine, q: CheckQuestion): CheckAnswer {
-  const d = q.devboxId !== null && !q.running
-    ? engine.decide({ devboxId: q.devboxId, via: 'credentials', source: '' }, q.host, q.port, q.protocol)
-    : engine.decideForPolicy(q.policyId, q.host, q.port, q.protocol, q.devboxId);
+  const d = q.devboxId !== null && !q.running ? engine.decide({ devboxId: q.devboxId, via: 'credentials', source: '' }, q.host, q.port, q.protocol) : engine.decideForPolicy(q.policyId, q.host, q.port, q.protocol, q.devboxId);
   const a: CheckAnswer = { allow: d.allow, reason: d.reason, matched: d.matched, host: d.host, policyVersion: d.policyVersion };
   return d.wouldDeny ? { ...a, wouldDeny: true } : a;
 }

@@ -92,7 +92,10 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
     if (m.egw === 'changed') {
       const done = () => answer(c, { egw: 'synced', id: m.id });
       const synced = o.synced;
-      void o.store.refresh().then(() => (synced ? synced() : undefined)).then(done, done);
+      void o.store
+        .refresh()
+        .then(() => (synced ? synced() : undefined))
+        .then(done, done);
     } else if (m.egw === 'check') {
       let a: CheckAnswer | null = null;
       try {
@@ -106,56 +109,60 @@ export async function startApiProcess(o: ApiProcessOptions): Promise<RunningDoor
     } else if (m.egw === 'listening?') {
       answer(c, { egw: 'listening', id: m.id, listening: o.readiness.listening });
     } else if (m.egw === 'metrics?') {
-      void o.metrics().then((metrics) => answer(c, { egw: 'metrics', id: m.id, metrics }), (e: unknown) => {
-        o.log.error({ err: e }, 'collecting metrics for the API process failed');
-        answer(c, { egw: 'metrics', id: m.id, metrics: null });
-      });
+      void o.metrics().then(
+        (metrics) => answer(c, { egw: 'metrics', id: m.id, metrics }),
+        (e: unknown) => {
+          o.log.error({ err: e }, 'collecting metrics for the API process failed');
+          answer(c, { egw: 'metrics', id: m.id, metrics: null });
+        },
+      );
     }
   };
 
-  const spawn = (): Promise<HostPort> => new Promise((resolve, reject) => {
-    const born = Date.now();
-    const c = fork(ENTRY, [], {
-      execArgv: childExecArgv(),
-      env: { ...process.env, EGRESS_API_PROCESS_CONFIG: JSON.stringify({ ...o.config, api: at }) },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    child = c;
-    let up = false;
-    // Bounded, but generous: on a loaded host loading the API's modules (and, for a PostgreSQL
-    // --db, connecting and migrating) has been seen to take over 30 s.
-    const timer = setTimeout(() => {
-      c.kill('SIGKILL');
-      reject(new Error(`the API process did not start within ${API_START_MS / 1000} s`));
-    }, API_START_MS);
-    c.on('message', (m: FromApi) => {
-      if (m?.egw === 'api-listening') {
-        up = true;
+  const spawn = (): Promise<HostPort> =>
+    new Promise((resolve, reject) => {
+      const born = Date.now();
+      const c = fork(ENTRY, [], {
+        execArgv: childExecArgv(),
+        env: { ...process.env, EGRESS_API_PROCESS_CONFIG: JSON.stringify({ ...o.config, api: at }) },
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      child = c;
+      let up = false;
+      // Bounded, but generous: on a loaded host loading the API's modules (and, for a PostgreSQL
+      // --db, connecting and migrating) has been seen to take over 30 s.
+      const timer = setTimeout(() => {
+        c.kill('SIGKILL');
+        reject(new Error(`the API process did not start within ${API_START_MS / 1000} s`));
+      }, API_START_MS);
+      c.on('message', (m: FromApi) => {
+        if (m?.egw === 'api-listening') {
+          up = true;
+          clearTimeout(timer);
+          resolve(m.address);
+        } else if (m?.egw === 'api-failed') {
+          clearTimeout(timer);
+          reject(m.setting !== null ? new ConfigError(m.setting, m.message.replace(`${m.setting}: `, '')) : new Error(m.message));
+        } else onMessage(c)(m);
+      });
+      c.on('exit', (code, signal) => {
         clearTimeout(timer);
-        resolve(m.address);
-      } else if (m?.egw === 'api-failed') {
-        clearTimeout(timer);
-        reject(m.setting !== null ? new ConfigError(m.setting, m.message.replace(`${m.setting}: `, '')) : new Error(m.message));
-      } else onMessage(c)(m);
+        if (!up) {
+          reject(new Error(`the API process exited while starting (code ${code}, signal ${signal})`));
+          return;
+        }
+        if (closing || child !== c) return;
+        quickExits = Date.now() - born < 60_000 ? quickExits + 1 : 0;
+        if (quickExits > 5) {
+          o.log.error({ event: 'api_process_exit', code, signal }, 'the API process keeps exiting; not starting it again');
+          return;
+        }
+        o.log.error({ event: 'api_process_exit', code, signal }, 'the API process exited; starting another');
+        setTimeout(() => {
+          if (!closing) spawn().catch((e: unknown) => o.log.error({ err: e }, 'the API process could not be started again'));
+        }, 200).unref();
+      });
     });
-    c.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (!up) {
-        reject(new Error(`the API process exited while starting (code ${code}, signal ${signal})`));
-        return;
-      }
-      if (closing || child !== c) return;
-      quickExits = Date.now() - born < 60_000 ? quickExits + 1 : 0;
-      if (quickExits > 5) {
-        o.log.error({ event: 'api_process_exit', code, signal }, 'the API process keeps exiting; not starting it again');
-        return;
-      }
-      o.log.error({ event: 'api_process_exit', code, signal }, 'the API process exited; starting another');
-      setTimeout(() => {
-        if (!closing) spawn().catch((e: unknown) => o.log.error({ err: e }, 'the API process could not be started again'));
-      }, 200).unref();
-    });
-  });
 
   at = await spawn();
   return {
@@ -199,20 +206,50 @@ export async function runApiProcess(): Promise<void> {
     });
   const plane: DataPlane = {
     check: async (q) => {
-      const a = await ask((id) => ({ egw: 'check', id, q }), (m) => (m as { a: CheckAnswer | null }).a, null);
+      const a = await ask(
+        (id) => ({ egw: 'check', id, q }),
+        (m) => (m as { a: CheckAnswer | null }).a,
+        null,
+      );
       if (a === null) throw new ApiError(503, 'service_unavailable', 'the data plane did not answer the check; try again');
       return a;
     },
     // No answer is a failed scrape (503), never a partial exposition: Prometheus would read the
     // data plane's counters as reset.
     metrics: async () => {
-      const got = await ask((id) => ({ egw: 'metrics?', id }), (m) => (m as { metrics: unknown[][] | null }).metrics, null, 5000);
+      const got = await ask(
+        (id) => ({ egw: 'metrics?', id }),
+        (m) => (m as { metrics: unknown[][] | null }).metrics,
+        null,
+        5000,
+      );
       if (got === null) throw new ApiError(503, 'service_unavailable', 'the data plane did not answer for its metrics; try the next scrape');
       return got;
     },
-    changed: () => ask((id) => ({ egw: 'changed', id }), () => undefined, undefined),
-    listening: () => ask((id) => ({ egw: 'listening?', id }), (m) => (m as { listening: boolean }).listening, false, 2000),
-    ...(config.follow !== null ? { fleet: () => ask((id) => ({ egw: 'fleet?', id }), (m) => (m as { fleet: FleetHealth | null }).fleet, null, 2000) } : {}),
+    changed: () =>
+      ask(
+        (id) => ({ egw: 'changed', id }),
+        () => undefined,
+        undefined,
+      ),
+    listening: () =>
+      ask(
+        (id) => ({ egw: 'listening?', id }),
+        (m) => (m as { listening: boolean }).listening,
+        false,
+        2000,
+      ),
+    ...(config.follow !== null
+      ? {
+          fleet: () =>
+            ask(
+              (id) => ({ egw: 'fleet?', id }),
+              (m) => (m as { fleet: FleetHealth | null }).fleet,
+              null,
+              2000,
+            ),
+        }
+      : {}),
   };
   let stop: ((graceMs: number) => Promise<void>) | null = null;
   process.on('message', (m: ToApi) => {

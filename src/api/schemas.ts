@@ -61,10 +61,12 @@ const FIELD_SCHEMAS: Record<FieldKind, object> = {
 
 /** One schema per row of EGRESS_FIELDS: in a view, or (`body`) as a request may give it. */
 function egressProperties(body: boolean): Record<EgressField['name'], object> {
-  return Object.fromEntries(EGRESS_FIELDS.map((f: EgressField) => {
-    const s = { ...FIELD_SCHEMAS[f.kind], description: f.description };
-    return [f.name, body ? nullable('maxItems' in f ? { ...s, maxItems: f.maxItems } : s) : s];
-  })) as Record<EgressField['name'], object>;
+  return Object.fromEntries(
+    EGRESS_FIELDS.map((f: EgressField) => {
+      const s = { ...FIELD_SCHEMAS[f.kind], description: f.description };
+      return [f.name, body ? nullable('maxItems' in f ? { ...s, maxItems: f.maxItems } : s) : s];
+    }),
+  ) as Record<EgressField['name'], object>;
 }
 
 const egressView = {
@@ -88,8 +90,9 @@ export const policyView = {
     create_time_ms: { type: 'integer' },
     update_time_ms: { type: 'integer' },
     warnings: {
-      type: 'array', items: { type: 'string' },
-      description: 'Extension (not in Runloop\'s API): entries accepted but always refused by this gateway\'s private-address guardrail. Present only when non-empty.',
+      type: 'array',
+      items: { type: 'string' },
+      description: "Extension (not in Runloop's API): entries accepted but always refused by this gateway's private-address guardrail. Present only when non-empty.",
     },
   },
   required: ['id', 'name', 'egress', 'enforcement', 'create_time_ms', 'update_time_ms'],
@@ -99,7 +102,8 @@ const policyFields = {
   description: nullable({ type: 'string', maxLength: MAX_DESCRIPTION_LENGTH }),
   ...egressProperties(true),
   enforcement: nullable({
-    type: 'string', enum: [...ENFORCEMENTS],
+    type: 'string',
+    enum: [...ENFORCEMENTS],
     description: 'Extension: enforce (default) or report (report-only rollout: would-be denials are let through, counted and logged as would_deny).',
   }),
 } as const;
@@ -183,8 +187,11 @@ const metadata = {
  * a node name. No wildcards; the publisher escapes it into one NATS subject token (src/fleet/keys.ts).
  */
 const hostId = {
-  type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
-  description: 'The host whose sidecar serves the devbox (fleet mode), as the sidecar\'s --host-id: a node name (letters, digits, . _ -), at most 253.',
+  type: 'string',
+  minLength: 1,
+  maxLength: 253,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+  description: "The host whose sidecar serves the devbox (fleet mode), as the sidecar's --host-id: a node name (letters, digits, . _ -), at most 253.",
 } as const;
 
 export const devboxView = {
@@ -207,7 +214,7 @@ export const devboxView = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        addresses: { type: 'array', items: { type: 'string' }, description: 'Source addresses the devbox\'s traffic comes from.' },
+        addresses: { type: 'array', items: { type: 'string' }, description: "Source addresses the devbox's traffic comes from." },
         host_id: nullable({ type: 'string', description: 'The host whose sidecar serves the devbox (fleet mode); null: not placed.' }),
       },
       required: ['addresses'],
@@ -349,7 +356,7 @@ const networkPolicyRef = nullable({ type: 'string', maxLength: 64 });
 const addressesField = nullable({
   type: 'object',
   additionalProperties: false,
-  description: 'Extension: the source addresses the build\'s traffic comes from (enforced with network_policy_id while it builds).',
+  description: "Extension: the source addresses the build's traffic comes from (enforced with network_policy_id while it builds).",
   properties: { addresses: { type: 'array', items: { type: 'string' }, maxItems: 256 } },
 });
 
@@ -397,7 +404,7 @@ export const blueprintView = {
 export const blueprintCreateBody = {
   type: 'object',
   additionalProperties: false,
-  description: 'The seed subset of Runloop\'s BlueprintCreateParams: name, the build\'s network policy, the launch policy devboxes inherit.',
+  description: "The seed subset of Runloop's BlueprintCreateParams: name, the build's network policy, the launch policy devboxes inherit.",
   properties: {
     name: { type: 'string', minLength: 1, maxLength: MAX_NAME_LENGTH },
     dockerfile: nullable({ type: 'string', maxLength: 65536 }),

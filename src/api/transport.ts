@@ -100,14 +100,17 @@ export async function listenDual(handler: Handler, at: HostPort, opts: Transport
 
   let listener: net.Server;
   if (opts.tls) {
-    const server = http2.createSecureServer({
-      cert: opts.tls.cert,
-      key: opts.tls.key,
-      allowHTTP1: true,
-      ALPNProtocols: ['h2', 'http/1.1'],
-      settings: h2Settings,
-      maxSessionMemory: 32,
-    }, serve as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+    const server = http2.createSecureServer(
+      {
+        cert: opts.tls.cert,
+        key: opts.tls.key,
+        allowHTTP1: true,
+        ALPNProtocols: ['h2', 'http/1.1'],
+        settings: h2Settings,
+        maxSessionMemory: 32,
+      },
+      serve as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+    );
     server.on('session', onSession);
     server.on('connection', (s: net.Socket) => {
       raw.add(s);

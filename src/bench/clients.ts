@@ -36,20 +36,27 @@ function proxyAuthHeader(creds: Credentials | undefined): Record<string, string>
 export function httpProxyGet(proxy: Endpoint, target: Endpoint, opts: { agent: http.Agent; creds?: Credentials; timeoutMs?: number }): Promise<Decision> {
   const hostHeader = target.port === 80 ? target.host : `${target.host}:${target.port}`;
   return new Promise((resolve) => {
-    const req = http.request({
-      host: proxy.host, port: proxy.port, method: 'GET', path: `http://${hostHeader}/`, agent: opts.agent,
-      headers: { host: hostHeader, ...proxyAuthHeader(opts.creds) },
-      timeout: opts.timeoutMs ?? 5000,
-    }, (res) => {
-      res.resume();
-      res.on('end', () => {
-        const s = res.statusCode ?? 0;
-        if (s === 403) resolve({ decision: 'deny', detail: String(res.headers['x-egress-denied-reason'] ?? '403') });
-        else if (s >= 500 || s === 407) resolve({ decision: 'error', detail: `HTTP ${s}` });
-        else resolve({ decision: 'allow' });
-      });
-      res.on('error', (e) => resolve({ decision: 'error', detail: e.message }));
-    });
+    const req = http.request(
+      {
+        host: proxy.host,
+        port: proxy.port,
+        method: 'GET',
+        path: `http://${hostHeader}/`,
+        agent: opts.agent,
+        headers: { host: hostHeader, ...proxyAuthHeader(opts.creds) },
+        timeout: opts.timeoutMs ?? 5000,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => {
+          const s = res.statusCode ?? 0;
+          if (s === 403) resolve({ decision: 'deny', detail: String(res.headers['x-egress-denied-reason'] ?? '403') });
+          else if (s >= 500 || s === 407) resolve({ decision: 'error', detail: `HTTP ${s}` });
+          else resolve({ decision: 'allow' });
+        });
+        res.on('error', (e) => resolve({ decision: 'error', detail: e.message }));
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('time-out')));
     req.on('error', (e) => resolve({ decision: 'error', detail: e.message }));
     req.end();
@@ -125,7 +132,10 @@ export class DnsClient {
   private readonly pending = new Map<number, (d: Decision) => void>();
   private nextId = Math.floor(Math.random() * 65536);
 
-  constructor(private readonly server: Endpoint, private readonly timeoutMs = 3000) {
+  constructor(
+    private readonly server: Endpoint,
+    private readonly timeoutMs = 3000,
+  ) {
     this.sock = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
     this.sock.on('error', () => {});
     this.sock.on('message', (msg) => {
@@ -154,7 +164,10 @@ export class DnsClient {
     this.nextId = (id + 1) & 0xffff;
     // With EDNS, so that denials carry their Extended DNS Error.
     const msg = dnsPacket.encode({
-      type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }],
+      type: 'query',
+      id,
+      flags: dnsPacket.RECURSION_DESIRED,
+      questions: [{ type, name, class: 'IN' }],
       additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232 } as unknown as dnsPacket.Answer],
     });
     return new Promise((resolve) => {

@@ -26,9 +26,9 @@ export async function runLoad(op: () => Promise<Outcome>, opts: LoadOptions): Pr
   let lastProgress = start;
   const timer = opts.onProgress
     ? setInterval(() => {
-      lastProgress = performance.now();
-      opts.onProgress!(rec, lastProgress - start);
-    }, opts.progressEveryMs ?? 1000)
+        lastProgress = performance.now();
+        opts.onProgress!(rec, lastProgress - start);
+      }, opts.progressEveryMs ?? 1000)
     : null;
   const worker = async () => {
     while (performance.now() < deadline && issued < max) {

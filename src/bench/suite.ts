@@ -103,7 +103,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   }
   if (plan.length === 0) throw new Error('nothing to bench: give --proxy, --socks-proxy and/or --dns');
   const notes: string[] = [];
-  if (o.direct !== false && (o.proxy !== null || o.socks !== null)) plan.push(...await directSteps(o, agent, dnsClient, timeoutMs, notes));
+  if (o.direct !== false && (o.proxy !== null || o.socks !== null)) plan.push(...(await directSteps(o, agent, dnsClient, timeoutMs, notes)));
   const results: ScenarioResult[] = [];
   const startedAt = new Date().toISOString();
   try {
@@ -141,14 +141,23 @@ async function runStep(o: BenchOptions, s: Step, counter: string): Promise<Scena
       seen = r.samples.length;
       o.progress?.(
         `${counter} ${label.padEnd(13)} ${(el / 1000).toFixed(1)}s/${(o.durationMs / 1000).toFixed(1)}s  ` +
-        `${r.count} done  ${formatRate(r.count / (el / 1000))}/s  p50 ${formatMs(recent.p50)} ms  p99 ${formatMs(recent.p99)} ms  ` +
-        `ok ${r.ok}  unexpected ${r.unexpected}  errors ${r.errors}`);
+          `${r.count} done  ${formatRate(r.count / (el / 1000))}/s  p50 ${formatMs(recent.p50)} ms  p99 ${formatMs(recent.p99)} ms  ` +
+          `ok ${r.ok}  unexpected ${r.unexpected}  errors ${r.errors}`,
+      );
     },
   });
   return {
-    protocol: s.protocol, expect: s.expect, target: s.target,
-    count: rec.count, ok: rec.ok, unexpected: rec.unexpected, errors: rec.errors,
-    rate: rec.count / (elapsedMs / 1000), elapsedMs, latencyMs: summarize(rec.samples), errorSamples: rec.errorSamples,
+    protocol: s.protocol,
+    expect: s.expect,
+    target: s.target,
+    count: rec.count,
+    ok: rec.ok,
+    unexpected: rec.unexpected,
+    errors: rec.errors,
+    rate: rec.count / (elapsedMs / 1000),
+    elapsedMs,
+    latencyMs: summarize(rec.samples),
+    errorSamples: rec.errorSamples,
   };
 }
 
@@ -162,7 +171,12 @@ async function directSteps(o: BenchOptions, agent: http.Agent, dnsClient: DnsCli
   let address: string | null = net.isIP(t.host) !== 0 ? t.host : null;
   if (address === null) {
     const d = dnsClient !== null ? await dnsClient.query(t.host) : null;
-    address = d?.addresses?.[0] ?? (await dns.lookup(t.host).then((r) => r.address, () => null));
+    address =
+      d?.addresses?.[0] ??
+      (await dns.lookup(t.host).then(
+        (r) => r.address,
+        () => null,
+      ));
   }
   if (address === null) {
     notes.push(`direct rows: ${t.host} does not resolve here`);
@@ -215,10 +229,7 @@ function tcpConnectOnce(target: Endpoint, timeoutMs: number): Promise<Decision> 
 const HEADER = ['scenario', 'target', 'requests', 'ok', 'unexpected', 'errors', 'rate/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms'];
 
 function rows(r: BenchReport): string[][] {
-  return r.results.map((s) => [
-    `${s.protocol} ${s.expect}`, s.target, String(s.count), String(s.ok), String(s.unexpected), String(s.errors), formatRate(s.rate),
-    formatMs(s.latencyMs.p50), formatMs(s.latencyMs.p90), formatMs(s.latencyMs.p99), formatMs(s.latencyMs.max),
-  ]);
+  return r.results.map((s) => [`${s.protocol} ${s.expect}`, s.target, String(s.count), String(s.ok), String(s.unexpected), String(s.errors), formatRate(s.rate), formatMs(s.latencyMs.p50), formatMs(s.latencyMs.p90), formatMs(s.latencyMs.p99), formatMs(s.latencyMs.max)]);
 }
 
 export function reportText(r: BenchReport): string {
@@ -234,4 +245,3 @@ export function reportText(r: BenchReport): string {
     r.pass ? 'PASS: every allowed request was allowed and every denied one denied.' : 'FAIL: some requests got the wrong decision or no decision (see above).',
   ].join('\n');
 }
-

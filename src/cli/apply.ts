@@ -28,21 +28,23 @@ export interface PolicyView {
   egress: Partial<EgressRules>;
 }
 
-export type Change =
-  | { op: 'create'; name: string; spec: PolicySpec }
-  | { op: 'update'; name: string; id: string; spec: PolicySpec; what: string[] }
-  | { op: 'unchanged'; name: string; id: string }
-  | { op: 'delete'; name: string; id: string };
+export type Change = { op: 'create'; name: string; spec: PolicySpec } | { op: 'update'; name: string; id: string; spec: PolicySpec; what: string[] } | { op: 'unchanged'; name: string; id: string } | { op: 'delete'; name: string; id: string };
 
 export class ApiError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
 
 /** A small client for the gateway's API (apply, suggest). */
 export class Api {
-  constructor(private readonly base: string, private readonly token: string) {}
+  constructor(
+    private readonly base: string,
+    private readonly token: string,
+  ) {}
 
   async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
     let res: Response;

@@ -56,13 +56,15 @@ export async function benchCommand(flags: Map<string, string[]>, _positional: st
   const user = last(flags, 'proxy-user') ?? process.env.EGRESS_BENCH_PROXY_USER;
   if (user !== undefined) {
     const i = user.indexOf(':');
-    if (i <= 0) throw new ConfigError('--proxy-user', 'expected USER:PASSWORD (a devbox\'s proxy credentials)');
+    if (i <= 0) throw new ConfigError('--proxy-user', "expected USER:PASSWORD (a devbox's proxy credentials)");
     creds = { username: user.slice(0, i), password: user.slice(i + 1) };
   }
   const json = flags.has('json');
   const tty = process.stderr.isTTY === true;
   const report = await runBench({
-    proxy, socks, dns,
+    proxy,
+    socks,
+    dns,
     allowed: parseTarget('--allowed', last(flags, 'allowed')),
     denied: parseTarget('--denied', last(flags, 'denied')),
     durationMs,

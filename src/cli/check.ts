@@ -38,13 +38,7 @@ export function parseDestination(text: string): { host: string; port: number } {
 
 export function formatDecision(d: Decision, port: number): string {
   const version = d.policyVersion === null ? '' : ` v${d.policyVersion}`;
-  return [
-    decisionLabel(d).padEnd(10),
-    d.reason.padEnd(16),
-    `matched=${d.matched ?? '-'}`,
-    `policy=${d.policyId ?? '(default: deny all)'}${version}`,
-    `host=${d.host.includes(':') ? `[${d.host}]` : d.host}:${port}`,
-  ].join('  ');
+  return [decisionLabel(d).padEnd(10), d.reason.padEnd(16), `matched=${d.matched ?? '-'}`, `policy=${d.policyId ?? '(default: deny all)'}${version}`, `host=${d.host.includes(':') ? `[${d.host}]` : d.host}:${port}`].join('  ');
 }
 
 function isPolicyFile(v: string): boolean {
@@ -103,9 +97,7 @@ async function runCheck(flags: Map<string, string[]>, positional: string[]): Pro
       if (policyId !== null && policyId !== devbox.network_policy_id) {
         process.stderr.write(`note: devbox ${devboxArg} is attached to ${devbox.network_policy_id ?? 'no policy'}; judging under ${policyId} as asked\n`);
       }
-      d = devbox.status === 'running' && policyId === null
-        ? engine.decide({ devboxId: devbox.id, via: 'credentials', source: '' }, host, port)
-        : engine.decideForPolicy(policyId ?? devbox.network_policy_id, host, port, 'TCP', devbox.id);
+      d = devbox.status === 'running' && policyId === null ? engine.decide({ devboxId: devbox.id, via: 'credentials', source: '' }, host, port) : engine.decideForPolicy(policyId ?? devbox.network_policy_id, host, port, 'TCP', devbox.id);
     } else {
       d = engine.decideForPolicy(policyId, host, port, 'TCP');
     }

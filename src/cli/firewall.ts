@@ -122,10 +122,9 @@ export function renderFirewall(input: FirewallOptions): string {
     '#!/usr/sbin/nft -f',
     '# egress-gateway sidecar firewall (rendered by `egress-gateway firewall`; edit the flags, not this file).',
     `# devboxes: ${[...o.interfaces.map((i) => `interface ${i}`), ...o.devboxCidrs].join(', ')}`,
-    `# gateway:  ${gw}  ${on(p.transparentTls, 'transparent TLS')}  ${on(p.transparentHttp, 'transparent HTTP')}  ${on(p.dns, 'DNS')}` +
-      `${p.httpProxy !== null ? `  HTTP proxy :${p.httpProxy}` : ''}${p.socks !== null ? `  SOCKS5 :${p.socks}` : ''}`,
+    `# gateway:  ${gw}  ${on(p.transparentTls, 'transparent TLS')}  ${on(p.transparentHttp, 'transparent HTTP')}  ${on(p.dns, 'DNS')}` + `${p.httpProxy !== null ? `  HTTP proxy :${p.httpProxy}` : ''}${p.socks !== null ? `  SOCKS5 :${p.socks}` : ''}`,
     `# load:     nft -f THIS_FILE        remove: nft delete table inet ${table}`,
-    '# Removing the table re-opens the devboxes\' direct egress; stopping the gateway does not (it fails closed).',
+    "# Removing the table re-opens the devboxes' direct egress; stopping the gateway does not (it fails closed).",
     '',
     '# Create-then-delete makes reloading idempotent.',
     `table inet ${table}`,
@@ -137,7 +136,7 @@ export function renderFirewall(input: FirewallOptions): string {
     ...m.map((x) => `    ${x} jump devbox_redirect`),
     '  }',
     '',
-    '  # Web and DNS traffic to anywhere goes to the gateway\'s transparent doors.',
+    "  # Web and DNS traffic to anywhere goes to the gateway's transparent doors.",
     '  chain devbox_redirect {',
     ...redirects,
     '  }',
@@ -147,7 +146,7 @@ export function renderFirewall(input: FirewallOptions): string {
     ...m.map((x) => `    ${x} jump devbox_input`),
     '  }',
     '',
-    '  # To the host itself a devbox may reach only the gateway\'s listeners.',
+    "  # To the host itself a devbox may reach only the gateway's listeners.",
     '  chain devbox_input {',
     '    ct state established,related accept',
     ...(uniqueTcp.length > 0 ? [`    ip daddr ${gw} tcp dport { ${uniqueTcp.join(', ')} } accept`] : []),
@@ -169,9 +168,18 @@ export function renderFirewall(input: FirewallOptions): string {
 
 function envOr(flags: Map<string, string[]>, flag: string, env: string): string[] {
   const v = flags.get(flag);
-  if (v !== undefined) return v.flatMap((x) => x.split(',')).map((x) => x.trim()).filter(Boolean);
+  if (v !== undefined)
+    return v
+      .flatMap((x) => x.split(','))
+      .map((x) => x.trim())
+      .filter(Boolean);
   const e = process.env[env];
-  return e ? e.split(',').map((x) => x.trim()).filter(Boolean) : [];
+  return e
+    ? e
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean)
+    : [];
 }
 
 function port(at: HostPort | null): number | null {

@@ -6,10 +6,7 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import {
-  type AllowedCidr, type CidrPortRange, type EgressRules, type Enforcement, type FieldKind, type FieldValues,
-  DEFAULT_EGRESS, EGRESS_FIELDS, ENFORCEMENTS, completeEgress,
-} from '../policy/model.js';
+import { type AllowedCidr, type CidrPortRange, type EgressRules, type Enforcement, type FieldKind, type FieldValues, DEFAULT_EGRESS, EGRESS_FIELDS, ENFORCEMENTS, completeEgress } from '../policy/model.js';
 import { FIELD_RULES, RuleError } from '../policy/validate.js';
 
 /** The policy a file describes, normalised; every field present (defaults filled in). */
@@ -41,7 +38,10 @@ function readField(kind: FieldKind, v: unknown, name: string, fail: Fail): unkno
 }
 
 export class PolicyFileError extends Error {
-  constructor(readonly file: string, message: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
     super(`${file}: ${message}`);
   }
 }

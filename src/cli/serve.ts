@@ -10,18 +10,12 @@ const EXIT_SLACK_MS = 3000;
 export async function serveCommand(flags: Map<string, string[]>): Promise<void> {
   const config = loadConfig(flags);
   const { log, flush } = createLogger(config.logLevel, {}, undefined, config.logBufferBytes);
-  log.info({ event: 'start', version: VERSION, node: process.version, pid: process.pid, settings: describeConfig(config) },
-    `egress-gateway ${VERSION} starting`);
+  log.info({ event: 'start', version: VERSION, node: process.version, pid: process.pid, settings: describeConfig(config) }, `egress-gateway ${VERSION} starting`);
   // Loaded here so `check`/`apply` do not pay for the whole server stack.
   // --workers 1: everything in this process, as before workers; else this process is the primary.
-  const gw = config.workers === 1
-    ? await (await import('../wiring/gateway.js')).startGateway(config, log)
-    : await (await import('../wiring/workers.js')).startWorkers(config, log);
+  const gw = config.workers === 1 ? await (await import('../wiring/gateway.js')).startGateway(config, log) : await (await import('../wiring/workers.js')).startWorkers(config, log);
   if (gw.createdToken) {
-    process.stderr.write(
-      `\nCreated API token for account "default" (shown once, stored only as a hash):\n\n  ${gw.createdToken}\n\n` +
-        `  export RUNLOOP_API_KEY=${gw.createdToken}\n\n`,
-    );
+    process.stderr.write(`\nCreated API token for account "default" (shown once, stored only as a hash):\n\n  ${gw.createdToken}\n\n` + `  export RUNLOOP_API_KEY=${gw.createdToken}\n\n`);
   }
   handleSignals({
     async stop(signal) {
@@ -42,9 +36,12 @@ export async function serveCommand(flags: Map<string, string[]>): Promise<void> 
         return;
       }
       const { applied, ignored } = gw.reload(next);
-      log.info({ event: 'reload', changed: applied, needs_restart: ignored },
-        applied.length === 0 && ignored.length === 0 ? 'SIGHUP: configuration unchanged'
-          : `SIGHUP: configuration reloaded${applied.length > 0 ? `; applied ${applied.join(', ')}` : '; nothing reloadable changed'}${ignored.length > 0 ? `; ${ignored.join(', ')} need a restart (kept as started)` : ''}`);
+      log.info(
+        { event: 'reload', changed: applied, needs_restart: ignored },
+        applied.length === 0 && ignored.length === 0
+          ? 'SIGHUP: configuration unchanged'
+          : `SIGHUP: configuration reloaded${applied.length > 0 ? `; applied ${applied.join(', ')}` : '; nothing reloadable changed'}${ignored.length > 0 ? `; ${ignored.join(', ')} need a restart (kept as started)` : ''}`,
+      );
     },
     onError(what, e) {
       log.error({ err: e, event: `${what}_failed` }, `${what} failed`);

@@ -172,9 +172,8 @@ export async function suggestCommand(flags: Map<string, string[]>, positional: s
   try {
     const d: DevboxView = await api.call('GET', `/v1/devboxes/${encodeURIComponent(devbox)}`);
     const policyId = d.launch_parameters.network_policy_id;
-    const policy: PolicyView = policyId !== null
-      ? await api.call('GET', `/v1/network-policies/${encodeURIComponent(policyId)}`)
-      : { id: '', name: `${devbox}-suggested`, description: null, enforcement: 'enforce', egress: { ...DEFAULT_EGRESS, allowed_hostnames: [], allowed_cidrs: [] } };
+    const policy: PolicyView =
+      policyId !== null ? await api.call('GET', `/v1/network-policies/${encodeURIComponent(policyId)}`) : { id: '', name: `${devbox}-suggested`, description: null, enforcement: 'enforce', egress: { ...DEFAULT_EGRESS, allowed_hostnames: [], allowed_cidrs: [] } };
     const sinceMs = Date.now() - since;
     const events = await allEvents(api, devbox, sinceMs);
     const s = suggestEntries(events, policy.egress.allowed_hostnames ?? [], Number(collapseText));

@@ -44,8 +44,7 @@ function jsonView(t: TokenInfo) {
 }
 
 function table(tokens: readonly TokenInfo[]): string {
-  const rows = [['ID', 'PREFIX', 'ACCOUNT', 'ORIGIN', 'CREATED', 'LAST USED'],
-    ...tokens.map((t) => [t.id, t.prefix === null ? '-' : `${t.prefix}…`, t.accountId, t.origin, iso(t.createTimeMs), iso(t.lastUsedMs)])];
+  const rows = [['ID', 'PREFIX', 'ACCOUNT', 'ORIGIN', 'CREATED', 'LAST USED'], ...tokens.map((t) => [t.id, t.prefix === null ? '-' : `${t.prefix}…`, t.accountId, t.origin, iso(t.createTimeMs), iso(t.lastUsedMs)])];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
 }

@@ -70,8 +70,7 @@ export class Follower {
     this.timer = setInterval(() => this.tick(), TOUCH_EVERY_MS);
     this.timer.unref();
     if (s.currentAt > 0) {
-      log.info({ event: 'fleet_snapshot_loaded', revision: s.revision, seq: s.seq, age_seconds: this.age() },
-        `enforcing the local policy snapshot (revision ${s.revision}, ${Math.round(this.age() ?? 0)} s old) until NATS answers`);
+      log.info({ event: 'fleet_snapshot_loaded', revision: s.revision, seq: s.seq, age_seconds: this.age() }, `enforcing the local policy snapshot (revision ${s.revision}, ${Math.round(this.age() ?? 0)} s old) until NATS answers`);
     } else {
       log.warn({ event: 'fleet_snapshot_empty' }, 'no local policy snapshot yet: every devbox is unknown_client until the first sync');
     }
@@ -105,8 +104,7 @@ export class Follower {
     g.connected.set(this.live && this.conn?.connected() ? 1 : 0);
     if (age !== null && age * 1000 > STALE_AFTER_MS && now - this.lastStaleLog > 60_000) {
       this.lastStaleLog = now;
-      this.log.warn({ event: 'fleet_snapshot_behind', age_seconds: Math.round(age), revision: this.revision },
-        `the policy snapshot is ${Math.round(age)} s behind: NATS is unreachable; enforcing the last good snapshot`);
+      this.log.warn({ event: 'fleet_snapshot_behind', age_seconds: Math.round(age), revision: this.revision }, `the policy snapshot is ${Math.round(age)} s behind: NATS is unreachable; enforcing the last good snapshot`);
     }
   }
 
@@ -211,7 +209,11 @@ export class Follower {
     const timeout = setTimeout(() => {
       if (!synced) fail(new Error(`the initial read of the bucket did not finish within ${RESYNC_TIMEOUT_MS / 1000} s`));
     }, RESYNC_TIMEOUT_MS);
-    const watchEnded = readers.map((r) => r.then(() => { throw new Error('the bucket watch ended'); }));
+    const watchEnded = readers.map((r) =>
+      r.then(() => {
+        throw new Error('the bucket watch ended');
+      }),
+    );
     // Settled after the race too (the watches stop when it is over): never an unhandled rejection.
     for (const p of watchEnded) p.catch(() => {});
     try {
@@ -226,7 +228,10 @@ export class Follower {
   private resync(entries: Revised[], started: number): void {
     const t0 = Date.now();
     const revision = entries.reduce((m, e) => Math.max(m, e.revision), this.revision);
-    const changed = this.snapshot.replace(entries.map((e) => e.entry), revision);
+    const changed = this.snapshot.replace(
+      entries.map((e) => e.entry),
+      revision,
+    );
     this.note(revision, this.snapshot.state().seq);
     this.live = true;
     this.lastError = '';
@@ -234,8 +239,10 @@ export class Follower {
     g.resyncs.inc();
     if (changed > 0) this.changed();
     const policies = entries.filter((e) => e.entry.kind === 'policy').length;
-    this.log.info({ event: 'fleet_resync', revision, seq: this.seq, policies, devboxes: entries.length - policies, changed, read_ms: t0 - started, swap_ms: Date.now() - t0, ms: Date.now() - started },
-      `policy snapshot resynced: ${policies} policies, ${entries.length - policies} devboxes of host ${this.config.hostId}, ${changed} changed (revision ${revision})`);
+    this.log.info(
+      { event: 'fleet_resync', revision, seq: this.seq, policies, devboxes: entries.length - policies, changed, read_ms: t0 - started, swap_ms: Date.now() - t0, ms: Date.now() - started },
+      `policy snapshot resynced: ${policies} policies, ${entries.length - policies} devboxes of host ${this.config.hostId}, ${changed} changed (revision ${revision})`,
+    );
   }
 
   private applyBatch(batch: Revised[]): void {

@@ -29,10 +29,15 @@ export function startFleet(config: GatewayConfig, store: PlaneStore, log: Logger
     // A sidecar keeps its snapshot in a local sqlite file: it needs no database credentials.
     if (isPostgresUrl(config.db)) throw new ConfigError('--db', 'a sidecar (--follow) keeps its snapshot in a local sqlite file, not in PostgreSQL');
     const snapshot = new LocalSnapshot(config.db);
-    const follower = new Follower(config, snapshot, () => {
-      void store.refresh();
-      applied?.();
-    }, log.child({ fleet: 'follower' }));
+    const follower = new Follower(
+      config,
+      snapshot,
+      () => {
+        void store.refresh();
+        applied?.();
+      },
+      log.child({ fleet: 'follower' }),
+    );
     return {
       start: () => follower.start(),
       follower: () => follower.status(),

@@ -41,18 +41,14 @@ export const policyKey = (accountId: string, id: string) => `policy.${escapeToke
 export const devboxKey = (hostId: string | null, id: string) => `devbox.${hostId === null ? UNPLACED : escapeToken(hostId)}.${escapeToken(id)}`;
 export const hostFilter = (hostId: string) => `devbox.${escapeToken(hostId)}.>`;
 
-export type FleetEntry =
-  | { seq: number; kind: 'policy'; id: string; account_id: string; value: NetworkPolicy | null }
-  | { seq: number; kind: 'devbox'; id: string; account_id: string; host_id: string | null; value: Devbox | null };
+export type FleetEntry = { seq: number; kind: 'policy'; id: string; account_id: string; value: NetworkPolicy | null } | { seq: number; kind: 'devbox'; id: string; account_id: string; host_id: string | null; value: Devbox | null };
 
 export function keyOf(r: ChangeRecord): string {
   return r.kind === 'policy' ? policyKey(r.accountId, r.id) : devboxKey(r.hostId, r.id);
 }
 
 export function entryOf(r: ChangeRecord): FleetEntry {
-  return r.kind === 'policy'
-    ? { seq: r.seq, kind: 'policy', id: r.id, account_id: r.accountId, value: r.value }
-    : { seq: r.seq, kind: 'devbox', id: r.id, account_id: r.accountId, host_id: r.hostId, value: r.value };
+  return r.kind === 'policy' ? { seq: r.seq, kind: 'policy', id: r.id, account_id: r.accountId, value: r.value } : { seq: r.seq, kind: 'devbox', id: r.id, account_id: r.accountId, host_id: r.hostId, value: r.value };
 }
 
 /** A tombstone for a key the database no longer has (a full republish found it in the bucket). */

@@ -135,16 +135,32 @@ export class LocalSnapshot {
 
   private putPolicy(p: NetworkPolicy): void {
     this.q.putPolicy.run({
-      id: p.id, account_id: p.account_id, name: p.name, description: p.description, egress: JSON.stringify(p.egress),
-      enforcement: p.enforcement, version: p.version, create_time_ms: p.create_time_ms, update_time_ms: p.update_time_ms,
+      id: p.id,
+      account_id: p.account_id,
+      name: p.name,
+      description: p.description,
+      egress: JSON.stringify(p.egress),
+      enforcement: p.enforcement,
+      version: p.version,
+      create_time_ms: p.create_time_ms,
+      update_time_ms: p.update_time_ms,
     });
   }
 
   private putDevbox(d: Devbox): void {
     this.q.putDevbox.run({
-      id: d.id, account_id: d.account_id, name: d.name, status: d.status, network_policy_id: d.network_policy_id,
-      addresses: JSON.stringify(d.addresses), metadata: JSON.stringify(d.metadata), tunnel_key: d.tunnel_key,
-      password_hash: d.password_hash, create_time_ms: d.create_time_ms, end_time_ms: d.end_time_ms, blueprint_id: d.blueprint_id ?? null,
+      id: d.id,
+      account_id: d.account_id,
+      name: d.name,
+      status: d.status,
+      network_policy_id: d.network_policy_id,
+      addresses: JSON.stringify(d.addresses),
+      metadata: JSON.stringify(d.metadata),
+      tunnel_key: d.tunnel_key,
+      password_hash: d.password_hash,
+      create_time_ms: d.create_time_ms,
+      end_time_ms: d.end_time_ms,
+      blueprint_id: d.blueprint_id ?? null,
     });
     if (d.status === 'running') for (const a of d.addresses) this.q.putAddress.run(a, d.id);
   }

@@ -38,7 +38,11 @@ export class Publisher {
   private faultFrom = Number.POSITIVE_INFINITY;
   private done: Promise<void> | null = null;
 
-  constructor(private readonly config: GatewayConfig, private readonly feed: ChangeFeed, private readonly log: Logger) {}
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly feed: ChangeFeed,
+    private readonly log: Logger,
+  ) {}
 
   start(): void {
     this.done = this.run();
@@ -164,8 +168,7 @@ export class Publisher {
   /** Behind the outbox's window: the whole database, and tombstones for keys it no longer has. */
   private async republish(kv: KV): Promise<void> {
     const snap = await this.feed.snapshot();
-    this.log.warn({ event: 'fleet_republish', seq: snap.seq, from: this.cursor, policies: snap.policies.length, devboxes: snap.devboxes.length },
-      `the outbox no longer holds the changes after seq ${this.cursor}; republishing a full snapshot as of seq ${snap.seq}`);
+    this.log.warn({ event: 'fleet_republish', seq: snap.seq, from: this.cursor, policies: snap.policies.length, devboxes: snap.devboxes.length }, `the outbox no longer holds the changes after seq ${this.cursor}; republishing a full snapshot as of seq ${snap.seq}`);
     const want = new Map<string, FleetEntry>();
     const records: ChangeRecord[] = [
       ...snap.policies.map((p): ChangeRecord => ({ seq: snap.seq, kind: 'policy', id: p.id, accountId: p.account_id, value: p })),

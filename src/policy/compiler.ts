@@ -63,7 +63,7 @@ const TAG_HASH = 0x7ffffff;
 /** The reasons a name entry can carry, by the code kept in a cell tag (bits 28-29). */
 const NAME_REASONS: readonly Reason[] = ['hostname', 'agent_gateway', 'mcp_gateway', 'mirrors'];
 /** Random odd multiplier per process: a key's home slot is the top bits of hash × MIX. */
-const MIX = (randomBytes(4).readUInt32LE(0) | 1) | 0;
+const MIX = randomBytes(4).readUInt32LE(0) | 1 | 0;
 
 /** Home slot of a 27-bit hash in a table of 2^(32 − shift) slots (multiply-shift). */
 export function homeSlot(h: number, shift: number): number {
@@ -97,7 +97,10 @@ class NameTable {
   /** Set when probe runs grew too long (flood()): key → cell index. */
   private byKey: Map<string, number> | null = null;
 
-  constructor(readonly stride: 2 | 3, expected = 8) {
+  constructor(
+    readonly stride: 2 | 3,
+    expected = 8,
+  ) {
     let n = 16;
     while (n < expected * 2) n *= 2;
     this.cells = NameTable.empty(n * stride);
@@ -223,7 +226,7 @@ class NameTable {
     const old = this.cells;
     const { mask, shift, stride } = this;
     this.cells = NameTable.empty(old.length * 2);
-    this.mask = (this.cells.length / stride) - 1;
+    this.mask = this.cells.length / stride - 1;
     this.shift = 32 - Math.log2(this.mask + 1);
     for (let c = 0; c < old.length; c += stride) {
       if (old[c] !== 0 && !this.place(old[c] as number, old[c + 1] as string, (stride === 3 ? old[c + 2] : old[c + 1]) as string)) {

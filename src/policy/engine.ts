@@ -65,7 +65,10 @@ export class PolicyEngine {
   private readonly unsubscribe: () => void;
   private readonly cacheSize: number;
 
-  constructor(private readonly source: PolicySource, private opts: EngineOptions) {
+  constructor(
+    private readonly source: PolicySource,
+    private opts: EngineOptions,
+  ) {
     this.guardrails = new Guardrails(opts.allowPrivate);
     this.cacheSize = opts.decisionCacheSize ?? DECISION_CACHE_MAX;
     this.defaultPolicy = new CompiledPolicy(null, opts.toggles, this.cacheSize);

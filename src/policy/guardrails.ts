@@ -6,12 +6,32 @@
 import { type Cidr, CidrSet, type IpWords, cidrContains, ipToWords, parseCidr } from './ip.js';
 
 export const NON_GLOBAL_RANGES: readonly string[] = [
-  '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12',
-  '192.0.0.0/24', '192.0.2.0/24', '192.88.99.0/24', '192.168.0.0/16', '198.18.0.0/15',
-  '198.51.100.0/24', '203.0.113.0/24', '224.0.0.0/4', '240.0.0.0/4',
+  '0.0.0.0/8',
+  '10.0.0.0/8',
+  '100.64.0.0/10',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '172.16.0.0/12',
+  '192.0.0.0/24',
+  '192.0.2.0/24',
+  '192.88.99.0/24',
+  '192.168.0.0/16',
+  '198.18.0.0/15',
+  '198.51.100.0/24',
+  '203.0.113.0/24',
+  '224.0.0.0/4',
+  '240.0.0.0/4',
   // ::/96 holds ::, ::1 and the deprecated IPv4-compatible form (::a.b.c.d).
-  '::/96', '64:ff9b:1::/48', '100::/64', '2001::/23', '2001:db8::/32', '2002::/16',
-  'fc00::/7', 'fe80::/10', 'fec0::/10', 'ff00::/8',
+  '::/96',
+  '64:ff9b:1::/48',
+  '100::/64',
+  '2001::/23',
+  '2001:db8::/32',
+  '2002::/16',
+  'fc00::/7',
+  'fe80::/10',
+  'fec0::/10',
+  'ff00::/8',
 ];
 
 function compile(list: readonly string[]): Cidr[] {
@@ -31,10 +51,7 @@ const NON_GLOBAL = new CidrSet(NON_GLOBAL_LIST);
  * IPv6 metadata address. A devbox registration cannot make them peers (allow_devbox_to_devbox
  * exempts a peer only from the private-range part of the guardrail).
  */
-export const HOST_LOCAL_RANGES: readonly string[] = [
-  '0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '240.0.0.0/4',
-  '::/96', 'fe80::/10', 'fec0::/10', 'ff00::/8', 'fd00:ec2::254/128',
-];
+export const HOST_LOCAL_RANGES: readonly string[] = ['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '240.0.0.0/4', '::/96', 'fe80::/10', 'fec0::/10', 'ff00::/8', 'fd00:ec2::254/128'];
 
 const HOST_LOCAL = new CidrSet(compile(HOST_LOCAL_RANGES));
 

@@ -11,10 +11,7 @@ import { parseIpLiteral } from './ip.js';
 export const MAX_NAME_LENGTH = 253;
 export const MAX_LABEL_LENGTH = 63;
 
-export type NormalizedHost =
-  | { kind: 'name'; name: string }
-  | { kind: 'ip'; ip: string; family: 4 | 6 }
-  | { kind: 'invalid'; why: string };
+export type NormalizedHost = { kind: 'name'; name: string } | { kind: 'ip'; ip: string; family: 4 | 6 } | { kind: 'invalid'; why: string };
 
 const C_DOT = 46;
 const C_DASH = 45;
@@ -219,7 +216,7 @@ export const hostScan: HostScan = { hash: 0, check: false, dots: 0, dotAt: new I
  * random mixing and a bound on probe runs (compiler.ts NameTable).
  */
 export const HASH_BASE: number = (() => {
-  const b = (randomBytes(4).readUInt32LE(0) | 0x10001) | 0; // odd, and never a tiny base
+  const b = randomBytes(4).readUInt32LE(0) | 0x10001 | 0; // odd, and never a tiny base
   return b;
 })();
 
@@ -325,9 +322,7 @@ function entryFrom(wildcard: boolean, n: NormalizedHost): EntryResult {
 }
 
 /** Normalises a list of entries, de-duplicated in first-seen order; the first bad one is reported. */
-export function normalizeAllowedHostnames(
-  raw: readonly unknown[],
-): { ok: true; entries: string[] } | { ok: false; entry: unknown; why: string } {
+export function normalizeAllowedHostnames(raw: readonly unknown[]): { ok: true; entries: string[] } | { ok: false; entry: unknown; why: string } {
   const out: string[] = [];
   const seen = new Set<string>();
   for (const item of raw) {

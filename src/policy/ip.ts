@@ -90,7 +90,7 @@ export function parseIPv6Words(s: string): Uint32Array | null {
     if (tailV4 === null) return null;
     text = text.slice(0, lastColon + 1) + '0:0';
   }
-  const [head, tail] = text.includes('::') ? text.split('::') as [string, string] : [text, null];
+  const [head, tail] = text.includes('::') ? (text.split('::') as [string, string]) : [text, null];
   const headGroups = head ? head.split(':').map((g) => parseInt(g, 16)) : [];
   const tailGroups = tail ? tail.split(':').map((g) => parseInt(g, 16)) : [];
   const fill = 8 - headGroups.length - tailGroups.length;
@@ -115,10 +115,16 @@ function wordsToV6String(w: Uint32Array): string {
   let bestStart = -1;
   let bestLen = 0;
   for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   const hex = groups.map((g) => g.toString(16));
@@ -262,7 +268,7 @@ export class CidrSet {
       const w = a.words[0]!;
       const base = this.v4Base;
       const mask = this.v4Mask;
-      for (let i = 0; i < base.length; i++) if (((w & mask[i]!) >>> 0) === base[i]) return this.v4[i]!;
+      for (let i = 0; i < base.length; i++) if ((w & mask[i]!) >>> 0 === base[i]) return this.v4[i]!;
       return null;
     }
     for (const c of this.v6) if (cidrContains(c, a)) return c;

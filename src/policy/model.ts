@@ -50,31 +50,49 @@ export interface EgressFieldRow {
  */
 export const EGRESS_FIELDS = [
   {
-    name: 'allow_all', kind: 'toggle', default: false,
+    name: 'allow_all',
+    kind: 'toggle',
+    default: false,
     description: 'If true, all egress traffic is allowed and other fields are ignored. Used for ALLOW_ALL policies. Implies allow_devbox_to_devbox.',
   },
   {
-    name: 'allow_devbox_to_devbox', kind: 'toggle', default: false,
-    description: 'If true, allows traffic between the account\'s own devboxes via tunnels.',
+    name: 'allow_devbox_to_devbox',
+    kind: 'toggle',
+    default: false,
+    description: "If true, allows traffic between the account's own devboxes via tunnels.",
   },
   {
-    name: 'allowed_hostnames', kind: 'hostnames', default: [], maxItems: 10000,
+    name: 'allowed_hostnames',
+    kind: 'hostnames',
+    default: [],
+    maxItems: 10000,
     description: 'DNS-based allow list with wildcard support, e.g. github.com, *.npmjs.org. Empty with allow_all=false means no network access (DENY_ALL).',
   },
   {
-    name: 'allow_agent_gateway', kind: 'toggle', default: false,
+    name: 'allow_agent_gateway',
+    kind: 'toggle',
+    default: false,
     description: 'If true, allows devbox egress to the agent gateway for credential proxying.',
   },
   {
-    name: 'allow_mcp_gateway', kind: 'toggle', default: false,
+    name: 'allow_mcp_gateway',
+    kind: 'toggle',
+    default: false,
     description: 'If true, allows devbox egress to the MCP hub for MCP server access.',
   },
   {
-    name: 'allow_runloop_mirrors', kind: 'toggle', default: false, extension: true,
+    name: 'allow_runloop_mirrors',
+    kind: 'toggle',
+    default: false,
+    extension: true,
     description: 'If true, allows devbox egress to the Runloop package mirrors.',
   },
   {
-    name: 'allowed_cidrs', kind: 'cidrs', default: [], maxItems: 10000, extension: true,
+    name: 'allowed_cidrs',
+    kind: 'cidrs',
+    default: [],
+    maxItems: 10000,
+    extension: true,
     description: 'IP ranges allowed, each with optional port ranges: [{cidr, ports?: [{port, end_port?, protocol?}]}].',
   },
 ] as const satisfies readonly EgressFieldRow[];
@@ -106,9 +124,7 @@ function copyValue(f: EgressField, v: unknown): unknown {
 }
 
 /** A policy's egress when nothing was said: no network access (DENY_ALL). */
-export const DEFAULT_EGRESS: Readonly<EgressRules> = Object.freeze(
-  Object.fromEntries(EGRESS_FIELDS.map((f) => [f.name, copyValue(f, f.default)])) as EgressRules,
-);
+export const DEFAULT_EGRESS: Readonly<EgressRules> = Object.freeze(Object.fromEntries(EGRESS_FIELDS.map((f) => [f.name, copyValue(f, f.default)])) as EgressRules);
 
 /**
  * Applies a patch (undefined or null fields keep their values; provided ones replace
@@ -151,16 +167,7 @@ export interface NetworkPolicy {
   version: number;
 }
 
-export const DEVBOX_STATUSES = [
-  'provisioning',
-  'initializing',
-  'running',
-  'suspending',
-  'suspended',
-  'resuming',
-  'failure',
-  'shutdown',
-] as const;
+export const DEVBOX_STATUSES = ['provisioning', 'initializing', 'running', 'suspending', 'suspended', 'resuming', 'failure', 'shutdown'] as const;
 export type DevboxStatus = (typeof DEVBOX_STATUSES)[number];
 
 export interface Devbox {

@@ -4,9 +4,7 @@
  */
 import type { Devbox, NetworkPolicy } from './model.js';
 
-export type SourceChange =
-  | { kind: 'policy'; id: string; accountId: string }
-  | { kind: 'devbox'; id: string; accountId: string };
+export type SourceChange = { kind: 'policy'; id: string; accountId: string } | { kind: 'devbox'; id: string; accountId: string };
 
 export interface PolicySource {
   getPolicy(id: string): NetworkPolicy | undefined;

@@ -109,8 +109,7 @@ export function cidrWarnings(cidrs: readonly AllowedCidr[], guardrails: Guardrai
   cidrs.forEach((c, i) => {
     const range = guardrails.alwaysRefused(c.cidr);
     if (range !== null) {
-      out.push(`allowed_cidrs[${i}]: ${c.cidr} lies inside ${range}, which the private-address guardrail always refuses; `
-        + 'connections to it are denied unless the gateway runs with --allow-private covering it');
+      out.push(`allowed_cidrs[${i}]: ${c.cidr} lies inside ${range}, which the private-address guardrail always refuses; ` + 'connections to it are denied unless the gateway runs with --allow-private covering it');
     }
   });
   return out;

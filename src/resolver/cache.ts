@@ -86,8 +86,15 @@ export function prepareAnswer(raw: Buffer, bounds: TtlBounds, now: number): { en
     bytes.writeUInt32BE(t, off);
   });
   const entry: CacheEntry = {
-    bytes, rcode: info.rcode, ar: info.ar, ttlOffsets: info.ttlOffsets, ttls, storedAt: now,
-    expiresAt: now + ttl * 1000, addresses: info.addresses, age: 0,
+    bytes,
+    rcode: info.rcode,
+    ar: info.ar,
+    ttlOffsets: info.ttlOffsets,
+    ttls,
+    storedAt: now,
+    expiresAt: now + ttl * 1000,
+    addresses: info.addresses,
+    age: 0,
   };
   return { entry, ttl };
 }
@@ -103,8 +110,16 @@ export function failureEntry(name: string, qtype: number, qclass: number, kind: 
   bytes.writeUInt16BE(RCODE.SERVFAIL, 2);
   bytes.writeUInt16BE(0, 10);
   return {
-    bytes, rcode: RCODE.SERVFAIL, ar: 0, ttlOffsets: [], ttls: new Uint32Array(0), storedAt: now,
-    expiresAt: now + ttl * 1000, addresses: [], failure: kind, age: 0,
+    bytes,
+    rcode: RCODE.SERVFAIL,
+    ar: 0,
+    ttlOffsets: [],
+    ttls: new Uint32Array(0),
+    storedAt: now,
+    expiresAt: now + ttl * 1000,
+    addresses: [],
+    failure: kind,
+    age: 0,
   };
 }
 
@@ -200,7 +215,7 @@ new Gauge({
 
 const evictions = new Counter({
   name: 'egress_dns_cache_evictions_total',
-  help: 'Answers evicted because their account\'s partition was full (--dns-cache-size per account)',
+  help: "Answers evicted because their account's partition was full (--dns-cache-size per account)",
   registers: [registry],
 });
 
@@ -216,7 +231,10 @@ export class AnswerCache {
 
   private readonly ref = new WeakRef(this);
 
-  constructor(readonly bounds: TtlBounds, readonly max = 20_000) {
+  constructor(
+    readonly bounds: TtlBounds,
+    readonly max = 20_000,
+  ) {
     caches.add(this.ref);
   }
 
@@ -284,4 +302,3 @@ export function refreshTtls(e: CacheEntry, now: number): void {
     e.bytes.writeUInt32BE(Math.max(t, 0), offs[i]!);
   }
 }
-

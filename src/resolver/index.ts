@@ -9,9 +9,13 @@ export type { Resolver } from './resolver.js';
 export { CachedResolver, ResolveError } from './resolver.js';
 
 export function createResolver(config: GatewayConfig): CachedResolver {
-  return new CachedResolver(config.upstreamDns, { minTtl: config.dnsMinTtl, maxTtl: config.dnsMaxTtl }, {
-    cacheSize: config.dnsCacheSize,
-    timeoutMs: config.dnsUpstreamTimeoutMs,
-    failureTtl: config.dnsFailureTtl,
-  });
+  return new CachedResolver(
+    config.upstreamDns,
+    { minTtl: config.dnsMinTtl, maxTtl: config.dnsMaxTtl },
+    {
+      cacheSize: config.dnsCacheSize,
+      timeoutMs: config.dnsUpstreamTimeoutMs,
+      failureTtl: config.dnsFailureTtl,
+    },
+  );
 }

@@ -12,7 +12,12 @@ class FastCounter<L extends string> {
   private readonly pending = new Map<string, { labels: Record<L, string>; n: number }>();
   readonly counter: Counter<L>;
 
-  constructor(name: string, help: string, private readonly labelNames: readonly L[], reg: Registry) {
+  constructor(
+    name: string,
+    help: string,
+    private readonly labelNames: readonly L[],
+    reg: Registry,
+  ) {
     const pending = this.pending;
     this.counter = new Counter<L>({
       name,
@@ -59,7 +64,13 @@ class FastHistogram {
   readonly aggregator = 'sum';
   private readonly series = new Map<string, HistSeries>();
 
-  constructor(readonly name: string, readonly help: string, private readonly labelName: string, private readonly bounds: readonly number[], reg: Registry) {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelName: string,
+    private readonly bounds: readonly number[],
+    reg: Registry,
+  ) {
     reg.registerMetric(this as never);
   }
 

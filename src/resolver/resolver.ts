@@ -11,7 +11,10 @@ import { CLASS_IN, RCODE, T } from './wire.js';
 import { dnsMetrics } from './metrics.js';
 
 export class ResolveError extends Error {
-  constructor(readonly code: 'NXDOMAIN' | 'NODATA' | 'SERVFAIL' | 'TIMEOUT', readonly host: string) {
+  constructor(
+    readonly code: 'NXDOMAIN' | 'NODATA' | 'SERVFAIL' | 'TIMEOUT',
+    readonly host: string,
+  ) {
     super(`${code} resolving ${host}`);
   }
 }
@@ -60,7 +63,11 @@ export class CachedResolver implements Resolver {
   /** Seconds a resolution failure is kept (RFC 9520: 1 s to 5 min). */
   readonly failureTtl: number;
 
-  constructor(upstreams: readonly HostPort[], readonly bounds: TtlBounds, opts: UpstreamOptions & { cacheSize?: number; failureTtl?: number } = {}) {
+  constructor(
+    upstreams: readonly HostPort[],
+    readonly bounds: TtlBounds,
+    opts: UpstreamOptions & { cacheSize?: number; failureTtl?: number } = {},
+  ) {
     this.cache = new AnswerCache(bounds, opts.cacheSize);
     this.upstream = new UpstreamClient(upstreams, opts);
     this.failureTtl = opts.failureTtl ?? DEFAULT_FAILURE_TTL;

@@ -15,7 +15,10 @@ import { dnsMetrics } from './metrics.js';
 import { literalLookup } from './literal-lookup.js';
 
 export class UpstreamError extends Error {
-  constructor(readonly kind: 'timeout' | 'unreachable' | 'no_upstreams' | 'closed', message: string) {
+  constructor(
+    readonly kind: 'timeout' | 'unreachable' | 'no_upstreams' | 'closed',
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -72,7 +75,10 @@ export class UpstreamClient {
   private closed = false;
   private readonly tcpSockets = new Set<net.Socket>();
 
-  constructor(readonly upstreams: readonly HostPort[], opts: UpstreamOptions = {}) {
+  constructor(
+    readonly upstreams: readonly HostPort[],
+    opts: UpstreamOptions = {},
+  ) {
     this.timeoutMs = opts.timeoutMs ?? 1000;
     this.attempts = opts.attempts ?? Math.max(2, upstreams.length);
     this.nSockets = opts.sockets ?? 4;
@@ -192,9 +198,10 @@ export class UpstreamClient {
       slot.pending.set(id, p);
       this.bySeq.set(p.seq, p);
       this.ensureSweeper();
-      const send = () => slot.sock.send(query, up.port, up.host, (err) => {
-        if (err) this.finish(p, null);
-      });
+      const send = () =>
+        slot.sock.send(query, up.port, up.host, (err) => {
+          if (err) this.finish(p, null);
+        });
       try {
         send();
       } catch {

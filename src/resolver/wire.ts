@@ -16,8 +16,22 @@ export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP:
 export const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
 
 export const T = {
-  A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, HINFO: 13, MX: 15, TXT: 16, AAAA: 28, SRV: 33,
-  OPT: 41, SVCB: 64, HTTPS: 65, IXFR: 251, AXFR: 252, ANY: 255,
+  A: 1,
+  NS: 2,
+  CNAME: 5,
+  SOA: 6,
+  PTR: 12,
+  HINFO: 13,
+  MX: 15,
+  TXT: 16,
+  AAAA: 28,
+  SRV: 33,
+  OPT: 41,
+  SVCB: 64,
+  HTTPS: 65,
+  IXFR: 251,
+  AXFR: 252,
+  ANY: 255,
 } as const;
 const TYPE_NAMES = new Map<number, string>(Object.entries(T).map(([k, v]) => [v, k]));
 export function typeName(t: number): string {
@@ -46,7 +60,7 @@ export interface Query {
 }
 
 /** Why a query was not parsed: drop it silently, or answer with an rcode (header readable). */
-export type QueryProblem = { drop: true } | { drop: false; rcode: number; /** End of a readable question, else 12. */ qEnd: number };
+export type QueryProblem = { drop: true } | { drop: false; rcode: number /** End of a readable question, else 12. */; qEnd: number };
 
 const scratch = Buffer.allocUnsafe(MAX_NAME_WIRE);
 const DROP: QueryProblem = { drop: true };
@@ -236,8 +250,20 @@ export function inspectAnswer(msg: Buffer): AnswerInfo | null {
     p = e + 4;
   }
   const info: AnswerInfo = {
-    rcode: flags & 0xf, tc: (flags & TC) !== 0, an, ns, ar: 0, qEnd: p, ttlOffsets: [], optAt: -1, optLen: 0,
-    minTtl: -1, soaTtl: -1, soaMinimum: -1, addresses: [], hasEch: false,
+    rcode: flags & 0xf,
+    tc: (flags & TC) !== 0,
+    an,
+    ns,
+    ar: 0,
+    qEnd: p,
+    ttlOffsets: [],
+    optAt: -1,
+    optLen: 0,
+    minTtl: -1,
+    soaTtl: -1,
+    soaMinimum: -1,
+    addresses: [],
+    hasEch: false,
   };
   const total = an + ns + ar;
   for (let i = 0; i < total; i++) {

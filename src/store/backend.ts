@@ -8,10 +8,7 @@
 import type { Devbox, NetworkPolicy } from '../policy/model.js';
 import type { Blueprint, BlueprintStatus, FailureReason } from './blueprints.js';
 import type { ChangeFeed } from './change-feed.js';
-import type {
-  BlueprintInput, BlueprintQuery, ConfiguredToken, DenialEvent, DenialEventBatchRow, DenialEventQuery, DenialLimits,
-  DevboxInput, DevboxPatch, DevboxQuery, Page, PolicyInput, PolicyPatch, PolicyQuery, Quotas, TokenInfo,
-} from './types.js';
+import type { BlueprintInput, BlueprintQuery, ConfiguredToken, DenialEvent, DenialEventBatchRow, DenialEventQuery, DenialLimits, DevboxInput, DevboxPatch, DevboxQuery, Page, PolicyInput, PolicyPatch, PolicyQuery, Quotas, TokenInfo } from './types.js';
 
 export interface TokenRepository {
   /**

@@ -6,9 +6,7 @@
  */
 import type { Devbox, NetworkPolicy } from '../policy/model.js';
 
-export type ChangeRecord =
-  | { seq: number; kind: 'policy'; id: string; accountId: string; value: NetworkPolicy | null }
-  | { seq: number; kind: 'devbox'; id: string; accountId: string; hostId: string | null; value: Devbox | null };
+export type ChangeRecord = { seq: number; kind: 'policy'; id: string; accountId: string; value: NetworkPolicy | null } | { seq: number; kind: 'devbox'; id: string; accountId: string; hostId: string | null; value: Devbox | null };
 
 export interface ChangeFeed {
   /**

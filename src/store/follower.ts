@@ -32,7 +32,10 @@ export class FeedFollower implements PolicySource {
   private closed = false;
   private failing = false;
 
-  private constructor(private readonly feed: ChangeFeed, private readonly log?: Logger) {}
+  private constructor(
+    private readonly feed: ChangeFeed,
+    private readonly log?: Logger,
+  ) {}
 
   /** Loads the snapshot (a database that does not answer is an error here) and starts following. */
   static async start(feed: ChangeFeed, opts: FollowerOptions = {}): Promise<FeedFollower> {

@@ -17,22 +17,39 @@ import { type Devbox, type EgressRules, type NetworkPolicy, DEFAULT_EGRESS, comp
 import type { PolicySource, SourceChange } from '../policy/source.js';
 import { hashPassword } from '../policy/password.js';
 import { migrate } from './migrations.js';
-import {
-  type Blueprint, type BlueprintRow, type BlueprintStatus, type FailureReason,
-  ACTIVE_BUILD, buildRuntime, canMove, toBlueprint,
-} from './blueprints.js';
+import { type Blueprint, type BlueprintRow, type BlueprintStatus, type FailureReason, ACTIVE_BUILD, buildRuntime, canMove, toBlueprint } from './blueprints.js';
 import { newId, randomAlnum, randomSecret } from './ids.js';
 import type { ChangeRecord } from './change-feed.js';
 import { type DevboxRow, type PolicyRow, toDevbox, toPolicy } from './rows.js';
 
 export * from './types.js';
 import {
-  type BlueprintInput, type BlueprintQuery, type ConfiguredToken, type DenialEvent, type DenialEventBatchRow, type DenialEventQuery,
-  type DenialLimits, type DevboxInput, type DevboxPatch, type DevboxQuery, type Page, type PageQuery, type PolicyInput, type PolicyPatch,
-  type PolicyQuery, type Quotas, type TokenInfo, type TokenOrigin,
-  DEFAULT_ACCOUNT, StoreError, addressUnavailable, hashToken, rowBytes, storageFault, tokenPrefix,
+  type BlueprintInput,
+  type BlueprintQuery,
+  type ConfiguredToken,
+  type DenialEvent,
+  type DenialEventBatchRow,
+  type DenialEventQuery,
+  type DenialLimits,
+  type DevboxInput,
+  type DevboxPatch,
+  type DevboxQuery,
+  type Page,
+  type PageQuery,
+  type PolicyInput,
+  type PolicyPatch,
+  type PolicyQuery,
+  type Quotas,
+  type TokenInfo,
+  type TokenOrigin,
+  DEFAULT_ACCOUNT,
+  StoreError,
+  addressUnavailable,
+  hashToken,
+  rowBytes,
+  storageFault,
+  tokenPrefix,
 } from './types.js';
-
 
 export interface Store extends PolicySource, SyncChangeFeed {
   readonly path: string;
@@ -100,7 +117,6 @@ const CHANGE_POLL_MS = 500;
 /** Change records kept behind the newest (the change feed's window). */
 export const CHANGE_LOG_KEEP = 10_000;
 
-
 const newToken = () => `egw_${randomSecret(32)}`;
 const TOUCH_EVERY_MS = 60_000;
 const PROBE_EVERY_MS = 1000;
@@ -142,9 +158,6 @@ function nearestExisting(path: string): string {
   while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
   return p;
 }
-
-
-
 
 function isUniqueViolation(e: unknown): boolean {
   const code = (e as { code?: string }).code;
@@ -320,7 +333,11 @@ class SqliteStore implements Store {
 
   private readonly q: ReturnType<typeof statements>;
 
-  constructor(private readonly db: Database.Database, readonly path: string, private readonly changeLogKeep: number = CHANGE_LOG_KEEP) {
+  constructor(
+    private readonly db: Database.Database,
+    readonly path: string,
+    private readonly changeLogKeep: number = CHANGE_LOG_KEEP,
+  ) {
     this.events.setMaxListeners(0);
     this.q = statements(db);
     this.followedSeq = this.q.maxSeq.get() as number;
@@ -514,9 +531,7 @@ class SqliteStore implements Store {
       const rows = this.q.allTokens.all() as TokenRow[];
       const hash = hashToken(ref);
       const exact = rows.filter((r) => r.id === ref || r.token_hash === hash);
-      const matches = exact.length > 0 ? exact
-        : ref.length < 4 ? []
-          : rows.filter((r) => r.id.startsWith(ref) || (r.prefix !== null && r.prefix.length >= 4 && r.prefix.startsWith(ref)));
+      const matches = exact.length > 0 ? exact : ref.length < 4 ? [] : rows.filter((r) => r.id.startsWith(ref) || (r.prefix !== null && r.prefix.length >= 4 && r.prefix.startsWith(ref)));
       if (matches.length === 0) throw new StoreError('not_found', `no token with id or prefix ${JSON.stringify(ref)}`);
       if (matches.length > 1) {
         throw new StoreError('ambiguous', `${JSON.stringify(ref)} matches ${matches.length} tokens (${matches.map((r) => r.id).join(', ')}); give the id`);
@@ -531,9 +546,11 @@ class SqliteStore implements Store {
 
   changesSince(after: number, limit: number): ChangeRecord[] {
     const rows = this.q.feedSince.all(after, limit) as { seq: number; kind: 'policy' | 'devbox'; id: string; account_id: string; value: string | null; host_id: string | null }[];
-    return rows.map((r) => r.kind === 'policy'
-      ? { seq: r.seq, kind: 'policy', id: r.id, accountId: r.account_id, value: r.value === null ? null : JSON.parse(r.value) as NetworkPolicy }
-      : { seq: r.seq, kind: 'devbox', id: r.id, accountId: r.account_id, hostId: r.host_id, value: r.value === null ? null : JSON.parse(r.value) as Devbox });
+    return rows.map((r) =>
+      r.kind === 'policy'
+        ? { seq: r.seq, kind: 'policy', id: r.id, accountId: r.account_id, value: r.value === null ? null : (JSON.parse(r.value) as NetworkPolicy) }
+        : { seq: r.seq, kind: 'devbox', id: r.id, accountId: r.account_id, hostId: r.host_id, value: r.value === null ? null : (JSON.parse(r.value) as Devbox) },
+    );
   }
 
   lastSeq(): number {
@@ -596,8 +613,14 @@ class SqliteStore implements Store {
       this.checkPolicyQuotas(accountId, null, egress);
       try {
         this.q.insertPolicy.run({
-          id, account_id: accountId, name: input.name, description: input.description ?? null,
-          egress: JSON.stringify(egress), enforcement: input.enforcement ?? 'enforce', create_time_ms: now, update_time_ms: now,
+          id,
+          account_id: accountId,
+          name: input.name,
+          description: input.description ?? null,
+          egress: JSON.stringify(egress),
+          enforcement: input.enforcement ?? 'enforce',
+          create_time_ms: now,
+          update_time_ms: now,
         });
       } catch (e) {
         if (isUniqueViolation(e)) throw this.duplicateName(input.name);
@@ -618,7 +641,8 @@ class SqliteStore implements Store {
       this.checkPolicyQuotas(accountId, id, egress);
       try {
         this.q.updatePolicy.run({
-          id, name,
+          id,
+          name,
           description: patch.description === undefined ? cur.description : patch.description,
           egress: JSON.stringify(egress),
           enforcement: patch.enforcement ?? cur.enforcement,
@@ -641,9 +665,7 @@ class SqliteStore implements Store {
       const builds = this.q.activeBuildsForPolicy.all(id) as string[];
       if (users.length > 0 || builds.length > 0) {
         const ids = [...users.map((d) => d.id), ...builds];
-        throw new StoreError('policy_in_use',
-          `network policy ${id} is in use by running devboxes or active blueprint builds: ${ids.join(', ')}; shut them down or move them to another policy first`,
-          { devbox_ids: ids });
+        throw new StoreError('policy_in_use', `network policy ${id} is in use by running devboxes or active blueprint builds: ${ids.join(', ')}; shut them down or move them to another policy first`, { devbox_ids: ids });
       }
       this.q.deletePolicy.run(id);
       changes.push({ kind: 'policy', id, accountId });
@@ -670,8 +692,7 @@ class SqliteStore implements Store {
       const rows: R[] = [];
       let bytes = 0;
       let cut = false;
-      for (const r of this.db.prepare(`SELECT * FROM ${table} WHERE ${cond.join(' AND ')} ORDER BY id LIMIT @lim`)
-        .iterate({ ...params, lim: query.limit + 1 }) as IterableIterator<R>) {
+      for (const r of this.db.prepare(`SELECT * FROM ${table} WHERE ${cond.join(' AND ')} ORDER BY id LIMIT @lim`).iterate({ ...params, lim: query.limit + 1 }) as IterableIterator<R>) {
         if (rows.length < query.limit && query.maxBytes !== undefined) {
           bytes += rowBytes(r);
           if (rows.length > 0 && bytes > query.maxBytes) {
@@ -681,8 +702,13 @@ class SqliteStore implements Store {
         }
         rows.push(r);
       }
-      const total = query.includeTotalCount === false ? null
-        : (this.db.prepare(`SELECT count(*) FROM ${table} WHERE ${where.join(' AND ')}`).pluck().get(params) as number);
+      const total =
+        query.includeTotalCount === false
+          ? null
+          : (this.db
+              .prepare(`SELECT count(*) FROM ${table} WHERE ${where.join(' AND ')}`)
+              .pluck()
+              .get(params) as number);
       return { rows, total, cut };
     });
     const { rows, total, cut } = read.deferred();
@@ -709,8 +735,7 @@ class SqliteStore implements Store {
       const owner = this.q.addressOwner.get({ a }) as string | undefined;
       if (!owner) continue;
       const build = owner.startsWith('bpt_');
-      const ownerAccount = build ? (this.q.blueprintById.get(owner) as { account_id: string } | undefined)?.account_id
-        : (this.q.devboxById.get(owner) as { account_id: string } | undefined)?.account_id;
+      const ownerAccount = build ? (this.q.blueprintById.get(owner) as { account_id: string } | undefined)?.account_id : (this.q.devboxById.get(owner) as { account_id: string } | undefined)?.account_id;
       // Name the owner only to its own account; another account gets the words a reserved
       // address gets, which neither say whose it is nor that a devbox there is running.
       if (ownerAccount !== accountId) throw addressUnavailable(a);
@@ -739,9 +764,16 @@ class SqliteStore implements Store {
       const now = Date.now();
       const id = newId('dbx_', now);
       this.q.insertDevbox.run({
-        id, account_id: accountId, name: input.name ?? null, network_policy_id: policyId,
-        addresses: JSON.stringify(addresses), metadata: JSON.stringify(input.metadata ?? {}),
-        tunnel_key: randomAlnum(20), password_hash: hashPassword(password), create_time_ms: now, blueprint_id: input.blueprintId ?? null,
+        id,
+        account_id: accountId,
+        name: input.name ?? null,
+        network_policy_id: policyId,
+        addresses: JSON.stringify(addresses),
+        metadata: JSON.stringify(input.metadata ?? {}),
+        tunnel_key: randomAlnum(20),
+        password_hash: hashPassword(password),
+        create_time_ms: now,
+        blueprint_id: input.blueprintId ?? null,
         host_id: input.hostId ?? null,
       });
       for (const a of addresses) this.q.insertAddress.run(a, id);
@@ -806,17 +838,26 @@ class SqliteStore implements Store {
 
   createBlueprint(accountId: string, input: BlueprintInput): Blueprint {
     return this.write((changes) => {
-      for (const [field, pid] of [['network_policy_id', input.networkPolicyId], ['launch_parameters.network_policy_id', input.launchNetworkPolicyId]] as const) {
+      for (const [field, pid] of [
+        ['network_policy_id', input.networkPolicyId],
+        ['launch_parameters.network_policy_id', input.launchNetworkPolicyId],
+      ] as const) {
         if (pid && !this.getPolicyFor(accountId, pid)) throw new StoreError('policy_not_found', `${field}: network policy ${pid} does not exist in this account`);
       }
       const addresses = this.freeAddresses(accountId, input.addresses ?? []);
       const now = Date.now();
       const id = newId('bpt_', now);
       this.q.insertBlueprint.run({
-        id, account_id: accountId, name: input.name, network_policy_id: input.networkPolicyId ?? null,
-        launch_network_policy_id: input.launchNetworkPolicyId ?? null, addresses: JSON.stringify(addresses),
-        metadata: JSON.stringify(input.metadata ?? {}), parameters: JSON.stringify(input.parameters),
-        password_hash: hashPassword(randomSecret(24)), create_time_ms: now,
+        id,
+        account_id: accountId,
+        name: input.name,
+        network_policy_id: input.networkPolicyId ?? null,
+        launch_network_policy_id: input.launchNetworkPolicyId ?? null,
+        addresses: JSON.stringify(addresses),
+        metadata: JSON.stringify(input.metadata ?? {}),
+        parameters: JSON.stringify(input.parameters),
+        password_hash: hashPassword(randomSecret(24)),
+        create_time_ms: now,
       });
       for (const a of addresses) this.q.insertBuildAddress.run(a, id);
       changes.push({ kind: 'devbox', id, accountId });

@@ -49,7 +49,11 @@ export function addressUnavailable(address: string): StoreError {
 
 /** A write the data forbids; the API turns it into a 400 or 404 with this message. */
 export class StoreError extends Error {
-  constructor(readonly code: StoreErrorCode, message: string, readonly details: Record<string, unknown> = {}) {
+  constructor(
+    readonly code: StoreErrorCode,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
     super(message);
   }
 }
@@ -59,7 +63,10 @@ export class StoreError extends Error {
  * 503 storage_unavailable with this message; nothing the client sent is wrong.
  */
 export class StorageUnavailable extends Error {
-  constructor(readonly reason: string, readonly code: string) {
+  constructor(
+    readonly reason: string,
+    readonly code: string,
+  ) {
     super(`the policy store is unavailable: ${reason}`);
   }
 }

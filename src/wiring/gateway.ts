@@ -114,8 +114,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
     // The admin API runs in a process of its own: no request to it takes time from the doors.
     const metrics = async () => [await registry.getMetricsAsJSON()];
     if (!worker) {
-      running.push(await startApiProcess({ config, store, engine, log, metrics, readiness,
-        fleet: fleet ? () => ({ snapshot: fleet.follower(), unready: fleet.unready() }) : undefined }));
+      running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, fleet: fleet ? () => ({ snapshot: fleet.follower(), unready: fleet.unready() }) : undefined }));
     } else await worker.ready();
     for (const [at, start] of plan) if (at !== null) running.push(await start(ctx, at));
   } catch (e) {
@@ -144,13 +143,17 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
     return { applied: reloadable, ignored: restart };
   };
   return {
-    config, store, engine, doors, createdToken, reload,
+    config,
+    store,
+    engine,
+    doors,
+    createdToken,
+    reload,
     close: () => (closing ??= closeAll(config.shutdownGraceMs)),
   };
 }
 
 /** The start-up line operators and tests read the bound addresses from. */
 export function logListening(log: Logger, doors: ReadonlyArray<Pick<RunningDoor, 'name' | 'address'>>): void {
-  log.info({ event: 'listening', listeners: Object.fromEntries(doors.map((d) => [d.name, formatHostPort(d.address)])) },
-    `egress-gateway listening: ${doors.map((d) => `${d.name} on ${formatHostPort(d.address)}`).join(', ')}`);
+  log.info({ event: 'listening', listeners: Object.fromEntries(doors.map((d) => [d.name, formatHostPort(d.address)])) }, `egress-gateway listening: ${doors.map((d) => `${d.name} on ${formatHostPort(d.address)}`).join(', ')}`);
 }

@@ -208,13 +208,16 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
     closing = true;
     readiness.listening = false;
     const all = [...slots.values()];
-    const exits = all.map((w) => new Promise<void>((r) => {
-      if (w.isDead()) return r();
-      w.once('exit', () => r());
-      // One still starting has nothing to drain (and ignores signals: the primary speaks for it).
-      if (listening.has(w)) send(w, { egw: 'shutdown', graceMs });
-      else w.process.kill('SIGKILL');
-    }));
+    const exits = all.map(
+      (w) =>
+        new Promise<void>((r) => {
+          if (w.isDead()) return r();
+          w.once('exit', () => r());
+          // One still starting has nothing to drain (and ignores signals: the primary speaks for it).
+          if (listening.has(w)) send(w, { egw: 'shutdown', graceMs });
+          else w.process.kill('SIGKILL');
+        }),
+    );
     const timer = setTimeout(() => {
       for (const w of all) if (!w.isDead()) w.process.kill('SIGKILL');
     }, graceMs + 2000);
@@ -252,7 +255,11 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
     // The API last, as in one process: once it answers, every door does.
     const f = fleet;
     api = await startApiProcess({
-      config, store, engine, log, readiness,
+      config,
+      store,
+      engine,
+      log,
+      readiness,
       fleet: f ? () => ({ snapshot: f.follower(), unready: f.unready() }) : undefined,
       metrics: async () => [await registry.getMetricsAsJSON(), ...((await askAll(listening, (id) => ({ egw: 'metrics?', id }))) as unknown[][])],
       synced: async () => {
@@ -270,7 +277,10 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
   logListening(log, all);
   let closed: Promise<void> | null = null;
   return {
-    config, store, engine, createdToken,
+    config,
+    store,
+    engine,
+    createdToken,
     doors: Object.fromEntries(all.map((d) => [d.name, d.address])),
     reload(next) {
       const { reloadable, restart } = configChanges(config, next);

@@ -36,7 +36,7 @@ describe('authentication', () => {
 });
 
 describe('two accounts', () => {
-  it('cannot see, change or delete each other\'s policies (404), and names are per account', async () => {
+  it("cannot see, change or delete each other's policies (404), and names are per account", async () => {
     const a = await call(api, 'POST', '/v1/network-policies', { token: TOKEN_A, body: { name: 'shared-name' } });
     const b = await call(api, 'POST', '/v1/network-policies', { token: TOKEN_B, body: { name: 'shared-name' } });
     expect(a.status).toBe(200);
@@ -57,7 +57,7 @@ describe('two accounts', () => {
     expect(still.body.name).toBe('shared-name');
   });
 
-  it('cannot see each other\'s devboxes, nor attach the other account\'s policy', async () => {
+  it("cannot see each other's devboxes, nor attach the other account's policy", async () => {
     const polA = (await call(api, 'POST', '/v1/network-policies', { token: TOKEN_A, body: { name: 'a-only' } })).body;
     const dbxA = (await call(api, 'POST', '/v1/devboxes', { token: TOKEN_A, body: { network: { addresses: ['10.50.0.1'] } } })).body;
     expect(errorOf(await call(api, 'GET', `/v1/devboxes/${dbxA.id}`, { token: TOKEN_B }), 404)).toContain(dbxA.id);

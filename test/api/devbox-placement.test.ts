@@ -28,7 +28,7 @@ describe('devbox placement (network.host_id)', () => {
     expect(unplaced.body.network.host_id).toBeNull();
   });
 
-  it('GET /v1/devboxes?host_id= lists only that host\'s devboxes of the account', async () => {
+  it("GET /v1/devboxes?host_id= lists only that host's devboxes of the account", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) ids.push((await create({ addresses: [`10.32.0.${i + 1}`], host_id: 'node-b' })).body.id);
     await create({ addresses: ['10.32.1.1'], host_id: 'node-c' });

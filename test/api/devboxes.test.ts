@@ -22,8 +22,11 @@ describe('POST /v1/devboxes', () => {
     const d = r.body;
     expect(d.id).toMatch(/^dbx_[0-9a-z]{22}$/);
     expect(d).toMatchObject({
-      name: 'worker-1', status: 'running', end_time_ms: null,
-      launch_parameters: { network_policy_id: p.id }, metadata: { team: 'infra' },
+      name: 'worker-1',
+      status: 'running',
+      end_time_ms: null,
+      launch_parameters: { network_policy_id: p.id },
+      metadata: { team: 'infra' },
       network: { addresses: ['10.0.0.7', '10.0.0.8', 'fd00::1'] },
     });
     expect(d.tunnel_key).toMatch(/^[a-z0-9]+$/);

@@ -6,9 +6,11 @@ let api: TestApi;
 let policyId: string;
 beforeAll(async () => {
   api = await startTestApi();
-  policyId = (await call(api, 'POST', '/v1/network-policies', {
-    body: { name: 'check', allowed_hostnames: ['github.com', '*.npmjs.org'], allowed_cidrs: [{ cidr: '8.8.8.0/24', ports: [{ port: 53, protocol: 'UDP' }] }] },
-  })).body.id;
+  policyId = (
+    await call(api, 'POST', '/v1/network-policies', {
+      body: { name: 'check', allowed_hostnames: ['github.com', '*.npmjs.org'], allowed_cidrs: [{ cidr: '8.8.8.0/24', ports: [{ port: 53, protocol: 'UDP' }] }] },
+    })
+  ).body.id;
 });
 afterAll(async () => {
   await api.close();

@@ -69,13 +69,7 @@ describe('lone surrogates are a 400 naming the field, nothing stored', () => {
 
 describe('only application/json bodies are parsed', () => {
   const valid = JSON.stringify({ name: 'media-type' });
-  it.each([
-    ['text/plain'],
-    ['text/plain; charset=utf-8'],
-    ['application/x-www-form-urlencoded'],
-    ['application/octet-stream'],
-    ['application/json; charset=iso-8859-1'],
-  ])('%s is a 415 unsupported_media_type, nothing stored', async (type) => {
+  it.each([['text/plain'], ['text/plain; charset=utf-8'], ['application/x-www-form-urlencoded'], ['application/octet-stream'], ['application/json; charset=iso-8859-1']])('%s is a 415 unsupported_media_type, nothing stored', async (type) => {
     const before = await count();
     const r = await post(valid, type);
     expect(errorOf(r, 415)).toMatch(/JSON/);

@@ -90,7 +90,12 @@ describe('store file', () => {
     expect(again.ensureTokens([])).toBeNull();
     expect(again.accountForToken(token!)).toBe('default');
     // Configured tokens are used as given; one removed from the configuration stops working.
-    expect(again.ensureTokens([{ token: 'cfg-1', accountId: 'a1' }, { token: 'cfg-2', accountId: 'a2' }])).toBeNull();
+    expect(
+      again.ensureTokens([
+        { token: 'cfg-1', accountId: 'a1' },
+        { token: 'cfg-2', accountId: 'a2' },
+      ]),
+    ).toBeNull();
     expect(again.accountForToken('cfg-2')).toBe('a2');
     again.ensureTokens([{ token: 'cfg-1', accountId: 'a1' }]);
     expect(again.accountForToken('cfg-2')).toBeNull();
@@ -115,7 +120,10 @@ describe('store file', () => {
     expect(s.accountForToken('old-configured')).toBe('acct-c');
     expect(s.accountForToken('egw_old-generated')).toBe('default');
     const list = s.listTokens();
-    expect(list.map((t) => [t.accountId, t.origin, t.prefix, t.createTimeMs])).toEqual([['acct-c', 'configured', null, 1000], ['default', 'first-start', null, 2000]]);
+    expect(list.map((t) => [t.accountId, t.origin, t.prefix, t.createTimeMs])).toEqual([
+      ['acct-c', 'configured', null, 1000],
+      ['default', 'first-start', null, 2000],
+    ]);
     for (const t of list) expect(t.id).toMatch(/^tok_[0-9a-f]{22}$/);
     // The first-start token of a version 1 database is revocable like any other.
     expect(s.revokeToken(list[1]!.id).accountId).toBe('default');
@@ -123,4 +131,3 @@ describe('store file', () => {
     s.close();
   });
 });
-

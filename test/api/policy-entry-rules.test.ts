@@ -121,7 +121,7 @@ describe('policy files: the same rules through the real CLI', { timeout: 60_000 
     expect(r.stderr).toMatch(/warning: .*priv\.yaml: allowed_cidrs\[0\]: 10\.0\.0\.0\/8 lies inside 10\.0\.0\.0\/8/);
   });
 
-  it('apply refuses the folder before sending anything, and prints the gateway\'s warnings', async () => {
+  it("apply refuses the folder before sending anything, and prints the gateway's warnings", async () => {
     const bad = mkdtempSync(join(tmpdir(), 'egw-rules-bad-'));
     writeFileSync(join(bad, 'a.yaml'), 'name: a\nallowed_hostnames: ["*.com.au"]\n');
     const refused = await runCli(['apply', bad, '--api-url', api.base, '--token', TOKEN_A]);

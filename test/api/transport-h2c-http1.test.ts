@@ -18,7 +18,7 @@ import { call, startTestApi, tempDir, TOKEN_A, type TestApi } from '../support/a
 function curl(args: string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
     execFile('curl', ['-sS', '-w', '\n%{http_code} %{http_version}', ...args], { encoding: 'utf8' }, (err, stdout) => {
-      resolve({ code: err ? (err as { code?: number }).code ?? 1 : 0, out: stdout });
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout });
     });
   });
 }
@@ -122,10 +122,7 @@ describe('cleartext: h2c and HTTP/1.1 on one port', () => {
   it('serves /openapi.json generated from the route schemas, and /metrics with API counters', async () => {
     const doc = (await call(api, 'GET', '/openapi.json', { token: null })).body;
     expect(doc.openapi).toMatch(/^3\./);
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining([
-      '/v1/network-policies', '/v1/network-policies/{id}', '/v1/network-policies/{id}/delete',
-      '/v1/devboxes', '/v1/devboxes/{id}', '/v1/devboxes/{id}/shutdown', '/v1/egress/check', '/healthz', '/metrics',
-    ]));
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/network-policies', '/v1/network-policies/{id}', '/v1/network-policies/{id}/delete', '/v1/devboxes', '/v1/devboxes/{id}', '/v1/devboxes/{id}/shutdown', '/v1/egress/check', '/healthz', '/metrics']));
     const create = doc.paths['/v1/network-policies'].post;
     expect(create.operationId).toBe('createNetworkPolicy');
     const body = create.requestBody.content['application/json'].schema;
@@ -169,11 +166,16 @@ describe('TLS: h2 and http/1.1 by ALPN', () => {
     const dir = tempDir();
     const cert = join(dir, 'cert.pem');
     const key = join(dir, 'key.pem');
-    await new Promise<void>((resolve, reject) => execFile('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert,
-    ], (err) => (err ? reject(err) : resolve())));
-    api = await startTestApi({ dir, extraFlags: [['api-tls-cert', [cert]], ['api-tls-key', [key]]] });
+    await new Promise<void>((resolve, reject) =>
+      execFile('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], (err) => (err ? reject(err) : resolve())),
+    );
+    api = await startTestApi({
+      dir,
+      extraFlags: [
+        ['api-tls-cert', [cert]],
+        ['api-tls-key', [key]],
+      ],
+    });
   });
   afterAll(async () => {
     await api?.close();

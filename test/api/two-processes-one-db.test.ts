@@ -54,7 +54,7 @@ describe('two processes, one db file', () => {
     expect(here.listDevboxes('shared', { limit: 100 }).totalCount).toBe(30);
 
     // Writes from the other processes reach this process's change listeners (the engine re-reads them).
-    await waitFor(() => [...left, ...right].every((id) => seen.has(id)), 10_000, 'the other processes\' writes announced');
+    await waitFor(() => [...left, ...right].every((id) => seen.has(id)), 10_000, "the other processes' writes announced");
     // This process's own writes were announced once, at commit, not again by the poll.
     for (const id of mine) expect(seen.get(id)).toBe(1);
     here.close();

@@ -15,11 +15,22 @@ const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
 /** Floor of each part of src/ (a folder, or a file at the top). */
 const FLOORS: Record<string, number> = {
   policy: 0,
-  'log.ts': 1, 'metrics.ts': 1, 'config.ts': 1, 'version.ts': 1, 'byte-appender.ts': 1,
+  'log.ts': 1,
+  'metrics.ts': 1,
+  'config.ts': 1,
+  'version.ts': 1,
+  'byte-appender.ts': 1,
   store: 2,
-  resolver: 3, 'signals.ts': 3, bench: 3, fleet: 3,
+  resolver: 3,
+  'signals.ts': 3,
+  bench: 3,
+  fleet: 3,
   'doors/floor': 4,
-  'doors/http': 5, 'doors/connect': 5, 'doors/socks5': 5, 'doors/tls': 5, 'doors/dns': 5,
+  'doors/http': 5,
+  'doors/connect': 5,
+  'doors/socks5': 5,
+  'doors/tls': 5,
+  'doors/dns': 5,
   api: 6,
   wiring: 7,
   cli: 8,
@@ -83,10 +94,14 @@ describe('layers: no part of src/ imports a part above it', () => {
   });
 
   it('policy/, the engine, imports nothing else of the gateway', () => {
-    const out = files.filter((f) => partOf(f) === 'policy').flatMap((f) =>
-      [...readFileSync(f, 'utf8').matchAll(IMPORT)].map((m) => normalize(join(dirname(f), m[1]!)).replace(/\.js$/, '.ts'))
-        .filter((t) => t.startsWith(SRC) && partOf(t) !== 'policy')
-        .map((t) => `src/${relative(SRC, f)} imports src/${relative(SRC, t)}`));
+    const out = files
+      .filter((f) => partOf(f) === 'policy')
+      .flatMap((f) =>
+        [...readFileSync(f, 'utf8').matchAll(IMPORT)]
+          .map((m) => normalize(join(dirname(f), m[1]!)).replace(/\.js$/, '.ts'))
+          .filter((t) => t.startsWith(SRC) && partOf(t) !== 'policy')
+          .map((t) => `src/${relative(SRC, f)} imports src/${relative(SRC, t)}`),
+      );
     expect(out).toEqual([]);
   });
 });

@@ -70,7 +70,7 @@ describe('hostile API input', () => {
     expect((await gw.api.call('GET', `/v1/network-policies/${id}`)).body.name).toBe(name);
   });
 
-  it('starting_after with another account\'s id pages only through the caller\'s own items', async () => {
+  it("starting_after with another account's id pages only through the caller's own items", async () => {
     const theirs = await gw.api.as(TOKEN_B).policy('b-private', { allowed_hostnames: ['secret.b.example.com'] });
     const mine = await gw.api.call('GET', `/v1/network-policies?starting_after=${theirs}&limit=5000`);
     expect(mine.status).toBe(200);

@@ -22,7 +22,7 @@ beforeAll(async () => {
 afterAll(async () => gw?.close());
 
 describe('address_in_use across accounts', () => {
-  it('is refused without naming the other account\'s devbox', async () => {
+  it("is refused without naming the other account's devbox", async () => {
     const r = await gw.api.as(TOKEN_B).call('POST', '/v1/devboxes', { network: { addresses: ['127.0.0.2'] } });
     expect(r.status).toBe(409);
     expect(r.body.error.code).toBe('address_unavailable');
@@ -30,7 +30,7 @@ describe('address_in_use across accounts', () => {
     expect(r.body.error.message).not.toMatch(/running|devbox|in use|account [a-z]/i);
   });
 
-  it('says the same for a reserved address as for another account\'s (no liveness oracle)', async () => {
+  it("says the same for a reserved address as for another account's (no liveness oracle)", async () => {
     const taken = await gw.api.as(TOKEN_B).call('POST', '/v1/devboxes', { network: { addresses: ['127.0.0.2'] } });
     const reserved = await gw.api.as(TOKEN_B).call('POST', '/v1/devboxes', { network: { addresses: ['224.0.0.1'] } });
     expect(reserved.status).toBe(taken.status);

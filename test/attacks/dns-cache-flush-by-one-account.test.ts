@@ -55,14 +55,18 @@ async function flood(port: number): Promise<number> {
       s.send(dnsPacket.encode({ type: 'query', id: j % 65536, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: `n${j}.flood.test` }] }), port, '127.0.0.1');
     }
     const end = Date.now() + 2000;
-    while (answered < i + 100 && Date.now() < end) await new Promise<void>((r) => { wake = r; setTimeout(r, 50); });
+    while (answered < i + 100 && Date.now() < end)
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, 50);
+      });
   }
   s.close();
   return answered;
 }
 
 describe('the DNS answer cache across accounts', { timeout: 120_000 }, () => {
-  it('one account asking thousands of unique names does not evict another account\'s answers', async () => {
+  it("one account asking thousands of unique names does not evict another account's answers", async () => {
     // Warm the victim's answers: DNS A, and the proxy's A and AAAA.
     const warm = await runVictim(gw, origin.port, () => false, { maxMs: 1000 });
     expect(warm.dns.rate).toBe(1);
@@ -77,7 +81,7 @@ describe('the DNS answer cache across accounts', { timeout: 120_000 }, () => {
       expect(report[k].rate, `${k} success rate`).toBeGreaterThanOrEqual(0.95);
       expect(report[k].p99, `${k} p99 ms`).toBeLessThanOrEqual(P99_BUDGET_MS);
     }
-    expect(after, 'the victim\'s cached answers survived the flood').toBe(before);
+    expect(after, "the victim's cached answers survived the flood").toBe(before);
     // The attacker's partition filled up (answers beyond it evict its own; how many of the
     // flood's answers the test upstream gave with a TTL varies, so the count of evictions is
     // not asserted); both accounts hold answers.

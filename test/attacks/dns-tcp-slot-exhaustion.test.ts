@@ -72,7 +72,12 @@ describe('DNS over TCP: unknown clients cannot take every connection slot', () =
       for (let i = 0; i < 64; i++) {
         const s = net.connect({ host: '127.0.0.1', port, localAddress: `127.0.9.${10 + a}` });
         s.on('error', () => {});
-        opened.push(new Promise((r) => { s.once('connect', () => r()); s.once('close', () => r()); }));
+        opened.push(
+          new Promise((r) => {
+            s.once('connect', () => r());
+            s.once('close', () => r());
+          }),
+        );
         held.push(s);
       }
     }

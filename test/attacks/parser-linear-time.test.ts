@@ -83,10 +83,12 @@ describe('one parse of the worst input, at the limit and at 2x and 4x', () => {
 
   it('CONNECT line and its authority', () => {
     // The request line allows 8 KiB of target; parseAuthority reads at most 1,100 bytes.
-    const t = [2048, 4096, 8192].map((n) => cost(() => {
-      parseRequestHead(worstConnect(n), MAX_HEAD);
-      parseAuthority(`[${':'.repeat(n)}]:443`, null);
-    }));
+    const t = [2048, 4096, 8192].map((n) =>
+      cost(() => {
+        parseRequestHead(worstConnect(n), MAX_HEAD);
+        parseAuthority(`[${':'.repeat(n)}]:443`, null);
+      }),
+    );
     expectLinear(t);
   });
 
@@ -192,13 +194,15 @@ describe('incremental paths, one byte per chunk: total work stays linear', () =>
   });
 
   it('ByteAppender: a megabyte in one-byte chunks is copied in linear time, views stay intact', () => {
-    const t = [256 * 1024, 512 * 1024, 1024 * 1024].map((n) => cost(() => {
-      const a = new ByteAppender();
-      let buf: Buffer | null = null;
-      const one = Buffer.from([0x61]);
-      for (let i = 0; i < n; i++) buf = a.append(buf, one);
-      expect(buf!.length).toBe(n);
-    }, 3));
+    const t = [256 * 1024, 512 * 1024, 1024 * 1024].map((n) =>
+      cost(() => {
+        const a = new ByteAppender();
+        let buf: Buffer | null = null;
+        const one = Buffer.from([0x61]);
+        for (let i = 0; i < n; i++) buf = a.append(buf, one);
+        expect(buf!.length).toBe(n);
+      }, 3),
+    );
     expectLinear(t, 200);
     const a = new ByteAppender();
     const first = a.append(Buffer.from('ab'), Buffer.from('cd'));

@@ -21,11 +21,11 @@ const statuses = (raw: Buffer) => [...raw.toString('latin1').matchAll(/HTTP\/1\.
 describe('smuggling and URL tricks against the HTTP proxy', () => {
   it('two pipelined requests in one TCP segment are decided separately (allowed, then denied)', async () => {
     const p = env.http.port;
-    const r = await rawExchange(env.proxyPort,
-      `GET http://allowed.test:${p}/one HTTP/1.1\r\nHost: allowed.test:${p}\r\n\r\n`
-      + `GET http://denied.test:${p}/two HTTP/1.1\r\nHost: denied.test:${p}\r\n\r\n`
-      + `GET http://allowed.test:${p}/three HTTP/1.1\r\nHost: allowed.test:${p}\r\nConnection: close\r\n\r\n`,
-      { localAddress: '127.0.0.2' });
+    const r = await rawExchange(
+      env.proxyPort,
+      `GET http://allowed.test:${p}/one HTTP/1.1\r\nHost: allowed.test:${p}\r\n\r\n` + `GET http://denied.test:${p}/two HTTP/1.1\r\nHost: denied.test:${p}\r\n\r\n` + `GET http://allowed.test:${p}/three HTTP/1.1\r\nHost: allowed.test:${p}\r\nConnection: close\r\n\r\n`,
+      { localAddress: '127.0.0.2' },
+    );
     expect(statuses(r.received)).toEqual([200, 403, 200]);
     expect(deniedSeen()).toEqual([]);
   });
@@ -34,16 +34,17 @@ describe('smuggling and URL tricks against the HTTP proxy', () => {
     const p = env.http.port;
     const inner = `GET http://denied.test:${p}/inner HTTP/1.1\r\nHost: denied.test:${p}\r\n\r\n`;
     const chunk = `${inner.length.toString(16)}\r\n${inner}\r\n0\r\n\r\n`;
-    const r = await rawExchange(env.proxyPort,
-      `POST http://allowed.test:${p}/post HTTP/1.1\r\nHost: allowed.test:${p}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunk}`,
-      { localAddress: '127.0.0.2' });
+    const r = await rawExchange(env.proxyPort, `POST http://allowed.test:${p}/post HTTP/1.1\r\nHost: allowed.test:${p}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunk}`, { localAddress: '127.0.0.2' });
     expect(statuses(r.received)).toEqual([200]);
     expect(env.http.seen.filter((s) => s.host?.startsWith('denied.test'))).toEqual([]);
   });
 
   const BAD: Array<[string, (p: number) => string]> = [
     ['Transfer-Encoding: chunked, identity', (p) => `POST http://allowed.test:${p}/ HTTP/1.1\r\nHost: allowed.test:${p}\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n`],
-    ['Transfer-Encoding with Content-Length and an inner denied request', (p) => `POST http://allowed.test:${p}/ HTTP/1.1\r\nHost: allowed.test:${p}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET http://denied.test:${p}/cl-te HTTP/1.1\r\nHost: denied.test:${p}\r\n\r\n`],
+    [
+      'Transfer-Encoding with Content-Length and an inner denied request',
+      (p) => `POST http://allowed.test:${p}/ HTTP/1.1\r\nHost: allowed.test:${p}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET http://denied.test:${p}/cl-te HTTP/1.1\r\nHost: denied.test:${p}\r\n\r\n`,
+    ],
     ['Content-Length with a comma list', (p) => `POST http://allowed.test:${p}/ HTTP/1.1\r\nHost: allowed.test:${p}\r\nContent-Length: 0, 60\r\n\r\n`],
     ['fragment before userinfo: http://allowed#@denied', (p) => `GET http://allowed.test:${p}#@denied.test:${p}/ HTTP/1.1\r\nHost: allowed.test:${p}\r\n\r\n`],
     ['backslash before userinfo: http://allowed\\@denied', (p) => `GET http://allowed.test:${p}\\@denied.test:${p}/ HTTP/1.1\r\nHost: allowed.test:${p}\r\n\r\n`],
@@ -81,7 +82,7 @@ describe('smuggling and URL tricks against the HTTP proxy', () => {
     expect(statusOf(c.received)).toBe(403);
   });
 
-  it('devbox A\'s credentials from devbox B\'s address get A\'s policy, never the union', async () => {
+  it("devbox A's credentials from devbox B's address get A's policy, never the union", async () => {
     const p = env.http.port;
     const auth = `Proxy-Authorization: Basic ${Buffer.from(`${env.a.username}:${env.a.password}`).toString('base64')}\r\n`;
     // other.test is B's (the source address), not A's: with A's credentials it is denied.

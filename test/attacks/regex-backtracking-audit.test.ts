@@ -62,9 +62,7 @@ describe('src/ has no backtracking-prone regex', () => {
   });
 
   it('no regex literal in src/ has adjacent or nested unbounded quantifiers', () => {
-    const bad = literals
-      .map((r) => ({ at: `${r.file}:${r.line} /${r.source}/${r.flags}`, problems: regexProblems(r.source, r.flags) }))
-      .filter((r) => r.problems.length > 0);
+    const bad = literals.map((r) => ({ at: `${r.file}:${r.line} /${r.source}/${r.flags}`, problems: regexProblems(r.source, r.flags) })).filter((r) => r.problems.length > 0);
     expect(bad).toEqual([]);
   });
 

@@ -36,9 +36,36 @@ beforeAll(async () => {
   dns = await startDnsUpstream({ records: loopbackRecords(['allowed.test']) });
   origin = await startHttpOrigin();
   const dir = mkdtempSync(join(tmpdir(), 'egw-stall-'));
-  child = spawn(TSX, [MAIN, 'serve', '--db', join(dir, 'e.db'), '--api', '127.0.0.1:0', '--http-proxy', '127.0.0.1:0', '--socks', '127.0.0.1:0',
-    '--dns', '127.0.0.1:0', '--transparent-tls', '127.0.0.1:0', '--transparent-http', '127.0.0.1:0', '--upstream-dns', `127.0.0.1:${dns.port}`,
-    '--allow-private', '127.0.0.0/8', '--api-token', `${TOKEN_B}:acct-b`, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child = spawn(
+    TSX,
+    [
+      MAIN,
+      'serve',
+      '--db',
+      join(dir, 'e.db'),
+      '--api',
+      '127.0.0.1:0',
+      '--http-proxy',
+      '127.0.0.1:0',
+      '--socks',
+      '127.0.0.1:0',
+      '--dns',
+      '127.0.0.1:0',
+      '--transparent-tls',
+      '127.0.0.1:0',
+      '--transparent-http',
+      '127.0.0.1:0',
+      '--upstream-dns',
+      `127.0.0.1:${dns.port}`,
+      '--allow-private',
+      '127.0.0.0/8',
+      '--api-token',
+      `${TOKEN_B}:acct-b`,
+      '--log-level',
+      'info',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   let started = false;
   child.stdout!.on('data', (d) => {
@@ -122,7 +149,11 @@ async function victimSamples(ms: number): Promise<Record<string, number[]>> {
   const samples: Record<string, number[]> = { dns: [], http: [], connect: [] };
   const started = Date.now();
   while (Date.now() - started < ms) {
-    for (const [name, fn] of [['dns', victimDns], ['http', victimHttp], ['connect', victimConnect]] as const) {
+    for (const [name, fn] of [
+      ['dns', victimDns],
+      ['http', victimHttp],
+      ['connect', victimConnect],
+    ] as const) {
       const t = performance.now();
       await fn();
       samples[name]!.push(performance.now() - t);
@@ -163,6 +194,6 @@ describe('stall budget across doors', () => {
     // The issue's budgets, over what the same traffic costs on this machine with no attack
     // (on a quiet machine that is a few ms; on a shared, loaded one it is what it is).
     expect(p99(all)).toBeLessThanOrEqual(50 + p99(quietAll));
-    expect(loopP99).toBeLessThanOrEqual(0.020 + quietLoop);
+    expect(loopP99).toBeLessThanOrEqual(0.02 + quietLoop);
   }, 90_000);
 });

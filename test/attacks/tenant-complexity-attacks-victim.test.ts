@@ -45,10 +45,32 @@ let attackerPolicy: string;
 async function startServe(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'egw-victim-'));
   const args = [
-    '--import', 'tsx', 'src/main.ts', 'serve',
-    '--api', '127.0.0.1:0', '--http-proxy', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', '127.0.0.1:0',
-    '--db', join(dir, 'egress.db'), '--api-token', 'tok-a:acct-a', '--api-token', 'tok-b:acct-b',
-    '--allow-private', '127.0.0.0/8', '--dns-rate-limit', '10000', '--upstream-dns', `127.0.0.1:${up.port}`, '--log-level', 'info',
+    '--import',
+    'tsx',
+    'src/main.ts',
+    'serve',
+    '--api',
+    '127.0.0.1:0',
+    '--http-proxy',
+    '127.0.0.1:0',
+    '--socks',
+    '127.0.0.1:0',
+    '--dns',
+    '127.0.0.1:0',
+    '--db',
+    join(dir, 'egress.db'),
+    '--api-token',
+    'tok-a:acct-a',
+    '--api-token',
+    'tok-b:acct-b',
+    '--allow-private',
+    '127.0.0.0/8',
+    '--dns-rate-limit',
+    '10000',
+    '--upstream-dns',
+    `127.0.0.1:${up.port}`,
+    '--log-level',
+    'info',
   ];
   child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, RUNLOOP_API_KEY: '', EGRESS_TOKEN: '', EGRESS_CONFIG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -212,6 +234,10 @@ describe('another tenant stays served while one floods the policy engine (real C
   }, 120_000);
 
   it('long labels: /v1/egress/check with a 1,023-character CJK label', async () => {
-    await compare('long label', () => checkAttack(longLabel(1_023, 'ascii')), () => checkAttack(longLabel(1_023, 'cjk')));
+    await compare(
+      'long label',
+      () => checkAttack(longLabel(1_023, 'ascii')),
+      () => checkAttack(longLabel(1_023, 'cjk')),
+    );
   }, 120_000);
 });

@@ -47,8 +47,13 @@ async function startSink(): Promise<Sink> {
 type Door = 'connect-name' | 'connect-ip' | 'socks-domain' | 'socks-ipv4' | 'socks-ipv4-learned' | 'socks-ipv6' | 'transparent';
 const DOORS: Door[] = ['connect-name', 'connect-ip', 'socks-domain', 'socks-ipv4', 'socks-ipv4-learned', 'socks-ipv6', 'transparent'];
 const METRIC_DOOR: Record<Door, string> = {
-  'connect-name': 'connect', 'connect-ip': 'connect', 'socks-domain': 'socks5', 'socks-ipv4': 'socks5',
-  'socks-ipv4-learned': 'socks5', 'socks-ipv6': 'socks5', transparent: 'transparent-tls',
+  'connect-name': 'connect',
+  'connect-ip': 'connect',
+  'socks-domain': 'socks5',
+  'socks-ipv4': 'socks5',
+  'socks-ipv4-learned': 'socks5',
+  'socks-ipv6': 'socks5',
+  transparent: 'transparent-tls',
 };
 
 type Outcome = 'relayed' | { alert: number; reason: string };
@@ -67,8 +72,12 @@ interface Case {
 
 const all = (o: Outcome): Record<Door, Outcome> => Object.fromEntries(DOORS.map((d) => [d, o])) as Record<Door, Outcome>;
 const byKind = (name: Outcome, ip: Outcome, transparent: Outcome): Record<Door, Outcome> => ({
-  'connect-name': name, 'socks-domain': name,
-  'connect-ip': ip, 'socks-ipv4': ip, 'socks-ipv4-learned': ip, 'socks-ipv6': ip,
+  'connect-name': name,
+  'socks-domain': name,
+  'connect-ip': ip,
+  'socks-ipv4': ip,
+  'socks-ipv4-learned': ip,
+  'socks-ipv6': ip,
   transparent,
 });
 

@@ -45,9 +45,7 @@ afterAll(async () => {
   await new Promise<void>((r) => garbage.close(() => r()));
 });
 
-const upgrade = (port: number) =>
-  `GET http://origin.test:${port}/ws HTTP/1.1\r\nHost: origin.test:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-  'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
+const upgrade = (port: number) => `GET http://origin.test:${port}/ws HTTP/1.1\r\nHost: origin.test:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` + 'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
 
 describe('upgrade to a hostile origin', () => {
   it('a silent origin: 504 after the header time-out, connection closed', async () => {

@@ -48,8 +48,7 @@ function twoStep(port: number, first: string, second: string): Promise<string> {
   });
 }
 
-const upgradeHead = (target: string, host: string) =>
-  `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+const upgradeHead = (target: string, host: string) => `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
 const smuggled = (p: number) => `GET /smuggled HTTP/1.1\r\nHost: denied.test:${p}\r\nConnection: close\r\n\r\n`;
 
 describe('upgrade smuggling: a non-101 answer must not leave a raw tunnel open', () => {
@@ -60,7 +59,10 @@ describe('upgrade smuggling: a non-101 answer must not leave a raw tunnel open',
     await sleep(100); // kept: a window for a smuggled request that must never reach the origin
     const seen = env.http.seen.slice(before);
     expect(seen.map((s) => s.url)).toContain('/upgrade-me'); // the allowed request did go through
-    expect(seen.filter((s) => s.host?.startsWith('denied.test')), JSON.stringify(got.slice(-300))).toEqual([]);
+    expect(
+      seen.filter((s) => s.host?.startsWith('denied.test')),
+      JSON.stringify(got.slice(-300)),
+    ).toEqual([]);
   });
 
   it('transparent HTTP door: same', async () => {

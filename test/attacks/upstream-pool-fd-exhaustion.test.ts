@@ -55,7 +55,11 @@ function gatewayFds(): number {
       /* gone */
     }
     try {
-      for (const c of execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean)) walk(Number(c));
+      for (const c of execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .filter(Boolean))
+        walk(Number(c));
     } catch {
       /* no children */
     }

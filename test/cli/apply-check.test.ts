@@ -41,9 +41,12 @@ describe('egress-gateway apply', () => {
   it('creates every policy in the folder, stored as the files say', async () => {
     const r = await runCli(['apply', dir, '--api-url', gw.apiUrl], { RUNLOOP_API_KEY: TOKEN_A });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout.split('\n').filter((l) => l.startsWith('create ')).sort()).toEqual([
-      'create agent-gateway-only', 'create allow-all', 'create deny-all', 'create package-registries', 'create public-dns-and-cidrs',
-    ]);
+    expect(
+      r.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('create '))
+        .sort(),
+    ).toEqual(['create agent-gateway-only', 'create allow-all', 'create deny-all', 'create package-registries', 'create public-dns-and-cidrs']);
     const all = await listed();
     expect(all.get('allow-all').egress).toMatchObject({ allow_all: true, allow_devbox_to_devbox: true });
     expect(all.get('deny-all').egress).toMatchObject({ allow_all: false, allowed_hostnames: [] });
@@ -126,7 +129,12 @@ describe('egress-gateway check', () => {
 
   it('agrees with POST /v1/egress/check', async () => {
     const id = (await listed()).get('public-dns-and-cidrs').id as string;
-    for (const [host, port] of [['8.8.8.8', 853], ['8.8.8.8', 443], ['dns.google', 443], ['EXAMPLE.com.', 443]] as const) {
+    for (const [host, port] of [
+      ['8.8.8.8', 853],
+      ['8.8.8.8', 443],
+      ['dns.google', 443],
+      ['EXAMPLE.com.', 443],
+    ] as const) {
       const api = await gw.api.call('POST', '/v1/egress/check', { network_policy_id: id, host, port });
       const cli = await runCli(['check', '--policy', id, '--db', db(), '--json', `${host}:${port}`]);
       expect(JSON.parse(cli.stdout)).toMatchObject({ decision: api.body.decision, reason: api.body.reason, matched: api.body.matched, policy_version: api.body.policy_version });

@@ -21,8 +21,22 @@ describe('the shipped policies/ folder', () => {
     const spec = loadPolicyFolder('policies').find((s) => s.name === 'package-registries')!;
     const { name, description, ...egress } = spec;
     const cp = new CompiledPolicy(new MemorySource().putPolicy({ name, description, egress }), { agentGateway: [], mcpGateway: [], mirrors: [] });
-    for (const h of ['registry.npmjs.org', 'registry.yarnpkg.com', 'pypi.org', 'files.pythonhosted.org', 'crates.io', 'static.crates.io', 'index.crates.io',
-      'proxy.golang.org', 'sum.golang.org', 'github.com', 'api.github.com', 'codeload.github.com', 'objects.githubusercontent.com', 'raw.githubusercontent.com']) {
+    for (const h of [
+      'registry.npmjs.org',
+      'registry.yarnpkg.com',
+      'pypi.org',
+      'files.pythonhosted.org',
+      'crates.io',
+      'static.crates.io',
+      'index.crates.io',
+      'proxy.golang.org',
+      'sum.golang.org',
+      'github.com',
+      'api.github.com',
+      'codeload.github.com',
+      'objects.githubusercontent.com',
+      'raw.githubusercontent.com',
+    ]) {
       expect(cp.matchName(h), h).toBeDefined();
     }
     for (const h of ['npmjs.org', 'githubusercontent.com', 'github.com.evil.com', 'evilgithub.com', 'gist.github.com', 'storage.googleapis.com', 'pypi.org.evil.net']) {
@@ -48,12 +62,18 @@ describe('policy file validation', () => {
   });
 
   it('normalises like the API stores', () => {
-    expect(parsePolicySpec('x.json', { name: 'n', allowed_hostnames: ['GitHub.com.', 'github.com'], allow_all: true, allowed_cidrs: ['10.0.0.0/8', { cidr: '2001:DB8::/32', ports: [443, { port: 53, protocol: 'udp' }] }] }))
-      .toEqual({
-        name: 'n', description: null, enforcement: 'enforce', allow_all: true, allow_devbox_to_devbox: true, allowed_hostnames: ['github.com'], allow_agent_gateway: false,
-        allow_mcp_gateway: false, allow_runloop_mirrors: false,
-        allowed_cidrs: [{ cidr: '10.0.0.0/8' }, { cidr: '2001:db8::/32', ports: [{ port: 443 }, { port: 53, protocol: 'UDP' }] }],
-      });
+    expect(parsePolicySpec('x.json', { name: 'n', allowed_hostnames: ['GitHub.com.', 'github.com'], allow_all: true, allowed_cidrs: ['10.0.0.0/8', { cidr: '2001:DB8::/32', ports: [443, { port: 53, protocol: 'udp' }] }] })).toEqual({
+      name: 'n',
+      description: null,
+      enforcement: 'enforce',
+      allow_all: true,
+      allow_devbox_to_devbox: true,
+      allowed_hostnames: ['github.com'],
+      allow_agent_gateway: false,
+      allow_mcp_gateway: false,
+      allow_runloop_mirrors: false,
+      allowed_cidrs: [{ cidr: '10.0.0.0/8' }, { cidr: '2001:db8::/32', ports: [{ port: 443 }, { port: 53, protocol: 'UDP' }] }],
+    });
   });
 
   it('reads enforcement (enforce or report) and refuses anything else', () => {
@@ -72,7 +92,9 @@ describe('policy file validation', () => {
 
 describe('apply planning', () => {
   const view = (name: string, egress: Record<string, unknown>) => ({
-    id: `npol_${name}`, name, description: null,
+    id: `npol_${name}`,
+    name,
+    description: null,
     egress: { allow_all: false, allow_devbox_to_devbox: false, allowed_hostnames: [], allow_agent_gateway: false, allow_mcp_gateway: false, allow_runloop_mirrors: false, allowed_cidrs: [], ...egress },
   });
   const spec = (name: string, data: Record<string, unknown> = {}) => parsePolicySpec('t', { name, ...data });
@@ -88,8 +110,7 @@ describe('apply planning', () => {
 
   it('order and spelling of entries do not count as changes', () => {
     expect(describeDiff(view('x', { allowed_hostnames: ['b.com', 'a.com'] }), spec('x', { allowed_hostnames: ['A.com', 'b.com.'] }))).toEqual([]);
-    expect(describeDiff(view('x', { allowed_cidrs: [{ cidr: '10.0.0.0/8', ports: [{ port: 53, protocol: 'UDP' }, { port: 80 }] }] }),
-      spec('x', { allowed_cidrs: [{ cidr: '10.0.0.0/8', ports: [80, { port: 53, protocol: 'UDP' }] }] }))).toEqual([]);
+    expect(describeDiff(view('x', { allowed_cidrs: [{ cidr: '10.0.0.0/8', ports: [{ port: 53, protocol: 'UDP' }, { port: 80 }] }] }), spec('x', { allowed_cidrs: [{ cidr: '10.0.0.0/8', ports: [80, { port: 53, protocol: 'UDP' }] }] }))).toEqual([]);
   });
 });
 

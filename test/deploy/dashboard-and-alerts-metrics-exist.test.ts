@@ -112,6 +112,5 @@ describe.each([
 
 it('the dashboard covers decisions by door and reason, would-deny, latency, connections, DNS cache and the denial record', () => {
   const all = dashboardExprs().join('\n');
-  for (const needle of ['egress_decisions_total{', 'decision="would_deny"', 'egress_decision_duration_seconds_bucket', 'egress_active_connections',
-    'egress_dns_cache_total', 'egress_denial_events_dropped_total']) expect(all).toContain(needle);
+  for (const needle of ['egress_decisions_total{', 'decision="would_deny"', 'egress_decision_duration_seconds_bucket', 'egress_active_connections', 'egress_dns_cache_total', 'egress_denial_events_dropped_total']) expect(all).toContain(needle);
 });

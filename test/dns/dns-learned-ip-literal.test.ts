@@ -81,7 +81,7 @@ describe('DNS-learned addresses', () => {
     }
   });
 
-  it('the proxy doors resolve through the DNS door\'s cache', async () => {
+  it("the proxy doors resolve through the DNS door's cache", async () => {
     expect(status(await s.dig('127.0.0.2', 'proxied.test', 'A'))).toBe('NOERROR');
     expect(s.up.queries.filter((q) => q.startsWith('proxied.test/A/'))).toHaveLength(1);
     expect(await connect('127.0.0.2', `proxied.test:${originPort}`)).toBe(200);

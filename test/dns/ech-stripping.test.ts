@@ -29,9 +29,38 @@ beforeAll(async () => {
   s = await setupDns({
     upstream: {
       records: {
-        'ech.test': [{ type: 'UNKNOWN_65', data: svcb(1, [[1, ALPN_H2], [4, V4HINT], [5, ECH]]), ttl: 300 }],
-        'mandatory.test': [{ type: 'UNKNOWN_65', data: svcb(1, [[0, MANDATORY_ALPN_ECH], [1, ALPN_H2], [5, ECH]]), ttl: 300 }],
-        '_8443._https.svc.test': [{ type: 'UNKNOWN_64', data: svcb(1, [[1, ALPN_H2], [5, ECH]]), ttl: 300 }],
+        'ech.test': [
+          {
+            type: 'UNKNOWN_65',
+            data: svcb(1, [
+              [1, ALPN_H2],
+              [4, V4HINT],
+              [5, ECH],
+            ]),
+            ttl: 300,
+          },
+        ],
+        'mandatory.test': [
+          {
+            type: 'UNKNOWN_65',
+            data: svcb(1, [
+              [0, MANDATORY_ALPN_ECH],
+              [1, ALPN_H2],
+              [5, ECH],
+            ]),
+            ttl: 300,
+          },
+        ],
+        '_8443._https.svc.test': [
+          {
+            type: 'UNKNOWN_64',
+            data: svcb(1, [
+              [1, ALPN_H2],
+              [5, ECH],
+            ]),
+            ttl: 300,
+          },
+        ],
         'plain.test': [{ type: 'UNKNOWN_65', data: svcb(1, [[1, ALPN_H2]]), ttl: 300 }],
       },
     },

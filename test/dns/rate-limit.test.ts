@@ -21,7 +21,12 @@ describe('per-client rate limit', () => {
   it('answers REFUSED past the limit, leaves other clients alone, recovers next second', async () => {
     await s.dig('127.0.0.2', 'allowed.test'); // warm the cache
     await sleep(1000 - (Date.now() % 1000) + 20); // start of a fresh one-second window
-    const replies = await udpBurst(s.port, '127.0.0.2', Array.from({ length: 100 }, (_, i) => query('allowed.test', 'A', { id: i })), 300);
+    const replies = await udpBurst(
+      s.port,
+      '127.0.0.2',
+      Array.from({ length: 100 }, (_, i) => query('allowed.test', 'A', { id: i })),
+      300,
+    );
     const rcodes = replies.map((r) => decode(r).rcode);
     expect(replies).toHaveLength(100); // every query answered, none dropped
     expect(rcodes.filter((r) => r === 'NOERROR').length).toBeLessThanOrEqual(20);

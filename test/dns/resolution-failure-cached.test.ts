@@ -110,7 +110,7 @@ describe('resolution failures are cached (RFC 9520)', { timeout: 120_000 }, () =
     expect(asked('fail.test', 'AAAA')).toBe(1);
   });
 
-  it('failures are cached per account, and one account\'s flood of failing names does not evict another\'s', async () => {
+  it("failures are cached per account, and one account's flood of failing names does not evict another's", async () => {
     const port = g.addr('dns').port;
     // Account a caches a good answer too.
     expect(status(await dig(port, '127.0.0.2', 'ok.test', 'A'))).toBe('NOERROR');

@@ -13,7 +13,10 @@ beforeAll(async () => {
   up = await startDnsUpstream({
     records: {
       'v4only.test': [{ type: 'A', data: '192.0.2.10', ttl: 300 }],
-      'dual.test': [{ type: 'A', data: '192.0.2.11', ttl: 300 }, { type: 'AAAA', data: '2001:db8::11', ttl: 300 }],
+      'dual.test': [
+        { type: 'A', data: '192.0.2.11', ttl: 300 },
+        { type: 'AAAA', data: '2001:db8::11', ttl: 300 },
+      ],
       'silent.test': [{ type: 'A', data: '192.0.2.12', ttl: 300 }],
     },
     dropUdp: new Set(['silent.test']),

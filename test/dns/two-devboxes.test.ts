@@ -23,14 +23,7 @@ afterAll(() => s.close());
 
 describe('two devboxes, two policies', () => {
   it('each resolves only its own names', async () => {
-    const [a1, a2, b1, b2, a3, b3] = await Promise.all([
-      s.dig('127.0.0.2', 'alpha.test'),
-      s.dig('127.0.0.2', 'beta.test'),
-      s.dig('127.0.0.3', 'beta.test'),
-      s.dig('127.0.0.3', 'alpha.test'),
-      s.dig('127.0.0.2', 'api.shared.test'),
-      s.dig('127.0.0.3', 'api.shared.test'),
-    ]);
+    const [a1, a2, b1, b2, a3, b3] = await Promise.all([s.dig('127.0.0.2', 'alpha.test'), s.dig('127.0.0.2', 'beta.test'), s.dig('127.0.0.3', 'beta.test'), s.dig('127.0.0.3', 'alpha.test'), s.dig('127.0.0.2', 'api.shared.test'), s.dig('127.0.0.3', 'api.shared.test')]);
     expect(status(a1)).toBe('NOERROR');
     expect(answers(a1)[0]!.data).toBe('127.0.0.10');
     expect(status(a2)).toBe('NXDOMAIN');

@@ -21,7 +21,10 @@ const damaged = fc.tuple(fc.uint8Array({ maxLength: 64 }), fc.nat(VALID_QUERY.le
   Buffer.from(noise).copy(b, at);
   return b.subarray(0, Math.max(at, cut));
 });
-const anyBytes = fc.oneof(fc.uint8Array({ maxLength: 600 }).map((a) => Buffer.from(a)), damaged);
+const anyBytes = fc.oneof(
+  fc.uint8Array({ maxLength: 600 }).map((a) => Buffer.from(a)),
+  damaged,
+);
 
 function handler(): DnsHandler {
   const src = new MemorySource();
@@ -62,9 +65,14 @@ describe('parsers never throw', () => {
 describe('prepareAnswer', () => {
   const answer = (ttl: number, extra: Partial<dnsPacket.Packet> = {}) =>
     dnsPacket.encode({
-      type: 'response', id: 99, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+      type: 'response',
+      id: 99,
+      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
       questions: [{ name: 'a.test', type: 'A', class: 'IN' }],
-      answers: [{ name: 'a.test', type: 'A', class: 'IN', ttl, data: '192.0.2.1' }, { name: 'a.test', type: 'A', class: 'IN', ttl: ttl * 2, data: '192.0.2.2' }],
+      answers: [
+        { name: 'a.test', type: 'A', class: 'IN', ttl, data: '192.0.2.1' },
+        { name: 'a.test', type: 'A', class: 'IN', ttl: ttl * 2, data: '192.0.2.2' },
+      ],
       additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232 } as unknown as dnsPacket.Answer],
       ...extra,
     } as dnsPacket.Packet);

@@ -72,17 +72,21 @@ describe('egress-gateway bench against a running gateway', () => {
 
   it('measures allowed and denied requests on every door and prints a JSON report', async () => {
     const hp = (d: 'http-proxy' | 'socks5' | 'dns') => `127.0.0.1:${gw.addr(d).port}`;
-    const r = await runCli([
-      'bench', '--proxy', hp('http-proxy'), '--socks-proxy', hp('socks5'), '--dns', hp('dns'),
-      '--allowed', `allowed.test:${origin.port}`, '--denied', `denied.test:${origin.port}`,
-      '--duration', '1s', '--concurrency', '4', '--json',
-    ], 90_000);
+    const r = await runCli(['bench', '--proxy', hp('http-proxy'), '--socks-proxy', hp('socks5'), '--dns', hp('dns'), '--allowed', `allowed.test:${origin.port}`, '--denied', `denied.test:${origin.port}`, '--duration', '1s', '--concurrency', '4', '--json'], 90_000);
     const report = JSON.parse(r.stdout) as BenchReport;
     expect(report).toMatchObject({ allowed: `allowed.test:${origin.port}`, denied: `denied.test:${origin.port}`, concurrency: 4, durationMs: 1000 });
     expect(report.results.map((s) => `${s.protocol} ${s.expect}`)).toEqual([
-      'http allow', 'http deny', 'connect allow', 'connect deny', 'socks5 allow', 'socks5 deny', 'dns allow', 'dns deny',
+      'http allow',
+      'http deny',
+      'connect allow',
+      'connect deny',
+      'socks5 allow',
+      'socks5 deny',
+      'dns allow',
+      'dns deny',
       // Baselines: the allowed destination (its address from the DNS door) without the gateway.
-      'http direct', 'tcp direct',
+      'http direct',
+      'tcp direct',
     ]);
     // --duration is each scenario's, not split among them.
     for (const s of report.results) expect(s.elapsedMs).toBeGreaterThanOrEqual(950);
@@ -109,22 +113,42 @@ describe('egress-gateway bench against a running gateway', () => {
     const pol = await gw.api.policy('bench-creds', { allowed_hostnames: ['denied.test'] });
     const dbx = await gw.api.devbox(pol, [], 'bench-creds');
     const r = await runCli([
-      'bench', '--proxy', `127.0.0.1:${gw.addr('http-proxy').port}`, '--socks-proxy', `127.0.0.1:${gw.addr('socks5').port}`,
-      '--proxy-user', `${dbx.username}:${dbx.password}`,
-      '--allowed', `denied.test:${origin.port}`, '--denied', `allowed.test:${origin.port}`, '--duration', '900ms', '--concurrency', '2', '--json',
+      'bench',
+      '--proxy',
+      `127.0.0.1:${gw.addr('http-proxy').port}`,
+      '--socks-proxy',
+      `127.0.0.1:${gw.addr('socks5').port}`,
+      '--proxy-user',
+      `${dbx.username}:${dbx.password}`,
+      '--allowed',
+      `denied.test:${origin.port}`,
+      '--denied',
+      `allowed.test:${origin.port}`,
+      '--duration',
+      '900ms',
+      '--concurrency',
+      '2',
+      '--json',
     ]);
     const report = JSON.parse(r.stdout) as BenchReport;
-    expect(report.results.map((s) => `${s.protocol} ${s.expect} ${s.unexpected + s.errors}`)).toEqual([
-      'http allow 0', 'http deny 0', 'connect allow 0', 'connect deny 0', 'socks5 allow 0', 'socks5 deny 0',
-    ]);
+    expect(report.results.map((s) => `${s.protocol} ${s.expect} ${s.unexpected + s.errors}`)).toEqual(['http allow 0', 'http deny 0', 'connect allow 0', 'connect deny 0', 'socks5 allow 0', 'socks5 deny 0']);
     expect(r.code).toBe(0);
   });
 
   it('prints a table, and exits 1 when the gateway decides otherwise than expected', async () => {
     const r = await runCli([
-      'bench', '--dns', `127.0.0.1:${gw.addr('dns').port}`,
+      'bench',
+      '--dns',
+      `127.0.0.1:${gw.addr('dns').port}`,
       // Swapped on purpose: every answer is "unexpected".
-      '--allowed', 'denied.test', '--denied', 'allowed.test', '--duration', '400ms', '--concurrency', '2',
+      '--allowed',
+      'denied.test',
+      '--denied',
+      'allowed.test',
+      '--duration',
+      '400ms',
+      '--concurrency',
+      '2',
     ]);
     expect(r.stdout).toMatch(/scenario\s+target\s+requests\s+ok\s+unexpected\s+errors\s+rate\/s\s+p50 ms\s+p90 ms\s+p99 ms\s+max ms/);
     expect(r.stdout).toMatch(/^dns allow\s+denied\.test/m);
@@ -137,10 +161,7 @@ describe('egress-gateway bench against a running gateway', () => {
     try {
       const pol = await limited.api.policy('bench', { allowed_hostnames: ['allowed.test'] });
       await limited.api.devbox(pol, ['127.0.0.1'], 'bench');
-      const r = await runCli([
-        'bench', '--dns', `127.0.0.1:${limited.addr('dns').port}`, '--allowed', 'allowed.test', '--denied', 'denied.test',
-        '--duration', '1s', '--concurrency', '4', '--json',
-      ]);
+      const r = await runCli(['bench', '--dns', `127.0.0.1:${limited.addr('dns').port}`, '--allowed', 'allowed.test', '--denied', 'denied.test', '--duration', '1s', '--concurrency', '4', '--json']);
       const report = JSON.parse(r.stdout) as BenchReport;
       const deny = report.results.find((s) => s.protocol === 'dns' && s.expect === 'deny')!;
       // At most ~20 a second are real denials; the rest were refused by the limiter.

@@ -31,20 +31,7 @@ import { type DnsUpstream, loopbackRecords, startDnsUpstream } from '../support/
 import { type TestGateway, startTestGateway } from '../support/gateway.js';
 import { unreachablePublic } from '../support/public-unreachable.js';
 import { type Origin, startHttpOrigin, startHttpsOrigin } from '../support/origin.js';
-import {
-  type ClientOptions,
-  type Outcome,
-  connectThenGet,
-  countsDelta,
-  decisionCounts,
-  dnsAsk,
-  dnsWireName,
-  httpProxyGet,
-  socks5ConnectThenGet,
-  transparentHttpGet,
-  transparentTlsHandshake,
-  transparentTlsRawHello,
-} from '../support/door-clients.js';
+import { type ClientOptions, type Outcome, connectThenGet, countsDelta, decisionCounts, dnsAsk, dnsWireName, httpProxyGet, socks5ConnectThenGet, transparentHttpGet, transparentTlsHandshake, transparentTlsRawHello } from '../support/door-clients.js';
 
 /** Door names as egress_decisions_total labels them. */
 const DOORS = ['http', 'connect', 'socks5', 'transparent-http', 'transparent-tls', 'dns'] as const;
@@ -318,9 +305,7 @@ function ask(door: DoorName, c: DoorCase, opts: ClientOptions): Promise<Outcome>
     case 'transparent-http':
       return transparentHttpGet(gw.addr('transparent-http').port, c.host, opts);
     case 'transparent-tls':
-      return c.rawHello
-        ? transparentTlsRawHello(gw.addr('transparent-tls').port, c.host, opts)
-        : transparentTlsHandshake(gw.addr('transparent-tls').port, c.host, { ...opts, expectSubjectCN: 'egress-test' });
+      return c.rawHello ? transparentTlsRawHello(gw.addr('transparent-tls').port, c.host, opts) : transparentTlsHandshake(gw.addr('transparent-tls').port, c.host, { ...opts, expectSubjectCN: 'egress-test' });
     case 'dns':
       return dnsAsk(gw.addr('dns').port, dnsWireName(c.host).wire!, opts);
   }
@@ -371,7 +356,6 @@ describe.each(DOORS)('door %s, every row of the case table', (door) => {
     // DNS decisions reach the counter in one-second batches (src/resolver/metrics.ts): checked in total below.
     if (door !== 'dns') expect(mine, evidence).toEqual(c.expect === 'malformed' ? {} : { [`${door}|${c.expect}|${c.reason}`]: 1 });
   });
-
 });
 
 describe.each(DOORS)('door %s, every row under the report-only copy of its policy', (door) => {
@@ -409,10 +393,18 @@ describe.each(DOORS)('door %s, every row under the report-only copy of its polic
 });
 
 describe('rows a door cannot carry', () => {
-  it.each(DOORS)('%s leaves rows out only for its protocol\'s reasons, and each reason still has a row', (door) => {
+  it.each(DOORS)("%s leaves rows out only for its protocol's reasons, and each reason still has a row", (door) => {
     const { skipped } = casesFor(door);
-    for (const s of skipped) expect(LEFT_OUT[door].some((re) => re.test(s.why)), s.title).toBe(true);
-    for (const re of LEFT_OUT[door]) expect(skipped.some((s) => re.test(s.why)), `no row left out for ${re}`).toBe(true);
+    for (const s of skipped)
+      expect(
+        LEFT_OUT[door].some((re) => re.test(s.why)),
+        s.title,
+      ).toBe(true);
+    for (const re of LEFT_OUT[door])
+      expect(
+        skipped.some((s) => re.test(s.why)),
+        `no row left out for ${re}`,
+      ).toBe(true);
   });
 });
 
@@ -429,7 +421,9 @@ describe('/metrics after the table', () => {
       have = await got();
     }
     expect(have, JSON.stringify({ have, want })).toEqual(want);
-    const denials = Object.entries(have).filter(([k]) => k.startsWith(`${door}|deny|`)).reduce((a, [, n]) => a + n, 0);
+    const denials = Object.entries(have)
+      .filter(([k]) => k.startsWith(`${door}|deny|`))
+      .reduce((a, [, n]) => a + n, 0);
     expect(denials).toBeGreaterThan(0);
   });
 });
@@ -440,8 +434,7 @@ describe('/metrics after the table', () => {
  */
 describe('raw UTF-8 names on the ASCII-only doors are never admitted', () => {
   const rows = HOSTNAME_CASES.filter((r) => !isAscii(r.host) && r.reason !== 'invalid_host');
-  const cases = DOORS.filter((d) => d !== 'socks5').flatMap((door) =>
-    rows.map((row) => [`${door}: ${row.name} ${display(row.host)} sent as raw UTF-8 → refused`, door, row] as const));
+  const cases = DOORS.filter((d) => d !== 'socks5').flatMap((door) => rows.map((row) => [`${door}: ${row.name} ${display(row.host)} sent as raw UTF-8 → refused`, door, row] as const));
   it.each(cases)('%s', async (_title, door, row) => {
     const c: DoorCase = { title: '', row, host: row.host, expect: 'deny', reason: null, publicDial: false };
     const outcome = await ask(door, c, { source: sourceFor.get(policyKey(row.policy))!, timeoutMs: TIMEOUT_MS });

@@ -46,7 +46,9 @@ describe('egress-gateway firewall', () => {
 
   it('takes its settings from the environment too, and turned-off doors get no port and no redirect', async () => {
     const r = await cli(['firewall', '--http-proxy', 'off', '--socks', 'off'], {
-      EGRESS_DEVBOX_CIDR: '10.1.0.0/24,fd00:1::/64', EGRESS_GATEWAY_ADDR: '10.1.0.1', EGRESS_FIREWALL_TABLE: 'egw_env',
+      EGRESS_DEVBOX_CIDR: '10.1.0.0/24,fd00:1::/64',
+      EGRESS_GATEWAY_ADDR: '10.1.0.1',
+      EGRESS_FIREWALL_TABLE: 'egw_env',
     });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('table inet egw_env {');
@@ -107,7 +109,10 @@ describe('egress-gateway firewall', () => {
   });
 
   it('the DaemonSet and systemd unit probe /readyz (readiness) and /healthz (liveness) and expose /metrics', () => {
-    const docs = readFileSync('deploy/kubernetes/egress-gateway.yaml', 'utf8').split(/^---$/m).map((d) => parseYaml(d) as Record<string, any>).filter(Boolean);
+    const docs = readFileSync('deploy/kubernetes/egress-gateway.yaml', 'utf8')
+      .split(/^---$/m)
+      .map((d) => parseYaml(d) as Record<string, any>)
+      .filter(Boolean);
     const ds = docs.find((d) => d.kind === 'DaemonSet')!;
     expect(ds).toBeDefined();
     const pod = ds.spec.template;

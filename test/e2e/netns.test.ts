@@ -43,10 +43,7 @@ const certDir = mkdtempSync(join(tmpdir(), 'egw-netns-cert-'));
 function originCert(): { certPath: string; keyPath: string } {
   const keyPath = join(certDir, 'key.pem');
   const certPath = join(certDir, 'cert.pem');
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '2',
-    '-subj', '/CN=egress-netns-origin', '-addext', 'subjectAltName=DNS:allowed.test,DNS:denied.test',
-  ], { stdio: 'ignore' });
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '2', '-subj', '/CN=egress-netns-origin', '-addext', 'subjectAltName=DNS:allowed.test,DNS:denied.test'], { stdio: 'ignore' });
   return { certPath, keyPath };
 }
 
@@ -70,8 +67,7 @@ suite(title('sidecar deployment in real network namespaces'), { timeout: 60_000 
   let certPath: string;
   const control = { tcp: false, udp: false };
 
-  const curl = (role: string, args: string[]) =>
-    lab.exec(role, 'curl', ['-sS', '--connect-timeout', '3', '--max-time', '5', '--cacert', certPath, ...args], 15_000);
+  const curl = (role: string, args: string[]) => lab.exec(role, 'curl', ['-sS', '--connect-timeout', '3', '--max-time', '5', '--cacert', certPath, ...args], 15_000);
   const dig = (role: string, args: string[]) => lab.exec(role, 'dig', ['+time=2', '+tries=1', ...args], 15_000);
   const seen = (pred: (e: OriginEvent) => boolean) => events.filter(pred);
   const fromDevbox = (e: OriginEvent) => e.from === a.nsIp || e.from === b.nsIp;
@@ -123,13 +119,16 @@ suite(title('sidecar deployment in real network namespaces'), { timeout: 60_000 
 
     // A door that is not implemented yet reports port 0: redirect to a closed port (fails closed).
     const p = (door: Parameters<TestGateway['addr']>[0]) => gw.addr(door).port || 1;
-    await lab.loadNft(table, renderFirewall({
+    await lab.loadNft(
       table,
-      devboxCidrs: [a.cidr, b.cidr],
-      interfaces: [a.hostIf, b.hostIf],
-      gatewayAddr: gwAddr,
-      ports: { transparentTls: p('transparent-tls'), transparentHttp: p('transparent-http'), dns: p('dns'), httpProxy: p('http-proxy'), socks: p('socks5') },
-    }));
+      renderFirewall({
+        table,
+        devboxCidrs: [a.cidr, b.cidr],
+        interfaces: [a.hostIf, b.hostIf],
+        gatewayAddr: gwAddr,
+        ports: { transparentTls: p('transparent-tls'), transparentHttp: p('transparent-http'), dns: p('dns'), httpProxy: p('http-proxy'), socks: p('socks5') },
+      }),
+    );
   }, 90_000);
 
   afterAll(async () => {
@@ -215,7 +214,7 @@ suite(title('sidecar deployment in real network namespaces'), { timeout: 60_000 
     expect(seen((e) => e.event === 'dns' && fromDevbox(e))).toEqual([]);
   });
 
-  it('devbox-a may still use the gateway\'s explicit proxy port', async () => {
+  it("devbox-a may still use the gateway's explicit proxy port", async () => {
     const r = await curl('a', ['-x', `http://${gwAddr}:${gw.addr('http-proxy').port}`, 'http://allowed.test/via-proxy']);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ server: 'http', host: 'allowed.test', url: '/via-proxy' });
@@ -233,7 +232,7 @@ suite(title('sidecar deployment in real network namespaces'), { timeout: 60_000 
     expect(direct.code).not.toBe(0);
   });
 
-  it('changing devbox-a\'s policy through the API changes what it can reach on its next connection', async () => {
+  it("changing devbox-a's policy through the API changes what it can reach on its next connection", async () => {
     expect((await curl('a', ['--resolve', `denied.test:443:${originIp}`, 'https://denied.test/before'])).code).not.toBe(0);
     await gw.api.updatePolicy(policyA, { allowed_hostnames: ['allowed.test', 'denied.test'] });
     const r = await curl('a', ['https://denied.test/after']);

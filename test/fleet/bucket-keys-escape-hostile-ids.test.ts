@@ -25,7 +25,7 @@ describe('bucket keys', () => {
     expect(devboxKey(null, 'dbx_1')).toBe('devbox.=.dbx_1');
   });
 
-  it('a host filter covers its own devboxes and no other host\'s', () => {
+  it("a host filter covers its own devboxes and no other host's", () => {
     const filter = hostFilter('h1');
     expect(filter).toBe('devbox.h1.>');
     expect(devboxKey('h1', 'dbx_1').startsWith('devbox.h1.')).toBe(true);

@@ -34,10 +34,7 @@ describe('two API replicas on one PostgreSQL', () => {
   it('the same policy name created on both at once: exactly one is stored', async () => {
     for (let i = 0; i < 8; i++) {
       const name = `same-${i}`;
-      const [ra, rb] = await Promise.all([
-        api(a.apiUrl, TOKEN, 'POST', '/v1/network-policies', { name }),
-        api(b.apiUrl, TOKEN, 'POST', '/v1/network-policies', { name }),
-      ]);
+      const [ra, rb] = await Promise.all([api(a.apiUrl, TOKEN, 'POST', '/v1/network-policies', { name }), api(b.apiUrl, TOKEN, 'POST', '/v1/network-policies', { name })]);
       expect([ra.status, rb.status].sort()).toEqual([200, 400]);
       expect([ra.body, rb.body].find((r) => r.error)?.error.code).toBe('duplicate_name');
       const list = await api(b.apiUrl, TOKEN, 'GET', `/v1/network-policies?name=${name}`);
@@ -48,8 +45,7 @@ describe('two API replicas on one PostgreSQL', () => {
   it('concurrent updates through both replicas: every version once, none lost', async () => {
     const p = (await api(a.apiUrl, TOKEN, 'POST', '/v1/network-policies', { name: 'versions' })).body;
     const n = 20;
-    const answers = await Promise.all(Array.from({ length: n }, (_, i) =>
-      api(i % 2 === 0 ? a.apiUrl : b.apiUrl, TOKEN, 'POST', `/v1/network-policies/${p.id}`, { description: `d${i}` })));
+    const answers = await Promise.all(Array.from({ length: n }, (_, i) => api(i % 2 === 0 ? a.apiUrl : b.apiUrl, TOKEN, 'POST', `/v1/network-policies/${p.id}`, { description: `d${i}` })));
     expect(answers.map((r) => r.status)).toEqual(Array(n).fill(200));
     // The outbox holds each version once, in order, each with the description its update wrote.
     const store = await openControlStore(db);
@@ -63,32 +59,40 @@ describe('two API replicas on one PostgreSQL', () => {
     }
     // Both replicas' doors end on the last version.
     for (const url of [a.apiUrl, b.apiUrl]) {
-      const r = await until(() => api(url, TOKEN, 'POST', '/v1/egress/check', { network_policy_id: p.id, host: 'x.example' }), (x) => x.body.policy_version === n + 1, 10_000);
+      const r = await until(
+        () => api(url, TOKEN, 'POST', '/v1/egress/check', { network_policy_id: p.id, host: 'x.example' }),
+        (x) => x.body.policy_version === n + 1,
+        10_000,
+      );
       expect(r.body.policy_version).toBe(n + 1);
     }
   });
 
   it('the same address registered on both at once: one devbox holds it', async () => {
-    for (const [i, other] of [[1, TOKEN], [2, OTHER]] as const) {
+    for (const [i, other] of [
+      [1, TOKEN],
+      [2, OTHER],
+    ] as const) {
       const address = `10.77.0.${i}`;
-      const [ra, rb] = await Promise.all([
-        api(a.apiUrl, TOKEN, 'POST', '/v1/devboxes', { network: { addresses: [address] } }),
-        api(b.apiUrl, other, 'POST', '/v1/devboxes', { network: { addresses: [address] } }),
-      ]);
+      const [ra, rb] = await Promise.all([api(a.apiUrl, TOKEN, 'POST', '/v1/devboxes', { network: { addresses: [address] } }), api(b.apiUrl, other, 'POST', '/v1/devboxes', { network: { addresses: [address] } })]);
       expect([ra.status, rb.status].filter((s) => s === 200)).toHaveLength(1);
       const loser = ra.status === 200 ? rb : ra;
       expect(['address_in_use', 'address_unavailable']).toContain(loser.body.error.code);
     }
   });
 
-  it('a write acknowledged by one replica is decided by the other\'s doors', async () => {
+  it("a write acknowledged by one replica is decided by the other's doors", async () => {
     const p = (await api(a.apiUrl, TOKEN, 'POST', '/v1/network-policies', { name: 'cross', allowed_hostnames: ['one.example'] })).body;
     const d = (await api(b.apiUrl, TOKEN, 'POST', '/v1/devboxes', { launch_parameters: { network_policy_id: p.id }, network: { addresses: ['10.78.0.1'], host_id: 'node-1' } })).body;
     const check = (url: string) => api(url, TOKEN, 'POST', '/v1/egress/check', { devbox_id: d.id, host: 'two.example', port: 443 });
     expect((await check(a.apiUrl)).body.decision).toBe('deny');
     expect((await api(a.apiUrl, TOKEN, 'POST', `/v1/network-policies/${p.id}`, { allowed_hostnames: ['two.example'] })).status).toBe(200);
     // Replica b's data plane follows the change feed (a 100 ms poll): allowed there soon after.
-    const there = await until(() => check(b.apiUrl), (r) => r.body.decision === 'allow', 10_000);
+    const there = await until(
+      () => check(b.apiUrl),
+      (r) => r.body.decision === 'allow',
+      10_000,
+    );
     expect(there.body).toMatchObject({ decision: 'allow', policy_version: 2 });
   });
 });

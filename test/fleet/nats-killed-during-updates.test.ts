@@ -7,9 +7,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { curl } from '../support/proxy.js';
-import {
-  type FleetBase, type Node, api, createPolicy, decisionAt, fleetBase, registerDevbox, setHostnames, startReplica, startSidecar, until,
-} from './support.js';
+import { type FleetBase, type Node, api, createPolicy, decisionAt, fleetBase, registerDevbox, setHostnames, startReplica, startSidecar, until } from './support.js';
 
 let base: FleetBase;
 let a: Node;
@@ -21,10 +19,7 @@ beforeAll(async () => {
   base = await fleetBase();
   const db = base.controlDb;
   // In parallel: on a loaded 2-core box each start takes seconds.
-  [a, b, h1, h2] = await Promise.all([
-    startReplica(db, base.nats.url), startReplica(db, base.nats.url),
-    startSidecar(base.nats.url, 'h1', join(base.dir, 'h1.db'), base.dns.port), startSidecar(base.nats.url, 'h2', join(base.dir, 'h2.db'), base.dns.port),
-  ]);
+  [a, b, h1, h2] = await Promise.all([startReplica(db, base.nats.url), startReplica(db, base.nats.url), startSidecar(base.nats.url, 'h1', join(base.dir, 'h1.db'), base.dns.port), startSidecar(base.nats.url, 'h2', join(base.dir, 'h2.db'), base.dns.port)]);
 }, 300_000);
 
 afterAll(() => base?.close([a, b, h1, h2]));
@@ -35,8 +30,7 @@ describe('NATS killed during updates', () => {
     const p2 = await createPolicy(b.apiUrl, 'p2', ['allowed.test']);
     const d1 = await registerDevbox(b.apiUrl, 'h1', p1);
     const d2 = await registerDevbox(a.apiUrl, 'h2', p2);
-    await until(async () => (await decisionAt(h1.apiUrl, d1.id, 'allowed.test')) === 'allow'
-      && (await decisionAt(h2.apiUrl, d2.id, 'allowed.test')) === 'allow', 60_000, 'both sidecars to sync');
+    await until(async () => (await decisionAt(h1.apiUrl, d1.id, 'allowed.test')) === 'allow' && (await decisionAt(h2.apiUrl, d2.id, 'allowed.test')) === 'allow', 60_000, 'both sidecars to sync');
 
     // Updates before, across and after the kill, alternating replicas: each one acknowledged.
     // (setHostnames throws unless the answer is 200.)
@@ -57,10 +51,15 @@ describe('NATS killed during updates', () => {
     expect(await decisionAt(h1.apiUrl, d3.id, 'allowed.test')).toBe('unknown');
 
     await base.nats.start();
-    await until(async () => (await decisionAt(h1.apiUrl, d1.id, 'allowed.test')) === 'deny'
-      && (await decisionAt(h1.apiUrl, d1.id, 'other.test')) === 'allow'
-      && (await decisionAt(h1.apiUrl, d3.id, 'allowed.test')) === 'allow'
-      && ['deny', 'unknown'].includes(await decisionAt(h2.apiUrl, d2.id, 'allowed.test')), 90_000, 'both sidecars to converge on the database');
+    await until(
+      async () =>
+        (await decisionAt(h1.apiUrl, d1.id, 'allowed.test')) === 'deny' &&
+        (await decisionAt(h1.apiUrl, d1.id, 'other.test')) === 'allow' &&
+        (await decisionAt(h1.apiUrl, d3.id, 'allowed.test')) === 'allow' &&
+        ['deny', 'unknown'].includes(await decisionAt(h2.apiUrl, d2.id, 'allowed.test')),
+      90_000,
+      'both sidecars to converge on the database',
+    );
     const after = await curl(['-x', `http://127.0.0.1:${h1.proxyPort}`, '-U', `${d1.id}:${d1.password}`, `http://allowed.test:${base.origin.port}/after`]);
     expect(after.status).toBe(403);
   }, 300_000);

@@ -31,13 +31,20 @@ export async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms =
 /** GET url through the HTTP proxy door with the devbox's credentials; resolves the status. */
 export function viaProxy(proxyPort: number, url: string, user: string, password: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = http.request({
-      host: '127.0.0.1', port: proxyPort, method: 'GET', path: url, agent: false,
-      headers: { host: new URL(url).host, 'proxy-authorization': `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` },
-    }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port: proxyPort,
+        method: 'GET',
+        path: url,
+        agent: false,
+        headers: { host: new URL(url).host, 'proxy-authorization': `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.setTimeout(10_000, () => req.destroy(new Error('proxy request timed out')));
     req.on('error', reject);
     req.end();

@@ -14,9 +14,7 @@ import { killAll } from '../support/serve-process.js';
 import { type NatsServer, startNats } from '../support/nats.js';
 import { sharedPostgres } from '../support/postgres.js';
 import { type Origin, startHttpOrigin } from '../support/origin.js';
-import {
-  type Node, api, createPolicy, decisionAt, health, registerDevbox, setHostnames, startReplica, startSidecar, tempDir, until,
-} from './support.js';
+import { type Node, api, createPolicy, decisionAt, health, registerDevbox, setHostnames, startReplica, startSidecar, tempDir, until } from './support.js';
 
 let nats: NatsServer;
 let dns: DnsUpstream;
@@ -33,10 +31,7 @@ beforeAll(async () => {
   origin = await startHttpOrigin();
   const db = await (await sharedPostgres()).createDatabase();
   // In parallel: on a loaded 2-core box each start takes seconds.
-  [a, b, h1, h2] = await Promise.all([
-    startReplica(db, nats.url), startReplica(db, nats.url),
-    startSidecar(nats.url, 'h1', join(tmp.dir, 'h1.db'), dns.port), startSidecar(nats.url, 'h2', join(tmp.dir, 'h2.db'), dns.port),
-  ]);
+  [a, b, h1, h2] = await Promise.all([startReplica(db, nats.url), startReplica(db, nats.url), startSidecar(nats.url, 'h1', join(tmp.dir, 'h1.db'), dns.port), startSidecar(nats.url, 'h2', join(tmp.dir, 'h2.db'), dns.port)]);
 }, 300_000);
 
 afterAll(async () => {
@@ -48,8 +43,8 @@ afterAll(async () => {
   tmp.remove();
 });
 
-describe('fleet: a policy written on one replica is enforced by the sidecar of the devbox\'s host', () => {
-  it('allowed through h1\'s proxy, then denied after an update; the open tunnel is cut; h2 does not know the devbox', async () => {
+describe("fleet: a policy written on one replica is enforced by the sidecar of the devbox's host", () => {
+  it("allowed through h1's proxy, then denied after an update; the open tunnel is cut; h2 does not know the devbox", async () => {
     const policy = await createPolicy(a.apiUrl, 'web', ['allowed.test']);
     const box = await registerDevbox(b.apiUrl, 'h1', policy);
     const user = `${box.id}:${box.password}`;

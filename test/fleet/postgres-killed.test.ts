@@ -20,7 +20,10 @@ beforeAll(async () => {
   pg = await startPostgres();
   origin = await startHttpOrigin();
   gw = await startServe(['--db', await pg.createDatabase(), '--api-token', `${TOKEN}:acct-k`, '--allow-private', '127.0.0.0/8']);
-  const listening = gw.out().split('\n').find((l) => l.includes('egress-gateway listening'))!;
+  const listening = gw
+    .out()
+    .split('\n')
+    .find((l) => l.includes('egress-gateway listening'))!;
   proxyPort = Number(/"http-proxy":"127\.0\.0\.1:(\d+)"/.exec(listening)![1]);
 }, 240_000);
 
@@ -43,10 +46,16 @@ describe('PostgreSQL killed under a running gateway', () => {
 
     pg.kill9();
 
-    const write = await until(() => api(gw.apiUrl, TOKEN, 'POST', '/v1/network-policies', { name: 'while-down' }), (r) => r.status === 503);
+    const write = await until(
+      () => api(gw.apiUrl, TOKEN, 'POST', '/v1/network-policies', { name: 'while-down' }),
+      (r) => r.status === 503,
+    );
     expect(write.status).toBe(503);
     expect(write.body.error.code).toBe('storage_unavailable');
-    const ready = await until(() => api(gw.apiUrl, TOKEN, 'GET', '/readyz'), (r) => r.status === 503);
+    const ready = await until(
+      () => api(gw.apiUrl, TOKEN, 'GET', '/readyz'),
+      (r) => r.status === 503,
+    );
     expect(ready.body.error.code).toBe('storage_unavailable');
     expect((await api(gw.apiUrl, TOKEN, 'GET', '/healthz')).status).toBe(200);
     const list = await api(gw.apiUrl, TOKEN, 'GET', '/v1/network-policies');
@@ -57,11 +66,23 @@ describe('PostgreSQL killed under a running gateway', () => {
 
     await pg.start();
 
-    const back = await until(() => api(gw.apiUrl, TOKEN, 'POST', `/v1/network-policies/${p.id}`, { allowed_cidrs: [] }), (r) => r.status === 200, 30_000);
+    const back = await until(
+      () => api(gw.apiUrl, TOKEN, 'POST', `/v1/network-policies/${p.id}`, { allowed_cidrs: [] }),
+      (r) => r.status === 200,
+      30_000,
+    );
     expect(back.status).toBe(200);
     // The write was acknowledged once the doors had it: the origin is now denied.
     expect(await allowed()).toBe(403);
-    expect((await until(() => api(gw.apiUrl, TOKEN, 'GET', '/readyz'), (r) => r.status === 200, 30_000)).status).toBe(200);
+    expect(
+      (
+        await until(
+          () => api(gw.apiUrl, TOKEN, 'GET', '/readyz'),
+          (r) => r.status === 200,
+          30_000,
+        )
+      ).status,
+    ).toBe(200);
   });
 });
 

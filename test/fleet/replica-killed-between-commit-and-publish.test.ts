@@ -8,9 +8,7 @@
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type FleetBase, type Node, api, bucketLook, createPolicy, decisionAt, fleetBase, registerDevbox, startReplica, startSidecar, until,
-} from './support.js';
+import { type FleetBase, type Node, api, bucketLook, createPolicy, decisionAt, fleetBase, registerDevbox, startReplica, startSidecar, until } from './support.js';
 
 let base: FleetBase;
 let b: Node | undefined;
@@ -55,8 +53,7 @@ describe('a replica killed between commit and publish', () => {
       expect(await decisionAt(h1.apiUrl, box.id, 'allowed.test')).toBe('allow');
 
       b = await startReplica(db, base.nats.url);
-      await until(async () => (await decisionAt(h1.apiUrl, box.id, 'allowed.test')) === 'deny'
-        && (await decisionAt(h1.apiUrl, box.id, 'other.test')) === 'allow', 60_000, 'the left-behind change to reach the sidecar');
+      await until(async () => (await decisionAt(h1.apiUrl, box.id, 'allowed.test')) === 'deny' && (await decisionAt(h1.apiUrl, box.id, 'other.test')) === 'allow', 60_000, 'the left-behind change to reach the sidecar');
       await until(async () => (await look.watermark()) >= committed, 30_000, 'the watermark to pass the change');
     } finally {
       await look.close();

@@ -8,9 +8,7 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type FleetBase, type Node, api, bucketLook, decisionAt, fleetBase, registerDevbox, startReplica, startSidecar, until,
-} from './support.js';
+import { type FleetBase, type Node, api, bucketLook, decisionAt, fleetBase, registerDevbox, startReplica, startSidecar, until } from './support.js';
 
 let base: FleetBase;
 let a: Node;
@@ -33,14 +31,16 @@ async function policy(name: string, gen: string, host: string): Promise<string> 
 
 /** One consistent read of the local snapshot: the generations its policies carry and its running devboxes. */
 function observe(db: Database.Database): { gens: string[]; devboxes: string[] } {
-  return db.transaction(() => ({
-    gens: [...new Set((db.prepare('SELECT description FROM network_policies').pluck().all() as string[]))].sort(),
-    devboxes: (db.prepare(`SELECT id FROM devboxes WHERE status = 'running' ORDER BY id`).pluck().all() as string[]),
-  })).deferred();
+  return db
+    .transaction(() => ({
+      gens: [...new Set(db.prepare('SELECT description FROM network_policies').pluck().all() as string[])].sort(),
+      devboxes: db.prepare(`SELECT id FROM devboxes WHERE status = 'running' ORDER BY id`).pluck().all() as string[],
+    }))
+    .deferred();
 }
 
-describe('a sidecar away past the bucket\'s history', () => {
-  it('resyncs in full, swapped in one transaction, onto the database\'s state', async () => {
+describe("a sidecar away past the bucket's history", () => {
+  it("resyncs in full, swapped in one transaction, onto the database's state", async () => {
     const local = join(base.dir, 'h1.db');
     h1 = await startSidecar(base.nats.url, 'h1', local, base.dns.port);
     const ids: string[] = [];
@@ -66,8 +66,7 @@ describe('a sidecar away past the bucket\'s history', () => {
     const late = await registerDevbox(a.apiUrl, 'h1', ids[1]!);
     // The bucket cannot replay what happened since the sidecar's revision: the drafts are gone.
     const look = await bucketLook(base.nats.url);
-    await until(async () => (await look.watermark()) > 0 && (await look.revisions(`policy.default.${ids[0]}`)).length === 1
-      && (await look.revisions(`policy.default.${ids[0]}`))[0]! > seenRevision + N, 60_000, 'the bucket to hold only the last revision of each policy');
+    await until(async () => (await look.watermark()) > 0 && (await look.revisions(`policy.default.${ids[0]}`)).length === 1 && (await look.revisions(`policy.default.${ids[0]}`))[0]! > seenRevision + N, 60_000, 'the bucket to hold only the last revision of each policy');
     await look.close();
 
     const want = { gens: ['gen2'], devboxes: [...boxes.slice(1).map((b) => b.id), late.id].sort() };

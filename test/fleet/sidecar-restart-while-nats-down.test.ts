@@ -7,9 +7,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { curl } from '../support/proxy.js';
-import {
-  type FleetBase, type Node, createPolicy, decisionAt, fleetBase, health, registerDevbox, setHostnames, startReplica, startSidecar, until,
-} from './support.js';
+import { type FleetBase, type Node, createPolicy, decisionAt, fleetBase, health, registerDevbox, setHostnames, startReplica, startSidecar, until } from './support.js';
 
 let base: FleetBase;
 let a: Node;
@@ -55,8 +53,7 @@ describe('a sidecar restarted while NATS is down', () => {
 
     await setHostnames(a.apiUrl, policy, ['other.test']);
     await base.nats.start();
-    await until(async () => (await decisionAt(h1!.apiUrl, unseen.id, 'other.test')) === 'allow'
-      && (await decisionAt(h1!.apiUrl, known.id, 'allowed.test')) === 'deny', 90_000, 'the sidecar to resync');
+    await until(async () => (await decisionAt(h1!.apiUrl, unseen.id, 'other.test')) === 'allow' && (await decisionAt(h1!.apiUrl, known.id, 'allowed.test')) === 'deny', 90_000, 'the sidecar to resync');
     expect((await snapshotOf(h1)).revision).toBeGreaterThan(synced.revision);
   }, 300_000);
 });

@@ -29,7 +29,10 @@ export interface Node extends RunningServe {
 const START_MS = 240_000;
 
 function withProxy(s: RunningServe): Node {
-  const line = s.out().split('\n').find((l) => l.includes('egress-gateway listening'))!;
+  const line = s
+    .out()
+    .split('\n')
+    .find((l) => l.includes('egress-gateway listening'))!;
   const port = Number(/"http-proxy":"127\.0\.0\.1:(\d+)"/.exec(line)?.[1] ?? 0);
   return Object.assign(s, { proxyPort: port });
 }
@@ -41,10 +44,7 @@ export async function startReplica(db: string, nats: string, env: Record<string,
 
 /** A sidecar following NATS for one host, with its local snapshot in `db`. */
 export async function startSidecar(nats: string, hostId: string, db: string, dnsPort: number, extra: string[] = []): Promise<Node> {
-  return withProxy(await startServe([
-    '--follow', nats, '--host-id', hostId, '--db', db, '--api-token', `${TOKEN}:${ACCOUNT}`,
-    '--allow-private', '127.0.0.0/8', '--upstream-dns', `127.0.0.1:${dnsPort}`, '--log-level', 'info', ...extra,
-  ], {}, START_MS));
+  return withProxy(await startServe(['--follow', nats, '--host-id', hostId, '--db', db, '--api-token', `${TOKEN}:${ACCOUNT}`, '--allow-private', '127.0.0.0/8', '--upstream-dns', `127.0.0.1:${dnsPort}`, '--log-level', 'info', ...extra], {}, START_MS));
 }
 
 export function tempDir(): { dir: string; remove(): void } {
@@ -134,7 +134,11 @@ export async function fleetBase(): Promise<FleetBase> {
   const tmp = tempDir();
   const controlDb = await (await sharedPostgres()).createDatabase();
   return {
-    nats, dns, origin, dir: tmp.dir, controlDb,
+    nats,
+    dns,
+    origin,
+    dir: tmp.dir,
+    controlDb,
     async close(nodes) {
       await Promise.allSettled(nodes.filter((n): n is Node => n !== undefined).map((n) => n.stop()));
       killAll();

@@ -28,13 +28,7 @@ const seeds: Record<string, Array<Buffer | string>> = {
     'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n',
     'HTTP/1.1 301\r\nLocation: http://x/\r\nConnection: close\r\n\r\n',
   ],
-  'http-chunked': [
-    '5\r\nhello\r\n0\r\n\r\n',
-    '3;name=value\r\nabc\r\nA\r\n0123456789\r\n0\r\nTrailer: x\r\n\r\n',
-    '0\r\n\r\nextra',
-    'fffffffffffffff\r\n',
-    '1 \t;x\r\na\r\n0\r\n\r\n',
-  ],
+  'http-chunked': ['5\r\nhello\r\n0\r\n\r\n', '3;name=value\r\nabc\r\nA\r\n0123456789\r\n0\r\nTrailer: x\r\n\r\n', '0\r\n\r\nextra', 'fffffffffffffff\r\n', '1 \t;x\r\na\r\n0\r\n\r\n'],
   'connect-line': ['allowed.test:443', '[::1]:8443', '127.0.0.1:22', 'xn--bcher-kva.example:443', 'a@b:1', '0x7f.1:80'],
   socks5: [
     connectDomain('allowed.test', 443),
@@ -46,17 +40,19 @@ const seeds: Record<string, Array<Buffer | string>> = {
     clientHello({ sni: 'allowed.test' }),
     clientHello({ sni: 'Allowed.Test', recordSize: 7 }),
     clientHello({ sni: 'allowed.test', extensions: [[0xfe0d, Buffer.alloc(8, 1)]] }),
-    clientHello({ names: [{ type: 0, name: 'a.test' }, { type: 0, name: 'b.test' }] }),
+    clientHello({
+      names: [
+        { type: 0, name: 'a.test' },
+        { type: 0, name: 'b.test' },
+      ],
+    }),
     clientHello({ noExtensions: true }),
     Buffer.from([0x01, 12, 0x41, 0x62, 0x63, 0x2e, 0x74, 0x65, 0x73, 0x74, 0, 0, 0, 200, 2, 0xfe, 0x0d, 4, 1, 2, 3, 4, 0, 9, 0]),
   ],
   'dns-wire': [VALID_QUERY, ...BAD_PACKETS.map((p) => p.bytes)],
   hostname: ['allowed.test', 'ALLOWED.test.', 'xn--bcher-kva.example', 'bücher.example', '例え.テスト', '0x7f.1', '[::ffff:127.0.0.1]', '*.example.com', 'a'.repeat(64) + '.test', ...BAD_ENTRIES.map((e) => String(e.input))],
   'api-hostnames': ['allowed.test\n*.example.com\nALLOWED.test.', 'a.test\nhttps://b.test\nc.test', 'bücher.example\nxn--bcher-kva.example'],
-  'policy-compiler': [
-    'allowed.test\n*.example.com\n*.a.example.com\n10.0.0.0/8\n10.1.0.0/16 443-444 TCP\n::/0 53 UDP\n?www.example.com\n?a.example.com\n?10.1.2.3\n?[::1]',
-    'xn--bcher-kva.example\nBAD..name\n*.com\n?bücher.example\n?x.y.z.example.com\n1.2.3.4/40',
-  ],
+  'policy-compiler': ['allowed.test\n*.example.com\n*.a.example.com\n10.0.0.0/8\n10.1.0.0/16 443-444 TCP\n::/0 53 UDP\n?www.example.com\n?a.example.com\n?10.1.2.3\n?[::1]', 'xn--bcher-kva.example\nBAD..name\n*.com\n?bücher.example\n?x.y.z.example.com\n1.2.3.4/40'],
   'policy-file': [],
 };
 

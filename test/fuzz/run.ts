@@ -65,25 +65,26 @@ function runTarget(name: string, args: Args, env: Record<string, string>): Promi
   mkdirSync(workCorpus, { recursive: true });
   mkdirSync(seeds, { recursive: true });
   const cli = createRequire(import.meta.url).resolve('@jazzer.js/core/dist/cli.js');
-  const libfuzzer = [
-    `-max_len=${spec.maxLen}`,
-    `-artifact_prefix=${work}/`,
-    `-timeout=${Math.ceil(spec.timeoutMs / 1000)}`,
-    '-print_final_stats=1',
-    `-max_total_time=${args.seconds}`,
-  ];
+  const libfuzzer = [`-max_len=${spec.maxLen}`, `-artifact_prefix=${work}/`, `-timeout=${Math.ceil(spec.timeoutMs / 1000)}`, '-print_final_stats=1', `-max_total_time=${args.seconds}`];
   if (args.runs !== null) libfuzzer.push(`-runs=${args.runs}`);
   if (spec.dict) libfuzzer.push(`-dict=${join(root, 'test', 'fuzz', 'dict', spec.dict)}`);
   const argv = [
-    '--import', 'tsx', cli,
+    '--import',
+    'tsx',
+    cli,
     join('test', 'fuzz', 'targets', name), // jazzer adds .js; tsx resolves it to the .ts file
-    workCorpus, seeds,
+    workCorpus,
+    seeds,
     '--sync',
-    '-i', `${join(root, 'src')}/`,
-    '-e', 'node_modules',
-    '--disableBugDetectors', '.*',
+    '-i',
+    `${join(root, 'src')}/`,
+    '-e',
+    'node_modules',
+    '--disableBugDetectors',
+    '.*',
     `--timeout=${spec.timeoutMs}`,
-    '--', ...libfuzzer,
+    '--',
+    ...libfuzzer,
   ];
   console.log(`\n== fuzz ${name}: ${args.runs !== null ? `${args.runs} inputs, ` : ''}at most ${args.seconds} s`);
   return new Promise((finish) => {

@@ -44,7 +44,12 @@ describe('compiled name tables resist colliding names', () => {
   });
 
   it('grows like the random control: within 2x of it at 1,024, 2,048 and 4,096 names', () => {
-    const g = growthAgainst((n) => compile(collidingNames(n)), (n) => compile(randomNames(n)), 1_024, 11);
+    const g = growthAgainst(
+      (n) => compile(collidingNames(n)),
+      (n) => compile(randomNames(n)),
+      1_024,
+      11,
+    );
     for (const r of g) expect(r.ratio, showGrowth(g)).toBeLessThanOrEqual(2);
   });
 

@@ -36,7 +36,12 @@ describe('stored IDN entries compile without IDNA work', () => {
   });
 
   it('grows like the ASCII control: within 2x of it at 1,024, 2,048 and 4,096 entries', () => {
-    const g = growthAgainst((n) => compile(cjkNames(n)), (n) => compile(asciiNames(n)), 1_024, 11);
+    const g = growthAgainst(
+      (n) => compile(cjkNames(n)),
+      (n) => compile(asciiNames(n)),
+      1_024,
+      11,
+    );
     for (const r of g) expect(r.ratio, showGrowth(g)).toBeLessThanOrEqual(2);
   });
 

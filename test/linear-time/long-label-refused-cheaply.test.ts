@@ -28,7 +28,12 @@ describe('long labels are refused before IDNA', () => {
   for (const kind of ['cjk', 'punycode'] as const) {
     it(`normalizeHost: a ${kind} label costs what an ASCII label of the same length does (255, 510, 1,020)`, () => {
       const call = (host: string) => repeat(() => normalizeHost(host), 200);
-      const g = growthAgainst((n) => call(longLabel(n, kind)), (n) => call(longLabel(n, 'ascii')), 255, 9);
+      const g = growthAgainst(
+        (n) => call(longLabel(n, kind)),
+        (n) => call(longLabel(n, 'ascii')),
+        255,
+        9,
+      );
       for (const r of g) expect(r.ratio, showGrowth(g)).toBeLessThanOrEqual(2);
     });
   }
@@ -36,7 +41,12 @@ describe('long labels are refused before IDNA', () => {
   it('policy validation (the API and policy files): 100 long CJK entries cost what 100 long ASCII ones do', () => {
     const entries = (n: number, kind: 'cjk' | 'ascii') => Array.from({ length: 100 }, (_, i) => `${longLabel(n, kind)}${i}`);
     const attempt = (list: string[]) => () => expect(() => validateHostnames(list)).toThrow(/longer than/);
-    const g = growthAgainst((n) => attempt(entries(n, 'cjk')), (n) => attempt(entries(n, 'ascii')), 255, 9);
+    const g = growthAgainst(
+      (n) => attempt(entries(n, 'cjk')),
+      (n) => attempt(entries(n, 'ascii')),
+      255,
+      9,
+    );
     for (const r of g) expect(r.ratio, showGrowth(g)).toBeLessThanOrEqual(2);
   });
 });

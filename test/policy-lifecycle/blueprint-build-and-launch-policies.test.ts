@@ -26,10 +26,11 @@ let ownPolicy: string;
 
 /** curl through the HTTP proxy from `source`: status and the denial reason header. */
 function curl(source: string, host: string): Promise<{ status: number; reason: string | null }> {
-  return new Promise((resolve) => execFile('curl', ['-s', '-o', '/dev/null', '-D', '-', '-w', '%{http_code}', '--max-time', '5', '--interface', source,
-    '-x', `http://127.0.0.1:${gw.addr('http-proxy').port}`, `http://${host}:${origin.port}/`], (_e, stdout) => {
-    resolve({ status: Number(stdout.slice(-3)), reason: /x-egress-denied-reason:\s*(\S+)/i.exec(stdout)?.[1] ?? null });
-  }));
+  return new Promise((resolve) =>
+    execFile('curl', ['-s', '-o', '/dev/null', '-D', '-', '-w', '%{http_code}', '--max-time', '5', '--interface', source, '-x', `http://127.0.0.1:${gw.addr('http-proxy').port}`, `http://${host}:${origin.port}/`], (_e, stdout) => {
+      resolve({ status: Number(stdout.slice(-3)), reason: /x-egress-denied-reason:\s*(\S+)/i.exec(stdout)?.[1] ?? null });
+    }),
+  );
 }
 
 type Extra = Record<string, unknown>;
@@ -55,8 +56,11 @@ describe('blueprints', () => {
 
   it('create returns a bpt_ id, status queued and the parameters; the build is enforced with the build policy', async () => {
     const bp = await client.blueprints.create({
-      name: 'python-base', dockerfile: 'FROM python:3.12', network_policy_id: buildPolicy,
-      launch_parameters: { network_policy_id: launchPolicy }, network: { addresses: [BUILD_SOURCE] },
+      name: 'python-base',
+      dockerfile: 'FROM python:3.12',
+      network_policy_id: buildPolicy,
+      launch_parameters: { network_policy_id: launchPolicy },
+      network: { addresses: [BUILD_SOURCE] },
     } as Runloop.BlueprintCreateParams & Extra);
     expect(bp.id).toMatch(/^bpt_[0-9a-z]{22}$/);
     expect(bp).toMatchObject({ name: 'python-base', status: 'queued', state: 'created' });
@@ -114,7 +118,7 @@ describe('blueprints', () => {
     expect(page.body).toMatchObject({ has_more: true, total_count: 4 });
     expect((await gw.api.as(TOKEN_B).call('GET', '/v1/blueprints')).body).toMatchObject({ blueprints: [], total_count: 0 });
     expect((await gw.api.as(TOKEN_B).call('GET', `/v1/blueprints/${bpId}`)).status).toBe(404);
-    const gone = await client.blueprints.delete(bpId) as { id: string; state: string };
+    const gone = (await client.blueprints.delete(bpId)) as { id: string; state: string };
     expect(gone).toMatchObject({ id: bpId, state: 'deleted' });
     expect((await gw.api.call('GET', `/v1/blueprints/${bpId}`)).status).toBe(404);
   });

@@ -41,7 +41,11 @@ describe('denial record bounds', () => {
       recorder.flush();
       await new Promise((r) => setTimeout(r, 3)); // distinct last_seen times
     }
-    expect(list(devbox.id).map((e) => e.host).sort()).toEqual(['h2.example.com', 'h3.example.com', 'h4.example.com']);
+    expect(
+      list(devbox.id)
+        .map((e) => e.host)
+        .sort(),
+    ).toEqual(['h2.example.com', 'h3.example.com', 'h4.example.com']);
   });
 
   it('merges repeats into one row with a count, denials and would-denials apart', () => {
@@ -52,7 +56,10 @@ describe('denial record bounds', () => {
     recorder.record(who, 'dns', reportOnly(denial('not_allowlisted', 'x.example.com')), 53);
     recorder.flush();
     const rows = list(devbox.id);
-    expect(rows.map((r) => [r.decision, r.count]).sort()).toEqual([['deny', 4], ['would_deny', 1]]);
+    expect(rows.map((r) => [r.decision, r.count]).sort()).toEqual([
+      ['deny', 4],
+      ['would_deny', 1],
+    ]);
     expect(rows[0]!.first_seen_ms).toBeLessThanOrEqual(rows[0]!.last_seen_ms);
   });
 

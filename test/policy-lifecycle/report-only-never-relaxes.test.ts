@@ -45,7 +45,7 @@ const wouldDeny = (door: string, reason: string) => metric(env, 'egress_decision
 const proxy = () => `http://127.0.0.1:${env.proxyPort}`;
 
 describe('report-only never relaxes', () => {
-  it('lets the policy\'s own denial through: CONNECT to a name it does not list opens, counted as would_deny', async () => {
+  it("lets the policy's own denial through: CONNECT to a name it does not list opens, counted as would_deny", async () => {
     const before = await wouldDeny('connect', 'not_allowlisted');
     const sock = await connectTunnel(env.proxyPort, `denied.test:${env.https.port}`, { localAddress: SOURCE });
     sock.destroy();

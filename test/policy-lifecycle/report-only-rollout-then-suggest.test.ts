@@ -39,15 +39,14 @@ function sh(cmd: string, args: string[]): Promise<{ code: number; stdout: string
 
 /** curl through the HTTP proxy with the devbox's credentials: status code and the denial header. */
 async function curl(host: string): Promise<{ status: number; reason: string | null }> {
-  const r = await sh('curl', ['-s', '-o', '/dev/null', '-D', '-', '-w', '%{http_code}', '--max-time', '5',
-    '-x', `http://${devbox.id}:${devbox.password}@127.0.0.1:${gw.ports['http-proxy']}`, `http://${host}:${origin.port}/`]);
+  const r = await sh('curl', ['-s', '-o', '/dev/null', '-D', '-', '-w', '%{http_code}', '--max-time', '5', '-x', `http://${devbox.id}:${devbox.password}@127.0.0.1:${gw.ports['http-proxy']}`, `http://${host}:${origin.port}/`]);
   const reason = /x-egress-denied-reason:\s*(\S+)/i.exec(r.stdout)?.[1] ?? null;
   return { status: Number(r.stdout.slice(-3)), reason };
 }
 
 async function call(method: 'GET' | 'POST', path: string, body?: unknown, token = TOKEN) {
   const res = await fetch(api() + path, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
-  return { status: res.status, body: await res.json() as any };
+  return { status: res.status, body: (await res.json()) as any };
 }
 
 async function metric(labels: string): Promise<number> {
@@ -60,8 +59,7 @@ beforeAll(async () => {
   dns = await startDnsUpstream({ records: loopbackRecords(NAMES) });
   origin = await startHttpOrigin();
   dir = mkdtempSync(join(tmpdir(), 'egw-rollout-'));
-  gw = await serve(['--db', join(dir, 'egress.db'), '--api-token', `${TOKEN}:acct-r`, '--api-token', `${OTHER}:acct-o`,
-    '--upstream-dns', `127.0.0.1:${dns.port}`, '--events-flush-ms', '50']);
+  gw = await serve(['--db', join(dir, 'egress.db'), '--api-token', `${TOKEN}:acct-r`, '--api-token', `${OTHER}:acct-o`, '--upstream-dns', `127.0.0.1:${dns.port}`, '--events-flush-ms', '50']);
   client = new Runloop({ bearerToken: TOKEN, baseURL: api(), maxRetries: 0 });
 }, 60_000);
 
@@ -87,14 +85,22 @@ describe('report-only rollout, then suggest and apply', { timeout: 60_000 }, () 
     const before = await metric('door="http",decision="would_deny",reason="not_allowlisted"');
     const p = await client.networkPolicies.update(policyId, { enforcement: 'report' } as Runloop.NetworkPolicyUpdateParams);
     expect((p as unknown as { enforcement: string }).enforcement).toBe('report');
-    expect((await client.networkPolicies.retrieve(policyId) as unknown as { enforcement: string }).enforcement).toBe('report');
+    expect(((await client.networkPolicies.retrieve(policyId)) as unknown as { enforcement: string }).enforcement).toBe('report');
     for (const h of [...SIBLINGS, 'solo.other.org']) expect(await curl(h), h).toEqual({ status: 200, reason: null });
     expect(await metric('door="http",decision="would_deny",reason="not_allowlisted"')).toBe(before + 4);
     // DNS lets the name resolve (answered, not NXDOMAIN) and counts it too.
     const dig = await sh('dig', ['+short', '+tries=1', '+time=3', '-b', SOURCE, '-p', String(gw.ports.dns), '@127.0.0.1', 'four.pkgs.example.com']);
     expect(dig.stdout.trim()).toBe('127.0.0.1');
     await waitFor(async () => (await metric('door="dns",decision="would_deny",reason="not_allowlisted"')) >= 1, 5000, 'the DNS would_deny count');
-    const line = await waitFor(() => gw.out().split('\n').find((l) => l.includes('"decision":"would_deny"') && l.includes('two.pkgs.example.com')), 5000, 'the would_deny log line');
+    const line = await waitFor(
+      () =>
+        gw
+          .out()
+          .split('\n')
+          .find((l) => l.includes('"decision":"would_deny"') && l.includes('two.pkgs.example.com')),
+      5000,
+      'the would_deny log line',
+    );
     expect(JSON.parse(line)).toMatchObject({ door: 'http', devbox: devbox.id, policy: policyId, reason: 'not_allowlisted' });
   });
 
@@ -106,11 +112,15 @@ describe('report-only rollout, then suggest and apply', { timeout: 60_000 }, () 
   });
 
   it('records denials and would-denials per devbox, paged, filtered and account-scoped', async () => {
-    const page = await waitFor(async () => {
-      const r = await call('GET', `/v1/egress/events?devbox_id=${devbox.id}&limit=100`);
-      const hosts = new Set((r.body.events as Array<{ host: string }>).map((e) => e.host));
-      return ['one.pkgs.example.com', 'solo.other.org', 'four.pkgs.example.com', '10.1.2.3'].every((h) => hosts.has(h)) ? r.body : null;
-    }, 5000, 'the events to be written');
+    const page = await waitFor(
+      async () => {
+        const r = await call('GET', `/v1/egress/events?devbox_id=${devbox.id}&limit=100`);
+        const hosts = new Set((r.body.events as Array<{ host: string }>).map((e) => e.host));
+        return ['one.pkgs.example.com', 'solo.other.org', 'four.pkgs.example.com', '10.1.2.3'].every((h) => hosts.has(h)) ? r.body : null;
+      },
+      5000,
+      'the events to be written',
+    );
     const one = page.events.filter((e: { host: string }) => e.host === 'one.pkgs.example.com');
     expect(one.map((e: { decision: string }) => e.decision).sort()).toEqual(['deny', 'would_deny']);
     expect(one.find((e: { decision: string }) => e.decision === 'would_deny')).toMatchObject({ door: 'http', port: origin.port, reason: 'not_allowlisted', count: 1, network_policy_id: policyId });

@@ -4,7 +4,13 @@ import { rig } from '../support/policy-rig.js';
 describe('allowed_cidrs: ranges, port ranges and protocol, IPv4 and IPv6', () => {
   const { engine, who } = rig({
     allowed_cidrs: [
-      { cidr: '8.8.8.0/24', ports: [{ port: 53, protocol: 'UDP' }, { port: 853, protocol: 'TCP' }] },
+      {
+        cidr: '8.8.8.0/24',
+        ports: [
+          { port: 53, protocol: 'UDP' },
+          { port: 853, protocol: 'TCP' },
+        ],
+      },
       { cidr: '1.1.1.1/32' },
       { cidr: '140.82.112.0/20', ports: [{ port: 8000, end_port: 8100 }] },
       { cidr: '140.82.112.0/24', ports: [{ port: 22 }] },

@@ -15,7 +15,8 @@ import { rig } from '../support/policy-rig.js';
 const ADDRESSES: Record<string, { bytes: number[]; canonical: string }> = {
   'ipv4 (A record)': { bytes: [93, 184, 216, 34], canonical: '93.184.216.34' },
   'ipv4-mapped ipv6 (AAAA ::ffff:a.b.c.d) is the IPv4 address': {
-    bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 93, 184, 216, 34], canonical: '93.184.216.34',
+    bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 93, 184, 216, 34],
+    canonical: '93.184.216.34',
   },
   'ipv6, one run of zeros compressed': { bytes: words(0x2606, 0x4700, 0, 0, 0, 0, 0x6810, 0x84e5), canonical: '2606:4700::6810:84e5' },
   'ipv6, the first of two equal runs compressed': { bytes: words(0x2a00, 0x1450, 0, 0, 1, 0, 0, 1), canonical: '2a00:1450::1:0:0:1' },

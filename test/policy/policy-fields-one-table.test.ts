@@ -26,11 +26,17 @@ const SAMPLES: Record<FieldKind, { file: unknown; stored: unknown; wrongShape: u
 
 const names = EGRESS_FIELDS.map((f) => f.name);
 
-interface Schema { type?: string; nullable?: boolean; items?: unknown; maxItems?: number; description?: string }
+interface Schema {
+  type?: string;
+  nullable?: boolean;
+  items?: unknown;
+  maxItems?: number;
+  description?: string;
+}
 const props = (s: { properties: object }) => s.properties as Record<string, Schema>;
 
 describe('one table of policy fields: every place derives from EGRESS_FIELDS', () => {
-  it('the stored defaults and completeEgress hold exactly the table\'s fields, in its order', () => {
+  it("the stored defaults and completeEgress hold exactly the table's fields, in its order", () => {
     expect(Object.keys(DEFAULT_EGRESS)).toEqual(names);
     for (const f of EGRESS_FIELDS) expect(DEFAULT_EGRESS[f.name], f.name).toEqual(f.default);
     expect(Object.keys(completeEgress(DEFAULT_EGRESS, { allowed_hostnames: ['a.com'] }))).toEqual(names);
@@ -59,7 +65,7 @@ describe('one table of policy fields: every place derives from EGRESS_FIELDS', (
         expect(v.egress[f.name]).toEqual(sample.stored);
       });
 
-      it('goes through its kind\'s rule check', () => {
+      it("goes through its kind's rule check", () => {
         expect(validateEgress({ [f.name]: sample.stored })).toEqual({ [f.name]: sample.stored });
         if (sample.breaksRule !== null) expect(() => validateEgress({ [f.name]: sample.breaksRule } as Partial<EgressRules>)).toThrow(RuleError);
       });
@@ -75,7 +81,10 @@ describe('one table of policy fields: every place derives from EGRESS_FIELDS', (
       it('is a change apply notices and names', () => {
         const cur: PolicyView = { id: 'npol_1', name: 'p', description: null, enforcement: 'enforce', egress: { ...DEFAULT_EGRESS } };
         const want = parsePolicySpec('p.yaml', { name: 'p', [f.name]: sample.file });
-        expect(describeDiff(cur, want).some((w) => w.startsWith(`${f.name} `)), JSON.stringify(describeDiff(cur, want))).toBe(true);
+        expect(
+          describeDiff(cur, want).some((w) => w.startsWith(`${f.name} `)),
+          JSON.stringify(describeDiff(cur, want)),
+        ).toBe(true);
         expect(describeDiff({ ...cur, egress: { ...want } }, want)).toEqual([]);
       });
     });
@@ -83,10 +92,11 @@ describe('one table of policy fields: every place derives from EGRESS_FIELDS', (
 
   it('no source file lists the fields by hand (two or more field names as string literals) outside the table', () => {
     const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
-    const files = (dir: string): string[] => readdirSync(dir).flatMap((n) => {
-      const p = join(dir, n);
-      return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
-    });
+    const files = (dir: string): string[] =>
+      readdirSync(dir).flatMap((n) => {
+        const p = join(dir, n);
+        return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
+      });
     const lists: string[] = [];
     for (const file of files(SRC)) {
       if (relative(SRC, file) === join('policy', 'model.ts')) continue;

@@ -73,7 +73,13 @@ const VALID: Array<[string, Buffer]> = [
   ['upper-case hex sizes', chunked([noisy(10, 1), noisy(0xab, 2), noisy(0xff, 3), noisy(0x1f0, 4)], { upper: true })],
   ['lower-case hex sizes', chunked([noisy(10, 1), noisy(0xab, 2), noisy(0xff, 3), noisy(0x1f0, 4)])],
   ['mixed-case hex and leading zeros', b(`00Ab\r\n${'x'.repeat(0xab)}\r\n000000000000005\r\nhello\r\naB\r\n${'y'.repeat(0xab)}\r\n0\r\n\r\n`)],
-  ['many chunks with noisy data', chunked(Array.from({ length: 60 }, (_, i) => noisy(1 + ((i * 37) % 90), i)), { ext: (i) => (i % 3 === 0 ? `;i=${i}` : ''), trailer: 'X-Count: 60\r\nX-More: yes\r\n' })],
+  [
+    'many chunks with noisy data',
+    chunked(
+      Array.from({ length: 60 }, (_, i) => noisy(1 + ((i * 37) % 90), i)),
+      { ext: (i) => (i % 3 === 0 ? `;i=${i}` : ''), trailer: 'X-Count: 60\r\nX-More: yes\r\n' },
+    ),
+  ],
 ];
 
 const MALFORMED: Array<[string, Buffer]> = [

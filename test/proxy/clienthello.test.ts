@@ -59,7 +59,7 @@ describe('ClientHello parser', () => {
 
   it('never throws on random bytes, and bounds its input', () => {
     let seed = 12345;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     const base = clientHello({ sni: 'allowed.test' });
     for (let i = 0; i < 20000; i++) {
       let b: Buffer;

@@ -40,8 +40,7 @@ describe('HTTP proxy: absolute-form forwarding', () => {
   it('decides every request of a keep-alive connection on its own host', async () => {
     const before = await metric(env, 'egress_decisions_total', { door: 'http', decision: 'deny', reason: 'not_allowlisted' });
     const p = env.http.port;
-    const r = await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl, '-w', '\n%{num_connects}\n',
-      `http://allowed.test:${p}/one`, `http://other.test:${p}/two`, `http://www.allowed.test:${p}/three`]);
+    const r = await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl, '-w', '\n%{num_connects}\n', `http://allowed.test:${p}/one`, `http://other.test:${p}/two`, `http://www.allowed.test:${p}/three`]);
     const text = r.body.toString();
     const statuses = [...r.headers.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((m) => Number(m[1]));
     expect(statuses).toEqual([200, 403, 200]);
@@ -78,11 +77,29 @@ describe('HTTP proxy: absolute-form forwarding', () => {
   });
 
   it('strips hop-by-hop headers, the ones Connection names, and never passes Proxy-Authorization upstream', async () => {
-    const r = await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl,
-      '-H', 'Connection: keep-alive, X-Secret-Hop', '-H', 'X-Secret-Hop: 1', '-H', 'Keep-Alive: timeout=5', '-H', 'TE: trailers',
-      '-H', 'Proxy-Connection: keep-alive', '-H', 'X-End-To-End: kept', '-H', 'Upgrade: h2c',
-      '--proxy-user', `${env.a.username}:${env.a.password}`,
-      `http://allowed.test:${env.http.port}/hop`]);
+    const r = await curl([
+      '--interface',
+      '127.0.0.2',
+      '-x',
+      env.proxyUrl,
+      '-H',
+      'Connection: keep-alive, X-Secret-Hop',
+      '-H',
+      'X-Secret-Hop: 1',
+      '-H',
+      'Keep-Alive: timeout=5',
+      '-H',
+      'TE: trailers',
+      '-H',
+      'Proxy-Connection: keep-alive',
+      '-H',
+      'X-End-To-End: kept',
+      '-H',
+      'Upgrade: h2c',
+      '--proxy-user',
+      `${env.a.username}:${env.a.password}`,
+      `http://allowed.test:${env.http.port}/hop`,
+    ]);
     expect(r.status).toBe(200);
     const h = JSON.parse(r.body.toString()).headers as Record<string, string>;
     expect(h['x-end-to-end']).toBe('kept');

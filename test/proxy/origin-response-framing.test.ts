@@ -68,7 +68,9 @@ async function rawOrigin(answer: (r: OriginRequest) => void): Promise<RawOrigin>
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as net.AddressInfo).port;
   return {
-    port, requests, closed,
+    port,
+    requests,
+    closed,
     connections: () => conns,
     close: () =>
       new Promise<void>((r) => {
@@ -326,7 +328,10 @@ describe('origin response framing through the HTTP proxy front', () => {
     expect(r2.body.toString()).toBe('second');
     expect(c.eof).toBe(false);
     // Both requests went over the one origin connection (pooled, reused).
-    expect(o.requests.map((r) => [r.conn, r.path])).toEqual([[1, '/chunked'], [1, '/second']]);
+    expect(o.requests.map((r) => [r.conn, r.path])).toEqual([
+      [1, '/chunked'],
+      [1, '/second'],
+    ]);
     expect(o.connections()).toBe(1);
   });
 
@@ -400,7 +405,8 @@ describe('origin response framing through the HTTP proxy front', () => {
 
   it('8b. a pooled connection the origin closes on the next request without answering: retried once on a fresh connection', async () => {
     const o = await origin((r) => {
-      if (r.conn === 1 && r.index === 1) r.sock.destroy(); // its keep-alive ran out just as the request came
+      if (r.conn === 1 && r.index === 1)
+        r.sock.destroy(); // its keep-alive ran out just as the request came
       else r.sock.write(ok(`answer ${r.path} on ${r.conn}`));
     });
     const c = await client();
@@ -410,7 +416,11 @@ describe('origin response framing through the HTTP proxy front', () => {
     const r = await c.response();
     expect(r.status).toBe(200);
     expect(r.body.toString()).toBe('answer /two on 2');
-    expect(o.requests.map((q) => [q.conn, q.path])).toEqual([[1, '/one'], [1, '/two'], [2, '/two']]);
+    expect(o.requests.map((q) => [q.conn, q.path])).toEqual([
+      [1, '/one'],
+      [1, '/two'],
+      [2, '/two'],
+    ]);
   });
 
   it('8c. the same for a DELETE: not replayed, 502', async () => {
@@ -442,7 +452,10 @@ describe('origin response framing through the HTTP proxy front', () => {
     const r2 = await c.response();
     expect(r2.body.toString()).toBe('after head');
     expect(c.pending().length).toBe(0);
-    expect(o.requests.map((q) => [q.conn, q.method])).toEqual([[1, 'HEAD'], [1, 'GET']]);
+    expect(o.requests.map((q) => [q.conn, q.method])).toEqual([
+      [1, 'HEAD'],
+      [1, 'GET'],
+    ]);
   });
 
   it('9b. HEAD answered with Transfer-Encoding: chunked and no body: the next request works', async () => {
@@ -554,11 +567,10 @@ describe('origin response framing through the HTTP proxy front', () => {
     expect(c.eof).toBe(false);
   });
 
-  it('the origin\'s hop-by-hop headers are not relayed; other header bytes (obs-text too) are, exactly', async () => {
+  it("the origin's hop-by-hop headers are not relayed; other header bytes (obs-text too) are, exactly", async () => {
     const o = await origin((r) =>
-      r.sock.write(Buffer.from(
-        'HTTP/1.1 200 OK\r\nConnection: X-Secret, keep-alive\r\nX-Secret: 1\r\nKeep-Alive: timeout=99\r\nUpgrade: h2c\r\n' +
-        'Proxy-Connection: keep-alive\r\nX-Latin: caf\xe9\r\nX-Empty:\r\nContent-Length: 2\r\n\r\nok', 'latin1')));
+      r.sock.write(Buffer.from('HTTP/1.1 200 OK\r\nConnection: X-Secret, keep-alive\r\nX-Secret: 1\r\nKeep-Alive: timeout=99\r\nUpgrade: h2c\r\n' + 'Proxy-Connection: keep-alive\r\nX-Latin: caf\xe9\r\nX-Empty:\r\nContent-Length: 2\r\n\r\nok', 'latin1')),
+    );
     const c = await client();
     c.send(get(o.port, '/hop'));
     const r = await c.response();
@@ -598,7 +610,10 @@ describe('origin response framing through the HTTP proxy front', () => {
       expect(r1.body.length).toBe(0);
       c.send(get(o.port, '/second'));
       expect((await c.response()).body.toString()).toBe('next');
-      expect(o.requests.map((q) => [q.conn, q.path])).toEqual([[1, '/first'], [1, '/second']]);
+      expect(o.requests.map((q) => [q.conn, q.path])).toEqual([
+        [1, '/first'],
+        [1, '/second'],
+      ]);
     });
   }
 
@@ -687,7 +702,7 @@ const PATHS = [
 ] as const;
 
 for (const via of PATHS) {
-describe(`a hostile origin, through ${via.name}`, () => {
+  describe(`a hostile origin, through ${via.name}`, () => {
     it('5. an origin sending more than its Content-Length (a smuggled response appended): exact body, and the next request gets a fresh answer over a new origin connection', async () => {
       const o = await origin((r) => {
         if (r.path === '/first') r.sock.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED');
@@ -704,7 +719,10 @@ describe(`a hostile origin, through ${via.name}`, () => {
       expect(c.pending().length).toBe(0);
       expect(r1.raw.toString() + r2.head + r2.raw.toString()).not.toContain('SMUGGLED');
       // The origin connection that over-sent was not reused.
-      expect(o.requests.map((r) => [r.conn, r.path])).toEqual([[1, '/first'], [2, '/second']]);
+      expect(o.requests.map((r) => [r.conn, r.path])).toEqual([
+        [1, '/first'],
+        [2, '/second'],
+      ]);
       expect(await until(() => o.closed.has(1))).toBe(true);
     });
 
@@ -722,7 +740,10 @@ describe(`a hostile origin, through ${via.name}`, () => {
       const r2 = await c.response();
       expect(r2.body.toString()).toBe('fresh');
       expect(c.pending().length).toBe(0);
-      expect(o.requests.map((r) => [r.conn, r.path])).toEqual([[1, '/first'], [2, '/second']]);
+      expect(o.requests.map((r) => [r.conn, r.path])).toEqual([
+        [1, '/first'],
+        [2, '/second'],
+      ]);
     });
 
     for (const [name, method, first] of [
@@ -744,7 +765,10 @@ describe(`a hostile origin, through ${via.name}`, () => {
         expect(c.pending().length).toBe(0);
         // As for a Content-Length body that over-sent (case 5): an origin that wrote past its
         // framing is out of step, and its connection is not pooled.
-        expect(o.requests.map((r) => [r.conn, r.path])).toEqual([[1, '/first'], [2, '/second']]);
+        expect(o.requests.map((r) => [r.conn, r.path])).toEqual([
+          [1, '/first'],
+          [2, '/second'],
+        ]);
       });
     }
 
@@ -804,7 +828,7 @@ describe(`a hostile origin, through ${via.name}`, () => {
       expect(r2.body.toString()).toBe('fine');
     });
 
-    it('7a\'. a malformed head that starts like HTTP (header without a colon): 502', async () => {
+    it("7a'. a malformed head that starts like HTTP (header without a colon): 502", async () => {
       const o = await origin((r) => r.sock.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nbroken header line\r\n\r\nhello'));
       const c = await client();
       c.send(get(o.port, '/x', { extra: via.extra }));
@@ -822,8 +846,7 @@ describe(`a hostile origin, through ${via.name}`, () => {
       expect(JSON.parse(r.body.toString())).toMatchObject({ error: 'Bad Gateway' });
       expect(o.requests).toHaveLength(1);
     });
-
-});
+  });
 }
 
 describe('a silent origin, with a short idle time-out', () => {

@@ -28,7 +28,11 @@ describe('pipelined requests from a client that does not read', () => {
     s.pause();
     const burst = Buffer.from(ONE.repeat(1000));
     for (let i = 0; i < REQUESTS / 1000; i++) {
-      if (!s.write(burst)) await new Promise((r) => { s.once('drain', r); setTimeout(r, 100); });
+      if (!s.write(burst))
+        await new Promise((r) => {
+          s.once('drain', r);
+          setTimeout(r, 100);
+        });
     }
     // Let the gateway answer what it can while nobody reads.
     let last = -1;

@@ -13,7 +13,7 @@ beforeAll(async () => {
 afterAll(async () => env?.close());
 
 describe('proxy credentials (Proxy-Authorization: Basic)', () => {
-  it('curl -U with devbox A credentials from an unregistered address gets A\'s policy (HTTP and CONNECT)', async () => {
+  it("curl -U with devbox A credentials from an unregistered address gets A's policy (HTTP and CONNECT)", async () => {
     const U = `${env.a.username}:${env.a.password}`;
     const r = await curl(['--interface', '127.0.0.9', '-x', env.proxyUrl, '-U', U, `http://allowed.test:${env.http.port}/cred`]);
     expect(r.status).toBe(200);
@@ -25,7 +25,7 @@ describe('proxy credentials (Proxy-Authorization: Basic)', () => {
     expect(d.status).toBe(403);
   });
 
-  it('credentials win over the source address: B\'s credentials from A\'s address get B\'s policy', async () => {
+  it("credentials win over the source address: B's credentials from A's address get B's policy", async () => {
     const U = `${env.b.username}:${env.b.password}`;
     const r = await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl, '-U', U, `http://other.test:${env.http.port}/`]);
     expect(r.status).toBe(200);

@@ -83,7 +83,15 @@ describe('CONNECT: the ClientHello SNI must be the CONNECT host', () => {
 
   it('a malformed ClientHello (two names) closes the tunnel', async () => {
     const sock = await connectTunnel(env.proxyPort, `allowed.test:${env.https.port}`, { localAddress: '127.0.0.2' });
-    const { got } = await sendAndCollect(sock, clientHello({ names: [{ type: 0, name: 'allowed.test' }, { type: 0, name: 'denied.test' }] }));
+    const { got } = await sendAndCollect(
+      sock,
+      clientHello({
+        names: [
+          { type: 0, name: 'allowed.test' },
+          { type: 0, name: 'denied.test' },
+        ],
+      }),
+    );
     expect(got[0]).toBe(0x15);
   });
 

@@ -79,12 +79,14 @@ describe('no socket or listener leaks', () => {
     const TOTAL = 3000;
     const CONCURRENCY = 60;
     let next = 0;
-    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      while (next < TOTAL) {
-        const i = next++;
-        await kinds[i % kinds.length]!();
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < TOTAL) {
+          const i = next++;
+          await kinds[i % kinds.length]!();
+        }
+      }),
+    );
 
     // Everything the churn created must go away (tunnels at once, pooled upstream sockets after the idle time-out).
     const settled = await until(async () => {

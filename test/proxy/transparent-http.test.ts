@@ -23,8 +23,7 @@ describe('transparent HTTP (Host)', () => {
   });
 
   it('each request of a keep-alive connection is decided on its own Host', async () => {
-    const r = await curl(['--interface', '127.0.0.2', '--connect-to', `::127.0.0.1:${hport}`, '-w', '\n%{num_connects}\n',
-      'http://allowed.test/t1', 'http://other.test/t2', 'http://www.allowed.test/t3']);
+    const r = await curl(['--interface', '127.0.0.2', '--connect-to', `::127.0.0.1:${hport}`, '-w', '\n%{num_connects}\n', 'http://allowed.test/t1', 'http://other.test/t2', 'http://www.allowed.test/t3']);
     const statuses = [...r.headers.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((m) => Number(m[1]));
     expect(statuses).toEqual([200, 403, 200]);
     expect(env.http.seen.some((s) => s.url === '/t2')).toBe(false);

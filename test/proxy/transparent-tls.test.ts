@@ -25,14 +25,18 @@ afterAll(async () => env?.close());
 
 function getVia(servername: string | undefined, localAddress: string, path: string): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const req = https.request({
-      createConnection: () => tls.connect({ host: '127.0.0.1', port: tport, localAddress, ...(servername ? { servername } : {}), ca: readFileSync(env.certPath) } as tls.ConnectionOptions),
-      path, host: servername ?? '127.0.0.1',
-    }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (d) => parts.push(d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
-    });
+    const req = https.request(
+      {
+        createConnection: () => tls.connect({ host: '127.0.0.1', port: tport, localAddress, ...(servername ? { servername } : {}), ca: readFileSync(env.certPath) } as tls.ConnectionOptions),
+        path,
+        host: servername ?? '127.0.0.1',
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (d) => parts.push(d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
+      },
+    );
     req.on('error', reject);
     req.end();
   });

@@ -31,7 +31,10 @@ afterAll(async () => {
 
 /** An agent that sends absolute-form requests to the proxy (what HTTP-proxy-aware clients do for ws://). */
 class AbsoluteFormAgent extends http.Agent {
-  constructor(private readonly proxyPort: number, private readonly localAddress: string) {
+  constructor(
+    private readonly proxyPort: number,
+    private readonly localAddress: string,
+  ) {
     super({ keepAlive: false });
   }
   override createConnection(): net.Socket {
@@ -51,7 +54,10 @@ function absoluteForm(agent: AbsoluteFormAgent) {
 function connectAgent(proxyPort: number, localAddress: string): http.Agent {
   const agent = new http.Agent({ keepAlive: false });
   (agent as unknown as { createConnection: unknown }).createConnection = (o: { host?: string; port?: number }, cb: (err: Error | null, s?: net.Socket) => void) => {
-    connectTunnel(proxyPort, `${o.host}:${o.port}`, { localAddress }).then((s) => cb(null, s), (e: Error) => cb(e));
+    connectTunnel(proxyPort, `${o.host}:${o.port}`, { localAddress }).then(
+      (s) => cb(null, s),
+      (e: Error) => cb(e),
+    );
     return undefined;
   };
   return agent;

@@ -97,8 +97,7 @@ describe('identity by source address, pipelining, policy changes', () => {
     const api = env.gw.api;
     const other = await api.policy('socks-other-only', { allowed_hostnames: ['other.test'] });
     await api.devbox(other, ['127.0.0.3'], 'dbx-other');
-    const run = (iface: string, host: string) =>
-      curl(['--interface', iface, '--socks5-hostname', `127.0.0.1:${env.socksPort}`, `http://${host}:${origin}/${iface}`]);
+    const run = (iface: string, host: string) => curl(['--interface', iface, '--socks5-hostname', `127.0.0.1:${env.socksPort}`, `http://${host}:${origin}/${iface}`]);
     expect((await run('127.0.0.2', 'allowed.test')).code).toBe(0);
     expect((await run('127.0.0.2', 'other.test')).code).not.toBe(0);
     expect((await run('127.0.0.3', 'other.test')).code).toBe(0);

@@ -48,9 +48,7 @@ describe('SOCKS5 username/password', () => {
   });
 
   it('credentials beat the source address: devbox B creds from devbox A address use B policy', async () => {
-    await expect(
-      socksConnect(env.socksPort, { host: 'allowed.test', port: env.origin.port }, { userId: b.username, password: b.password, localAddress: '127.0.0.2' }),
-    ).rejects.toThrow(/NotAllowed/);
+    await expect(socksConnect(env.socksPort, { host: 'allowed.test', port: env.origin.port }, { userId: b.username, password: b.password, localAddress: '127.0.0.2' })).rejects.toThrow(/NotAllowed/);
     const sock = await socksConnect(env.socksPort, { host: 'other.test', port: env.origin.port }, { userId: b.username, password: b.password, localAddress: '127.0.0.2' });
     expect((await httpGet(sock, 'other.test', '/b')).status).toBe(200);
   });

@@ -22,9 +22,18 @@ const denied = Buffer.concat([Buffer.from(GRANT_NO_AUTH), failReplyBytes(0x02)])
 describe('SOCKS5 IP-literal bypass attempts', () => {
   // [::1] is not in the test's --allow-private 127.0.0.0/8, so the guardrail answers first.
   const spellings: Array<[string, string]> = [
-    ['127.0.0.1', 'ip_literal'], ['127.1', 'ip_literal'], ['2130706433', 'ip_literal'], ['0x7f000001', 'ip_literal'],
-    ['0x7f.0.0.1', 'ip_literal'], ['0177.0.0.1', 'ip_literal'], ['127.0.0.1.', 'ip_literal'], ['::ffff:127.0.0.1', 'ip_literal'],
-    ['[::ffff:7f00:1]', 'ip_literal'], ['[::1]', 'private_address'], ['169.254.169.254', 'private_address'], ['10.1', 'private_address'],
+    ['127.0.0.1', 'ip_literal'],
+    ['127.1', 'ip_literal'],
+    ['2130706433', 'ip_literal'],
+    ['0x7f000001', 'ip_literal'],
+    ['0x7f.0.0.1', 'ip_literal'],
+    ['0177.0.0.1', 'ip_literal'],
+    ['127.0.0.1.', 'ip_literal'],
+    ['::ffff:127.0.0.1', 'ip_literal'],
+    ['[::ffff:7f00:1]', 'ip_literal'],
+    ['[::1]', 'private_address'],
+    ['169.254.169.254', 'private_address'],
+    ['10.1', 'private_address'],
   ];
   for (const [name, reason] of spellings) {
     it(`domain "${name}" is an IP literal: denied ${reason}, never resolved`, async () => {

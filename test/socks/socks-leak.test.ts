@@ -61,9 +61,7 @@ describe('SOCKS5 leak check', () => {
   });
 
   it('half-open tunnels idle past the handshake stay tracked until closed, then are released', async () => {
-    const socks = await Promise.all(
-      Array.from({ length: 20 }, () => socksConnect(env.socksPort, { host: 'allowed.test', port: env.origin.port }, { localAddress: '127.0.0.2' })),
-    );
+    const socks = await Promise.all(Array.from({ length: 20 }, () => socksConnect(env.socksPort, { host: 'allowed.test', port: env.origin.port }, { localAddress: '127.0.0.2' })));
     expect(await eventually(async () => (await metric(env.gw, 'egress_active_connections', { door: 'socks5' })) === 20)).toBe(true);
     for (const s of socks) s.destroy();
     expect(await eventually(async () => (await metric(env.gw, 'egress_active_connections', { door: 'socks5' })) === 0)).toBe(true);

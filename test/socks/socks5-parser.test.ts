@@ -1,11 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import {
-  type Step,
-  Reply,
-  Socks5Parser,
-  replyMessage,
-} from '../../src/doors/socks5/parser.js';
+import { type Step, Reply, Socks5Parser, replyMessage } from '../../src/doors/socks5/parser.js';
 import { SOCKS5_MALFORMED } from '../fixtures/socks5-cases.js';
 import { ipBytesToText } from '../../src/policy/ip.js';
 
@@ -40,12 +35,7 @@ describe('Socks5Parser', () => {
 
   it('parses greeting + auth + request + early data from one packet', () => {
     const p = new Socks5Parser();
-    p.push(Buffer.concat([
-      Buffer.from([5, 1, 2]),
-      Buffer.from([1, 3, ...Buffer.from('dbx'), 2, ...Buffer.from('pw')]),
-      domainRequest('allowed.test', 8080),
-      Buffer.from('GET / HTTP/1.1\r\n'),
-    ]));
+    p.push(Buffer.concat([Buffer.from([5, 1, 2]), Buffer.from([1, 3, ...Buffer.from('dbx'), 2, ...Buffer.from('pw')]), domainRequest('allowed.test', 8080), Buffer.from('GET / HTTP/1.1\r\n')]));
     expect(p.greeting()).toEqual({ type: 'message', message: { methods: [2] } });
     expect(p.auth()).toEqual({ type: 'message', message: { username: 'dbx', password: 'pw' } });
     expect(p.request()).toEqual({ type: 'message', message: { command: 1, addressType: 'domain', host: 'allowed.test', port: 8080 } });

@@ -45,7 +45,10 @@ describe('config precedence: flag > env > file > default', () => {
 
   it('collects repeatable flags and comma-separated env lists', () => {
     const c = loadConfig(flags('--api-token', 'a:acct1', '--api-token', 'b:acct2', '--allow-private', '127.0.0.0/8'), {});
-    expect(c.apiTokens).toEqual([{ token: 'a', accountId: 'acct1' }, { token: 'b', accountId: 'acct2' }]);
+    expect(c.apiTokens).toEqual([
+      { token: 'a', accountId: 'acct1' },
+      { token: 'b', accountId: 'acct2' },
+    ]);
     const e = loadConfig(new Map(), { EGRESS_API_TOKENS: 'x:one,y:two' });
     expect(e.apiTokens.map((t) => t.accountId)).toEqual(['one', 'two']);
   });

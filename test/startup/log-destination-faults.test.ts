@@ -112,7 +112,7 @@ describe('log destination faults (real CLI)', { timeout: 240_000 }, () => {
         let n = 0;
         const worker = async () => {
           while (Date.now() < end) {
-            const ahead = n / RATE * 1000 - (Date.now() - t0);
+            const ahead = (n / RATE) * 1000 - (Date.now() - t0);
             if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
             // Allowed and denied: both kinds of log line.
             await proxied(gw, n++ % 4 === 0 ? 'denied.test' : 'allowed.test', agent);

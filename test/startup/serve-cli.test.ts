@@ -38,7 +38,10 @@ describe('serve', { timeout: 60_000 }, () => {
     const db = join(dir, 'nested', 'egress.db');
     const first = run(['serve', '--db', db, ...loopbackOnly]);
     await waitFor(() => first.out().includes('egress-gateway listening'));
-    const line = first.out().split('\n').find((l) => l.includes('egress-gateway listening'))!;
+    const line = first
+      .out()
+      .split('\n')
+      .find((l) => l.includes('egress-gateway listening'))!;
     const msg = JSON.parse(line).msg as string;
     for (const door of ['api', 'http-proxy', 'socks5', 'dns']) expect(msg).toMatch(new RegExp(`${door} on 127\\.0\\.0\\.1:\\d+`));
     expect(msg).not.toMatch(/:0\b/);

@@ -96,7 +96,9 @@ describe('signals (real CLI)', { timeout: 180_000 }, () => {
     const dir = mkdtempSync(join(tmpdir(), 'egw-npm-'));
     const { ports, flags } = await loopbackPorts();
     const npm = spawn('npm', ['start', '--silent', '--', ...flags, '--db', join(dir, 'e.db'), '--upstream-dns', '127.0.0.1:9', '--shutdown-grace-ms', '500'], {
-      cwd: ROOT, stdio: ['ignore', 'ignore', 'ignore'], env: { ...process.env, EGRESS_CONFIG: '' },
+      cwd: ROOT,
+      stdio: ['ignore', 'ignore', 'ignore'],
+      env: { ...process.env, EGRESS_CONFIG: '' },
     });
     const npmExit = new Promise<void>((r) => npm.on('exit', () => r()));
     try {

@@ -109,7 +109,10 @@ describe('a full database disk', { timeout: 180_000 }, () => {
       expect(write.body.error?.code, JSON.stringify(write.body)).toBe('storage_unavailable');
       expect(write.status).toBe(503);
       expect(write.body.error.message).toMatch(/the policy store is unavailable: the database or its disk is full \(SQLITE_FULL\)/);
-      const ready = await until(() => api(gw.apiUrl, 'GET', '/readyz'), (r) => r.status === 503);
+      const ready = await until(
+        () => api(gw.apiUrl, 'GET', '/readyz'),
+        (r) => r.status === 503,
+      );
       expect(ready.body.error).toMatchObject({ code: 'storage_unavailable', status: 503 });
       expect(ready.body.error.message).toMatch(/full \(SQLITE_FULL\)/);
       expect((await api(gw.apiUrl, 'GET', '/healthz')).status).toBe(200);
@@ -122,7 +125,14 @@ describe('a full database disk', { timeout: 180_000 }, () => {
 
       rmSync(filler);
       expect((await api(gw.apiUrl, 'POST', '/v1/network-policies', bigPolicy('after'))).status).toBe(200);
-      expect((await until(() => api(gw.apiUrl, 'GET', '/readyz'), (r) => r.status === 200)).body).toEqual({ status: 'ready' });
+      expect(
+        (
+          await until(
+            () => api(gw.apiUrl, 'GET', '/readyz'),
+            (r) => r.status === 200,
+          )
+        ).body,
+      ).toEqual({ status: 'ready' });
     } finally {
       expect(await gw.stop()).toBe(0);
     }

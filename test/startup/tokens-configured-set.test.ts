@@ -14,8 +14,7 @@ import { runCli } from '../support/run-cli.js';
 
 afterAll(() => killAll());
 
-const status = async (apiUrl: string, token: string) =>
-  (await fetch(`${apiUrl}/v1/network-policies`, { headers: { authorization: `Bearer ${token}` } })).status;
+const status = async (apiUrl: string, token: string) => (await fetch(`${apiUrl}/v1/network-policies`, { headers: { authorization: `Bearer ${token}` } })).status;
 
 /** Polls until the API answers this status for the token (a revoke must show within the deadline). */
 async function expectStatus(apiUrl: string, token: string, want: number, ms = 2000): Promise<void> {
@@ -74,7 +73,10 @@ describe('configured tokens are exactly the set given', { timeout: 240_000 }, ()
     expect(list.stdout).not.toContain(opsToken);
     expect(list.stdout).not.toContain(first);
     const rows = JSON.parse(list.stdout) as Array<{ id: string; prefix: string; account_id: string; origin: string; last_used_ms: number | null }>;
-    expect(rows.map((r) => [r.account_id, r.origin, r.prefix])).toEqual([['default', 'first-start', first.slice(0, 11)], ['ops', 'created', opsToken.slice(0, 11)]]);
+    expect(rows.map((r) => [r.account_id, r.origin, r.prefix])).toEqual([
+      ['default', 'first-start', first.slice(0, 11)],
+      ['ops', 'created', opsToken.slice(0, 11)],
+    ]);
     expect(rows[1]!.last_used_ms).toBeGreaterThan(Date.now() - 120_000);
 
     const table = await runCli(['tokens', 'list', '--db', db]);

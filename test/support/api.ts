@@ -95,7 +95,14 @@ export async function startTestApi(opts: { dir?: string; db?: string; extraFlags
   return {
     base: `http://127.0.0.1:${door.address.port}`,
     port: door.address.port,
-    dir, dbPath, store, control, engine, config, door, stop,
+    dir,
+    dbPath,
+    store,
+    control,
+    engine,
+    config,
+    door,
+    stop,
     async close() {
       await stop();
       rmSync(dir, { recursive: true, force: true });

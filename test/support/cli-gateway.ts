@@ -79,8 +79,16 @@ export async function startCliGateway(opts: CliGatewayOptions = {}): Promise<Cli
   const dir = mkdtempSync(join(tmpdir(), 'egw-cli-'));
   const { ports, flags } = await loopbackPorts();
   const args = [
-    ...(opts.nodeArgs ?? []), BIN, 'serve', ...flags, '--db', join(dir, 'egress.db'), '--upstream-dns', `127.0.0.1:${opts.upstreamDnsPort ?? 9}`,
-    '--shutdown-grace-ms', '1000',
+    ...(opts.nodeArgs ?? []),
+    BIN,
+    'serve',
+    ...flags,
+    '--db',
+    join(dir, 'egress.db'),
+    '--upstream-dns',
+    `127.0.0.1:${opts.upstreamDnsPort ?? 9}`,
+    '--shutdown-grace-ms',
+    '1000',
     // With a config file, tokens and allow-private come from it (flags would override the file).
     ...(opts.configFile ? ['--config', opts.configFile] : ['--api-token', `${TOKEN_A}:acct-a`, '--api-token', `${TOKEN_B}:acct-b`, '--allow-private', '127.0.0.0/8']),
     ...(opts.args ?? []),
@@ -110,7 +118,12 @@ export async function startCliGateway(opts: CliGatewayOptions = {}): Promise<Cli
   );
   const apiUrl = `http://127.0.0.1:${ports.api}`;
   const gw: CliGateway = {
-    child, pid: child.pid!, ports, api: new ApiClient(apiUrl), apiUrl, dir,
+    child,
+    pid: child.pid!,
+    ports,
+    api: new ApiClient(apiUrl),
+    apiUrl,
+    dir,
     out: () => out,
     err: () => err,
     exited,
@@ -123,10 +136,14 @@ export async function startCliGateway(opts: CliGatewayOptions = {}): Promise<Cli
       return { ...r, ms: Date.now() - t0 };
     },
   };
-  await waitFor(async () => {
-    if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}: ${err}`);
-    return (await fetch(`${apiUrl}/healthz`).catch(() => null))?.ok === true;
-  }, opts.startTimeoutMs ?? 60_000, 'gateway /healthz');
+  await waitFor(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}: ${err}`);
+      return (await fetch(`${apiUrl}/healthz`).catch(() => null))?.ok === true;
+    },
+    opts.startTimeoutMs ?? 60_000,
+    'gateway /healthz',
+  );
   return gw;
 }
 

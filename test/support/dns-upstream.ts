@@ -48,18 +48,14 @@ function answer(query: dnsPacket.Packet, opts: DnsUpstreamOptions, transport: 'u
   const name = (q?.name ?? '').toLowerCase().replace(/\.$/, '');
   const recs = opts.records[name];
   const base = { type: 'response' as const, id: query.id, flags: dnsPacket.AUTHORITATIVE_ANSWER | dnsPacket.RECURSION_DESIRED, questions: query.questions };
-  const soa = opts.negativeSoa
-    ? [{ type: 'SOA', name: 'test', class: 'IN', ttl: opts.negativeSoa.ttl, data: { mname: 'ns.test', rname: 'hostmaster.test', serial: 1, refresh: 60, retry: 60, expire: 60, minimum: opts.negativeSoa.minimum } }]
-    : [];
+  const soa = opts.negativeSoa ? [{ type: 'SOA', name: 'test', class: 'IN', ttl: opts.negativeSoa.ttl, data: { mname: 'ns.test', rname: 'hostmaster.test', serial: 1, refresh: 60, retry: 60, expire: 60, minimum: opts.negativeSoa.minimum } }] : [];
   const forced = q ? opts.rcodeFor?.(name, q.type) : undefined;
   if (forced !== undefined) return dnsPacket.encode({ ...base, flags: ((base.flags ?? 0) & ~0xf) | forced } as dnsPacket.Packet);
   if (!q || !recs) return dnsPacket.encode({ ...base, flags: (base.flags ?? 0) | 3 /* NXDOMAIN */, authorities: soa } as dnsPacket.Packet);
   if (transport === 'udp' && opts.truncateUdp?.has(name)) {
     return dnsPacket.encode({ ...base, flags: (base.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE } as dnsPacket.Packet);
   }
-  const answers = recs
-    .filter((r) => r.type === q.type || (q.type as string) === 'ANY' || r.type === 'CNAME')
-    .map((r) => ({ type: r.type, name: q.name, class: 'IN', ttl: r.ttl ?? 300, data: r.data }));
+  const answers = recs.filter((r) => r.type === q.type || (q.type as string) === 'ANY' || r.type === 'CNAME').map((r) => ({ type: r.type, name: q.name, class: 'IN', ttl: r.ttl ?? 300, data: r.data }));
   return dnsPacket.encode({ ...base, answers, ...(answers.length === 0 ? { authorities: soa } : {}) } as dnsPacket.Packet);
 }
 

@@ -45,7 +45,11 @@ export async function setupDns(opts: SetupOptions): Promise<DnsSetup> {
   }
   const port = g.addr('dns').port;
   return {
-    up, g, port, devboxes, policies,
+    up,
+    g,
+    port,
+    devboxes,
+    policies,
     dig: (source, ...args) => dig(port, source, ...args),
     close: async () => {
       await g.close();

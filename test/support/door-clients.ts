@@ -78,12 +78,7 @@ interface Exchange {
  * Opens a TCP connection from `source`, then runs `talk`, which writes and is fed every
  * chunk received; it returns true when it has seen enough.
  */
-function exchange(
-  port: number,
-  opts: ClientOptions,
-  start: (sock: net.Socket) => void,
-  enough: (received: Buffer, sock: net.Socket) => boolean,
-): Promise<Exchange> {
+function exchange(port: number, opts: ClientOptions, start: (sock: net.Socket) => void, enough: (received: Buffer, sock: net.Socket) => boolean): Promise<Exchange> {
   return new Promise((resolve) => {
     const got: Buffer[] = [];
     let done = false;
@@ -96,7 +91,10 @@ function exchange(
       resolve({ received: Buffer.concat(got), end, ...(error ? { error } : {}) });
     };
     const timer = setTimeout(() => finish('timeout'), opts.timeoutMs ?? DEFAULT_TIMEOUT);
-    opts.admitted?.then(() => finish('admitted'), () => {});
+    opts.admitted?.then(
+      () => finish('admitted'),
+      () => {},
+    );
     sock.on('connect', () => start(sock));
     sock.on('data', (d: Buffer) => {
       got.push(d);
@@ -195,8 +193,15 @@ export async function connectThenGet(proxyPort: number, host: string, destPort: 
 // ── SOCKS5 ────────────────────────────────────────────────────────────────────
 
 const SOCKS_REPLY: Record<number, string> = {
-  0: 'succeeded', 1: 'general failure', 2: 'not allowed by ruleset', 3: 'network unreachable', 4: 'host unreachable',
-  5: 'connection refused', 6: 'TTL expired', 7: 'command not supported', 8: 'address type not supported',
+  0: 'succeeded',
+  1: 'general failure',
+  2: 'not allowed by ruleset',
+  3: 'network unreachable',
+  4: 'host unreachable',
+  5: 'connection refused',
+  6: 'TTL expired',
+  7: 'command not supported',
+  8: 'address type not supported',
 };
 
 /** No-auth greeting, CONNECT with ATYP domain (0x03); on success, a GET to the origin behind it. */
@@ -294,9 +299,7 @@ export function transparentTlsHandshake(port: number, servername: string, opts: 
     sock.on('secureConnect', () => {
       const cn = sock!.getPeerCertificate()?.subject?.CN;
       const cert = Array.isArray(cn) ? cn.join(',') : cn;
-      finish(cert === opts.expectSubjectCN
-        ? { kind: 'allow', evidence: `TLS: handshake completed with the origin's certificate (CN=${cert})` }
-        : { kind: 'other', evidence: `TLS: handshake completed with an unexpected certificate (CN=${cert})` });
+      finish(cert === opts.expectSubjectCN ? { kind: 'allow', evidence: `TLS: handshake completed with the origin's certificate (CN=${cert})` } : { kind: 'other', evidence: `TLS: handshake completed with an unexpected certificate (CN=${cert})` });
     });
     sock.on('error', (e: NodeJS.ErrnoException) => {
       const m = /alert number (\d+)/.exec(e.message);
@@ -315,7 +318,12 @@ export function transparentTlsHandshake(port: number, servername: string, opts: 
  */
 export async function transparentTlsRawHello(port: number, name: string, opts: ClientOptions): Promise<Outcome> {
   const hello = clientHello({ names: [{ type: 0, name: Buffer.from(name, 'utf8') }] });
-  const x = await exchange(port, opts, (s) => s.write(hello), (raw) => raw.length >= 7);
+  const x = await exchange(
+    port,
+    opts,
+    (s) => s.write(hello),
+    (raw) => raw.length >= 7,
+  );
   const r = x.received;
   if (r.length >= 7 && r[0] === 0x15 && r[5] === 2) {
     const alert = ALERTS[r[6]!] ?? `alert ${r[6]}`;
@@ -367,7 +375,7 @@ export function dnsQuery(wireName: Buffer, id: number): Buffer {
 function edeOf(p: dnsPacket.Packet): { code: number; text: string } | null {
   for (const a of p.additionals ?? []) {
     if ((a as { type: string }).type !== 'OPT') continue;
-    for (const o of ((a as unknown as { options?: Array<{ code: number; data?: Buffer }> }).options ?? [])) {
+    for (const o of (a as unknown as { options?: Array<{ code: number; data?: Buffer }> }).options ?? []) {
       if (o.code === 15 && o.data && o.data.length >= 2) return { code: o.data.readUInt16BE(0), text: o.data.subarray(2).toString('utf8') };
     }
   }
@@ -397,9 +405,7 @@ export function dnsAsk(port: number, wireName: Buffer, opts: ClientOptions): Pro
       } catch {
         // dns-packet cannot decode some names; the header is enough for the rcode.
         const rcode = m[3]! & 0x0f;
-        finish(rcode === 1
-          ? { kind: 'malformed', evidence: 'DNS: FORMERR' }
-          : { kind: 'other', evidence: `DNS: undecodable reply, rcode ${rcode}: ${m.toString('hex').slice(0, 120)}` });
+        finish(rcode === 1 ? { kind: 'malformed', evidence: 'DNS: FORMERR' } : { kind: 'other', evidence: `DNS: undecodable reply, rcode ${rcode}: ${m.toString('hex').slice(0, 120)}` });
         return;
       }
       const ede = edeOf(p);

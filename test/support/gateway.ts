@@ -41,7 +41,10 @@ export interface ApiResponse<T = any> {
 }
 
 export class ApiClient {
-  constructor(readonly baseUrl: string, readonly token: string = TOKEN_A) {}
+  constructor(
+    readonly baseUrl: string,
+    readonly token: string = TOKEN_A,
+  ) {}
 
   as(token: string): ApiClient {
     return new ApiClient(this.baseUrl, token);

@@ -26,11 +26,11 @@ export function testCert(): Cert {
   const keyPath = join(dir, 'key.pem');
   const certPath = join(dir, 'cert.pem');
   if (!existsSync(certPath)) {
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '2',
-      '-subj', '/CN=egress-test', '-addext',
-      'subjectAltName=DNS:localhost,DNS:*.test,DNS:allowed.test,DNS:denied.test,DNS:*.allowed.test,DNS:*.example.test,IP:127.0.0.1',
-    ], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '2', '-subj', '/CN=egress-test', '-addext', 'subjectAltName=DNS:localhost,DNS:*.test,DNS:allowed.test,DNS:denied.test,DNS:*.allowed.test,DNS:*.example.test,IP:127.0.0.1'],
+      { stdio: 'ignore' },
+    );
   }
   cached = { key: readFileSync(keyPath, 'utf8'), cert: readFileSync(certPath, 'utf8'), certPath, keyPath };
   return cached;
@@ -80,9 +80,15 @@ async function listen(server: http.Server | https.Server, scheme: string): Promi
   const port = (server.address() as AddressInfo).port;
   const seen = (server as unknown as { seen: Origin['seen'] }).seen;
   return {
-    port, seen, server,
+    port,
+    seen,
+    server,
     url: `${scheme}://127.0.0.1:${port}`,
-    close: () => new Promise<void>((r) => { server.closeAllConnections?.(); server.close(() => r()); }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections?.();
+        server.close(() => r());
+      }),
   };
 }
 

@@ -16,7 +16,11 @@ import { afterAll } from 'vitest';
 
 function binDir(): string {
   const root = '/usr/lib/postgresql';
-  const versions = existsSync(root) ? readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a)) : [];
+  const versions = existsSync(root)
+    ? readdirSync(root)
+        .filter((v) => existsSync(join(root, v, 'bin', 'initdb')))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
   if (versions.length === 0) throw new Error('PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql: install the Debian package `postgresql`');
   return join(root, versions[0]!, 'bin');
 }
@@ -64,10 +68,7 @@ export async function startPostgres(): Promise<PostgresServer> {
   if (asRoot) chownSync(dir, Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()), Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()));
   run(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync']);
   const port = await freePort();
-  const opts = [
-    `-p ${port}`, `-k ${dir}`, `-c listen_addresses=127.0.0.1`, '-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off',
-    '-c shared_buffers=16MB', '-c max_connections=100', '-c log_min_messages=fatal',
-  ].join(' ');
+  const opts = [`-p ${port}`, `-k ${dir}`, `-c listen_addresses=127.0.0.1`, '-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off', '-c shared_buffers=16MB', '-c max_connections=100', '-c log_min_messages=fatal'].join(' ');
   const url = (db: string) => `postgres://postgres@127.0.0.1:${port}/${db}`;
   let stopped = false;
 
@@ -112,15 +113,18 @@ export async function startPostgres(): Promise<PostgresServer> {
     }
   };
   /** The postmaster's children (its backends), from /proc. */
-  const childrenOf = (pid: number): number[] => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((p) => {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      return ppid === pid ? [Number(p)] : [];
-    } catch {
-      return [];
-    }
-  });
+  const childrenOf = (pid: number): number[] =>
+    readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .flatMap((p) => {
+        try {
+          const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+          const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+          return ppid === pid ? [Number(p)] : [];
+        } catch {
+          return [];
+        }
+      });
 
   const server: PostgresServer = {
     port,

@@ -42,7 +42,13 @@ export async function startProxyEnv(flags: Record<string, string | string[]> = {
   const b = { ...(await gw.api.devbox(pb, ['127.0.0.3'], 'box-b')), policy: pb };
   const proxyPort = gw.addr('http-proxy').port;
   return {
-    gw, dns, http, https, proxyPort, a, b,
+    gw,
+    dns,
+    http,
+    https,
+    proxyPort,
+    a,
+    b,
     proxyUrl: `http://127.0.0.1:${proxyPort}`,
     certPath: testCert().certPath,
     close: async () => {
@@ -108,8 +114,6 @@ export function curl(args: string[], timeoutMs = 15_000): Promise<CurlResult> {
     );
   });
 }
-
-
 
 /** Opens a CONNECT tunnel; resolves with the socket once 200 arrived (rejects with the status line otherwise). */
 export function connectTunnel(proxyPort: number, target: string, opts: { localAddress?: string; auth?: string } = {}): Promise<net.Socket> {

@@ -17,7 +17,11 @@ function route(op: 'add' | 'del', cidr: string): void {
 /** Makes `cidrs` unreachable from this host until the returned function is called. */
 export function unreachablePublic(cidrs: readonly string[]): () => void {
   for (const c of cidrs) {
-    try { route('del', c); } catch { /* not left over from an earlier run */ }
+    try {
+      route('del', c);
+    } catch {
+      /* not left over from an earlier run */
+    }
     try {
       route('add', c);
     } catch (e) {
@@ -26,7 +30,11 @@ export function unreachablePublic(cidrs: readonly string[]): () => void {
   }
   return () => {
     for (const c of cidrs) {
-      try { route('del', c); } catch { /* already gone */ }
+      try {
+        route('del', c);
+      } catch {
+        /* already gone */
+      }
     }
   };
 }

@@ -15,21 +15,28 @@ export interface Served {
 
 /** `egress-gateway serve` on loopback port 0 with these extra arguments; resolves once it listens. */
 export async function serve(args: string[]): Promise<Served> {
-  const child = spawn(TSX, [MAIN, 'serve', '--api', '127.0.0.1:0', '--http-proxy', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', '127.0.0.1:0',
-    '--allow-private', '127.0.0.0/8', '--log-level', 'info', '--shutdown-grace-ms', '200', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(TSX, [MAIN, 'serve', '--api', '127.0.0.1:0', '--http-proxy', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--allow-private', '127.0.0.0/8', '--log-level', 'info', '--shutdown-grace-ms', '200', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (err += d));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  const line = await waitFor(() => {
-    if (child.exitCode !== null) throw new Error(`serve exited: ${err}`);
-    return out.split('\n').find((l) => l.includes('"event":"listening"'));
-  }, 45_000, 'serve to listen');
+  const line = await waitFor(
+    () => {
+      if (child.exitCode !== null) throw new Error(`serve exited: ${err}`);
+      return out.split('\n').find((l) => l.includes('"event":"listening"'));
+    },
+    45_000,
+    'serve to listen',
+  );
   const listeners = JSON.parse(line).listeners as Record<string, string>;
   const ports = Object.fromEntries(Object.entries(listeners).map(([k, v]) => [k, Number(v.slice(v.lastIndexOf(':') + 1))]));
   return {
-    child, ports, out: () => out,
+    child,
+    ports,
+    out: () => out,
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       return exited;

@@ -41,10 +41,12 @@ export function spawnCli(args: string[], env: Record<string, string> = {}): Serv
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => {
-    children.delete(child);
-    r(code);
-  }));
+  const exited = new Promise<number | null>((r) =>
+    child.on('exit', (code) => {
+      children.delete(child);
+      r(code);
+    }),
+  );
   return { child, exited, out: () => out, err: () => err };
 }
 
@@ -56,7 +58,10 @@ export async function startServe(args: string[], env: Record<string, string> = {
   await waitFor(() => p.out().includes('egress-gateway listening') || exitCode !== undefined, waitMs, 'serve to listen');
   if (exitCode !== undefined) throw new Error(`serve exited ${exitCode}: ${p.err()}`);
   // The listening line, not the start-up line (which shows the configured api, port 0).
-  const listening = p.out().split('\n').find((l) => l.includes('egress-gateway listening'))!;
+  const listening = p
+    .out()
+    .split('\n')
+    .find((l) => l.includes('egress-gateway listening'))!;
   const port = /"api":"127\.0\.0\.1:(\d+)"/.exec(listening)![1];
   const printedToken = () => /export RUNLOOP_API_KEY=(\S+)/.exec(p.err())?.[1] ?? null;
   return {

@@ -25,7 +25,9 @@ export async function startSocksEnv(flags: Record<string, string | string[]> = {
   const origin = await startHttpOrigin();
   const gw = await startTestGateway({ upstreamDnsPort: dns.port, flags });
   return {
-    gw, dns, origin,
+    gw,
+    dns,
+    origin,
     socksPort: gw.addr('socks5').port,
     close: async () => {
       await gw.close();
@@ -35,14 +37,8 @@ export async function startSocksEnv(flags: Record<string, string | string[]> = {
   };
 }
 
-
-
 /** A SOCKS5 CONNECT through the `socks` package; resolves to the established socket. */
-export async function socksConnect(
-  port: number,
-  dest: { host: string; port: number },
-  opts: { userId?: string; password?: string; localAddress?: string; timeoutMs?: number } = {},
-): Promise<net.Socket> {
+export async function socksConnect(port: number, dest: { host: string; port: number }, opts: { userId?: string; password?: string; localAddress?: string; timeoutMs?: number } = {}): Promise<net.Socket> {
   const options: SocksClientOptions = {
     proxy: { host: '127.0.0.1', port, type: 5 },
     command: 'connect',
@@ -81,7 +77,7 @@ export interface CurlResult {
 export function curl(args: string[], timeoutMs = 10_000): Promise<CurlResult> {
   return new Promise((resolve) => {
     execFile('curl', ['-sS', '--max-time', String(Math.ceil(timeoutMs / 1000)), ...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
       resolve({ code, stdout, stderr });
     });
   });

@@ -37,10 +37,12 @@ function hostile(p: number, bytes: Buffer, piece: number): Promise<void> {
 function hostileDnsUdp(p: number, msg: Buffer): Promise<void> {
   return new Promise((resolve) => {
     const u = dgram.createSocket('udp4');
-    u.bind(0, ATTACKER, () => u.send(msg, p, '127.0.0.1', () => {
-      u.close();
-      resolve();
-    }));
+    u.bind(0, ATTACKER, () =>
+      u.send(msg, p, '127.0.0.1', () => {
+        u.close();
+        resolve();
+      }),
+    );
   });
 }
 
@@ -63,17 +65,18 @@ function attacks(): Array<() => Promise<void>> {
   ];
 }
 
-
 async function run(ms: number): Promise<number> {
   let attacking = true;
   let sent = 0;
-  const workers = attacks().flatMap((attack) => Array.from({ length: ATTACKERS_PER_DOOR }, async () => {
-    while (attacking) {
-      await attack();
-      sent++;
-      await new Promise((r) => setTimeout(r, PAUSE_MS)); // bounded load
-    }
-  }));
+  const workers = attacks().flatMap((attack) =>
+    Array.from({ length: ATTACKERS_PER_DOOR }, async () => {
+      while (attacking) {
+        await attack();
+        sent++;
+        await new Promise((r) => setTimeout(r, PAUSE_MS)); // bounded load
+      }
+    }),
+  );
   await new Promise((r) => setTimeout(r, ms));
   attacking = false;
   await Promise.all(workers);

@@ -42,12 +42,32 @@ export interface CliOptions {
 export async function startCliGateway(opts: CliOptions = {}): Promise<{ gw: CliGateway; upstream: DnsUpstream }> {
   const upstream = await startDnsUpstream({ ...opts.upstream, records: { 'victim.test': [{ type: 'A', data: '127.0.0.1', ttl: 300 }], ...opts.records } });
   const dir = mkdtempSync(join(tmpdir(), 'egw-tenants-'));
-  const args = [MAIN, 'serve', '--db', join(dir, 'egress.db'), '--api', '127.0.0.1:0', '--http-proxy', '127.0.0.1:0', '--socks', 'off',
-    '--dns', '127.0.0.1:0', '--upstream-dns', `127.0.0.1:${upstream.port}`, '--allow-private', '127.0.0.0/8',
-    '--api-token', `${ATTACKER}:acct-attacker`, '--api-token', `${VICTIM}:acct-victim`, '--log-level', 'info', ...(opts.flags ?? [])];
-  const child: ChildProcess = opts.nofile
-    ? spawn('prlimit', [`--nofile=${opts.nofile}:${opts.nofile}`, TSX, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(TSX, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = [
+    MAIN,
+    'serve',
+    '--db',
+    join(dir, 'egress.db'),
+    '--api',
+    '127.0.0.1:0',
+    '--http-proxy',
+    '127.0.0.1:0',
+    '--socks',
+    'off',
+    '--dns',
+    '127.0.0.1:0',
+    '--upstream-dns',
+    `127.0.0.1:${upstream.port}`,
+    '--allow-private',
+    '127.0.0.0/8',
+    '--api-token',
+    `${ATTACKER}:acct-attacker`,
+    '--api-token',
+    `${VICTIM}:acct-victim`,
+    '--log-level',
+    'info',
+    ...(opts.flags ?? []),
+  ];
+  const child: ChildProcess = opts.nofile ? spawn('prlimit', [`--nofile=${opts.nofile}:${opts.nofile}`, TSX, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(TSX, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d) => (out = (out + d).slice(-200_000)));
   child.stderr!.on('data', (d) => (out = (out + d).slice(-200_000)));
@@ -65,7 +85,8 @@ export async function startCliGateway(opts: CliOptions = {}): Promise<{ gw: CliG
     out: () => out,
     async api(token, method, path, body) {
       const r = await fetch(`http://127.0.0.1:${ports.api}${path}`, {
-        method, headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
       const text = await r.text();

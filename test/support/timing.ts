@@ -38,12 +38,7 @@ export function repeat(fn: () => unknown, times: number): () => void {
  * input: ~2×, then ~4× the ratio at 1×); comparing at equal sizes keeps cache and GC
  * effects, which both share, out of the verdict.
  */
-export function growthAgainst(
-  hostile: (size: number) => () => unknown,
-  control: (size: number) => () => unknown,
-  base: number,
-  runs = 9,
-): Array<{ size: number; hostileMs: number; controlMs: number; ratio: number }> {
+export function growthAgainst(hostile: (size: number) => () => unknown, control: (size: number) => () => unknown, base: number, runs = 9): Array<{ size: number; hostileMs: number; controlMs: number; ratio: number }> {
   return [base, base * 2, base * 4].map((size) => {
     const [h, c] = fastest([hostile(size), control(size)], runs) as [number, number];
     return { size, hostileMs: h, controlMs: c, ratio: h / c };

@@ -33,8 +33,7 @@ const seq = async <T>(n: number, f: () => Promise<T>): Promise<T[]> => {
   for (let i = 0; i < n; i++) out.push(await f());
   return out;
 };
-const writeConfig = (allowPrivate: string[]) =>
-  writeFileSync(configFile, JSON.stringify({ api_token: [`${TOKEN_A}:acct-a`, `${TOKEN_B}:acct-b`], allow_private: allowPrivate, log_allowed: 'all' }));
+const writeConfig = (allowPrivate: string[]) => writeFileSync(configFile, JSON.stringify({ api_token: [`${TOKEN_A}:acct-a`, `${TOKEN_B}:acct-b`], allow_private: allowPrivate, log_allowed: 'all' }));
 
 beforeAll(async () => {
   configFile = join(mkdtempSync(join(tmpdir(), 'egw-workers-')), 'config.json');
@@ -100,15 +99,20 @@ describe('worker processes', { timeout: 60_000 }, () => {
     t.gw.child.kill('SIGTERM');
     await expect.poll(() => t.gw.out().split('"event":"worker_stopping"').length - 1, { timeout: 5000 }).toBe(2);
     // Draining: each tunnel still carries a request to the origin and its answer.
-    const answers = await Promise.all(held.map((h) => new Promise<string>((resolve) => {
-      let got = '';
-      h.socket.on('data', (d: Buffer) => {
-        got += d.toString('latin1');
-        if (got.includes('\r\n\r\n')) resolve(got.slice(0, 12));
-      });
-      h.socket.once('close', () => resolve(got.slice(0, 12)));
-      h.socket.write('GET / HTTP/1.1\r\nHost: origin.test\r\n\r\n');
-    })));
+    const answers = await Promise.all(
+      held.map(
+        (h) =>
+          new Promise<string>((resolve) => {
+            let got = '';
+            h.socket.on('data', (d: Buffer) => {
+              got += d.toString('latin1');
+              if (got.includes('\r\n\r\n')) resolve(got.slice(0, 12));
+            });
+            h.socket.once('close', () => resolve(got.slice(0, 12)));
+            h.socket.write('GET / HTTP/1.1\r\nHost: origin.test\r\n\r\n');
+          }),
+      ),
+    );
     expect(answers).toEqual(held.map(() => 'HTTP/1.1 200'));
     for (const h of held) h.socket.destroy();
     expect((await exited).code).toBe(0);

@@ -19,7 +19,9 @@ export async function startTwoWorkers(records: Record<string, TestRecord[]>, opt
   const origin = await startHttpOrigin();
   const gw = await startCliGateway({ startTimeoutMs: 220_000, ...opts, upstreamDnsPort: upstream.port, args: ['--workers', '2', ...(opts.args ?? [])] });
   return {
-    gw, upstream, origin,
+    gw,
+    upstream,
+    origin,
     async close() {
       if (gw.child.exitCode === null) await gw.stop();
       await origin.close();

@@ -79,11 +79,10 @@ describe('two workers, one gateway', { timeout: 60_000 }, () => {
     for (const a of await seq(4, () => dig(ports.dns, A, 'origin.test', '+tcp', '+short'))) expect(a.trim()).toBe('127.0.0.1');
     for (const a of await seq(4, () => dig(ports.dns, A, 'denied.test', '+tcp'))) expect(a).toContain('status: NXDOMAIN');
     // The denials were logged by both workers, door by door (the log is written after the answer).
-    await expect.poll(() => [denialsBy('connect'), denialsBy('http'), denialsBy('socks5'), denialsBy('dns')].map((s) => s.size), { timeout: 5000 })
-      .toEqual([2, 2, 2, 2]);
+    await expect.poll(() => [denialsBy('connect'), denialsBy('http'), denialsBy('socks5'), denialsBy('dns')].map((s) => s.size), { timeout: 5000 }).toEqual([2, 2, 2, 2]);
   });
 
-  it('/metrics sums both workers\' counters in one exposition', async () => {
+  it("/metrics sums both workers' counters in one exposition", async () => {
     const text = await (await fetch(`${t.gw.apiUrl}/metrics`)).text();
     const helps = text.split('\n').filter((l) => l.startsWith('# HELP '));
     expect(new Set(helps).size).toBe(helps.length);
@@ -116,7 +115,7 @@ describe('two workers, one gateway', { timeout: 60_000 }, () => {
     await t.gw.api.updatePolicy(policy, { allowed_hostnames: ['origin.test', '*.learn.test'] });
   });
 
-  it('an address answered through one worker admits the devbox\'s IP-literal CONNECT through either, at once', async () => {
+  it("an address answered through one worker admits the devbox's IP-literal CONNECT through either, at once", async () => {
     const answerMs: number[] = [];
     for (let i = 0; i < LEARN; i++) {
       const ip = `127.0.0.${20 + i}`;
@@ -191,4 +190,3 @@ function resolveThenConnect(name: string): Promise<{ ip: string; status: number;
     });
   });
 }
-

@@ -29,21 +29,33 @@ function eventView(e: DenialEvent) {
   };
 }
 
-export const egressEventRoutes = (store: ControlStore): FastifyPluginAsync => async (app) => {
-  app.get<{ Querystring: ListQuery }>('/v1/egress/events', {
-    schema: {
-      tags: ['egress'], security: [{ bearerAuth: [] }], operationId: 'listEgressEvents',
-      summary: 'Recent denials and would-denials per devbox (host, port, door, reason, count, first/last seen), oldest first, cursor-paged like the policy list.',
-      querystring: egressEventListQuery,
-      response: { 200: egressEventListView, ...errorResponses(400, 401) },
-    },
-  }, async (req) => {
-    const q = req.query;
-    const includeTotal = q.include_total_count ?? true;
-    const page = await store.denialEvents.list(req.accountId, {
-      devboxId: q.devbox_id, decision: q.decision, sinceMs: q.since,
-      limit: q.limit ?? DEFAULT_LIST_LIMIT, startingAfter: q.starting_after, includeTotalCount: includeTotal,
-    });
-    return { events: page.items.map(eventView), has_more: page.hasMore, ...(includeTotal ? { total_count: page.totalCount } : {}) };
-  });
-};
+export const egressEventRoutes =
+  (store: ControlStore): FastifyPluginAsync =>
+  async (app) => {
+    app.get<{ Querystring: ListQuery }>(
+      '/v1/egress/events',
+      {
+        schema: {
+          tags: ['egress'],
+          security: [{ bearerAuth: [] }],
+          operationId: 'listEgressEvents',
+          summary: 'Recent denials and would-denials per devbox (host, port, door, reason, count, first/last seen), oldest first, cursor-paged like the policy list.',
+          querystring: egressEventListQuery,
+          response: { 200: egressEventListView, ...errorResponses(400, 401) },
+        },
+      },
+      async (req) => {
+        const q = req.query;
+        const includeTotal = q.include_total_count ?? true;
+        const page = await store.denialEvents.list(req.accountId, {
+          devboxId: q.devbox_id,
+          decision: q.decision,
+          sinceMs: q.since,
+          limit: q.limit ?? DEFAULT_LIST_LIMIT,
+          startingAfter: q.starting_after,
+          includeTotalCount: includeTotal,
+        });
+        return { events: page.items.map(eventView), has_more: page.hasMore, ...(includeTotal ? { total_count: page.totalCount } : {}) };
+      },
+    );
+  };

@@ -24,28 +24,38 @@ const snapshotSchema = {
 
 const ok = (value: string) => ({ type: 'object', properties: { status: { type: 'string', enum: [value] }, snapshot: snapshotSchema }, required: ['status'] });
 
-export const healthRoutes = (store: ControlStore, listening?: () => boolean | Promise<boolean>, fleet?: () => Promise<FleetHealth | null>): FastifyPluginAsync => async (app) => {
-  const snapshot = async () => {
-    const f = fleet ? await fleet() : null;
-    return { f, extra: f?.snapshot ? { snapshot: f.snapshot } : {} };
-  };
-  app.get('/healthz', {
-    schema: { tags: ['operations'], summary: 'Liveness check (no auth); a fleet sidecar adds its snapshot revision and age.', response: { 200: ok('ok') } },
-  }, async () => ({ status: 'ok' as const, ...(await snapshot()).extra }));
+export const healthRoutes =
+  (store: ControlStore, listening?: () => boolean | Promise<boolean>, fleet?: () => Promise<FleetHealth | null>): FastifyPluginAsync =>
+  async (app) => {
+    const snapshot = async () => {
+      const f = fleet ? await fleet() : null;
+      return { f, extra: f?.snapshot ? { snapshot: f.snapshot } : {} };
+    };
+    app.get(
+      '/healthz',
+      {
+        schema: { tags: ['operations'], summary: 'Liveness check (no auth); a fleet sidecar adds its snapshot revision and age.', response: { 200: ok('ok') } },
+      },
+      async () => ({ status: 'ok' as const, ...(await snapshot()).extra }),
+    );
 
-  app.get('/readyz', {
-    schema: {
-      tags: ['operations'],
-      summary: 'Readiness (no auth): 200 when every listener is up and the store is writable, else 503 naming why.',
-      response: { 200: ok('ready'), 503: errorSchema },
-    },
-  }, async () => {
-    if (listening && !(await listening())) throw new ApiError(503, 'service_unavailable', 'listeners are starting or draining');
-    const why = await store.probeWritable();
-    if (why !== null) throw new ApiError(503, 'storage_unavailable', `the policy store is unavailable: ${why}`);
-    const { f, extra } = await snapshot();
-    if (fleet && f === null) throw new ApiError(503, 'service_unavailable', 'the data plane did not answer for its policy snapshot');
-    if (f?.unready) throw new ApiError(503, 'service_unavailable', f.unready);
-    return { status: 'ready' as const, ...extra };
-  });
-};
+    app.get(
+      '/readyz',
+      {
+        schema: {
+          tags: ['operations'],
+          summary: 'Readiness (no auth): 200 when every listener is up and the store is writable, else 503 naming why.',
+          response: { 200: ok('ready'), 503: errorSchema },
+        },
+      },
+      async () => {
+        if (listening && !(await listening())) throw new ApiError(503, 'service_unavailable', 'listeners are starting or draining');
+        const why = await store.probeWritable();
+        if (why !== null) throw new ApiError(503, 'storage_unavailable', `the policy store is unavailable: ${why}`);
+        const { f, extra } = await snapshot();
+        if (fleet && f === null) throw new ApiError(503, 'service_unavailable', 'the data plane did not answer for its policy snapshot');
+        if (f?.unready) throw new ApiError(503, 'service_unavailable', f.unready);
+        return { status: 'ready' as const, ...extra };
+      },
+    );
+  };

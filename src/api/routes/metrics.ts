@@ -31,13 +31,17 @@ export const apiRequestSeconds = new Histogram({
 /** `workerMetrics`: the other processes' metrics, summed into this one's. */
 export function metricsRoutes(workerMetrics?: () => Promise<unknown[][]>): FastifyPluginAsync {
   return async (app) => {
-    app.get('/metrics', {
-      schema: { tags: ['operations'], summary: 'Prometheus metrics (no auth).', produces: ['text/plain'] },
-    }, async (_req, reply) => {
-      if (workerMetrics === undefined) return reply.type(registry.contentType).send(await registry.metrics());
-      const others = await workerMetrics();
-      const merged = AggregatorRegistry.aggregate([await registry.getMetricsAsJSON(), ...others] as Parameters<typeof AggregatorRegistry.aggregate>[0]);
-      return reply.type(registry.contentType).send(await merged.metrics());
-    });
+    app.get(
+      '/metrics',
+      {
+        schema: { tags: ['operations'], summary: 'Prometheus metrics (no auth).', produces: ['text/plain'] },
+      },
+      async (_req, reply) => {
+        if (workerMetrics === undefined) return reply.type(registry.contentType).send(await registry.metrics());
+        const others = await workerMetrics();
+        const merged = AggregatorRegistry.aggregate([await registry.getMetricsAsJSON(), ...others] as Parameters<typeof AggregatorRegistry.aggregate>[0]);
+        return reply.type(registry.contentType).send(await merged.metrics());
+      },
+    );
   };
 }

@@ -28,4 +28,3 @@ export async function startDnsDoor(ctx: DoorContext, at: HostPort): Promise<Runn
     reload: (config) => handler.setRateLimit(config.dnsRateLimit),
   };
 }
-

@@ -86,7 +86,11 @@ class DenialLog {
   private overflow = 0;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly gate: Pick<Gate, 'record'>, private readonly log: DeferredLines, private readonly maxKeys = 10_000) {
+  constructor(
+    private readonly gate: Pick<Gate, 'record'>,
+    private readonly log: DeferredLines,
+    private readonly maxKeys = 10_000,
+  ) {
     this.timer = setInterval(() => this.flush(clockMs()), 1000);
     this.timer.unref();
   }
@@ -130,8 +134,16 @@ class DenialLog {
       if (e.repeats === 0) continue;
       this.log.info(
         {
-          event: 'decision', devbox: e.identity.devboxId, source: e.identity.source, policy: e.decision.policyId,
-          host: e.decision.host, port: 53, qtype: e.qtype, decision: decisionLabel(e.decision), reason: e.decision.reason, repeats: e.repeats,
+          event: 'decision',
+          devbox: e.identity.devboxId,
+          source: e.identity.source,
+          policy: e.decision.policyId,
+          host: e.decision.host,
+          port: 53,
+          qtype: e.qtype,
+          decision: decisionLabel(e.decision),
+          reason: e.decision.reason,
+          repeats: e.repeats,
         },
         e.decision.allow ? 'egress would be denied (report-only policy, repeated within 1 s)' : 'egress denied (repeated within 1 s)',
       );
@@ -302,9 +314,19 @@ export class DnsHandler {
     if (this.allowLogEvery > 0 && ++this.allowedSeen % this.allowLogEvery === 0) {
       this.lines.info(
         {
-          event: 'dns_query', devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
-          host: q.name, qtype: typeName(q.qtype), rcode: rc, decision: 'allow', reason: decision.reason, answered_from: source,
-          addresses: e.addresses.length, duration_ms: Math.round(seconds * 1e6) / 1000, sampled: `1/${this.allowLogEvery}`,
+          event: 'dns_query',
+          devbox: identity.devboxId,
+          source: identity.source,
+          policy: decision.policyId,
+          host: q.name,
+          qtype: typeName(q.qtype),
+          rcode: rc,
+          decision: 'allow',
+          reason: decision.reason,
+          answered_from: source,
+          addresses: e.addresses.length,
+          duration_ms: Math.round(seconds * 1e6) / 1000,
+          sampled: `1/${this.allowLogEvery}`,
         },
         'dns query allowed (sampled)',
       );

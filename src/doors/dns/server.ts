@@ -73,7 +73,11 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
         return;
       }
       if (out === null) return;
-      if (out instanceof Promise) out.then((b) => b !== null && send(b, rinfo), () => {});
+      if (out instanceof Promise)
+        out.then(
+          (b) => b !== null && send(b, rinfo),
+          () => {},
+        );
       else send(out, rinfo);
     });
     return sock;
@@ -157,12 +161,14 @@ export async function startDnsServer(handler: DnsHandler, at: HostPort, log: Log
         }
         if (out instanceof Promise) {
           inflight++;
-          out.then(write, () => {}).finally(() => {
-            inflight--;
-            if (sock.isPaused() && !ended) sock.resume();
-            pump();
-            finishIfDone();
-          });
+          out
+            .then(write, () => {})
+            .finally(() => {
+              inflight--;
+              if (sock.isPaused() && !ended) sock.resume();
+              pump();
+              finishIfDone();
+            });
         } else {
           write(out);
         }

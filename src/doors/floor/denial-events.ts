@@ -88,8 +88,17 @@ export class DenialRecorder implements DenialSink {
     const accountId = this.accountOf(devboxId);
     if (accountId === undefined) return;
     this.pending.set(key, {
-      accountId, devboxId, policyId: decision.policyId, host, port, door, reason: decision.reason, decision: label,
-      count: 1, firstSeenMs: now, lastSeenMs: now,
+      accountId,
+      devboxId,
+      policyId: decision.policyId,
+      host,
+      port,
+      door,
+      reason: decision.reason,
+      decision: label,
+      count: 1,
+      firstSeenMs: now,
+      lastSeenMs: now,
     });
   }
 
@@ -127,9 +136,16 @@ export class DenialRecorder implements DenialSink {
       }
     };
     try {
-      const done = this.writer.writeDenialEvents(part.map((r) => r[1]), { retentionMs: this.opts.retentionHours * 3_600_000, maxPerDevbox: this.opts.maxPerDevbox, now });
+      const done = this.writer.writeDenialEvents(
+        part.map((r) => r[1]),
+        { retentionMs: this.opts.retentionHours * 3_600_000, maxPerDevbox: this.opts.maxPerDevbox, now },
+      );
       // PostgreSQL answers later: a slice it refuses is kept for the next flush.
-      if (done instanceof Promise) done.then(() => flushed.inc(part.length), (e: unknown) => failed(e, part));
+      if (done instanceof Promise)
+        done.then(
+          () => flushed.inc(part.length),
+          (e: unknown) => failed(e, part),
+        );
       else flushed.inc(part.length);
     } catch (e) {
       failed(e, rows);

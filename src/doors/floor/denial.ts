@@ -23,25 +23,22 @@ const REASON_TEXT: Record<string, string> = {
 };
 
 export function denialBody(d: Decision, port?: number): string {
-  return JSON.stringify({
-    error: 'egress_denied',
-    host: d.host,
-    ...(port !== undefined ? { port } : {}),
-    policy: d.policyId,
-    reason: d.reason,
-    message: `egress to ${d.host} denied: ${REASON_TEXT[d.reason] ?? d.reason}`,
-  }) + '\n';
+  return (
+    JSON.stringify({
+      error: 'egress_denied',
+      host: d.host,
+      ...(port !== undefined ? { port } : {}),
+      policy: d.policyId,
+      reason: d.reason,
+      message: `egress to ${d.host} denied: ${REASON_TEXT[d.reason] ?? d.reason}`,
+    }) + '\n'
+  );
 }
 
 /** 403 on a forwarded request (the client connection may stay open for more requests). */
 export function sendDenial(res: ServerResponse, d: Decision, port?: number): void {
   const body = denialBody(d, port);
-  res.writeHead(403, [
-    'Content-Type', 'application/json',
-    'Content-Length', String(Buffer.byteLength(body)),
-    DENIED_REASON_HEADER, d.reason,
-    'Cache-Control', 'no-store',
-  ]);
+  res.writeHead(403, ['Content-Type', 'application/json', 'Content-Length', String(Buffer.byteLength(body)), DENIED_REASON_HEADER, d.reason, 'Cache-Control', 'no-store']);
   res.end(body);
 }
 
@@ -52,12 +49,7 @@ export function sendError(res: ServerResponse, status: number, message: string, 
     return;
   }
   const body = errorBody(status, message);
-  res.writeHead(status, [
-    'Content-Type', 'application/json',
-    'Content-Length', String(Buffer.byteLength(body)),
-    'Cache-Control', 'no-store',
-    ...extra,
-  ]);
+  res.writeHead(status, ['Content-Type', 'application/json', 'Content-Length', String(Buffer.byteLength(body)), 'Cache-Control', 'no-store', ...extra]);
   res.end(body);
 }
 

@@ -22,16 +22,17 @@ export interface DenialSink {
   record(identity: Identity, door: Door, decision: Decision, port: number): void;
 }
 
-export type Admission =
-  | { ok: true; decision: Decision; address: string }
-  | { ok: false; decision: Decision; error: 'denied' }
-  | { ok: false; decision: Decision; error: 'resolve_failed'; detail: string };
+export type Admission = { ok: true; decision: Decision; address: string } | { ok: false; decision: Decision; error: 'denied' } | { ok: false; decision: Decision; error: 'resolve_failed'; detail: string };
 
 /** prom-client children, made once per door (labels() allocates on every call). */
 const seconds = new Map<Door, { observe(v: number): void }>();
 
 export class Gate {
-  constructor(readonly engine: PolicyEngine, readonly resolver: Resolver, readonly log: Logger) {
+  constructor(
+    readonly engine: PolicyEngine,
+    readonly resolver: Resolver,
+    readonly log: Logger,
+  ) {
     this.lines = new DeferredLines(log);
   }
 
@@ -104,10 +105,20 @@ export class Gate {
     if (!decision.allow || decision.wouldDeny === true) {
       // Written after the door has answered (same turn of the event loop, before any other
       // I/O): serialising the line is not on the denied client's critical path.
-      this.defer({
-        event: 'decision', door, devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
-        host: decision.host, port, decision: decisionLabel(decision), reason: decision.reason,
-      }, decision.allow ? 'egress would be denied (report-only policy): let through' : 'egress denied');
+      this.defer(
+        {
+          event: 'decision',
+          door,
+          devbox: identity.devboxId,
+          source: identity.source,
+          policy: decision.policyId,
+          host: decision.host,
+          port,
+          decision: decisionLabel(decision),
+          reason: decision.reason,
+        },
+        decision.allow ? 'egress would be denied (report-only policy): let through' : 'egress denied',
+      );
       this.denials?.record(identity, door, decision, port);
     }
   }
@@ -131,12 +142,26 @@ export class Gate {
   /** One line for an allowed connection or request when it ends (written like denials, after this turn's I/O). */
   logConnection(identity: Identity, door: Door, decision: Decision, port: number, bytesOut: number, bytesIn: number, durationMs: number, error?: string): void {
     if (this.allowLogEvery === 0 || ++this.allowedSeen % this.allowLogEvery !== 0) return;
-    this.defer({
-      event: 'decision', door, devbox: identity.devboxId, source: identity.source, policy: decision.policyId,
-      policy_version: decision.policyVersion, host: decision.host, port, decision: decisionLabel(decision), reason: decision.reason,
-      matched: decision.matched, bytes_out: bytesOut, bytes_in: bytesIn, duration_ms: Math.round(durationMs * 1000) / 1000,
-      ...(error ? { error } : {}),
-      ...(this.allowLogEvery > 1 ? { sampled: `1/${this.allowLogEvery}` } : {}),
-    }, 'egress connection closed');
+    this.defer(
+      {
+        event: 'decision',
+        door,
+        devbox: identity.devboxId,
+        source: identity.source,
+        policy: decision.policyId,
+        policy_version: decision.policyVersion,
+        host: decision.host,
+        port,
+        decision: decisionLabel(decision),
+        reason: decision.reason,
+        matched: decision.matched,
+        bytes_out: bytesOut,
+        bytes_in: bytesIn,
+        duration_ms: Math.round(durationMs * 1000) / 1000,
+        ...(error ? { error } : {}),
+        ...(this.allowLogEvery > 1 ? { sampled: `1/${this.allowLogEvery}` } : {}),
+      },
+      'egress connection closed',
+    );
   }
 }

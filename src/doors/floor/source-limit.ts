@@ -22,7 +22,10 @@ const SOCKS_NO_METHOD = Buffer.from([0x05, 0xff]);
 export type TenantOf = (source: string) => string;
 
 export class SourceLimiter {
-  constructor(readonly share: FairShare, private readonly tenantOf: TenantOf) {}
+  constructor(
+    readonly share: FairShare,
+    private readonly tenantOf: TenantOf,
+  ) {}
 
   /** Counts the socket against its tenant; answers, closes and returns false when over a cap. */
   admit(sock: net.Socket, door: string): boolean {

@@ -22,7 +22,10 @@ export class ConnectionTracker {
   private readonly perDevbox = new Map<string, number>();
   private readonly stop: () => void;
 
-  constructor(private readonly engine: PolicyEngine, private readonly maxPerDevbox: number) {
+  constructor(
+    private readonly engine: PolicyEngine,
+    private readonly maxPerDevbox: number,
+  ) {
     this.stop = engine.onChange(() => this.recheck());
   }
 

@@ -211,7 +211,11 @@ export class Tunnel implements TrackedConnection {
   /** Who is told when the dial ends (connectThen). */
   private onConnected: ((err: DialError | null, t: Tunnel) => void) | null = null;
 
-  private constructor(readonly ctx: DoorContext, readonly client: net.Socket, spec: TunnelSpec) {
+  private constructor(
+    readonly ctx: DoorContext,
+    readonly client: net.Socket,
+    spec: TunnelSpec,
+  ) {
     this.identity = spec.identity;
     this.host = spec.host;
     this.port = spec.port;

@@ -106,10 +106,11 @@ export class UpstreamPool {
   }
 
   close(): void {
-    for (const list of this.idle.values()) for (const e of list.splice(0)) {
-      this.detach(e);
-      e.sock.destroy();
-    }
+    for (const list of this.idle.values())
+      for (const e of list.splice(0)) {
+        this.detach(e);
+        e.sock.destroy();
+      }
     this.idle.clear();
   }
 }

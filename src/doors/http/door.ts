@@ -176,10 +176,11 @@ export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDo
   return {
     name: opts.name,
     address,
-    close: (graceMs) => closeServer(closable, sockets, graceMs, () => {
-      forwarder.close();
-      front.close();
-    }),
+    close: (graceMs) =>
+      closeServer(closable, sockets, graceMs, () => {
+        forwarder.close();
+        front.close();
+      }),
   };
 }
 

@@ -67,7 +67,6 @@ function isOws(c: number): boolean {
   return c === 32 || c === 9;
 }
 
-
 /**
  * A request head at the start of `buf`: 'incomplete' while it could still fit in `max`
  * bytes, 'other' for anything the front leaves to node:http (a body, an upgrade, HTTP/1.0,

@@ -3,10 +3,7 @@
  * either direction, whichever path (raw front or node:http) forwards the request.
  */
 /** Request headers never forwarded (RFC 9110 §7.6.1 plus proxy-only ones). Lower-case. */
-const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'proxy-connection',
-  'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings',
-]);
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings']);
 
 /** Names listed in Connection headers (they are hop-by-hop too). */
 function connectionTokens(raw: string[]): Set<string> | null {
@@ -49,7 +46,6 @@ export function hasHost(raw: string[]): boolean {
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') return true;
   return false;
 }
-
 
 /** A request head for the origin: `method path HTTP/1.1`, the given headers, then `last` (header lines ending in CRLF). */
 export function requestHeadText(method: string, path: string, headers: string[], last: string): string {

@@ -26,7 +26,10 @@ export class HttpForwarder {
   readonly agent: http.Agent;
   private readonly core: HttpCore;
 
-  constructor(private readonly ctx: DoorContext, private readonly door: Door) {
+  constructor(
+    private readonly ctx: DoorContext,
+    private readonly door: Door,
+  ) {
     this.core = new HttpCore(ctx, door);
     this.agent = new http.Agent({
       keepAlive: true,

@@ -65,8 +65,20 @@ export interface Exchange {
 
 export function newExchange(flight: HttpFlight, request: RequestHead, path: string, address: string, port: number): Exchange {
   return {
-    flight, request, path, address, port, upstream: null, reused: false,
-    head: null, headBuf: null, headSearched: 0, left: null, chunks: null, reusable: true, headTimer: null,
+    flight,
+    request,
+    path,
+    address,
+    port,
+    upstream: null,
+    reused: false,
+    head: null,
+    headBuf: null,
+    headSearched: 0,
+    left: null,
+    chunks: null,
+    reusable: true,
+    headTimer: null,
   };
 }
 

@@ -24,10 +24,7 @@ export interface HttpTarget {
 
 export const HOST_MISMATCH: Reason = 'host_mismatch';
 
-export type Resolution =
-  | { ok: true; target: HttpTarget }
-  | { ok: false; status: 400; message: string; kind?: 'bad_host' }
-  | { ok: false; status: 403; host: string; port: number };
+export type Resolution = { ok: true; target: HttpTarget } | { ok: false; status: 400; message: string; kind?: 'bad_host' } | { ok: false; status: 403; host: string; port: number };
 
 function hostCount(raw: string[]): number {
   let n = 0;

@@ -23,20 +23,7 @@ import type { Admission } from '../floor/gate.js';
 import { protocolErrors } from '../../metrics.js';
 import { Tunnel } from '../floor/tunnel.js';
 import { spliceWithSniCheck } from '../floor/tls-name-rule.js';
-import {
-  type ConnectRequest,
-  type ProtocolErrorKind,
-  type ReplyCode,
-  DEFAULT_MAX_HANDSHAKE_BYTES,
-  METHOD_NONE_ACCEPTABLE,
-  METHOD_NO_AUTH,
-  METHOD_USER_PASS,
-  Reply,
-  Socks5Parser,
-  authReply,
-  methodReply,
-  replyMessage,
-} from './parser.js';
+import { type ConnectRequest, type ProtocolErrorKind, type ReplyCode, DEFAULT_MAX_HANDSHAKE_BYTES, METHOD_NONE_ACCEPTABLE, METHOD_NO_AUTH, METHOD_USER_PASS, Reply, Socks5Parser, authReply, methodReply, replyMessage } from './parser.js';
 
 const DOOR: Door = 'socks5';
 
@@ -233,8 +220,7 @@ class SocksSession {
     this.admitting = false;
     const decision = admission.decision;
     // An allowed decision that never becomes a tunnel still gets its one log line.
-    const logAllowed = (error: string) =>
-      this.ctx.gate.logConnection(identity, DOOR, decision, req.port, 0, 0, performance.now() - started, error);
+    const logAllowed = (error: string) => this.ctx.gate.logConnection(identity, DOOR, decision, req.port, 0, 0, performance.now() - started, error);
     if (this.clientClosed) {
       if (decision.allow) logAllowed('client_closed');
       return this.maybeFinish();

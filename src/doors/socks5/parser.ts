@@ -44,18 +44,7 @@ export const MAX_REQUEST_BYTES = 262;
 /** Default bound on bytes buffered before the request is complete (all three messages fit). */
 export const DEFAULT_MAX_HANDSHAKE_BYTES = 2048;
 
-export type ProtocolErrorKind =
-  | 'bad_version'
-  | 'no_methods'
-  | 'bad_auth_version'
-  | 'empty_username'
-  | 'unsupported_command'
-  | 'bad_address_type'
-  | 'empty_domain'
-  | 'zero_port'
-  | 'handshake_too_large'
-  | 'handshake_timeout'
-  | 'truncated';
+export type ProtocolErrorKind = 'bad_version' | 'no_methods' | 'bad_auth_version' | 'empty_username' | 'unsupported_command' | 'bad_address_type' | 'empty_domain' | 'zero_port' | 'handshake_too_large' | 'handshake_timeout' | 'truncated';
 
 export interface Greeting {
   methods: number[];
@@ -233,7 +222,7 @@ export function replyMessage(code: ReplyCode, bound?: { address: string; port: n
 function ipv6ToBytes(text: string): Buffer {
   const out = Buffer.alloc(16);
   const s = text.replace(/^\[|\]$/g, '').replace(/%.*$/, '');
-  const [head, tail] = s.includes('::') ? s.split('::') as [string, string] : [s, null];
+  const [head, tail] = s.includes('::') ? (s.split('::') as [string, string]) : [s, null];
   const parse = (part: string): number[] => (part === '' ? [] : part.split(':').map((h) => parseInt(h, 16) & 0xffff));
   const hw = parse(head);
   const tw = tail === null ? [] : parse(tail);

@@ -23,45 +23,51 @@ export function pgBlueprints(db: PgDb): BlueprintRepository {
   return {
     get: (accountId, id) => blueprintFor(q, accountId, id),
 
-    create: (accountId, input) => db.write(accountId, async (tq, changes) => {
-      for (const [field, pid] of [['network_policy_id', input.networkPolicyId], ['launch_parameters.network_policy_id', input.launchNetworkPolicyId]] as const) {
-        if (pid) await requirePolicy(tq, accountId, pid, field);
-      }
-      const addresses = await freeAddresses(tq, accountId, input.addresses ?? []);
-      const now = Date.now();
-      const id = newId('bpt_', now);
-      const [r] = await tq<BlueprintRow>(`INSERT INTO blueprints (id, account_id, name, status, failure_reason, network_policy_id, launch_network_policy_id, addresses, metadata, parameters, password_hash, create_time_ms, build_finish_time_ms)
+    create: (accountId, input) =>
+      db.write(accountId, async (tq, changes) => {
+        for (const [field, pid] of [
+          ['network_policy_id', input.networkPolicyId],
+          ['launch_parameters.network_policy_id', input.launchNetworkPolicyId],
+        ] as const) {
+          if (pid) await requirePolicy(tq, accountId, pid, field);
+        }
+        const addresses = await freeAddresses(tq, accountId, input.addresses ?? []);
+        const now = Date.now();
+        const id = newId('bpt_', now);
+        const [r] = await tq<BlueprintRow>(
+          `INSERT INTO blueprints (id, account_id, name, status, failure_reason, network_policy_id, launch_network_policy_id, addresses, metadata, parameters, password_hash, create_time_ms, build_finish_time_ms)
         VALUES ($1, $2, $3, 'queued', NULL, $4, $5, $6, $7, $8, $9, $10, NULL) RETURNING *`,
-      [id, accountId, input.name, input.networkPolicyId ?? null, input.launchNetworkPolicyId ?? null, JSON.stringify(addresses),
-        JSON.stringify(input.metadata ?? {}), JSON.stringify(input.parameters), hashPassword(randomSecret(24)), now]);
-      await holdAddresses(tq, accountId, id, addresses);
-      const b = toBlueprint(r!);
-      changes.push(buildChange(accountId, id, b));
-      return b;
-    }),
+          [id, accountId, input.name, input.networkPolicyId ?? null, input.launchNetworkPolicyId ?? null, JSON.stringify(addresses), JSON.stringify(input.metadata ?? {}), JSON.stringify(input.parameters), hashPassword(randomSecret(24)), now],
+        );
+        await holdAddresses(tq, accountId, id, addresses);
+        const b = toBlueprint(r!);
+        changes.push(buildChange(accountId, id, b));
+        return b;
+      }),
 
-    setStatus: (accountId, id, status, failureReason = null) => db.write(accountId, async (tq, changes) => {
-      const cur = await blueprintFor(tq, accountId, id, true);
-      if (!cur) throw new StoreError('not_found', `blueprint ${id} not found`);
-      if (cur.status === status) return cur;
-      if (!canMove(cur.status, status)) throw new StoreError('invalid_transition', `status: a build cannot go from ${cur.status} to ${status}`);
-      const done = !ACTIVE_BUILD.has(status);
-      const [r] = await tq<BlueprintRow>('UPDATE blueprints SET status = $2, failure_reason = $3, build_finish_time_ms = $4 WHERE id = $1 RETURNING *',
-        [id, status, status === 'failed' ? (failureReason ?? 'build_failed') : null, done ? Date.now() : null]);
-      if (done) await tq('DELETE FROM held_addresses WHERE owner_id = $1', [id]);
-      const b = toBlueprint(r!);
-      changes.push(buildChange(accountId, id, b));
-      return b;
-    }),
+    setStatus: (accountId, id, status, failureReason = null) =>
+      db.write(accountId, async (tq, changes) => {
+        const cur = await blueprintFor(tq, accountId, id, true);
+        if (!cur) throw new StoreError('not_found', `blueprint ${id} not found`);
+        if (cur.status === status) return cur;
+        if (!canMove(cur.status, status)) throw new StoreError('invalid_transition', `status: a build cannot go from ${cur.status} to ${status}`);
+        const done = !ACTIVE_BUILD.has(status);
+        const [r] = await tq<BlueprintRow>('UPDATE blueprints SET status = $2, failure_reason = $3, build_finish_time_ms = $4 WHERE id = $1 RETURNING *', [id, status, status === 'failed' ? (failureReason ?? 'build_failed') : null, done ? Date.now() : null]);
+        if (done) await tq('DELETE FROM held_addresses WHERE owner_id = $1', [id]);
+        const b = toBlueprint(r!);
+        changes.push(buildChange(accountId, id, b));
+        return b;
+      }),
 
-    delete: (accountId, id) => db.write(accountId, async (tq, changes) => {
-      const cur = await blueprintFor(tq, accountId, id, true);
-      if (!cur) throw new StoreError('not_found', `blueprint ${id} not found`);
-      await tq('DELETE FROM held_addresses WHERE owner_id = $1', [id]);
-      await tq('DELETE FROM blueprints WHERE id = $1', [id]);
-      changes.push(buildChange(accountId, id, null));
-      return cur;
-    }),
+    delete: (accountId, id) =>
+      db.write(accountId, async (tq, changes) => {
+        const cur = await blueprintFor(tq, accountId, id, true);
+        if (!cur) throw new StoreError('not_found', `blueprint ${id} not found`);
+        await tq('DELETE FROM held_addresses WHERE owner_id = $1', [id]);
+        await tq('DELETE FROM blueprints WHERE id = $1', [id]);
+        changes.push(buildChange(accountId, id, null));
+        return cur;
+      }),
 
     list(accountId, query) {
       const w = Where.account(accountId, query.name);

@@ -43,8 +43,7 @@ export async function freeAddresses(q: Query, accountId: string, wanted: readonl
 /** Takes the addresses for owner; one taken meanwhile by another account's write is refused as held. */
 export async function holdAddresses(q: Query, accountId: string, owner: string, addresses: readonly string[]): Promise<void> {
   if (addresses.length === 0) return;
-  const got = await q<{ address: string }>(
-    'INSERT INTO held_addresses (address, owner_id) SELECT unnest($1::text[]), $2 ON CONFLICT (address) DO NOTHING RETURNING address', [addresses, owner]);
+  const got = await q<{ address: string }>('INSERT INTO held_addresses (address, owner_id) SELECT unnest($1::text[]), $2 ON CONFLICT (address) DO NOTHING RETURNING address', [addresses, owner]);
   if (got.length === addresses.length) return;
   const mine = new Set(got.map((r) => r.address));
   const lost = addresses.find((a) => !mine.has(a))!;
@@ -60,7 +59,7 @@ function entries(e: Partial<EgressRules>): number {
 export async function checkPolicyQuotas(q: Query, quotas: Quotas | null, accountId: string, id: string | null, egress: EgressRules): Promise<void> {
   if (quotas === null) return;
   if (id === null) {
-    const [{ n }] = await q<{ n: number }>('SELECT count(*)::bigint AS n FROM network_policies WHERE account_id = $1', [accountId]) as [{ n: number }];
+    const [{ n }] = (await q<{ n: number }>('SELECT count(*)::bigint AS n FROM network_policies WHERE account_id = $1', [accountId])) as [{ n: number }];
     if (n >= quotas.policiesPerAccount) {
       throw quotaExceeded('policies_per_account', 'max-policies-per-account', quotas.policiesPerAccount, 'this account already holds that many network policies');
     }
@@ -69,9 +68,12 @@ export async function checkPolicyQuotas(q: Query, quotas: Quotas | null, account
   if (mine > quotas.entriesPerPolicy) {
     throw quotaExceeded('entries_per_policy', 'max-entries-per-policy', quotas.entriesPerPolicy, `the policy would hold ${mine} allowed_hostnames and allowed_cidrs entries`);
   }
-  const [{ n: others }] = await q<{ n: number }>(`SELECT coalesce(sum(
+  const [{ n: others }] = (await q<{ n: number }>(
+    `SELECT coalesce(sum(
       coalesce(json_array_length((egress::json)->'allowed_hostnames'), 0) + coalesce(json_array_length((egress::json)->'allowed_cidrs'), 0)), 0)::bigint AS n
-    FROM network_policies WHERE account_id = $1 AND id IS DISTINCT FROM $2`, [accountId, id]) as [{ n: number }];
+    FROM network_policies WHERE account_id = $1 AND id IS DISTINCT FROM $2`,
+    [accountId, id],
+  )) as [{ n: number }];
   const total = mine + others;
   if (total > quotas.entriesPerAccount) {
     throw quotaExceeded('entries_per_account', 'max-entries-per-account', quotas.entriesPerAccount, `this account's policies would hold ${total} entries`);
@@ -80,12 +82,11 @@ export async function checkPolicyQuotas(q: Query, quotas: Quotas | null, account
 
 export async function checkDevboxQuotas(q: Query, quotas: Quotas | null, accountId: string, addresses: number): Promise<void> {
   if (quotas === null) return;
-  const [{ n }] = await q<{ n: number }>(`SELECT count(*)::bigint AS n FROM devboxes WHERE account_id = $1 AND status = 'running'`, [accountId]) as [{ n: number }];
+  const [{ n }] = (await q<{ n: number }>(`SELECT count(*)::bigint AS n FROM devboxes WHERE account_id = $1 AND status = 'running'`, [accountId])) as [{ n: number }];
   if (n >= quotas.devboxesPerAccount) {
     throw quotaExceeded('devboxes_per_account', 'max-devboxes-per-account', quotas.devboxesPerAccount, 'this account already has that many running devboxes');
   }
-  const [{ n: held }] = await q<{ n: number }>(
-    `SELECT count(*)::bigint AS n FROM held_addresses h JOIN devboxes d ON d.id = h.owner_id WHERE d.account_id = $1`, [accountId]) as [{ n: number }];
+  const [{ n: held }] = (await q<{ n: number }>(`SELECT count(*)::bigint AS n FROM held_addresses h JOIN devboxes d ON d.id = h.owner_id WHERE d.account_id = $1`, [accountId])) as [{ n: number }];
   if (held + addresses > quotas.addressesPerAccount) {
     throw quotaExceeded('addresses_per_account', 'max-addresses-per-account', quotas.addressesPerAccount, `this account's running devboxes would hold ${held + addresses} addresses`);
   }

@@ -12,7 +12,7 @@ import { StorageUnavailable, storageFault } from '../types.js';
 import { LOCK } from './schema.js';
 
 /** A change record before it has its seq. */
-export type PendingChange = ChangeRecord extends infer C ? C extends ChangeRecord ? Omit<C, 'seq'> : never : never;
+export type PendingChange = ChangeRecord extends infer C ? (C extends ChangeRecord ? Omit<C, 'seq'> : never) : never;
 
 /** BIGINT (int8) columns as numbers: every stored integer (ms times, counts, seqs) is far below 2^53. */
 const TYPES = {
@@ -45,10 +45,18 @@ export class PgDb {
   private writeFault: { at: number; reason: string } | null = null;
   private lastProbe = { at: 0, why: null as string | null };
 
-  constructor(url: string, readonly changeLogKeep: number, max = 10) {
+  constructor(
+    url: string,
+    readonly changeLogKeep: number,
+    max = 10,
+  ) {
     this.pool = new pg.Pool({
-      connectionString: url, max, types: TYPES,
-      connectionTimeoutMillis: 3000, query_timeout: 15_000, idleTimeoutMillis: 30_000,
+      connectionString: url,
+      max,
+      types: TYPES,
+      connectionTimeoutMillis: 3000,
+      query_timeout: 15_000,
+      idleTimeoutMillis: 30_000,
       application_name: 'egress-gateway',
     });
     // An idle connection dropped by the server is an error event; it must never crash the process.
@@ -96,8 +104,7 @@ export class PgDb {
           let s = Number(top!.seq);
           for (const c of changes) {
             s++;
-            await q('INSERT INTO change_log (seq, kind, id, account_id, host_id, value) VALUES ($1, $2, $3, $4, $5, $6)',
-              [s, c.kind, c.id, c.accountId, c.kind === 'devbox' ? c.hostId : null, c.value === null ? null : JSON.stringify(c.value)]);
+            await q('INSERT INTO change_log (seq, kind, id, account_id, host_id, value) VALUES ($1, $2, $3, $4, $5, $6)', [s, c.kind, c.id, c.accountId, c.kind === 'devbox' ? c.hostId : null, c.value === null ? null : JSON.stringify(c.value)]);
           }
           // A bounded window: a reader further behind takes a snapshot.
           await q('DELETE FROM change_log WHERE seq <= $1', [s - this.changeLogKeep]);
@@ -131,7 +138,10 @@ export class PgDb {
       return out;
     } catch (e) {
       broken = pgFault(e) !== null;
-      if (!broken) await client.query('ROLLBACK').catch(() => { broken = true; });
+      if (!broken)
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
       throw e;
     } finally {
       client.release(broken);

@@ -40,10 +40,11 @@ export function pgDevboxes(db: PgDb, quotas: () => Quotas | null): DevboxReposit
         await checkDevboxQuotas(tq, quotas(), accountId, addresses.length);
         const now = Date.now();
         const id = newId('dbx_', now);
-        const [r] = await tq<DevboxRow>(`INSERT INTO devboxes (id, account_id, name, status, network_policy_id, addresses, metadata, tunnel_key, password_hash, create_time_ms, end_time_ms, blueprint_id, host_id)
+        const [r] = await tq<DevboxRow>(
+          `INSERT INTO devboxes (id, account_id, name, status, network_policy_id, addresses, metadata, tunnel_key, password_hash, create_time_ms, end_time_ms, blueprint_id, host_id)
           VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, $9, NULL, $10, $11) RETURNING *`,
-        [id, accountId, input.name ?? null, policyId, JSON.stringify(addresses), JSON.stringify(input.metadata ?? {}),
-          randomAlnum(20), hashPassword(password), now, input.blueprintId ?? null, input.hostId ?? null]);
+          [id, accountId, input.name ?? null, policyId, JSON.stringify(addresses), JSON.stringify(input.metadata ?? {}), randomAlnum(20), hashPassword(password), now, input.blueprintId ?? null, input.hostId ?? null],
+        );
         await holdAddresses(tq, accountId, id, addresses);
         const d = toDevbox(r!);
         changes.push({ kind: 'devbox', id, accountId, hostId: d.host_id ?? null, value: d });
@@ -52,31 +53,33 @@ export function pgDevboxes(db: PgDb, quotas: () => Quotas | null): DevboxReposit
       return { devbox, password };
     },
 
-    update: (accountId, id, patch) => db.write(accountId, async (tq, changes) => {
-      const cur = await devboxFor(tq, accountId, id, true);
-      if (!cur) throw new StoreError('not_found', `devbox ${id} not found`);
-      if (patch.networkPolicyId) await requirePolicy(tq, accountId, patch.networkPolicyId);
-      const [r] = await tq<DevboxRow>('UPDATE devboxes SET name = $2, metadata = $3, network_policy_id = $4 WHERE id = $1 RETURNING *', [
-        id,
-        patch.name === undefined ? cur.name : patch.name,
-        JSON.stringify(patch.metadata ?? cur.metadata),
-        patch.networkPolicyId === undefined ? cur.network_policy_id : patch.networkPolicyId,
-      ]);
-      const d = toDevbox(r!);
-      changes.push({ kind: 'devbox', id, accountId, hostId: d.host_id ?? null, value: d });
-      return d;
-    }),
+    update: (accountId, id, patch) =>
+      db.write(accountId, async (tq, changes) => {
+        const cur = await devboxFor(tq, accountId, id, true);
+        if (!cur) throw new StoreError('not_found', `devbox ${id} not found`);
+        if (patch.networkPolicyId) await requirePolicy(tq, accountId, patch.networkPolicyId);
+        const [r] = await tq<DevboxRow>('UPDATE devboxes SET name = $2, metadata = $3, network_policy_id = $4 WHERE id = $1 RETURNING *', [
+          id,
+          patch.name === undefined ? cur.name : patch.name,
+          JSON.stringify(patch.metadata ?? cur.metadata),
+          patch.networkPolicyId === undefined ? cur.network_policy_id : patch.networkPolicyId,
+        ]);
+        const d = toDevbox(r!);
+        changes.push({ kind: 'devbox', id, accountId, hostId: d.host_id ?? null, value: d });
+        return d;
+      }),
 
-    shutdown: (accountId, id) => db.write(accountId, async (tq, changes) => {
-      const cur = await devboxFor(tq, accountId, id, true);
-      if (!cur) throw new StoreError('not_found', `devbox ${id} not found`);
-      if (cur.status === 'shutdown') return cur;
-      const [r] = await tq<DevboxRow>(`UPDATE devboxes SET status = 'shutdown', end_time_ms = $2 WHERE id = $1 RETURNING *`, [id, Date.now()]);
-      await tq('DELETE FROM held_addresses WHERE owner_id = $1', [id]);
-      const d = toDevbox(r!);
-      changes.push({ kind: 'devbox', id, accountId, hostId: d.host_id ?? null, value: d });
-      return d;
-    }),
+    shutdown: (accountId, id) =>
+      db.write(accountId, async (tq, changes) => {
+        const cur = await devboxFor(tq, accountId, id, true);
+        if (!cur) throw new StoreError('not_found', `devbox ${id} not found`);
+        if (cur.status === 'shutdown') return cur;
+        const [r] = await tq<DevboxRow>(`UPDATE devboxes SET status = 'shutdown', end_time_ms = $2 WHERE id = $1 RETURNING *`, [id, Date.now()]);
+        await tq('DELETE FROM held_addresses WHERE owner_id = $1', [id]);
+        const d = toDevbox(r!);
+        changes.push({ kind: 'devbox', id, accountId, hostId: d.host_id ?? null, value: d });
+        return d;
+      }),
 
     list(accountId, query) {
       const w = Where.account(accountId);

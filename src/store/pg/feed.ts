@@ -16,8 +16,8 @@ interface LogRow {
 
 function toRecord(r: LogRow): ChangeRecord {
   return r.kind === 'policy'
-    ? { seq: r.seq, kind: 'policy', id: r.id, accountId: r.account_id, value: r.value === null ? null : JSON.parse(r.value) as NetworkPolicy }
-    : { seq: r.seq, kind: 'devbox', id: r.id, accountId: r.account_id, hostId: r.host_id, value: r.value === null ? null : JSON.parse(r.value) as Devbox };
+    ? { seq: r.seq, kind: 'policy', id: r.id, accountId: r.account_id, value: r.value === null ? null : (JSON.parse(r.value) as NetworkPolicy) }
+    : { seq: r.seq, kind: 'devbox', id: r.id, accountId: r.account_id, hostId: r.host_id, value: r.value === null ? null : (JSON.parse(r.value) as Devbox) };
 }
 
 export function pgFeed(db: PgDb): ChangeFeed {
@@ -30,13 +30,13 @@ export function pgFeed(db: PgDb): ChangeFeed {
     },
     // One REPEATABLE READ snapshot: every row it returns is as of `seq` (a write commits its
     // rows and its change records together).
-    snapshot: () => db.readConsistent(async (q) => {
-      const [{ s }] = await q<{ s: number }>('SELECT coalesce(max(seq), 0)::bigint AS s FROM change_log') as [{ s: number }];
-      const policies = (await q<PolicyRow>('SELECT * FROM network_policies ORDER BY id')).map(toPolicy);
-      const devboxes = (await q<DevboxRow>(`SELECT * FROM devboxes WHERE status = 'running' ORDER BY id`)).map(toDevbox);
-      const builds = (await q<BlueprintRow>(`SELECT * FROM blueprints WHERE status IN ('queued', 'provisioning', 'building') ORDER BY id`))
-        .map((b) => buildRuntime(toBlueprint(b)));
-      return { seq: Number(s), policies, devboxes: [...devboxes, ...builds] };
-    }),
+    snapshot: () =>
+      db.readConsistent(async (q) => {
+        const [{ s }] = (await q<{ s: number }>('SELECT coalesce(max(seq), 0)::bigint AS s FROM change_log')) as [{ s: number }];
+        const policies = (await q<PolicyRow>('SELECT * FROM network_policies ORDER BY id')).map(toPolicy);
+        const devboxes = (await q<DevboxRow>(`SELECT * FROM devboxes WHERE status = 'running' ORDER BY id`)).map(toDevbox);
+        const builds = (await q<BlueprintRow>(`SELECT * FROM blueprints WHERE status IN ('queued', 'provisioning', 'building') ORDER BY id`)).map((b) => buildRuntime(toBlueprint(b)));
+        return { seq: Number(s), policies, devboxes: [...devboxes, ...builds] };
+      }),
   };
 }

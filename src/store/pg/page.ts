@@ -46,8 +46,7 @@ export async function pageOf<R extends object, T>(db: PgDb, table: string, where
       }
       rows.push(r);
     }
-    const total = query.includeTotalCount === false ? null
-      : Number((await q<{ n: number }>(`SELECT count(*)::bigint AS n FROM ${table} WHERE ${where.sql}`, where.params))[0]!.n);
+    const total = query.includeTotalCount === false ? null : Number((await q<{ n: number }>(`SELECT count(*)::bigint AS n FROM ${table} WHERE ${where.sql}`, where.params))[0]!.n);
     return { items: rows.slice(0, query.limit).map(map), hasMore: cut || rows.length > query.limit, totalCount: total };
   });
 }

@@ -24,8 +24,7 @@ function toInfo(r: TokenRow): TokenInfo {
 async function insertToken(q: Query, accountId: string, origin: TokenOrigin, now: number): Promise<{ token: string; info: TokenInfo }> {
   const token = `egw_${randomSecret(32)}`;
   const id = newId('tok_', now);
-  await q('INSERT INTO api_tokens (id, token_hash, prefix, account_id, origin, create_time_ms) VALUES ($1, $2, $3, $4, $5, $6)',
-    [id, hashToken(token), tokenPrefix(token), accountId, origin, now]);
+  await q('INSERT INTO api_tokens (id, token_hash, prefix, account_id, origin, create_time_ms) VALUES ($1, $2, $3, $4, $5, $6)', [id, hashToken(token), tokenPrefix(token), accountId, origin, now]);
   return { token, info: { id, prefix: tokenPrefix(token), accountId, origin, createTimeMs: now, lastUsedMs: null } };
 }
 
@@ -34,23 +33,26 @@ export function pgTokens(db: PgDb): TokenRepository {
   const touched = new Map<string, number>();
   const lock = (q: Query) => q('SELECT pg_advisory_xact_lock($1, 0)', [LOCK.tokens]);
   return {
-    ensure: (configured) => db.write(null, async (q) => {
-      await lock(q);
-      const now = Date.now();
-      const keep: string[] = [];
-      for (const t of configured) {
-        const hash = hashToken(t.token);
-        keep.push(hash);
-        await q(`INSERT INTO api_tokens (id, token_hash, prefix, account_id, origin, create_time_ms) VALUES ($1, $2, $3, $4, 'configured', $5)
+    ensure: (configured) =>
+      db.write(null, async (q) => {
+        await lock(q);
+        const now = Date.now();
+        const keep: string[] = [];
+        for (const t of configured) {
+          const hash = hashToken(t.token);
+          keep.push(hash);
+          await q(
+            `INSERT INTO api_tokens (id, token_hash, prefix, account_id, origin, create_time_ms) VALUES ($1, $2, $3, $4, 'configured', $5)
           ON CONFLICT (token_hash) DO UPDATE SET account_id = excluded.account_id, origin = 'configured', prefix = excluded.prefix`,
-        [newId('tok_', now), hash, tokenPrefix(t.token), t.accountId, now]);
-      }
-      // The configured tokens are exactly the set given: one taken out stops working, also the last.
-      await q(`DELETE FROM api_tokens WHERE origin = 'configured' AND NOT (token_hash = ANY($1::text[]))`, [keep]);
-      const [{ n }] = await q<{ n: number }>('SELECT count(*)::bigint AS n FROM api_tokens') as [{ n: number }];
-      if (configured.length > 0 || n > 0) return null;
-      return (await insertToken(q, DEFAULT_ACCOUNT, 'first-start', now)).token;
-    }),
+            [newId('tok_', now), hash, tokenPrefix(t.token), t.accountId, now],
+          );
+        }
+        // The configured tokens are exactly the set given: one taken out stops working, also the last.
+        await q(`DELETE FROM api_tokens WHERE origin = 'configured' AND NOT (token_hash = ANY($1::text[]))`, [keep]);
+        const [{ n }] = (await q<{ n: number }>('SELECT count(*)::bigint AS n FROM api_tokens')) as [{ n: number }];
+        if (configured.length > 0 || n > 0) return null;
+        return (await insertToken(q, DEFAULT_ACCOUNT, 'first-start', now)).token;
+      }),
 
     async accountFor(token) {
       if (token.length === 0 || token.length > 4096) return null;
@@ -69,26 +71,26 @@ export function pgTokens(db: PgDb): TokenRepository {
       return (await db.query<TokenRow>('SELECT * FROM api_tokens ORDER BY create_time_ms, id')).map(toInfo);
     },
 
-    create: (accountId) => db.write(null, async (q) => {
-      await lock(q);
-      return insertToken(q, accountId, 'created', Date.now());
-    }),
+    create: (accountId) =>
+      db.write(null, async (q) => {
+        await lock(q);
+        return insertToken(q, accountId, 'created', Date.now());
+      }),
 
-    revoke: (ref) => db.write(null, async (q) => {
-      await lock(q);
-      const rows = await q<TokenRow>('SELECT * FROM api_tokens ORDER BY create_time_ms, id');
-      const hash = hashToken(ref);
-      const exact = rows.filter((r) => r.id === ref || r.token_hash === hash);
-      const matches = exact.length > 0 ? exact
-        : ref.length < 4 ? []
-          : rows.filter((r) => r.id.startsWith(ref) || (r.prefix !== null && r.prefix.length >= 4 && r.prefix.startsWith(ref)));
-      if (matches.length === 0) throw new StoreError('not_found', `no token with id or prefix ${JSON.stringify(ref)}`);
-      if (matches.length > 1) {
-        throw new StoreError('ambiguous', `${JSON.stringify(ref)} matches ${matches.length} tokens (${matches.map((r) => r.id).join(', ')}); give the id`);
-      }
-      await q('DELETE FROM api_tokens WHERE id = $1', [matches[0]!.id]);
-      touched.delete(matches[0]!.id);
-      return toInfo(matches[0]!);
-    }),
+    revoke: (ref) =>
+      db.write(null, async (q) => {
+        await lock(q);
+        const rows = await q<TokenRow>('SELECT * FROM api_tokens ORDER BY create_time_ms, id');
+        const hash = hashToken(ref);
+        const exact = rows.filter((r) => r.id === ref || r.token_hash === hash);
+        const matches = exact.length > 0 ? exact : ref.length < 4 ? [] : rows.filter((r) => r.id.startsWith(ref) || (r.prefix !== null && r.prefix.length >= 4 && r.prefix.startsWith(ref)));
+        if (matches.length === 0) throw new StoreError('not_found', `no token with id or prefix ${JSON.stringify(ref)}`);
+        if (matches.length > 1) {
+          throw new StoreError('ambiguous', `${JSON.stringify(ref)} matches ${matches.length} tokens (${matches.map((r) => r.id).join(', ')}); give the id`);
+        }
+        await q('DELETE FROM api_tokens WHERE id = $1', [matches[0]!.id]);
+        touched.delete(matches[0]!.id);
+        return toInfo(matches[0]!);
+      }),
   };
 }

@@ -81,20 +81,18 @@ export function jazzerCompat(cacheDir: string): Record<string, string> {
   if (!existsSync(shim)) {
     const src = join(cacheDir, 'compat.cc');
     const map = join(cacheDir, 'compat.map');
-    writeFileSync(src, [
-      '#include <cstdlib>',
-      '#include <ios>',
-      'extern "C" long __isoc23_strtol(const char *s, char **e, int b) { return std::strtol(s, e, b); }',
-      'extern "C" unsigned long __isoc23_strtoul(const char *s, char **e, int b) { return std::strtoul(s, e, b); }',
-      'namespace std { void ios_base_library_init() { static ios_base::Init init; } }',
-      '',
-    ].join('\n'));
-    writeFileSync(map, [
-      'GLIBC_2.38 { global: __isoc23_strtol; __isoc23_strtoul; };',
-      'GLIBCXX_3.4.32 { global: _ZSt21ios_base_library_initv; };',
-      'LOCAL { local: *; };',
-      '',
-    ].join('\n'));
+    writeFileSync(
+      src,
+      [
+        '#include <cstdlib>',
+        '#include <ios>',
+        'extern "C" long __isoc23_strtol(const char *s, char **e, int b) { return std::strtol(s, e, b); }',
+        'extern "C" unsigned long __isoc23_strtoul(const char *s, char **e, int b) { return std::strtoul(s, e, b); }',
+        'namespace std { void ios_base_library_init() { static ios_base::Init init; } }',
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(map, ['GLIBC_2.38 { global: __isoc23_strtol; __isoc23_strtoul; };', 'GLIBCXX_3.4.32 { global: _ZSt21ios_base_library_initv; };', 'LOCAL { local: *; };', ''].join('\n'));
     execFileSync('c++', ['-O2', '-shared', '-fPIC', `-Wl,--version-script=${map}`, '-o', shim, src], { stdio: 'inherit' });
   }
   const prior = process.env.LD_PRELOAD;

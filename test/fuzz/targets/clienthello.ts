@@ -84,5 +84,9 @@ export function fuzz(data: Buffer): void {
     const more = Buffer.concat([flight.subarray(0, whole.length), Buffer.from('\x17\x03\x03\x00\x05hello')]);
     same(parseClientHello(more), whole, 'bytes after the hello changed the reading');
   }
-  same(timed('parseClientHello as arriving', () => asArriving(chunks(flight))), whole, 'reading as it arrives differs from whole');
+  same(
+    timed('parseClientHello as arriving', () => asArriving(chunks(flight))),
+    whole,
+    'reading as it arrives differs from whole',
+  );
 }

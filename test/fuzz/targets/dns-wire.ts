@@ -23,7 +23,7 @@ function query(msg: Buffer): void {
     if (q.drop) return;
     check(q.qEnd >= 12 && q.qEnd <= msg.length, `problem qEnd ${q.qEnd}`);
     const r = emptyReply(msg, q.qEnd, q.rcode, null);
-    check(('drop' in parseQuery(r)) && (parseQuery(r) as { drop: boolean }).drop, 'a refusal would be answered back');
+    check('drop' in parseQuery(r) && (parseQuery(r) as { drop: boolean }).drop, 'a refusal would be answered back');
     check((r.readUInt16BE(2) & 0xf) === q.rcode, 'rcode not set');
     return;
   }

@@ -73,7 +73,11 @@ function relayed(parts: Buffer[]): number {
 export function fuzz(data: Buffer): void {
   const whole = timed('ChunkedScanner.scan', () => new ChunkedScanner().scan(data, 0));
   same(whole, reference(data), 'scanner and reference disagree');
-  same(timed('ChunkedScanner by chunks', () => relayed(chunks(data))), whole, 'chunked relaying differs from whole');
+  same(
+    timed('ChunkedScanner by chunks', () => relayed(chunks(data))),
+    whole,
+    'chunked relaying differs from whole',
+  );
   const lead = Buffer.from('HTTP/1.1 200 OK\r\n\r\n');
   const at = new ChunkedScanner().scan(Buffer.concat([lead, data]), lead.length);
   same(at < 0 ? at : at - lead.length, whole, 'scan from an offset differs');

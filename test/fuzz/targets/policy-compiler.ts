@@ -16,7 +16,12 @@ import type { AllowedCidr, NetworkPolicy } from '../../../src/policy/model.js';
 import { check, same, timed } from '../support/harness.js';
 
 const NO_TOGGLES = { agentGateway: [], mcpGateway: [], mirrors: [] };
-const PORTS: ReadonlyArray<readonly [number, 'TCP' | 'UDP']> = [[443, 'TCP'], [53, 'UDP'], [8080, 'TCP'], [1, 'UDP']];
+const PORTS: ReadonlyArray<readonly [number, 'TCP' | 'UDP']> = [
+  [443, 'TCP'],
+  [53, 'UDP'],
+  [8080, 'TCP'],
+  [1, 'UDP'],
+];
 
 function cidrEntry(line: string): AllowedCidr {
   const [cidr, range, proto] = line.split(' ');
@@ -64,7 +69,11 @@ export function fuzz(data: Buffer): void {
     else hostnames.push(l);
   }
   const policy = {
-    id: 'np_fuzz', account_id: 'acc_fuzz', name: 'fuzz', description: null, version: 1,
+    id: 'np_fuzz',
+    account_id: 'acc_fuzz',
+    name: 'fuzz',
+    description: null,
+    version: 1,
     egress: { allow_all: false, allow_devbox_to_devbox: false, allow_agent_gateway: false, allow_mcp_gateway: false, allow_runloop_mirrors: false, allowed_hostnames: hostnames, allowed_cidrs: cidrs },
   } as unknown as NetworkPolicy;
   const compiled = timed('compile', () => new CompiledPolicy(policy, NO_TOGGLES));
