@@ -16,7 +16,7 @@
  *    spawn to its last devbox enforced is shown beside it (3 rounds).
  * Prints one markdown table. Bounded: every wait has a deadline.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { join } from 'node:path';
 import os from 'node:os';
 import { connectTunnel } from '../test/support/proxy.js';

@@ -15,7 +15,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config.js';
 import { POLICY_FILTER, decodeEntry, hostFilter } from './keys.js';
-import { type LocalSnapshot, type Revised } from './local-snapshot.js';
+import type { LocalSnapshot, Revised } from './local-snapshot.js';
 import { type FleetConnection, openConnection } from './nats.js';
 import { followerGauges as g } from './metrics.js';
 

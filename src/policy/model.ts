@@ -108,6 +108,16 @@ export function fieldsOfKind<K extends FieldKind>(kind: K): Extract<EgressField,
   return EGRESS_FIELDS.filter((f): f is Extract<EgressField, { kind: K }> => f.kind === kind);
 }
 
+/** The list fields (hostnames and CIDRs): what a policy's entry quota counts. */
+export const LIST_FIELDS: readonly EgressFieldName[] = EGRESS_FIELDS.filter((f) => f.kind !== 'toggle').map((f) => f.name);
+
+/** Entries a policy's egress holds: the sum of its list fields' lengths. */
+export function entryCount(e: Partial<EgressRules>): number {
+  let n = 0;
+  for (const f of LIST_FIELDS) n += (e[f] as unknown[] | undefined | null)?.length ?? 0;
+  return n;
+}
+
 /** The boolean switches, in table order. */
 export const TOGGLES = fieldsOfKind('toggle').map((f) => f.name);
 export type ToggleName = Extract<EgressField, { kind: 'toggle' }>['name'];

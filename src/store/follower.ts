@@ -23,11 +23,16 @@ export interface FollowerOptions {
   log?: Logger;
 }
 
+/** Reads an explicit refresh tries before it gives up (and the API answers anyway, logged). */
+const REFRESH_ATTEMPTS = 8;
+
 export class FeedFollower implements PolicySource {
   private readonly mem = new MemorySource();
   private seq = 0;
   private chain: Promise<void> = Promise.resolve();
   private busy = false;
+  /** Explicit refreshes waiting or running (the timer does not queue behind them). */
+  private queued = 0;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private failing = false;
@@ -42,7 +47,7 @@ export class FeedFollower implements PolicySource {
     const f = new FeedFollower(feed, opts.log);
     await f.resync();
     f.timer = setInterval(() => {
-      if (!f.busy) void f.refresh();
+      if (!f.busy && f.queued === 0) void f.poll();
     }, opts.pollMs ?? 100);
     f.timer.unref();
     return f;
@@ -69,8 +74,28 @@ export class FeedFollower implements PolicySource {
     return this.mem.onChange(listener);
   }
 
-  /** Reads what was committed up to now; resolves once applied (or once the read failed). */
+  /**
+   * Reads what was committed up to now; resolves once applied (or once the read failed eight
+   * times: the first query after the database came back can meet a pooled connection it killed).
+   */
   refresh(): Promise<void> {
+    this.queued++;
+    this.chain = this.chain.then(async () => {
+      try {
+        for (let attempt = 1; ; attempt++) {
+          await this.catchUp();
+          if (!this.failing || attempt === REFRESH_ATTEMPTS || this.closed) return;
+          await new Promise((r) => setTimeout(r, 50 * attempt));
+        }
+      } finally {
+        this.queued--;
+      }
+    });
+    return this.chain;
+  }
+
+  /** The timer's read: one attempt, never queued behind (or ahead of) an explicit refresh. */
+  private poll(): Promise<void> {
     this.chain = this.chain.then(() => this.catchUp());
     return this.chain;
   }
@@ -78,6 +103,7 @@ export class FeedFollower implements PolicySource {
   private async catchUp(): Promise<void> {
     if (this.closed) return;
     this.busy = true;
+    const recovering = this.failing;
     try {
       for (;;) {
         const batch = await this.feed.changesSince(this.seq, BATCH);
@@ -89,6 +115,12 @@ export class FeedFollower implements PolicySource {
         }
         for (const c of batch) this.apply(c);
         if (batch.length < BATCH) break;
+      }
+      // A database back from a crash or a failover may have lost its newest commits: its
+      // seqs then start again below ours, and following would skip every new write.
+      if (recovering && (await this.feed.lastSeq()) < this.seq) {
+        this.log?.warn({ event: 'change_feed_rewound', at: this.seq }, 'the policy store came back behind what was read; loading a full snapshot');
+        await this.resync();
       }
       if (this.failing) this.log?.info({ event: 'change_feed_resumed', seq: this.seq }, 'the policy store answers again');
       this.failing = false;

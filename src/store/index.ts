@@ -13,7 +13,7 @@ import { dirname, resolve } from 'node:path';
 import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import { ConfigError } from '../config.js';
-import { type Devbox, type EgressRules, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
+import { type Devbox, type EgressRules, type NetworkPolicy, DEFAULT_EGRESS, LIST_FIELDS, completeEgress, entryCount } from '../policy/model.js';
 import type { PolicySource, SourceChange } from '../policy/source.js';
 import { hashPassword } from '../policy/password.js';
 import { migrate } from './migrations.js';
@@ -262,7 +262,7 @@ function statements(db: Database.Database) {
     deleteAddresses: p('DELETE FROM running_addresses WHERE devbox_id = ?'),
 
     policyCount: p('SELECT count(*) FROM network_policies WHERE account_id = ?').pluck(),
-    accountEntries: p(`SELECT coalesce(sum(coalesce(json_array_length(egress, '$.allowed_hostnames'), 0) + coalesce(json_array_length(egress, '$.allowed_cidrs'), 0)), 0)
+    accountEntries: p(`SELECT coalesce(sum(${LIST_FIELDS.map((f) => `coalesce(json_array_length(egress, '$.${f}'), 0)`).join(' + ')}), 0)
                        FROM network_policies WHERE account_id = ? AND id IS NOT ?`).pluck(),
     runningCount: p(`SELECT count(*) FROM devboxes WHERE account_id = ? AND status = 'running'`).pluck(),
     addressCount: p(`SELECT count(*) FROM running_addresses r JOIN devboxes d ON d.id = r.devbox_id WHERE d.account_id = ?`).pluck(),
@@ -438,9 +438,9 @@ class SqliteStore implements Store {
     return new StoreError('quota_exceeded', `quota ${quota} exceeded: ${what}; the limit is ${limit} (--${setting})`, { quota, limit });
   }
 
-  /** Entries a policy's egress holds (allowed_hostnames plus allowed_cidrs). */
+  /** Entries a policy's egress holds (the sum of its list fields). */
   private static entries(e: Partial<EgressRules>): number {
-    return (e.allowed_hostnames?.length ?? 0) + (e.allowed_cidrs?.length ?? 0);
+    return entryCount(e);
   }
 
   /** Checks the policy quotas for `egress` becoming policy `id` (new when absent). */
@@ -452,7 +452,7 @@ class SqliteStore implements Store {
     }
     const mine = SqliteStore.entries(egress);
     if (mine > q.entriesPerPolicy) {
-      throw this.quotaExceeded('entries_per_policy', 'max-entries-per-policy', q.entriesPerPolicy, `the policy would hold ${mine} allowed_hostnames and allowed_cidrs entries`);
+      throw this.quotaExceeded('entries_per_policy', 'max-entries-per-policy', q.entriesPerPolicy, `the policy would hold ${mine} ${LIST_FIELDS.join(' and ')} entries`);
     }
     const total = mine + (this.q.accountEntries.get(accountId, id) as number);
     if (total > q.entriesPerAccount) {

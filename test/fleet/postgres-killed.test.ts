@@ -83,7 +83,7 @@ describe('PostgreSQL killed under a running gateway', () => {
         )
       ).status,
     ).toBe(200);
-  });
+  }, 120_000);
 });
 
 describe('PostgreSQL unreachable at start', () => {

@@ -68,7 +68,7 @@ export async function startPostgres(): Promise<PostgresServer> {
   if (asRoot) chownSync(dir, Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()), Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()));
   run(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync']);
   const port = await freePort();
-  const opts = [`-p ${port}`, `-k ${dir}`, `-c listen_addresses=127.0.0.1`, '-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off', '-c shared_buffers=16MB', '-c max_connections=100', '-c log_min_messages=fatal'].join(' ');
+  const opts = [`-p ${port}`, `-k ${dir}`, `-c listen_addresses=127.0.0.1`, '-c fsync=off', '-c full_page_writes=off', '-c shared_buffers=16MB', '-c max_connections=100', '-c log_min_messages=fatal'].join(' ');
   const url = (db: string) => `postgres://postgres@127.0.0.1:${port}/${db}`;
   let stopped = false;
 

@@ -2,7 +2,7 @@
  * The rules a write checks inside its transaction (the account's advisory lock held), worded
  * as the sqlite store words them: policy exists, addresses free, quotas.
  */
-import type { EgressRules } from '../../policy/model.js';
+import { type EgressRules, LIST_FIELDS, entryCount } from '../../policy/model.js';
 import { type Quotas, StoreError, addressUnavailable } from '../types.js';
 import type { Query } from './db.js';
 
@@ -51,9 +51,9 @@ export async function holdAddresses(q: Query, accountId: string, owner: string, 
   throw await heldError(q, accountId, lost, row?.owner_id ?? '');
 }
 
-function entries(e: Partial<EgressRules>): number {
-  return (e.allowed_hostnames?.length ?? 0) + (e.allowed_cidrs?.length ?? 0);
-}
+const entries = entryCount;
+/** SQL summing the list fields' lengths of the stored egress (JSON text). */
+const ENTRIES_SQL = LIST_FIELDS.map((f) => `coalesce(json_array_length((egress::json)->'${f}'), 0)`).join(' + ');
 
 /** The policy quotas for `egress` becoming policy `id` (new when null). */
 export async function checkPolicyQuotas(q: Query, quotas: Quotas | null, accountId: string, id: string | null, egress: EgressRules): Promise<void> {
@@ -66,11 +66,10 @@ export async function checkPolicyQuotas(q: Query, quotas: Quotas | null, account
   }
   const mine = entries(egress);
   if (mine > quotas.entriesPerPolicy) {
-    throw quotaExceeded('entries_per_policy', 'max-entries-per-policy', quotas.entriesPerPolicy, `the policy would hold ${mine} allowed_hostnames and allowed_cidrs entries`);
+    throw quotaExceeded('entries_per_policy', 'max-entries-per-policy', quotas.entriesPerPolicy, `the policy would hold ${mine} ${LIST_FIELDS.join(' and ')} entries`);
   }
   const [{ n: others }] = (await q<{ n: number }>(
-    `SELECT coalesce(sum(
-      coalesce(json_array_length((egress::json)->'allowed_hostnames'), 0) + coalesce(json_array_length((egress::json)->'allowed_cidrs'), 0)), 0)::bigint AS n
+    `SELECT coalesce(sum(${ENTRIES_SQL}), 0)::bigint AS n
     FROM network_policies WHERE account_id = $1 AND id IS DISTINCT FROM $2`,
     [accountId, id],
   )) as [{ n: number }];
