@@ -20,7 +20,7 @@ import { migrate } from './migrations.js';
 import { type Blueprint, type BlueprintRow, type BlueprintStatus, type FailureReason, ACTIVE_BUILD, buildRuntime, canMove, toBlueprint } from './blueprints.js';
 import { newId, randomAlnum, randomSecret } from './ids.js';
 import type { ChangeRecord } from './change-feed.js';
-import { type DevboxRow, type PolicyRow, toDevbox, toPolicy } from './rows.js';
+import { type DevboxRow, type PolicyRow, type TokenRow, toDevbox, toPolicy, toTokenInfo } from './rows.js';
 
 export * from './types.js';
 import {
@@ -122,20 +122,6 @@ const TOUCH_EVERY_MS = 60_000;
 const PROBE_EVERY_MS = 1000;
 /** How long a write that failed on storage keeps /readyz unready, unless a write succeeds first. */
 const WRITE_FAULT_HOLD_MS = 10_000;
-
-interface TokenRow {
-  id: string;
-  token_hash: string;
-  prefix: string | null;
-  account_id: string;
-  origin: TokenOrigin;
-  create_time_ms: number;
-  last_used_ms: number | null;
-}
-
-function toTokenInfo(r: TokenRow): TokenInfo {
-  return { id: r.id, prefix: r.prefix, accountId: r.account_id, origin: r.origin, createTimeMs: r.create_time_ms, lastUsedMs: r.last_used_ms };
-}
 
 /** Why the file (or, when it does not exist yet, its folder) cannot be written, or null. */
 function notWritable(file: string): string | null {

@@ -2,6 +2,7 @@
  * The stored rows of policies and devboxes (JSON columns as text, times as integers) and
  * the resources they are, shared by both backends.
  */
+import type { TokenInfo, TokenOrigin } from './types.js';
 import { type Devbox, type DevboxStatus, type EgressRules, type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from '../policy/model.js';
 
 export interface PolicyRow {
@@ -62,4 +63,20 @@ export function toDevbox(r: DevboxRow): Devbox {
     blueprint_id: r.blueprint_id,
     host_id: r.host_id,
   };
+}
+
+/** An api_tokens row, the same in both backends. */
+export interface TokenRow {
+  id: string;
+  token_hash: string;
+  prefix: string | null;
+  account_id: string;
+  origin: TokenOrigin;
+  create_time_ms: number;
+  last_used_ms: number | null;
+}
+
+/** What listing a token shows (never its hash). */
+export function toTokenInfo(r: TokenRow): TokenInfo {
+  return { id: r.id, prefix: r.prefix, accountId: r.account_id, origin: r.origin, createTimeMs: r.create_time_ms, lastUsedMs: r.last_used_ms };
 }

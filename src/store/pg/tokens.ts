@@ -4,22 +4,9 @@ import { newId, randomSecret } from '../ids.js';
 import { type TokenInfo, type TokenOrigin, DEFAULT_ACCOUNT, StoreError, hashToken, tokenPrefix } from '../types.js';
 import type { PgDb, Query } from './db.js';
 import { LOCK } from './schema.js';
-
-interface TokenRow {
-  id: string;
-  token_hash: string;
-  prefix: string | null;
-  account_id: string;
-  origin: TokenOrigin;
-  create_time_ms: number;
-  last_used_ms: number | null;
-}
+import { type TokenRow, toTokenInfo } from '../rows.js';
 
 const TOUCH_EVERY_MS = 60_000;
-
-function toInfo(r: TokenRow): TokenInfo {
-  return { id: r.id, prefix: r.prefix, accountId: r.account_id, origin: r.origin, createTimeMs: r.create_time_ms, lastUsedMs: r.last_used_ms };
-}
 
 async function insertToken(q: Query, accountId: string, origin: TokenOrigin, now: number): Promise<{ token: string; info: TokenInfo }> {
   const token = `egw_${randomSecret(32)}`;
@@ -68,7 +55,7 @@ export function pgTokens(db: PgDb): TokenRepository {
     },
 
     async list() {
-      return (await db.query<TokenRow>('SELECT * FROM api_tokens ORDER BY create_time_ms, id')).map(toInfo);
+      return (await db.query<TokenRow>('SELECT * FROM api_tokens ORDER BY create_time_ms, id')).map(toTokenInfo);
     },
 
     create: (accountId) =>
@@ -90,7 +77,7 @@ export function pgTokens(db: PgDb): TokenRepository {
         }
         await q('DELETE FROM api_tokens WHERE id = $1', [matches[0]!.id]);
         touched.delete(matches[0]!.id);
-        return toInfo(matches[0]!);
+        return toTokenInfo(matches[0]!);
       }),
   };
 }
