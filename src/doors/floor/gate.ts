@@ -105,20 +105,7 @@ export class Gate {
     if (!decision.allow || decision.wouldDeny === true) {
       // Written after the door has answered (same turn of the event loop, before any other
       // I/O): serialising the line is not on the denied client's critical path.
-      this.defer(
-        {
-          event: 'decision',
-          door,
-          devbox: identity.devboxId,
-          source: identity.source,
-          policy: decision.policyId,
-          host: decision.host,
-          port,
-          decision: decisionLabel(decision),
-          reason: decision.reason,
-        },
-        decision.allow ? 'egress would be denied (report-only policy): let through' : 'egress denied',
-      );
+      this.defer(decisionFields(identity, door, decision, port), decision.allow ? 'egress would be denied (report-only policy): let through' : 'egress denied');
       this.denials?.record(identity, door, decision, port);
     }
   }
@@ -144,16 +131,8 @@ export class Gate {
     if (this.allowLogEvery === 0 || ++this.allowedSeen % this.allowLogEvery !== 0) return;
     this.defer(
       {
-        event: 'decision',
-        door,
-        devbox: identity.devboxId,
-        source: identity.source,
-        policy: decision.policyId,
+        ...decisionFields(identity, door, decision, port),
         policy_version: decision.policyVersion,
-        host: decision.host,
-        port,
-        decision: decisionLabel(decision),
-        reason: decision.reason,
         matched: decision.matched,
         bytes_out: bytesOut,
         bytes_in: bytesIn,
@@ -164,4 +143,19 @@ export class Gate {
       'egress connection closed',
     );
   }
+}
+
+/** The fields every decision line carries (denials, would-denials and closed connections). */
+function decisionFields(identity: Identity, door: Door, decision: Decision, port: number) {
+  return {
+    event: 'decision',
+    door,
+    devbox: identity.devboxId,
+    source: identity.source,
+    policy: decision.policyId,
+    host: decision.host,
+    port,
+    decision: decisionLabel(decision),
+    reason: decision.reason,
+  };
 }
