@@ -38,6 +38,17 @@ export interface GatewayConfig {
   dns: HostPort | null;
   transparentTls: HostPort | null;
   transparentHttp: HostPort | null;
+  /** Agent gateway: proxies a devbox's API calls upstream with the real credential (docs/agent-gateway.md). */
+  agentGateway: HostPort | null;
+  /** The agent gateway's URL as devboxes reach it (put in minted tokens); null: derived from --agent-gateway. */
+  agentGatewayUrl: string | null;
+  /** MCP hub: proxies MCP Streamable HTTP with tool-level access control. */
+  mcpHub: HostPort | null;
+  mcpHubUrl: string | null;
+  /** Extra CA certificates (PEM) trusted for upstream TLS of the agent gateway and MCP hub. */
+  upstreamCaFile: string | null;
+  /** AES-256-GCM key for secrets at rest; created with mode 0600 on first start when missing. */
+  secretsKeyFile: string;
   transparentTlsUpstreamPort: number;
   transparentHttpUpstreamPort: number;
   upstreamDns: HostPort[];
@@ -132,6 +143,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'dns', flag: 'dns', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:5353'), help: 'filtering DNS resolver, UDP and TCP ("off" to disable)' },
   { key: 'transparentTls', flag: 'transparent-tls', kind: { t: 'hostportOrOff' }, def: () => null, help: 'transparent TLS listener, decides on SNI (off unless given)' },
   { key: 'transparentHttp', flag: 'transparent-http', kind: { t: 'hostportOrOff' }, def: () => null, help: 'transparent HTTP listener, decides on Host (off unless given)' },
+  { key: 'agentGateway', flag: 'agent-gateway', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:8081'), help: 'agent gateway: a devbox calls external APIs with a gateway token, the real credential is applied here ("off" to disable)' },
+  { key: 'agentGatewayUrl', flag: 'agent-gateway-url', kind: { t: 'stringOrNull' }, def: () => null, help: 'URL devboxes use to reach the agent gateway, put in minted tokens (default: http:// + the --agent-gateway address)' },
+  { key: 'mcpHub', flag: 'mcp-hub', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:8082'), help: 'MCP hub: MCP Streamable HTTP to upstream MCP servers with tool-level access control ("off" to disable)' },
+  { key: 'mcpHubUrl', flag: 'mcp-hub-url', kind: { t: 'stringOrNull' }, def: () => null, help: 'URL devboxes use to reach the MCP hub, put in minted tokens (default: http:// + the --mcp-hub address)' },
+  { key: 'upstreamCaFile', flag: 'upstream-ca-file', kind: { t: 'stringOrNull' }, def: () => null, help: 'PEM CA certificates trusted, beside the system CAs, for the agent gateway and MCP hub upstreams' },
+  { key: 'secretsKeyFile', flag: 'secrets-key-file', kind: { t: 'string' }, def: () => './data/secrets.key', help: 'AES-256-GCM key for secrets at rest (created with mode 0600 on first start when missing)' },
   { key: 'transparentTlsUpstreamPort', flag: 'transparent-tls-upstream-port', kind: { t: 'int', min: 1, max: 65535 }, def: () => 443, help: 'port the transparent TLS door dials on the checked address' },
   { key: 'transparentHttpUpstreamPort', flag: 'transparent-http-upstream-port', kind: { t: 'int', min: 1, max: 65535 }, def: () => 80, help: 'port the transparent HTTP door dials on the checked address' },
   { key: 'upstreamDns', flag: 'upstream-dns', kind: { t: 'hostportList' }, def: resolvConfNameservers, help: 'upstream resolvers HOST:PORT[,HOST:PORT…] (default: /etc/resolv.conf)' },

@@ -1,6 +1,6 @@
 /** What decide() answers, and the vocabulary every door, metric and log line shares. */
 
-export type Door = 'http' | 'connect' | 'socks5' | 'transparent-tls' | 'transparent-http' | 'dns' | 'check';
+export type Door = 'http' | 'connect' | 'socks5' | 'transparent-tls' | 'transparent-http' | 'dns' | 'agent-gateway' | 'mcp-hub' | 'check';
 
 export type Reason =
   | 'allow_all'
