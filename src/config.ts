@@ -203,6 +203,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', kind: { t: 'int', min: 0, max: 600_000 }, def: () => 10_000, help: 'how long shutdown waits for connections to drain' },
 ];
 
+/** The flag (without --) of a setting. */
+export function flagOf(key: keyof GatewayConfig): string {
+  const o = OPTIONS.find((x) => x.key === key);
+  if (o === undefined) throw new Error(`no option row for setting ${key}`);
+  return o.flag;
+}
+
 export function parseHostPort(setting: string, text: string): HostPort {
   const s = text.trim();
   let host: string;

@@ -197,7 +197,7 @@ function readPem(setting: string, path: string): Buffer {
 }
 
 /** The API in this process, asking the doors' engine directly (tests of the API alone). */
-export async function startApi(ctx: DoorContext, store: ControlStore, at: HostPort): Promise<RunningDoor> {
+export async function startApi(ctx: DoorContext<'config' | 'engine' | 'log' | 'workerMetrics' | 'readiness'>, store: ControlStore, at: HostPort): Promise<RunningDoor> {
   return serveApi({ config: ctx.config, log: ctx.log, plane: localPlane(ctx.engine, ctx.workerMetrics, ctx.readiness) }, store, at);
 }
 

@@ -4,7 +4,7 @@
  * `--workers N` each worker process runs the same assembly without the API (workers.ts).
  */
 import type { Logger } from 'pino';
-import { ConfigError, type GatewayConfig, type HostPort, RELOADABLE, configChanges, formatHostPort } from '../config.js';
+import { ConfigError, type GatewayConfig, type HostPort, RELOADABLE, configChanges, flagOf, formatHostPort } from '../config.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { engineOptions } from '../config.js';
 import { Gate, allowLogEvery } from '../doors/floor/gate.js';
@@ -13,17 +13,14 @@ import { ConnectionTracker } from '../doors/floor/tracker.js';
 import { SourceLimiter } from '../doors/floor/source-limit.js';
 import { FairShare, fdBudget } from '../doors/floor/fair-share.js';
 import { UpstreamPool } from '../doors/floor/upstream-pool.js';
-import type { DoorContext, RunningDoor } from '../doors/floor/context.js';
-import { listenError } from '../doors/floor/listen.js';
+import type { DoorContext, DoorServices, RunningDoor } from '../doors/floor/context.js';
+import { DOORS, type DoorEntry } from '../doors/registry.js';
+import type { CredentialSource } from '../policy/credentials.js';
 import { storageFault } from '../store/index.js';
 import { type PlaneStore, openPlaneStore } from '../store/open.js';
 import { startApiProcess } from '../api/process.js';
 import { registry } from '../metrics.js';
 import { createResolver } from '../resolver/index.js';
-import { startDnsDoor } from '../doors/dns/door.js';
-import { startHttpProxy, startTransparentHttp } from '../doors/http/door.js';
-import { startSocksDoor } from '../doors/socks5/door.js';
-import { startTransparentTls } from '../doors/tls/door.js';
 import { type Fleet, startFleet } from '../fleet/index.js';
 
 export interface Gateway {
@@ -38,8 +35,6 @@ export interface Gateway {
   reload(next: GatewayConfig): { applied: string[]; ignored: string[] };
   close(): Promise<void>;
 }
-
-type Starter = (ctx: DoorContext, at: HostPort) => Promise<RunningDoor>;
 
 /**
  * What a worker process (`--workers N`, see workers.ts) changes in the assembly: no API
@@ -88,16 +83,24 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
   const upstreamPool = new UpstreamPool(256, config.upstreamPoolIdleMs, budget.upstreamIdle, Math.min(config.upstreamPoolPerDevbox, budget.upstreamIdle));
   const dnsTcp = new FairShare('dns_tcp', budget.dnsTcp, Math.min(config.dnsTcpPerDevbox, budget.dnsTcp));
   const readiness = { listening: false };
-  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, upstreamPool, dnsTcp, log, readiness, learnedShared: worker?.learnedShared };
+  const services: DoorServices = {
+    config,
+    engine,
+    gate,
+    tracker,
+    resolver,
+    sourceLimit,
+    upstreamPool,
+    dnsTcp,
+    log,
+    readiness,
+    learnedShared: worker?.learnedShared,
+    get credentials() {
+      return credentialsOf(store);
+    },
+  };
 
   const running: RunningDoor[] = [];
-  const plan: Array<[HostPort | null, Starter]> = [
-    [config.httpProxy, startHttpProxy],
-    [config.socks, startSocksDoor],
-    [config.dns, startDnsDoor],
-    [config.transparentTls, startTransparentTls],
-    [config.transparentHttp, startTransparentHttp],
-  ];
   const closeAll = async (graceMs: number) => {
     readiness.listening = false;
     await Promise.allSettled(running.map((d) => d.close(graceMs)));
@@ -116,7 +119,10 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
     if (!worker) {
       running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, fleet: fleet ? () => ({ snapshot: fleet.follower(), unready: fleet.unready() }) : undefined }));
     } else await worker.ready();
-    for (const [at, start] of plan) if (at !== null) running.push(await start(ctx, at));
+    for (const entry of DOORS) {
+      const at = config[entry.setting];
+      if (at !== null) running.push(await startDoor(entry, services, at));
+    }
   } catch (e) {
     await closeAll(0);
     throw e;
@@ -151,6 +157,26 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
     reload,
     close: () => (closing ??= closeAll(config.shutdownGraceMs)),
   };
+}
+
+/** Starts one registry door, giving it only the parts of the gateway it names. */
+export async function startDoor(entry: DoorEntry, services: DoorServices, at: HostPort): Promise<RunningDoor> {
+  const given: Partial<Record<keyof DoorServices, unknown>> = {};
+  for (const need of entry.needs) given[need] = services[need];
+  // Holds exactly entry.needs, which is what entry.start takes (the registry's door() checks it).
+  const door = await entry.start(given as DoorContext, at);
+  if (door.name !== entry.name) {
+    await door.close(0);
+    throw new Error(`the door started for --${flagOf(entry.setting)} calls itself "${door.name}"; its registry line says "${entry.name}"`);
+  }
+  return door;
+}
+
+/** The store's credential source (tokens, configs, secrets), for the doors that ask for one (before the store has one: a start-up error). */
+export function credentialsOf(store: PlaneStore): CredentialSource {
+  const source = (store as PlaneStore & { credentials?: CredentialSource }).credentials;
+  if (source === undefined) throw new Error('this store offers no credentials (CredentialSource) for the agent-gateway and MCP-hub doors');
+  return source;
 }
 
 /** The start-up line operators and tests read the bound addresses from. */

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createLogger } from '../../src/log.js';
-import { loadConfig } from '../../src/config.js';
+import { OPTIONS, flagOf, loadConfig } from '../../src/config.js';
+import { DOORS } from '../../src/doors/registry.js';
 import { sharedPostgres } from './postgres.js';
 import { type Gateway, startGateway } from '../../src/wiring/gateway.js';
 
@@ -112,9 +113,8 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
   const dir = mkdtempSync(join(tmpdir(), 'egw-test-'));
   const flags = new Map<string, string[]>([
     ['api', ['127.0.0.1:0']],
-    ['http-proxy', ['127.0.0.1:0']],
-    ['socks', ['127.0.0.1:0']],
-    ['dns', ['127.0.0.1:0']],
+    // Every door that is on by default listens on a free port (a test turns the others on by flag).
+    ...DOORS.filter((d) => OPTIONS.find((o) => o.key === d.setting)?.def() != null).map((d) => [flagOf(d.setting), ['127.0.0.1:0']] as [string, string[]]),
     ['db', [opts.db ?? (process.env.EGRESS_TEST_DB === 'postgres' ? await (await sharedPostgres()).createDatabase() : join(dir, 'egress.db'))]],
     ['api-token', [`${TOKEN_A}:acct-a`, `${TOKEN_B}:acct-b`]],
     ['allow-private', ['127.0.0.0/8']],

@@ -1,7 +1,12 @@
-/** What every listener (door) is given, and what it hands back to the gateway. */
+/**
+ * What the gateway can hand a door, and what a door hands back. A door names the parts it uses
+ * (its registry line's `needs`, src/doors/registry.ts) and is given only those: its start
+ * function takes `DoorContext<'log' | 'gate' | …>`, so tsc shows what each door depends on.
+ */
 import type { Logger } from 'pino';
 import type { GatewayConfig, HostPort } from '../../config.js';
 import type { PolicyEngine } from '../../policy/engine.js';
+import type { CredentialSource } from '../../policy/credentials.js';
 import type { Gate } from './gate.js';
 import type { ConnectionTracker } from './tracker.js';
 import type { Resolver } from '../../resolver/resolver.js';
@@ -9,7 +14,8 @@ import type { SourceLimiter } from './source-limit.js';
 import type { UpstreamPool } from './upstream-pool.js';
 import type { FairShare } from './fair-share.js';
 
-export interface DoorContext {
+/** Everything a door may ask for. The wiring builds each part once and gives a door the parts it names. */
+export interface DoorServices {
   config: GatewayConfig;
   engine: PolicyEngine;
   gate: Gate;
@@ -22,6 +28,8 @@ export interface DoorContext {
   /** DNS-over-TCP connections (global cap, per-devbox share). */
   dnsTcp: FairShare;
   log: Logger;
+  /** Tokens, gateway and MCP configs and secret values (the agent-gateway and MCP-hub doors). */
+  credentials: CredentialSource;
   /** Metrics of other processes of this gateway, to merge into /metrics (in-process API only). */
   workerMetrics?: () => Promise<unknown[][]>;
   /**
@@ -32,6 +40,11 @@ export interface DoorContext {
   /** Set by the gateway: every configured listener is up and not draining (GET /readyz). Absent: not tracked. */
   readiness?: { listening: boolean };
 }
+
+export type DoorNeed = keyof DoorServices;
+
+/** The parts `N` of the gateway a door (or a helper on the floor) is given; all of them by default. */
+export type DoorContext<N extends DoorNeed = DoorNeed> = Pick<DoorServices, N>;
 
 export interface RunningDoor {
   /** Stable name used in start-up lines and logs: api, http-proxy, socks5, dns, transparent-tls, transparent-http. */

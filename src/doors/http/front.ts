@@ -14,7 +14,6 @@
  * share the core in flight.ts.
  */
 import type net from 'node:net';
-import type { DoorContext } from '../floor/context.js';
 import type { Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
 import type { Admission } from '../floor/gate.js';
@@ -26,7 +25,7 @@ import { ByteAppender } from '../../byte-appender.js';
 import { HOST_MISMATCH, denyHostMismatch, resolveRequestTarget } from './target.js';
 import { identify } from '../floor/proxy-auth.js';
 import type { UpstreamPool } from '../floor/upstream-pool.js';
-import { HttpCore, type Refusal, TOO_MANY, admissionRefusal } from './flight.js';
+import { HttpCore, type HttpContext, type Refusal, TOO_MANY, admissionRefusal } from './flight.js';
 import { type ClientSide, OriginSide, newExchange } from './origin.js';
 
 let dateSecond = 0;
@@ -50,7 +49,7 @@ export class HttpFront {
   private readonly conns = new Set<FrontConnection>();
 
   constructor(
-    readonly ctx: DoorContext,
+    readonly ctx: HttpContext,
     readonly door: Door,
     /** Gives a connection (its read bytes unshifted) to the node:http server. */
     readonly handOver: (socket: net.Socket) => void,
