@@ -4,7 +4,7 @@
  * `--workers N` each worker process runs the same assembly without the API (workers.ts).
  */
 import type { Logger } from 'pino';
-import { ConfigError, type GatewayConfig, type HostPort, RELOADABLE, configChanges, flagOf, formatHostPort } from '../config.js';
+import { ConfigError, type GatewayConfig, type HostPort, configChanges, flagOf, formatHostPort, reloadableOf, withReloaded } from '../config.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { engineOptions } from '../config.js';
 import { Gate, allowLogEvery } from '../doors/floor/gate.js';
@@ -134,22 +134,25 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
   // A worker's doors are the gateway's: the primary writes the one "listening" line for them all.
   if (!worker) logListening(log, running);
   let closing: Promise<void> | null = null;
+  /** The settings in force: as started, with the reloadable ones of each SIGHUP since. */
+  let current = config;
   const reload = (next: GatewayConfig) => {
-    const { reloadable, restart } = configChanges(config, next);
+    const { reloadable, restart } = configChanges(current, next);
     if (reloadable.length === 0) return { applied: reloadable, ignored: restart };
+    const taken = reloadableOf(next);
+    current = withReloaded(current, taken);
     if (reloadable.includes('--api-token') && !worker) {
-      store.control.tokens.ensure(next.apiTokens).catch((e: unknown) => log.error({ err: e }, 'could not store the reloaded API tokens'));
+      store.control.tokens.ensure(taken.apiTokens).catch((e: unknown) => log.error({ err: e }, 'could not store the reloaded API tokens'));
     }
-    engine.reconfigure(engineOptions(next));
-    log.level = next.logLevel;
-    // Doors read these from the shared config object.
-    const live = config as unknown as Record<string, unknown>;
-    for (const k of RELOADABLE) live[k] = next[k];
-    for (const d of running) d.reload?.(next);
+    engine.reconfigure(engineOptions(current));
+    log.level = taken.logLevel;
+    for (const d of running) d.reload?.(taken);
     return { applied: reloadable, ignored: restart };
   };
   return {
-    config,
+    get config() {
+      return current;
+    },
     store,
     engine,
     doors,

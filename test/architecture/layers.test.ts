@@ -20,6 +20,8 @@ const FLOORS: Record<string, number> = {
   'log.ts': 1,
   'metrics.ts': 1,
   'config.ts': 1,
+  'config-error.ts': 1,
+  'host-port.ts': 1,
   'version.ts': 1,
   'byte-appender.ts': 1,
   store: 2,

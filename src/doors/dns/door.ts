@@ -3,8 +3,8 @@ import type { HostPort } from '../../config.js';
 import type { DoorContext, RunningDoor } from '../floor/context.js';
 
 /** What the DNS door uses of the gateway: no HTTP pool, tracker or client-socket limit of the TCP proxies. */
-export type DnsDoorContext = DoorContext<'config' | 'engine' | 'gate' | 'resolver' | 'dnsTcp' | 'log' | 'learnedShared'>;
-import { CachedResolver, createResolver } from '../../resolver/index.js';
+export type DnsDoorContext = DoorContext<'config' | 'engine' | 'gate' | 'resolver' | 'dnsTcp' | 'log' | 'learnedShared', keyof ResolverSettings | 'dnsDenyRcode' | 'dnsLearnGrace' | 'dnsRateLimit' | 'logAllowed'>;
+import { CachedResolver, type ResolverSettings, createResolver } from '../../resolver/index.js';
 import { DnsHandler } from './handler.js';
 import { startDnsServer } from './server.js';
 
@@ -28,6 +28,6 @@ export async function startDnsDoor(ctx: DnsDoorContext, at: HostPort): Promise<R
       handler.close();
       if (own) resolver.close();
     },
-    reload: (config) => handler.setRateLimit(config.dnsRateLimit),
+    reload: (next) => handler.setRateLimit(next.dnsRateLimit),
   };
 }

@@ -4,7 +4,7 @@
  * function takes `DoorContext<'log' | 'gate' | …>`, so tsc shows what each door depends on.
  */
 import type { Logger } from 'pino';
-import type { GatewayConfig, HostPort } from '../../config.js';
+import type { GatewayConfig, HostPort, Reloadable } from '../../config.js';
 import type { PolicyEngine } from '../../policy/engine.js';
 import type { CredentialSource } from '../../policy/credentials.js';
 import type { Gate } from './gate.js';
@@ -43,8 +43,17 @@ export interface DoorServices {
 
 export type DoorNeed = keyof DoorServices;
 
-/** The parts `N` of the gateway a door (or a helper on the floor) is given; all of them by default. */
-export type DoorContext<N extends DoorNeed = DoorNeed> = Pick<DoorServices, N>;
+/**
+ * The settings `S` a door reads, as given at start: a SIGHUP reaches a door only through its
+ * `RunningDoor.reload`, with the reloadable settings (config.ts RELOADABLE).
+ */
+export type DoorSettings<S extends keyof GatewayConfig> = Readonly<Pick<GatewayConfig, S>>;
+
+/**
+ * The parts `N` of the gateway a door (or a helper on the floor) is given, all of them by
+ * default; with `config` among them, the settings `S` it reads of it.
+ */
+export type DoorContext<N extends DoorNeed = DoorNeed, S extends keyof GatewayConfig = keyof GatewayConfig> = Omit<Pick<DoorServices, N>, 'config'> & ('config' extends N ? { readonly config: DoorSettings<S> } : unknown);
 
 export interface RunningDoor {
   /** Stable name used in start-up lines and logs: api, http-proxy, socks5, dns, transparent-tls, transparent-http. */
@@ -53,6 +62,6 @@ export interface RunningDoor {
   address: HostPort;
   /** Stops accepting, waits up to graceMs for open connections to finish, then closes them. */
   close(graceMs: number): Promise<void>;
-  /** Takes the reloadable settings of a new configuration (SIGHUP), when the door has any. */
-  reload?(config: GatewayConfig): void;
+  /** Takes the settings a SIGHUP changed, when the door reads any of them (its other settings stay as started). */
+  reload?(next: Reloadable): void;
 }

@@ -17,7 +17,8 @@ import net from 'node:net';
 import type { DoorContext } from './context.js';
 
 /** What a tunnel uses of the gateway (and the TLS name rule it applies, tls-name-rule.ts). */
-export type TunnelContext = DoorContext<'tracker' | 'gate' | 'engine' | 'config'>;
+export type TunnelContext = DoorContext<'tracker' | 'gate' | 'engine' | 'config', TunnelSetting>;
+export type TunnelSetting = 'connectTimeoutMs' | 'idleTimeoutMs' | 'headerTimeoutMs';
 import type { Decision, Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
 import type { TrackedConnection } from './tracker.js';

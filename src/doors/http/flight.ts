@@ -8,9 +8,10 @@
  */
 import type net from 'node:net';
 import type { DoorContext } from '../floor/context.js';
+import type { TunnelSetting } from '../floor/tunnel.js';
 
 /** What the HTTP doors (proxy and transparent) use of the gateway. */
-export type HttpContext = DoorContext<'config' | 'engine' | 'gate' | 'tracker' | 'log' | 'sourceLimit' | 'upstreamPool'>;
+export type HttpContext = DoorContext<'config' | 'engine' | 'gate' | 'tracker' | 'log' | 'sourceLimit' | 'upstreamPool', TunnelSetting | 'maxHeaderBytes' | 'responseTimeoutMs' | 'transparentHttpUpstreamPort'>;
 import type { Admission } from '../floor/gate.js';
 import type { TrackedConnection } from '../floor/tracker.js';
 import type { Decision, Door } from '../../policy/decision.js';

@@ -26,7 +26,7 @@ const MAX_RESPONSE_HEAD = 64 * 1024;
 
 /** What the origin side needs of its door (the front, front.ts, is one), so it does not import the front back. */
 export interface OriginDeps {
-  readonly ctx: DoorContext<'config'>;
+  readonly ctx: DoorContext<'config', 'connectTimeoutMs' | 'idleTimeoutMs' | 'responseTimeoutMs'>;
   readonly door: Door;
   readonly pool: UpstreamPool;
 }

@@ -10,13 +10,13 @@ import type { HostPort } from '../../config.js';
 import type { DoorContext, RunningDoor } from '../floor/context.js';
 
 /** What the transparent TLS door uses of the gateway. */
-export type TlsDoorContext = DoorContext<'config' | 'engine' | 'gate' | 'tracker' | 'log' | 'sourceLimit'>;
+export type TlsDoorContext = DoorContext<'config' | 'engine' | 'gate' | 'tracker' | 'log' | 'sourceLimit', TunnelSetting | 'transparentTlsUpstreamPort'>;
 import { closeServer, listenDoor } from '../floor/listen.js';
 import { denial } from '../../policy/decision.js';
 import { protocolErrors } from '../../metrics.js';
 import { ALERT_ACCESS_DENIED, ALERT_DECODE_ERROR, ALERT_HANDSHAKE_FAILURE, ALERT_UNRECOGNIZED_NAME, tlsAlert } from '../floor/clienthello.js';
 import { readFirstFlight, refuseHello } from '../floor/tls-name-rule.js';
-import { Tunnel } from '../floor/tunnel.js';
+import { Tunnel, type TunnelSetting } from '../floor/tunnel.js';
 
 /** The port a redirected devbox connection was meant for (decisions and logs name it). */
 const TRANSPARENT_TLS_PORT = 443;
