@@ -27,7 +27,6 @@ const FLOORS: Record<string, number> = {
   store: 2,
   resolver: 3,
   'signals.ts': 3,
-  bench: 3,
   fleet: 3,
   'doors/floor': 4,
   'doors/registry.ts': 6,
