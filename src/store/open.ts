@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { ConfigError } from '../config.js';
 import type { PolicySource } from '../policy/source.js';
 import { type ControlStore, isPostgresUrl } from './backend.js';
-import { FeedFollower } from './follower.js';
+import { FeedFollower } from './feed-follower.js';
 import { type OpenOptions, openStore } from './index.js';
 import { sqliteBackend } from './sqlite-backend.js';
 import type { DenialEventBatchRow, DenialLimits } from './types.js';
