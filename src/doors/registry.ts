@@ -1,9 +1,12 @@
 /**
- * Every door the gateway runs, one line each. The wiring starts them from here (in this order),
- * the start-up line and `Gateway.doors` use their names, and the tests iterate them (the layers
- * rule, the every-door case table). Adding a door is its folder `src/doors/<name>/` and one line
- * below: its listener's name, the `door` label(s) of its metrics and log lines, the setting that
- * holds its address, the parts of the gateway it uses, and its start function.
+ * Every door the gateway runs, one line each. The wiring starts them from here (in this order,
+ * each given only the parts it names), the start-up line and `Gateway.doors` use their names,
+ * and the tests iterate them: test gateways open each on a free port, the layers rule checks
+ * every door folder is reached from here, the every-door case table asks each door that decides
+ * client-named destinations for its client, and test/architecture/door-registry.test.ts checks
+ * settings and docs. Adding a door is its folder `src/doors/<name>/` and one line below: its
+ * listener's name, the `door` label(s) of its metrics and log lines, the setting that holds its
+ * address, the parts of the gateway it uses, and its start function.
  */
 import type { GatewayConfig, HostPort } from '../config.js';
 import type { Door } from '../policy/decision.js';
@@ -30,17 +33,20 @@ export interface DoorEntry<N extends DoorNeed = DoorNeed> {
   readonly start: (ctx: DoorContext<NoInfer<N>>, at: HostPort) => Promise<RunningDoor>;
 }
 
-/** One registry line (infers the parts the door needs from `needs`). */
-function door<const N extends DoorNeed>(entry: DoorEntry<N>): DoorEntry {
+/** One registry line (infers the parts the door needs from `needs`; keeps its name's spelling for ListenerName). */
+function door<const N extends DoorNeed, const Name extends string>(entry: DoorEntry<N> & { readonly name: Name }): DoorEntry & { readonly name: Name } {
   return entry;
 }
 
 const PROXY = ['config', 'engine', 'gate', 'tracker', 'log', 'sourceLimit'] as const;
 
-export const DOORS: readonly DoorEntry[] = [
+export const DOORS = [
   door({ name: 'http-proxy', labels: ['http', 'connect'], setting: 'httpProxy', needs: [...PROXY, 'upstreamPool'], clientDestinations: true, start: startHttpProxy }),
   door({ name: 'socks5', labels: ['socks5'], setting: 'socks', needs: PROXY, clientDestinations: true, start: startSocksDoor }),
   door({ name: 'dns', labels: ['dns'], setting: 'dns', needs: ['config', 'engine', 'gate', 'resolver', 'dnsTcp', 'log', 'learnedShared'], clientDestinations: true, start: startDnsDoor }),
   door({ name: 'transparent-tls', labels: ['transparent-tls'], setting: 'transparentTls', needs: PROXY, clientDestinations: true, start: startTransparentTls }),
   door({ name: 'transparent-http', labels: ['transparent-http'], setting: 'transparentHttp', needs: [...PROXY, 'upstreamPool'], clientDestinations: true, start: startTransparentHttp }),
-];
+] as const satisfies readonly DoorEntry[];
+
+/** The name of a listener of the registry (the key of `Gateway.doors`). */
+export type ListenerName = (typeof DOORS)[number]['name'];

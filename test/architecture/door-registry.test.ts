@@ -1,12 +1,13 @@
 /**
  * The door registry (src/doors/registry.ts) is the one list of doors: each line's setting is a
  * listener setting of src/config.ts, names and labels are not shared, every listener setting
- * has its door, and a door is given exactly the parts of the gateway its line names — the
- * store's credentials included, for the doors that ask for them.
+ * has its door, each door is documented, and a door is given exactly the parts of the gateway
+ * its line names — the store's credentials included, for the doors that ask for them.
  */
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { OPTIONS } from '../../src/config.js';
+import { readFileSync } from 'node:fs';
+import { OPTIONS, flagOf } from '../../src/config.js';
 import { DOORS, type DoorEntry } from '../../src/doors/registry.js';
 import type { DoorContext, DoorServices } from '../../src/doors/floor/context.js';
 import type { CredentialSource } from '../../src/policy/credentials.js';
@@ -80,6 +81,13 @@ describe('the door registry', () => {
     expect(listenerRows.filter((k) => !wired.has(k) && !NOT_YET_WIRED.has(k))).toEqual([]);
     // A setting waiting for its door leaves the list once its registry line lands.
     expect([...NOT_YET_WIRED].filter((k) => wired.has(k))).toEqual([]);
+  });
+
+  it('every door is documented: its listener flag in docs/configuration.md, its name in docs/architecture.md', () => {
+    const configuration = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
+    const architecture = readFileSync(new URL('../../docs/architecture.md', import.meta.url), 'utf8');
+    expect(DOORS.filter((d) => !configuration.includes(`\`--${flagOf(d.setting)}\``)).map((d) => d.name)).toEqual([]);
+    expect(DOORS.filter((d) => !architecture.includes(`\`${d.name}\``)).map((d) => d.name)).toEqual([]);
   });
 });
 

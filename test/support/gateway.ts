@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createLogger } from '../../src/log.js';
 import { OPTIONS, flagOf, loadConfig } from '../../src/config.js';
-import { DOORS } from '../../src/doors/registry.js';
+import { DOORS, type ListenerName } from '../../src/doors/registry.js';
 import { sharedPostgres } from './postgres.js';
 import { type Gateway, startGateway } from '../../src/wiring/gateway.js';
 
@@ -29,7 +29,7 @@ export interface TestGateway {
   gw: Gateway;
   dir: string;
   /** host:port strings of each door that started. */
-  addr(door: 'api' | 'http-proxy' | 'socks5' | 'dns' | 'transparent-tls' | 'transparent-http'): { host: string; port: number };
+  addr(door: 'api' | ListenerName): { host: string; port: number };
   apiUrl: string;
   api: ApiClient;
   close(): Promise<void>;
