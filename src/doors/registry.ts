@@ -4,7 +4,7 @@
  * and the tests iterate them: test gateways open each on a free port, the layers rule checks
  * every door folder is reached from here, the every-door case table asks each door that decides
  * client-named destinations for its client, and test/architecture/door-registry.test.ts checks
- * settings and docs. Adding a door is its folder `src/doors/<name>/` and one line below: its
+ * settings and that each flag is documented. Adding a door is its folder `src/doors/<name>/` and one line below: its
  * listener's name, the `door` label(s) of its metrics and log lines, the setting that holds its
  * address, the parts of the gateway it uses, and its start function.
  */

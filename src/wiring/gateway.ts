@@ -165,7 +165,14 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
 /** Starts one registry door, giving it only the parts of the gateway it names. */
 export async function startDoor(entry: DoorEntry, services: DoorServices, at: HostPort): Promise<RunningDoor> {
   const given: Partial<Record<keyof DoorServices, unknown>> = {};
-  for (const need of entry.needs) given[need] = services[need];
+  for (const need of entry.needs) {
+    try {
+      given[need] = services[need];
+    } catch (e) {
+      // A part this gateway cannot offer (the store has no credentials): a start-up error naming the door's setting.
+      throw new ConfigError(`--${flagOf(entry.setting)}`, (e as Error).message);
+    }
+  }
   // Holds exactly entry.needs, which is what entry.start takes (the registry's door() checks it).
   const door = await entry.start(given as DoorContext, at);
   if (door.name !== entry.name) {
@@ -178,7 +185,7 @@ export async function startDoor(entry: DoorEntry, services: DoorServices, at: Ho
 /** The store's credential source (tokens, configs, secrets), for the doors that ask for one (before the store has one: a start-up error). */
 export function credentialsOf(store: PlaneStore): CredentialSource {
   const source = (store as PlaneStore & { credentials?: CredentialSource }).credentials;
-  if (source === undefined) throw new Error('this store offers no credentials (CredentialSource) for the agent-gateway and MCP-hub doors');
+  if (source === undefined) throw new Error('this door needs credentials (tokens, configs, secrets) and this store offers none; turn the door off');
   return source;
 }
 
