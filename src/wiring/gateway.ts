@@ -95,9 +95,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
     log,
     readiness,
     learnedShared: worker?.learnedShared,
-    get credentials() {
-      return credentialsOf(store);
-    },
+    credentials: credentialsOf(store),
   };
 
   const running: RunningDoor[] = [];
@@ -165,13 +163,9 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
 /** Starts one registry door, giving it only the parts of the gateway it names. */
 export async function startDoor(entry: DoorEntry, services: DoorServices, at: HostPort): Promise<RunningDoor> {
   const given: Partial<Record<keyof DoorServices, unknown>> = {};
-  for (const need of entry.needs) {
-    try {
-      given[need] = services[need];
-    } catch (e) {
-      // A part this gateway cannot offer (the store has no credentials): a start-up error naming the door's setting.
-      throw new ConfigError(`--${flagOf(entry.setting)}`, (e as Error).message);
-    }
+  for (const need of entry.needs) given[need] = services[need];
+  if (entry.needs.includes('credentials') && given.credentials === undefined) {
+    services.log.warn({ event: 'door_without_credentials', door: entry.name }, `${entry.name}: this store offers no credentials (tokens, configs, secrets): every request will be refused`);
   }
   // Holds exactly entry.needs, which is what entry.start takes (the registry's door() checks it).
   const door = await entry.start(given as DoorContext, at);
@@ -182,11 +176,9 @@ export async function startDoor(entry: DoorEntry, services: DoorServices, at: Ho
   return door;
 }
 
-/** The store's credential source (tokens, configs, secrets), for the doors that ask for one (before the store has one: a start-up error). */
-export function credentialsOf(store: PlaneStore): CredentialSource {
-  const source = (store as PlaneStore & { credentials?: CredentialSource }).credentials;
-  if (source === undefined) throw new Error('this door needs credentials (tokens, configs, secrets) and this store offers none; turn the door off');
-  return source;
+/** The store's credential source (tokens, configs, secrets) for the doors that name it; undefined when the store offers none. */
+export function credentialsOf(store: PlaneStore): CredentialSource | undefined {
+  return (store as PlaneStore & { credentials?: CredentialSource }).credentials;
 }
 
 /** The start-up line operators and tests read the bound addresses from. */

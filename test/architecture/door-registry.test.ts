@@ -51,9 +51,7 @@ function services(store: PlaneStore): DoorServices {
     dnsTcp: marker('dnsTcp'),
     log: pino({ level: 'silent' }),
     learnedShared: () => null,
-    get credentials() {
-      return credentialsOf(store);
-    },
+    credentials: credentialsOf(store),
   };
 }
 
@@ -105,17 +103,14 @@ describe('a door is given the parts its registry line names, and only those', ()
     expect(seen.ctx!.credentials).toBe(credentials);
   });
 
-  it('refuses to start a door that names credentials when the store has none, and saying so', async () => {
-    await expect(startDoor(probe(['credentials'], {}), services({} as PlaneStore), at)).rejects.toThrow(/^--http-proxy: this door needs credentials .* this store offers none/);
-  });
-
-  it('does not ask the store for credentials when no door names them', async () => {
-    const store = {
-      get credentials(): CredentialSource {
-        throw new Error('asked');
-      },
-    } as unknown as PlaneStore;
-    await expect(startDoor(probe(['log'], {}), services(store), at)).resolves.toBeDefined();
+  it('gives a door that names credentials undefined when the store has none, and says so in a warning line', async () => {
+    const seen: { ctx?: DoorContext } = {};
+    const lines: string[] = [];
+    const svc = { ...services({} as PlaneStore), log: pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) }) };
+    await startDoor(probe(['credentials'], seen), svc, at);
+    expect('credentials' in seen.ctx!).toBe(true);
+    expect(seen.ctx!.credentials).toBeUndefined();
+    expect(lines.map((l) => JSON.parse(l) as { event: string; door: string })).toMatchObject([{ event: 'door_without_credentials', door: 'probe' }]);
   });
 
   it('refuses a door whose start-up name is not its registry name', async () => {

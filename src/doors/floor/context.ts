@@ -28,8 +28,11 @@ export interface DoorServices {
   /** DNS-over-TCP connections (global cap, per-devbox share). */
   dnsTcp: FairShare;
   log: Logger;
-  /** Tokens, gateway and MCP configs and secret values (the agent-gateway and MCP-hub doors). */
-  credentials: CredentialSource;
+  /**
+   * Tokens, gateway and MCP configs and secret values (the agent-gateway and MCP-hub doors), from
+   * the store; undefined when the store offers none (such a door then refuses every request).
+   */
+  credentials: CredentialSource | undefined;
   /** Metrics of other processes of this gateway, to merge into /metrics (in-process API only). */
   workerMetrics?: () => Promise<unknown[][]>;
   /**
