@@ -81,6 +81,11 @@ describe('the door registry', () => {
     expect([...NOT_YET_WIRED].filter((k) => wired.has(k))).toEqual([]);
   });
 
+  it("the DNS door is not given the proxies' parts: no upstream pool, connection tracker or client-socket limit", () => {
+    const dns = DOORS.find((d) => d.name === 'dns')!;
+    expect(dns.needs.filter((n) => ['upstreamPool', 'tracker', 'sourceLimit'].includes(n))).toEqual([]);
+  });
+
   it('every door is documented: its listener flag in docs/configuration.md', () => {
     const configuration = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
     expect(DOORS.filter((d) => !configuration.includes(`\`--${flagOf(d.setting)}\``)).map((d) => d.name)).toEqual([]);
