@@ -56,7 +56,8 @@ export interface WorkerRole {
 
 /** Opens the store and sets up the configured API tokens (the process that owns the store). */
 export async function openOwnedStore(config: GatewayConfig, log: Logger): Promise<{ store: PlaneStore; createdToken: string | null }> {
-  const store = await openPlaneStore(config.db, { writable: true, log });
+  // The owner creates the secrets key (0600) on first start, as it creates the first API token.
+  const store = await openPlaneStore(config.db, { writable: true, log, secrets: { keyFile: config.secretsKeyFile, create: true } });
   try {
     return { store, createdToken: await store.control.tokens.ensure(config.apiTokens) };
   } catch (e) {
@@ -68,7 +69,7 @@ export async function openOwnedStore(config: GatewayConfig, log: Logger): Promis
 }
 
 export async function startGateway(config: GatewayConfig, log: Logger, worker?: WorkerRole): Promise<Gateway> {
-  const { store, createdToken } = worker ? { store: await openPlaneStore(config.db, { log }), createdToken: null } : await openOwnedStore(config, log);
+  const { store, createdToken } = worker ? { store: await openPlaneStore(config.db, { log, secrets: { keyFile: config.secretsKeyFile, create: false } }), createdToken: null } : await openOwnedStore(config, log);
   const engine = new PolicyEngine(store.source, engineOptions(config));
   worker?.onEngine(engine, store);
   const fleet: Fleet | null = worker ? null : startFleet(config, store, log);
