@@ -11,6 +11,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../config.js';
+import { StoreError } from './types.js';
 
 const SETTING = '--secrets-key-file';
 const KEY_BYTES = 32;
@@ -19,7 +20,11 @@ const TAG_BYTES = 16;
 const VERSION = 'v1.';
 
 /** Why a secret cannot be sealed or opened now (no key file yet, or a damaged value). */
-export class SecretKeyUnavailable extends Error {}
+export class SecretKeyUnavailable extends StoreError {
+  constructor(message: string) {
+    super('secrets_unavailable', message);
+  }
+}
 
 function parseKey(path: string, text: string): Buffer {
   const hex = text.trim();
