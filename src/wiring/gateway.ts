@@ -3,6 +3,8 @@
  * Used by `serve --workers 1` and by the tests, which start it on port 0; with
  * `--workers N` each worker process runs the same assembly without the API (workers.ts).
  */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, type GatewayConfig, type HostPort, RELOADABLE, configChanges, formatHostPort } from '../config.js';
 import { PolicyEngine } from '../policy/engine.js';
@@ -57,7 +59,10 @@ export interface WorkerRole {
 /** Opens the store and sets up the configured API tokens (the process that owns the store). */
 export async function openOwnedStore(config: GatewayConfig, log: Logger): Promise<{ store: PlaneStore; createdToken: string | null }> {
   // The owner creates the secrets key (0600) on first start, as it creates the first API token.
-  const store = await openPlaneStore(config.db, { writable: true, log, secrets: { keyFile: config.secretsKeyFile, create: true } });
+  const keyFile = resolve(config.secretsKeyFile);
+  const keyExisted = existsSync(keyFile);
+  const store = await openPlaneStore(config.db, { writable: true, log, secrets: { keyFile, create: true } });
+  if (!keyExisted) log.info({ event: 'secrets_key_created', file: keyFile }, `created the secrets key ${keyFile} (mode 0600); back it up with the database: secrets cannot be read without it`);
   try {
     return { store, createdToken: await store.control.tokens.ensure(config.apiTokens) };
   } catch (e) {
