@@ -94,6 +94,15 @@ describe('create_gateway_token and create_mcp_token', () => {
   });
 });
 
+describe('limits', () => {
+  it('a devbox holds at most 64 tokens (403 quota_exceeded past that)', async () => {
+    const d = await devbox(a);
+    await a.secrets.create({ name: 'MANY', value: 'v' });
+    for (let i = 0; i < 64; i++) await a.devboxes.createGatewayToken(d.id, { gateway: 'openai', secret: 'MANY' });
+    await expect(a.devboxes.createGatewayToken(d.id, { gateway: 'openai', secret: 'MANY' })).rejects.toMatchObject({ status: 403, error: { error: { code: 'quota_exceeded' } } });
+  });
+});
+
 describe('a token stops counting', () => {
   it('when its secret is deleted', async () => {
     const d = await devbox(a);
