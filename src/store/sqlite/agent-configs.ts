@@ -20,7 +20,7 @@ import {
   secretNotFound,
 } from '../agents.js';
 import type { Page } from '../types.js';
-import type { SqliteContext } from './context.js';
+import type { SqliteContext, StoreChange } from './context.js';
 import type { SqliteSecrets } from './secrets.js';
 
 type Config = AgentGatewayConfig | McpConfig;
@@ -110,7 +110,7 @@ export class SqliteAgentConfigs {
     });
   }
 
-  private logged(kind: AgentKind, id: string, accountId: string, changes: Parameters<Parameters<SqliteContext['write']>[0]>[0]): Config {
+  private logged(kind: AgentKind, id: string, accountId: string, changes: StoreChange[]): Config {
     const c = this.byId(kind, id)!;
     changes.push(kind === 'gateway' ? { kind: 'gateway_config', id, accountId, value: c } : { kind: 'mcp_config', id, accountId, value: c as McpConfig });
     return c;
