@@ -3,6 +3,8 @@
  * Used by `serve --workers 1` and by the tests, which start it on port 0; with
  * `--workers N` each worker process runs the same assembly without the API (workers.ts).
  */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, type GatewayConfig, type HostPort, configChanges, flagOf, formatHostPort, reloadableOf, withReloaded } from '../config.js';
 import { PolicyEngine } from '../policy/engine.js';
@@ -51,7 +53,11 @@ export interface WorkerRole {
 
 /** Opens the store and sets up the configured API tokens (the process that owns the store). */
 export async function openOwnedStore(config: GatewayConfig, log: Logger): Promise<{ store: PlaneStore; createdToken: string | null }> {
-  const store = await openPlaneStore(config.db, { writable: true, log });
+  // The owner creates the secrets key (0600) on first start, as it creates the first API token.
+  const keyFile = resolve(config.secretsKeyFile);
+  const keyExisted = existsSync(keyFile);
+  const store = await openPlaneStore(config.db, { writable: true, log, secrets: { keyFile, create: true } });
+  if (!keyExisted) log.info({ event: 'secrets_key_created', file: keyFile }, `created the secrets key ${keyFile} (mode 0600); back it up with the database: secrets cannot be read without it`);
   try {
     return { store, createdToken: await store.control.tokens.ensure(config.apiTokens) };
   } catch (e) {
@@ -63,7 +69,7 @@ export async function openOwnedStore(config: GatewayConfig, log: Logger): Promis
 }
 
 export async function startGateway(config: GatewayConfig, log: Logger, worker?: WorkerRole): Promise<Gateway> {
-  const { store, createdToken } = worker ? { store: await openPlaneStore(config.db, { log }), createdToken: null } : await openOwnedStore(config, log);
+  const { store, createdToken } = worker ? { store: await openPlaneStore(config.db, { log, secrets: { keyFile: config.secretsKeyFile, create: false } }), createdToken: null } : await openOwnedStore(config, log);
   const engine = new PolicyEngine(store.source, engineOptions(config));
   worker?.onEngine(engine, store);
   const fleet: Fleet | null = worker ? null : startFleet(config, store, log);

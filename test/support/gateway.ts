@@ -121,6 +121,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
     ['upstream-dns', [`127.0.0.1:${opts.upstreamDnsPort ?? 9}`]],
     ['log-level', [process.env.EGRESS_TEST_LOG ?? 'silent']],
     ['shutdown-grace-ms', ['200']],
+    ['secrets-key-file', [join(dir, 'secrets.key')]],
   ]);
   for (const [k, v] of Object.entries(opts.flags ?? {})) flags.set(k, Array.isArray(v) ? v : [v]);
   const config = loadConfig(flags, {});
