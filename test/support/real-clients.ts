@@ -119,3 +119,18 @@ export async function captureHello(client: RealClient, host: string, extraArgs: 
     await new Promise((r) => server.close(r));
   }
 }
+
+/** Runs headless Chromium with `args` (a fresh profile) to its exit; resolves with stdout + stderr. */
+export async function runChromium(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; output: string }> {
+  requireProgram(CHROMIUM, 'chromium');
+  const dir = mkdtempSync(join(tmpdir(), 'egw-chromium-'));
+  const p = spawnGroup([CHROMIUM, ...chromiumFlags(dir), ...args], dir);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const code = await Promise.race([p.exited, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`chromium did not exit in ${timeoutMs} ms: ${p.output().slice(-800)}`)), timeoutMs)))]);
+    return { code, output: p.output() };
+  } finally {
+    clearTimeout(timer);
+    await p.kill();
+  }
+}
