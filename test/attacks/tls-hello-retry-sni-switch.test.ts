@@ -13,9 +13,8 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import { metric } from '../support/proxy.js';
 import { testCert } from '../support/origin.js';
-import { waitFor } from '../support/wait.js';
-import { TLS_DOORS, type TlsDoorsEnv, startTlsDoors } from '../support/tls-doors.js';
-import { CCS, GROUP_P256, GROUP_X25519, type ServerFlight, Tls13Client, readServerFlight } from '../fixtures/tls13-hello.js';
+import { type RetryResult, TLS_DOORS, type TlsDoor, type TlsDoorsEnv, helloRetryExchange, startTlsDoors } from '../support/tls-doors.js';
+import { GROUP_P256, type Tls13Client } from '../fixtures/tls13-hello.js';
 
 const ECH_GREASE = Buffer.concat([Buffer.from([0, 0, 1, 0, 1, 0x2a, 0, 32]), Buffer.alloc(32, 5), Buffer.from([0, 16]), Buffer.alloc(16, 6)]);
 
@@ -39,38 +38,9 @@ afterAll(async () => {
   await new Promise((r) => server?.close(r));
 });
 
-interface RetryResult {
-  /** What the server answered hello 1 with. */
-  first: ServerFlight;
-  /** What came after hello 2: the server's ServerHello, or the gateway's alert. */
-  second: ServerFlight;
-}
-
 /** hello 1 (X25519 share only) → HRR → CCS + hello 2 (P-256 share) built by `second`. */
-async function retry(door: (typeof TLS_DOORS)[number], second: (c: Tls13Client, cookie: Buffer | null) => Buffer, firstExtensions: Array<[number, Buffer]> = []): Promise<RetryResult> {
-  const sock = await env.open(door, 'front.test', serverPort);
-  let got = Buffer.alloc(0);
-  let closed = false;
-  sock.on('data', (d) => (got = Buffer.concat([got, d])));
-  sock.on('error', () => {});
-  sock.on('close', () => (closed = true));
-  try {
-    const client = new Tls13Client();
-    sock.write(client.hello({ sni: 'front.test', shareGroup: GROUP_X25519, extensions: firstExtensions }));
-    const first = await waitFor(() => (readServerFlight(got).kind !== 'incomplete' ? readServerFlight(got) : closed ? { kind: 'incomplete' as const } : null), 10_000, 'the answer to hello 1');
-    if (first.kind !== 'hrr') return { first, second: first };
-    const mark = got.length;
-    sock.write(Buffer.concat([CCS, second(client, first.cookie)]));
-    const second2 = await waitFor(() => {
-      // Skip the HRR's own records (and the server's CCS): read what follows them.
-      const after = readServerFlight(got.subarray(mark));
-      if (after.kind !== 'incomplete') return after;
-      return closed ? ({ kind: 'incomplete' } as const) : null;
-    }, 10_000, 'the answer to hello 2');
-    return { first, second: second2 };
-  } finally {
-    sock.destroy();
-  }
+async function retry(door: TlsDoor, second: (c: Tls13Client, cookie: Buffer | null) => Buffer, firstExtensions: Array<[number, Buffer]> = []): Promise<RetryResult> {
+  return helloRetryExchange(await env.open(door, 'front.test', serverPort), second, firstExtensions);
 }
 
 describe.each(TLS_DOORS)('through %s', (door) => {

@@ -87,7 +87,7 @@ describe('headless Chromium through the HTTP proxy', () => {
 });
 
 describe('headless Chromium, more TLS paths', () => {
-  it('loads an allowed page from an origin that answers with a HelloRetryRequest (Chromium\'s second hello judged, same name)', async () => {
+  it("loads an allowed page from an origin that answers with a HelloRetryRequest (Chromium's second hello judged, same name)", async () => {
     const dom = await dumpDom(`https://allowed.test:${retryPort}/retry`);
     expect(dom).toContain('after a retry: /retry');
   }, 90_000);

@@ -88,13 +88,17 @@ const hybrid = opensslHybridGroup();
 const CLIENTS = [...REAL_CLIENTS.map((c) => c.name), ...(hybrid !== null ? ['openssl s_client hybrid'] : [])];
 
 describe('ClientHellos of the real clients on this machine', () => {
-  it.each(REAL_CLIENTS)('$name sends a hello naming allowed.test (captured)', async (client) => {
-    const h = await captureHello(client, 'allowed.test');
-    const info = parseClientHello(h);
-    expect(info).toMatchObject({ sni: 'allowed.test' });
-    if (client.name === 'chromium') expect(info).toMatchObject({ ech: true }); // GREASE ECH: what the old rule refused
-    corpus.set(client.name, h);
-  }, 90_000);
+  it.each(REAL_CLIENTS)(
+    '$name sends a hello naming allowed.test (captured)',
+    async (client) => {
+      const h = await captureHello(client, 'allowed.test');
+      const info = parseClientHello(h);
+      expect(info).toMatchObject({ sni: 'allowed.test' });
+      if (client.name === 'chromium') expect(info).toMatchObject({ ech: true }); // GREASE ECH: what the old rule refused
+      corpus.set(client.name, h);
+    },
+    90_000,
+  );
 
   it('openssl s_client with a post-quantum hybrid key share (a hello over several TCP segments)', async () => {
     // OpenSSL 3.0 (Debian 12) has no hybrid KEM; Chromium's hello carries X25519MLKEM768 and is split below instead.

@@ -10,6 +10,8 @@ import { type DnsUpstream, loopbackRecords, startDnsUpstream } from './dns-upstr
 import { type TestGateway, startTestGateway } from './gateway.js';
 import { connectTunnel } from './proxy.js';
 import { socksConnect } from './socks.js';
+import { waitFor } from './wait.js';
+import { CCS, GROUP_X25519, type ServerFlight, Tls13Client, readServerFlight } from '../fixtures/tls13-hello.js';
 
 export type TlsDoor = 'connect' | 'socks5' | 'transparent-tls';
 export const TLS_DOORS: TlsDoor[] = ['connect', 'socks5', 'transparent-tls'];
@@ -63,4 +65,37 @@ export async function startTlsDoors(names: string[], allowed: string[], flags: R
       await dns.close();
     },
   };
+}
+
+export interface RetryResult {
+  /** What the server answered hello 1 with. */
+  first: ServerFlight;
+  /** What came after hello 2: the server's ServerHello, or the gateway's alert. */
+  second: ServerFlight;
+}
+
+/**
+ * A TLS 1.3 retry on `sock`: hello 1 for front.test with an X25519 share only, the server's
+ * HelloRetryRequest, then ChangeCipherSpec + hello 2 built by `second` (with the HRR's cookie).
+ * The socket is destroyed at the end.
+ */
+export async function helloRetryExchange(sock: net.Socket, second: (c: Tls13Client, cookie: Buffer | null) => Buffer, firstExtensions: Array<[number, Buffer]> = []): Promise<RetryResult> {
+  let got = Buffer.alloc(0);
+  let closed = false;
+  sock.on('data', (d) => (got = Buffer.concat([got, d])));
+  sock.on('error', () => {});
+  sock.on('close', () => (closed = true));
+  const answer = (from: number, what: string) => waitFor(() => (readServerFlight(got.subarray(from)).kind !== 'incomplete' ? readServerFlight(got.subarray(from)) : closed ? ({ kind: 'incomplete' } as const) : null), 10_000, what);
+  try {
+    const client = new Tls13Client();
+    sock.write(client.hello({ sni: 'front.test', shareGroup: GROUP_X25519, extensions: firstExtensions }));
+    const first = await answer(0, 'the answer to hello 1');
+    if (first.kind !== 'hrr') return { first, second: first };
+    // What follows the HRR's own records (and the server's CCS) is the answer to hello 2.
+    const mark = got.length;
+    sock.write(Buffer.concat([CCS, second(client, first.cookie)]));
+    return { first, second: await answer(mark, 'the answer to hello 2') };
+  } finally {
+    sock.destroy();
+  }
 }
