@@ -73,7 +73,10 @@ beforeAll(async () => {
   await waitFor(
     () =>
       new Promise<boolean>((r) => {
-        const s = net.connect(port, '127.0.0.1', () => (s.destroy(), r(true)));
+        const s = net.connect(port, '127.0.0.1', () => {
+          s.destroy();
+          r(true);
+        });
         s.on('error', () => r(false));
       }),
     20_000,

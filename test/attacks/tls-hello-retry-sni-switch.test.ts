@@ -28,7 +28,19 @@ beforeAll(async () => {
   env = await startTlsDoors(['front.test', 'evil.test'], ['front.test']);
   const { key, cert } = testCert();
   const secure = tls.createSecureContext({ key, cert });
-  server = tls.createServer({ key, cert, ecdhCurve: 'prime256v1', minVersion: 'TLSv1.3', SNICallback: (name, cb) => (namesSeen.push(name), cb(null, secure)) }, (s) => s.end('hello from the origin\n'));
+  server = tls.createServer(
+    {
+      key,
+      cert,
+      ecdhCurve: 'prime256v1',
+      minVersion: 'TLSv1.3',
+      SNICallback: (name, cb) => {
+        namesSeen.push(name);
+        cb(null, secure);
+      },
+    },
+    (s) => s.end('hello from the origin\n'),
+  );
   server.on('tlsClientError', () => {});
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   serverPort = (server.address() as net.AddressInfo).port;
