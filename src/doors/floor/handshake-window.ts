@@ -189,7 +189,10 @@ export type HelloJudge = (hello: ClientHelloInfo) => string | null;
 export class ClientHelloWatch extends RecordWalker {
   hellos = 0;
 
-  constructor(private readonly judge: HelloJudge) {
+  constructor(
+    private readonly judge: HelloJudge,
+    private readonly maxBytes = MAX_CLIENT_HELLO,
+  ) {
     super();
   }
 
@@ -204,7 +207,7 @@ export class ClientHelloWatch extends RecordWalker {
   }
 
   protected keep(type: number, len: number): number {
-    if (type !== HS_CLIENT_HELLO || len < 38 || len + 4 > MAX_CLIENT_HELLO) return -1;
+    if (type !== HS_CLIENT_HELLO || len < 38 || len + 4 > this.maxBytes) return -1;
     return len;
   }
 

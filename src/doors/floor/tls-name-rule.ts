@@ -193,6 +193,8 @@ class HandshakeWindow implements DownstreamWatch {
   private sent = 0;
   /** The last further hello judged (named in a refusal's log line). */
   private last: ClientHelloInfo | null = null;
+  /** Runs while a further hello is partly read. */
+  private timer: NodeJS.Timeout | null = null;
 
   constructor(readonly tunnel: Tunnel) {}
 
@@ -253,7 +255,18 @@ class HandshakeWindow implements DownstreamWatch {
     this.held.push(chunk);
     const judged = cw.judged;
     if (judged > this.sent) this.relay(judged - this.sent);
+    // A hello being read is held at most --header-timeout-ms, as the first one is.
+    if (cw.midMessage) this.timer ??= setTimeout(HandshakeWindow.onHelloTimeout, t.ctx.config.headerTimeoutMs, this);
+    else if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
     return !t.closed;
+  }
+
+  private static onHelloTimeout(w: HandshakeWindow): void {
+    w.timer = null;
+    if (w.clientWatch !== null && !w.tunnel.closed) w.refuse('client_hello_timeout');
   }
 
   /** Relays the first `n` held bytes. */
@@ -304,6 +317,10 @@ class HandshakeWindow implements DownstreamWatch {
   }
 
   private detach(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
     const c = this.tunnel.client as WindowSocket;
     if (c[kWindow] === this) {
       c[kWindow] = undefined;
