@@ -11,7 +11,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import nodeHttps from 'node:https';
-import type net from 'node:net';
+import net from 'node:net';
+import { HRR_RANDOM } from '../fixtures/tls13-hello.js';
 import { type DnsUpstream, loopbackRecords, startDnsUpstream } from '../support/dns-upstream.js';
 import { type TestGateway, startTestGateway } from '../support/gateway.js';
 import { type Origin, startHttpOrigin, startHttpsOrigin, testCert } from '../support/origin.js';
@@ -26,6 +27,10 @@ let proxy: string;
 /** An HTTPS origin that only takes P-256: Chromium's first hello (X25519MLKEM768, X25519 shares) gets a HelloRetryRequest. */
 let retryOrigin: nodeHttps.Server;
 let retryPort: number;
+/** A TCP relay in front of retryOrigin that notes whether the origin sent a HelloRetryRequest. */
+let relay: net.Server;
+let relayPort: number;
+let retriesSeen = 0;
 
 beforeAll(async () => {
   dns = await startDnsUpstream({ records: loopbackRecords(['allowed.test', 'denied.test']) });
@@ -36,6 +41,17 @@ beforeAll(async () => {
   retryOrigin = nodeHttps.createServer({ key, cert, ecdhCurve: 'prime256v1' }, (req, res) => res.end(`<p>after a retry: ${req.url}</p>`));
   await new Promise<void>((r) => retryOrigin.listen(0, '127.0.0.1', r));
   retryPort = (retryOrigin.address() as net.AddressInfo).port;
+  relay = net.createServer((c) => {
+    const o = net.connect(retryPort, '127.0.0.1');
+    c.on('error', () => o.destroy());
+    o.on('error', () => c.destroy());
+    o.on('data', (d: Buffer) => {
+      if (d.includes(HRR_RANDOM)) retriesSeen++;
+    });
+    c.pipe(o).pipe(c);
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  relayPort = (relay.address() as net.AddressInfo).port;
   // Chromium connects to the proxy from 127.0.0.1: that is the devbox.
   const p = await gw.api.policy('browser', { allowed_hostnames: ['allowed.test'] });
   await gw.api.devbox(p, ['127.0.0.1'], 'box-browser');
@@ -43,6 +59,7 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => {
   await gw?.close();
+  await new Promise((r) => relay?.close(r));
   retryOrigin?.closeAllConnections();
   await new Promise((r) => retryOrigin?.close(r));
   await https?.close();
@@ -88,8 +105,9 @@ describe('headless Chromium through the HTTP proxy', () => {
 
 describe('headless Chromium, more TLS paths', () => {
   it("loads an allowed page from an origin that answers with a HelloRetryRequest (Chromium's second hello judged, same name)", async () => {
-    const dom = await dumpDom(`https://allowed.test:${retryPort}/retry`);
+    const dom = await dumpDom(`https://allowed.test:${relayPort}/retry`);
     expect(dom).toContain('after a retry: /retry');
+    expect(retriesSeen).toBeGreaterThan(0);
   }, 90_000);
 
   it('loads an allowed HTTPS page through the transparent TLS door, and not a denied one', async () => {
@@ -102,4 +120,20 @@ describe('headless Chromium, more TLS paths', () => {
     expect(denied).not.toContain('transparent-secret');
     expect(https.seen.some((s) => s.url === '/transparent-secret')).toBe(false);
   }, 120_000);
+});
+
+describe('strict mode (--tls-ech refuse)', () => {
+  it("refuses Chromium's hello (GREASE ECH) as documented: the allowed HTTPS page does not load, counted ech_refused", async () => {
+    const strict = await startTestGateway({ upstreamDnsPort: dns.port, flags: { 'tls-ech': 'refuse' } });
+    try {
+      const p = await strict.api.policy('browser', { allowed_hostnames: ['allowed.test'] });
+      await strict.api.devbox(p, ['127.0.0.1'], 'box-browser');
+      const dom = await dumpDom(`https://allowed.test:${https.port}/strict`, [`--proxy-server=http://127.0.0.1:${strict.addr('http-proxy').port}`]);
+      expect(dom).not.toContain('/strict');
+      expect(https.seen.some((s) => s.url === '/strict')).toBe(false);
+      expect(await metric({ gw: strict }, 'egress_decisions_total', { door: 'connect', decision: 'deny', reason: 'ech_refused' })).toBeGreaterThan(0);
+    } finally {
+      await strict.close();
+    }
+  }, 90_000);
 });
