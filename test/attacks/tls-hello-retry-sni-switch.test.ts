@@ -14,7 +14,7 @@ import tls from 'node:tls';
 import { metric } from '../support/proxy.js';
 import { testCert } from '../support/origin.js';
 import { type RetryResult, TLS_DOORS, type TlsDoor, type TlsDoorsEnv, helloRetryExchange, startTlsDoors } from '../support/tls-doors.js';
-import { GROUP_P256, type Tls13Client } from '../fixtures/tls13-hello.js';
+import { CCS, GROUP_P256, GROUP_X25519, Tls13Client } from '../fixtures/tls13-hello.js';
 
 const ECH_GREASE = Buffer.concat([Buffer.from([0, 0, 1, 0, 1, 0x2a, 0, 32]), Buffer.alloc(32, 5), Buffer.from([0, 16]), Buffer.alloc(16, 6)]);
 
@@ -71,6 +71,20 @@ describe.each(TLS_DOORS)('through %s', (door) => {
     expect(r.second).toEqual({ kind: 'alert', description: 49 });
     expect(namesSeen).toEqual(['front.test']);
     expect(await metric(env, 'egress_decisions_total', labels)).toBe(before + 1);
+  });
+
+  it('hello 2 sent in the same write as hello 1, before any retry, is judged too (and refused)', async () => {
+    namesSeen.length = 0;
+    const sock = await env.open(door, 'front.test', serverPort);
+    const got: Buffer[] = [];
+    sock.on('data', (d) => got.push(d));
+    sock.on('error', () => {});
+    const closed = new Promise((r) => sock.on('close', r));
+    const c = new Tls13Client();
+    sock.write(Buffer.concat([c.hello({ sni: 'front.test', shareGroup: GROUP_X25519 }), CCS, c.hello({ sni: 'evil.test', shareGroup: GROUP_P256 })]));
+    await closed;
+    expect([...Buffer.concat(got).subarray(-7)]).toEqual([0x15, 3, 3, 0, 2, 2, 49]);
+    expect(namesSeen).not.toContain('evil.test');
   });
 
   it('hello 2 dropping the SNI is refused', async () => {
