@@ -89,6 +89,20 @@ describe.each(TLS_DOORS)('through %s', (door) => {
     expect(namesSeen).not.toContain('evil.test');
   });
 
+  it('a hello 2 left unfinished is closed after --header-timeout-ms (decode_error), its bytes never relayed', async () => {
+    const before = await metric(env, 'egress_protocol_errors_total', { door, kind: 'client_hello' });
+    const saved = env.gw.gw.config.headerTimeoutMs;
+    env.gw.gw.config.headerTimeoutMs = 300;
+    try {
+      const r = await retry(door, (c, cookie) => c.hello({ sni: 'evil.test', shareGroup: GROUP_P256, cookie }).subarray(0, 60));
+      expect(r.first.kind).toBe('hrr');
+      expect(r.second).toEqual({ kind: 'alert', description: 50 });
+    } finally {
+      env.gw.gw.config.headerTimeoutMs = saved;
+    }
+    expect(await metric(env, 'egress_protocol_errors_total', { door, kind: 'client_hello' })).toBe(before + 1);
+  });
+
   it('hello 2 dropping the SNI is refused', async () => {
     const r = await retry(door, (c, cookie) => c.hello({ sni: null, shareGroup: GROUP_P256, cookie }));
     expect(r.second).toEqual({ kind: 'alert', description: 49 });

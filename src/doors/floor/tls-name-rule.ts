@@ -227,9 +227,10 @@ class HandshakeWindow implements DownstreamWatch {
     c.on('data', HandshakeWindow.onClientData);
     c.once('end', HandshakeWindow.onClientEnd);
     c.resume();
-    if (c.readableEnded) return HandshakeWindow.onClientEnd.call(c);
     // Bytes sent right behind hello 1 (a pipelined hello 2, early data) are judged the same way.
-    if (buf.length > first.length) this.take(buf.subarray(first.length));
+    if (buf.length > first.length && !this.take(buf.subarray(first.length))) return;
+    // The client may have ended while its first flight was judged ('end' is emitted even when paused).
+    if (c.readableEnded) HandshakeWindow.onClientEnd.call(c);
   }
 
   private judge(h: ClientHelloInfo): HelloRefusal | null {
@@ -288,10 +289,10 @@ class HandshakeWindow implements DownstreamWatch {
     }
     this.held = i === 0 ? this.held : this.held.slice(i);
     this.sent += n;
-    if (up?.writableNeedDrain) {
+    if (up?.writableNeedDrain && (up as WindowSocket)[kWindow] !== this) {
       this.tunnel.client.pause();
-      up.once('drain', HandshakeWindow.onUpstreamDrain);
       (up as WindowSocket)[kWindow] = this;
+      up.once('drain', HandshakeWindow.onUpstreamDrain);
     }
   }
 
@@ -332,7 +333,10 @@ class HandshakeWindow implements DownstreamWatch {
   }
 
   private static onClientData(this: WindowSocket, d: Buffer): void {
-    this[kWindow]?.take(d);
+    const w = this[kWindow];
+    if (w === undefined) return;
+    if (w.tunnel.closed) return w.detach();
+    w.take(d);
   }
 
   private static onClientEnd(this: WindowSocket): void {
@@ -346,7 +350,8 @@ class HandshakeWindow implements DownstreamWatch {
 
   private static onUpstreamDrain(this: WindowSocket): void {
     const w = this[kWindow];
-    if (w !== undefined && w.clientWatch !== null) w.tunnel.client.resume();
+    this[kWindow] = undefined;
+    if (w !== undefined && w.clientWatch !== null && !w.tunnel.closed) w.tunnel.client.resume();
   }
 }
 
