@@ -9,6 +9,7 @@
  * reaches the client.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import netModule from 'node:net';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { metric } from '../support/proxy.js';
@@ -124,5 +125,51 @@ describe.each(TLS_DOORS)('through %s', (door) => {
     expect(r.first.kind).toBe('hrr');
     expect(r.second).toEqual({ kind: 'server_hello' });
     expect(await metric(env, 'egress_tls_ech_total', { door })).toBe(before + 2);
+  });
+});
+
+describe('after the real ServerHello the tunnel is a plain splice again', () => {
+  /** A raw TLS-ish server: answers hello 1 with a ServerHello (not a retry) and keeps every byte it gets. */
+  let raw: net.Server;
+  let rawPort: number;
+  const got: Buffer[] = [];
+  const serverHello = (() => {
+    const body = Buffer.concat([Buffer.from([3, 3]), Buffer.alloc(32, 1), Buffer.from([0, 0x13, 0x01, 0, 0, 6, 0, 43, 0, 2, 3, 4])]);
+    const msg = Buffer.concat([Buffer.from([2, 0, 0, body.length]), body]);
+    return Buffer.concat([Buffer.from([0x16, 3, 3, 0, msg.length]), msg]);
+  })();
+
+  beforeAll(async () => {
+    raw = netModule.createServer((s) => {
+      const i = got.push(Buffer.alloc(0)) - 1;
+      s.on('error', () => {});
+      s.on('data', (d) => {
+        if (got[i]!.length === 0) s.write(serverHello);
+        got[i] = Buffer.concat([got[i]!, d]);
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    rawPort = (raw.address() as net.AddressInfo).port;
+  });
+  afterAll(() => new Promise((r) => raw?.close(r)));
+
+  it.each(TLS_DOORS)('through %s: bytes after the ServerHello, a ClientHello for evil.test included, are relayed unread', async (door) => {
+    const base = got.length; // CONNECT and SOCKS5 dial before the hello, transparent TLS after
+    const sock = await env.open(door, 'front.test', rawPort);
+    let answer = Buffer.alloc(0);
+    sock.on('data', (d) => (answer = Buffer.concat([answer, d])));
+    sock.on('error', () => {});
+    try {
+      const c = new Tls13Client();
+      const hello1 = c.hello({ sni: 'front.test', shareGroup: GROUP_X25519 });
+      sock.write(hello1);
+      await waitFor(() => answer.length >= serverHello.length, 10_000, 'the ServerHello');
+      // Not a TLS 1.3 message a server would take: the window is over, so the gateway does not read it.
+      const later = c.hello({ sni: 'evil.test', shareGroup: GROUP_P256 });
+      sock.write(later);
+      await waitFor(() => got.slice(base).some((b) => b.equals(Buffer.concat([hello1, later]))), 10_000, 'both hellos at the server');
+    } finally {
+      sock.destroy();
+    }
   });
 });
