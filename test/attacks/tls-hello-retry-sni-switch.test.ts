@@ -2,7 +2,8 @@
  * Threat (issue 26): only the first ClientHello of a tunnel was read. A devbox sends hello 1
  * naming front.test (allowed) with a key share the server does not take, a real TLS 1.3
  * server (Node/OpenSSL, P-256 only) answers with a HelloRetryRequest, and hello 2 names
- * evil.test: OpenSSL acts on the second name (its SNI callback is called with it). Every
+ * evil.test: the connection completes with `servername` evil.test (OpenSSL keeps hello 2's
+ * name; the control shows it with a minimal TLS 1.3 client). Every
  * hello before the server's real ServerHello must pass the same rule as the first, on
  * CONNECT, SOCKS5 and transparent TLS; an ECH extension that appears only in hello 2 too.
  * The control: an honest retry (same name) goes through and the server's ServerHello
@@ -17,14 +18,17 @@ import { testCert } from '../support/origin.js';
 import { waitFor } from '../support/wait.js';
 import { type RetryResult, TLS_DOORS, type TlsDoor, type TlsDoorsEnv, helloRetryExchange, startTlsDoors } from '../support/tls-doors.js';
 import { CCS, GROUP_P256, GROUP_X25519, Tls13Client } from '../fixtures/tls13-hello.js';
+import { tls13WithRetry } from '../fixtures/tls13-client.js';
 
 const ECH_GREASE = Buffer.concat([Buffer.from([0, 0, 1, 0, 1, 0x2a, 0, 32]), Buffer.alloc(32, 5), Buffer.from([0, 16]), Buffer.alloc(16, 6)]);
 
 let env: TlsDoorsEnv;
 let server: tls.Server;
 let serverPort: number;
-/** Every name the server's SNI callback was called with. */
+/** Every name the server's SNI callback was called with (it picks the certificate from hello 1). */
 const namesSeen: string[] = [];
+/** The `servername` of every completed connection: what an application routes by (OpenSSL's SSL_get_servername). */
+const servernames: string[] = [];
 
 beforeAll(async () => {
   env = await startTlsDoors(['front.test', 'evil.test'], ['front.test']);
@@ -41,7 +45,11 @@ beforeAll(async () => {
         cb(null, secure);
       },
     },
-    (s) => s.end('hello from the origin\n'),
+    (s) => {
+      servernames.push((s as tls.TLSSocket & { servername?: string }).servername ?? '');
+      s.on('error', () => {});
+      s.on('data', () => s.end(`hello ${(s as tls.TLSSocket & { servername?: string }).servername}\n`));
+    },
   );
   server.on('tlsClientError', () => {});
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -56,6 +64,16 @@ afterAll(async () => {
 async function retry(door: TlsDoor, second: (c: Tls13Client, cookie: Buffer | null) => Buffer, firstExtensions: Array<[number, Buffer]> = []): Promise<RetryResult> {
   return helloRetryExchange(await env.open(door, 'front.test', serverPort), second, firstExtensions);
 }
+
+it('control: straight to the server, the switch completes and the server names the connection evil.test', async () => {
+  const sock = netModule.connect(serverPort, '127.0.0.1');
+  sock.on('error', () => {});
+  await new Promise((r) => sock.once('connect', r));
+  const session = await tls13WithRetry(sock, 'front.test', 'evil.test');
+  session.send(Buffer.from('hi'));
+  expect((await session.receive()).toString()).toBe('hello evil.test\n');
+  sock.destroy();
+});
 
 describe.each(TLS_DOORS)('through %s', (door) => {
   it('an honest retry (hello 2 names front.test again) reaches the server and its ServerHello comes back', async () => {
@@ -73,6 +91,18 @@ describe.each(TLS_DOORS)('through %s', (door) => {
     expect(r.second).toEqual({ kind: 'alert', description: 49 });
     expect(namesSeen).toEqual(['front.test']);
     expect(await metric(env, 'egress_decisions_total', labels)).toBe(before + 1);
+  });
+
+  it('a whole handshake: the honest retry completes; the switch to evil.test is refused before the server can take it', async () => {
+    const honest = await tls13WithRetry(await env.open(door, 'front.test', serverPort), 'front.test', 'front.test');
+    honest.send(Buffer.from('hi'));
+    expect((await honest.receive()).toString()).toBe('hello front.test\n');
+    const before = servernames.length;
+    const sock = await env.open(door, 'front.test', serverPort);
+    sock.on('error', () => {});
+    await expect(tls13WithRetry(sock, 'front.test', 'evil.test')).rejects.toThrow('alert 49 after hello 2');
+    sock.destroy();
+    expect(servernames.slice(before)).not.toContain('evil.test');
   });
 
   it('hello 2 sent in the same write as hello 1, before any retry, is judged too (and refused)', async () => {
