@@ -114,6 +114,7 @@ export const OPTIONS = [
   opt({ key: 'dnsWorkers', flag: 'dns-workers', kind: { t: 'intOrNull', min: 0, max: 64 }, def: () => null, help: 'removed: use --workers N (every door, DNS included, in N processes)' }),
   opt({ key: 'connectTimeoutMs', flag: 'connect-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'upstream connect time-out' }),
   opt({ key: 'idleTimeoutMs', flag: 'idle-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 300_000, help: 'idle tunnel/connection time-out' }),
+  opt({ key: 'tlsEch', flag: 'tls-ech', kind: { t: 'enum', values: ['relay', 'refuse'] }, def: () => 'relay', help: 'ClientHellos with ECH: relay (judged by the outer SNI; browsers work) or refuse (strict: breaks Chromium/Firefox unless their ECH is off)' }),
   opt({ key: 'headerTimeoutMs', flag: 'header-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'time a client has to send request headers or a handshake' }),
   opt({ key: 'maxHeaderBytes', flag: 'max-header-bytes', kind: { t: 'int', min: 1024, max: 1_048_576 }, def: () => 32_768, help: 'largest request head accepted' }),
   opt({ key: 'maxConnectionsPerDevbox', flag: 'max-connections-per-devbox', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 1024, help: 'concurrent connections per devbox' }),
