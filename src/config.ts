@@ -88,6 +88,7 @@ export interface GatewayConfig {
   maxEntriesPerAccount: number;
   maxDevboxesPerAccount: number;
   maxAddressesPerAccount: number;
+  maxBlueprintsPerAccount: number;
   apiPageBytes: number;
   shutdownGraceMs: number;
   eventsRetentionHours: number;
@@ -185,7 +186,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'maxEntriesPerPolicy', flag: 'max-entries-per-policy', kind: { t: 'int', min: 1, max: 20_000 }, def: () => 10_000, help: 'allowed_hostnames plus allowed_cidrs entries in one policy' },
   { key: 'maxEntriesPerAccount', flag: 'max-entries-per-account', kind: { t: 'int', min: 1, max: 100_000_000 }, def: () => 100_000, help: "allowed_hostnames plus allowed_cidrs entries over all of one account's policies" },
   { key: 'maxDevboxesPerAccount', flag: 'max-devboxes-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 1000, help: 'running devboxes one account may have registered' },
-  { key: 'maxAddressesPerAccount', flag: 'max-addresses-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 4096, help: "source addresses over all of one account's running devboxes" },
+  { key: 'maxAddressesPerAccount', flag: 'max-addresses-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 4096, help: "source addresses over all of one account's running devboxes and active blueprint builds" },
+  { key: 'maxBlueprintsPerAccount', flag: 'max-blueprints-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 100, help: 'blueprints one account may hold (every status)' },
   { key: 'apiPageBytes', flag: 'api-page-bytes', kind: { t: 'int', min: 65_536, max: 268_435_456 }, def: () => 4 * 1024 * 1024, help: 'byte budget of one list page (a page stops early, with has_more, when the next item would pass it)' },
   { key: 'eventsRetentionHours', flag: 'events-retention-hours', kind: { t: 'int', min: 1, max: 8760 }, def: () => 168, help: 'hours a denial or would-denial stays in the per-devbox record (GET /v1/egress/events)' },
   { key: 'eventsMaxPerDevbox', flag: 'events-max-per-devbox', kind: { t: 'int', min: 0, max: 100_000 }, def: () => 1000, help: 'distinct destinations the denial record keeps per devbox, newest first (0: record nothing)' },

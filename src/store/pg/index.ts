@@ -48,7 +48,7 @@ export async function openPostgres(url: string, opts: PgOptions = {}): Promise<C
     tokens: pgTokens(db),
     policies: pgPolicies(db, getQuotas),
     devboxes: pgDevboxes(db, getQuotas),
-    blueprints: pgBlueprints(db),
+    blueprints: pgBlueprints(db, getQuotas),
     denialEvents: pgDenialEvents(db),
     feed: pgFeed(db),
     setQuotas: (q) => {
