@@ -12,7 +12,7 @@ import type { Duplex } from 'node:stream';
 import type { DoorContext } from '../floor/context.js';
 import { protocolErrors } from '../../metrics.js';
 import { parseAuthority } from '../floor/authority.js';
-import { PROXY_AUTHENTICATE, endSocket, rawDenial, rawError } from '../floor/denial.js';
+import { PROXY_AUTHENTICATE, connectionCapMessage, endSocket, rawDenial, rawError } from '../floor/denial.js';
 import { identify } from '../floor/proxy-auth.js';
 import { spliceWithSniCheck } from '../floor/tls-name-rule.js';
 import { type DialError, Tunnel } from '../floor/tunnel.js';
@@ -69,7 +69,8 @@ function admitted(ctx: DoorContext, sock: net.Socket, head: Buffer, identity: Id
   if (sock.destroyed) return;
   const tunnel = Tunnel.open(ctx, sock, { door: 'connect', identity, decision: admission.decision, host, port });
   if (tunnel === null) {
-    endSocket(sock, rawError(503, 'too many open connections for this devbox'));
+    ctx.gate.capRefused(identity, 'connect', host, port, ctx.config.maxConnectionsPerDevbox);
+    endSocket(sock, rawError(503, connectionCapMessage(ctx.config)));
     return;
   }
   if (head.length > 0) heads.set(tunnel, head);

@@ -9,7 +9,7 @@ import type http from 'node:http';
 import type { DoorContext } from '../floor/context.js';
 import type { Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
-import { endSocket, rawDenial, rawError } from '../floor/denial.js';
+import { connectionCapMessage, endSocket, rawDenial, rawError } from '../floor/denial.js';
 import { Tunnel } from '../floor/tunnel.js';
 import { ByteAppender } from '../../byte-appender.js';
 import { blankSearched, parseResponseHead } from './framing.js';
@@ -32,7 +32,8 @@ export async function upgrade(ctx: DoorContext, door: Door, req: http.IncomingMe
   if (socket.destroyed) return;
   const tunnel = Tunnel.open(ctx, socket as net.Socket, { door, identity, decision: admission.decision, host: t.host, port: t.port });
   if (tunnel === null) {
-    endSocket(socket, rawError(503, 'too many open connections for this devbox'));
+    ctx.gate.capRefused(identity, door, t.host, t.port, ctx.config.maxConnectionsPerDevbox);
+    endSocket(socket, rawError(503, connectionCapMessage(ctx.config)));
     return;
   }
   const err = await tunnel.connect(admission.address);
