@@ -6,7 +6,7 @@
  *   X-Egress-Denied-Reason/-Detail/-Remedy headers and in the log line (it said only "a
  *   private, loopback, link-local or metadata address");
  * - not_allowlisted says no rule matched (and which wildcard nearly did), also in DNS's EDE;
- * - the connection cap and the DNS rate limit name their limit and setting.
+ * - the connection cap, the client-socket share and the DNS rate limit name their limit and setting.
  * Client bytes are never echoed raw: what the headers carry is gateway-made text.
  */
 import { execFile } from 'node:child_process';
@@ -132,6 +132,19 @@ describe('refusals say why', { timeout: 60_000 }, () => {
       expect(line).toMatchObject({ devbox: devbox.id, limit: 1, setting: '--max-connections-per-devbox', door: 'http' });
     } finally {
       held.destroy();
+    }
+  });
+
+  it('a devbox over its share of client sockets gets a 503 naming the share and its setting', async () => {
+    // Twice --max-connections-per-devbox (1): two idle sockets from the devbox's address fill it.
+    const idle = [0, 1].map(() => net.connect({ port: gw.ports.proxy, host: '127.0.0.1', localAddress: SOURCE }));
+    try {
+      await Promise.all(idle.map((s) => new Promise((ok, no) => s.once('connect', ok).once('error', no))));
+      const r = await curl(['--interface', SOURCE, `http://127.0.0.1:${origin.port}/`]);
+      expect(r.status).toBe(503);
+      expect(JSON.parse(r.body).error.message).toBe("this client holds its share of the gateway's client connections: 2 (twice --max-connections-per-devbox, less while the gateway is crowded); close idle connections or try again");
+    } finally {
+      for (const s of idle) s.destroy();
     }
   });
 
