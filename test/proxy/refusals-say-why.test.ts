@@ -109,6 +109,9 @@ describe('refusals say why', { timeout: 60_000 }, () => {
     expect(JSON.parse(apex.body).message).toBe('egress to example.com denied: no rule of the network policy matched: *.example.com admits names under example.com, not example.com itself');
     const line = await logged((l) => l.event === 'decision' && l.host === 'other.org', 'the not_allowlisted line');
     expect(line).toMatchObject({ reason: 'not_allowlisted', detail: 'no rule matched', remedy: 'add other.org to allowed_hostnames' });
+    // The explain endpoint (the API in its own process, asking the doors' engine) says the same.
+    const c = await gw.api.call('POST', '/v1/egress/check', { devbox_id: devbox.id, host: 'example.com', port: 80 });
+    expect(c.body).toMatchObject({ decision: 'deny', detail: 'no rule matched (*.example.com does not admit example.com)', remedy: 'add example.com to allowed_hostnames' });
   });
 
   it('DNS: the EDE text carries the detail', async () => {
