@@ -28,7 +28,16 @@ const REASON_TEXT: Record<string, string> = {
   host_mismatch: 'the Host header does not match the request URL',
 };
 
+/** Name decisions are shared and cached per policy, so each one's explanation is built once. */
+const memo = new WeakMap<Decision, Explanation>();
+
 export function explainDenial(d: Decision): Explanation {
+  let e = memo.get(d);
+  if (e === undefined) memo.set(d, (e = explain(d)));
+  return e;
+}
+
+function explain(d: Decision): Explanation {
   const x = d.detail;
   switch (d.reason) {
     case 'private_address':
