@@ -221,18 +221,9 @@ export class PolicyEngine {
       return this.allowed(cp, name, 'name', 'devbox_to_devbox', name);
     }
     const d = denial('not_allowlisted', name, this.ref(cp));
-    const near = this.nearMiss(cp, name);
+    // `name` asked where the policy has `*.name`: the refusal says the wildcard does not admit it.
+    const near = scanned ? cp.wildcardOver(name, hostScan.hash) : cp.wildcardOver(name);
     return near === null ? d : { ...d, detail: { near } };
-  }
-
-  /**
-   * The `*.name` entry of the policy when `name` itself was asked (a wildcard never admits its
-   * apex), for the refusal to say so. Denials are cached per policy, so this runs once per name.
-   */
-  private nearMiss(cp: CompiledPolicy, name: string): string | null {
-    if (name.length > 250) return null;
-    const m = cp.matchName(`x.${name}`);
-    return m !== undefined && m.entry === `*.${name}` ? m.entry : null;
   }
 
   /** The facts of a canonical IP (`ip`), remembered under the spelling the client used. */
