@@ -25,6 +25,8 @@ const INTERACT = ['x1.interact.sh', 'x2.interact.sh', 'x3.interact.sh'];
 const NGROK = ['a.tenant1.ngrok-free.app', 'b.tenant1.ngrok-free.app', 'c.tenant1.ngrok-free.app'];
 const INTERNAL = ['db.corp.internal', 'ci.corp.internal', 'git.corp.internal'];
 const ORDINARY = ['one.pkgs.example.com', 'two.pkgs.example.com', 'three.pkgs.example.com'];
+/** Printed as an escaped YAML string (printable ASCII) that reads back as itself. */
+const DESCRIPTION = 'caf\u00e9 "quoted" \\ \u{1f600} end';
 /** What a devbox would like the operator's file to say. */
 const INJECTED = 'evil.example.org\nallow_all: true\n#';
 
@@ -44,7 +46,7 @@ async function curl(host: string): Promise<number> {
 
 beforeAll(async () => {
   gw = await startCliGateway({ args: ['--events-flush-ms', '50', '--workers', '1'] });
-  policyId = await gw.api.policy('hostile', { allowed_hostnames: ['allowed.example.net'] });
+  policyId = await gw.api.policy('hostile', { description: DESCRIPTION, allowed_hostnames: ['allowed.example.net'] });
   const d = await gw.api.call('POST', '/v1/devboxes', { launch_parameters: { network_policy_id: policyId }, network: { addresses: [SOURCE] } });
   expect(d.status).toBe(200);
   devbox = { id: d.body.id, password: d.body.proxy_credentials.password };
@@ -106,6 +108,7 @@ describe('suggest on hostile recorded names', { timeout: 90_000 }, () => {
     expect(a.code).toBe(0);
     const p = await gw.api.call('GET', `/v1/network-policies/${policyId}`);
     expect(p.body.egress.allow_all).toBe(false);
+    expect(p.body.description).toBe(DESCRIPTION);
     const hosts: string[] = p.body.egress.allowed_hostnames;
     expect(hosts).toEqual(expect.arrayContaining(['allowed.example.net', '*.example.com', ...OAST, ...INTERACT, ...NGROK, ...INTERNAL]));
     expect(hosts.filter((h) => h.startsWith('*.'))).toEqual(['*.example.com']);
