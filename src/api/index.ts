@@ -72,6 +72,7 @@ export function quotasOf(c: GatewayConfig) {
     entriesPerAccount: c.maxEntriesPerAccount,
     devboxesPerAccount: c.maxDevboxesPerAccount,
     addressesPerAccount: c.maxAddressesPerAccount,
+    blueprintsPerAccount: c.maxBlueprintsPerAccount,
   };
 }
 

@@ -5,6 +5,7 @@
  * that the doors have taken it in before the API answers. In one process it is the
  * engine itself (localPlane); with the API apart it is a message channel (process.ts).
  */
+import { explainDenial } from '../policy/explain.js';
 import type { Decision } from '../policy/decision.js';
 import type { PolicyEngine, Protocol } from '../policy/engine.js';
 
@@ -18,7 +19,11 @@ export interface CheckQuestion {
   protocol: Protocol;
 }
 
-export type CheckAnswer = Pick<Decision, 'allow' | 'wouldDeny' | 'reason' | 'matched' | 'host' | 'policyVersion'>;
+export type CheckAnswer = Pick<Decision, 'allow' | 'wouldDeny' | 'reason' | 'matched' | 'host' | 'policyVersion'> & {
+  /** On a denial or would-denial: what the doors' refusal says beside the reason (explain.ts). */
+  detail?: string | null;
+  remedy?: string | null;
+};
 
 /** A fleet sidecar's snapshot, for /healthz and /readyz (src/fleet/). */
 export interface FleetHealth {
@@ -43,6 +48,11 @@ export interface DataPlane {
 export function decideCheck(engine: PolicyEngine, q: CheckQuestion): CheckAnswer {
   const d = q.devboxId !== null && !q.running ? engine.decide({ devboxId: q.devboxId, via: 'credentials', source: '' }, q.host, q.port, q.protocol) : engine.decideForPolicy(q.policyId, q.host, q.port, q.protocol, q.devboxId);
   const a: CheckAnswer = { allow: d.allow, reason: d.reason, matched: d.matched, host: d.host, policyVersion: d.policyVersion };
+  if (!d.allow || d.wouldDeny) {
+    const x = explainDenial(d);
+    a.detail = x.detail;
+    a.remedy = x.remedy;
+  }
   return d.wouldDeny ? { ...a, wouldDeny: true } : a;
 }
 

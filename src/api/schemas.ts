@@ -306,6 +306,8 @@ export const egressCheckView = {
     devbox_id: nullable({ type: 'string' }),
     network_policy_id: nullable({ type: 'string' }),
     policy_version: nullable({ type: 'integer' }),
+    detail: { type: 'string', description: "Extension, on a deny or would_deny: what the doors' refusal says beside the reason, e.g. `no rule matched`, or the address and the named guardrail range." },
+    remedy: { type: 'string', description: 'Extension, on a deny or would_deny a policy or setting can change: what would allow it, e.g. `add example.com to allowed_hostnames`, `--allow-private 10.0.0.0/8`.' },
   },
   required: ['decision', 'reason', 'matched', 'host', 'port', 'network_policy_id', 'policy_version'],
 } as const;

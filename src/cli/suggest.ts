@@ -6,12 +6,20 @@
  * for every name refused as not_allowlisted, each with a comment saying how often and
  * through which doors it was seen. Siblings under one registrable domain (Public Suffix
  * List, private section included) are folded into one `*.domain` entry only when at least
- * --collapse (default 3) of them were seen, and never into a wildcard over a public suffix.
- * Refusals a policy cannot waive (guardrails, mismatches, IP literals) are listed as
- * comments, not entries. Exit code: 0 printed, 1 an API call failed, 2 usage error.
+ * --collapse (default 3) of them were seen, never into a wildcard over a public suffix or a
+ * suffix the PSL does not list (`corp.internal`), and never at or below a shared out-of-band,
+ * tunnel or hosting service (src/policy/shared-services.ts): those names are listed one by
+ * one under a comment saying why. Refusals a policy cannot waive (guardrails, mismatches, IP
+ * literals) are listed as comments, not entries.
+ *
+ * What devboxes sent is hostile: only destinations that read as a host name or IP address are
+ * printed (in their normal form), the rest are counted and dropped, and every comment and
+ * quoted string is printable ASCII, so the file `apply`s as printed.
+ * Exit code: 0 printed, 1 an API call failed, 2 usage error.
  */
-import { getDomain } from 'tldts';
-import { normalizeAllowedHostname } from '../policy/hostname.js';
+import { parse } from 'tldts';
+import { normalizeAllowedHostname, normalizeHost } from '../policy/hostname.js';
+import { sharedService } from '../policy/shared-services.js';
 import { DEFAULT_EGRESS, EGRESS_FIELDS } from '../policy/model.js';
 import { Api, DEFAULT_API_URL, type PolicyView } from './apply.js';
 
@@ -36,10 +44,39 @@ interface Seen {
 }
 
 export interface Suggestion {
-  /** The entry to add, and its comment. */
-  added: Array<{ entry: string; comment: string }>;
+  /** The entry to add, its comment, and (first of a group) a comment line before it. */
+  added: Array<{ entry: string; comment: string; before?: string }>;
   /** Refusals not turned into entries, one comment line each. */
   notes: string[];
+}
+
+/**
+ * Text safe in a YAML comment or double-quoted scalar: printable ASCII only (anything else,
+ * line breaks first, as a `\u`/`\U` escape), cut at `max` characters.
+ */
+export function printable(s: string, max = 200): string {
+  let out = '';
+  for (const ch of s) {
+    if (out.length >= max) return `${out}...`;
+    const c = ch.codePointAt(0)!;
+    out += c >= 0x20 && c < 0x7f ? ch : c > 0xffff ? `\\U${c.toString(16).padStart(8, '0')}` : `\\u${c.toString(16).padStart(4, '0')}`;
+  }
+  return out;
+}
+
+/** A recorded destination in its normal form if it reads as a host name or IP address, else null. */
+function readable(host: string): string | null {
+  const n = normalizeHost(host);
+  return n.kind === 'name' ? n.name : n.kind === 'ip' ? n.ip : null;
+}
+
+/** Why names under `domain` are not folded into `*.domain`, or null when they may be. */
+function noWildcard(domain: string): string | null {
+  const service = sharedService(domain);
+  if (service !== null) return `${service} is a shared out-of-band, tunnel or hosting service (src/policy/shared-services.ts) where anyone can hold names`;
+  const p = parse(domain, { allowPrivateDomains: true });
+  if (!p.isIcann && !p.isPrivate) return `${p.publicSuffix ?? domain} is not in the Public Suffix List, so ${domain} is not a registrable domain`;
+  return null;
 }
 
 /** Parses `90s`, `30m`, `1h`, `7d` (or plain seconds) into milliseconds; null if unreadable. */
@@ -51,7 +88,10 @@ export function parseDuration(text: string): number | null {
 }
 
 function describe(s: Seen): string {
-  const doors = [...s.doors].sort().join(', ');
+  const doors = [...s.doors]
+    .sort()
+    .map((d) => printable(d, 32))
+    .join(', ');
   return `seen ${s.count} time${s.count === 1 ? '' : 's'} via ${doors}`;
 }
 
@@ -75,9 +115,16 @@ export function suggestEntries(events: readonly EventRow[], current: readonly st
   const have = new Set(current);
   const names = new Map<string, Seen>();
   const refused = new Map<string, Seen>();
+  let unreadable = 0;
   for (const e of events) {
+    const host = readable(e.host);
+    if (host === null) {
+      unreadable += e.count;
+      continue;
+    }
     if (e.reason !== 'not_allowlisted') {
-      add(refused, `${e.host}:${e.port} (${e.reason}${e.reason === 'ip_literal' ? ': an IP literal, allow it in allowed_cidrs if meant' : ''})`, e, e.host);
+      const reason = printable(e.reason, 40);
+      add(refused, `${host}:${e.port} (${reason}${reason === 'ip_literal' ? ': an IP literal, allow it in allowed_cidrs if meant' : ''})`, e, host);
       continue;
     }
     const n = normalizeAllowedHostname(e.host);
@@ -87,8 +134,7 @@ export function suggestEntries(events: readonly EventRow[], current: readonly st
   // Group by registrable domain; a name that is itself a public suffix (or has none) stays alone.
   const groups = new Map<string, string[]>();
   for (const name of names.keys()) {
-    const domain = getDomain(name, { allowPrivateDomains: true });
-    const key = domain === null ? name : domain;
+    const key = parse(name, { allowPrivateDomains: true }).domain ?? name;
     const g = groups.get(key) ?? [];
     g.push(name);
     groups.set(key, g);
@@ -97,6 +143,12 @@ export function suggestEntries(events: readonly EventRow[], current: readonly st
   for (const [domain, members] of [...groups].sort(([a], [b]) => a.localeCompare(b))) {
     const below = members.filter((m) => m !== domain);
     const wildcard = `*.${domain}`;
+    const why = below.length >= collapseAt ? noWildcard(domain) : null;
+    if (why !== null) {
+      const before = `${below.length} names under ${domain}, listed one by one rather than as ${wildcard}: ${why}`;
+      for (const [i, m] of members.sort().entries()) added.push({ entry: m, comment: describe(names.get(m)!), ...(i === 0 ? { before } : {}) });
+      continue;
+    }
     if (below.length >= collapseAt && normalizeAllowedHostname(wildcard).ok && !covered(wildcard, have)) {
       const s: Seen = { count: 0, doors: new Set(), hosts: new Set() };
       for (const m of below) {
@@ -104,33 +156,43 @@ export function suggestEntries(events: readonly EventRow[], current: readonly st
         s.count += x.count;
         for (const d of x.doors) s.doors.add(d);
       }
-      added.push({ entry: wildcard, comment: `${below.length} names under ${domain} (${below.sort().slice(0, 3).join(', ')}${below.length > 3 ? ', …' : ''}), ${describe(s)}` });
+      added.push({ entry: wildcard, comment: `${below.length} names under ${domain} (${below.sort().slice(0, 3).join(', ')}${below.length > 3 ? ', ...' : ''}), ${describe(s)}` });
       if (members.includes(domain)) added.push({ entry: domain, comment: describe(names.get(domain)!) });
       continue;
     }
     for (const m of members.sort()) added.push({ entry: m, comment: describe(names.get(m)!) });
   }
   const notes = [...refused].sort(([a], [b]) => a.localeCompare(b)).map(([what, s]) => `${what}: ${describe(s)}`);
+  if (unreadable > 0) notes.push(`${unreadable} refusal${unreadable === 1 ? '' : 's'} of destinations that are not valid host names or addresses (not shown)`);
   return { added, notes };
 }
 
-const q = (s: string) => JSON.stringify(s);
+/** A YAML double-quoted scalar: printable ASCII, with YAML's (JSON-like) escapes. */
+const q = (s: string) =>
+  `"${printable(
+    s.replace(/["\\]/g, (c) => `\\${c}`),
+    Number.POSITIVE_INFINITY,
+  )}"`;
 
 /** The policy file: the current policy with the suggested entries added, as YAML `apply` reads. */
 export function renderPolicyFile(base: PolicyView, s: Suggestion, header: string[]): string {
   const e = base.egress;
-  const out = header.map((h) => `# ${h}`);
+  const out = header.map((h) => `# ${printable(h, 400)}`);
   out.push(`name: ${q(base.name)}`);
   if (base.description !== null) out.push(`description: ${q(base.description)}`);
   out.push(`enforcement: ${base.enforcement ?? 'enforce'}`);
   for (const f of EGRESS_FIELDS) if (f.kind === 'toggle') out.push(`${f.name}: ${e[f.name] ?? f.default}`);
-  const hosts = [...(e.allowed_hostnames ?? []).map((h) => `  - ${q(h)}`), ...s.added.map((a) => `  - ${q(a.entry)}  # added: ${a.comment}`)];
+  const hosts = (e.allowed_hostnames ?? []).map((h) => `  - ${q(h)}`);
+  for (const a of s.added) {
+    if (a.before !== undefined) hosts.push(`  # ${printable(a.before, 400)}`);
+    hosts.push(`  - ${q(a.entry)}  # added: ${printable(a.comment, 400)}`);
+  }
   out.push(hosts.length === 0 ? 'allowed_hostnames: []' : 'allowed_hostnames:', ...hosts);
   const cidrs = e.allowed_cidrs ?? [];
   out.push(cidrs.length === 0 ? 'allowed_cidrs: []' : `allowed_cidrs: ${JSON.stringify(cidrs)}`);
   if (s.notes.length > 0) {
     out.push('# Refused and not suggested (a policy entry would not change these):');
-    for (const n of s.notes) out.push(`#   ${n}`);
+    for (const n of s.notes) out.push(`#   ${printable(n, 400)}`);
   }
   return `${out.join('\n')}\n`;
 }

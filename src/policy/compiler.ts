@@ -397,6 +397,17 @@ export class CompiledPolicy {
     return this.exact.size + this.suffixes.size;
   }
 
+  /**
+   * The `*.name` entry when the policy has one, for a refusal of `name` itself to say that a
+   * wildcard never admits its apex: one probe of the suffix table. `hash`: nameHash(name), when
+   * the caller has it (scanHost just computed it).
+   */
+  wildcardOver(name: string, hash = nameHash(name)): string | null {
+    if (this.suffixes.size === 0) return null;
+    const c = this.suffixes.find(hash & TAG_HASH, name);
+    return c === -1 ? null : this.suffixes.entry(c);
+  }
+
   /** The normalised name entries this policy admits, in table order (for explain and tests). */
   *entries(): IterableIterator<NameMatch> {
     for (const table of [this.exact, this.suffixes]) yield* table.matches();

@@ -36,6 +36,18 @@ export interface Decision {
    * denial the policy would have enforced.
    */
   readonly wouldDeny?: true;
+  /** Why, beyond the reason, on a denial (see explain.ts): what a refusal says to the client and the log. */
+  readonly detail?: DenialDetail;
+}
+
+export interface DenialDetail {
+  /** private_address: the address refused (the one dialled, or the literal asked for). */
+  readonly address?: string;
+  /** private_address: the guardrail range it is in (null when it did not parse) and the range's name. */
+  readonly range?: string | null;
+  readonly rangeName?: string;
+  /** not_allowlisted: an entry that nearly matched (`*.example.com` asked as `example.com`). */
+  readonly near?: string;
 }
 
 /**

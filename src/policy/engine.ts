@@ -9,7 +9,7 @@ import type { PolicySource, SourceChange } from './source.js';
 import { CompiledPolicy, DECISION_CACHE_MAX, NO_MATCH, type ToggleHosts } from './compiler.js';
 import { type Decision, denial, reportOnly } from './decision.js';
 import { SCAN_OK, hostScan, normalizeHost, scanHost } from './hostname.js';
-import { Guardrails } from './guardrails.js';
+import { type GuardedRange, Guardrails } from './guardrails.js';
 import { type IpWords, ipToWords } from './ip.js';
 import { DecisionCache } from './cache.js';
 import { LearnedAddresses } from './learned.js';
@@ -165,8 +165,9 @@ export class PolicyEngine {
    */
   checkResolved(decision: Decision, ip: string): Decision {
     if (!decision.allow) return decision;
-    if (this.factsOf(ip, ip).blocked === null) return decision;
-    return denial('private_address', decision.host, decision, decision.hostKind);
+    const f = this.factsOf(ip, ip);
+    if (f.blocked === null) return decision;
+    return guardrailDenial(decision.host, decision, decision.hostKind, f);
   }
 
   /**
@@ -219,7 +220,10 @@ export class PolicyEngine {
     if (cp.devboxToDevbox && this.isAccountTunnel(cp.accountId, name)) {
       return this.allowed(cp, name, 'name', 'devbox_to_devbox', name);
     }
-    return denial('not_allowlisted', name, this.ref(cp));
+    const d = denial('not_allowlisted', name, this.ref(cp));
+    // `name` asked where the policy has `*.name`: the refusal says the wildcard does not admit it.
+    const near = scanned ? cp.wildcardOver(name, hostScan.hash) : cp.wildcardOver(name);
+    return near === null ? d : { ...d, detail: { near } };
   }
 
   /** The facts of a canonical IP (`ip`), remembered under the spelling the client used. */
@@ -242,7 +246,7 @@ export class PolicyEngine {
     if (cp.devboxToDevbox && account.addresses.has(ip) && !this.isOwnAddress(devboxId, ip) && !f.hostLocal) {
       return this.allowed(cp, ip, 'ip', 'devbox_to_devbox', ip);
     }
-    if (f.blocked !== null) return denial('private_address', ip, this.ref(cp), 'ip');
+    if (f.blocked !== null) return guardrailDenial(ip, this.ref(cp), 'ip', f);
     if (cp.allowAll) return this.allowed(cp, ip, 'ip', 'allow_all', null);
     const cidr = f.words === null ? null : cp.matchCidr(f.words, port, protocol);
     if (cidr !== null) return this.allowed(cp, ip, 'ip', 'cidr', cidr);
@@ -328,7 +332,12 @@ interface IpFacts {
   /** Canonical form. */
   ip: string;
   words: IpWords | null;
-  /** Guardrails.blocked(ip): why it may not be dialled, or null. */
-  blocked: string | null;
+  /** Guardrails.blocked(ip): the range that refuses it, or null. */
+  blocked: GuardedRange | null;
   hostLocal: boolean;
+}
+
+/** A private_address denial naming the address and the guardrail range it fell in. */
+function guardrailDenial(host: string, base: Pick<Decision, 'policyId' | 'policyVersion'>, hostKind: Decision['hostKind'], f: IpFacts): Decision {
+  return { ...denial('private_address', host, base, hostKind), detail: { address: f.ip, range: f.blocked!.cidr, rangeName: f.blocked!.name } };
 }

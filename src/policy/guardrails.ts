@@ -5,34 +5,46 @@
  */
 import { type Cidr, CidrSet, type IpWords, cidrContains, ipToWords, parseCidr } from './ip.js';
 
-export const NON_GLOBAL_RANGES: readonly string[] = [
-  '0.0.0.0/8',
-  '10.0.0.0/8',
-  '100.64.0.0/10',
-  '127.0.0.0/8',
-  '169.254.0.0/16',
-  '172.16.0.0/12',
-  '192.0.0.0/24',
-  '192.0.2.0/24',
-  '192.88.99.0/24',
-  '192.168.0.0/16',
-  '198.18.0.0/15',
-  '198.51.100.0/24',
-  '203.0.113.0/24',
-  '224.0.0.0/4',
-  '240.0.0.0/4',
+/** A range the guardrail refuses, with the name a refusal gives it. */
+export interface GuardedRange {
+  /** The CIDR (null: an address that does not parse). */
+  readonly cidr: string | null;
+  readonly name: string;
+}
+
+/** The non-global ranges and their names, as a refusal says them (RFC 6890 and the IANA special-purpose registries). */
+export const NAMED_NON_GLOBAL_RANGES: readonly GuardedRange[] = [
+  { cidr: '0.0.0.0/8', name: 'this network (unspecified)' },
+  { cidr: '10.0.0.0/8', name: 'private (RFC 1918)' },
+  { cidr: '100.64.0.0/10', name: 'shared address space (CGNAT, RFC 6598)' },
+  { cidr: '127.0.0.0/8', name: 'loopback' },
+  { cidr: '169.254.0.0/16', name: 'link-local (cloud metadata)' },
+  { cidr: '172.16.0.0/12', name: 'private (RFC 1918)' },
+  { cidr: '192.0.0.0/24', name: 'IETF protocol assignments' },
+  { cidr: '192.0.2.0/24', name: 'documentation (TEST-NET-1)' },
+  { cidr: '192.88.99.0/24', name: '6to4 relay anycast (deprecated)' },
+  { cidr: '192.168.0.0/16', name: 'private (RFC 1918)' },
+  { cidr: '198.18.0.0/15', name: 'benchmarking (RFC 2544)' },
+  { cidr: '198.51.100.0/24', name: 'documentation (TEST-NET-2)' },
+  { cidr: '203.0.113.0/24', name: 'documentation (TEST-NET-3)' },
+  { cidr: '224.0.0.0/4', name: 'multicast' },
+  { cidr: '240.0.0.0/4', name: 'reserved (and broadcast)' },
   // ::/96 holds ::, ::1 and the deprecated IPv4-compatible form (::a.b.c.d).
-  '::/96',
-  '64:ff9b:1::/48',
-  '100::/64',
-  '2001::/23',
-  '2001:db8::/32',
-  '2002::/16',
-  'fc00::/7',
-  'fe80::/10',
-  'fec0::/10',
-  'ff00::/8',
+  { cidr: '::/96', name: 'unspecified, loopback and IPv4-compatible' },
+  { cidr: '64:ff9b:1::/48', name: 'local-use NAT64 (RFC 8215)' },
+  { cidr: '100::/64', name: 'discard-only (RFC 6666)' },
+  { cidr: '2001::/23', name: 'IETF protocol assignments (Teredo, benchmarking, ORCHID)' },
+  { cidr: '2001:db8::/32', name: 'documentation' },
+  { cidr: '2002::/16', name: '6to4' },
+  { cidr: 'fc00::/7', name: 'unique local (private)' },
+  { cidr: 'fe80::/10', name: 'link-local' },
+  { cidr: 'fec0::/10', name: 'site-local (deprecated)' },
+  { cidr: 'ff00::/8', name: 'multicast' },
 ];
+
+export const NON_GLOBAL_RANGES: readonly string[] = NAMED_NON_GLOBAL_RANGES.map((r) => r.cidr!);
+
+const UNPARSEABLE: GuardedRange = { cidr: null, name: 'unparseable address' };
 
 function compile(list: readonly string[]): Cidr[] {
   return list.map((t) => {
@@ -44,6 +56,8 @@ function compile(list: readonly string[]): Cidr[] {
 
 const NON_GLOBAL_LIST = compile(NON_GLOBAL_RANGES);
 const NON_GLOBAL = new CidrSet(NON_GLOBAL_LIST);
+/** Each compiled range's named entry (CidrSet.find answers the Cidr object itself). */
+const NAMED = new Map<Cidr, GuardedRange>(NON_GLOBAL_LIST.map((c, i) => [c, NAMED_NON_GLOBAL_RANGES[i]!]));
 
 /**
  * Addresses that name the gateway's own host or its cloud's services, never another
@@ -89,20 +103,20 @@ export class Guardrails {
     return HOST_LOCAL.find(w) !== null;
   }
 
-  /** Why this address may not be dialled, or null when it may. Unparseable addresses are refused. */
-  blocked(ip: string): string | null {
+  /** The range that makes this address refused (its CIDR and name), or null when it may be dialled. Unparseable addresses are refused. */
+  blocked(ip: string): GuardedRange | null {
     return this.blockedWords(ipToWords(ip));
   }
 
   /** blocked() on an address already parsed (ipToWords). */
-  blockedWords(w: IpWords | null): string | null {
-    if (!w) return 'unparseable address';
+  blockedWords(w: IpWords | null): GuardedRange | null {
+    if (!w) return UNPARSEABLE;
     if (this.exempt.find(w) !== null) return null;
     // NAT64 (64:ff9b::/96) carries an IPv4 address; judge the address it carries.
     if (w.family === 6 && w.words[0] === 0x0064ff9b && w.words[1] === 0 && w.words[2] === 0) {
       return this.blockedWords({ family: 4, words: Uint32Array.of(w.words[3]!) });
     }
     const c = NON_GLOBAL.find(w);
-    return c === null ? null : `non-global address (${c.text})`;
+    return c === null ? null : NAMED.get(c)!;
   }
 }

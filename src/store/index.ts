@@ -49,8 +49,11 @@ import {
   type TokenOrigin,
   DEFAULT_ACCOUNT,
   StoreError,
+  addressQuotaExceeded,
   addressUnavailable,
+  blueprintQuotaExceeded,
   hashToken,
+  quotaExceeded,
   rowBytes,
   storageFault,
   tokenPrefix,
@@ -271,7 +274,10 @@ function statements(db: Database.Database) {
     accountEntries: p(`SELECT coalesce(sum(${LIST_FIELDS.map((f) => `coalesce(json_array_length(egress, '$.${f}'), 0)`).join(' + ')}), 0)
                        FROM network_policies WHERE account_id = ? AND id IS NOT ?`).pluck(),
     runningCount: p(`SELECT count(*) FROM devboxes WHERE account_id = ? AND status = 'running'`).pluck(),
-    addressCount: p(`SELECT count(*) FROM running_addresses r JOIN devboxes d ON d.id = r.devbox_id WHERE d.account_id = ?`).pluck(),
+    // Addresses held by the account's running devboxes and its active builds (both count toward the quota).
+    addressCount: p(`SELECT (SELECT count(*) FROM running_addresses r JOIN devboxes d ON d.id = r.devbox_id WHERE d.account_id = @a)
+                          + (SELECT count(*) FROM build_addresses x JOIN blueprints b ON b.id = x.blueprint_id WHERE b.account_id = @a)`).pluck(),
+    blueprintCount: p('SELECT count(*) FROM blueprints WHERE account_id = ?').pluck(),
     logChange: p('INSERT INTO change_log (kind, id, account_id, value, host_id) VALUES (?, ?, ?, ?, ?)'),
     changesSince: p('SELECT seq, kind, id, account_id FROM change_log WHERE seq > ? ORDER BY seq'),
     feedSince: p('SELECT seq, kind, id, account_id, value, host_id FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?'),
@@ -449,7 +455,7 @@ class SqliteStore implements Store {
   }
 
   private quotaExceeded(quota: string, setting: string, limit: number, what: string): StoreError {
-    return new StoreError('quota_exceeded', `quota ${quota} exceeded: ${what}; the limit is ${limit} (--${setting})`, { quota, limit });
+    return quotaExceeded(quota, setting, limit, what);
   }
 
   /** Entries a policy's egress holds (the sum of its list fields). */
@@ -480,10 +486,20 @@ class SqliteStore implements Store {
     if ((this.q.runningCount.get(accountId) as number) >= q.devboxesPerAccount) {
       throw this.quotaExceeded('devboxes_per_account', 'max-devboxes-per-account', q.devboxesPerAccount, 'this account already has that many running devboxes');
     }
-    const held = this.q.addressCount.get(accountId) as number;
-    if (held + addresses > q.addressesPerAccount) {
-      throw this.quotaExceeded('addresses_per_account', 'max-addresses-per-account', q.addressesPerAccount, `this account's running devboxes would hold ${held + addresses} addresses`);
-    }
+    this.checkAddressQuota(q, accountId, addresses);
+  }
+
+  private checkAddressQuota(q: Quotas, accountId: string, addresses: number): void {
+    const held = this.q.addressCount.get({ a: accountId }) as number;
+    if (held + addresses > q.addressesPerAccount) throw addressQuotaExceeded(q, held + addresses);
+  }
+
+  /** A new blueprint: the blueprints quota, and its build's addresses toward the account's addresses. */
+  private checkBlueprintQuotas(accountId: string, addresses: number): void {
+    const q = this.quotas;
+    if (q === null) return;
+    if ((this.q.blueprintCount.get(accountId) as number) >= q.blueprintsPerAccount) throw blueprintQuotaExceeded(q);
+    this.checkAddressQuota(q, accountId, addresses);
   }
 
   // ── tokens ────────────────────────────────────────────────────────────────
@@ -859,6 +875,7 @@ class SqliteStore implements Store {
         if (pid && !this.getPolicyFor(accountId, pid)) throw new StoreError('policy_not_found', `${field}: network policy ${pid} does not exist in this account`);
       }
       const addresses = this.freeAddresses(accountId, input.addresses ?? []);
+      this.checkBlueprintQuotas(accountId, addresses.length);
       const now = Date.now();
       const id = newId('bpt_', now);
       this.q.insertBlueprint.run({

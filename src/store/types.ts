@@ -54,6 +54,22 @@ export interface Quotas {
   entriesPerAccount: number;
   devboxesPerAccount: number;
   addressesPerAccount: number;
+  /** Stored blueprints (every status: each row is storage). */
+  blueprintsPerAccount: number;
+}
+
+/** The quota refusal both backends give (403 quota_exceeded, naming the quota, its limit and setting). */
+export function quotaExceeded(quota: string, setting: string, limit: number, what: string): StoreError {
+  return new StoreError('quota_exceeded', `quota ${quota} exceeded: ${what}; the limit is ${limit} (--${setting})`, { quota, limit });
+}
+
+/** Active builds hold their addresses as running devboxes do: both count toward one quota. */
+export function addressQuotaExceeded(q: Quotas, wouldHold: number): StoreError {
+  return quotaExceeded('addresses_per_account', 'max-addresses-per-account', q.addressesPerAccount, `this account's running devboxes and active blueprint builds would hold ${wouldHold} addresses`);
+}
+
+export function blueprintQuotaExceeded(q: Quotas): StoreError {
+  return quotaExceeded('blueprints_per_account', 'max-blueprints-per-account', q.blueprintsPerAccount, 'this account already holds that many blueprints');
 }
 
 /** The refusal for an address another account holds: the same words as for a reserved one. */

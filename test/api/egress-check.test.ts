@@ -30,6 +30,14 @@ describe('egress check', () => {
     expect((await check({ network_policy_id: policyId, host: '169.254.169.254', port: 80 })).body).toMatchObject({ decision: 'deny', reason: 'private_address' });
   });
 
+  it('says why a denial is one and what would allow it, as the doors do', async () => {
+    expect((await check({ network_policy_id: policyId, host: 'npmjs.org' })).body).toMatchObject({ detail: 'no rule matched (*.npmjs.org does not admit npmjs.org)', remedy: 'add npmjs.org to allowed_hostnames' });
+    expect((await check({ network_policy_id: policyId, host: '169.254.169.254', port: 80 })).body).toMatchObject({ detail: '169.254.169.254 in 169.254.0.0/16 (link-local (cloud metadata))', remedy: '--allow-private 169.254.0.0/16' });
+    const allowed = (await check({ network_policy_id: policyId, host: 'registry.npmjs.org' })).body;
+    expect(allowed.detail).toBeUndefined();
+    expect(allowed.remedy).toBeUndefined();
+  });
+
   it('applies CIDR port and protocol rules', async () => {
     expect((await check({ network_policy_id: policyId, host: '8.8.8.8', port: 53, protocol: 'UDP' })).body).toMatchObject({ decision: 'allow', reason: 'cidr', matched: '8.8.8.0/24' });
     expect((await check({ network_policy_id: policyId, host: '8.8.8.8', port: 53, protocol: 'TCP' })).body.decision).toBe('deny');

@@ -413,8 +413,8 @@ export function dnsAsk(port: number, wireName: Buffer, opts: ClientOptions): Pro
       const evidence = `DNS: ${p.rcode} answers=${JSON.stringify(answers)} ede=${ede ? `${ede.code} ${JSON.stringify(ede.text)}` : 'none'}`;
       if (p.rcode === 'NOERROR' && answers.length > 0) return finish({ kind: 'allow', evidence });
       if (p.rcode === 'NXDOMAIN' || p.rcode === 'REFUSED') {
-        // "blocked by egress policy <id> (<reason>)"
-        const m = ede?.code === 15 ? /egress policy (\S+) \(([a-z_]+)\)\s*$/.exec(ede.text) : null;
+        // "blocked by egress policy <id> (<reason>)" or "(<reason>: <detail>)"
+        const m = ede?.code === 15 ? /egress policy (\S+) \(([a-z_]+)(?:: .*)?\)\s*$/.exec(ede.text) : null;
         const policy = m ? (m[1] === '(none)' ? null : m[1]!) : null;
         return finish({ kind: ede?.code === 15 ? 'deny' : 'other', reason: m?.[2] ?? null, policy, evidence });
       }

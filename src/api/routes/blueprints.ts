@@ -7,10 +7,17 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ControlStore } from '../../store/backend.js';
 import type { BlueprintParameters, BlueprintStatus, FailureReason } from '../../store/blueprints.js';
-import { notFound } from '../errors.js';
+import { ApiError, notFound } from '../errors.js';
 import { DEFAULT_LIST_LIMIT, blueprintCreateBody, blueprintListQuery, blueprintListView, blueprintStatusBody, blueprintView as blueprintViewSchema, emptyBody, errorResponses, idParams } from '../schemas.js';
 import { checkAddresses, checkName } from '../validate.js';
 import { blueprintView } from '../views.js';
+
+/**
+ * The most a blueprint's stored parameters (name, dockerfile, system_setup_commands, metadata, as
+ * JSON) may take: the schema bounds each field, this bounds them together, as the entries quota
+ * bounds a policy (with --max-blueprints-per-account, what one account stores in blueprints).
+ */
+export const MAX_BLUEPRINT_BYTES = 128 * 1024;
 
 /** The create body: the parameters echoed in the view, and the build's addresses. */
 type CreateBody = BlueprintParameters & { network?: { addresses?: string[] } | null };
@@ -36,9 +43,9 @@ export const blueprintRoutes =
           tags,
           security,
           operationId: 'createBlueprint',
-          summary: "Start a blueprint build (status queued). The build's traffic, from network.addresses, is judged by network_policy_id until the build completes or fails.",
+          summary: `Start a blueprint build (status queued). The build's traffic, from network.addresses, is judged by network_policy_id until the build completes or fails. Its name, dockerfile, system_setup_commands and metadata take at most ${MAX_BLUEPRINT_BYTES} bytes together (413); the account's blueprints and its builds' addresses count toward its quotas (403 quota_exceeded).`,
           body: blueprintCreateBody,
-          response: { 200: blueprintViewSchema, ...errorResponses(400, 401, 413) },
+          response: { 200: blueprintViewSchema, ...errorResponses(400, 401, 403, 409, 413, 415, 503) },
         },
       },
       async (req) => {
@@ -54,6 +61,10 @@ export const blueprintRoutes =
           network_policy_id: b.network_policy_id ?? null,
           launch_parameters: { network_policy_id: launch },
         };
+        const bytes = Buffer.byteLength(JSON.stringify(parameters));
+        if (bytes > MAX_BLUEPRINT_BYTES) {
+          throw new ApiError(413, 'payload_too_large', `blueprint too large: its dockerfile, system_setup_commands, metadata and name take ${bytes} bytes; the limit is ${MAX_BLUEPRINT_BYTES} bytes`);
+        }
         const bp = await store.blueprints.create(req.accountId, {
           name,
           networkPolicyId: b.network_policy_id ?? null,

@@ -65,6 +65,8 @@ export const egressCheckRoutes =
           devbox_id: devboxId,
           network_policy_id: policyId,
           policy_version: d.policyVersion,
+          ...(d.detail != null ? { detail: d.detail } : {}),
+          ...(d.remedy != null ? { remedy: d.remedy } : {}),
         };
       },
     );

@@ -11,7 +11,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { protocolErrors } from '../../metrics.js';
 import { parseAuthority } from '../floor/authority.js';
-import { PROXY_AUTHENTICATE, endSocket, rawDenial, rawError } from '../floor/denial.js';
+import { PROXY_AUTHENTICATE, connectionCapMessage, endSocket, rawDenial, rawError } from '../floor/denial.js';
 import { identify } from '../floor/proxy-auth.js';
 import { spliceWithSniCheck } from '../floor/tls-name-rule.js';
 import { type DialError, Tunnel, type TunnelContext } from '../floor/tunnel.js';
@@ -68,7 +68,8 @@ function admitted(ctx: TunnelContext, sock: net.Socket, head: Buffer, identity: 
   if (sock.destroyed) return;
   const tunnel = Tunnel.open(ctx, sock, { door: 'connect', identity, decision: admission.decision, host, port });
   if (tunnel === null) {
-    endSocket(sock, rawError(503, 'too many open connections for this devbox'));
+    ctx.gate.capRefused(identity, 'connect', host, port, ctx.config.maxConnectionsPerDevbox);
+    endSocket(sock, rawError(503, connectionCapMessage(ctx.config)));
     return;
   }
   if (head.length > 0) heads.set(tunnel, head);

@@ -12,7 +12,7 @@ import type { PolicyEngine, Identity } from '../../policy/engine.js';
 import { type Decision, decisionLabel, denial } from '../../policy/decision.js';
 import { type CacheEntry, clockMs, refreshTtls } from '../../resolver/cache.js';
 import type { CachedResolver } from '../../resolver/resolver.js';
-import { blockedOpt, CACHED_ERROR_OPT, PLAIN_OPT } from './ede.js';
+import { blockedOpt, CACHED_ERROR_OPT, PLAIN_OPT, rateLimitedOpt } from './ede.js';
 import { dnsMetrics } from '../../resolver/metrics.js';
 import { countDecision } from '../../metrics.js';
 import { isLocalReverse } from './reverse.js';
@@ -23,7 +23,7 @@ export type Transport = 'udp' | 'tcp';
 export type HandleResult = Buffer | null | Promise<Buffer | null>;
 
 export interface HandlerDeps {
-  config: Pick<GatewayConfig, 'dnsDenyRcode' | 'dnsLearnGrace' | 'dnsRateLimit' | 'logAllowed'>;
+  config: Pick<GatewayConfig, 'dnsDenyRcode' | 'dnsLearnGrace' | 'dnsRateLimit' | 'logAllowed'> & Partial<Pick<GatewayConfig, 'workers'>>;
   engine: PolicyEngine;
   gate: Pick<Gate, 'record'>;
   resolver: CachedResolver;
@@ -198,8 +198,9 @@ export class DnsHandler {
     // Per devbox, all its addresses together (else per source address).
     if (!this.limiter.allow(identity.devboxId ?? source, now)) {
       dnsMetrics.query('rate_limited', 'none', 'REFUSED');
-      if (this.throttle.ok('rate_limited', now)) this.lines.warn({ event: 'dns_rate_limited', source, devbox: identity.devboxId }, 'DNS client over its query rate; answering REFUSED');
-      return this.refusedQuickly(msg);
+      const limit = this.limiter.perSecond;
+      if (this.throttle.ok('rate_limited', now)) this.lines.warn({ event: 'dns_rate_limited', source, devbox: identity.devboxId, limit, setting: '--dns-rate-limit' }, `DNS client over its query rate (${limit}/s, --dns-rate-limit); answering REFUSED`);
+      return this.refusedQuickly(msg, rateLimitedOpt(limit, this.deps.config.workers ?? 1), transport);
     }
     if (identity.devboxId === null) {
       dnsMetrics.query('unknown_client', 'none', 'REFUSED');
@@ -220,11 +221,16 @@ export class DnsHandler {
     return this.answer(msg, q, identity, transport, started, now);
   }
 
-  /** REFUSED, never larger than the query: header and (when it parses) the question. */
-  private refusedQuickly(msg: Buffer): Buffer | null {
+  /**
+   * REFUSED: header and (when it parses) the question, and `opt` (an EDE saying why) when the
+   * query had EDNS; over UDP only when that keeps the answer no larger than the query (a
+   * refusal to a spoofed source is no amplifier).
+   */
+  private refusedQuickly(msg: Buffer, opt: Buffer | null = null, transport: Transport = 'udp'): Buffer | null {
     const q = parseQuery(msg);
     if ('drop' in q) return q.drop ? null : emptyReply(msg, 12, RCODE.REFUSED, null);
-    return emptyReply(msg, q.qEnd, RCODE.REFUSED, null);
+    const fits = opt !== null && (transport === 'tcp' || q.qEnd + opt.length <= msg.length);
+    return emptyReply(msg, q.qEnd, RCODE.REFUSED, q.edns && fits ? opt : null);
   }
 
   private answer(msg: Buffer, q: Query, identity: Identity, transport: Transport, started: number, now: number): HandleResult {
@@ -243,7 +249,7 @@ export class DnsHandler {
     if (!decision.allow) {
       this.denials.record(identity, decision, qt, now);
       const rcode = this.denyRcode;
-      const out = emptyReply(msg, q.qEnd, rcode, q.edns ? blockedOpt(decision.policyId, decision.reason) : null);
+      const out = emptyReply(msg, q.qEnd, rcode, q.edns ? blockedOpt(decision) : null);
       dnsMetrics.query('deny', qt, RCODE_NAMES[rcode]!);
       dnsMetrics.answered('denied', (performance.now() - started) / 1000);
       return out;

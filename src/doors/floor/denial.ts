@@ -1,28 +1,37 @@
 /**
  * What a denial (and the proxy's other refusals) look like in HTTP words: a 403 whose
- * short JSON body names host, policy and reason, with `X-Egress-Denied-Reason`.
+ * short JSON body names host, policy, reason and (explain.ts) the detail and remedy, with
+ * `X-Egress-Denied-Reason`, `-Detail` and `-Remedy`.
  * Used on a ServerResponse (forwarded requests) and on a raw socket (CONNECT, upgrades).
  */
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { GatewayConfig } from '../../config.js';
 import type { Decision } from '../../policy/decision.js';
+import { explainDenial } from '../../policy/explain.js';
 import { PROXY_REALM } from './proxy-auth.js';
 
 export const DENIED_REASON_HEADER = 'X-Egress-Denied-Reason';
 
-const REASON_TEXT: Record<string, string> = {
-  not_allowlisted: 'the destination is not in the network policy',
-  private_address: 'the destination is a private, loopback, link-local or metadata address',
-  ip_literal: 'IP-address destinations are only allowed by allowed_cidrs',
-  unknown_client: 'this client is not a running devbox (or gave no valid proxy credentials)',
-  invalid_host: 'the destination is not a valid host name',
-  policy_missing: "the devbox's network policy does not exist",
-  sni_mismatch: 'the TLS server name does not match the requested host',
-  ech_refused: 'the TLS ClientHello uses Encrypted ClientHello, which hides the server name',
-  host_mismatch: 'the Host header does not match the request URL',
-};
+/** The detail (address and range, or the rule) and the remedy, beside the reason. */
+export const DENIED_DETAIL_HEADER = 'X-Egress-Denied-Detail';
+export const DENIED_REMEDY_HEADER = 'X-Egress-Denied-Remedy';
+
+/** A header value from gateway-made text: printable ASCII only (never a raw client byte). */
+const headerSafe = (s: string) => s.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+
+/** The X-Egress-Denied-* headers of a denial, as name/value pairs. */
+export function denialHeaders(d: Decision): string[] {
+  const x = explainDenial(d);
+  const out = [DENIED_REASON_HEADER, d.reason];
+  if (x.detail !== null) out.push(DENIED_DETAIL_HEADER, headerSafe(x.detail));
+  if (x.remedy !== null) out.push(DENIED_REMEDY_HEADER, headerSafe(x.remedy));
+  return out;
+}
 
 export function denialBody(d: Decision, port?: number): string {
+  const x = explainDenial(d);
+  const a = d.detail;
   return (
     JSON.stringify({
       error: 'egress_denied',
@@ -30,15 +39,27 @@ export function denialBody(d: Decision, port?: number): string {
       ...(port !== undefined ? { port } : {}),
       policy: d.policyId,
       reason: d.reason,
-      message: `egress to ${d.host} denied: ${REASON_TEXT[d.reason] ?? d.reason}`,
+      message: `egress to ${d.host} denied: ${x.text}`,
+      ...(a?.address !== undefined ? { address: a.address, range: a.range ?? null, range_name: a.rangeName ?? null } : {}),
+      ...(x.detail !== null ? { detail: x.detail } : {}),
+      ...(x.remedy !== null ? { remedy: x.remedy } : {}),
     }) + '\n'
   );
+}
+
+/**
+ * The 503 text for a devbox at its connection cap: the limit this process enforces and its
+ * setting (with --workers N each worker enforces its share).
+ */
+export function connectionCapMessage(c: Pick<GatewayConfig, 'maxConnectionsPerDevbox' | 'workers'>): string {
+  const where = c.workers > 1 ? ` in this worker (--max-connections-per-devbox, split over ${c.workers} workers)` : ' (--max-connections-per-devbox)';
+  return `too many open connections for this devbox: the limit is ${c.maxConnectionsPerDevbox}${where}`;
 }
 
 /** 403 on a forwarded request (the client connection may stay open for more requests). */
 export function sendDenial(res: ServerResponse, d: Decision, port?: number): void {
   const body = denialBody(d, port);
-  res.writeHead(403, ['Content-Type', 'application/json', 'Content-Length', String(Buffer.byteLength(body)), DENIED_REASON_HEADER, d.reason, 'Cache-Control', 'no-store']);
+  res.writeHead(403, ['Content-Type', 'application/json', 'Content-Length', String(Buffer.byteLength(body)), ...denialHeaders(d), 'Cache-Control', 'no-store']);
   res.end(body);
 }
 
@@ -84,7 +105,7 @@ export function rawResponse(status: number, body: string, headers: string[] = []
 }
 
 export function rawDenial(d: Decision, port?: number): string {
-  return rawResponse(403, denialBody(d, port), [DENIED_REASON_HEADER, d.reason]);
+  return rawResponse(403, denialBody(d, port), denialHeaders(d));
 }
 
 export function rawError(status: number, message: string, headers: string[] = []): string {

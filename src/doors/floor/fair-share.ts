@@ -45,6 +45,8 @@ export class FairShare {
   private readonly held = new Map<string, number>();
   private readonly refusedGlobal: { inc(): void };
   private readonly refusedTenant: { inc(): void };
+  /** Why the last take() was refused: the cap, or the tenant's share (for the refusal's words). */
+  lastRefusal: 'global' | 'tenant' = 'global';
 
   constructor(
     readonly resource: string,
@@ -73,12 +75,14 @@ export class FairShare {
     const mine = this.held.get(tenant) ?? 0;
     if (this.total >= this.cap) {
       this.refusedGlobal.inc();
+      this.lastRefusal = 'global';
       return false;
     }
     const crowded = this.total * 4 >= this.cap * 3;
     const holders = this.held.size + (mine === 0 ? 1 : 0);
     if (mine >= this.perTenant || (crowded && mine >= Math.floor(this.cap / holders))) {
       this.refusedTenant.inc();
+      this.lastRefusal = 'tenant';
       return false;
     }
     this.held.set(tenant, mine + 1);

@@ -6,6 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { type Decision, type Door, decisionLabel } from '../../policy/decision.js';
+import { explainDenial } from '../../policy/explain.js';
 import type { Identity, PolicyEngine } from '../../policy/engine.js';
 import { type Resolver, ResolveError } from '../../resolver/resolver.js';
 import { countDecision, decisionSeconds } from '../../metrics.js';
@@ -105,7 +106,7 @@ export class Gate {
     if (!decision.allow || decision.wouldDeny === true) {
       // Written after the door has answered (same turn of the event loop, before any other
       // I/O): serialising the line is not on the denied client's critical path.
-      this.defer(decisionFields(identity, door, decision, port), decision.allow ? 'egress would be denied (report-only policy): let through' : 'egress denied');
+      this.defer({ ...decisionFields(identity, door, decision, port), ...whyFields(decision) }, decision.allow ? 'egress would be denied (report-only policy): let through' : 'egress denied');
       this.denials?.record(identity, door, decision, port);
     }
   }
@@ -121,6 +122,25 @@ export class Gate {
 
   private defer(line: object, msg: string): void {
     this.lines.info(line, msg);
+  }
+
+  private capLogged = 0;
+  private capQuiet = 0;
+
+  /**
+   * A devbox at its connection cap was refused: at most one line a second (a flood of refusals
+   * is not a flood of lines), with the limit, its setting and how many were not logged.
+   */
+  capRefused(identity: Identity, door: Door, host: string, port: number, limit: number): void {
+    const now = performance.now();
+    if (now - this.capLogged < 1000) {
+      this.capQuiet++;
+      return;
+    }
+    this.capLogged = now;
+    const quiet = this.capQuiet;
+    this.capQuiet = 0;
+    this.lines.warn({ event: 'connection_limit', door, devbox: identity.devboxId, source: identity.source, host, port, limit, setting: '--max-connections-per-devbox', ...(quiet > 0 ? { not_logged: quiet } : {}) }, 'devbox at its connection limit: refused');
   }
 
   /** Writes every pending decision line now (at shutdown). */
@@ -143,6 +163,17 @@ export class Gate {
       'egress connection closed',
     );
   }
+}
+
+/** What a denial line adds: the address and named range, or the rule, and the remedy (explain.ts). */
+function whyFields(decision: Decision) {
+  const x = explainDenial(decision);
+  const a = decision.detail;
+  return {
+    ...(a?.address !== undefined ? { address: a.address, range: a.range ?? null, range_name: a.rangeName ?? null } : {}),
+    ...(x.detail !== null ? { detail: x.detail } : {}),
+    ...(x.remedy !== null ? { remedy: x.remedy } : {}),
+  };
 }
 
 /** The fields every decision line carries (denials, would-denials and closed connections). */

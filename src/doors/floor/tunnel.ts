@@ -18,7 +18,8 @@ import type { DoorContext } from './context.js';
 
 /** What a tunnel uses of the gateway (and the TLS name rule it applies, tls-name-rule.ts). */
 export type TunnelContext = DoorContext<'tracker' | 'gate' | 'engine' | 'config', TunnelSetting>;
-export type TunnelSetting = 'connectTimeoutMs' | 'idleTimeoutMs' | 'headerTimeoutMs' | 'tlsEch';
+/** The settings a tunnel reads (time-outs, the ECH rule, and the cap a refusal names). */
+export type TunnelSetting = 'connectTimeoutMs' | 'idleTimeoutMs' | 'headerTimeoutMs' | 'tlsEch' | 'maxConnectionsPerDevbox' | 'workers';
 import type { Decision, Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
 import type { TrackedConnection } from './tracker.js';

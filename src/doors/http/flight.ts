@@ -17,11 +17,16 @@ import type { TrackedConnection } from '../floor/tracker.js';
 import type { Decision, Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
 import { bytesTotal } from '../../metrics.js';
+import { connectionCapMessage } from '../floor/denial.js';
 
 /** An answer the gateway gives in place of the origin's: a policy denial or an error. */
 export type Refusal = { status: 403; decision: Decision } | { status: 502 | 503 | 504; message: string };
 
-export const TOO_MANY: Refusal = { status: 503, message: 'too many open connections for this devbox' };
+/** The refusal for a devbox at its connection cap (logged, at most a line a second). */
+export function tooMany(ctx: DoorContext<'gate' | 'config', 'maxConnectionsPerDevbox' | 'workers'>, identity: Identity, door: Door, host: string, port: number): Refusal {
+  ctx.gate.capRefused(identity, door, host, port, ctx.config.maxConnectionsPerDevbox);
+  return { status: 503, message: connectionCapMessage(ctx.config) };
+}
 
 /** A refused admission: 403 for a denial, 502 when the name does not resolve. */
 export function admissionRefusal(a: Exclude<Admission, { ok: true }>, host: string): Refusal {
@@ -49,7 +54,7 @@ export class HttpCore {
 
   /**
    * Registers an admitted request with the tracker; `cut` ends both sides when a policy
-   * change now denies it. Null when the devbox is at its connection cap (answer TOO_MANY).
+   * change now denies it. Null when the devbox is at its connection cap (answer tooMany()).
    */
   open(identity: Identity, host: string, port: number, decision: Decision, cut: () => void): HttpFlight | null {
     const f = new HttpFlight(this, identity, host, port, decision, cut);

@@ -19,13 +19,13 @@ import type { Identity } from '../../policy/engine.js';
 import type { Admission } from '../floor/gate.js';
 import { protocolErrors } from '../../metrics.js';
 import { connectTo } from '../connect/door.js';
-import { DENIED_REASON_HEADER, PROXY_AUTHENTICATE, denialBody, errorBody, rawError, rawResponse } from '../floor/denial.js';
+import { PROXY_AUTHENTICATE, denialBody, denialHeaders, errorBody, rawError, rawResponse } from '../floor/denial.js';
 import { type RequestHead, blankSearched, parseRequestHead } from './framing.js';
 import { ByteAppender } from '../../byte-appender.js';
-import { HOST_MISMATCH, denyHostMismatch, resolveRequestTarget } from './target.js';
+import { denyHostMismatch, resolveRequestTarget } from './target.js';
 import { identify } from '../floor/proxy-auth.js';
 import type { UpstreamPool } from '../floor/upstream-pool.js';
-import { HttpCore, type HttpContext, type Refusal, TOO_MANY, admissionRefusal } from './flight.js';
+import { HttpCore, type HttpContext, type Refusal, admissionRefusal, tooMany } from './flight.js';
 import { type ClientSide, OriginSide, newExchange } from './origin.js';
 
 let dateSecond = 0;
@@ -202,7 +202,7 @@ class FrontConnection implements ClientSide {
   }
 
   refuse(r: Refusal, port: number, close: boolean): void {
-    if (r.status === 403) this.reply(403, denialBody(r.decision, port), [DENIED_REASON_HEADER, r.decision.reason], close);
+    if (r.status === 403) this.reply(403, denialBody(r.decision, port), denialHeaders(r.decision), close);
     else this.reply(r.status, errorBody(r.status, r.message), [], close);
   }
 
@@ -321,7 +321,7 @@ class FrontConnection implements ClientSide {
     }
     if (!t.ok) {
       const d = denyHostMismatch(ctx, identity, t.host, t.port, door);
-      this.reply(403, denialBody(d, t.port), [DENIED_REASON_HEADER, HOST_MISMATCH], r.close);
+      this.reply(403, denialBody(d, t.port), denialHeaders(d), r.close);
       return;
     }
     const target = t.target;
@@ -352,7 +352,7 @@ class FrontConnection implements ClientSide {
     }
     const flight = this.front.core.open(identity, host, port, a.decision, this.cut);
     if (flight === null) {
-      this.refuse(TOO_MANY, port, r.close);
+      this.refuse(tooMany(this.front.ctx, identity, this.front.door, host, port), port, r.close);
       return;
     }
     this.state = 'forwarding';

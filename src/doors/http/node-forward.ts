@@ -14,7 +14,7 @@ import { sendDenial, sendError } from '../floor/denial.js';
 import type { Admission } from '../floor/gate.js';
 import { filterHeaders, hasHost } from './headers.js';
 import type { HttpTarget } from './target.js';
-import { HttpCore, type Refusal, TOO_MANY, admissionRefusal, upstreamFailure } from './flight.js';
+import { HttpCore, type Refusal, admissionRefusal, tooMany, upstreamFailure } from './flight.js';
 
 /** A refusal on a ServerResponse (a 403 denial or an error). */
 export function sendRefusal(res: http.ServerResponse, r: Refusal, port: number): void {
@@ -76,7 +76,7 @@ export class HttpForwarder {
       res.socket?.destroy();
     });
     if (flight === null) {
-      sendRefusal(res, TOO_MANY, t.port);
+      sendRefusal(res, tooMany(this.ctx, identity, this.door, t.host, t.port), t.port);
       return;
     }
     const headers = filterHeaders(req.rawHeaders);

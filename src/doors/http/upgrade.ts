@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import type http from 'node:http';
 import type { Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
-import { endSocket, rawDenial, rawError } from '../floor/denial.js';
+import { connectionCapMessage, endSocket, rawDenial, rawError } from '../floor/denial.js';
 import { Tunnel, type TunnelSetting } from '../floor/tunnel.js';
 import type { DoorContext } from '../floor/context.js';
 import { ByteAppender } from '../../byte-appender.js';
@@ -35,7 +35,8 @@ export async function upgrade(ctx: UpgradeContext, door: Door, req: http.Incomin
   if (socket.destroyed) return;
   const tunnel = Tunnel.open(ctx, socket as net.Socket, { door, identity, decision: admission.decision, host: t.host, port: t.port });
   if (tunnel === null) {
-    endSocket(socket, rawError(503, 'too many open connections for this devbox'));
+    ctx.gate.capRefused(identity, door, t.host, t.port, ctx.config.maxConnectionsPerDevbox);
+    endSocket(socket, rawError(503, connectionCapMessage(ctx.config)));
     return;
   }
   const err = await tunnel.connect(admission.address);

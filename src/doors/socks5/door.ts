@@ -238,6 +238,7 @@ class SocksSession {
     const tunnel = Tunnel.open(this.ctx, this.client, { door: DOOR, identity, decision, host: req.host, port: req.port });
     if (tunnel === null) {
       logAllowed('connection_limit');
+      this.ctx.gate.capRefused(identity, DOOR, req.host, req.port, this.ctx.config.maxConnectionsPerDevbox);
       return this.closeWith(replyMessage(Reply.generalFailure));
     }
     this.tunnel = tunnel;

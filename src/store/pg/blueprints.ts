@@ -3,9 +3,9 @@ import type { BlueprintRepository } from '../backend.js';
 import { type Blueprint, type BlueprintRow, ACTIVE_BUILD, buildRuntime, canMove, toBlueprint } from '../blueprints.js';
 import { hashPassword } from '../../policy/password.js';
 import { newId, randomSecret } from '../ids.js';
-import { StoreError } from '../types.js';
+import { type Quotas, StoreError } from '../types.js';
 import type { PendingChange, PgDb, Query } from './db.js';
-import { freeAddresses, holdAddresses, requirePolicy } from './checks.js';
+import { checkBlueprintQuotas, freeAddresses, holdAddresses, requirePolicy } from './checks.js';
 import { Where, pageOf } from './page.js';
 
 async function blueprintFor(q: Query, accountId: string, id: string, lock = false): Promise<Blueprint | undefined> {
@@ -18,7 +18,7 @@ function buildChange(accountId: string, id: string, b: Blueprint | null): Pendin
   return { kind: 'devbox', id, accountId, hostId: null, value: b === null ? null : buildRuntime(b) };
 }
 
-export function pgBlueprints(db: PgDb): BlueprintRepository {
+export function pgBlueprints(db: PgDb, quotas: () => Quotas | null): BlueprintRepository {
   const q: Query = (sql, params) => db.query(sql, params);
   return {
     get: (accountId, id) => blueprintFor(q, accountId, id),
@@ -32,6 +32,7 @@ export function pgBlueprints(db: PgDb): BlueprintRepository {
           if (pid) await requirePolicy(tq, accountId, pid, field);
         }
         const addresses = await freeAddresses(tq, accountId, input.addresses ?? []);
+        await checkBlueprintQuotas(tq, quotas(), accountId, addresses.length);
         const now = Date.now();
         const id = newId('bpt_', now);
         const [r] = await tq<BlueprintRow>(

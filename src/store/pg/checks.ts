@@ -3,12 +3,10 @@
  * as the sqlite store words them: policy exists, addresses free, quotas.
  */
 import { type EgressRules, LIST_FIELDS, entryCount } from '../../policy/model.js';
-import { type Quotas, StoreError, addressUnavailable } from '../types.js';
+import { type Quotas, StoreError, addressQuotaExceeded, addressUnavailable, blueprintQuotaExceeded, quotaExceeded } from '../types.js';
 import type { Query } from './db.js';
 
-export function quotaExceeded(quota: string, setting: string, limit: number, what: string): StoreError {
-  return new StoreError('quota_exceeded', `quota ${quota} exceeded: ${what}; the limit is ${limit} (--${setting})`, { quota, limit });
-}
+export { quotaExceeded };
 
 export function duplicateName(name: string): StoreError {
   return new StoreError('duplicate_name', `a network policy named ${JSON.stringify(name)} already exists in this account; names must be unique`, { name });
@@ -85,8 +83,23 @@ export async function checkDevboxQuotas(q: Query, quotas: Quotas | null, account
   if (n >= quotas.devboxesPerAccount) {
     throw quotaExceeded('devboxes_per_account', 'max-devboxes-per-account', quotas.devboxesPerAccount, 'this account already has that many running devboxes');
   }
-  const [{ n: held }] = (await q<{ n: number }>(`SELECT count(*)::bigint AS n FROM held_addresses h JOIN devboxes d ON d.id = h.owner_id WHERE d.account_id = $1`, [accountId])) as [{ n: number }];
-  if (held + addresses > quotas.addressesPerAccount) {
-    throw quotaExceeded('addresses_per_account', 'max-addresses-per-account', quotas.addressesPerAccount, `this account's running devboxes would hold ${held + addresses} addresses`);
-  }
+  await checkAddressQuota(q, quotas, accountId, addresses);
+}
+
+/** held_addresses holds the addresses of running devboxes and of active builds alike: both count. */
+async function checkAddressQuota(q: Query, quotas: Quotas, accountId: string, addresses: number): Promise<void> {
+  const [{ n: held }] = (await q<{ n: number }>(
+    `SELECT count(*)::bigint AS n FROM held_addresses h
+    WHERE h.owner_id IN (SELECT id FROM devboxes WHERE account_id = $1 AND status = 'running' UNION ALL SELECT id FROM blueprints WHERE account_id = $1)`,
+    [accountId],
+  )) as [{ n: number }];
+  if (held + addresses > quotas.addressesPerAccount) throw addressQuotaExceeded(quotas, held + addresses);
+}
+
+/** A new blueprint: the blueprints quota, and its build's addresses toward the account's addresses. */
+export async function checkBlueprintQuotas(q: Query, quotas: Quotas | null, accountId: string, addresses: number): Promise<void> {
+  if (quotas === null) return;
+  const [{ n }] = (await q<{ n: number }>('SELECT count(*)::bigint AS n FROM blueprints WHERE account_id = $1', [accountId])) as [{ n: number }];
+  if (n >= quotas.blueprintsPerAccount) throw blueprintQuotaExceeded(quotas);
+  await checkAddressQuota(q, quotas, accountId, addresses);
 }

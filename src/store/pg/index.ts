@@ -55,7 +55,7 @@ export async function openPostgres(url: string, opts: PgOptions = {}): Promise<C
     tokens: pgTokens(db),
     policies: pgPolicies(db, getQuotas),
     devboxes: pgDevboxes(db, getQuotas),
-    blueprints: pgBlueprints(db),
+    blueprints: pgBlueprints(db, getQuotas),
     denialEvents: pgDenialEvents(db),
     secrets: pgSecrets(db, opts.box ?? null),
     gatewayConfigs: pgAgentConfigs<AgentGatewayConfig>(db, 'gateway'),
