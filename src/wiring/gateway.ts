@@ -25,6 +25,9 @@ import { startHttpProxy, startTransparentHttp } from '../doors/http/door.js';
 import { startSocksDoor } from '../doors/socks5/door.js';
 import { startTransparentTls } from '../doors/tls/door.js';
 import { type Fleet, startFleet } from '../fleet/index.js';
+import { startAgentGatewayDoor } from '../doors/agent-gateway/door.js';
+import { startMcpHubDoor } from '../doors/mcp-hub/door.js';
+import type { CredentialSource } from '../policy/credentials.js';
 
 export interface Gateway {
   config: GatewayConfig;
@@ -67,7 +70,12 @@ export async function openOwnedStore(config: GatewayConfig, log: Logger): Promis
   }
 }
 
-export async function startGateway(config: GatewayConfig, log: Logger, worker?: WorkerRole): Promise<Gateway> {
+/** What a caller may hand the assembly instead of the store's (tests: credentials held in memory). */
+export interface GatewayParts {
+  credentials?: CredentialSource;
+}
+
+export async function startGateway(config: GatewayConfig, log: Logger, worker?: WorkerRole, parts: GatewayParts = {}): Promise<Gateway> {
   const { store, createdToken } = worker ? { store: await openPlaneStore(config.db, { log }), createdToken: null } : await openOwnedStore(config, log);
   const engine = new PolicyEngine(store.source, engineOptions(config));
   worker?.onEngine(engine, store);
@@ -88,7 +96,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
   const upstreamPool = new UpstreamPool(256, config.upstreamPoolIdleMs, budget.upstreamIdle, Math.min(config.upstreamPoolPerDevbox, budget.upstreamIdle));
   const dnsTcp = new FairShare('dns_tcp', budget.dnsTcp, Math.min(config.dnsTcpPerDevbox, budget.dnsTcp));
   const readiness = { listening: false };
-  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, upstreamPool, dnsTcp, log, readiness, learnedShared: worker?.learnedShared };
+  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, upstreamPool, dnsTcp, log, readiness, learnedShared: worker?.learnedShared, credentials: parts.credentials };
 
   const running: RunningDoor[] = [];
   const plan: Array<[HostPort | null, Starter]> = [
@@ -97,6 +105,8 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
     [config.dns, startDnsDoor],
     [config.transparentTls, startTransparentTls],
     [config.transparentHttp, startTransparentHttp],
+    [config.agentGateway, startAgentGatewayDoor],
+    [config.mcpHub, startMcpHubDoor],
   ];
   const closeAll = async (graceMs: number) => {
     readiness.listening = false;

@@ -12,6 +12,7 @@ import { createLogger } from '../../src/log.js';
 import { loadConfig } from '../../src/config.js';
 import { sharedPostgres } from './postgres.js';
 import { type Gateway, startGateway } from '../../src/wiring/gateway.js';
+import type { CredentialSource } from '../../src/policy/credentials.js';
 
 export const TOKEN_A = 'tok-a';
 export const TOKEN_B = 'tok-b';
@@ -22,13 +23,15 @@ export interface TestGatewayOptions {
   /** Upstream DNS port on 127.0.0.1 (from startDnsUpstream). */
   upstreamDnsPort?: number;
   db?: string;
+  /** What the agent gateway and MCP hub read (test/support/agent-rig.ts gives them one). */
+  credentials?: CredentialSource;
 }
 
 export interface TestGateway {
   gw: Gateway;
   dir: string;
   /** host:port strings of each door that started. */
-  addr(door: 'api' | 'http-proxy' | 'socks5' | 'dns' | 'transparent-tls' | 'transparent-http'): { host: string; port: number };
+  addr(door: 'api' | 'http-proxy' | 'socks5' | 'dns' | 'transparent-tls' | 'transparent-http' | 'agent-gateway' | 'mcp-hub'): { host: string; port: number };
   apiUrl: string;
   api: ApiClient;
   close(): Promise<void>;
@@ -115,6 +118,8 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
     ['http-proxy', ['127.0.0.1:0']],
     ['socks', ['127.0.0.1:0']],
     ['dns', ['127.0.0.1:0']],
+    ['agent-gateway', ['127.0.0.1:0']],
+    ['mcp-hub', ['127.0.0.1:0']],
     ['db', [opts.db ?? (process.env.EGRESS_TEST_DB === 'postgres' ? await (await sharedPostgres()).createDatabase() : join(dir, 'egress.db'))]],
     ['api-token', [`${TOKEN_A}:acct-a`, `${TOKEN_B}:acct-b`]],
     ['allow-private', ['127.0.0.0/8']],
@@ -124,7 +129,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
   ]);
   for (const [k, v] of Object.entries(opts.flags ?? {})) flags.set(k, Array.isArray(v) ? v : [v]);
   const config = loadConfig(flags, {});
-  const gw = await startGateway(config, loggerFor(config.logLevel));
+  const gw = await startGateway(config, loggerFor(config.logLevel), undefined, { credentials: opts.credentials });
   const addr: TestGateway['addr'] = (door) => {
     const a = gw.doors[door];
     if (!a) throw new Error(`door ${door} did not start`);

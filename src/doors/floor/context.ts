@@ -8,6 +8,7 @@ import type { Resolver } from '../../resolver/resolver.js';
 import type { SourceLimiter } from './source-limit.js';
 import type { UpstreamPool } from './upstream-pool.js';
 import type { FairShare } from './fair-share.js';
+import type { CredentialSource } from '../../policy/credentials.js';
 
 export interface DoorContext {
   config: GatewayConfig;
@@ -22,6 +23,8 @@ export interface DoorContext {
   /** DNS-over-TCP connections (global cap, per-devbox share). */
   dnsTcp: FairShare;
   log: Logger;
+  /** Tokens, configs and secrets the agent gateway and MCP hub read per request (absent: they refuse every request). */
+  credentials?: CredentialSource;
   /** Metrics of other processes of this gateway, to merge into /metrics (in-process API only). */
   workerMetrics?: () => Promise<unknown[][]>;
   /**
