@@ -31,6 +31,8 @@ const FLOORS: Record<string, number> = {
   'doors/socks5': 5,
   'doors/tls': 5,
   'doors/dns': 5,
+  'doors/agent-gateway': 5,
+  'doors/mcp-hub': 5,
   api: 6,
   wiring: 7,
   cli: 8,

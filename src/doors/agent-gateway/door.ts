@@ -10,7 +10,7 @@ import type { HostPort } from '../../config.js';
 import type { AgentGatewayConfig } from '../../policy/credentials.js';
 import type { DoorContext, RunningDoor } from '../floor/context.js';
 import { startAgentServer } from '../floor/agent-server.js';
-import { type Admitted, admitAgent, sendAgentError } from '../floor/agent-admission.js';
+import { type Admitted, admitAgent } from '../floor/agent-admission.js';
 import { AgentUpstream, type UpstreamAddress, hasDotSegment, responseHeaders } from '../floor/agent-upstream.js';
 import { AgentFlights } from '../floor/agent-flight.js';
 

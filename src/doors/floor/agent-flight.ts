@@ -41,7 +41,7 @@ export class AgentFlights {
   private recheck(): void {
     for (const f of [...this.live]) {
       const policy = this.ctx.engine.policyOf(f.a.token.devbox_id);
-      if (policy && policy[this.toggle]) continue;
+      if (policy?.[this.toggle]) continue;
       connectionsCut.labels(this.door, policy === undefined ? 'unknown_client' : 'gateway_disabled').inc();
       f.cut();
     }
@@ -70,6 +70,14 @@ export class AgentFlights {
     agentRefusals.labels(this.door, a.token.devbox_id, a.config.id, reason).inc();
     agentRequests.labels(this.door, a.token.devbox_id, a.config.id, String(status)).inc();
     this.ctx.log.info({ event: 'agent_request', door: this.door, devbox: a.token.devbox_id, config: a.config.id, token: a.token.id, method: req.method, path: pathOnly(req.url), status, reason, duration_ms: ms(started) }, 'agent request refused');
+  }
+
+  /** A request the door answered itself with a body of its own (the MCP hub's JSON-RPC answers). */
+  local(a: Admitted<AgentGatewayConfig>, req: http.IncomingMessage, res: http.ServerResponse, started: number, status: number, body: string | null, note: string): void {
+    if (body === null) res.writeHead(status, { 'content-length': 0 }).end();
+    else res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' }).end(body);
+    agentRequests.labels(this.door, a.token.devbox_id, a.config.id, String(status)).inc();
+    this.ctx.log.info({ event: 'agent_request', door: this.door, devbox: a.token.devbox_id, config: a.config.id, token: a.token.id, method: req.method, path: pathOnly(req.url), status, answered: note, duration_ms: ms(started) }, 'agent request answered by the gateway');
   }
 
   crashed(a: Admitted<AgentGatewayConfig>, req: http.IncomingMessage, res: http.ServerResponse, started: number, e: unknown): void {
@@ -127,6 +135,11 @@ export class AgentFlight {
 
   countOut(s: Readable): void {
     s.on('data', (c: Buffer) => (this.bytesOut += c.length));
+  }
+
+  /** A body the door read itself (and sends whole). */
+  countOutBytes(n: number): void {
+    this.bytesOut += n;
   }
 
   countIn(s: Readable): void {
