@@ -17,6 +17,8 @@ export { TOKEN_A, TOKEN_B };
 export interface AgentRigOptions {
   /** Extra flags (e.g. { 'allow-private': '10.0.0.0/8' } replaces the rig's 127.0.0.0/8). */
   flags?: Record<string, string | string[]>;
+  /** Upstream DNS port on 127.0.0.1 (from startDnsUpstream), for endpoints given by name. */
+  upstreamDnsPort?: number;
 }
 
 export interface MintedToken {
@@ -71,7 +73,7 @@ export async function startAgentRig(opts: AgentRigOptions = {}): Promise<AgentRi
   const creds = new MemoryCredentials();
   let tg: TestGateway;
   try {
-    tg = await startTestGateway({ credentials: creds, flags: { 'upstream-ca-file': ca.caFile, ...opts.flags } });
+    tg = await startTestGateway({ credentials: creds, upstreamDnsPort: opts.upstreamDnsPort, flags: { 'upstream-ca-file': ca.caFile, ...opts.flags } });
   } catch (e) {
     ca.remove();
     throw e;
