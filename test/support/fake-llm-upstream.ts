@@ -25,6 +25,8 @@ export interface FakeLlm {
   received: Received[];
   /** When set, streamed answers send their first event, then wait for this before the rest. */
   holdStreams: Promise<void> | null;
+  /** Request body bytes received so far, counted as they arrive (before a request ends). */
+  bytesArriving: number;
   /** Streamed answers that have sent their first event so far. */
   firstEvents: number;
   close(): Promise<void>;
@@ -42,11 +44,15 @@ export async function startFakeLlm(ca: TestCa): Promise<FakeLlm> {
     received,
     holdStreams: null,
     firstEvents: 0,
+    bytesArriving: 0,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
   const server = https.createServer({ key: ca.key, cert: ca.cert }, (req, res) => {
     const parts: Buffer[] = [];
-    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('data', (d: Buffer) => {
+      parts.push(d);
+      fake.bytesArriving += d.length;
+    });
     req.on('end', async () => {
       const body = Buffer.concat(parts).toString('utf8');
       received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body, chunks: parts.length });
