@@ -21,6 +21,7 @@ const UNIT = [
   'test/proxy/header-value-backtracking.test.ts',
   'test/socks/socks5-parser.test.ts',
   'test/startup/config-precedence.test.ts',
+  'test/agent/mcp-hub-rules.test.ts',
 ];
 
 /** Parallel test files: VITEST_MAX_WORKERS, else 2 (end-to-end files start real servers; two cores). */
