@@ -80,8 +80,9 @@ function forward(ctx: DoorContext, upstream: AgentUpstream, flights: AgentFlight
   up.on('response', (upRes: http.IncomingMessage) => {
     flight.head(upRes.statusCode ?? 502);
     res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, responseHeaders(upRes.rawHeaders));
-    // Streamed answers (SSE) go out as each chunk arrives: send the head now.
-    res.flushHeaders();
+    // A streamed answer (SSE) may wait for its first event: the head goes now. Any other head
+    // leaves with the first body chunk (one write, one packet). Each chunk is written as it arrives.
+    if ((upRes.headers['content-type'] ?? '').startsWith('text/event-stream')) res.flushHeaders();
     flight.countIn(upRes);
     upRes.pipe(res);
     upRes.on('error', () => res.destroy());
