@@ -131,17 +131,14 @@ describe('SseRewriter', () => {
     ].join(''),
   );
 
+  it('drops data that is not JSON, so a junk line cannot carry a tools list past the filter', async () => {
+    const out = await runSse([Buffer.from('id: 9\ndata: {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete_repo"}]}}\ndata: x\n\nid: 10\ndata: \n\n')]);
+    expect(out).toBe('id: 9\n\nid: 10\ndata: \n\n');
+  });
+
   it('rewrites each event and keeps the other fields', async () => {
     const out = await runSse([stream]);
-    expect(out).toBe(
-      [
-        ': a comment\n\n',
-        'id: 1\nevent: message\ndata: {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"github.search_code"}]}}\n\n',
-        'id: 2\n\n',
-        'data: not json\ndata: second line\n\n',
-        'data: {"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"é ü ✓"}]}}\n\n',
-      ].join(''),
-    );
+    expect(out).toBe([': a comment\n\n', 'id: 1\nevent: message\ndata: {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"github.search_code"}]}}\n\n', 'id: 2\n\n', 'data: {"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"é ü ✓"}]}}\n\n'].join(''));
   });
 
   it('gives the same output however the stream is cut (every byte boundary, multi-byte characters split)', async () => {

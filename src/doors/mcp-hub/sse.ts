@@ -2,7 +2,8 @@
  * An upstream's server-sent events, rewritten event by event as they arrive: each event's
  * `data:` lines are joined, read as JSON-RPC and passed through `rewrite`; the event goes out
  * as soon as its blank line is read (nothing waits for the stream to end). Other fields (`id:`,
- * `event:`, `retry:`, comments) are kept. Linear in the stream: every byte is scanned once and
+ * `event:`, `retry:`, comments) are kept; data that is not JSON is dropped (MCP events carry
+ * JSON-RPC; empty data is kept). Linear in the stream: every byte is scanned once and
  * a line arriving in many small chunks is joined once. An event longer than `maxEvent`
  * characters is an error (the door cuts the stream).
  */
@@ -11,39 +12,45 @@ import { Transform, type TransformCallback } from 'node:stream';
 
 export class SseTooLarge extends Error {}
 
-export class SseRewriter extends Transform {
-  private readonly decoder = new StringDecoder('utf8');
+/**
+ * The rewriting itself, synchronous (the stream below and the fuzz target drive it): text in,
+ * finished events out, each ending in a blank line.
+ */
+export class SseScanner {
   private partial: string[] = [];
   private partialLen = 0;
   private fields: string[] = [];
   private data: string[] = [];
   private eventLen = 0;
+  private out: string[] = [];
 
   constructor(
     private readonly rewrite: (message: unknown) => unknown,
     private readonly maxEvent = 8 * 1024 * 1024,
-  ) {
-    super();
+  ) {}
+
+  /** Takes more of the stream; returns the events it completed (rewritten). Throws SseTooLarge. */
+  push(text: string): string[] {
+    this.scan(text);
+    return this.take();
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    try {
-      this.scan(this.decoder.write(chunk));
-      done();
-    } catch (e) {
-      done(e as Error);
+  /** The stream ended: a last event without its blank line is completed. */
+  end(): string[] {
+    if (this.partialLen > 0) {
+      const line = this.partial.join('');
+      this.partial = [];
+      this.partialLen = 0;
+      this.line(line.endsWith('\r') ? line.slice(0, -1) : line);
     }
+    if (this.fields.length > 0 || this.data.length > 0) this.dispatch();
+    return this.take();
   }
 
-  override _flush(done: TransformCallback): void {
-    try {
-      this.scan(this.decoder.end());
-      if (this.partialLen > 0) this.line(this.partial.join(''));
-      if (this.fields.length > 0 || this.data.length > 0) this.dispatch();
-      done();
-    } catch (e) {
-      done(e as Error);
-    }
+  private take(): string[] {
+    const out = this.out;
+    this.out = [];
+    return out;
   }
 
   private scan(text: string): void {
@@ -98,12 +105,45 @@ export class SseRewriter extends Transform {
       } catch {
         parsed = false;
       }
-      if (!parsed) out += `${data.map((d) => `data: ${d}`).join('\n')}\n`;
-      else {
+      // Data that is not JSON is not MCP: dropped (a second data line could otherwise carry a
+      // tools list past the filter unread). Empty data (a server's priming event) is kept.
+      if (!parsed) {
+        if (text === '') out += 'data: \n';
+      } else {
         const rewritten = this.rewrite(json);
         if (rewritten !== null) out += `data: ${JSON.stringify(rewritten)}\n`;
       }
     }
-    if (out !== '') this.push(`${out}\n`);
+    if (out !== '') this.out.push(`${out}\n`);
+  }
+}
+
+/** SseScanner as a stream: bytes in (UTF-8, split anywhere), rewritten events out as each completes. */
+export class SseRewriter extends Transform {
+  private readonly decoder = new StringDecoder('utf8');
+  private readonly scanner: SseScanner;
+
+  constructor(rewrite: (message: unknown) => unknown, maxEvent?: number) {
+    super();
+    this.scanner = new SseScanner(rewrite, maxEvent);
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    try {
+      for (const e of this.scanner.push(this.decoder.write(chunk))) this.push(e);
+      done();
+    } catch (e) {
+      done(e as Error);
+    }
+  }
+
+  override _flush(done: TransformCallback): void {
+    try {
+      for (const e of this.scanner.push(this.decoder.end())) this.push(e);
+      for (const e of this.scanner.end()) this.push(e);
+      done();
+    } catch (e) {
+      done(e as Error);
+    }
   }
 }
