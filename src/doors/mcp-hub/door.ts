@@ -179,6 +179,11 @@ function relay(x: Exchange, ep: Endpoint, addr: UpstreamAddress, body: Buffer | 
       upRes.pipe(sse).pipe(res);
     } else if (type.startsWith('application/json')) {
       relayJson(x, upRes, status, out);
+    } else if (status >= 200 && status < 300 && status !== 202 && status !== 204 && upRes.headers['content-length'] !== '0') {
+      // A successful answer the hub cannot read is not relayed: it could carry a tools list.
+      upRes.destroy();
+      up.destroy();
+      flight.fail(502, `the upstream answered ${status} with ${JSON.stringify(type.slice(0, 64) || 'no content type')}, not JSON or SSE`, 'bad_answer');
     } else {
       res.writeHead(status, out);
       upRes.pipe(res);
@@ -203,11 +208,17 @@ function relayJson(x: Exchange, upRes: http.IncomingMessage, status: number, hea
   upRes.on('end', () => {
     if (size > MAX_RESPONSE || x.res.headersSent) return;
     let text = Buffer.concat(parts).toString('utf8');
-    try {
-      const rewritten = rewriteBody(JSON.parse(text), x.rules);
+    if (text !== '') {
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        // Not JSON after all: not relayed unread (it could carry a tools list).
+        sendAgentError(x.res, 502, 'upstream_failed', 'the upstream answer is not JSON');
+        return;
+      }
+      const rewritten = rewriteBody(body, x.rules);
       text = rewritten === null ? '' : JSON.stringify(rewritten);
-    } catch {
-      /* not JSON after all: relayed as it came */
     }
     x.res.writeHead(status, [...headers, 'Content-Length', String(Buffer.byteLength(text))]);
     x.res.end(text);
