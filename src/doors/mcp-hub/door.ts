@@ -179,11 +179,10 @@ function relay(x: Exchange, ep: Endpoint, addr: UpstreamAddress, body: Buffer | 
       upRes.pipe(sse).pipe(res);
     } else if (type.startsWith('application/json')) {
       relayJson(x, upRes, status, out);
-    } else if (status >= 200 && status < 300 && status !== 202 && status !== 204 && upRes.headers['content-length'] !== '0') {
-      // A successful answer the hub cannot read is not relayed: it could carry a tools list.
-      upRes.destroy();
-      up.destroy();
-      flight.fail(502, `the upstream answered ${status} with ${JSON.stringify(type.slice(0, 64) || 'no content type')}, not JSON or SSE`, 'bad_answer');
+    } else if (status >= 200 && status < 300) {
+      // A successful answer the hub cannot read is not relayed (it could carry a tools list);
+      // an empty one (202 to a notification, 200 to DELETE) is.
+      relayEmptyOnly(x, upRes, status, out);
     } else {
       res.writeHead(status, out);
       upRes.pipe(res);
@@ -191,6 +190,21 @@ function relay(x: Exchange, ep: Endpoint, addr: UpstreamAddress, body: Buffer | 
   });
   if (body !== null) flight.countOutBytes(body.length);
   up.end(body ?? undefined);
+}
+
+function relayEmptyOnly(x: Exchange, upRes: http.IncomingMessage, status: number, headers: string[]): void {
+  let size = 0;
+  upRes.on('data', (c: Buffer) => {
+    size += c.length;
+    if (size > 0) upRes.destroy();
+  });
+  const done = () => {
+    if (x.res.headersSent) return;
+    if (size > 0) sendAgentError(x.res, 502, 'upstream_failed', `the upstream answered ${status} with ${JSON.stringify(String(upRes.headers['content-type'] ?? 'no content type').slice(0, 64))}, not JSON or SSE`);
+    else x.res.writeHead(status, [...headers, 'Content-Length', '0']).end();
+  };
+  upRes.on('end', done);
+  upRes.on('close', done);
 }
 
 function relayJson(x: Exchange, upRes: http.IncomingMessage, status: number, headers: string[]): void {
