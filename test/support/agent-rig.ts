@@ -7,6 +7,7 @@
  * `create_gateway_token` / `create_mcp_token`) and no test changes.
  */
 import { rmSync } from 'node:fs';
+import type { Logger } from 'pino';
 import { MemoryCredentials } from '../../src/policy/memory-credentials.js';
 import type { AuthMechanism, CustomHeaderSpec } from '../../src/policy/credentials.js';
 import { type TestGateway, TOKEN_A, TOKEN_B, startTestGateway } from './gateway.js';
@@ -19,6 +20,8 @@ export interface AgentRigOptions {
   flags?: Record<string, string | string[]>;
   /** Upstream DNS port on 127.0.0.1 (from startDnsUpstream), for endpoints given by name. */
   upstreamDnsPort?: number;
+  /** The gateway's logger (a test that reads the log lines gives its own). */
+  logger?: Logger;
 }
 
 export interface MintedToken {
@@ -73,7 +76,7 @@ export async function startAgentRig(opts: AgentRigOptions = {}): Promise<AgentRi
   const creds = new MemoryCredentials();
   let tg: TestGateway;
   try {
-    tg = await startTestGateway({ credentials: creds, upstreamDnsPort: opts.upstreamDnsPort, flags: { 'upstream-ca-file': ca.caFile, ...opts.flags } });
+    tg = await startTestGateway({ credentials: creds, upstreamDnsPort: opts.upstreamDnsPort, logger: opts.logger, flags: { 'upstream-ca-file': ca.caFile, ...opts.flags } });
   } catch (e) {
     ca.remove();
     throw e;

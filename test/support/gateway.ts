@@ -25,6 +25,8 @@ export interface TestGatewayOptions {
   db?: string;
   /** What the agent gateway and MCP hub read (test/support/agent-rig.ts gives them one). */
   credentials?: CredentialSource;
+  /** A logger of the test's own (to read the lines); default: the process logger at EGRESS_TEST_LOG. */
+  logger?: Logger;
 }
 
 export interface TestGateway {
@@ -129,7 +131,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
   ]);
   for (const [k, v] of Object.entries(opts.flags ?? {})) flags.set(k, Array.isArray(v) ? v : [v]);
   const config = loadConfig(flags, {});
-  const gw = await startGateway(config, loggerFor(config.logLevel), undefined, { credentials: opts.credentials });
+  const gw = await startGateway(config, opts.logger ?? loggerFor(config.logLevel), undefined, { credentials: opts.credentials });
   const addr: TestGateway['addr'] = (door) => {
     const a = gw.doors[door];
     if (!a) throw new Error(`door ${door} did not start`);
