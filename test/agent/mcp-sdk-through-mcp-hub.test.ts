@@ -91,6 +91,13 @@ describe.each(['json', 'sse'] as const)('upstream answering %s', (mode) => {
     expect(up.toolCalls().length).toBe(before);
   });
 
+  it("relays the client's GET stream for server messages, on its session", async () => {
+    await waitFor(() => up.seen.some((s) => s.httpMethod === 'GET' && s.headers['mcp-session-id'] === transport.sessionId), 10_000, 'the GET stream upstream');
+    const get = up.seen.find((s) => s.httpMethod === 'GET')!;
+    expect(get.headers.authorization).toBe('Bearer ghp_REAL_SECRET');
+    expect(String(get.headers.accept)).toContain('text/event-stream');
+  });
+
   it('ends the session with DELETE', async () => {
     const { client: c2, transport: t2 } = await connect(token, rig.mcpUrl);
     const sid = t2.sessionId;
