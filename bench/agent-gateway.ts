@@ -5,7 +5,7 @@
  * Three processes (this file in three roles): the upstream (HTTPS keep-alive, a certificate
  * from a test CA made with openssl, answering an Anthropic-like POST /v1/messages with a small
  * JSON body), the gateway (as the tests start it, with the agent gateway's per-request log line
- * written at info to /dev/null, so it is paid for; the token held in MemoryCredentials), and
+ * written at info to /dev/null, so it is paid for; the token minted through the API), and
  * the load generator (this process, node:http keep-alive clients). With two cores or more and
  * taskset: the gateway alone on CPU 0, the upstream and the load generator on CPU 1.
  *
@@ -69,14 +69,17 @@ async function runGateway(): Promise<void> {
   const upstreamPort = Number(process.env.BENCH_UPSTREAM_PORT);
   process.env.EGRESS_TEST_LOG = process.env.BENCH_LOG ?? 'info';
   const { startTestGateway } = await import('../test/support/gateway.js');
-  const { MemoryCredentials } = await import('../src/policy/memory-credentials.js');
-  const creds = new MemoryCredentials();
-  const gw = await startTestGateway({ credentials: creds, flags: { 'upstream-ca-file': ca.caFile, 'max-connections-per-devbox': '100000' } });
+  const gw = await startTestGateway({ flags: { 'upstream-ca-file': ca.caFile, 'max-connections-per-devbox': '100000' } });
   const p = await gw.api.policy('bench', { allow_agent_gateway: true });
   const box = await gw.api.devbox(p, ['127.0.0.1'], 'bench-box');
-  const secret = creds.putSecret('acct-a', 'sk-bench-REAL');
-  const cfg = creds.putGatewayConfig({ account_id: 'acct-a', name: 'anthropic-bench', endpoint: `https://127.0.0.1:${upstreamPort}`, auth_mechanism: { type: 'header', key: 'x-api-key' } });
-  const token = creds.mint({ kind: 'gateway', account_id: 'acct-a', devbox_id: box.id, config_id: cfg.id, secret_id: secret });
+  const post = async (path: string, body: unknown) => {
+    const r = await gw.api.call('POST', path, body);
+    if (r.status !== 200) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  };
+  await post('/v1/secrets', { name: 'BENCH_KEY', value: 'sk-bench-REAL' });
+  await post('/v1/gateway-configs', { name: 'anthropic-bench', endpoint: `https://127.0.0.1:${upstreamPort}`, auth_mechanism: { type: 'header', key: 'x-api-key' } });
+  const { token } = await post(`/v1/devboxes/${box.id}/create_gateway_token`, { gateway: 'anthropic-bench', secret: 'BENCH_KEY' });
   process.send!({ port: gw.addr('agent-gateway').port, token, reference: await bareForwarder(ca, upstreamPort) });
   process.on('message', async (m) => {
     if (m === 'stop') {

@@ -1,6 +1,9 @@
 /**
- * Flags, environment and config file folded into one typed object.
- * Precedence: flag > env (EGRESS_<FLAG_IN_UPPER_SNAKE>) > --config file (JSON or YAML) > default.
+ * The gateway's settings: one table, OPTIONS (per setting its key, flag, kind, default and
+ * help), from which the `GatewayConfig` type, the command line's flags (main.ts), env names,
+ * config-file keys, --help and the start-up line all derive. Flags, environment and config
+ * file fold into one object: flag > env (EGRESS_<FLAG_IN_UPPER_SNAKE>) > --config file (JSON
+ * or YAML) > default. RELOADABLE names what a SIGHUP can change.
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -9,101 +12,15 @@ import { parse as parseYaml } from 'yaml';
 import { parseCidr, parseIpLiteral } from './policy/ip.js';
 import { normalizeAllowedHostname } from './policy/hostname.js';
 import type { EngineOptions } from './policy/engine.js';
+import { ConfigError } from './config-error.js';
+import { type HostPort, formatHostPort, parseHostPort } from './host-port.js';
 
-export class ConfigError extends Error {
-  constructor(
-    readonly setting: string,
-    message: string,
-  ) {
-    super(`${setting}: ${message}`);
-  }
-}
-
-export interface HostPort {
-  host: string;
-  port: number;
-}
+export { ConfigError } from './config-error.js';
+export { type HostPort, formatHostPort, parseHostPort } from './host-port.js';
 
 export interface ApiToken {
   token: string;
   accountId: string;
-}
-
-export interface GatewayConfig {
-  api: HostPort;
-  apiTlsCert: string | null;
-  apiTlsKey: string | null;
-  httpProxy: HostPort | null;
-  socks: HostPort | null;
-  dns: HostPort | null;
-  transparentTls: HostPort | null;
-  transparentHttp: HostPort | null;
-  /** Agent gateway: proxies a devbox's API calls upstream with the real credential (docs/agent-gateway.md). */
-  agentGateway: HostPort | null;
-  /** The agent gateway's URL as devboxes reach it (put in minted tokens); null: derived from --agent-gateway. */
-  agentGatewayUrl: string | null;
-  /** MCP hub: proxies MCP Streamable HTTP with tool-level access control. */
-  mcpHub: HostPort | null;
-  mcpHubUrl: string | null;
-  /** Extra CA certificates (PEM) trusted for upstream TLS of the agent gateway and MCP hub. */
-  upstreamCaFile: string | null;
-  /** AES-256-GCM key for secrets at rest; created with mode 0600 on first start when missing. */
-  secretsKeyFile: string;
-  transparentTlsUpstreamPort: number;
-  transparentHttpUpstreamPort: number;
-  upstreamDns: HostPort[];
-  db: string;
-  apiTokens: ApiToken[];
-  allowPrivate: string[];
-  agentGatewayHosts: string[];
-  mcpGatewayHosts: string[];
-  mirrorHosts: string[];
-  tunnelDomain: string;
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  dnsDenyRcode: 'nxdomain' | 'refused';
-  dnsMinTtl: number;
-  dnsMaxTtl: number;
-  dnsFailureTtl: number;
-  dnsLearnGrace: number;
-  dnsRateLimit: number;
-  dnsCacheSize: number;
-  dnsUpstreamTimeoutMs: number;
-  /** Removed (replaced by --workers): set only to refuse it at start-up with the way out. */
-  dnsWorkers: number | null;
-  /** Processes running every door (1: this process alone, as before --workers). */
-  workers: number;
-  connectTimeoutMs: number;
-  idleTimeoutMs: number;
-  headerTimeoutMs: number;
-  maxHeaderBytes: number;
-  maxConnectionsPerDevbox: number;
-  maxClientConnections: number;
-  upstreamPoolMax: number;
-  upstreamPoolPerDevbox: number;
-  upstreamPoolIdleMs: number;
-  dnsTcpMax: number;
-  dnsTcpPerDevbox: number;
-  maxPoliciesPerAccount: number;
-  maxEntriesPerPolicy: number;
-  maxEntriesPerAccount: number;
-  maxDevboxesPerAccount: number;
-  maxAddressesPerAccount: number;
-  apiPageBytes: number;
-  shutdownGraceMs: number;
-  eventsRetentionHours: number;
-  eventsMaxPerDevbox: number;
-  eventsFlushMs: number;
-  responseTimeoutMs: number;
-  logAllowed: LogAllowed;
-  logBufferBytes: number;
-  /** Fleet mode (src/fleet/): publish committed changes to this NATS server, or follow it as a sidecar. */
-  nats: string | null;
-  natsBucket: string;
-  natsUser: string | null;
-  natsPassword: string | null;
-  natsCreds: string | null;
-  follow: string | null;
-  hostId: string | null;
 }
 
 /** Which allowed connections get a log line (denials always do): every one, one in N, none. */
@@ -119,111 +36,128 @@ type Kind =
   | { t: 'cidrList' }
   | { t: 'tokens' }
   | { t: 'int'; min: number; max: number }
+  | { t: 'intOrNull'; min: number; max: number }
   | { t: 'logAllowed' }
   | { t: 'enum'; values: readonly string[] };
 
-export interface OptionSpec {
-  key: keyof GatewayConfig;
+/** The value a setting of each kind holds once read (an enum: one of its values). */
+interface KindValues {
+  hostport: HostPort;
+  hostportOrOff: HostPort | null;
+  hostportList: HostPort[];
+  string: string;
+  stringOrNull: string | null;
+  list: string[];
+  cidrList: string[];
+  tokens: ApiToken[];
+  int: number;
+  intOrNull: number | null;
+  logAllowed: LogAllowed;
+  enum: string;
+}
+
+type ValueOf<K extends Kind> = K extends { t: 'enum'; values: readonly (infer V)[] } ? V : KindValues[K['t']];
+
+/** One setting: its key in GatewayConfig, its flag, how its text is read, its default and --help line. */
+interface Row<Key extends string, K extends Kind> {
+  key: Key;
   flag: string;
-  kind: Kind;
-  def: () => unknown;
+  kind: K;
+  def: () => ValueOf<K>;
   help: string;
   /** Env var name when it is not EGRESS_<FLAG_IN_UPPER_SNAKE>. */
   env?: string;
 }
 
-const hp = (s: string): HostPort => parseHostPort('default', s);
-
-export const OPTIONS: readonly OptionSpec[] = [
-  { key: 'api', flag: 'api', kind: { t: 'hostport' }, def: () => hp('127.0.0.1:8080'), help: 'admin REST API, /metrics, /healthz, /openapi.json' },
-  { key: 'apiTlsCert', flag: 'api-tls-cert', kind: { t: 'stringOrNull' }, def: () => null, help: 'PEM certificate: serve the API over TLS (h2 + http/1.1 by ALPN)' },
-  { key: 'apiTlsKey', flag: 'api-tls-key', kind: { t: 'stringOrNull' }, def: () => null, help: 'PEM private key for --api-tls-cert' },
-  { key: 'httpProxy', flag: 'http-proxy', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:3128'), help: 'HTTP forward proxy with CONNECT ("off" to disable)' },
-  { key: 'socks', flag: 'socks', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:1080'), help: 'SOCKS5 proxy ("off" to disable)' },
-  { key: 'dns', flag: 'dns', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:5353'), help: 'filtering DNS resolver, UDP and TCP ("off" to disable)' },
-  { key: 'transparentTls', flag: 'transparent-tls', kind: { t: 'hostportOrOff' }, def: () => null, help: 'transparent TLS listener, decides on SNI (off unless given)' },
-  { key: 'transparentHttp', flag: 'transparent-http', kind: { t: 'hostportOrOff' }, def: () => null, help: 'transparent HTTP listener, decides on Host (off unless given)' },
-  { key: 'agentGateway', flag: 'agent-gateway', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:8081'), help: 'agent gateway: a devbox calls external APIs with a gateway token, the real credential is applied here ("off" to disable)' },
-  { key: 'agentGatewayUrl', flag: 'agent-gateway-url', kind: { t: 'stringOrNull' }, def: () => null, help: 'URL devboxes use to reach the agent gateway, put in minted tokens (default: http:// + the --agent-gateway address)' },
-  { key: 'mcpHub', flag: 'mcp-hub', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:8082'), help: 'MCP hub: MCP Streamable HTTP to upstream MCP servers with tool-level access control ("off" to disable)' },
-  { key: 'mcpHubUrl', flag: 'mcp-hub-url', kind: { t: 'stringOrNull' }, def: () => null, help: 'URL devboxes use to reach the MCP hub, put in minted tokens (default: http:// + the --mcp-hub address)' },
-  { key: 'upstreamCaFile', flag: 'upstream-ca-file', kind: { t: 'stringOrNull' }, def: () => null, help: 'PEM CA certificates trusted, beside the system CAs, for the agent gateway and MCP hub upstreams' },
-  { key: 'secretsKeyFile', flag: 'secrets-key-file', kind: { t: 'string' }, def: () => './data/secrets.key', help: 'AES-256-GCM key for secrets at rest (created with mode 0600 on first start when missing)' },
-  { key: 'transparentTlsUpstreamPort', flag: 'transparent-tls-upstream-port', kind: { t: 'int', min: 1, max: 65535 }, def: () => 443, help: 'port the transparent TLS door dials on the checked address' },
-  { key: 'transparentHttpUpstreamPort', flag: 'transparent-http-upstream-port', kind: { t: 'int', min: 1, max: 65535 }, def: () => 80, help: 'port the transparent HTTP door dials on the checked address' },
-  { key: 'upstreamDns', flag: 'upstream-dns', kind: { t: 'hostportList' }, def: resolvConfNameservers, help: 'upstream resolvers HOST:PORT[,HOST:PORT…] (default: /etc/resolv.conf)' },
-  { key: 'db', flag: 'db', kind: { t: 'string' }, def: () => './data/egress.db', help: 'sqlite file (created with its folder)' },
-  { key: 'apiTokens', flag: 'api-token', env: 'EGRESS_API_TOKENS', kind: { t: 'tokens' }, def: () => [], help: 'TOKEN:ACCOUNT_ID, repeatable' },
-  { key: 'allowPrivate', flag: 'allow-private', kind: { t: 'cidrList' }, def: () => [], help: 'CIDR exempt from the private-address guardrail, repeatable' },
-  { key: 'agentGatewayHosts', flag: 'agent-gateway-hosts', kind: { t: 'list' }, def: () => [], help: 'hosts allow_agent_gateway admits (comma-separated)' },
-  { key: 'mcpGatewayHosts', flag: 'mcp-gateway-hosts', kind: { t: 'list' }, def: () => [], help: 'hosts allow_mcp_gateway admits' },
-  { key: 'mirrorHosts', flag: 'mirror-hosts', kind: { t: 'list' }, def: () => [], help: 'hosts allow_runloop_mirrors admits' },
-  { key: 'tunnelDomain', flag: 'tunnel-domain', kind: { t: 'string' }, def: () => 'tunnel.runloop.ai', help: 'devbox tunnel domain for allow_devbox_to_devbox' },
-  { key: 'logLevel', flag: 'log-level', kind: { t: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, def: () => 'info', help: 'log level' },
-  { key: 'dnsDenyRcode', flag: 'dns-deny-rcode', kind: { t: 'enum', values: ['nxdomain', 'refused'] }, def: () => 'nxdomain', help: 'answer for denied names' },
-  { key: 'dnsMinTtl', flag: 'dns-min-ttl', kind: { t: 'int', min: 0, max: 86400 }, def: () => 5, help: 'lowest TTL the answer cache keeps (s)' },
-  { key: 'dnsMaxTtl', flag: 'dns-max-ttl', kind: { t: 'int', min: 1, max: 604800 }, def: () => 3600, help: 'highest TTL the answer cache keeps (s)' },
-  { key: 'dnsFailureTtl', flag: 'dns-failure-ttl', kind: { t: 'int', min: 1, max: 300 }, def: () => 5, help: 'seconds a resolution failure (upstream SERVFAIL, REFUSED, time-out) is cached per name and type, per account (RFC 9520)' },
-  { key: 'dnsLearnGrace', flag: 'dns-learn-grace', kind: { t: 'int', min: 0, max: 86400 }, def: () => 60, help: 'seconds past TTL a DNS-learned address stays admitted' },
-  { key: 'dnsRateLimit', flag: 'dns-rate-limit', kind: { t: 'int', min: 0, max: 10_000_000 }, def: () => 2000, help: 'queries per second per client (0: unlimited)' },
-  { key: 'dnsCacheSize', flag: 'dns-cache-size', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 20_000, help: 'answers the DNS cache holds (name/type/class)' },
-  { key: 'dnsUpstreamTimeoutMs', flag: 'dns-upstream-timeout-ms', kind: { t: 'int', min: 10, max: 60_000 }, def: () => 1000, help: 'time one upstream has to answer before the next is tried' },
-  { key: 'workers', flag: 'workers', kind: { t: 'int', min: 1, max: 256 }, def: () => availableParallelism(), help: 'processes running every door, sharing each listener (default: one per core; 1: this process alone)' },
-  { key: 'dnsWorkers', flag: 'dns-workers', kind: { t: 'int', min: 0, max: 64 }, def: () => null, help: 'removed: use --workers N (every door, DNS included, in N processes)' },
-  { key: 'connectTimeoutMs', flag: 'connect-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'upstream connect time-out' },
-  { key: 'idleTimeoutMs', flag: 'idle-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 300_000, help: 'idle tunnel/connection time-out' },
-  { key: 'headerTimeoutMs', flag: 'header-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'time a client has to send request headers or a handshake' },
-  { key: 'maxHeaderBytes', flag: 'max-header-bytes', kind: { t: 'int', min: 1024, max: 1_048_576 }, def: () => 32_768, help: 'largest request head accepted' },
-  { key: 'maxConnectionsPerDevbox', flag: 'max-connections-per-devbox', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 1024, help: 'concurrent connections per devbox' },
-  { key: 'maxClientConnections', flag: 'max-client-connections', kind: { t: 'int', min: 0, max: 10_000_000 }, def: () => 0, help: 'client sockets across the TCP doors (0: derived from the open-file limit, see docs/operations.md)' },
-  { key: 'upstreamPoolMax', flag: 'upstream-pool-max', kind: { t: 'int', min: 0, max: 1_000_000 }, def: () => 0, help: 'idle keep-alive sockets to origins in all (0: derived from the open-file limit, at most 1024)' },
-  { key: 'upstreamPoolPerDevbox', flag: 'upstream-pool-per-devbox', kind: { t: 'int', min: 0, max: 1_000_000 }, def: () => 32, help: 'idle keep-alive sockets to origins one devbox may hold' },
-  { key: 'upstreamPoolIdleMs', flag: 'upstream-pool-idle-ms', kind: { t: 'int', min: 100, max: 600_000 }, def: () => 15_000, help: 'how long an idle keep-alive socket to an origin is kept' },
-  { key: 'dnsTcpMax', flag: 'dns-tcp-max', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 1024, help: 'DNS-over-TCP connections from devboxes in all (lowered to fit the open-file limit)' },
-  { key: 'dnsTcpPerDevbox', flag: 'dns-tcp-per-devbox', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 64, help: 'DNS-over-TCP connections one devbox may hold (all its addresses together)' },
-  { key: 'maxPoliciesPerAccount', flag: 'max-policies-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 1000, help: 'network policies one account may hold' },
-  { key: 'maxEntriesPerPolicy', flag: 'max-entries-per-policy', kind: { t: 'int', min: 1, max: 20_000 }, def: () => 10_000, help: 'allowed_hostnames plus allowed_cidrs entries in one policy' },
-  { key: 'maxEntriesPerAccount', flag: 'max-entries-per-account', kind: { t: 'int', min: 1, max: 100_000_000 }, def: () => 100_000, help: "allowed_hostnames plus allowed_cidrs entries over all of one account's policies" },
-  { key: 'maxDevboxesPerAccount', flag: 'max-devboxes-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 1000, help: 'running devboxes one account may have registered' },
-  { key: 'maxAddressesPerAccount', flag: 'max-addresses-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 4096, help: "source addresses over all of one account's running devboxes" },
-  { key: 'apiPageBytes', flag: 'api-page-bytes', kind: { t: 'int', min: 65_536, max: 268_435_456 }, def: () => 4 * 1024 * 1024, help: 'byte budget of one list page (a page stops early, with has_more, when the next item would pass it)' },
-  { key: 'eventsRetentionHours', flag: 'events-retention-hours', kind: { t: 'int', min: 1, max: 8760 }, def: () => 168, help: 'hours a denial or would-denial stays in the per-devbox record (GET /v1/egress/events)' },
-  { key: 'eventsMaxPerDevbox', flag: 'events-max-per-devbox', kind: { t: 'int', min: 0, max: 100_000 }, def: () => 1000, help: 'distinct destinations the denial record keeps per devbox, newest first (0: record nothing)' },
-  { key: 'eventsFlushMs', flag: 'events-flush-ms', kind: { t: 'int', min: 10, max: 60_000 }, def: () => 1000, help: 'how often recorded denials are written to the store, in one batch' },
-  { key: 'responseTimeoutMs', flag: 'response-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 60_000, help: 'time an origin has to send its response head after the request went out (then 504)' },
-  { key: 'logAllowed', flag: 'log-allowed', kind: { t: 'logAllowed' }, def: () => ({ mode: 'sample', every: 100 }), help: 'allowed connections logged: all, sample:N (one in N), none; denials are always logged' },
-  { key: 'logBufferBytes', flag: 'log-buffer-bytes', kind: { t: 'int', min: 65_536, max: 1_073_741_824 }, def: () => 4 * 1024 * 1024, help: 'log bytes held for a slow or stalled stdout; past it lines are dropped and counted' },
-  { key: 'nats', flag: 'nats', kind: { t: 'stringOrNull' }, def: () => null, help: 'control plane: publish every committed change to this NATS server (nats://HOST:PORT[,…]) (default: off)' },
-  { key: 'follow', flag: 'follow', kind: { t: 'stringOrNull' }, def: () => null, help: 'sidecar: enforce the policies and devboxes of --host-id read from this NATS server (nats://HOST:PORT[,…]); --db holds the last good snapshot (default: off)' },
-  { key: 'hostId', flag: 'host-id', kind: { t: 'stringOrNull' }, def: () => null, help: 'with --follow: the host this sidecar serves (the devboxes registered with this network.host_id)' },
-  { key: 'natsBucket', flag: 'nats-bucket', kind: { t: 'string' }, def: () => 'egress-policy', help: 'JetStream KV bucket the control plane publishes into and sidecars follow' },
-  { key: 'natsUser', flag: 'nats-user', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS user (with --nats-password)' },
-  { key: 'natsPassword', flag: 'nats-password', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS password (with --nats-user)' },
-  { key: 'natsCreds', flag: 'nats-creds', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS credentials file (JWT + nkey seed)' },
-  { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', kind: { t: 'int', min: 0, max: 600_000 }, def: () => 10_000, help: 'how long shutdown waits for connections to drain' },
-];
-
-export function parseHostPort(setting: string, text: string): HostPort {
-  const s = text.trim();
-  let host: string;
-  let portText: string;
-  const bracket = /^\[([^\]]+)\]:(\d+)$/.exec(s);
-  if (bracket) {
-    host = bracket[1]!;
-    portText = bracket[2]!;
-  } else {
-    const i = s.lastIndexOf(':');
-    if (i <= 0) throw new ConfigError(setting, `"${text}" is not HOST:PORT`);
-    host = s.slice(0, i);
-    portText = s.slice(i + 1);
-  }
-  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw new ConfigError(setting, `"${text}" has a bad port`);
-  if (isIP(host) === 0 && host !== 'localhost') throw new ConfigError(setting, `"${text}": host must be an IP address or localhost`);
-  return { host, port: Number(portText) };
+/** A row of OPTIONS (keeps its key and kind for GatewayConfig; tsc checks the default against the kind). */
+function opt<const Key extends string, const K extends Kind>(row: Row<Key, K>): Row<Key, K> {
+  return row;
 }
 
-export function formatHostPort(a: HostPort): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+const hp = (s: string): HostPort => parseHostPort('default', s);
+
+export const OPTIONS = [
+  opt({ key: 'api', flag: 'api', kind: { t: 'hostport' }, def: () => hp('127.0.0.1:8080'), help: 'admin REST API, /metrics, /healthz, /openapi.json' }),
+  opt({ key: 'apiTlsCert', flag: 'api-tls-cert', kind: { t: 'stringOrNull' }, def: () => null, help: 'PEM certificate: serve the API over TLS (h2 + http/1.1 by ALPN)' }),
+  opt({ key: 'apiTlsKey', flag: 'api-tls-key', kind: { t: 'stringOrNull' }, def: () => null, help: 'PEM private key for --api-tls-cert' }),
+  opt({ key: 'httpProxy', flag: 'http-proxy', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:3128'), help: 'HTTP forward proxy with CONNECT ("off" to disable)' }),
+  opt({ key: 'socks', flag: 'socks', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:1080'), help: 'SOCKS5 proxy ("off" to disable)' }),
+  opt({ key: 'dns', flag: 'dns', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:5353'), help: 'filtering DNS resolver, UDP and TCP ("off" to disable)' }),
+  opt({ key: 'transparentTls', flag: 'transparent-tls', kind: { t: 'hostportOrOff' }, def: () => null, help: 'transparent TLS listener, decides on SNI (off unless given)' }),
+  opt({ key: 'transparentHttp', flag: 'transparent-http', kind: { t: 'hostportOrOff' }, def: () => null, help: 'transparent HTTP listener, decides on Host (off unless given)' }),
+  opt({ key: 'agentGateway', flag: 'agent-gateway', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:8081'), help: 'agent gateway: a devbox calls external APIs with a gateway token, the real credential is applied here ("off" to disable)' }),
+  opt({ key: 'agentGatewayUrl', flag: 'agent-gateway-url', kind: { t: 'stringOrNull' }, def: () => null, help: 'URL devboxes use to reach the agent gateway, put in minted tokens (default: http:// + the --agent-gateway address)' }),
+  opt({ key: 'mcpHub', flag: 'mcp-hub', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:8082'), help: 'MCP hub: MCP Streamable HTTP to upstream MCP servers with tool-level access control ("off" to disable)' }),
+  opt({ key: 'mcpHubUrl', flag: 'mcp-hub-url', kind: { t: 'stringOrNull' }, def: () => null, help: 'URL devboxes use to reach the MCP hub, put in minted tokens (default: http:// + the --mcp-hub address)' }),
+  opt({ key: 'upstreamCaFile', flag: 'upstream-ca-file', kind: { t: 'stringOrNull' }, def: () => null, help: 'PEM CA certificates trusted, beside the system CAs, for the agent gateway and MCP hub upstreams' }),
+  opt({ key: 'secretsKeyFile', flag: 'secrets-key-file', kind: { t: 'string' }, def: () => './data/secrets.key', help: 'AES-256-GCM key for secrets at rest (created with mode 0600 on first start when missing)' }),
+  opt({ key: 'transparentTlsUpstreamPort', flag: 'transparent-tls-upstream-port', kind: { t: 'int', min: 1, max: 65535 }, def: () => 443, help: 'port the transparent TLS door dials on the checked address' }),
+  opt({ key: 'transparentHttpUpstreamPort', flag: 'transparent-http-upstream-port', kind: { t: 'int', min: 1, max: 65535 }, def: () => 80, help: 'port the transparent HTTP door dials on the checked address' }),
+  opt({ key: 'upstreamDns', flag: 'upstream-dns', kind: { t: 'hostportList' }, def: resolvConfNameservers, help: 'upstream resolvers HOST:PORT[,HOST:PORT…] (default: /etc/resolv.conf)' }),
+  opt({ key: 'db', flag: 'db', kind: { t: 'string' }, def: () => './data/egress.db', help: 'the store: a sqlite file (created with its folder), or postgres://USER[:PASSWORD]@HOST:PORT/DB (also postgresql://) for the control plane on PostgreSQL' }),
+  opt({ key: 'apiTokens', flag: 'api-token', env: 'EGRESS_API_TOKENS', kind: { t: 'tokens' }, def: () => [], help: 'TOKEN:ACCOUNT_ID, repeatable' }),
+  opt({ key: 'allowPrivate', flag: 'allow-private', kind: { t: 'cidrList' }, def: () => [], help: 'CIDR exempt from the private-address guardrail, repeatable' }),
+  opt({ key: 'agentGatewayHosts', flag: 'agent-gateway-hosts', kind: { t: 'list' }, def: () => [], help: 'hosts allow_agent_gateway admits (comma-separated)' }),
+  opt({ key: 'mcpGatewayHosts', flag: 'mcp-gateway-hosts', kind: { t: 'list' }, def: () => [], help: 'hosts allow_mcp_gateway admits' }),
+  opt({ key: 'mirrorHosts', flag: 'mirror-hosts', kind: { t: 'list' }, def: () => [], help: 'hosts allow_runloop_mirrors admits' }),
+  opt({ key: 'tunnelDomain', flag: 'tunnel-domain', kind: { t: 'string' }, def: () => 'tunnel.runloop.ai', help: 'devbox tunnel domain for allow_devbox_to_devbox' }),
+  opt({ key: 'logLevel', flag: 'log-level', kind: { t: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, def: () => 'info', help: 'log level' }),
+  opt({ key: 'dnsDenyRcode', flag: 'dns-deny-rcode', kind: { t: 'enum', values: ['nxdomain', 'refused'] }, def: () => 'nxdomain', help: 'answer for denied names' }),
+  opt({ key: 'dnsMinTtl', flag: 'dns-min-ttl', kind: { t: 'int', min: 0, max: 86400 }, def: () => 5, help: 'lowest TTL the answer cache keeps (s)' }),
+  opt({ key: 'dnsMaxTtl', flag: 'dns-max-ttl', kind: { t: 'int', min: 1, max: 604800 }, def: () => 3600, help: 'highest TTL the answer cache keeps (s)' }),
+  opt({ key: 'dnsFailureTtl', flag: 'dns-failure-ttl', kind: { t: 'int', min: 1, max: 300 }, def: () => 5, help: 'seconds a resolution failure (upstream SERVFAIL, REFUSED, time-out) is cached per name and type, per account (RFC 9520)' }),
+  opt({ key: 'dnsLearnGrace', flag: 'dns-learn-grace', kind: { t: 'int', min: 0, max: 86400 }, def: () => 60, help: 'seconds past TTL a DNS-learned address stays admitted' }),
+  opt({ key: 'dnsRateLimit', flag: 'dns-rate-limit', kind: { t: 'int', min: 0, max: 10_000_000 }, def: () => 2000, help: 'DNS queries per second per devbox, all its addresses together (per source address for unknown clients; 0: unlimited)' }),
+  opt({ key: 'dnsCacheSize', flag: 'dns-cache-size', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 20_000, help: 'answers the DNS cache holds (name/type/class)' }),
+  opt({ key: 'dnsUpstreamTimeoutMs', flag: 'dns-upstream-timeout-ms', kind: { t: 'int', min: 10, max: 60_000 }, def: () => 1000, help: 'time one upstream has to answer before the next is tried' }),
+  opt({ key: 'workers', flag: 'workers', kind: { t: 'int', min: 1, max: 256 }, def: () => availableParallelism(), help: 'processes running every door, sharing each listener (default: one per core; 1: this process alone)' }),
+  opt({ key: 'dnsWorkers', flag: 'dns-workers', kind: { t: 'intOrNull', min: 0, max: 64 }, def: () => null, help: 'removed: use --workers N (every door, DNS included, in N processes)' }),
+  opt({ key: 'connectTimeoutMs', flag: 'connect-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'upstream connect time-out' }),
+  opt({ key: 'idleTimeoutMs', flag: 'idle-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 300_000, help: 'idle tunnel/connection time-out' }),
+  opt({ key: 'headerTimeoutMs', flag: 'header-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'time a client has to send request headers or a handshake' }),
+  opt({ key: 'maxHeaderBytes', flag: 'max-header-bytes', kind: { t: 'int', min: 1024, max: 1_048_576 }, def: () => 32_768, help: 'largest request head accepted' }),
+  opt({ key: 'maxConnectionsPerDevbox', flag: 'max-connections-per-devbox', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 1024, help: 'concurrent connections per devbox' }),
+  opt({ key: 'maxClientConnections', flag: 'max-client-connections', kind: { t: 'int', min: 0, max: 10_000_000 }, def: () => 0, help: 'client sockets across the TCP doors (0: derived from the open-file limit, see docs/operations.md)' }),
+  opt({ key: 'upstreamPoolMax', flag: 'upstream-pool-max', kind: { t: 'int', min: 0, max: 1_000_000 }, def: () => 0, help: 'idle keep-alive sockets to origins in all (0: derived from the open-file limit, at most 1024)' }),
+  opt({ key: 'upstreamPoolPerDevbox', flag: 'upstream-pool-per-devbox', kind: { t: 'int', min: 0, max: 1_000_000 }, def: () => 32, help: 'idle keep-alive sockets to origins one devbox may hold' }),
+  opt({ key: 'upstreamPoolIdleMs', flag: 'upstream-pool-idle-ms', kind: { t: 'int', min: 100, max: 600_000 }, def: () => 15_000, help: 'how long an idle keep-alive socket to an origin is kept' }),
+  opt({ key: 'dnsTcpMax', flag: 'dns-tcp-max', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 1024, help: 'DNS-over-TCP connections from devboxes in all (lowered to fit the open-file limit)' }),
+  opt({ key: 'dnsTcpPerDevbox', flag: 'dns-tcp-per-devbox', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 64, help: 'DNS-over-TCP connections one devbox may hold (all its addresses together)' }),
+  opt({ key: 'maxPoliciesPerAccount', flag: 'max-policies-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 1000, help: 'network policies one account may hold' }),
+  opt({ key: 'maxEntriesPerPolicy', flag: 'max-entries-per-policy', kind: { t: 'int', min: 1, max: 20_000 }, def: () => 10_000, help: 'allowed_hostnames plus allowed_cidrs entries in one policy' }),
+  opt({ key: 'maxEntriesPerAccount', flag: 'max-entries-per-account', kind: { t: 'int', min: 1, max: 100_000_000 }, def: () => 100_000, help: "allowed_hostnames plus allowed_cidrs entries over all of one account's policies" }),
+  opt({ key: 'maxDevboxesPerAccount', flag: 'max-devboxes-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 1000, help: 'running devboxes one account may have registered' }),
+  opt({ key: 'maxAddressesPerAccount', flag: 'max-addresses-per-account', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 4096, help: "source addresses over all of one account's running devboxes" }),
+  opt({ key: 'apiPageBytes', flag: 'api-page-bytes', kind: { t: 'int', min: 65_536, max: 268_435_456 }, def: () => 4 * 1024 * 1024, help: 'byte budget of one list page (a page stops early, with has_more, when the next item would pass it)' }),
+  opt({ key: 'eventsRetentionHours', flag: 'events-retention-hours', kind: { t: 'int', min: 1, max: 8760 }, def: () => 168, help: 'hours a denial or would-denial stays in the per-devbox record (GET /v1/egress/events)' }),
+  opt({ key: 'eventsMaxPerDevbox', flag: 'events-max-per-devbox', kind: { t: 'int', min: 0, max: 100_000 }, def: () => 1000, help: 'distinct destinations the denial record keeps per devbox, newest first (0: record nothing)' }),
+  opt({ key: 'eventsFlushMs', flag: 'events-flush-ms', kind: { t: 'int', min: 10, max: 60_000 }, def: () => 1000, help: 'how often recorded denials are written to the store, in one batch' }),
+  opt({ key: 'responseTimeoutMs', flag: 'response-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 60_000, help: 'time an origin has to send its response head after the request went out (then 504)' }),
+  opt({ key: 'logAllowed', flag: 'log-allowed', kind: { t: 'logAllowed' }, def: () => ({ mode: 'sample', every: 100 }), help: 'allowed connections logged: all, sample:N (one in N), none; denials are always logged' }),
+  opt({ key: 'logBufferBytes', flag: 'log-buffer-bytes', kind: { t: 'int', min: 65_536, max: 1_073_741_824 }, def: () => 4 * 1024 * 1024, help: 'log bytes held for a slow or stalled stdout; past it lines are dropped and counted' }),
+  opt({ key: 'nats', flag: 'nats', kind: { t: 'stringOrNull' }, def: () => null, help: 'control plane: publish every committed change to this NATS server (nats://HOST:PORT[,…]) (default: off)' }),
+  opt({ key: 'follow', flag: 'follow', kind: { t: 'stringOrNull' }, def: () => null, help: 'sidecar: enforce the policies and devboxes of --host-id read from this NATS server (nats://HOST:PORT[,…]); --db holds the last good snapshot (default: off)' }),
+  opt({ key: 'hostId', flag: 'host-id', kind: { t: 'stringOrNull' }, def: () => null, help: 'with --follow: the host this sidecar serves (the devboxes registered with this network.host_id)' }),
+  opt({ key: 'natsBucket', flag: 'nats-bucket', kind: { t: 'string' }, def: () => 'egress-policy', help: 'JetStream KV bucket the control plane publishes into and sidecars follow' }),
+  opt({ key: 'natsUser', flag: 'nats-user', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS user (with --nats-password)' }),
+  opt({ key: 'natsPassword', flag: 'nats-password', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS password (with --nats-user)' }),
+  opt({ key: 'natsCreds', flag: 'nats-creds', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS credentials file (JWT + nkey seed)' }),
+  opt({ key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', kind: { t: 'int', min: 0, max: 600_000 }, def: () => 10_000, help: 'how long shutdown waits for connections to drain' }),
+];
+
+type Option = (typeof OPTIONS)[number];
+
+/** Every setting, typed from its row in OPTIONS. */
+export type GatewayConfig = { [O in Option as O['key']]: ValueOf<O['kind']> };
+
+/** A row of OPTIONS, whichever setting it is. */
+export type OptionSpec = Option;
+
+/** The flag (without --) of a setting. */
+export function flagOf(key: keyof GatewayConfig): string {
+  const o = OPTIONS.find((x) => x.key === key);
+  if (o === undefined) throw new Error(`no option row for setting ${key}`);
+  return o.flag;
 }
 
 function resolvConfNameservers(): HostPort[] {
@@ -251,7 +185,7 @@ function splitList(v: unknown): string[] {
 
 function convert(spec: OptionSpec, raw: unknown): unknown {
   const setting = `--${spec.flag}`;
-  const k = spec.kind;
+  const k: Kind = spec.kind;
   switch (k.t) {
     case 'hostport':
       return parseHostPort(setting, String(raw));
@@ -290,7 +224,8 @@ function convert(spec: OptionSpec, raw: unknown): unknown {
         if (i <= 0 || i === pair.length - 1) throw new ConfigError(setting, 'expected TOKEN:ACCOUNT_ID');
         return { token: pair.slice(0, i), accountId: pair.slice(i + 1) };
       });
-    case 'int': {
+    case 'int':
+    case 'intOrNull': {
       const n = typeof raw === 'number' ? raw : /^-?\d+$/.test(String(raw)) ? Number(raw) : NaN;
       if (!Number.isInteger(n) || n < k.min || n > k.max) throw new ConfigError(setting, `"${String(raw)}" is not a whole number from ${k.min} to ${k.max}`);
       return n;
@@ -322,37 +257,6 @@ export function envName(spec: OptionSpec): string {
 }
 
 export const REPEATABLE: ReadonlySet<string> = new Set(['api-token', 'allow-private']);
-
-/** Splits argv into flag values (repeatable flags collect) and positional arguments. */
-export function parseArgv(argv: readonly string[], known: ReadonlySet<string>): { flags: Map<string, string[]>; positional: string[] } {
-  const flags = new Map<string, string[]>();
-  const positional: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) {
-      positional.push(a);
-      continue;
-    }
-    const eq = a.indexOf('=');
-    const name = eq === -1 ? a.slice(2) : a.slice(2, eq);
-    if (!known.has(name)) throw new ConfigError(`--${name}`, 'unknown flag (see --help)');
-    let value: string;
-    if (eq !== -1) value = a.slice(eq + 1);
-    else if (BOOLEAN_FLAGS.has(name)) value = 'true';
-    else {
-      const next = argv[i + 1];
-      if (next === undefined) throw new ConfigError(`--${name}`, 'needs a value');
-      value = next;
-      i++;
-    }
-    const list = flags.get(name) ?? [];
-    list.push(value);
-    flags.set(name, list);
-  }
-  return { flags, positional };
-}
-
-export const BOOLEAN_FLAGS = new Set(['help', 'prune', 'dry-run', 'json']);
 
 function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
@@ -453,7 +357,21 @@ function showSetting(key: keyof GatewayConfig, v: unknown): unknown {
 }
 
 /** Settings SIGHUP applies from the config file; any other change needs a restart. */
-export const RELOADABLE: ReadonlySet<keyof GatewayConfig> = new Set<keyof GatewayConfig>(['apiTokens', 'allowPrivate', 'agentGatewayHosts', 'mcpGatewayHosts', 'mirrorHosts', 'logLevel', 'dnsRateLimit']);
+export const RELOADABLE = ['apiTokens', 'allowPrivate', 'agentGatewayHosts', 'mcpGatewayHosts', 'mirrorHosts', 'logLevel', 'dnsRateLimit'] as const satisfies readonly (keyof GatewayConfig)[];
+const RELOADABLE_KEYS: ReadonlySet<string> = new Set(RELOADABLE);
+
+/** What a SIGHUP can change: the gateway and each door take these, and only these, from a new configuration. */
+export type Reloadable = Readonly<Pick<GatewayConfig, (typeof RELOADABLE)[number]>>;
+
+/** The reloadable settings of a configuration (tsc fails here when RELOADABLE grows and this does not). */
+export function reloadableOf(c: Reloadable): Reloadable {
+  return { apiTokens: c.apiTokens, allowPrivate: c.allowPrivate, agentGatewayHosts: c.agentGatewayHosts, mcpGatewayHosts: c.mcpGatewayHosts, mirrorHosts: c.mirrorHosts, logLevel: c.logLevel, dnsRateLimit: c.dnsRateLimit };
+}
+
+/** The running configuration after a SIGHUP: `current` with the reloadable settings of `next`; every other setting as started. */
+export function withReloaded(current: GatewayConfig, next: Reloadable): GatewayConfig {
+  return { ...current, ...reloadableOf(next) };
+}
 
 /** The flags whose effective value differs between two configurations, reloadable or not. */
 export function configChanges(a: GatewayConfig, b: GatewayConfig): { reloadable: string[]; restart: string[] } {
@@ -461,7 +379,7 @@ export function configChanges(a: GatewayConfig, b: GatewayConfig): { reloadable:
   const restart: string[] = [];
   for (const o of OPTIONS) {
     if (JSON.stringify(a[o.key]) === JSON.stringify(b[o.key])) continue;
-    (RELOADABLE.has(o.key) ? reloadable : restart).push(`--${o.flag}`);
+    (RELOADABLE_KEYS.has(o.key) ? reloadable : restart).push(`--${o.flag}`);
   }
   return { reloadable, restart };
 }

@@ -24,6 +24,7 @@ function placeholder(kind: OptionSpec['kind']['t']): string {
     case 'hostportList':
       return 'host:port,…';
     case 'int':
+    case 'intOrNull':
       return 'n';
     case 'list':
       return 'host,…';

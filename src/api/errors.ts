@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'invalid_request'
   | 'duplicate_name'
   | 'policy_in_use'
+  | 'secret_in_use'
   | 'address_in_use'
   | 'address_unavailable'
   | 'quota_exceeded'
@@ -109,12 +110,17 @@ export function toErrorBody(err: unknown): ErrorBody {
         return errorBody(400, 'duplicate_name', err.message);
       case 'policy_in_use':
         return errorBody(400, 'policy_in_use', err.message);
+      case 'secret_in_use':
+        return errorBody(400, 'secret_in_use', err.message);
+      case 'secrets_unavailable':
+        return errorBody(503, 'service_unavailable', err.message);
       case 'address_in_use':
         return errorBody(400, 'address_in_use', err.message);
       case 'address_unavailable':
         return errorBody(409, 'address_unavailable', err.message);
       case 'quota_exceeded':
         return errorBody(403, 'quota_exceeded', err.message);
+      case 'devbox_not_running':
       case 'policy_not_found':
       case 'blueprint_not_found':
       case 'blueprint_not_ready':

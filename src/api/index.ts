@@ -24,6 +24,10 @@ import { devboxRoutes } from './routes/devboxes.js';
 import { egressCheckRoutes } from './routes/egress-check.js';
 import { egressEventRoutes } from './routes/egress-events.js';
 import { blueprintRoutes } from './routes/blueprints.js';
+import { secretRoutes } from './routes/secrets.js';
+import { gatewayConfigRoutes } from './routes/gateway-configs.js';
+import { mcpConfigRoutes } from './routes/mcp-configs.js';
+import { agentTokenRoutes } from './routes/agent-tokens.js';
 import { healthRoutes } from './routes/health.js';
 import { apiRequestSeconds, apiRequests, metricsRoutes } from './routes/metrics.js';
 
@@ -172,10 +176,14 @@ export async function buildApi(deps: ApiDeps, store: ControlStore): Promise<Fast
     if (deps.config.follow !== null) refuseWrites(v1, deps.config);
     requireAuth(v1, store);
     await v1.register(networkPolicyRoutes(store, new Guardrails(engineOptions(deps.config).allowPrivate), deps.config.apiPageBytes));
-    await v1.register(devboxRoutes(store, deps.config.apiPageBytes));
+    await v1.register(devboxRoutes(store, deps.config.apiPageBytes, deps.config));
     await v1.register(egressCheckRoutes(store, deps.plane));
     await v1.register(egressEventRoutes(store));
     await v1.register(blueprintRoutes(store));
+    await v1.register(secretRoutes(store));
+    await v1.register(gatewayConfigRoutes(store));
+    await v1.register(mcpConfigRoutes(store));
+    await v1.register(agentTokenRoutes(store, deps.config));
   });
   return app;
 }
@@ -197,7 +205,7 @@ function readPem(setting: string, path: string): Buffer {
 }
 
 /** The API in this process, asking the doors' engine directly (tests of the API alone). */
-export async function startApi(ctx: DoorContext, store: ControlStore, at: HostPort): Promise<RunningDoor> {
+export async function startApi(ctx: DoorContext<'config' | 'engine' | 'log' | 'workerMetrics' | 'readiness'>, store: ControlStore, at: HostPort): Promise<RunningDoor> {
   return serveApi({ config: ctx.config, log: ctx.log, plane: localPlane(ctx.engine, ctx.workerMetrics, ctx.readiness) }, store, at);
 }
 

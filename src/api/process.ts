@@ -265,7 +265,7 @@ export async function runApiProcess(): Promise<void> {
   try {
     const { openControlStore } = await import('../store/open.js');
     const { serveApi } = await import('./index.js');
-    const store = await openControlStore(config.db);
+    const store = await openControlStore(config.db, { secrets: { keyFile: config.secretsKeyFile, create: false } });
     const door = await serveApi({ config, log, plane }, store, config.api);
     stop = async (graceMs) => {
       await door.close(graceMs);

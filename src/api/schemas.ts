@@ -12,7 +12,7 @@ export const MAX_DESCRIPTION_LENGTH = 4096;
 export const MAX_LIST_LIMIT = 5000;
 export const DEFAULT_LIST_LIMIT = 20;
 
-const nullable = <T extends object>(s: T) => ({ ...s, nullable: true });
+export const nullable = <T extends object>(s: T) => ({ ...s, nullable: true });
 
 export const errorSchema = {
   type: 'object',
@@ -136,7 +136,7 @@ export const emptyBody = {
 } as const;
 
 /** A page of a list endpoint: `{ <key>: [...], has_more, total_count? }`. */
-function listView<K extends string, I extends object>(key: K, item: I) {
+export function listView<K extends string, I extends object>(key: K, item: I) {
   return {
     type: 'object',
     additionalProperties: false,
@@ -149,7 +149,7 @@ function listView<K extends string, I extends object>(key: K, item: I) {
   } as const;
 }
 
-const pageQuery = {
+export const pageQuery = {
   limit: { type: 'integer', minimum: 1, maximum: MAX_LIST_LIMIT, default: DEFAULT_LIST_LIMIT, description: 'Items to return, 1 to 5000 (default 20).' },
   starting_after: { type: 'string', description: 'Load the page after the item with this id.' },
   include_total_count: { type: 'boolean', default: true, description: 'Include total_count (default true).' },

@@ -6,9 +6,9 @@
  */
 import { isIP } from 'node:net';
 import { ConfigError, parseHostPort, type HostPort } from '../config.js';
-import { parseDuration } from '../bench/load.js';
-import { reportText, runBench, type Target } from '../bench/suite.js';
-import type { Credentials } from '../bench/clients.js';
+import { parseDuration } from './bench/load.js';
+import { reportText, runBench, type Target } from './bench/suite.js';
+import type { Credentials } from './bench/clients.js';
 
 function last(flags: Map<string, string[]>, name: string): string | undefined {
   return flags.get(name)?.at(-1);

@@ -12,7 +12,7 @@ export async function serveCommand(flags: Map<string, string[]>): Promise<void> 
   const { log, flush } = createLogger(config.logLevel, {}, undefined, config.logBufferBytes);
   log.info({ event: 'start', version: VERSION, node: process.version, pid: process.pid, settings: describeConfig(config) }, `egress-gateway ${VERSION} starting`);
   // Loaded here so `check`/`apply` do not pay for the whole server stack.
-  // --workers 1: everything in this process, as before workers; else this process is the primary.
+  // --workers 1: everything in this process; else this process is the primary of N workers.
   const gw = config.workers === 1 ? await (await import('../wiring/gateway.js')).startGateway(config, log) : await (await import('../wiring/workers.js')).startWorkers(config, log);
   if (gw.createdToken) {
     process.stderr.write(`\nCreated API token for account "default" (shown once, stored only as a hash):\n\n  ${gw.createdToken}\n\n` + `  export RUNLOOP_API_KEY=${gw.createdToken}\n\n`);

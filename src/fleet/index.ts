@@ -7,7 +7,7 @@ import type { GatewayConfig } from '../config.js';
 import { ConfigError } from '../config.js';
 import { isPostgresUrl } from '../store/backend.js';
 import type { PlaneStore } from '../store/open.js';
-import { Follower, type FollowerStatus } from './follower.js';
+import { Follower, type FollowerStatus } from './fleet-follower.js';
 import { LocalSnapshot } from './local-snapshot.js';
 import { Publisher } from './publisher.js';
 

@@ -14,7 +14,7 @@
  * its seq), never a KV delete.
  */
 import type { Devbox, NetworkPolicy } from '../policy/model.js';
-import type { ChangeRecord } from '../store/change-feed.js';
+import type { PlaneRecord } from '../store/change-feed.js';
 
 /**
  * The host a devbox is placed on: `host_id`, or, until the API takes `network.host_id` on this
@@ -43,11 +43,11 @@ export const hostFilter = (hostId: string) => `devbox.${escapeToken(hostId)}.>`;
 
 export type FleetEntry = { seq: number; kind: 'policy'; id: string; account_id: string; value: NetworkPolicy | null } | { seq: number; kind: 'devbox'; id: string; account_id: string; host_id: string | null; value: Devbox | null };
 
-export function keyOf(r: ChangeRecord): string {
+export function keyOf(r: PlaneRecord): string {
   return r.kind === 'policy' ? policyKey(r.accountId, r.id) : devboxKey(r.hostId, r.id);
 }
 
-export function entryOf(r: ChangeRecord): FleetEntry {
+export function entryOf(r: PlaneRecord): FleetEntry {
   return r.kind === 'policy' ? { seq: r.seq, kind: 'policy', id: r.id, account_id: r.accountId, value: r.value } : { seq: r.seq, kind: 'devbox', id: r.id, account_id: r.accountId, host_id: r.hostId, value: r.value };
 }
 

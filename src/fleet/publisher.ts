@@ -14,7 +14,7 @@
 import type { KV } from '@nats-io/kv';
 import { Kvm } from '@nats-io/kv';
 import type { Logger } from 'pino';
-import type { ChangeFeed, ChangeRecord } from '../store/change-feed.js';
+import type { ChangeFeed, PlaneRecord } from '../store/change-feed.js';
 import type { GatewayConfig } from '../config.js';
 import { type FleetEntry, WATERMARK_KEY, decodeSeq, encodeEntry, entryOf, hostOf, keyOf, tombstoneFor } from './keys.js';
 import { type FleetConnection, openConnection } from './nats.js';
@@ -114,7 +114,8 @@ export class Publisher {
       }
       for (const r of records) {
         if (r.seq >= this.faultFrom) process.kill(process.pid, 'SIGKILL');
-        await this.put(kv, keyOf(r), entryOf(r));
+        // Agent resources (issue 21) are in the feed but not yet fanned out to sidecars.
+        if (r.kind === 'policy' || r.kind === 'devbox') await this.put(kv, keyOf(r), entryOf(r));
         this.cursor = r.seq;
         fleetPublished.inc();
       }
@@ -170,9 +171,9 @@ export class Publisher {
     const snap = await this.feed.snapshot();
     this.log.warn({ event: 'fleet_republish', seq: snap.seq, from: this.cursor, policies: snap.policies.length, devboxes: snap.devboxes.length }, `the outbox no longer holds the changes after seq ${this.cursor}; republishing a full snapshot as of seq ${snap.seq}`);
     const want = new Map<string, FleetEntry>();
-    const records: ChangeRecord[] = [
-      ...snap.policies.map((p): ChangeRecord => ({ seq: snap.seq, kind: 'policy', id: p.id, accountId: p.account_id, value: p })),
-      ...snap.devboxes.map((d): ChangeRecord => ({ seq: snap.seq, kind: 'devbox', id: d.id, accountId: d.account_id, hostId: hostOf(d), value: d })),
+    const records: PlaneRecord[] = [
+      ...snap.policies.map((p): PlaneRecord => ({ seq: snap.seq, kind: 'policy', id: p.id, accountId: p.account_id, value: p })),
+      ...snap.devboxes.map((d): PlaneRecord => ({ seq: snap.seq, kind: 'devbox', id: d.id, accountId: d.account_id, hostId: hostOf(d), value: d })),
     ];
     for (const r of records) want.set(keyOf(r), entryOf(r));
     for (const [key, entry] of want) await this.put(kv, key, entry);

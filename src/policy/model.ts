@@ -199,4 +199,9 @@ export interface Devbox {
   blueprint_id?: string | null;
   /** The host whose sidecar serves it in fleet mode (`network.host_id`); null: not placed. */
   host_id?: string | null;
+  /** Agent gateway and MCP specs given at creation (env name → config and secret ids); absent when none. */
+  agent_specs?: {
+    gateways: Record<string, { gateway_config_id: string; secret_id: string }>;
+    mcp: Record<string, { mcp_config_id: string; secret_id: string }>;
+  };
 }

@@ -1,6 +1,7 @@
 /**
- * Where policies and devboxes come from. The sqlite store implements it today; a fleet
- * follower could tomorrow. The engine only reads through this and listens for changes.
+ * Where policies and devboxes come from: the sqlite store (also a fleet sidecar's local
+ * snapshot), or for PostgreSQL the in-memory copy following its change feed. The engine only
+ * reads through this and listens for changes.
  */
 import type { Devbox, NetworkPolicy } from './model.js';
 

@@ -8,7 +8,10 @@ import { CachedResolver } from './resolver.js';
 export type { Resolver } from './resolver.js';
 export { CachedResolver, ResolveError } from './resolver.js';
 
-export function createResolver(config: GatewayConfig): CachedResolver {
+/** The settings the resolver reads. */
+export type ResolverSettings = Pick<GatewayConfig, 'upstreamDns' | 'dnsMinTtl' | 'dnsMaxTtl' | 'dnsCacheSize' | 'dnsUpstreamTimeoutMs' | 'dnsFailureTtl'>;
+
+export function createResolver(config: ResolverSettings): CachedResolver {
   return new CachedResolver(
     config.upstreamDns,
     { minTtl: config.dnsMinTtl, maxTtl: config.dnsMaxTtl },

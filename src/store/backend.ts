@@ -6,6 +6,8 @@
  * its PolicySource) and `pg/` (PostgreSQL; the data plane follows its change feed into memory).
  */
 import type { Devbox, NetworkPolicy } from '../policy/model.js';
+import type { AgentGatewayConfig, McpConfig } from '../policy/credentials.js';
+import type { AgentConfigRepository, AgentTokenRepository, MintedToken, SecretRepository } from './agents.js';
 import type { Blueprint, BlueprintStatus, FailureReason } from './blueprints.js';
 import type { ChangeFeed } from './change-feed.js';
 import type { BlueprintInput, BlueprintQuery, ConfiguredToken, DenialEvent, DenialEventBatchRow, DenialEventQuery, DenialLimits, DevboxInput, DevboxPatch, DevboxQuery, Page, PolicyInput, PolicyPatch, PolicyQuery, Quotas, TokenInfo } from './types.js';
@@ -34,8 +36,8 @@ export interface PolicyRepository {
 }
 
 export interface DevboxRepository {
-  /** Returns the devbox and its proxy password (stored only as a hash). */
-  create(accountId: string, input: DevboxInput): Promise<{ devbox: Devbox; password: string }>;
+  /** Returns the devbox, its proxy password (stored only as a hash) and the agent tokens minted for its specs (their text only here). */
+  create(accountId: string, input: DevboxInput): Promise<{ devbox: Devbox; password: string; agentTokens: MintedToken[] }>;
   get(accountId: string, id: string): Promise<Devbox | undefined>;
   update(accountId: string, id: string, patch: DevboxPatch): Promise<Devbox>;
   shutdown(accountId: string, id: string): Promise<Devbox>;
@@ -68,6 +70,11 @@ export interface ControlStore {
   readonly devboxes: DevboxRepository;
   readonly blueprints: BlueprintRepository;
   readonly denialEvents: DenialEventRepository;
+  /** Agent gateway and MCP hub resources (issue 21; store/agents.ts). */
+  readonly secrets: SecretRepository;
+  readonly gatewayConfigs: AgentConfigRepository<AgentGatewayConfig>;
+  readonly mcpConfigs: AgentConfigRepository<McpConfig>;
+  readonly agentTokens: AgentTokenRepository;
   readonly feed: ChangeFeed;
   /** Limits what each account may store from now on (checked in each write's transaction). */
   setQuotas(q: Quotas | null): void;

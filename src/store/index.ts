@@ -19,7 +19,12 @@ import { hashPassword } from '../policy/password.js';
 import { migrate } from './migrations.js';
 import { type Blueprint, type BlueprintRow, type BlueprintStatus, type FailureReason, ACTIVE_BUILD, buildRuntime, canMove, toBlueprint } from './blueprints.js';
 import { newId, randomAlnum, randomSecret } from './ids.js';
-import type { ChangeRecord } from './change-feed.js';
+import { type AgentSnapshot, type ChangeRecord, toChangeRecord } from './change-feed.js';
+import type { CredentialSource } from '../policy/credentials.js';
+import type { MintedToken } from './agents.js';
+import { SecretBox } from './secret-box.js';
+import { SqliteAgents } from './sqlite/agents.js';
+import type { StoreChange } from './sqlite/context.js';
 import { type DevboxRow, type PolicyRow, type TokenRow, toDevbox, toPolicy, toTokenInfo } from './rows.js';
 
 export * from './types.js';
@@ -53,6 +58,10 @@ import {
 
 export interface Store extends PolicySource, SyncChangeFeed {
   readonly path: string;
+  /** Secrets, gateway and MCP configs, agent tokens (sqlite/agents.ts). */
+  readonly agents: SqliteAgents;
+  /** What the agent-gateway and MCP-hub doors read. */
+  readonly credentials: CredentialSource;
   /** Limits what each account may store from now on (checked in each write's transaction). */
   setQuotas(q: Quotas | null): void;
   /** Reads other processes' changes now instead of at the next poll. */
@@ -83,8 +92,8 @@ export interface Store extends PolicySource, SyncChangeFeed {
   deletePolicy(accountId: string, id: string): NetworkPolicy;
   listPolicies(accountId: string, query: PolicyQuery): Page<NetworkPolicy>;
 
-  /** Returns the devbox and its proxy password (stored only as a hash). */
-  createDevbox(accountId: string, input: DevboxInput): { devbox: Devbox; password: string };
+  /** Returns the devbox and its proxy password (stored only as a hash), and the agent tokens minted for its specs. */
+  createDevbox(accountId: string, input: DevboxInput): { devbox: Devbox; password: string; agentTokens: MintedToken[] };
   getDevboxFor(accountId: string, id: string): Devbox | undefined;
   updateDevbox(accountId: string, id: string, patch: DevboxPatch): Devbox;
   shutdownDevbox(accountId: string, id: string): Devbox;
@@ -110,7 +119,7 @@ export interface Store extends PolicySource, SyncChangeFeed {
 export interface SyncChangeFeed {
   changesSince(after: number, limit: number): ChangeRecord[];
   lastSeq(): number;
-  snapshot(): { seq: number; policies: NetworkPolicy[]; devboxes: Devbox[] };
+  snapshot(): { seq: number; policies: NetworkPolicy[]; devboxes: Devbox[]; agents: AgentSnapshot };
 }
 
 const CHANGE_POLL_MS = 500;
@@ -155,6 +164,10 @@ export interface OpenOptions {
   writable?: boolean;
   /** Change records kept behind the newest (default CHANGE_LOG_KEEP). */
   changeLogKeep?: number;
+  /** The secrets key file; `create`: make it when missing (the process that owns the store). None: secrets cannot be written or read. */
+  secrets?: { keyFile: string; create: boolean };
+  /** A secrets key already opened (instead of `secrets`). */
+  box?: SecretBox | null;
 }
 
 /**
@@ -191,7 +204,14 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     const why = fault && fault.code !== 'SQLITE_NOTADB' ? `${(file !== ':memory:' && notWritable(file)) || fault.reason}` : (e as Error).message;
     throw new ConfigError('--db', `${file} is not a usable egress-gateway database: ${why}`);
   }
-  const store = new SqliteStore(db, file, opts.changeLogKeep);
+  let box: SecretBox | null;
+  try {
+    box = opts.box !== undefined ? opts.box : opts.secrets ? new SecretBox(opts.secrets.keyFile, opts.secrets.create) : null;
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+  const store = new SqliteStore(db, file, opts.changeLogKeep, box);
   if (opts.writable) {
     const why = store.probeWritable();
     if (why !== null) {
@@ -318,17 +338,24 @@ class SqliteStore implements Store {
   private writeFault: { at: number; reason: string } | null = null;
 
   private readonly q: ReturnType<typeof statements>;
+  readonly agents: SqliteAgents;
 
   constructor(
     private readonly db: Database.Database,
     readonly path: string,
     private readonly changeLogKeep: number = CHANGE_LOG_KEEP,
+    box: SecretBox | null = null,
   ) {
     this.events.setMaxListeners(0);
     this.q = statements(db);
+    this.agents = new SqliteAgents({ db, box, write: (fn) => this.write(fn), page: (t, w, p, q, m) => this.page(t, w, p, q, m) });
     this.followedSeq = this.q.maxSeq.get() as number;
     this.poll = setInterval(() => this.followOtherWriters(), CHANGE_POLL_MS);
     this.poll.unref();
+  }
+
+  get credentials(): CredentialSource {
+    return this.agents.credentials;
   }
 
   // ── PolicySource ──────────────────────────────────────────────────────────
@@ -374,11 +401,12 @@ class SqliteStore implements Store {
   private followOtherWriters(): void {
     if (this.closed) return;
     try {
-      const rows = this.q.changesSince.all(this.followedSeq) as { seq: number; kind: 'policy' | 'devbox'; id: string; account_id: string }[];
+      const rows = this.q.changesSince.all(this.followedSeq) as { seq: number; kind: string; id: string; account_id: string }[];
       for (const r of rows) {
         this.followedSeq = r.seq;
         if (this.ownSeqs.delete(r.seq)) continue;
-        this.emit({ kind: r.kind, id: r.id, accountId: r.account_id });
+        // Agent resources are read per request (the CredentialSource), nothing to announce.
+        if (r.kind === 'policy' || r.kind === 'devbox') this.emit({ kind: r.kind, id: r.id, accountId: r.account_id });
       }
     } catch {
       // Busy or closing: try again on the next tick.
@@ -386,15 +414,15 @@ class SqliteStore implements Store {
   }
 
   /** Runs fn in an IMMEDIATE transaction, then fires the change events it collected. */
-  private write<T>(fn: (changes: SourceChange[]) => T): T {
-    const changes: SourceChange[] = [];
+  private write<T>(fn: (changes: StoreChange[]) => T): T {
+    const changes: StoreChange[] = [];
     const seqs: number[] = [];
     const tx = this.db.transaction(() => {
       changes.length = 0;
       seqs.length = 0;
       const out = fn(changes);
       for (const c of changes) {
-        const value = c.kind === 'policy' ? this.getPolicy(c.id) : this.getDevbox(c.id);
+        const value = 'value' in c ? (c.value ?? undefined) : c.kind === 'policy' ? this.getPolicy(c.id) : this.getDevbox(c.id);
         const host = c.kind === 'devbox' ? ((value as Devbox | undefined)?.host_id ?? null) : null;
         seqs.push(Number(this.q.logChange.run(c.kind, c.id, c.accountId, value === undefined ? null : JSON.stringify(value), host).lastInsertRowid));
       }
@@ -412,7 +440,7 @@ class SqliteStore implements Store {
     }
     this.writeFault = null;
     for (const s of seqs) if (s > this.followedSeq) this.ownSeqs.add(s);
-    for (const c of changes) this.emit(c);
+    for (const c of changes) if (c.kind === 'policy' || c.kind === 'devbox') this.emit(c);
     return out;
   }
 
@@ -531,23 +559,20 @@ class SqliteStore implements Store {
   // ── change feed ───────────────────────────────────────────────────────────
 
   changesSince(after: number, limit: number): ChangeRecord[] {
-    const rows = this.q.feedSince.all(after, limit) as { seq: number; kind: 'policy' | 'devbox'; id: string; account_id: string; value: string | null; host_id: string | null }[];
-    return rows.map((r) =>
-      r.kind === 'policy'
-        ? { seq: r.seq, kind: 'policy', id: r.id, accountId: r.account_id, value: r.value === null ? null : (JSON.parse(r.value) as NetworkPolicy) }
-        : { seq: r.seq, kind: 'devbox', id: r.id, accountId: r.account_id, hostId: r.host_id, value: r.value === null ? null : (JSON.parse(r.value) as Devbox) },
-    );
+    const rows = this.q.feedSince.all(after, limit) as { seq: number; kind: string; id: string; account_id: string; value: string | null; host_id: string | null }[];
+    return rows.map(toChangeRecord);
   }
 
   lastSeq(): number {
     return this.q.maxSeq.get() as number;
   }
 
-  snapshot(): { seq: number; policies: NetworkPolicy[]; devboxes: Devbox[] } {
+  snapshot(): { seq: number; policies: NetworkPolicy[]; devboxes: Devbox[]; agents: AgentSnapshot } {
     const read = this.db.transaction(() => ({
       seq: this.q.maxSeq.get() as number,
       policies: (this.q.allPolicies.all() as PolicyRow[]).map(toPolicy),
       devboxes: this.runningDevboxes(),
+      agents: this.agents.snapshot(),
     }));
     return read.deferred();
   }
@@ -740,8 +765,9 @@ class SqliteStore implements Store {
     return b.launch_network_policy_id;
   }
 
-  createDevbox(accountId: string, input: DevboxInput): { devbox: Devbox; password: string } {
+  createDevbox(accountId: string, input: DevboxInput): { devbox: Devbox; password: string; agentTokens: MintedToken[] } {
     const password = randomSecret(24);
+    let agentTokens: MintedToken[] = [];
     const devbox = this.write((changes) => {
       const policyId = this.launchPolicy(accountId, input);
       if (policyId) this.requirePolicy(accountId, policyId);
@@ -764,9 +790,10 @@ class SqliteStore implements Store {
       });
       for (const a of addresses) this.q.insertAddress.run(a, id);
       changes.push({ kind: 'devbox', id, accountId });
+      if (input.agents) agentTokens = this.agents.tokens.mintAtCreate(accountId, id, input.agents, changes);
       return this.getDevbox(id)!;
     });
-    return { devbox, password };
+    return { devbox, password, agentTokens };
   }
 
   updateDevbox(accountId: string, id: string, patch: DevboxPatch): Devbox {
@@ -792,6 +819,7 @@ class SqliteStore implements Store {
       if (cur.status === 'shutdown') return cur;
       this.q.shutdownDevbox.run(Date.now(), id);
       this.q.deleteAddresses.run(id);
+      this.agents.tokens.devboxStopped(id);
       changes.push({ kind: 'devbox', id, accountId });
       return this.getDevbox(id)!;
     });

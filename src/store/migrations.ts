@@ -4,6 +4,7 @@
  */
 import type Database from 'better-sqlite3';
 import { BLUEPRINT_MIGRATION } from './blueprints.js';
+import { AGENT_MIGRATION } from './sqlite/agent-schema.js';
 
 export const MIGRATIONS: readonly string[] = [
   // 1: tokens, policies, devboxes, the addresses of running devboxes, and a change log
@@ -129,6 +130,8 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE change_log ADD COLUMN value TEXT CHECK (value IS NULL OR json_valid(value));
   ALTER TABLE change_log ADD COLUMN host_id TEXT;
   `,
+  // 8: agent gateway and MCP hub resources (issue 21), see sqlite/agent-schema.ts.
+  AGENT_MIGRATION,
 ];
 
 /** Brings the database to the latest version; each step in its own transaction. */

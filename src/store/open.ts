@@ -8,8 +8,10 @@
 import type { Logger } from 'pino';
 import { ConfigError } from '../config.js';
 import type { PolicySource } from '../policy/source.js';
+import type { CredentialSource } from '../policy/credentials.js';
+import { SecretBox } from './secret-box.js';
 import { type ControlStore, isPostgresUrl } from './backend.js';
-import { FeedFollower } from './follower.js';
+import { FeedFollower } from './feed-follower.js';
 import { type OpenOptions, openStore } from './index.js';
 import { sqliteBackend } from './sqlite-backend.js';
 import type { DenialEventBatchRow, DenialLimits } from './types.js';
@@ -19,12 +21,18 @@ export interface ControlOpenOptions extends OpenOptions {
   connections?: number;
 }
 
+/** The secrets key of the options (or none). */
+function boxOf(opts: ControlOpenOptions): SecretBox | null {
+  if (opts.box !== undefined) return opts.box;
+  return opts.secrets ? new SecretBox(opts.secrets.keyFile, opts.secrets.create) : null;
+}
+
 export async function openControlStore(db: string, opts: ControlOpenOptions = {}): Promise<ControlStore> {
   if (!isPostgresUrl(db)) return sqliteBackend(openStore(db, opts));
   // Loaded only for a PostgreSQL URL: the driver costs a sqlite user's every command nothing.
   const { PgOpenError, openPostgres } = await import('./pg/index.js');
   try {
-    return await openPostgres(db, { changeLogKeep: opts.changeLogKeep, connections: opts.connections });
+    return await openPostgres(db, { changeLogKeep: opts.changeLogKeep, connections: opts.connections, box: boxOf(opts) });
   } catch (e) {
     if (e instanceof PgOpenError) throw new ConfigError('--db', e.message);
     throw e;
@@ -34,6 +42,8 @@ export async function openControlStore(db: string, opts: ControlOpenOptions = {}
 /** What the data plane reads policies and devboxes from, and writes its denial record to. */
 export interface PlaneStore {
   readonly source: PolicySource;
+  /** What the agent-gateway and MCP-hub doors read (tokens, configs, secret values). */
+  readonly credentials: CredentialSource;
   readonly control: ControlStore;
   /** Takes in what was committed up to now (after the API's write); resolves once the engine has it. */
   refresh(): Promise<void>;
@@ -46,22 +56,25 @@ export async function openPlaneStore(db: string, opts: ControlOpenOptions & { lo
     const store = openStore(db, opts);
     return {
       source: store,
+      credentials: store.credentials,
       control: sqliteBackend(store),
       refresh: async () => store.refresh(),
       denials: store,
       close: async () => store.close(),
     };
   }
-  const control = await openControlStore(db, opts);
+  const box = boxOf(opts);
+  const control = await openControlStore(db, { ...opts, box });
   let follower: FeedFollower;
   try {
-    follower = await FeedFollower.start(control.feed, { log: opts.log, pollMs: opts.pollMs });
+    follower = await FeedFollower.start(control.feed, { log: opts.log, pollMs: opts.pollMs, box });
   } catch (e) {
     await control.close();
     throw new ConfigError('--db', `cannot read ${control.location}: ${(e as Error).message}`);
   }
   return {
     source: follower,
+    credentials: follower.credentials,
     control,
     refresh: () => follower.refresh(),
     denials: { writeDenialEvents: (rows, limits) => control.denialEvents.write(rows, limits) },

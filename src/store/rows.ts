@@ -31,6 +31,8 @@ export interface DevboxRow {
   end_time_ms: number | null;
   blueprint_id: string | null;
   host_id: string | null;
+  /** JSON AgentSpecs, or null when the devbox was created without gateways or mcp. */
+  agent_specs?: string | null;
 }
 
 export function toPolicy(r: PolicyRow): NetworkPolicy {
@@ -62,6 +64,7 @@ export function toDevbox(r: DevboxRow): Devbox {
     end_time_ms: r.end_time_ms,
     blueprint_id: r.blueprint_id,
     host_id: r.host_id,
+    ...(r.agent_specs ? { agent_specs: JSON.parse(r.agent_specs) as NonNullable<Devbox['agent_specs']> } : {}),
   };
 }
 

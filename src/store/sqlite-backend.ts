@@ -5,6 +5,7 @@
 import type { ControlStore } from './backend.js';
 import type { ChangeFeed } from './change-feed.js';
 import type { Store } from './index.js';
+import type { McpConfig } from '../policy/credentials.js';
 
 /** Runs fn now; its result or its throw as a settled promise. */
 function now<T>(fn: () => T): Promise<T> {
@@ -56,6 +57,30 @@ export function sqliteBackend(store: Store): ControlStore {
     denialEvents: {
       write: (rows, limits) => now(() => store.writeDenialEvents(rows, limits)),
       list: (a, q) => now(() => store.listDenialEvents(a, q)),
+    },
+    secrets: {
+      create: (a, n, v) => now(() => store.agents.secrets.create(a, n, v)),
+      get: (a, n) => now(() => store.agents.secrets.get(a, n)),
+      update: (a, n, v) => now(() => store.agents.secrets.update(a, n, v)),
+      delete: (a, n) => now(() => store.agents.secrets.delete(a, n)),
+      list: (a, q) => now(() => store.agents.secrets.list(a, q)),
+    },
+    gatewayConfigs: {
+      create: (a, i) => now(() => store.agents.configs.create('gateway', a, i)),
+      get: (a, id) => now(() => store.agents.configs.get('gateway', a, id)),
+      update: (a, id, p) => now(() => store.agents.configs.update('gateway', a, id, p)),
+      delete: (a, id) => now(() => store.agents.configs.delete('gateway', a, id)),
+      list: (a, q) => now(() => store.agents.configs.list('gateway', a, q)),
+    },
+    mcpConfigs: {
+      create: (a, i) => now(() => store.agents.configs.create('mcp', a, i) as McpConfig),
+      get: (a, id) => now(() => store.agents.configs.get('mcp', a, id) as McpConfig | undefined),
+      update: (a, id, p) => now(() => store.agents.configs.update('mcp', a, id, p) as McpConfig),
+      delete: (a, id) => now(() => store.agents.configs.delete('mcp', a, id) as McpConfig),
+      list: (a, q) => now(() => store.agents.configs.list('mcp', a, q) as { items: McpConfig[]; hasMore: boolean; totalCount: number | null }),
+    },
+    agentTokens: {
+      mint: (a, i) => now(() => store.agents.tokens.mint(a, i)),
     },
     feed,
     setQuotas: (q) => store.setQuotas(q),

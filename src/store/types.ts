@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { DevboxStatus, EgressRules, Enforcement } from '../policy/model.js';
 import type { BlueprintParameters, BlueprintStatus } from './blueprints.js';
+import type { AgentSpecsInput } from './agents.js';
 
 /** A token given in the configuration, and the account it authenticates. */
 export interface ConfiguredToken {
@@ -31,7 +32,21 @@ export function rowBytes(r: unknown): number {
   return n;
 }
 
-export type StoreErrorCode = 'not_found' | 'duplicate_name' | 'policy_in_use' | 'policy_not_found' | 'address_in_use' | 'address_unavailable' | 'quota_exceeded' | 'blueprint_not_found' | 'blueprint_not_ready' | 'invalid_transition' | 'ambiguous';
+export type StoreErrorCode =
+  | 'not_found'
+  | 'duplicate_name'
+  | 'policy_in_use'
+  | 'policy_not_found'
+  | 'address_in_use'
+  | 'address_unavailable'
+  | 'quota_exceeded'
+  | 'blueprint_not_found'
+  | 'blueprint_not_ready'
+  | 'invalid_transition'
+  | 'ambiguous'
+  | 'secret_in_use'
+  | 'devbox_not_running'
+  | 'secrets_unavailable';
 
 /** What one account may store (the API's settings; none by default, e.g. for `apply`). */
 export interface Quotas {
@@ -203,6 +218,8 @@ export interface DevboxInput {
   blueprintId?: string | null;
   /** The host whose sidecar serves it (fleet mode); null: not placed. */
   hostId?: string | null;
+  /** Agent gateway and MCP specs: a token is minted for each in the same transaction. */
+  agents?: AgentSpecsInput | null;
 }
 
 export interface BlueprintInput {

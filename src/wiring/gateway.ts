@@ -3,8 +3,10 @@
  * Used by `serve --workers 1` and by the tests, which start it on port 0; with
  * `--workers N` each worker process runs the same assembly without the API (workers.ts).
  */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { ConfigError, type GatewayConfig, type HostPort, RELOADABLE, configChanges, formatHostPort } from '../config.js';
+import { ConfigError, type GatewayConfig, type HostPort, configChanges, flagOf, formatHostPort, reloadableOf, withReloaded } from '../config.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { engineOptions } from '../config.js';
 import { Gate, allowLogEvery } from '../doors/floor/gate.js';
@@ -13,21 +15,15 @@ import { ConnectionTracker } from '../doors/floor/tracker.js';
 import { SourceLimiter } from '../doors/floor/source-limit.js';
 import { FairShare, fdBudget } from '../doors/floor/fair-share.js';
 import { UpstreamPool } from '../doors/floor/upstream-pool.js';
-import type { DoorContext, RunningDoor } from '../doors/floor/context.js';
-import { listenError } from '../doors/floor/listen.js';
+import type { DoorContext, DoorServices, RunningDoor } from '../doors/floor/context.js';
+import { DOORS, type DoorEntry } from '../doors/registry.js';
+import type { CredentialSource } from '../policy/credentials.js';
 import { storageFault } from '../store/index.js';
 import { type PlaneStore, openPlaneStore } from '../store/open.js';
 import { startApiProcess } from '../api/process.js';
 import { registry } from '../metrics.js';
 import { createResolver } from '../resolver/index.js';
-import { startDnsDoor } from '../doors/dns/door.js';
-import { startHttpProxy, startTransparentHttp } from '../doors/http/door.js';
-import { startSocksDoor } from '../doors/socks5/door.js';
-import { startTransparentTls } from '../doors/tls/door.js';
 import { type Fleet, startFleet } from '../fleet/index.js';
-import { startAgentGatewayDoor } from '../doors/agent-gateway/door.js';
-import { startMcpHubDoor } from '../doors/mcp-hub/door.js';
-import type { CredentialSource } from '../policy/credentials.js';
 
 export interface Gateway {
   config: GatewayConfig;
@@ -41,8 +37,6 @@ export interface Gateway {
   reload(next: GatewayConfig): { applied: string[]; ignored: string[] };
   close(): Promise<void>;
 }
-
-type Starter = (ctx: DoorContext, at: HostPort) => Promise<RunningDoor>;
 
 /**
  * What a worker process (`--workers N`, see workers.ts) changes in the assembly: no API
@@ -59,7 +53,11 @@ export interface WorkerRole {
 
 /** Opens the store and sets up the configured API tokens (the process that owns the store). */
 export async function openOwnedStore(config: GatewayConfig, log: Logger): Promise<{ store: PlaneStore; createdToken: string | null }> {
-  const store = await openPlaneStore(config.db, { writable: true, log });
+  // The owner creates the secrets key (0600) on first start, as it creates the first API token.
+  const keyFile = resolve(config.secretsKeyFile);
+  const keyExisted = existsSync(keyFile);
+  const store = await openPlaneStore(config.db, { writable: true, log, secrets: { keyFile, create: true } });
+  if (!keyExisted) log.info({ event: 'secrets_key_created', file: keyFile }, `created the secrets key ${keyFile} (mode 0600); back it up with the database: secrets cannot be read without it`);
   try {
     return { store, createdToken: await store.control.tokens.ensure(config.apiTokens) };
   } catch (e) {
@@ -70,13 +68,8 @@ export async function openOwnedStore(config: GatewayConfig, log: Logger): Promis
   }
 }
 
-/** What a caller may hand the assembly instead of the store's (tests: credentials held in memory). */
-export interface GatewayParts {
-  credentials?: CredentialSource;
-}
-
-export async function startGateway(config: GatewayConfig, log: Logger, worker?: WorkerRole, parts: GatewayParts = {}): Promise<Gateway> {
-  const { store, createdToken } = worker ? { store: await openPlaneStore(config.db, { log }), createdToken: null } : await openOwnedStore(config, log);
+export async function startGateway(config: GatewayConfig, log: Logger, worker?: WorkerRole): Promise<Gateway> {
+  const { store, createdToken } = worker ? { store: await openPlaneStore(config.db, { log, secrets: { keyFile: config.secretsKeyFile, create: false } }), createdToken: null } : await openOwnedStore(config, log);
   const engine = new PolicyEngine(store.source, engineOptions(config));
   worker?.onEngine(engine, store);
   const fleet: Fleet | null = worker ? null : startFleet(config, store, log);
@@ -96,18 +89,22 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
   const upstreamPool = new UpstreamPool(256, config.upstreamPoolIdleMs, budget.upstreamIdle, Math.min(config.upstreamPoolPerDevbox, budget.upstreamIdle));
   const dnsTcp = new FairShare('dns_tcp', budget.dnsTcp, Math.min(config.dnsTcpPerDevbox, budget.dnsTcp));
   const readiness = { listening: false };
-  const ctx: DoorContext = { config, engine, gate, tracker, resolver, sourceLimit, upstreamPool, dnsTcp, log, readiness, learnedShared: worker?.learnedShared, credentials: parts.credentials };
+  const services: DoorServices = {
+    config,
+    engine,
+    gate,
+    tracker,
+    resolver,
+    sourceLimit,
+    upstreamPool,
+    dnsTcp,
+    log,
+    readiness,
+    learnedShared: worker?.learnedShared,
+    credentials: credentialsOf(store),
+  };
 
   const running: RunningDoor[] = [];
-  const plan: Array<[HostPort | null, Starter]> = [
-    [config.httpProxy, startHttpProxy],
-    [config.socks, startSocksDoor],
-    [config.dns, startDnsDoor],
-    [config.transparentTls, startTransparentTls],
-    [config.transparentHttp, startTransparentHttp],
-    [config.agentGateway, startAgentGatewayDoor],
-    [config.mcpHub, startMcpHubDoor],
-  ];
   const closeAll = async (graceMs: number) => {
     readiness.listening = false;
     await Promise.allSettled(running.map((d) => d.close(graceMs)));
@@ -126,7 +123,10 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
     if (!worker) {
       running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, fleet: fleet ? () => ({ snapshot: fleet.follower(), unready: fleet.unready() }) : undefined }));
     } else await worker.ready();
-    for (const [at, start] of plan) if (at !== null) running.push(await start(ctx, at));
+    for (const entry of DOORS) {
+      const at = config[entry.setting];
+      if (at !== null) running.push(await startDoor(entry, services, at));
+    }
   } catch (e) {
     await closeAll(0);
     throw e;
@@ -138,22 +138,25 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
   // A worker's doors are the gateway's: the primary writes the one "listening" line for them all.
   if (!worker) logListening(log, running);
   let closing: Promise<void> | null = null;
+  /** The settings in force: as started, with the reloadable ones of each SIGHUP since. */
+  let current = config;
   const reload = (next: GatewayConfig) => {
-    const { reloadable, restart } = configChanges(config, next);
+    const { reloadable, restart } = configChanges(current, next);
     if (reloadable.length === 0) return { applied: reloadable, ignored: restart };
+    const taken = reloadableOf(next);
+    current = withReloaded(current, taken);
     if (reloadable.includes('--api-token') && !worker) {
-      store.control.tokens.ensure(next.apiTokens).catch((e: unknown) => log.error({ err: e }, 'could not store the reloaded API tokens'));
+      store.control.tokens.ensure(taken.apiTokens).catch((e: unknown) => log.error({ err: e }, 'could not store the reloaded API tokens'));
     }
-    engine.reconfigure(engineOptions(next));
-    log.level = next.logLevel;
-    // Doors read these from the shared config object.
-    const live = config as unknown as Record<string, unknown>;
-    for (const k of RELOADABLE) live[k] = next[k];
-    for (const d of running) d.reload?.(next);
+    engine.reconfigure(engineOptions(current));
+    log.level = taken.logLevel;
+    for (const d of running) d.reload?.(taken);
     return { applied: reloadable, ignored: restart };
   };
   return {
-    config,
+    get config() {
+      return current;
+    },
     store,
     engine,
     doors,
@@ -161,6 +164,27 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
     reload,
     close: () => (closing ??= closeAll(config.shutdownGraceMs)),
   };
+}
+
+/** Starts one registry door, giving it only the parts of the gateway it names. */
+export async function startDoor(entry: DoorEntry, services: DoorServices, at: HostPort): Promise<RunningDoor> {
+  const given: Partial<Record<keyof DoorServices, unknown>> = {};
+  for (const need of entry.needs) given[need] = services[need];
+  if (entry.needs.includes('credentials') && given.credentials === undefined) {
+    services.log.warn({ event: 'door_without_credentials', door: entry.name }, `${entry.name}: this store offers no credentials (tokens, configs, secrets): every request will be refused`);
+  }
+  // Holds exactly entry.needs, which is what entry.start takes (the registry's door() checks it).
+  const door = await entry.start(given as DoorContext, at);
+  if (door.name !== entry.name) {
+    await door.close(0);
+    throw new Error(`the door started for --${flagOf(entry.setting)} calls itself "${door.name}"; its registry line says "${entry.name}"`);
+  }
+  return door;
+}
+
+/** The store's credential source (tokens, configs, secrets) for the doors that name it; undefined when the store offers none. */
+export function credentialsOf(store: PlaneStore): CredentialSource | undefined {
+  return (store as PlaneStore & { credentials?: CredentialSource }).credentials;
 }
 
 /** The start-up line operators and tests read the bound addresses from. */

@@ -27,7 +27,7 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { createLogger } from '../log.js';
-import { ConfigError, type GatewayConfig, type HostPort, RELOADABLE, configChanges, engineOptions } from '../config.js';
+import { ConfigError, type GatewayConfig, type HostPort, configChanges, engineOptions, reloadableOf, withReloaded } from '../config.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { registry } from '../metrics.js';
 import { childExecArgv, startApiProcess } from '../api/process.js';
@@ -87,6 +87,8 @@ interface Asking {
 /** The primary: store, engine (for the API's checks), the API process and N workers. */
 export async function startWorkers(config: GatewayConfig, log: Logger): Promise<Gateway> {
   const n = config.workers;
+  /** The settings in force: as started, with the reloadable ones of each SIGHUP since (a worker started later gets these). */
+  let current = config;
   const { store, createdToken } = await openOwnedStore(config, log);
   const engine = new PolicyEngine(store.source, engineOptions(config));
   /** Slot → its live worker; `peers`: workers that take changes and learned addresses. */
@@ -179,7 +181,7 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
 
   cluster.setupPrimary({ exec: ENTRY, execArgv: childExecArgv(), args: [], silent: false });
   const spawn = (slot: number) => {
-    const w = cluster.fork({ EGRESS_WORKER_CONFIG: JSON.stringify(config), EGRESS_WORKER_SLOT: String(slot), EGRESS_WORKER_COUNT: String(n) });
+    const w = cluster.fork({ EGRESS_WORKER_CONFIG: JSON.stringify(current), EGRESS_WORKER_SLOT: String(slot), EGRESS_WORKER_COUNT: String(n) });
     const born = Date.now();
     slots.set(slot, w);
     log.info({ event: 'worker_started', slot, pid: w.process.pid }, `worker ${slot} started (pid ${w.process.pid})`);
@@ -277,22 +279,23 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
   logListening(log, all);
   let closed: Promise<void> | null = null;
   return {
-    config,
+    get config() {
+      return current;
+    },
     store,
     engine,
     createdToken,
     doors: Object.fromEntries(all.map((d) => [d.name, d.address])),
     reload(next) {
-      const { reloadable, restart } = configChanges(config, next);
+      const { reloadable, restart } = configChanges(current, next);
       if (reloadable.length === 0) return { applied: reloadable, ignored: restart };
+      current = withReloaded(current, reloadableOf(next));
       if (reloadable.includes('--api-token')) {
-        store.control.tokens.ensure(next.apiTokens).catch((e: unknown) => log.error({ err: e }, 'could not store the reloaded API tokens'));
+        store.control.tokens.ensure(current.apiTokens).catch((e: unknown) => log.error({ err: e }, 'could not store the reloaded API tokens'));
       }
-      engine.reconfigure(engineOptions(next));
-      log.level = next.logLevel;
-      const live = config as unknown as Record<string, unknown>;
-      for (const k of RELOADABLE) live[k] = next[k];
-      for (const w of slots.values()) send(w, { egw: 'reload', config: next });
+      engine.reconfigure(engineOptions(current));
+      log.level = current.logLevel;
+      for (const w of slots.values()) send(w, { egw: 'reload', config: current });
       return { applied: reloadable, ignored: restart };
     },
     close: () => (closed ??= finish(config.shutdownGraceMs)),

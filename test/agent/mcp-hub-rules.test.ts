@@ -18,6 +18,17 @@ describe('tool names', () => {
     expect(serviceOf('a-b-c')).toBe('a');
   });
 
+  it('globs without the service prefix match the upstream name; with it, the exposed name', () => {
+    const bare = new ToolRules('github-readonly', ['search_*', 'get_issue']);
+    expect(bare.exposed('search_code')).toBe('github.search_code');
+    expect(bare.exposed('delete_repo')).toBeNull();
+    expect(bare.call('github.search_code')).toMatchObject({ ok: true, upstream: 'search_code' });
+    expect(bare.call('search_code').ok).toBe(false);
+    expect(new ToolRules('github-readonly', ['*']).exposed('anything')).toBe('github.anything');
+    // Another service's prefix is not this service's: matched against the upstream name only.
+    expect(new ToolRules('github-readonly', ['gitlab.*']).exposed('search_code')).toBeNull();
+  });
+
   it('exposes allowed upstream tools as <service>.<tool>, hides the rest', () => {
     expect(rules.exposed('search_issues')).toBe('github.search_issues');
     expect(rules.exposed('get_issue')).toBe('github.get_issue');

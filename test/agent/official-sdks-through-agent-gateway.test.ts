@@ -88,7 +88,7 @@ describe('Anthropic SDK', () => {
     const client = new Anthropic({ baseURL: t.url, apiKey: t.token, maxRetries: 0 });
     await client.messages.create({ model: 'm', max_tokens: 1, messages: [{ role: 'user', content: 'a' }] });
     expect(fake.received.at(-1)!.headers['x-api-key']).toBe('sk-ant-OLD');
-    await rig.updateSecret(t.secretId, 'sk-ant-NEW');
+    await rig.updateSecret(t.secretName, 'sk-ant-NEW');
     await client.messages.create({ model: 'm', max_tokens: 1, messages: [{ role: 'user', content: 'b' }] });
     expect(fake.received.at(-1)!.headers['x-api-key']).toBe('sk-ant-NEW');
   });

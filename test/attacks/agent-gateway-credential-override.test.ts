@@ -2,8 +2,9 @@
  * The upstream's credential is the gateway's alone: a devbox that sends its own key beside its
  * token (x-api-key, a second Authorization, the mechanism's header, a cookie) has all of them
  * stripped, and whatever header carries the token is never forwarded. A config whose custom
- * headers carry CR/LF or try to set Authorization (or the mechanism's header) is answered
- * 502 and nothing is sent half-made.
+ * headers carry CR/LF or try to set Authorization (or the mechanism's header) is refused by the
+ * API; a secret value with CR/LF (which the API cannot judge) is answered 502 by the door and
+ * nothing is sent half-made (the door's own header checks: test/agent/agent-admission.test.ts).
  */
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
@@ -80,17 +81,28 @@ describe('a devbox trying to set the upstream credential itself', () => {
 describe('hostile custom headers in a config', () => {
   it.each([
     ['CR/LF in a literal value', [{ name: 'X-Note', value: 'a\r\nAuthorization: Bearer stolen' }]],
-    ['CR/LF in a secret value', [{ name: 'X-Note', secretValue: 'a\r\nX-Evil: 1' }]],
     ['a second Authorization', [{ name: 'Authorization', value: 'Bearer other' }]],
     ["the mechanism's own header", [{ name: 'x-api-key', value: 'other' }]],
     ['Host', [{ name: 'Host', value: 'evil.example' }]],
     ['an invalid header name', [{ name: 'X Bad:', value: 'v' }]],
-  ])('%s: 502, nothing sent', async (_what, customHeaders) => {
-    const t = await rig.mintGatewayToken({ devboxId: box, endpoint: fake.url, auth: { type: 'header', key: 'x-api-key' }, secret: 'sk-REAL', customHeaders });
+  ])('%s: the config is refused by the API (400)', async (_what, customHeaders) => {
+    await expect(rig.mintGatewayToken({ devboxId: box, endpoint: fake.url, auth: { type: 'header', key: 'x-api-key' }, secret: 'sk-REAL', customHeaders })).rejects.toThrow(/gateway-configs: 400 /);
+  });
+
+  it('CR/LF inside a secret a custom header uses (the API cannot see it in the config): 502, nothing sent', async () => {
+    const t = await rig.mintGatewayToken({ devboxId: box, endpoint: fake.url, auth: { type: 'header', key: 'x-api-key' }, secret: 'sk-REAL', customHeaders: [{ name: 'X-Note', secretValue: 'a\r\nX-Evil: 1' }] });
     const before = fake.received.length;
     const r = await curl(['-H', `x-api-key: ${t.token}`, `${t.url}/echo`]);
     expect(r.status).toBe(502);
     expect(JSON.parse(r.body.toString()).error.type).toBe('bad_config');
+    expect(fake.received.length).toBe(before);
+  });
+
+  it('CR/LF inside the credential secret itself: 502, nothing sent', async () => {
+    const t = await rig.mintGatewayToken({ devboxId: box, endpoint: fake.url, auth: { type: 'bearer' }, secret: 'sk-REAL\r\nX-Evil: 1' });
+    const before = fake.received.length;
+    const r = await curl(['-H', `x-api-key: ${t.token}`, `${t.url}/echo`]);
+    expect(r.status).toBe(502);
     expect(fake.received.length).toBe(before);
   });
 });

@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { startHttpOrigin, type Origin } from '../support/origin.js';
 import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
-import { percentile, summarize, markdownTable } from '../../src/bench/stats.js';
-import { parseDuration, runLoad } from '../../src/bench/load.js';
+import { percentile, summarize, markdownTable } from '../../src/cli/bench/stats.js';
+import { parseDuration, runLoad } from '../../src/cli/bench/load.js';
 import { parseTarget } from '../../src/cli/bench.js';
-import type { BenchReport } from '../../src/bench/suite.js';
+import type { BenchReport } from '../../src/cli/bench/suite.js';
 
 function runCli(args: string[], timeoutMs = 30_000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

@@ -24,7 +24,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { domainToASCII } from 'node:url';
-import type { Reason } from '../../src/policy/decision.js';
+import type { Door, Reason } from '../../src/policy/decision.js';
+import { DOORS as REGISTRY } from '../../src/doors/registry.js';
+import { flagOf } from '../../src/config.js';
 import { type CasePolicy, type HostnameCase, HOSTNAME_CASES, LOOPBACK_SPELLINGS } from '../fixtures/hostname-cases.js';
 import { INVALID_HOSTS } from '../fixtures/hostnames.js';
 import { type DnsUpstream, loopbackRecords, startDnsUpstream } from '../support/dns-upstream.js';
@@ -33,9 +35,12 @@ import { unreachablePublic } from '../support/public-unreachable.js';
 import { type Origin, startHttpOrigin, startHttpsOrigin } from '../support/origin.js';
 import { type ClientOptions, type Outcome, connectThenGet, countsDelta, decisionCounts, dnsAsk, dnsWireName, httpProxyGet, socks5ConnectThenGet, transparentHttpGet, transparentTlsHandshake, transparentTlsRawHello } from '../support/door-clients.js';
 
-/** Door names as egress_decisions_total labels them. */
-const DOORS = ['http', 'connect', 'socks5', 'transparent-http', 'transparent-tls', 'dns'] as const;
-type DoorName = (typeof DOORS)[number];
+/**
+ * Every door that decides destinations a client names, as egress_decisions_total labels it
+ * (src/doors/registry.ts): a new one needs its client in CLIENTS below, or the table fails.
+ */
+const DOORS: readonly DoorName[] = REGISTRY.filter((d) => d.clientDestinations).flatMap((d) => d.labels);
+type DoorName = Door;
 
 const TIMEOUT_MS = 2500;
 
@@ -178,8 +183,8 @@ function display(host: string): string {
   return j.length > 48 ? `${j.slice(0, 40)}…" (${host.length} chars)` : j;
 }
 
-/** Why a door may leave a row out: what its protocol cannot carry. Anything else is a bug in the table. */
-const LEFT_OUT: Record<DoorName, RegExp[]> = {
+/** Why a door may leave a row out: what its protocol cannot carry (none: it carries every row). Anything else is a bug in the table. */
+const LEFT_OUT: Partial<Record<DoorName, RegExp[]>> = {
   http: [],
   connect: [],
   socks5: [/^a SOCKS5 domain has a one-octet length$/],
@@ -247,8 +252,8 @@ beforeAll(async () => {
   gw = await startTestGateway({
     upstreamDnsPort: dns.port,
     flags: {
-      'transparent-tls': '127.0.0.1:0',
-      'transparent-http': '127.0.0.1:0',
+      // Every door of the table listens, the ones off by default (transparent TLS and HTTP) included.
+      ...Object.fromEntries(REGISTRY.filter((d) => d.clientDestinations).map((d) => [flagOf(d.setting), '127.0.0.1:0'])),
       'transparent-tls-upstream-port': String(httpsOrigin.port),
       'transparent-http-upstream-port': String(httpOrigin.port),
       // Allowed public IP literals are dialled for real (into an unreachable route); do not wait long for them.
@@ -294,21 +299,20 @@ async function allowCounted(door: DoorName, reason: Reason | null, from: Map<str
   return new Promise(() => {});
 }
 
+/** How a real client asks each door for a case's destination. */
+const CLIENTS: Partial<Record<DoorName, (c: DoorCase, opts: ClientOptions) => Promise<Outcome>>> = {
+  http: (c, opts) => httpProxyGet(gw.addr('http-proxy').port, c.host, httpOrigin.port, opts),
+  connect: (c, opts) => connectThenGet(gw.addr('http-proxy').port, c.host, httpOrigin.port, opts),
+  socks5: (c, opts) => socks5ConnectThenGet(gw.addr('socks5').port, c.host, httpOrigin.port, opts),
+  'transparent-http': (c, opts) => transparentHttpGet(gw.addr('transparent-http').port, c.host, opts),
+  'transparent-tls': (c, opts) => (c.rawHello ? transparentTlsRawHello(gw.addr('transparent-tls').port, c.host, opts) : transparentTlsHandshake(gw.addr('transparent-tls').port, c.host, { ...opts, expectSubjectCN: 'egress-test' })),
+  dns: (c, opts) => dnsAsk(gw.addr('dns').port, dnsWireName(c.host).wire!, opts),
+};
+
 function ask(door: DoorName, c: DoorCase, opts: ClientOptions): Promise<Outcome> {
-  switch (door) {
-    case 'http':
-      return httpProxyGet(gw.addr('http-proxy').port, c.host, httpOrigin.port, opts);
-    case 'connect':
-      return connectThenGet(gw.addr('http-proxy').port, c.host, httpOrigin.port, opts);
-    case 'socks5':
-      return socks5ConnectThenGet(gw.addr('socks5').port, c.host, httpOrigin.port, opts);
-    case 'transparent-http':
-      return transparentHttpGet(gw.addr('transparent-http').port, c.host, opts);
-    case 'transparent-tls':
-      return c.rawHello ? transparentTlsRawHello(gw.addr('transparent-tls').port, c.host, opts) : transparentTlsHandshake(gw.addr('transparent-tls').port, c.host, { ...opts, expectSubjectCN: 'egress-test' });
-    case 'dns':
-      return dnsAsk(gw.addr('dns').port, dnsWireName(c.host).wire!, opts);
-  }
+  const client = CLIENTS[door];
+  if (client === undefined) throw new Error(`no client for door ${door} in CLIENTS`);
+  return client(c, opts);
 }
 
 /** What every decision the table makes adds to egress_decisions_total, as `door|decision|reason` → n. */
@@ -392,15 +396,22 @@ describe.each(DOORS)('door %s, every row under the report-only copy of its polic
   });
 });
 
+describe("the doors of the table are the registry's", () => {
+  it('every registry door that decides client-named destinations has a client here, and only those', () => {
+    expect(DOORS.length).toBeGreaterThan(0);
+    expect([...DOORS].sort()).toEqual((Object.keys(CLIENTS) as DoorName[]).sort());
+  });
+});
+
 describe('rows a door cannot carry', () => {
   it.each(DOORS)("%s leaves rows out only for its protocol's reasons, and each reason still has a row", (door) => {
     const { skipped } = casesFor(door);
     for (const s of skipped)
       expect(
-        LEFT_OUT[door].some((re) => re.test(s.why)),
+        (LEFT_OUT[door] ?? []).some((re) => re.test(s.why)),
         s.title,
       ).toBe(true);
-    for (const re of LEFT_OUT[door])
+    for (const re of LEFT_OUT[door] ?? [])
       expect(
         skipped.some((s) => re.test(s.why)),
         `no row left out for ${re}`,

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfig, parseArgv, OPTIONS, BOOLEAN_FLAGS } from '../../src/config.js';
+import { ConfigError, configChanges, loadConfig, OPTIONS, withReloaded } from '../../src/config.js';
+import { BOOLEAN_FLAGS, parseArgv } from '../support/argv.js';
 
 const known = new Set([...OPTIONS.map((o) => o.flag), 'config', ...BOOLEAN_FLAGS]);
 const flags = (...argv: string[]) => parseArgv(argv, known).flags;
@@ -88,7 +89,7 @@ describe('bad settings are refused with the setting named', () => {
     });
   }
 
-  it('an unknown flag is refused', () => {
+  it("an unknown flag is refused (by this file's argv reader; the real command line: cli-after-install.test.ts)", () => {
     expect(() => parseArgv(['--no-such-flag', 'x'], known)).toThrow(ConfigError);
   });
 
@@ -116,5 +117,18 @@ describe('DNS door settings', () => {
     const c = loadConfig(flags('--dns-cache-size', '500', '--dns-upstream-timeout-ms', '250'), {});
     expect([c.dnsCacheSize, c.dnsUpstreamTimeoutMs]).toEqual([500, 250]);
     expect(() => loadConfig(flags('--dns-upstream-timeout-ms', '0'), {})).toThrow(/--dns-upstream-timeout-ms/);
+  });
+});
+
+describe('SIGHUP takes the reloadable settings and nothing else', () => {
+  it('the running settings take RELOADABLE from the new file, keep every other as started, and leave the started object alone', () => {
+    const started = loadConfig(flags('--dns-rate-limit', '10', '--tunnel-domain', 'a.test', '--log-level', 'info'), {});
+    const next = loadConfig(flags('--dns-rate-limit', '20', '--tunnel-domain', 'b.test', '--log-level', 'debug', '--allow-private', '10.0.0.0/8'), {});
+    const running = withReloaded(started, next);
+    expect([running.dnsRateLimit, running.logLevel, running.allowPrivate]).toEqual([20, 'debug', ['10.0.0.0/8']]);
+    expect(running.tunnelDomain).toBe('a.test');
+    expect([started.dnsRateLimit, started.logLevel, started.allowPrivate]).toEqual([10, 'info', []]);
+    // A second SIGHUP with the same file: nothing left to apply, the restart-only change still named.
+    expect(configChanges(running, next)).toEqual({ reloadable: [], restart: ['--tunnel-domain'] });
   });
 });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ControlStore } from '../../src/store/backend.js';
 import type { ChangeRecord } from '../../src/store/change-feed.js';
-import { FeedFollower } from '../../src/store/follower.js';
+import { FeedFollower } from '../../src/store/feed-follower.js';
 import { openControlStore } from '../../src/store/open.js';
 import { sharedPostgres } from '../support/postgres.js';
 

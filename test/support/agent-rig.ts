@@ -1,15 +1,13 @@
 /**
- * The credential doors' test rig: an in-process gateway with the agent gateway and MCP hub on
- * loopback port 0, a test CA (`--upstream-ca-file`), and the one place tests get gateway and
- * MCP tokens. Today tokens, configs and secrets are put into a MemoryCredentials handed to the
- * gateway; when the store's CredentialSource is merged, `mintGatewayToken` / `mintMcpToken`
- * switch to the REST API (`/v1/secrets`, `/v1/gateway-configs`, `/v1/mcp-configs`,
- * `create_gateway_token` / `create_mcp_token`) and no test changes.
+ * The credential doors' test rig: an in-process gateway (the agent gateway and MCP hub on
+ * loopback port 0, its store's credentials), a test CA given as `--upstream-ca-file`, and the
+ * one place tests get gateway and MCP tokens: minted through the real REST API (`/v1/secrets`,
+ * `/v1/gateway-configs`, `/v1/mcp-configs`, `create_gateway_token` / `create_mcp_token`), as an
+ * orchestrator does.
  */
 import { rmSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { MemoryCredentials } from '../../src/policy/memory-credentials.js';
-import type { AuthMechanism, CustomHeaderSpec } from '../../src/policy/credentials.js';
+import type { AuthMechanism } from '../../src/policy/credentials.js';
 import { type TestGateway, TOKEN_A, TOKEN_B, startTestGateway } from './gateway.js';
 import { type TestCa, makeTestCa } from './test-ca.js';
 
@@ -26,10 +24,15 @@ export interface AgentRigOptions {
 
 export interface MintedToken {
   token: string;
-  /** Where the devbox sends it (the door's URL). */
+  /**
+   * Where the devbox sends it: the door's bound address (the mint answer's `url` is derived from
+   * the configured listen address, which is port 0 here).
+   */
   url: string;
   configId: string;
+  /** The secret's id and name (the API takes either). */
   secretId: string;
+  secretName: string;
 }
 
 export interface GatewayTokenSpec {
@@ -42,8 +45,6 @@ export interface GatewayTokenSpec {
   secret: string;
   customHeaders?: Array<{ name: string; value?: string; secretValue?: string }>;
   name?: string;
-  /** Use this existing secret (by id, e.g. another account's) instead of creating one. */
-  secretId?: string;
 }
 
 export interface McpTokenSpec extends Omit<GatewayTokenSpec, 'auth'> {
@@ -64,29 +65,39 @@ export interface AgentRig {
   mintGatewayToken(spec: GatewayTokenSpec): Promise<MintedToken>;
   mintMcpToken(spec: McpTokenSpec): Promise<MintedToken>;
   /** Replaces a secret's value (takes effect on the next request). */
-  updateSecret(secretId: string, value: string, as?: string): Promise<void>;
-  deleteSecret(secretId: string, as?: string): Promise<void>;
+  updateSecret(secretName: string, value: string, as?: string): Promise<void>;
+  deleteSecret(secretName: string, as?: string): Promise<void>;
   close(): Promise<void>;
 }
 
-const ACCOUNT: Record<string, string> = { [TOKEN_A]: 'acct-a', [TOKEN_B]: 'acct-b' };
-
 export async function startAgentRig(opts: AgentRigOptions = {}): Promise<AgentRig> {
   const ca = makeTestCa();
-  const creds = new MemoryCredentials();
   let tg: TestGateway;
   try {
-    tg = await startTestGateway({ credentials: creds, upstreamDnsPort: opts.upstreamDnsPort, logger: opts.logger, flags: { 'upstream-ca-file': ca.caFile, ...opts.flags } });
+    tg = await startTestGateway({ upstreamDnsPort: opts.upstreamDnsPort, logger: opts.logger, flags: { 'upstream-ca-file': ca.caFile, ...opts.flags } });
   } catch (e) {
     ca.remove();
     throw e;
   }
-  const agent = tg.addr('agent-gateway');
-  const mcp = tg.addr('mcp-hub');
-  const agentUrl = `http://127.0.0.1:${agent.port}`;
-  const mcpUrl = `http://127.0.0.1:${mcp.port}`;
+  const agentUrl = `http://127.0.0.1:${tg.addr('agent-gateway').port}`;
+  const mcpUrl = `http://127.0.0.1:${tg.addr('mcp-hub').port}`;
   let n = 0;
-  const headers = (account: string, specs: GatewayTokenSpec['customHeaders']): CustomHeaderSpec[] => (specs ?? []).map((h) => (h.secretValue !== undefined ? { name: h.name, secret_id: creds.putSecret(account, h.secretValue) } : { name: h.name, value: h.value ?? '' }));
+  /** POSTs to the API as `as`; the answer's body, or a throw naming the status and body. */
+  const post = async <T = any>(as: string, path: string, body: unknown): Promise<T> => {
+    const r = await tg.api.as(as).call<T>('POST', path, body);
+    if (r.status !== 200) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  };
+  const secret = async (as: string, value: string) => {
+    const name = `SECRET_${++n}`;
+    const s = await post<{ id: string }>(as, '/v1/secrets', { name, value });
+    return { id: s.id, name };
+  };
+  const headers = async (as: string, specs: GatewayTokenSpec['customHeaders']) => {
+    const out: Array<{ name: string; value?: string; secret?: string }> = [];
+    for (const h of specs ?? []) out.push(h.secretValue !== undefined ? { name: h.name, secret: (await secret(as, h.secretValue)).name } : { name: h.name, value: h.value ?? '' });
+    return out;
+  };
   return {
     tg,
     ca,
@@ -96,24 +107,26 @@ export async function startAgentRig(opts: AgentRigOptions = {}): Promise<AgentRi
     updatePolicy: (id, egress, as = TOKEN_A) => tg.api.as(as).updatePolicy(id, egress),
     devbox: async (policyId, addresses, as = TOKEN_A) => (await tg.api.as(as).devbox(policyId, addresses, `box-${++n}`)).id,
     async mintGatewayToken(s) {
-      const account = ACCOUNT[s.as ?? TOKEN_A]!;
-      const secretId = s.secretId ?? creds.putSecret(account, s.secret);
-      const cfg = creds.putGatewayConfig({ account_id: account, name: s.name ?? `gw-${++n}`, endpoint: s.endpoint, auth_mechanism: s.auth, custom_headers: headers(account, s.customHeaders) });
-      const token = creds.mint({ kind: 'gateway', account_id: account, devbox_id: s.devboxId, config_id: cfg.id, secret_id: secretId });
-      return { token, url: agentUrl, configId: cfg.id, secretId };
+      const as = s.as ?? TOKEN_A;
+      const sec = await secret(as, s.secret);
+      const cfg = await post<{ id: string }>(as, '/v1/gateway-configs', { name: s.name ?? `gw-${++n}`, endpoint: s.endpoint, auth_mechanism: s.auth, custom_headers: await headers(as, s.customHeaders) });
+      const t = await post<{ token: string }>(as, `/v1/devboxes/${s.devboxId}/create_gateway_token`, { gateway: cfg.id, secret: sec.name });
+      return { token: t.token, url: agentUrl, configId: cfg.id, secretId: sec.id, secretName: sec.name };
     },
     async mintMcpToken(s) {
-      const account = ACCOUNT[s.as ?? TOKEN_A]!;
-      const secretId = s.secretId ?? creds.putSecret(account, s.secret);
-      const cfg = creds.putMcpConfig({ account_id: account, name: s.name ?? `svc-${++n}`, endpoint: s.endpoint, auth_mechanism: s.auth ?? { type: 'bearer' }, custom_headers: headers(account, s.customHeaders), allowed_tools: s.allowedTools });
-      const token = creds.mint({ kind: 'mcp', account_id: account, devbox_id: s.devboxId, config_id: cfg.id, secret_id: secretId });
-      return { token, url: mcpUrl, configId: cfg.id, secretId };
+      const as = s.as ?? TOKEN_A;
+      const sec = await secret(as, s.secret);
+      // Config names are unique per account; the suffix keeps the service (the part before the first '-').
+      const name = `${s.name ?? 'svc'}-${++n}`;
+      const cfg = await post<{ id: string }>(as, '/v1/mcp-configs', { name, endpoint: s.endpoint, ...(s.auth ? { auth_mechanism: s.auth } : {}), custom_headers: await headers(as, s.customHeaders), allowed_tools: s.allowedTools });
+      const t = await post<{ token: string }>(as, `/v1/devboxes/${s.devboxId}/create_mcp_token`, { mcp_config: cfg.id, secret: sec.name });
+      return { token: t.token, url: mcpUrl, configId: cfg.id, secretId: sec.id, secretName: sec.name };
     },
-    async updateSecret(secretId, value, as = TOKEN_A) {
-      creds.putSecret(ACCOUNT[as]!, value, secretId);
+    async updateSecret(secretName, value, as = TOKEN_A) {
+      await post(as, `/v1/secrets/${secretName}`, { value });
     },
-    async deleteSecret(secretId, as = TOKEN_A) {
-      creds.deleteSecret(ACCOUNT[as]!, secretId);
+    async deleteSecret(secretName, as = TOKEN_A) {
+      await post(as, `/v1/secrets/${secretName}/delete`, {});
     },
     async close() {
       try {

@@ -67,10 +67,11 @@ export async function startTestApi(opts: { dir?: string; db?: string; extraFlags
     ['db', [dbPath]],
     ['api-token', opts.tokens ?? [`${TOKEN_A}:${ACCOUNT_A}`, `${TOKEN_B}:${ACCOUNT_B}`]],
     ['log-level', ['silent']],
+    ['secrets-key-file', [join(dir, 'secrets.key')]],
     ...(opts.extraFlags ?? []),
   ]);
   const config = loadConfig(flags, {});
-  const plane = await openPlaneStore(config.db);
+  const plane = await openPlaneStore(config.db, { secrets: { keyFile: config.secretsKeyFile, create: true } });
   const control = plane.control;
   await control.tokens.ensure(config.apiTokens);
   const store = plane.source;

@@ -85,6 +85,8 @@ export async function startCliGateway(opts: CliGatewayOptions = {}): Promise<Cli
     ...flags,
     '--db',
     join(dir, 'egress.db'),
+    '--secrets-key-file',
+    join(dir, 'secrets.key'),
     '--upstream-dns',
     `127.0.0.1:${opts.upstreamDnsPort ?? 9}`,
     '--shutdown-grace-ms',

@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createLogger } from '../../src/log.js';
-import { loadConfig } from '../../src/config.js';
+import { OPTIONS, flagOf, loadConfig } from '../../src/config.js';
+import { DOORS, type ListenerName } from '../../src/doors/registry.js';
 import { sharedPostgres } from './postgres.js';
 import { type Gateway, startGateway } from '../../src/wiring/gateway.js';
-import type { CredentialSource } from '../../src/policy/credentials.js';
 
 export const TOKEN_A = 'tok-a';
 export const TOKEN_B = 'tok-b';
@@ -23,8 +23,6 @@ export interface TestGatewayOptions {
   /** Upstream DNS port on 127.0.0.1 (from startDnsUpstream). */
   upstreamDnsPort?: number;
   db?: string;
-  /** What the agent gateway and MCP hub read (test/support/agent-rig.ts gives them one). */
-  credentials?: CredentialSource;
   /** A logger of the test's own (to read the lines); default: the process logger at EGRESS_TEST_LOG. */
   logger?: Logger;
 }
@@ -33,7 +31,7 @@ export interface TestGateway {
   gw: Gateway;
   dir: string;
   /** host:port strings of each door that started. */
-  addr(door: 'api' | 'http-proxy' | 'socks5' | 'dns' | 'transparent-tls' | 'transparent-http' | 'agent-gateway' | 'mcp-hub'): { host: string; port: number };
+  addr(door: 'api' | ListenerName): { host: string; port: number };
   apiUrl: string;
   api: ApiClient;
   close(): Promise<void>;
@@ -117,21 +115,19 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
   const dir = mkdtempSync(join(tmpdir(), 'egw-test-'));
   const flags = new Map<string, string[]>([
     ['api', ['127.0.0.1:0']],
-    ['http-proxy', ['127.0.0.1:0']],
-    ['socks', ['127.0.0.1:0']],
-    ['dns', ['127.0.0.1:0']],
-    ['agent-gateway', ['127.0.0.1:0']],
-    ['mcp-hub', ['127.0.0.1:0']],
+    // Every door that is on by default listens on a free port (a test turns the others on by flag).
+    ...DOORS.filter((d) => OPTIONS.find((o) => o.key === d.setting)?.def() != null).map((d) => [flagOf(d.setting), ['127.0.0.1:0']] as [string, string[]]),
     ['db', [opts.db ?? (process.env.EGRESS_TEST_DB === 'postgres' ? await (await sharedPostgres()).createDatabase() : join(dir, 'egress.db'))]],
     ['api-token', [`${TOKEN_A}:acct-a`, `${TOKEN_B}:acct-b`]],
     ['allow-private', ['127.0.0.0/8']],
     ['upstream-dns', [`127.0.0.1:${opts.upstreamDnsPort ?? 9}`]],
     ['log-level', [process.env.EGRESS_TEST_LOG ?? 'silent']],
     ['shutdown-grace-ms', ['200']],
+    ['secrets-key-file', [join(dir, 'secrets.key')]],
   ]);
   for (const [k, v] of Object.entries(opts.flags ?? {})) flags.set(k, Array.isArray(v) ? v : [v]);
   const config = loadConfig(flags, {});
-  const gw = await startGateway(config, opts.logger ?? loggerFor(config.logLevel), undefined, { credentials: opts.credentials });
+  const gw = await startGateway(config, opts.logger ?? loggerFor(config.logLevel));
   const addr: TestGateway['addr'] = (door) => {
     const a = gw.doors[door];
     if (!a) throw new Error(`door ${door} did not start`);

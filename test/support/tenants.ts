@@ -47,6 +47,8 @@ export async function startCliGateway(opts: CliOptions = {}): Promise<{ gw: CliG
     'serve',
     '--db',
     join(dir, 'egress.db'),
+    '--secrets-key-file',
+    join(dir, 'secrets.key'),
     '--api',
     '127.0.0.1:0',
     '--http-proxy',

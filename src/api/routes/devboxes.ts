@@ -3,12 +3,55 @@
  * addresses and policy; proxy credentials are handed out once, at creation.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import type { DevboxStatus } from '../../policy/model.js';
+import type { Devbox, DevboxStatus } from '../../policy/model.js';
+import type { GatewayConfig } from '../../config.js';
+import type { AgentSpecsInput } from '../../store/agents.js';
+import { devboxAgentFields, devboxAgentViewFields } from '../agent-schemas.js';
+import { checkEnvName } from '../agent-validate.js';
+import { agentEnvironment, devboxAgentSpecs } from '../agent-views.js';
+import { agentUrl } from './agent-tokens.js';
+import { badRequest } from '../errors.js';
 import type { ControlStore } from '../../store/backend.js';
 import { notFound } from '../errors.js';
 import { DEFAULT_LIST_LIMIT, devboxCreateBody, devboxListQuery, devboxListView, devboxUpdateBody, devboxView as devboxViewSchema, emptyBody, errorResponses, idParams } from '../schemas.js';
 import { checkAddresses } from '../validate.js';
-import { devboxView } from '../views.js';
+import { devboxView as baseView } from '../views.js';
+
+/** The devbox view with its gateway_specs / mcp_specs when it has some. */
+const devboxView = (d: Devbox) => ({ ...baseView(d), ...devboxAgentSpecs(d) });
+const viewSchema = { ...devboxViewSchema, properties: { ...devboxViewSchema.properties, ...devboxAgentViewFields } };
+const createBodySchema = { ...devboxCreateBody, properties: { ...devboxCreateBody.properties, ...devboxAgentFields } };
+const listViewSchema = { ...devboxListView, properties: { ...devboxListView.properties, devboxes: { type: 'array', items: viewSchema } } };
+
+/**
+ * The gateways / mcp of a create as store specs: env names checked, and every variable the
+ * devbox will get ({P}_URL, {P}_KEY, the MCP names, RL_MCP_URL) distinct.
+ */
+function agentSpecs(b: CreateBody): AgentSpecsInput | null {
+  const gateways = Object.entries(b.gateways ?? {});
+  const mcp = Object.entries(b.mcp ?? {});
+  if (gateways.length === 0 && mcp.length === 0) return null;
+  const vars = new Map<string, string>();
+  const claim = (name: string, field: string) => {
+    const prev = vars.get(name);
+    if (prev !== undefined) throw badRequest(`${field}: the environment variable ${name} would also be set by ${prev}`);
+    vars.set(name, field);
+  };
+  if (mcp.length > 0) claim('RL_MCP_URL', 'mcp');
+  const specs: AgentSpecsInput = { gateways: [], mcp: [] };
+  for (const [env, s] of gateways) {
+    checkEnvName(`gateways.${env}`, env);
+    claim(`${env}_URL`, `gateways.${env}`);
+    claim(`${env}_KEY`, `gateways.${env}`);
+    specs.gateways.push({ env, config: s.gateway, secret: s.secret });
+  }
+  for (const [env, s] of mcp) {
+    checkEnvName(`mcp.${env}`, env);
+    claim(env, `mcp.${env}`);
+    specs.mcp.push({ env, config: s.mcp_config, secret: s.secret });
+  }
+  return specs;
+}
 
 interface CreateBody {
   name?: string | null;
@@ -16,6 +59,8 @@ interface CreateBody {
   launch_parameters?: { network_policy_id?: string | null } | null;
   network?: { addresses?: string[]; host_id?: string | null } | null;
   blueprint_id?: string | null;
+  gateways?: Record<string, { gateway: string; secret: string }> | null;
+  mcp?: Record<string, { mcp_config: string; secret: string }> | null;
 }
 
 interface UpdateBody {
@@ -34,7 +79,7 @@ interface ListQuery {
 
 /** `pageBytes`: the byte budget of one list page (--api-page-bytes). */
 export const devboxRoutes =
-  (store: ControlStore, pageBytes?: number): FastifyPluginAsync =>
+  (store: ControlStore, pageBytes?: number, config?: GatewayConfig): FastifyPluginAsync =>
   async (app) => {
     const tags = ['devboxes'];
     const security = [{ bearerAuth: [] }];
@@ -46,24 +91,28 @@ export const devboxRoutes =
           tags,
           security,
           operationId: 'createDevbox',
-          summary: 'Register a devbox: its source addresses and network policy. The response carries proxy_credentials, shown only once.',
-          body: devboxCreateBody,
-          response: { 200: devboxViewSchema, ...errorResponses(400, 401, 403, 409, 413, 415, 503) },
+          summary: 'Register a devbox: its source addresses and network policy, and gateways / mcp (a token minted for each). The response carries proxy_credentials and agent_environment, shown only once.',
+          body: createBodySchema,
+          response: { 200: viewSchema, ...errorResponses(400, 401, 403, 404, 409, 413, 415, 503) },
         },
       },
       async (req) => {
         const b = req.body;
         const addresses = checkAddresses(b.network?.addresses ?? []);
-        const { devbox, password } = await store.devboxes.create(req.accountId, {
+        const agents = agentSpecs(b);
+        const urls = agents && config ? { gateway: agents.gateways.length > 0 ? agentUrl(config, 'gateway') : '', mcp: agents.mcp.length > 0 ? agentUrl(config, 'mcp') : '' } : null;
+        const { devbox, password, agentTokens } = await store.devboxes.create(req.accountId, {
           name: b.name ?? null,
           metadata: b.metadata ?? {},
           networkPolicyId: b.launch_parameters?.network_policy_id ?? null,
           addresses,
           blueprintId: b.blueprint_id ?? null,
           hostId: b.network?.host_id ?? null,
+          agents,
         });
         req.log.info({ event: 'devbox_created', account: req.accountId, devbox: devbox.id, policy: devbox.network_policy_id, blueprint: devbox.blueprint_id, host: devbox.host_id ?? null, addresses }, 'devbox registered');
-        return { ...devboxView(devbox), proxy_credentials: { username: devbox.id, password } };
+        if (agentTokens.length > 0) req.log.info({ event: 'agent_token_minted', account: req.accountId, devbox: devbox.id, tokens: agentTokens.map((t) => ({ kind: t.kind, env: t.env, config: t.config.id, secret: t.secretId })) }, 'agent tokens minted at devbox creation');
+        return { ...devboxView(devbox), proxy_credentials: { username: devbox.id, password }, ...(urls ? { agent_environment: agentEnvironment(agentTokens, urls) } : {}) };
       },
     );
 
@@ -76,7 +125,7 @@ export const devboxRoutes =
           operationId: 'listDevboxes',
           summary: 'List devboxes (status and host_id filter).',
           querystring: devboxListQuery,
-          response: { 200: devboxListView, ...errorResponses(400, 401) },
+          response: { 200: listViewSchema, ...errorResponses(400, 401) },
         },
       },
       async (req) => {
@@ -103,7 +152,7 @@ export const devboxRoutes =
           operationId: 'getDevbox',
           summary: 'Get a devbox.',
           params: idParams,
-          response: { 200: devboxViewSchema, ...errorResponses(401, 404) },
+          response: { 200: viewSchema, ...errorResponses(401, 404) },
         },
       },
       async (req) => {
@@ -123,7 +172,7 @@ export const devboxRoutes =
           summary: "Update a devbox's name, metadata or network policy (launch_parameters.network_policy_id: null detaches it).",
           params: idParams,
           body: devboxUpdateBody,
-          response: { 200: devboxViewSchema, ...errorResponses(400, 401, 404, 413, 415, 503) },
+          response: { 200: viewSchema, ...errorResponses(400, 401, 404, 413, 415, 503) },
         },
       },
       async (req) => {
@@ -149,7 +198,7 @@ export const devboxRoutes =
           summary: 'Shut a devbox down: its traffic is no longer admitted and its addresses are freed.',
           params: idParams,
           body: emptyBody,
-          response: { 200: devboxViewSchema, ...errorResponses(401, 404, 415, 503) },
+          response: { 200: viewSchema, ...errorResponses(401, 404, 415, 503) },
         },
       },
       async (req) => {

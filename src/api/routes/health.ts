@@ -8,7 +8,7 @@ import { ApiError } from '../errors.js';
 import { errorSchema } from '../schemas.js';
 import type { FleetHealth } from '../plane.js';
 
-/** A fleet sidecar's snapshot (src/fleet/follower.ts), shown by /healthz and /readyz in follow mode. */
+/** A fleet sidecar's snapshot (src/fleet/fleet-follower.ts), shown by /healthz and /readyz in follow mode. */
 const snapshotSchema = {
   type: 'object',
   description: 'Fleet sidecar only: the local policy snapshot it enforces.',

@@ -8,7 +8,8 @@
 import type http from 'node:http';
 import type { HostPort } from '../../config.js';
 import type { AgentGatewayConfig } from '../../policy/credentials.js';
-import type { DoorContext, RunningDoor } from '../floor/context.js';
+import type { RunningDoor } from '../floor/context.js';
+import type { AgentContext } from '../floor/agent-server.js';
 import { startAgentServer } from '../floor/agent-server.js';
 import { type Admitted, admitAgent } from '../floor/agent-admission.js';
 import { AgentUpstream, type UpstreamAddress, hasDotSegment, responseHeaders } from '../floor/agent-upstream.js';
@@ -16,7 +17,7 @@ import { AgentFlights } from '../floor/agent-flight.js';
 
 const DOOR = 'agent-gateway' as const;
 
-export async function startAgentGatewayDoor(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
+export async function startAgentGatewayDoor(ctx: AgentContext, at: HostPort): Promise<RunningDoor> {
   const upstream = new AgentUpstream(ctx, DOOR);
   const flights = new AgentFlights(ctx, DOOR, 'agentGateway');
   return startAgentServer(ctx, at, {
@@ -30,7 +31,7 @@ export async function startAgentGatewayDoor(ctx: DoorContext, at: HostPort): Pro
   });
 }
 
-function handle(ctx: DoorContext, upstream: AgentUpstream, flights: AgentFlights, req: http.IncomingMessage, res: http.ServerResponse): void {
+function handle(ctx: AgentContext, upstream: AgentUpstream, flights: AgentFlights, req: http.IncomingMessage, res: http.ServerResponse): void {
   const started = performance.now();
   const a = admitAgent<AgentGatewayConfig>(ctx, DOOR, req);
   if (!a.ok) {
@@ -52,7 +53,7 @@ function handle(ctx: DoorContext, upstream: AgentUpstream, flights: AgentFlights
   else forward(ctx, upstream, flights, a, req, res, started, addr, path);
 }
 
-function forward(ctx: DoorContext, upstream: AgentUpstream, flights: AgentFlights, a: Admitted<AgentGatewayConfig>, req: http.IncomingMessage, res: http.ServerResponse, started: number, addr: UpstreamAddress, path: string): void {
+function forward(ctx: AgentContext, upstream: AgentUpstream, flights: AgentFlights, a: Admitted<AgentGatewayConfig>, req: http.IncomingMessage, res: http.ServerResponse, started: number, addr: UpstreamAddress, path: string): void {
   if (!addr.ok) {
     flights.answer(a, req, res, started, addr.status, addr.reason, addr.message);
     return;

@@ -9,20 +9,19 @@
 import type http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { DoorContext } from '../floor/context.js';
 import { protocolErrors } from '../../metrics.js';
 import { parseAuthority } from '../floor/authority.js';
 import { PROXY_AUTHENTICATE, endSocket, rawDenial, rawError } from '../floor/denial.js';
 import { identify } from '../floor/proxy-auth.js';
 import { spliceWithSniCheck } from '../floor/tls-name-rule.js';
-import { type DialError, Tunnel } from '../floor/tunnel.js';
+import { type DialError, Tunnel, type TunnelContext } from '../floor/tunnel.js';
 import type { Admission } from '../floor/gate.js';
 import type { Identity } from '../../policy/engine.js';
 
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
 
 /** server.on('connect') handler. */
-export function handleConnect(ctx: DoorContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+export function handleConnect(ctx: TunnelContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
   return connectTo(ctx, req.url ?? '', req.headers['proxy-authorization'], socket as net.Socket, head);
 }
 
@@ -38,7 +37,7 @@ const DONE = Promise.resolve();
  * without a promise; the promise returned settles when the request is handed on (a throw
  * rejects it).
  */
-export function connectTo(ctx: DoorContext, authority: string, proxyAuthorization: string | undefined, sock: net.Socket, head: Buffer): Promise<void> {
+export function connectTo(ctx: TunnelContext, authority: string, proxyAuthorization: string | undefined, sock: net.Socket, head: Buffer): Promise<void> {
   try {
     sock.on('error', destroyOnError);
     const target = parseAuthority(authority, null);
@@ -61,7 +60,7 @@ export function connectTo(ctx: DoorContext, authority: string, proxyAuthorizatio
   }
 }
 
-function admitted(ctx: DoorContext, sock: net.Socket, head: Buffer, identity: Identity, host: string, port: number, admission: Admission): void {
+function admitted(ctx: TunnelContext, sock: net.Socket, head: Buffer, identity: Identity, host: string, port: number, admission: Admission): void {
   if (!admission.ok) {
     endSocket(sock, admission.error === 'denied' ? rawDenial(admission.decision, port) : rawError(502, `cannot resolve ${host}: ${admission.detail}`));
     return;

@@ -1,11 +1,14 @@
 /** The DNS door: answers devboxes' queries through the gateway's resolver (shared with the proxies). */
 import type { HostPort } from '../../config.js';
 import type { DoorContext, RunningDoor } from '../floor/context.js';
-import { CachedResolver, createResolver } from '../../resolver/index.js';
+
+/** What the DNS door uses of the gateway: no HTTP pool, tracker or client-socket limit of the TCP proxies. */
+export type DnsDoorContext = DoorContext<'config' | 'engine' | 'gate' | 'resolver' | 'dnsTcp' | 'log' | 'learnedShared', keyof ResolverSettings | 'dnsDenyRcode' | 'dnsLearnGrace' | 'dnsRateLimit' | 'logAllowed'>;
+import { CachedResolver, type ResolverSettings, createResolver } from '../../resolver/index.js';
 import { DnsHandler } from './handler.js';
 import { startDnsServer } from './server.js';
 
-export async function startDnsDoor(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
+export async function startDnsDoor(ctx: DnsDoorContext, at: HostPort): Promise<RunningDoor> {
   const log = ctx.log.child({ door: 'dns' });
   // Share the proxy doors' resolver (and so its cache) when it is ours; else keep one of our own.
   const own = !(ctx.resolver instanceof CachedResolver);
@@ -25,6 +28,6 @@ export async function startDnsDoor(ctx: DoorContext, at: HostPort): Promise<Runn
       handler.close();
       if (own) resolver.close();
     },
-    reload: (config) => handler.setRateLimit(config.dnsRateLimit),
+    reload: (next) => handler.setRateLimit(next.dnsRateLimit),
   };
 }

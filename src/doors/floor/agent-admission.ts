@@ -10,7 +10,7 @@ import type http from 'node:http';
 import type { AgentGatewayConfig, AgentToken, McpConfig } from '../../policy/credentials.js';
 import { type Decision, type Door, type Reason, denial } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
-import type { DoorContext } from './context.js';
+import type { AgentContext } from './agent-server.js';
 import { agentRefusals } from './agent-metrics.js';
 
 export type Admitted<C> = { ok: true; identity: Identity; token: AgentToken; config: C; secret: string; decision: Decision; tokenText: string; tokenHeader: string };
@@ -34,7 +34,7 @@ function fromAuthorization(v: string): string {
  * Anthropic and OpenAI SDKs send); else any other header whose value is a token of a config
  * whose mechanism is that header. Linear in the head's size; values are never logged.
  */
-function findToken(ctx: DoorContext, raw: readonly string[]): { token: AgentToken; text: string; header: string } | null {
+function findToken(ctx: AgentContext, raw: readonly string[]): { token: AgentToken; text: string; header: string } | null {
   const creds = ctx.credentials!;
   for (const pass of [0, 1]) {
     for (let i = 0; i < raw.length; i += 2) {
@@ -57,7 +57,7 @@ function findToken(ctx: DoorContext, raw: readonly string[]): { token: AgentToke
 }
 
 /** Admits a request to `door` (kind gateway: agent gateway; kind mcp: MCP hub) or says why not. */
-export function admitAgent<C extends AgentGatewayConfig | McpConfig>(ctx: DoorContext, door: Door, req: http.IncomingMessage): Admitted<C> | Refused {
+export function admitAgent<C extends AgentGatewayConfig | McpConfig>(ctx: AgentContext, door: Door, req: http.IncomingMessage): Admitted<C> | Refused {
   const identity = ctx.engine.identifyByAddress(req.socket.remoteAddress ?? '');
   const kind = door === 'mcp-hub' ? 'mcp' : 'gateway';
   const refuse = (status: Refused['status'], reason: Reason, message: string, config = '', policy?: Pick<Decision, 'policyId' | 'policyVersion'>, host: string = door): Refused => {

@@ -8,7 +8,7 @@ import type http from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Door } from '../../policy/decision.js';
 import { connectionsCut } from '../../metrics.js';
-import type { DoorContext } from './context.js';
+import type { AgentContext } from './agent-server.js';
 import { type Admitted, type Refused, sendAgentError } from './agent-admission.js';
 import { agentBytes, agentRefusals, agentRequests, agentSeconds } from './agent-metrics.js';
 import type { AgentGatewayConfig } from '../../policy/credentials.js';
@@ -26,7 +26,7 @@ export class AgentFlights {
   private readonly stop: () => void;
 
   constructor(
-    readonly ctx: DoorContext,
+    readonly ctx: AgentContext,
     readonly door: Door,
     private readonly toggle: Toggle,
   ) {

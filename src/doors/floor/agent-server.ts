@@ -14,6 +14,10 @@ import type { DoorContext, RunningDoor } from './context.js';
 import { closeServer, listenDoor } from './listen.js';
 import { rawError } from './denial.js';
 
+/** The parts of the gateway the credential doors use (their registry lines' `needs`). */
+export const AGENT_NEEDS = ['config', 'engine', 'gate', 'resolver', 'sourceLimit', 'log', 'credentials'] as const;
+export type AgentContext = DoorContext<(typeof AGENT_NEEDS)[number]>;
+
 export interface AgentServerOptions {
   door: Door;
   setting: string;
@@ -27,7 +31,7 @@ const CLIENT_ERROR: Record<string, [number, string, string]> = {
   ERR_HTTP_REQUEST_TIMEOUT: [408, 'header_timeout', 'request headers took too long'],
 };
 
-export async function startAgentServer(ctx: DoorContext, at: HostPort, opts: AgentServerOptions): Promise<RunningDoor> {
+export async function startAgentServer(ctx: AgentContext, at: HostPort, opts: AgentServerOptions): Promise<RunningDoor> {
   const cfg = ctx.config;
   const server = http.createServer({
     maxHeaderSize: cfg.maxHeaderBytes,

@@ -17,7 +17,7 @@ import { type Door, type Reason, denial } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
 import { ResolveError } from '../../resolver/resolver.js';
 import { upstreamConnectErrors } from '../../metrics.js';
-import type { DoorContext } from './context.js';
+import type { AgentContext } from './agent-server.js';
 import type { Admitted } from './agent-admission.js';
 
 export interface Endpoint {
@@ -82,7 +82,7 @@ export class AgentUpstream {
   readonly httpAgent: http.Agent;
 
   constructor(
-    private readonly ctx: DoorContext,
+    private readonly ctx: AgentContext,
     readonly door: Door,
   ) {
     const common = { keepAlive: true, maxFreeSockets: 64, scheduling: 'lifo' as const, timeout: ctx.config.idleTimeoutMs, noDelay: true };

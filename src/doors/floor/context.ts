@@ -1,16 +1,21 @@
-/** What every listener (door) is given, and what it hands back to the gateway. */
+/**
+ * What the gateway can hand a door, and what a door hands back. A door names the parts it uses
+ * (its registry line's `needs`, src/doors/registry.ts) and is given only those: its start
+ * function takes `DoorContext<'log' | 'gate' | …>`, so tsc shows what each door depends on.
+ */
 import type { Logger } from 'pino';
-import type { GatewayConfig, HostPort } from '../../config.js';
+import type { GatewayConfig, HostPort, Reloadable } from '../../config.js';
 import type { PolicyEngine } from '../../policy/engine.js';
+import type { CredentialSource } from '../../policy/credentials.js';
 import type { Gate } from './gate.js';
 import type { ConnectionTracker } from './tracker.js';
 import type { Resolver } from '../../resolver/resolver.js';
 import type { SourceLimiter } from './source-limit.js';
 import type { UpstreamPool } from './upstream-pool.js';
 import type { FairShare } from './fair-share.js';
-import type { CredentialSource } from '../../policy/credentials.js';
 
-export interface DoorContext {
+/** Everything a door may ask for. The wiring builds each part once and gives a door the parts it names. */
+export interface DoorServices {
   config: GatewayConfig;
   engine: PolicyEngine;
   gate: Gate;
@@ -23,8 +28,11 @@ export interface DoorContext {
   /** DNS-over-TCP connections (global cap, per-devbox share). */
   dnsTcp: FairShare;
   log: Logger;
-  /** Tokens, configs and secrets the agent gateway and MCP hub read per request (absent: they refuse every request). */
-  credentials?: CredentialSource;
+  /**
+   * Tokens, gateway and MCP configs and secret values (the agent-gateway and MCP-hub doors), from
+   * the store; undefined when the store offers none (such a door then refuses every request).
+   */
+  credentials: CredentialSource | undefined;
   /** Metrics of other processes of this gateway, to merge into /metrics (in-process API only). */
   workerMetrics?: () => Promise<unknown[][]>;
   /**
@@ -36,6 +44,20 @@ export interface DoorContext {
   readiness?: { listening: boolean };
 }
 
+export type DoorNeed = keyof DoorServices;
+
+/**
+ * The settings `S` a door reads, as given at start: a SIGHUP reaches a door only through its
+ * `RunningDoor.reload`, with the reloadable settings (config.ts RELOADABLE).
+ */
+export type DoorSettings<S extends keyof GatewayConfig> = Readonly<Pick<GatewayConfig, S>>;
+
+/**
+ * The parts `N` of the gateway a door (or a helper on the floor) is given, all of them by
+ * default; with `config` among them, the settings `S` it reads of it.
+ */
+export type DoorContext<N extends DoorNeed = DoorNeed, S extends keyof GatewayConfig = keyof GatewayConfig> = Omit<Pick<DoorServices, N>, 'config'> & ('config' extends N ? { readonly config: DoorSettings<S> } : unknown);
+
 export interface RunningDoor {
   /** Stable name used in start-up lines and logs: api, http-proxy, socks5, dns, transparent-tls, transparent-http. */
   name: string;
@@ -43,6 +65,6 @@ export interface RunningDoor {
   address: HostPort;
   /** Stops accepting, waits up to graceMs for open connections to finish, then closes them. */
   close(graceMs: number): Promise<void>;
-  /** Takes the reloadable settings of a new configuration (SIGHUP), when the door has any. */
-  reload?(config: GatewayConfig): void;
+  /** Takes the settings a SIGHUP changed, when the door reads any of them (its other settings stay as started). */
+  reload?(next: Reloadable): void;
 }

@@ -20,7 +20,7 @@ import type { Tunnel } from './tunnel.js';
  * - a name destination: the SNI must be that name;
  * - an IP destination (allowed by CIDR or DNS-learned): the SNI name must itself be allowed.
  */
-export function sniAllowed(ctx: DoorContext, identity: Identity, decision: Decision, sni: string | null, port: number, door: Door): boolean {
+export function sniAllowed(ctx: DoorContext<'engine'>, identity: Identity, decision: Decision, sni: string | null, port: number, door: Door): boolean {
   if (sni === null) return true;
   const n = normalizeHost(sni);
   if (n.kind !== 'name') return false;
@@ -163,13 +163,13 @@ export type HelloRefusal = 'ech_refused' | 'sni_mismatch';
  * ECH (encrypted_client_hello or ech_outer_extensions) is refused, as its real name is
  * hidden; then the SNI rule of sniAllowed. Null: the hello may pass.
  */
-export function helloRefusal(ctx: DoorContext, identity: Identity, decision: Decision, hello: ClientHelloInfo, port: number, door: Door): HelloRefusal | null {
+export function helloRefusal(ctx: DoorContext<'engine'>, identity: Identity, decision: Decision, hello: ClientHelloInfo, port: number, door: Door): HelloRefusal | null {
   if (hello.ech) return 'ech_refused';
   return sniAllowed(ctx, identity, decision, hello.sni, port, door) ? null : 'sni_mismatch';
 }
 
 /** Counts and logs a refused ClientHello (the door then sends the access_denied alert). */
-export function refuseHello(ctx: DoorContext, identity: Identity, door: Door, port: number, reason: HelloRefusal, hello: ClientHelloInfo, base?: Decision): void {
+export function refuseHello(ctx: DoorContext<'gate'>, identity: Identity, door: Door, port: number, reason: HelloRefusal, hello: ClientHelloInfo, base?: Decision): void {
   ctx.gate.record(identity, door, denial(reason, hello.sni ?? '', base, 'name'), port);
   protocolErrors.labels(door, reason).inc();
 }

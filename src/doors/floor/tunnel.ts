@@ -15,6 +15,10 @@
  */
 import net from 'node:net';
 import type { DoorContext } from './context.js';
+
+/** What a tunnel uses of the gateway (and the TLS name rule it applies, tls-name-rule.ts). */
+export type TunnelContext = DoorContext<'tracker' | 'gate' | 'engine' | 'config', TunnelSetting>;
+export type TunnelSetting = 'connectTimeoutMs' | 'idleTimeoutMs' | 'headerTimeoutMs';
 import type { Decision, Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
 import type { TrackedConnection } from './tracker.js';
@@ -212,7 +216,7 @@ export class Tunnel implements TrackedConnection {
   private onConnected: ((err: DialError | null, t: Tunnel) => void) | null = null;
 
   private constructor(
-    readonly ctx: DoorContext,
+    readonly ctx: TunnelContext,
     readonly client: net.Socket,
     spec: TunnelSpec,
   ) {
@@ -228,7 +232,7 @@ export class Tunnel implements TrackedConnection {
    * socket is left for the caller to answer). From here on the Tunnel owns the client
    * socket: errors and close end the tunnel.
    */
-  static open(ctx: DoorContext, client: net.Socket, spec: TunnelSpec): Tunnel | null {
+  static open(ctx: TunnelContext, client: net.Socket, spec: TunnelSpec): Tunnel | null {
     const t = new Tunnel(ctx, client, spec);
     if (!ctx.tracker.add(t)) return null;
     (client as TunnelSocket)[kTunnel] = t;

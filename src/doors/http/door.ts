@@ -8,7 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HostPort } from '../../config.js';
-import type { DoorContext, RunningDoor } from '../floor/context.js';
+import type { RunningDoor } from '../floor/context.js';
 import { closeServer, listenDoor } from '../floor/listen.js';
 import type { Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
@@ -16,6 +16,7 @@ import { protocolErrors } from '../../metrics.js';
 import { handleConnect } from '../connect/door.js';
 import { PROXY_AUTHENTICATE, endSocket, rawDenial, rawError, sendDenial, sendError } from '../floor/denial.js';
 import { HttpForwarder } from './node-forward.js';
+import type { HttpContext } from './flight.js';
 import { upgrade } from './upgrade.js';
 import { HttpFront } from './front.js';
 import { denyHostMismatch, resolveTarget } from './target.js';
@@ -35,7 +36,7 @@ export interface HttpDoorOptions {
 }
 
 /** Starts a node:http server that decides and forwards every request. */
-export async function startHttpDoor(ctx: DoorContext, at: HostPort, opts: HttpDoorOptions): Promise<RunningDoor> {
+export async function startHttpDoor(ctx: HttpContext, at: HostPort, opts: HttpDoorOptions): Promise<RunningDoor> {
   const cfg = ctx.config;
   const forwarder = new HttpForwarder(ctx, opts.door);
   const server = http.createServer({
@@ -190,12 +191,12 @@ const STATUS_MESSAGE: Record<number, string> = {
   431: 'request headers too large',
 };
 
-export async function startHttpProxy(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
+export async function startHttpProxy(ctx: HttpContext, at: HostPort): Promise<RunningDoor> {
   return startHttpDoor(ctx, at, { door: 'http', name: 'http-proxy', setting: '--http-proxy', proxy: true, originPort: () => 80 });
 }
 
 /** Transparent HTTP (--transparent-http): the Host header is decided, the request forwarded to the redirected port. */
-export async function startTransparentHttp(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
+export async function startTransparentHttp(ctx: HttpContext, at: HostPort): Promise<RunningDoor> {
   return startHttpDoor(ctx, at, {
     door: 'transparent-http',
     name: 'transparent-http',

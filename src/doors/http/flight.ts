@@ -8,6 +8,10 @@
  */
 import type net from 'node:net';
 import type { DoorContext } from '../floor/context.js';
+import type { TunnelSetting } from '../floor/tunnel.js';
+
+/** What the HTTP doors (proxy and transparent) use of the gateway. */
+export type HttpContext = DoorContext<'config' | 'engine' | 'gate' | 'tracker' | 'log' | 'sourceLimit' | 'upstreamPool', TunnelSetting | 'maxHeaderBytes' | 'responseTimeoutMs' | 'transparentHttpUpstreamPort'>;
 import type { Admission } from '../floor/gate.js';
 import type { TrackedConnection } from '../floor/tracker.js';
 import type { Decision, Door } from '../../policy/decision.js';
@@ -36,7 +40,7 @@ export class HttpCore {
   readonly bytesIn: { inc(v: number): void };
 
   constructor(
-    readonly ctx: DoorContext,
+    readonly ctx: DoorContext<'tracker' | 'gate'>,
     readonly door: Door,
   ) {
     this.bytesOut = bytesTotal.labels(door, 'out');

@@ -1,8 +1,8 @@
 /**
- * HTTP/1.1 message heads and body framing, read strictly, for the proxy's raw front
- * (http-front.ts). A request head this parser does not fully accept is not an error here:
- * it is 'other', and the connection goes to node:http, which answers it as before. An
- * origin's response head that it does not accept is a 502.
+ * HTTP/1.1 message heads and body framing, read strictly, for the HTTP doors' raw front
+ * (front.ts). A request head this parser does not fully accept is not an error here:
+ * it is 'other', and the connection goes to the node:http server behind the front, which
+ * answers it. An origin's response head that it does not accept is a 502.
  */
 
 /** The head of a request the front handles itself. */

@@ -2,19 +2,18 @@
  * The HTTP doors' front (proxy and transparent): it reads each request head off the client socket and
  * handles the common requests itself, without node:http's per-request objects and streams,
  * which cost more than everything else on the hot path together:
- * - `CONNECT host:port` → connect.ts, as before;
+ * - `CONNECT host:port` → the CONNECT door (src/doors/connect/door.ts);
  * - body-less requests (GET, HEAD, OPTIONS, DELETE over HTTP/1.1; absolute-form on the
  *   proxy, origin-form with a Host header on the transparent door) → decided,
  *   then handed to the origin side (origin.ts), which writes it to a pooled keep-alive
  *   connection to the checked address and relays the origin's response as it comes.
  * Anything else (a request body, an upgrade, HTTP/1.0, an unusual method, a head this
  * strict reading does not accept, an oversized head) is handed, with the connection and the
- * bytes read so far, to the node:http server behind the front, which answers it as it
- * always has. Same decisions, denials, limits, metrics and log lines either way: both paths
+ * bytes read so far, to the node:http server behind the front (door.ts), which answers
+ * it. Same decisions, denials, limits, metrics and log lines either way: both paths
  * share the core in flight.ts.
  */
 import type net from 'node:net';
-import type { DoorContext } from '../floor/context.js';
 import type { Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
 import type { Admission } from '../floor/gate.js';
@@ -26,7 +25,7 @@ import { ByteAppender } from '../../byte-appender.js';
 import { HOST_MISMATCH, denyHostMismatch, resolveRequestTarget } from './target.js';
 import { identify } from '../floor/proxy-auth.js';
 import type { UpstreamPool } from '../floor/upstream-pool.js';
-import { HttpCore, type Refusal, TOO_MANY, admissionRefusal } from './flight.js';
+import { HttpCore, type HttpContext, type Refusal, TOO_MANY, admissionRefusal } from './flight.js';
 import { type ClientSide, OriginSide, newExchange } from './origin.js';
 
 let dateSecond = 0;
@@ -50,7 +49,7 @@ export class HttpFront {
   private readonly conns = new Set<FrontConnection>();
 
   constructor(
-    readonly ctx: DoorContext,
+    readonly ctx: HttpContext,
     readonly door: Door,
     /** Gives a connection (its read bytes unshifted) to the node:http server. */
     readonly handOver: (socket: net.Socket) => void,

@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import type net from 'node:net';
-import type { DoorContext } from '../floor/context.js';
+import type { HttpContext } from './flight.js';
 import type { Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
 import { upstreamConnectErrors } from '../../metrics.js';
@@ -27,7 +27,7 @@ export class HttpForwarder {
   private readonly core: HttpCore;
 
   constructor(
-    private readonly ctx: DoorContext,
+    private readonly ctx: HttpContext,
     private readonly door: Door,
   ) {
     this.core = new HttpCore(ctx, door);

@@ -11,17 +11,25 @@ import type net from 'node:net';
 import type { RequestHead, ResponseHead } from './framing.js';
 import type { HttpFlight, Refusal } from './flight.js';
 import type { Identity } from '../../policy/engine.js';
-import type { HttpFront } from './front.js';
+import type { DoorContext } from '../floor/context.js';
+import type { Door } from '../../policy/decision.js';
 import { protocolErrors, upstreamConnectErrors } from '../../metrics.js';
 import { ByteAppender } from '../../byte-appender.js';
 import { ChunkedScanner, blankSearched, parseResponseHead } from './framing.js';
 import { filterHeaders, requestHeadText } from './headers.js';
 import { upstreamFailure } from './flight.js';
 import { DialError, dial } from '../floor/tunnel.js';
-import type { IdleEntry } from '../floor/upstream-pool.js';
+import type { IdleEntry, UpstreamPool } from '../floor/upstream-pool.js';
 
 /** Largest origin response head accepted (node's http client allows 16 KiB). */
 const MAX_RESPONSE_HEAD = 64 * 1024;
+
+/** What the origin side needs of its door (the front, front.ts, is one), so it does not import the front back. */
+export interface OriginDeps {
+  readonly ctx: DoorContext<'config', 'connectTimeoutMs' | 'idleTimeoutMs' | 'responseTimeoutMs'>;
+  readonly door: Door;
+  readonly pool: UpstreamPool;
+}
 
 /** What the origin side needs of the client side of its connection. */
 export interface ClientSide {
@@ -140,7 +148,7 @@ export class OriginSide {
   private readonly headBytes = new ByteAppender();
 
   constructor(
-    private readonly front: HttpFront,
+    private readonly front: OriginDeps,
     private readonly client: ClientSide,
   ) {}
 

@@ -85,7 +85,7 @@ export function resolveRequestTarget(url: string, hostHeader: string | undefined
 }
 
 /** A Host header that disagrees with the URL: denied as host_mismatch, naming the devbox's policy. */
-export function denyHostMismatch(ctx: DoorContext, identity: Identity, host: string, port: number, door: Door): Decision {
+export function denyHostMismatch(ctx: DoorContext<'engine' | 'gate'>, identity: Identity, host: string, port: number, door: Door): Decision {
   // decide() on the URL's host gives the policy to name.
   const d = denial(HOST_MISMATCH, host, ctx.engine.decide(identity, host, port), 'name');
   ctx.gate.record(identity, door, d, port);

@@ -6,15 +6,18 @@
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type http from 'node:http';
-import type { DoorContext } from '../floor/context.js';
 import type { Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
 import { endSocket, rawDenial, rawError } from '../floor/denial.js';
-import { Tunnel } from '../floor/tunnel.js';
+import { Tunnel, type TunnelSetting } from '../floor/tunnel.js';
+import type { DoorContext } from '../floor/context.js';
 import { ByteAppender } from '../../byte-appender.js';
 import { blankSearched, parseResponseHead } from './framing.js';
 import { filterHeaders, hasHost, requestHeadText } from './headers.js';
 import type { HttpTarget } from './target.js';
+
+/** What an upgrade uses of the gateway: a tunnel's parts and the longest answer head. */
+type UpgradeContext = DoorContext<'tracker' | 'gate' | 'engine' | 'config', TunnelSetting | 'maxHeaderBytes'>;
 
 /**
  * An upgrade (WebSocket): same decision, then the request head goes upstream and only the
@@ -22,7 +25,7 @@ import type { HttpTarget } from './target.js';
  * answer is relayed and the connection ends: nothing more of the client reaches the origin
  * (else a keep-alive origin would take the client's next request, for any Host, undecided).
  */
-export async function upgrade(ctx: DoorContext, door: Door, req: http.IncomingMessage, socket: Duplex, head: Buffer, identity: Identity, t: HttpTarget): Promise<void> {
+export async function upgrade(ctx: UpgradeContext, door: Door, req: http.IncomingMessage, socket: Duplex, head: Buffer, identity: Identity, t: HttpTarget): Promise<void> {
   const a = ctx.gate.admitNow(identity, t.host, t.port, door);
   const admission = a instanceof Promise ? await a : a;
   if (!admission.ok) {
@@ -54,7 +57,7 @@ export async function upgrade(ctx: DoorContext, door: Door, req: http.IncomingMe
  * origin ends) and end; the client → origin direction is never started. Interim 1xx heads
  * are relayed with the answer. A malformed or oversized head → 502; silence → 504.
  */
-function awaitUpgradeAnswer(ctx: DoorContext, tunnel: Tunnel, clientHead: Buffer, headRequest: boolean, target: string): void {
+function awaitUpgradeAnswer(ctx: UpgradeContext, tunnel: Tunnel, clientHead: Buffer, headRequest: boolean, target: string): void {
   const client = tunnel.client;
   const up = tunnel.upstream!;
   const max = ctx.config.maxHeaderBytes;

@@ -11,7 +11,8 @@ import type http from 'node:http';
 import type { HostPort } from '../../config.js';
 import type { McpConfig } from '../../policy/credentials.js';
 import { denial } from '../../policy/decision.js';
-import type { DoorContext, RunningDoor } from '../floor/context.js';
+import type { RunningDoor } from '../floor/context.js';
+import type { AgentContext } from '../floor/agent-server.js';
 import { startAgentServer } from '../floor/agent-server.js';
 import { type Admitted, admitAgent, sendAgentError } from '../floor/agent-admission.js';
 import { AgentUpstream, type Endpoint, type UpstreamAddress } from '../floor/agent-upstream.js';
@@ -31,7 +32,7 @@ const PASSED_UP = new Set(['accept', 'content-type', 'mcp-session-id', 'mcp-prot
 /** Response headers passed back. */
 const PASSED_DOWN = new Set(['content-type', 'mcp-session-id', 'mcp-protocol-version', 'cache-control', 'retry-after', 'www-authenticate']);
 
-export async function startMcpHubDoor(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
+export async function startMcpHubDoor(ctx: AgentContext, at: HostPort): Promise<RunningDoor> {
   const upstream = new AgentUpstream(ctx, DOOR);
   const flights = new AgentFlights(ctx, DOOR, 'mcpGateway');
   return startAgentServer(ctx, at, {
@@ -46,7 +47,7 @@ export async function startMcpHubDoor(ctx: DoorContext, at: HostPort): Promise<R
 }
 
 interface Exchange {
-  ctx: DoorContext;
+  ctx: AgentContext;
   upstream: AgentUpstream;
   flights: AgentFlights;
   a: Admitted<McpConfig>;
@@ -56,7 +57,7 @@ interface Exchange {
   started: number;
 }
 
-function handle(ctx: DoorContext, upstream: AgentUpstream, flights: AgentFlights, req: http.IncomingMessage, res: http.ServerResponse): void {
+function handle(ctx: AgentContext, upstream: AgentUpstream, flights: AgentFlights, req: http.IncomingMessage, res: http.ServerResponse): void {
   const started = performance.now();
   const a = admitAgent<McpConfig>(ctx, DOOR, req);
   if (!a.ok) {

@@ -1,7 +1,8 @@
 /**
  * The MCP hub's tool rules for one MCP config: tools are exposed as `<service>.<tool>` (service:
- * the config name's first segment before `-`), and only those whose exposed name matches one of
- * the config's `allowed_tools` globs (picomatch) are listed or callable. A name a devbox sends is
+ * the config name's first segment before `-`), and only those one of the config's
+ * `allowed_tools` globs (picomatch) matches are listed or callable: a glob that starts with
+ * `<service>.` is matched against the exposed name, any other against the upstream name. A name a devbox sends is
  * taken only exactly as the hub exposes it: a string already in Unicode NFKC form, in the MCP
  * tool-name alphabet (ASCII letters, digits, `_`, `-`, `.`), 1–128 characters, with the service
  * prefix; anything else (look-alike letters, full-width forms, the unprefixed upstream name) is
@@ -35,15 +36,19 @@ export class ToolRules {
 
   constructor(configName: string, allowed: readonly string[]) {
     this.service = serviceOf(configName);
-    const matchers = allowed.map((g) => picomatch(g, { dot: true, nobrace: false, noextglob: true }));
-    this.match = (s) => matchers.some((m) => m(s));
+    // A glob naming the service (`github.search_*`) is matched against the exposed name; any
+    // other (`search_*`, `*`) against the upstream tool's own name.
+    const prefix = `${this.service}.`;
+    const compile = (g: string) => picomatch(g, { dot: true, noextglob: true });
+    const exposed = allowed.filter((g) => g.startsWith(prefix)).map(compile);
+    const bare = allowed.filter((g) => !g.startsWith(prefix)).map(compile);
+    this.match = (upstream) => bare.some((m) => m(upstream)) || exposed.some((m) => m(prefix + upstream));
   }
 
   /** The name a devbox sees for an upstream tool, or null when the tool is not exposed. */
   exposed(upstream: unknown): string | null {
     if (typeof upstream !== 'string' || !TOOL_NAME.test(upstream)) return null;
-    const name = `${this.service}.${upstream}`;
-    return name.length <= 160 && this.match(name) ? name : null;
+    return this.match(upstream) ? `${this.service}.${upstream}` : null;
   }
 
   /** The upstream tool a devbox's `tools/call` name stands for, or why it is refused. */
@@ -54,7 +59,7 @@ export class ToolRules {
     if (!name.startsWith(prefix)) return { ok: false, why: `tools are called as ${prefix}<tool>` };
     const upstream = name.slice(prefix.length);
     if (!TOOL_NAME.test(upstream)) return { ok: false, why: 'the tool name has characters outside A-Z a-z 0-9 _ - .' };
-    if (!this.match(name)) return { ok: false, why: "the tool is not in the MCP config's allowed_tools" };
+    if (!this.match(upstream)) return { ok: false, why: "the tool is not in the MCP config's allowed_tools" };
     return { ok: true, upstream, exposed: name };
   }
 }

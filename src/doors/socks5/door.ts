@@ -16,12 +16,15 @@
 import net from 'node:net';
 import type { HostPort } from '../../config.js';
 import type { DoorContext, RunningDoor } from '../floor/context.js';
+
+/** What the SOCKS5 door uses of the gateway. */
+export type SocksContext = DoorContext<'config' | 'engine' | 'gate' | 'tracker' | 'log' | 'sourceLimit', TunnelSetting>;
 import { closeServer, listenDoor } from '../floor/listen.js';
 import { type Door, denial } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
 import type { Admission } from '../floor/gate.js';
 import { protocolErrors } from '../../metrics.js';
-import { Tunnel } from '../floor/tunnel.js';
+import { Tunnel, type TunnelSetting } from '../floor/tunnel.js';
 import { spliceWithSniCheck } from '../floor/tls-name-rule.js';
 import { type ConnectRequest, type ProtocolErrorKind, type ReplyCode, DEFAULT_MAX_HANDSHAKE_BYTES, METHOD_NONE_ACCEPTABLE, METHOD_NO_AUTH, METHOD_USER_PASS, Reply, Socks5Parser, authReply, methodReply, replyMessage } from './parser.js';
 
@@ -66,7 +69,7 @@ class SocksSession {
   private admitting = false;
 
   constructor(
-    private readonly ctx: DoorContext,
+    private readonly ctx: SocksContext,
     private readonly client: net.Socket,
     private readonly onGone: (s: SocksSession) => void,
   ) {}
@@ -271,7 +274,7 @@ class SocksSession {
   }
 }
 
-export async function startSocksDoor(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
+export async function startSocksDoor(ctx: SocksContext, at: HostPort): Promise<RunningDoor> {
   const sessions = new Set<SocksSession>();
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (sock) => {
     if (!ctx.sourceLimit.admit(sock, 'socks5')) return;

@@ -8,12 +8,15 @@
 import net from 'node:net';
 import type { HostPort } from '../../config.js';
 import type { DoorContext, RunningDoor } from '../floor/context.js';
+
+/** What the transparent TLS door uses of the gateway. */
+export type TlsDoorContext = DoorContext<'config' | 'engine' | 'gate' | 'tracker' | 'log' | 'sourceLimit', TunnelSetting | 'transparentTlsUpstreamPort'>;
 import { closeServer, listenDoor } from '../floor/listen.js';
 import { denial } from '../../policy/decision.js';
 import { protocolErrors } from '../../metrics.js';
 import { ALERT_ACCESS_DENIED, ALERT_DECODE_ERROR, ALERT_HANDSHAKE_FAILURE, ALERT_UNRECOGNIZED_NAME, tlsAlert } from '../floor/clienthello.js';
 import { readFirstFlight, refuseHello } from '../floor/tls-name-rule.js';
-import { Tunnel } from '../floor/tunnel.js';
+import { Tunnel, type TunnelSetting } from '../floor/tunnel.js';
 
 /** The port a redirected devbox connection was meant for (decisions and logs name it). */
 const TRANSPARENT_TLS_PORT = 443;
@@ -27,7 +30,7 @@ function closeWithAlert(sock: net.Socket, alert: number): void {
   sock.resume();
 }
 
-async function handleTls(ctx: DoorContext, sock: net.Socket): Promise<void> {
+async function handleTls(ctx: TlsDoorContext, sock: net.Socket): Promise<void> {
   sock.on('error', () => sock.destroy());
   const identity = ctx.engine.identifyByAddress(sock.remoteAddress ?? '');
   const { buf, result } = await readFirstFlight(sock, null, ctx.config.headerTimeoutMs, true);
@@ -70,7 +73,7 @@ async function handleTls(ctx: DoorContext, sock: net.Socket): Promise<void> {
   tunnel.splice(buf);
 }
 
-export async function startTransparentTls(ctx: DoorContext, at: HostPort): Promise<RunningDoor> {
+export async function startTransparentTls(ctx: TlsDoorContext, at: HostPort): Promise<RunningDoor> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (sock) => {
     if (!ctx.sourceLimit.admit(sock, 'transparent-tls')) return;

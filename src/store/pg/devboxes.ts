@@ -6,9 +6,11 @@ import { type BlueprintRow, toBlueprint } from '../blueprints.js';
 import { newId, randomAlnum, randomSecret } from '../ids.js';
 import { type DevboxRow, toDevbox } from '../rows.js';
 import { type DevboxInput, type Quotas, StoreError } from '../types.js';
-import type { PgDb, Query } from './db.js';
+import type { PendingChange, PgDb, Query } from './db.js';
 import { checkDevboxQuotas, freeAddresses, holdAddresses, requirePolicy } from './checks.js';
 import { Where, pageOf } from './page.js';
+import type { MintedToken } from '../agents.js';
+import { mintAtCreate } from './agent-tokens.js';
 
 async function devboxFor(q: Query, accountId: string, id: string, lock = false): Promise<Devbox | undefined> {
   const [r] = await q<DevboxRow>(`SELECT * FROM devboxes WHERE id = $1 AND account_id = $2${lock ? ' FOR UPDATE' : ''}`, [id, accountId]);
@@ -33,6 +35,7 @@ export function pgDevboxes(db: PgDb, quotas: () => Quotas | null): DevboxReposit
 
     async create(accountId, input) {
       const password = randomSecret(24);
+      let agentTokens: MintedToken[] = [];
       const devbox = await db.write(accountId, async (tq, changes) => {
         const policyId = await launchPolicy(tq, accountId, input);
         if (policyId) await requirePolicy(tq, accountId, policyId);
@@ -46,11 +49,17 @@ export function pgDevboxes(db: PgDb, quotas: () => Quotas | null): DevboxReposit
           [id, accountId, input.name ?? null, policyId, JSON.stringify(addresses), JSON.stringify(input.metadata ?? {}), randomAlnum(20), hashPassword(password), now, input.blueprintId ?? null, input.hostId ?? null],
         );
         await holdAddresses(tq, accountId, id, addresses);
-        const d = toDevbox(r!);
-        changes.push({ kind: 'devbox', id, accountId, hostId: d.host_id ?? null, value: d });
+        let row = r!;
+        const minted: PendingChange[] = [];
+        if (input.agents) {
+          agentTokens = await mintAtCreate(tq, accountId, id, input.agents, minted);
+          if (agentTokens.length > 0) row = (await tq<DevboxRow>('SELECT * FROM devboxes WHERE id = $1', [id]))[0]!;
+        }
+        const d = toDevbox(row);
+        changes.push({ kind: 'devbox', id, accountId, hostId: d.host_id ?? null, value: d }, ...minted);
         return d;
       });
-      return { devbox, password };
+      return { devbox, password, agentTokens };
     },
 
     update: (accountId, id, patch) =>
@@ -76,6 +85,7 @@ export function pgDevboxes(db: PgDb, quotas: () => Quotas | null): DevboxReposit
         if (cur.status === 'shutdown') return cur;
         const [r] = await tq<DevboxRow>(`UPDATE devboxes SET status = 'shutdown', end_time_ms = $2 WHERE id = $1 RETURNING *`, [id, Date.now()]);
         await tq('DELETE FROM held_addresses WHERE owner_id = $1', [id]);
+        await tq('DELETE FROM agent_tokens WHERE devbox_id = $1', [id]);
         const d = toDevbox(r!);
         changes.push({ kind: 'devbox', id, accountId, hostId: d.host_id ?? null, value: d });
         return d;

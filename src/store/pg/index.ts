@@ -15,12 +15,19 @@ import { pgDevboxes } from './devboxes.js';
 import { pgBlueprints } from './blueprints.js';
 import { pgDenialEvents } from './denial-events.js';
 import { pgFeed } from './feed.js';
+import { pgSecrets } from './secrets.js';
+import { pgAgentConfigs } from './agent-configs.js';
+import { pgAgentTokens } from './agent-tokens.js';
+import type { SecretBox } from '../secret-box.js';
+import type { AgentGatewayConfig, McpConfig } from '../../policy/credentials.js';
 
 export interface PgOptions {
   /** Change records kept behind the newest (the feed's window). */
   changeLogKeep?: number;
   /** Pool size. */
   connections?: number;
+  /** Seals secret values; none: secrets cannot be written. */
+  box?: SecretBox | null;
 }
 
 /** Why the database cannot be opened, in one line (the caller names the setting). */
@@ -50,6 +57,10 @@ export async function openPostgres(url: string, opts: PgOptions = {}): Promise<C
     devboxes: pgDevboxes(db, getQuotas),
     blueprints: pgBlueprints(db),
     denialEvents: pgDenialEvents(db),
+    secrets: pgSecrets(db, opts.box ?? null),
+    gatewayConfigs: pgAgentConfigs<AgentGatewayConfig>(db, 'gateway'),
+    mcpConfigs: pgAgentConfigs<McpConfig>(db, 'mcp'),
+    agentTokens: pgAgentTokens(db),
     feed: pgFeed(db),
     setQuotas: (q) => {
       quotas = q;

@@ -115,6 +115,57 @@ export const PG_MIGRATIONS: readonly string[] = [
     value TEXT
   );
   `,
+  // 2: agent gateway and MCP hub resources (issue 21): secrets (sealed values only), gateway
+  //    and MCP configs (one table, kind), minted agent tokens (SHA-256 of the text only), the
+  //    specs a devbox was created with, and change records of those kinds.
+  `
+  CREATE TABLE secrets (
+    id             TEXT COLLATE "C" PRIMARY KEY,
+    account_id     TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    ciphertext     TEXT NOT NULL,
+    create_time_ms BIGINT NOT NULL,
+    update_time_ms BIGINT NOT NULL,
+    UNIQUE (account_id, name)
+  );
+  CREATE INDEX secrets_account ON secrets (account_id, id);
+
+  CREATE TABLE agent_configs (
+    id             TEXT COLLATE "C" PRIMARY KEY,
+    kind           TEXT NOT NULL CHECK (kind IN ('gateway', 'mcp')),
+    account_id     TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    endpoint       TEXT NOT NULL,
+    auth_mechanism TEXT NOT NULL,
+    custom_headers TEXT NOT NULL,
+    allowed_tools  TEXT,
+    description    TEXT,
+    create_time_ms BIGINT NOT NULL,
+    update_time_ms BIGINT NOT NULL,
+    UNIQUE (kind, account_id, name)
+  );
+  CREATE INDEX agent_configs_account ON agent_configs (kind, account_id, id);
+
+  CREATE TABLE agent_tokens (
+    id             TEXT COLLATE "C" PRIMARY KEY,
+    token_hash     TEXT NOT NULL UNIQUE,
+    kind           TEXT NOT NULL CHECK (kind IN ('gateway', 'mcp')),
+    account_id     TEXT NOT NULL,
+    devbox_id      TEXT NOT NULL,
+    config_id      TEXT NOT NULL,
+    secret_id      TEXT NOT NULL,
+    env_name       TEXT,
+    create_time_ms BIGINT NOT NULL
+  );
+  CREATE INDEX agent_tokens_devbox ON agent_tokens (devbox_id);
+  CREATE INDEX agent_tokens_config ON agent_tokens (config_id);
+  CREATE INDEX agent_tokens_secret ON agent_tokens (secret_id);
+
+  ALTER TABLE devboxes ADD COLUMN agent_specs TEXT;
+
+  ALTER TABLE change_log DROP CONSTRAINT IF EXISTS change_log_kind_check;
+  ALTER TABLE change_log ADD CONSTRAINT change_log_kind_check CHECK (kind IN ('policy', 'devbox', 'secret', 'gateway_config', 'mcp_config', 'agent_token'));
+  `,
 ];
 
 /** Brings the database to the latest version (several replicas may call this at once). */

@@ -15,12 +15,16 @@ import { MemorySource } from '../policy/memory-source.js';
 import type { Devbox, NetworkPolicy } from '../policy/model.js';
 import type { PolicySource, SourceChange } from '../policy/source.js';
 import type { ChangeFeed, ChangeRecord } from './change-feed.js';
+import { FollowedCredentials } from './followed-credentials.js';
+import type { SecretBox } from './secret-box.js';
 
 const BATCH = 1000;
 
 export interface FollowerOptions {
   pollMs?: number;
   log?: Logger;
+  /** Opens the secrets the doors apply; none: secret lookups answer nothing. */
+  box?: SecretBox | null;
 }
 
 /** Reads an explicit refresh tries before it gives up (and the API answers anyway, logged). */
@@ -36,15 +40,20 @@ export class FeedFollower implements PolicySource {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private failing = false;
+  /** The agent resources (issue 21): what the agent-gateway and MCP-hub doors read. */
+  readonly credentials: FollowedCredentials;
 
   private constructor(
     private readonly feed: ChangeFeed,
     private readonly log?: Logger,
-  ) {}
+    box: SecretBox | null = null,
+  ) {
+    this.credentials = new FollowedCredentials(box, (id) => this.mem.getDevbox(id));
+  }
 
   /** Loads the snapshot (a database that does not answer is an error here) and starts following. */
   static async start(feed: ChangeFeed, opts: FollowerOptions = {}): Promise<FeedFollower> {
-    const f = new FeedFollower(feed, opts.log);
+    const f = new FeedFollower(feed, opts.log, opts.box ?? null);
     await f.resync();
     f.timer = setInterval(() => {
       if (!f.busy && f.queued === 0) void f.poll();
@@ -136,8 +145,11 @@ export class FeedFollower implements PolicySource {
     if (c.kind === 'policy') {
       if (c.value === null) this.mem.deletePolicy(c.id);
       else this.mem.setPolicy(c.value);
-    } else if (c.value === null) this.mem.deleteDevbox(c.id);
-    else this.mem.setDevbox(c.value);
+    } else if (c.kind === 'devbox') {
+      if (c.value === null) this.mem.deleteDevbox(c.id);
+      else this.mem.setDevbox(c.value);
+      this.credentials.devboxChanged(c.id, c.value);
+    } else this.credentials.apply(c);
     this.seq = c.seq;
   }
 
@@ -151,6 +163,7 @@ export class FeedFollower implements PolicySource {
     for (const id of held.devboxes) if (!devboxes.has(id)) this.mem.deleteDevbox(id);
     for (const p of snap.policies) this.mem.setPolicy(p);
     for (const d of snap.devboxes) this.mem.setDevbox(d);
+    if (snap.agents) this.credentials.load(snap.agents);
     this.seq = snap.seq;
   }
 
