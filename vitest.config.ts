@@ -19,6 +19,7 @@ const UNIT = [
   'test/policy-lifecycle/denial-record-bounds.test.ts',
   'test/proxy/chunked-framing.test.ts',
   'test/proxy/header-value-backtracking.test.ts',
+  'test/proxy/handshake-window.test.ts',
   'test/socks/socks5-parser.test.ts',
   'test/startup/config-precedence.test.ts',
   'test/agent/mcp-hub-rules.test.ts',

@@ -6,6 +6,7 @@
  * or YAML) > default. RELOADABLE names what a SIGHUP can change.
  */
 import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
@@ -90,7 +91,7 @@ export const OPTIONS = [
   opt({ key: 'mcpHub', flag: 'mcp-hub', kind: { t: 'hostportOrOff' }, def: () => hp('127.0.0.1:8082'), help: 'MCP hub: MCP Streamable HTTP to upstream MCP servers with tool-level access control ("off" to disable)' }),
   opt({ key: 'mcpHubUrl', flag: 'mcp-hub-url', kind: { t: 'stringOrNull' }, def: () => null, help: 'URL devboxes use to reach the MCP hub, put in minted tokens (default: http:// + the --mcp-hub address)' }),
   opt({ key: 'upstreamCaFile', flag: 'upstream-ca-file', kind: { t: 'stringOrNull' }, def: () => null, help: 'PEM CA certificates trusted, beside the system CAs, for the agent gateway and MCP hub upstreams' }),
-  opt({ key: 'secretsKeyFile', flag: 'secrets-key-file', kind: { t: 'string' }, def: () => './data/secrets.key', help: 'AES-256-GCM key for secrets at rest (created with mode 0600 on first start when missing)' }),
+  opt({ key: 'secretsKeyFile', flag: 'secrets-key-file', kind: { t: 'stringOrNull' }, def: () => null, help: 'AES-256-GCM key for secrets at rest, made 0600 at first start (default: secrets.key beside a sqlite --db)' }),
   opt({ key: 'transparentTlsUpstreamPort', flag: 'transparent-tls-upstream-port', kind: { t: 'int', min: 1, max: 65535 }, def: () => 443, help: 'port the transparent TLS door dials on the checked address' }),
   opt({ key: 'transparentHttpUpstreamPort', flag: 'transparent-http-upstream-port', kind: { t: 'int', min: 1, max: 65535 }, def: () => 80, help: 'port the transparent HTTP door dials on the checked address' }),
   opt({ key: 'upstreamDns', flag: 'upstream-dns', kind: { t: 'hostportList' }, def: resolvConfNameservers, help: 'upstream resolvers HOST:PORT[,HOST:PORT…] (default: /etc/resolv.conf)' }),
@@ -114,6 +115,7 @@ export const OPTIONS = [
   opt({ key: 'dnsWorkers', flag: 'dns-workers', kind: { t: 'intOrNull', min: 0, max: 64 }, def: () => null, help: 'removed: use --workers N (every door, DNS included, in N processes)' }),
   opt({ key: 'connectTimeoutMs', flag: 'connect-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'upstream connect time-out' }),
   opt({ key: 'idleTimeoutMs', flag: 'idle-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 300_000, help: 'idle tunnel/connection time-out' }),
+  opt({ key: 'tlsEch', flag: 'tls-ech', kind: { t: 'enum', values: ['relay', 'refuse'] }, def: () => 'relay', help: 'ClientHellos with ECH: relay (judged by the outer SNI; browsers work) or refuse (strict: breaks Chromium/Firefox unless their ECH is off)' }),
   opt({ key: 'headerTimeoutMs', flag: 'header-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'time a client has to send request headers or a handshake' }),
   opt({ key: 'maxHeaderBytes', flag: 'max-header-bytes', kind: { t: 'int', min: 1024, max: 1_048_576 }, def: () => 32_768, help: 'largest request head accepted' }),
   opt({ key: 'maxConnectionsPerDevbox', flag: 'max-connections-per-devbox', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 1024, help: 'concurrent connections per devbox' }),
@@ -399,4 +401,10 @@ export function engineOptions(config: Pick<GatewayConfig, 'agentGatewayHosts' | 
     allowPrivate: config.allowPrivate,
     tunnelDomain: config.tunnelDomain,
   };
+}
+
+/** The secrets key file: --secrets-key-file, else beside the sqlite --db (./data/ for PostgreSQL). */
+export function secretsKeyPath(config: Pick<GatewayConfig, 'secretsKeyFile' | 'db'>): string {
+  if (config.secretsKeyFile !== null) return config.secretsKeyFile;
+  return /^postgres(ql)?:\/\//i.test(config.db) ? './data/secrets.key' : join(dirname(config.db), 'secrets.key');
 }

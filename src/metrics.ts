@@ -98,6 +98,14 @@ export const protocolErrors = new Counter({
   registers: [registry],
 });
 
+/** ClientHellos carrying an ECH or ESNI extension (GREASE or real: indistinguishable), relayed or refused. */
+export const tlsEchTotal = new Counter({
+  name: 'egress_tls_ech_total',
+  help: 'ClientHellos with an encrypted_client_hello (or pre-standard ECH/ESNI) extension, by door',
+  labelNames: ['door'] as const,
+  registers: [registry],
+});
+
 export const connectionsCut = new Counter({
   name: 'egress_connections_cut_total',
   help: 'Open connections closed because a policy or devbox change now denies them',

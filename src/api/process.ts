@@ -18,7 +18,7 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import { createLogger } from '../log.js';
-import { ConfigError, type GatewayConfig, type HostPort } from '../config.js';
+import { ConfigError, type GatewayConfig, type HostPort, secretsKeyPath } from '../config.js';
 import type { RunningDoor } from '../doors/floor/context.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { PlaneStore } from '../store/open.js';
@@ -265,7 +265,7 @@ export async function runApiProcess(): Promise<void> {
   try {
     const { openControlStore } = await import('../store/open.js');
     const { serveApi } = await import('./index.js');
-    const store = await openControlStore(config.db, { secrets: { keyFile: config.secretsKeyFile, create: false } });
+    const store = await openControlStore(config.db, { secrets: { keyFile: secretsKeyPath(config), create: false } });
     const door = await serveApi({ config, log, plane }, store, config.api);
     stop = async (graceMs) => {
       await door.close(graceMs);

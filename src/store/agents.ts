@@ -150,17 +150,7 @@ export interface ConfigQuery extends PageQuery {
   search?: string | null;
 }
 
-/** A gateway or MCP spec of a devbox create (`gateways` / `mcp`): config and secret by id or name. */
-export interface AgentSpecInput {
-  env: string;
-  config: string;
-  secret: string;
-}
-
-export interface AgentSpecsInput {
-  gateways: AgentSpecInput[];
-  mcp: AgentSpecInput[];
-}
+export type { AgentSpecInput, AgentSpecsInput } from './types.js';
 
 /** What a devbox keeps of its specs (its view's gateway_specs / mcp_specs), ids resolved. */
 export interface AgentSpecs {

@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import type { DevboxStatus, EgressRules, Enforcement } from '../policy/model.js';
 import type { BlueprintParameters, BlueprintStatus } from './blueprints.js';
-import type { AgentSpecsInput } from './agents.js';
 
 /** A token given in the configuration, and the account it authenticates. */
 export interface ConfiguredToken {
@@ -241,4 +240,16 @@ export interface DevboxPatch {
   name?: string | null;
   metadata?: Record<string, string>;
   networkPolicyId?: string | null;
+}
+
+/** A gateway or MCP spec of a devbox create (`gateways` / `mcp`): config and secret by id or name. */
+export interface AgentSpecInput {
+  env: string;
+  config: string;
+  secret: string;
+}
+
+export interface AgentSpecsInput {
+  gateways: AgentSpecInput[];
+  mcp: AgentSpecInput[];
 }

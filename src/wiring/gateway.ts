@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, type GatewayConfig, type HostPort, configChanges, flagOf, formatHostPort, reloadableOf, withReloaded } from '../config.js';
 import { PolicyEngine } from '../policy/engine.js';
-import { engineOptions } from '../config.js';
+import { engineOptions, secretsKeyPath } from '../config.js';
 import { Gate, allowLogEvery } from '../doors/floor/gate.js';
 import { DenialRecorder, recorderOptions } from '../doors/floor/denial-events.js';
 import { ConnectionTracker } from '../doors/floor/tracker.js';
@@ -54,7 +54,7 @@ export interface WorkerRole {
 /** Opens the store and sets up the configured API tokens (the process that owns the store). */
 export async function openOwnedStore(config: GatewayConfig, log: Logger): Promise<{ store: PlaneStore; createdToken: string | null }> {
   // The owner creates the secrets key (0600) on first start, as it creates the first API token.
-  const keyFile = resolve(config.secretsKeyFile);
+  const keyFile = resolve(secretsKeyPath(config));
   const keyExisted = existsSync(keyFile);
   const store = await openPlaneStore(config.db, { writable: true, log, secrets: { keyFile, create: true } });
   if (!keyExisted) log.info({ event: 'secrets_key_created', file: keyFile }, `created the secrets key ${keyFile} (mode 0600); back it up with the database: secrets cannot be read without it`);
@@ -69,7 +69,7 @@ export async function openOwnedStore(config: GatewayConfig, log: Logger): Promis
 }
 
 export async function startGateway(config: GatewayConfig, log: Logger, worker?: WorkerRole): Promise<Gateway> {
-  const { store, createdToken } = worker ? { store: await openPlaneStore(config.db, { log, secrets: { keyFile: config.secretsKeyFile, create: false } }), createdToken: null } : await openOwnedStore(config, log);
+  const { store, createdToken } = worker ? { store: await openPlaneStore(config.db, { log, secrets: { keyFile: secretsKeyPath(config), create: false } }), createdToken: null } : await openOwnedStore(config, log);
   const engine = new PolicyEngine(store.source, engineOptions(config));
   worker?.onEngine(engine, store);
   const fleet: Fleet | null = worker ? null : startFleet(config, store, log);

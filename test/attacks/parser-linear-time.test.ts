@@ -19,6 +19,7 @@ import { ChunkedScanner, blankSearched, parseRequestHead, parseResponseHead } fr
 import { parseAuthority } from '../../src/doors/floor/authority.js';
 import { readFirstFlight } from '../../src/doors/floor/tls-name-rule.js';
 import { MAX_CLIENT_HELLO, parseClientHello } from '../../src/doors/floor/clienthello.js';
+import { ClientHelloWatch, HRR_RANDOM, ServerHelloWatch } from '../../src/doors/floor/handshake-window.js';
 import { DEFAULT_MAX_HANDSHAKE_BYTES, Socks5Parser } from '../../src/doors/socks5/parser.js';
 import { inspectAnswer, parseQuery } from '../../src/resolver/wire.js';
 import { parsePolicySpec } from '../../src/cli/policy-file.js';
@@ -151,6 +152,15 @@ describe('one parse of the worst input, at the limit and at 2x and 4x', () => {
   });
 });
 
+/** A HelloRetryRequest of about `size` bytes (a long cookie) in 1-byte records. */
+function worstServerRetry(size: number): Buffer {
+  const cookie = Math.floor(size / 6);
+  const exts = Buffer.concat([Buffer.from([0, 43, 0, 2, 3, 4, 0, 44]), Buffer.from([cookie >> 8, cookie & 0xff]), Buffer.alloc(cookie, 7)]);
+  const body = Buffer.concat([Buffer.from([3, 3]), HRR_RANDOM, Buffer.from([0, 0x13, 0x01, 0]), Buffer.from([exts.length >> 8, exts.length & 0xff]), exts]);
+  const msg = Buffer.concat([Buffer.from([2, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff]), body]);
+  return Buffer.concat(Array.from(msg, (b) => Buffer.from([0x16, 3, 3, 0, 1, b])));
+}
+
 /** A stand-in client socket: the real readFirstFlight, fed one chunk per 'data' event. */
 async function trickleFirstFlight(bytes: Buffer): Promise<unknown> {
   const sock = new PassThrough() as unknown as net.Socket;
@@ -171,6 +181,33 @@ describe('incremental paths, one byte per chunk: total work stays linear', () =>
     // (it cost ~2.9 s re-parsed from the start on every byte).
     expect(t[2]!).toBeLessThanOrEqual(100);
     expectLinear(t, 100);
+  });
+
+  it('the handshake window: hello 2 in 1-byte records pushed byte by byte, and a long HelloRetryRequest likewise', () => {
+    const t = [1, 2, 4].map((k) => {
+      const hello = worstClientHello(MAX_CLIENT_HELLO * k - 64);
+      return cost(() => {
+        let judged = 0;
+        const w = new ClientHelloWatch(() => {
+          judged++;
+          return null;
+        }, MAX_CLIENT_HELLO * k);
+        for (let i = 0; i < hello.length; i++) if (w.push(hello, i, i + 1) !== null) throw new Error('refused');
+        if (judged !== 1 || w.judged !== hello.length) throw new Error('not judged');
+      }, 5);
+    });
+    expect(t[0]!).toBeLessThanOrEqual(100);
+    expectLinear(t, 100);
+    const ts = [1, 2, 4].map((k) => {
+      // An HRR of ~64 KB × k in 1-byte records: everything past its first 38 bytes is skipped.
+      const hrr = worstServerRetry(MAX_CLIENT_HELLO * k);
+      return cost(() => {
+        const w = new ServerHelloWatch();
+        for (let i = 0; i < hrr.length; i++) if (w.push(hrr, i, i + 1) !== null) throw new Error('window ended');
+        if (w.retries !== 1) throw new Error('no retry seen');
+      }, 5);
+    });
+    expectLinear(ts, 100);
   });
 
   it('HTTP request head as the raw front reads it (append, resume the search)', () => {

@@ -1,9 +1,10 @@
 /**
  * Threats: (1) a SOCKS5 tunnel to an allowed destination carrying a ClientHello for a
  * denied name (SOCKS5 used to relay it unchecked: any name sharing an address with an
- * allowed one was reachable); (2) a ClientHello with Encrypted ClientHello (0xfe0d) or
- * ech_outer_extensions (0xfd00), whose real name is hidden behind an allowed outer name
- * (every door relayed it).
+ * allowed one was reachable); (2) a ClientHello with Encrypted ClientHello (0xfe0d),
+ * ech_outer_extensions (0xfd00) or a pre-standard ECH/ESNI codepoint, whose real name is
+ * hidden behind an allowed outer name: refused in strict mode (--tls-ech refuse); by
+ * default (browsers send GREASE ECH in every hello) judged by the outer name and relayed.
  * One case table runs each ClientHello through every TLS path: CONNECT (name and IP),
  * SOCKS5 (domain, IPv4 by CIDR, IPv4 learned through the DNS door, IPv6) and the
  * transparent TLS door. The destination is a raw TCP sink that records what reaches it.
@@ -66,6 +67,8 @@ interface Case {
   name: string;
   sni: string | null;
   extensions?: Array<[number, Buffer]>;
+  /** Run with --tls-ech refuse. */
+  strict?: boolean;
   /** Outcome per door; name destinations are allowed.test, address ones 127.0.0.1 / ::1. */
   expect: Record<Door, Outcome>;
 }
@@ -88,8 +91,11 @@ const CASES: Case[] = [
   { name: 'SNI of a denied name', sni: 'denied.test', expect: byKind(sniMismatch, sniMismatch, { alert: DENIED, reason: 'not_allowlisted' }) },
   { name: 'SNI of another allowed name', sni: 'www.allowed.test', expect: byKind(sniMismatch, 'relayed', 'relayed') },
   { name: 'no SNI', sni: null, expect: byKind('relayed', 'relayed', { alert: UNRECOGNIZED, reason: 'invalid_host' }) },
-  { name: 'encrypted_client_hello (0xfe0d) behind an allowed outer name', sni: 'allowed.test', extensions: [[0xfe0d, ECH_PAYLOAD]], expect: all(echRefused) },
-  { name: 'ech_outer_extensions (0xfd00)', sni: 'allowed.test', extensions: [[0xfd00, Buffer.from([2, 0, 10])]], expect: all(echRefused) },
+  { name: 'encrypted_client_hello (0xfe0d) behind an allowed outer name, default: relayed', sni: 'allowed.test', extensions: [[0xfe0d, ECH_PAYLOAD]], expect: all('relayed') },
+  { name: 'encrypted_client_hello (0xfe0d) behind a denied outer name, default: judged by that name', sni: 'denied.test', extensions: [[0xfe0d, ECH_PAYLOAD]], expect: byKind(sniMismatch, sniMismatch, { alert: DENIED, reason: 'not_allowlisted' }) },
+  { name: 'strict: encrypted_client_hello (0xfe0d) behind an allowed outer name', sni: 'allowed.test', extensions: [[0xfe0d, ECH_PAYLOAD]], strict: true, expect: all(echRefused) },
+  { name: 'strict: ech_outer_extensions (0xfd00)', sni: 'allowed.test', extensions: [[0xfd00, Buffer.from([2, 0, 10])]], strict: true, expect: all(echRefused) },
+  ...[0xffce, 0xff02, 0xfe08, 0xfe0a, 0xfe0c].map((t): Case => ({ name: `strict: pre-standard ECH/ESNI codepoint 0x${t.toString(16)}`, sni: 'allowed.test', extensions: [[t, ECH_PAYLOAD]], strict: true, expect: all(echRefused) })),
 ];
 
 let env: ProxyEnv;
@@ -173,7 +179,8 @@ describe.each(CASES)('$name', (c) => {
     const want = c.expect[door];
     const labels = typeof want === 'string' ? null : { door: METRIC_DOOR[door], decision: 'deny', reason: want.reason };
     const before = labels ? await metric(env, 'egress_decisions_total', labels) : 0;
-    const r = await exchange(door, hello);
+    env.gw.gw.config.tlsEch = c.strict ? 'refuse' : 'relay';
+    const r = await exchange(door, hello).finally(() => (env.gw.gw.config.tlsEch = 'relay'));
     if (want === 'relayed') {
       expect(r.relayed).toBe(true);
       return;

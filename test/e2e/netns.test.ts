@@ -17,6 +17,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderFirewall } from '../../src/cli/firewall.js';
+import { CHROMIUM, chromiumFlags, requireProgram } from '../support/real-clients.js';
 
 const why = netnsUnavailable();
 if (why !== null) process.stderr.write(`\n[netns] SKIPPING the sidecar proof: ${why}. It needs root and iproute2 (see docs/testing.md).\n\n`);
@@ -162,6 +163,31 @@ suite(title('sidecar deployment in real network namespaces'), { timeout: 60_000 
     expect(body).toMatchObject({ server: 'https', host: 'allowed.test', url: '/tls' });
     // It arrived from the host (the gateway), not from the devbox.
     expect(body.from).toBe(o.hostIp);
+  });
+
+  /** Headless Chromium inside devbox-a (no proxy settings: the firewall takes it to the gateway); its DOM dump. */
+  const chromium = async (args: string[]) => {
+    requireProgram(CHROMIUM, 'chromium');
+    const dir = mkdtempSync(join(tmpdir(), 'egw-netns-chromium-'));
+    try {
+      const r = await lab.exec('a', 'timeout', ['-s', 'KILL', '60', CHROMIUM, ...chromiumFlags(dir), '--ignore-certificate-errors', '--dump-dom', ...args], 70_000);
+      const at = r.stdout.indexOf('<html');
+      return at >= 0 ? r.stdout.slice(at) : '';
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('devbox-a: headless Chromium loads https://allowed.test through the transparent TLS door (its GREASE ECH hello relayed)', async () => {
+    const dom = await chromium(['https://allowed.test/chromium']);
+    expect(dom).toContain('"url":"/chromium"');
+    expect(seen((e) => e.event === 'http' && e.url === '/chromium' && e.from === o.hostIp).length).toBeGreaterThan(0);
+  });
+
+  it('devbox-a: headless Chromium does not load https://denied.test, even mapped straight to the origin', async () => {
+    expect(await chromium(['https://denied.test/chromium-denied'])).not.toContain('chromium-denied');
+    expect(await chromium([`--host-resolver-rules=MAP denied.test ${originIp}`, 'https://denied.test/chromium-sni'])).not.toContain('chromium-sni');
+    expect(seen((e) => e.event === 'http' && (e.url === '/chromium-denied' || e.url === '/chromium-sni'))).toEqual([]);
   });
 
   it('devbox-a: curl http://allowed.test works through the transparent HTTP door', async () => {

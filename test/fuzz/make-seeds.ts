@@ -49,6 +49,13 @@ const seeds: Record<string, Array<Buffer | string>> = {
     clientHello({ noExtensions: true }),
     Buffer.from([0x01, 12, 0x41, 0x62, 0x63, 0x2e, 0x74, 0x65, 0x73, 0x74, 0, 0, 0, 200, 2, 0xfe, 0x0d, 4, 1, 2, 3, 4, 0, 9, 0]),
   ],
+  'tls-handshake-window': [
+    Buffer.concat([Buffer.from([0x00]), clientHello({ sni: 'allowed.test' })]),
+    Buffer.concat([Buffer.from([0x40, 20, 3, 3, 0, 1, 1]), clientHello({ sni: 'evil.test', recordSize: 40 })]),
+    Buffer.concat([Buffer.from([0x40, 23, 3, 3, 0, 3, 1, 2, 3]), clientHello({ sni: 'allowed.test', extensions: [[0xffce, Buffer.alloc(4, 1)]] })]),
+    Buffer.from([0x80, 0, 7, 0, 33, 5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]),
+    Buffer.from([0xc0, 1, 0, 0, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+  ],
   'dns-wire': [VALID_QUERY, ...BAD_PACKETS.map((p) => p.bytes)],
   hostname: ['allowed.test', 'ALLOWED.test.', 'xn--bcher-kva.example', 'bücher.example', '例え.テスト', '0x7f.1', '[::ffff:127.0.0.1]', '*.example.com', 'a'.repeat(64) + '.test', ...BAD_ENTRIES.map((e) => String(e.input))],
   'api-hostnames': ['allowed.test\n*.example.com\nALLOWED.test.', 'a.test\nhttps://b.test\nc.test', 'bücher.example\nxn--bcher-kva.example'],

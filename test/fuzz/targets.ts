@@ -15,6 +15,7 @@ export const TARGETS: Record<string, TargetSpec> = {
   'connect-line': { maxLen: 2048, timeoutMs: 2000, dict: 'http.dict' },
   socks5: { maxLen: 1024, timeoutMs: 2000 },
   clienthello: { maxLen: 8192, timeoutMs: 2000 },
+  'tls-handshake-window': { maxLen: 8192, timeoutMs: 2000 },
   'dns-wire': { maxLen: 4096, timeoutMs: 2000 },
   hostname: { maxLen: 1200, timeoutMs: 2000, dict: 'hostname.dict' },
   'policy-file': { maxLen: 1024, timeoutMs: 4000, dict: 'policy.dict' },

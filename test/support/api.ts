@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { loadConfig, type GatewayConfig } from '../../src/config.js';
+import { loadConfig, secretsKeyPath, type GatewayConfig } from '../../src/config.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { serveApi } from '../../src/api/index.js';
 import { localPlane } from '../../src/api/plane.js';
@@ -71,7 +71,7 @@ export async function startTestApi(opts: { dir?: string; db?: string; extraFlags
     ...(opts.extraFlags ?? []),
   ]);
   const config = loadConfig(flags, {});
-  const plane = await openPlaneStore(config.db, { secrets: { keyFile: config.secretsKeyFile, create: true } });
+  const plane = await openPlaneStore(config.db, { secrets: { keyFile: secretsKeyPath(config), create: true } });
   const control = plane.control;
   await control.tokens.ensure(config.apiTokens);
   const store = plane.source;

@@ -13,7 +13,7 @@
 export interface ClientHelloInfo {
   /** The host_name of the server_name extension as sent (lower-cased), or null when absent. */
   sni: string | null;
-  /** The hello carries encrypted_client_hello or ech_outer_extensions (its real name may be hidden). */
+  /** The hello carries an ECH or ESNI extension (ECH_EXTENSIONS: its real name may be hidden). */
   ech: boolean;
   /** Bytes of the stream the ClientHello occupied (whole records). */
   length: number;
@@ -24,9 +24,13 @@ export type ClientHelloResult = 'incomplete' | 'not_tls' | 'malformed' | ClientH
 const CONTENT_HANDSHAKE = 0x16;
 const HANDSHAKE_CLIENT_HELLO = 0x01;
 const EXT_SERVER_NAME = 0x0000;
-/** encrypted_client_hello, and ech_outer_extensions (only meaningful inside an ECH inner hello). */
-const EXT_ECH = 0xfe0d;
-const EXT_ECH_OUTER_EXTENSIONS = 0xfd00;
+/**
+ * Extensions that hide the real name: encrypted_client_hello (0xfe0d, RFC 9849),
+ * ech_outer_extensions (0xfd00, only meaningful inside an ECH inner hello), and the
+ * pre-standard codepoints servers may still accept: ESNI drafts (0xffce, 0xff02) and
+ * ECH drafts 8–12 (0xfe08, 0xfe0a, 0xfe0c).
+ */
+export const ECH_EXTENSIONS: ReadonlySet<number> = new Set([0xfe0d, 0xfd00, 0xffce, 0xff02, 0xfe08, 0xfe0a, 0xfe0c]);
 const MAX_RECORD = 16384 + 256;
 /** The largest ClientHello accepted (real ones are ~0.5–2 KB; post-quantum shares < 4 KB). */
 export const MAX_CLIENT_HELLO = 65536;
@@ -121,6 +125,11 @@ export class ClientHelloReader {
   }
 }
 
+/** A ClientHello body (after the 4-byte handshake header) read by the same rules; null when malformed. */
+export function parseClientHelloBody(body: Uint8Array): { sni: string | null; ech: boolean } | null {
+  return parseBody(body, 0, body.length);
+}
+
 /** Walks the ClientHello body in msg[from, to); null when anything is out of place. */
 function parseBody(msg: Uint8Array, from: number, to: number): { sni: string | null; ech: boolean } | null {
   let p = from;
@@ -168,7 +177,7 @@ function parseBody(msg: Uint8Array, from: number, to: number): { sni: string | n
       sawSni = true;
       sni = parseServerName(msg, p, p + len);
       if (sni === null) return null;
-    } else if (type === EXT_ECH || type === EXT_ECH_OUTER_EXTENSIONS) {
+    } else if (ECH_EXTENSIONS.has(type)) {
       ech = true;
     }
     p += len;

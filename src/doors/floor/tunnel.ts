@@ -18,7 +18,7 @@ import type { DoorContext } from './context.js';
 
 /** What a tunnel uses of the gateway (and the TLS name rule it applies, tls-name-rule.ts). */
 export type TunnelContext = DoorContext<'tracker' | 'gate' | 'engine' | 'config', TunnelSetting>;
-export type TunnelSetting = 'connectTimeoutMs' | 'idleTimeoutMs' | 'headerTimeoutMs';
+export type TunnelSetting = 'connectTimeoutMs' | 'idleTimeoutMs' | 'headerTimeoutMs' | 'tlsEch';
 import type { Decision, Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
 import type { TrackedConnection } from './tracker.js';
@@ -135,6 +135,11 @@ export interface TunnelSpec {
 
 const noop = () => {};
 
+/** Sees the destination's bytes before they go to the client (the TLS handshake window); cleared when done. */
+export interface DownstreamWatch {
+  onServerBytes(t: Tunnel, buf: Buffer, n: number): void;
+}
+
 const byteCounters = new Map<string, { inc(v: number): void }>();
 function bytesCounter(door: Door, direction: 'in' | 'out'): { inc(v: number): void } {
   const key = door + direction;
@@ -212,6 +217,8 @@ export class Tunnel implements TrackedConnection {
   readBuf: Buffer | null = null;
   /** While set (readDownstream), upstream reads go to the door instead of the client. */
   private tap: ((chunk: Buffer | null) => void) | null = null;
+  /** While set, each destination read is shown to it first (then relayed as usual). */
+  downstreamWatch: DownstreamWatch | null = null;
   /** Who is told when the dial ends (connectThen). */
   private onConnected: ((err: DialError | null, t: Tunnel) => void) | null = null;
 
@@ -356,6 +363,7 @@ export class Tunnel implements TrackedConnection {
       giveBack(buf);
       return true;
     }
+    if (t.downstreamWatch !== null) t.downstreamWatch.onServerBytes(t, buf, n);
     if (client.write(buf.subarray(0, n), () => giveBack(buf))) return true;
     client.once('drain', Tunnel.onClientDrain);
     return false;
@@ -443,6 +451,7 @@ export class Tunnel implements TrackedConnection {
   private finish(error?: string, farewell?: Buffer | string): void {
     if (this.done) return;
     this.done = true;
+    this.downstreamWatch = null;
     const up = this.upstream;
     const client = this.client;
     this.ctx.tracker.remove(this);

@@ -2,8 +2,10 @@
  * Transparent TLS (--transparent-tls), for traffic the host's firewall redirects here (the
  * original destination address is gone after the redirect, so the name the client sends
  * decides): the ClientHello's SNI is decided, resolved through the gateway's resolver and
- * spliced to port 443 of the checked address. No SNI, a malformed hello, a hello with ECH or
- * a denial: a TLS alert, then close. (Transparent HTTP is the HTTP door without proxy form.)
+ * spliced to port 443 of the checked address; every further ClientHello before the server's
+ * ServerHello is held to the same name (spliceJudged). No SNI, a malformed hello, a denial
+ * (or, with --tls-ech refuse, a hello with ECH): a TLS alert, then close. (Transparent HTTP
+ * is the HTTP door without proxy form.)
  */
 import net from 'node:net';
 import type { HostPort } from '../../config.js';
@@ -13,9 +15,9 @@ import type { DoorContext, RunningDoor } from '../floor/context.js';
 export type TlsDoorContext = DoorContext<'config' | 'engine' | 'gate' | 'tracker' | 'log' | 'sourceLimit', TunnelSetting | 'transparentTlsUpstreamPort'>;
 import { closeServer, listenDoor } from '../floor/listen.js';
 import { denial } from '../../policy/decision.js';
-import { protocolErrors } from '../../metrics.js';
+import { protocolErrors, tlsEchTotal } from '../../metrics.js';
 import { ALERT_ACCESS_DENIED, ALERT_DECODE_ERROR, ALERT_HANDSHAKE_FAILURE, ALERT_UNRECOGNIZED_NAME, tlsAlert } from '../floor/clienthello.js';
-import { readFirstFlight, refuseHello } from '../floor/tls-name-rule.js';
+import { readFirstFlight, refuseHello, spliceJudged } from '../floor/tls-name-rule.js';
 import { Tunnel, type TunnelSetting } from '../floor/tunnel.js';
 
 /** The port a redirected devbox connection was meant for (decisions and logs name it). */
@@ -41,7 +43,8 @@ async function handleTls(ctx: TlsDoorContext, sock: net.Socket): Promise<void> {
     else closeWithAlert(sock, ALERT_DECODE_ERROR);
     return;
   }
-  if (result.ech) {
+  if (result.ech) tlsEchTotal.labels('transparent-tls').inc();
+  if (result.ech && ctx.config.tlsEch === 'refuse') {
     refuseHello(ctx, identity, 'transparent-tls', TRANSPARENT_TLS_PORT, 'ech_refused', result);
     closeWithAlert(sock, ALERT_ACCESS_DENIED);
     return;
@@ -70,7 +73,7 @@ async function handleTls(ctx: TlsDoorContext, sock: net.Socket): Promise<void> {
     tunnel.close(err.code, tlsAlert(ALERT_HANDSHAKE_FAILURE));
     return;
   }
-  tunnel.splice(buf);
+  spliceJudged(tunnel, buf!, result);
 }
 
 export async function startTransparentTls(ctx: TlsDoorContext, at: HostPort): Promise<RunningDoor> {

@@ -10,7 +10,7 @@
  * arrives, chunk by chunk (re-reading what is buffered, as readFirstFlight does), reaches
  * the same answer as read whole.
  */
-import { type ClientHelloResult, parseClientHello } from '../../../src/doors/floor/clienthello.js';
+import { type ClientHelloResult, ECH_EXTENSIONS, parseClientHello } from '../../../src/doors/floor/clienthello.js';
 import { clientHelloMessage, records } from '../../fixtures/clienthello.js';
 import { Bytes, check, chunks, same, timed } from '../support/harness.js';
 
@@ -67,7 +67,7 @@ function build(data: Buffer): Built {
   const nameOk = name.length >= 1 && /^[A-Za-z0-9._-]+$/.test(name);
   let expected: ClientHelloResult;
   if (duplicate || (withSni && !nameOk)) expected = 'malformed';
-  else expected = { sni: withSni ? name.toLowerCase() : null, ech: types.includes(0xfe0d) || types.includes(0xfd00), length: hello.length };
+  else expected = { sni: withSni ? name.toLowerCase() : null, ech: types.some((t) => ECH_EXTENSIONS.has(t)), length: hello.length };
   return { flight: Buffer.concat([hello, trailing]), expected };
 }
 
