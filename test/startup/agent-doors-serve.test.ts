@@ -37,8 +37,7 @@ describe('serve with the agent gateway and MCP hub', () => {
     expect(l['mcp-hub']).toMatch(/^127\.0\.0\.1:\d+$/);
     for (const door of ['agent-gateway', 'mcp-hub']) {
       const r = await curl(['-H', 'content-type: application/json', '--data', '{}', `http://${l[door]}/v1/messages`]);
-      // 401 once serve has a credential store; 503 ("no credential store") until then.
-      expect([401, 503]).toContain(r.status);
+      expect(r.status).toBe(401);
       expect(JSON.parse(r.body.toString()).error.type).toBe('bad_token');
     }
   });
