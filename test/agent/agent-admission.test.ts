@@ -78,6 +78,34 @@ describe('admission below the API', () => {
   });
 });
 
+describe('what a refused request costs', () => {
+  function counting() {
+    const s = setup();
+    let lookups = 0;
+    const inner = s.ctx.credentials!;
+    const ctx = {
+      ...s.ctx,
+      credentials: { ...inner, agentToken: (h: string) => (lookups++, inner.agentToken(h)), gatewayConfig: (id: string) => inner.gatewayConfig(id), mcpConfig: (id: string) => inner.mcpConfig(id), secretValue: (a: string, id: string) => inner.secretValue(a, id) },
+    } as AgentContext;
+    return { ctx, lookups: () => lookups };
+  }
+  const manyHeaders = Array.from({ length: 1000 }, (_, i) => [`x-h${i}`, `egw_gt_${'a'.repeat(40)}${i}`]).flat();
+
+  it('an address that is no running devbox: no token is looked up', () => {
+    const c = counting();
+    const a = admitAgent(c.ctx, 'agent-gateway', request('10.9.9.9', ['authorization', 'Bearer x'.repeat(3), ...manyHeaders]));
+    expect(a.ok).toBe(false);
+    expect(c.lookups()).toBe(0);
+  });
+
+  it('a devbox sending a thousand token-shaped headers: a handful of lookups, not one per header', () => {
+    const c = counting();
+    const a = admitAgent(c.ctx, 'agent-gateway', request('10.0.0.1', ['authorization', 'Bearer nope-nope-nope-nope', 'x-api-key', 'nope-nope-nope-nope', ...manyHeaders]));
+    expect(a.ok).toBe(false);
+    expect(c.lookups()).toBeLessThanOrEqual(6);
+  });
+});
+
 describe('headers sent upstream', () => {
   function admitted(custom: AgentGatewayConfig['custom_headers'], mech: AgentGatewayConfig['auth_mechanism'] = { type: 'header', key: 'x-api-key' }) {
     const s = setup();

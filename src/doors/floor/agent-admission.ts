@@ -18,6 +18,28 @@ export type Refused = { ok: false; status: 401 | 403 | 503; reason: Reason; mess
 
 /** Header values longer than this are not tokens (nothing is hashed past it). */
 const MAX_TOKEN = 512;
+/** Lookups spent on headers other than Authorization and x-api-key (each is a store read). */
+const MAX_OTHER_LOOKUPS = 4;
+/** Headers that never carry a mechanism's token (not looked up). */
+const NOT_TOKENS: ReadonlySet<string> = new Set([
+  'host',
+  'accept',
+  'accept-encoding',
+  'accept-language',
+  'content-type',
+  'content-length',
+  'user-agent',
+  'connection',
+  'transfer-encoding',
+  'cache-control',
+  'cookie',
+  'origin',
+  'referer',
+  'anthropic-version',
+  'openai-organization',
+  'openai-project',
+]);
+const TOKEN_SHAPE = /^[\x21-\x7e]{16,512}$/;
 
 function sha256(s: string): string {
   return createHash('sha256').update(s).digest('hex');
@@ -36,6 +58,7 @@ function fromAuthorization(v: string): string {
  */
 function findToken(ctx: AgentContext, raw: readonly string[]): { token: AgentToken; text: string; header: string } | null {
   const creds = ctx.credentials!;
+  let others = 0;
   for (const pass of [0, 1]) {
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!.toLowerCase();
@@ -43,6 +66,8 @@ function findToken(ctx: AgentContext, raw: readonly string[]): { token: AgentTok
       if ((pass === 0) !== primary) continue;
       const value = raw[i + 1]!;
       if (value.length === 0 || value.length > MAX_TOKEN) continue;
+      // A head of many headers costs a handful of store reads, never one per header.
+      if (pass === 1 && (NOT_TOKENS.has(name) || !TOKEN_SHAPE.test(value) || ++others > MAX_OTHER_LOOKUPS)) continue;
       const text = name === 'authorization' ? fromAuthorization(value) : value.trim();
       const token = creds.agentToken(sha256(text));
       if (token === undefined) continue;
@@ -67,6 +92,9 @@ export function admitAgent<C extends AgentGatewayConfig | McpConfig>(ctx: AgentC
   };
   const creds = ctx.credentials;
   if (creds === undefined) return refuse(503, 'bad_token', 'this gateway has no credential store');
+  // Only a running devbox's own address can hold a token: anyone else is refused before any
+  // token is hashed or looked up.
+  if (identity.devboxId === null) return refuse(401, 'bad_token', 'this address is not a running devbox');
   const found = findToken(ctx, req.rawHeaders);
   if (found === null || found.token.kind !== kind) return refuse(401, 'bad_token', `missing or unknown ${kind} token`);
   const { token } = found;
