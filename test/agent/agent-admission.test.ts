@@ -85,7 +85,16 @@ describe('what a refused request costs', () => {
     const inner = s.ctx.credentials!;
     const ctx = {
       ...s.ctx,
-      credentials: { ...inner, agentToken: (h: string) => (lookups++, inner.agentToken(h)), gatewayConfig: (id: string) => inner.gatewayConfig(id), mcpConfig: (id: string) => inner.mcpConfig(id), secretValue: (a: string, id: string) => inner.secretValue(a, id) },
+      credentials: {
+        ...inner,
+        agentToken: (h: string) => {
+          lookups++;
+          return inner.agentToken(h);
+        },
+        gatewayConfig: (id: string) => inner.gatewayConfig(id),
+        mcpConfig: (id: string) => inner.mcpConfig(id),
+        secretValue: (a: string, id: string) => inner.secretValue(a, id),
+      },
     } as AgentContext;
     return { ctx, lookups: () => lookups };
   }
