@@ -1,7 +1,8 @@
 /**
- * A CredentialSource held in memory: tokens, configs and secrets put in by code. Used by the
- * agent-gateway and MCP-hub tests (through `test/support/agent-rig.ts`) and by the benchmark,
- * where no store is needed; the store's implementation answers the same four questions.
+ * A CredentialSource held in memory: tokens, configs and secrets put in by code, including
+ * combinations the API never lets the store hold (a token of one account naming another's
+ * secret), so the unit tests of the doors' own checks (test/agent/agent-admission.test.ts) can
+ * pin them. The store's implementation answers the same four questions.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { AgentGatewayConfig, AgentToken, AuthMechanism, CredentialSource, CustomHeaderSpec, McpConfig } from './credentials.js';
