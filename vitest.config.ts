@@ -22,6 +22,8 @@ const UNIT = [
   'test/proxy/handshake-window.test.ts',
   'test/socks/socks5-parser.test.ts',
   'test/startup/config-precedence.test.ts',
+  'test/agent/mcp-hub-rules.test.ts',
+  'test/agent/agent-admission.test.ts',
 ];
 
 /** Parallel test files: VITEST_MAX_WORKERS, else 2 (end-to-end files start real servers; two cores). */

@@ -15,6 +15,9 @@ import { startDnsDoor } from './dns/door.js';
 import { startHttpProxy, startTransparentHttp } from './http/door.js';
 import { startSocksDoor } from './socks5/door.js';
 import { startTransparentTls } from './tls/door.js';
+import { startAgentGatewayDoor } from './agent-gateway/door.js';
+import { startMcpHubDoor } from './mcp-hub/door.js';
+import { AGENT_NEEDS } from './floor/agent-server.js';
 
 /** Settings that hold a listener's address (HOST:PORT, or off). */
 export type ListenerSetting = { [K in keyof GatewayConfig]: null extends GatewayConfig[K] ? (GatewayConfig[K] extends HostPort | null ? K : never) : never }[keyof GatewayConfig];
@@ -46,6 +49,9 @@ export const DOORS = [
   door({ name: 'dns', labels: ['dns'], setting: 'dns', needs: ['config', 'engine', 'gate', 'resolver', 'dnsTcp', 'log', 'learnedShared'], clientDestinations: true, start: startDnsDoor }),
   door({ name: 'transparent-tls', labels: ['transparent-tls'], setting: 'transparentTls', needs: PROXY, clientDestinations: true, start: startTransparentTls }),
   door({ name: 'transparent-http', labels: ['transparent-http'], setting: 'transparentHttp', needs: [...PROXY, 'upstreamPool'], clientDestinations: true, start: startTransparentHttp }),
+  // The credential doors (docs/agent-gateway.md): their destination is a config's endpoint, not one the client names.
+  door({ name: 'agent-gateway', labels: ['agent-gateway'], setting: 'agentGateway', needs: AGENT_NEEDS, clientDestinations: false, start: startAgentGatewayDoor }),
+  door({ name: 'mcp-hub', labels: ['mcp-hub'], setting: 'mcpHub', needs: AGENT_NEEDS, clientDestinations: false, start: startMcpHubDoor }),
 ] as const satisfies readonly DoorEntry[];
 
 /** The name of a listener of the registry (the key of `Gateway.doors`). */

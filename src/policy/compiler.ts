@@ -315,6 +315,9 @@ export class CompiledPolicy {
   /** Report-only: the policy's own denials are let through as would_deny (see reportOnly). */
   readonly report: boolean;
   readonly devboxToDevbox: boolean;
+  /** allow_agent_gateway / allow_mcp_gateway: also what the agent gateway and MCP hub doors ask per request. */
+  readonly agentGateway: boolean;
+  readonly mcpGateway: boolean;
   /** Exact names. */
   private readonly exact: NameTable;
   /** `*.` entries, keyed by the part after `*.`. */
@@ -350,6 +353,8 @@ export class CompiledPolicy {
     this.allowAll = e?.allow_all ?? false;
     this.report = policy?.enforcement === 'report';
     this.devboxToDevbox = (e?.allow_devbox_to_devbox ?? false) || this.allowAll;
+    this.agentGateway = e?.allow_agent_gateway === true;
+    this.mcpGateway = e?.allow_mcp_gateway === true;
     if (!e) return;
     for (const entry of e.allowed_hostnames ?? []) this.addName(entry, 'hostname');
     if (e.allow_agent_gateway) for (const h of toggles.agentGateway) this.addToggle(h, 'agent_gateway');

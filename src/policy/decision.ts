@@ -19,7 +19,12 @@ export type Reason =
   | 'policy_missing'
   | 'sni_mismatch'
   | 'ech_refused'
-  | 'host_mismatch';
+  | 'host_mismatch'
+  // The agent gateway and MCP hub (docs/agent-gateway.md):
+  | 'bad_token'
+  | 'gateway_disabled'
+  | 'tool_refused'
+  | 'method_refused';
 
 export interface Decision {
   readonly allow: boolean;

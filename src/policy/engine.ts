@@ -126,6 +126,14 @@ export class PolicyEngine {
     return this.runtimes.get(id)?.devbox;
   }
 
+  /**
+   * The compiled policy a running devbox is under right now (its toggles, id and version);
+   * null when it names a policy that does not exist, undefined when it is not running.
+   */
+  policyOf(devboxId: string): CompiledPolicy | null | undefined {
+    return this.runtimes.get(devboxId)?.compiled;
+  }
+
   // ── decisions ───────────────────────────────────────────────────────────────
 
   /**

@@ -15,10 +15,10 @@ import type { PlaneStore } from '../../src/store/open.js';
 import { credentialsOf, startDoor } from '../../src/wiring/gateway.js';
 
 /**
- * Listener settings whose doors are being written (issue 21): their registry lines come with
- * their folders. Remove a name here when its line lands (the last test says so).
+ * Listener settings whose doors are being written: their registry lines come with their
+ * folders. Remove a name here when its line lands (the last test says so).
  */
-const NOT_YET_WIRED = new Set(['agentGateway', 'mcpHub']);
+const NOT_YET_WIRED = new Set<string>([]);
 
 const at = { host: '127.0.0.1', port: 0 };
 

@@ -61,6 +61,12 @@ const seeds: Record<string, Array<Buffer | string>> = {
   'api-hostnames': ['allowed.test\n*.example.com\nALLOWED.test.', 'a.test\nhttps://b.test\nc.test', 'bücher.example\nxn--bcher-kva.example'],
   'policy-compiler': ['allowed.test\n*.example.com\n*.a.example.com\n10.0.0.0/8\n10.1.0.0/16 443-444 TCP\n::/0 53 UDP\n?www.example.com\n?a.example.com\n?10.1.2.3\n?[::1]', 'xn--bcher-kva.example\nBAD..name\n*.com\n?bücher.example\n?x.y.z.example.com\n1.2.3.4/40'],
   'policy-file': [],
+  'mcp-hub': [
+    'id: 1\nevent: message\ndata: {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search_code"},{"name":"delete_repo"},{"name":"get_issue"}]}}\n\n',
+    'data: {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"github.search_issues","arguments":{"q":"x"}}}\n\ndata: [{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"github.delete_repo"}},{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"github.get_issue"}}]\n\n',
+    ': comment\r\nretry: 10\r\ndata: {"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{},"resources":{}}}}\r\n\r\ndata: not json\ndata: two\n\n',
+    'data: {"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"github.search_\u0456ssues"}}\n\ndata: {"jsonrpc":"2.0","method":"notifications/resources/updated"}\n\n',
+  ],
 };
 
 for (const f of readdirSync(join(root, 'policies'))) seeds['policy-file']!.push(readFileSync(join(root, 'policies', f)));

@@ -21,4 +21,5 @@ export const TARGETS: Record<string, TargetSpec> = {
   'policy-file': { maxLen: 1024, timeoutMs: 4000, dict: 'policy.dict' },
   'policy-compiler': { maxLen: 4096, timeoutMs: 4000, dict: 'hostname.dict' },
   'api-hostnames': { maxLen: 2048, timeoutMs: 2000, dict: 'hostname.dict' },
+  'mcp-hub': { maxLen: 8192, timeoutMs: 2000 },
 };

@@ -71,7 +71,7 @@ export async function loopbackPorts(): Promise<{ ports: CliGateway['ports']; fla
   const ports = { api: await freePort(), proxy: await freePort(), socks: await freePort(), dns: await freePort() };
   return {
     ports,
-    flags: ['--api', `127.0.0.1:${ports.api}`, '--http-proxy', `127.0.0.1:${ports.proxy}`, '--socks', `127.0.0.1:${ports.socks}`, '--dns', `127.0.0.1:${ports.dns}`],
+    flags: ['--api', `127.0.0.1:${ports.api}`, '--http-proxy', `127.0.0.1:${ports.proxy}`, '--socks', `127.0.0.1:${ports.socks}`, '--dns', `127.0.0.1:${ports.dns}`, '--agent-gateway', 'off', '--mcp-hub', 'off'],
   };
 }
 

@@ -23,6 +23,8 @@ export interface TestGatewayOptions {
   /** Upstream DNS port on 127.0.0.1 (from startDnsUpstream). */
   upstreamDnsPort?: number;
   db?: string;
+  /** A logger of the test's own (to read the lines); default: the process logger at EGRESS_TEST_LOG. */
+  logger?: Logger;
 }
 
 export interface TestGateway {
@@ -125,7 +127,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
   ]);
   for (const [k, v] of Object.entries(opts.flags ?? {})) flags.set(k, Array.isArray(v) ? v : [v]);
   const config = loadConfig(flags, {});
-  const gw = await startGateway(config, loggerFor(config.logLevel));
+  const gw = await startGateway(config, opts.logger ?? loggerFor(config.logLevel));
   const addr: TestGateway['addr'] = (door) => {
     const a = gw.doors[door];
     if (!a) throw new Error(`door ${door} did not start`);

@@ -15,9 +15,13 @@ export interface Served {
 
 /** `egress-gateway serve` on loopback port 0 with these extra arguments; resolves once it listens. */
 export async function serve(args: string[]): Promise<Served> {
-  const child = spawn(TSX, [MAIN, 'serve', '--api', '127.0.0.1:0', '--http-proxy', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--allow-private', '127.0.0.0/8', '--log-level', 'info', '--shutdown-grace-ms', '200', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    TSX,
+    [MAIN, 'serve', '--api', '127.0.0.1:0', '--http-proxy', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--agent-gateway', 'off', '--mcp-hub', 'off', '--allow-private', '127.0.0.0/8', '--log-level', 'info', '--shutdown-grace-ms', '200', ...args],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));

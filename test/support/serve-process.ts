@@ -9,7 +9,7 @@ import { waitFor } from './wait.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-export const LOOPBACK_DOORS = ['--api', '127.0.0.1:0', '--http-proxy', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', 'off', '--upstream-dns', '127.0.0.1:9'];
+export const LOOPBACK_DOORS = ['--api', '127.0.0.1:0', '--http-proxy', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', 'off', '--agent-gateway', 'off', '--mcp-hub', 'off', '--upstream-dns', '127.0.0.1:9'];
 
 export interface ServeProcess {
   child: ChildProcess;

@@ -59,6 +59,9 @@ function attacks(): Array<() => Promise<void>> {
     () => hostile(port['http-proxy']!, worstConnect(8192), 256),
     () => hostile(port['transparent-http']!, headOrigin, 1024),
     () => hostile(port['transparent-tls']!, hello, 256),
+    // The credential doors: a maximum-size head (node:http's parser, then refused without a token).
+    () => hostile(port['agent-gateway']!, head, 1024),
+    () => hostile(port['mcp-hub']!, head, 1024),
     () => hostile(port.socks5!, socks, 1),
     () => hostile(port.dns!, framed, 64),
     () => hostileDnsUdp(port.dns!, worstDnsQuery(1232)),
