@@ -22,6 +22,9 @@ export interface FirewallPorts {
   /** Explicit-proxy ports the devbox may reach directly (null: not exposed). */
   httpProxy: number | null;
   socks: number | null;
+  /** The agent gateway and MCP hub: a devbox reaches them directly with its token (null: not exposed). */
+  agentGateway: number | null;
+  mcpHub: number | null;
 }
 
 export interface FirewallOptions {
@@ -41,7 +44,7 @@ export interface FirewallOptions {
 }
 
 /** The container image's (Dockerfile) door ports. */
-export const DEFAULT_PORTS: FirewallPorts = { transparentTls: 8443, transparentHttp: 8081, dns: 5353, httpProxy: 3128, socks: 1080 };
+export const DEFAULT_PORTS: FirewallPorts = { transparentTls: 8443, transparentHttp: 8081, dns: 5353, httpProxy: 3128, socks: 1080, agentGateway: 8090, mcpHub: 8091 };
 export const DEFAULT_TABLE = 'egress_gateway';
 
 const TABLE_RE = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
@@ -106,11 +109,22 @@ function matchers(o: FirewallOptions): string[] {
   return out;
 }
 
+/** The doors a devbox reaches directly, named in the header only when on. */
+function direct(p: FirewallPorts): string {
+  const doors: Array<[number | null, string]> = [
+    [p.httpProxy, 'HTTP proxy'],
+    [p.socks, 'SOCKS5'],
+    [p.agentGateway, 'agent gateway'],
+    [p.mcpHub, 'MCP hub'],
+  ];
+  return doors.map(([port, label]) => (port === null ? '' : `  ${label} :${port}`)).join('');
+}
+
 export function renderFirewall(input: FirewallOptions): string {
   const o = validateFirewallOptions(input);
   const { table, gatewayAddr: gw, ports: p } = o;
   const m = matchers(o);
-  const tcpPorts = [p.transparentTls, p.transparentHttp, p.dns, p.httpProxy, p.socks].filter((x): x is number => x !== null);
+  const tcpPorts = [p.transparentTls, p.transparentHttp, p.dns, p.httpProxy, p.socks, p.agentGateway, p.mcpHub].filter((x): x is number => x !== null);
   const uniqueTcp = [...new Set(tcpPorts)].sort((a, b) => a - b);
   const on = (port: number | null, label: string) => (port === null ? `${label} off` : `${label} :${port}`);
   const redirects = [
@@ -122,7 +136,7 @@ export function renderFirewall(input: FirewallOptions): string {
     '#!/usr/sbin/nft -f',
     '# egress-gateway sidecar firewall (rendered by `egress-gateway firewall`; edit the flags, not this file).',
     `# devboxes: ${[...o.interfaces.map((i) => `interface ${i}`), ...o.devboxCidrs].join(', ')}`,
-    `# gateway:  ${gw}  ${on(p.transparentTls, 'transparent TLS')}  ${on(p.transparentHttp, 'transparent HTTP')}  ${on(p.dns, 'DNS')}` + `${p.httpProxy !== null ? `  HTTP proxy :${p.httpProxy}` : ''}${p.socks !== null ? `  SOCKS5 :${p.socks}` : ''}`,
+    `# gateway:  ${gw}  ${on(p.transparentTls, 'transparent TLS')}  ${on(p.transparentHttp, 'transparent HTTP')}  ${on(p.dns, 'DNS')}${direct(p)}`,
     `# load:     nft -f THIS_FILE        remove: nft delete table inet ${table}`,
     "# Removing the table re-opens the devboxes' direct egress; stopping the gateway does not (it fails closed).",
     '',
@@ -201,6 +215,8 @@ export async function firewallCommand(flags: Map<string, string[]>, _positional:
       dns: port(config.dns),
       httpProxy: port(config.httpProxy),
       socks: port(config.socks),
+      agentGateway: port(config.agentGateway),
+      mcpHub: port(config.mcpHub),
     },
     force: flags.has('force'),
   });

@@ -35,7 +35,7 @@ describe('egress-gateway firewall', () => {
     expect(text).toContain('tcp dport 80 dnat ip to 10.88.0.1:9080');
     expect(text).toContain('udp dport 53 dnat ip to 10.88.0.1:9053');
     expect(text).toContain('tcp dport 53 dnat ip to 10.88.0.1:9053');
-    expect(text).toContain('ip daddr 10.88.0.1 tcp dport { 1080, 3128, 9053, 9080, 9443 } accept');
+    expect(text).toContain('ip daddr 10.88.0.1 tcp dport { 1080, 3128, 8090, 8091, 9053, 9080, 9443 } accept');
     expect(text).toMatch(/chain forward \{[^}]*iifname "vmtap\*" counter drop[^}]*ip saddr \{ 10\.88\.0\.0\/16 \} counter drop/);
     const check = await run('nft', ['-c', '-f', '-'], { input: text });
     expect(check.stderr).toBe('');
@@ -54,7 +54,7 @@ describe('egress-gateway firewall', () => {
     expect(r.stdout).toContain('table inet egw_env {');
     expect(r.stdout).toContain('ip6 saddr { fd00:1::/64 } counter drop');
     // Transparent doors are off unless given: 80/443 are not redirected (dropped in forward), only DNS is.
-    expect(r.stdout).toContain(`ip daddr 10.1.0.1 tcp dport { ${DEFAULT_PORTS.dns} } accept`);
+    expect(r.stdout).toContain(`ip daddr 10.1.0.1 tcp dport { ${DEFAULT_PORTS.dns}, ${DEFAULT_PORTS.agentGateway}, ${DEFAULT_PORTS.mcpHub} } accept`);
     expect(r.stdout).not.toMatch(/dport (443|80) dnat/);
     expect(r.stdout).toContain(`udp dport 53 dnat ip to 10.1.0.1:${DEFAULT_PORTS.dns}`);
     expect((await run('nft', ['-c', '-f', '-'], { input: r.stdout })).code).toBe(0);

@@ -127,7 +127,7 @@ suite(title('sidecar deployment in real network namespaces'), { timeout: 60_000 
         devboxCidrs: [a.cidr, b.cidr],
         interfaces: [a.hostIf, b.hostIf],
         gatewayAddr: gwAddr,
-        ports: { transparentTls: p('transparent-tls'), transparentHttp: p('transparent-http'), dns: p('dns'), httpProxy: p('http-proxy'), socks: p('socks5') },
+        ports: { transparentTls: p('transparent-tls'), transparentHttp: p('transparent-http'), dns: p('dns'), httpProxy: p('http-proxy'), socks: p('socks5'), agentGateway: p('agent-gateway'), mcpHub: p('mcp-hub') },
       }),
     );
   }, 90_000);
