@@ -40,7 +40,12 @@ export default defineConfig({
     // behaviour (start-up errors, signals, log faults), and 8 helpers share 2 cores. Workers
     // are tested with the real CLI and `--workers 2` in test/workers/.
     env: { EGRESS_WORKERS: '1' },
-    reporters: ['default'],
+    // The run's own TMPDIR and process mark, checked at the end for anything left behind.
+    globalSetup: ['test/support/global-setup.ts'],
+    // After each file: kill the process trees it started, remove its temporary folders.
+    setupFiles: ['test/support/setup-file.ts'],
+    // vitest's default lines with a running count and the project of each file.
+    reporters: ['./test/support/progress-reporter.ts'],
     projects: [
       { extends: true, test: { name: 'unit', include: UNIT } },
       { extends: true, test: { name: 'integration', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...UNIT] } },

@@ -8,6 +8,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, OPTIONS, type OptionSpec, REPEATABLE, defaultText, envName } from './config.js';
 import { VERSION } from './version.js';
+import { PortInUseError } from './doors/floor/listen.js';
 
 type Flags = Map<string, string[]>;
 type Run = (flags: Flags, positional: string[]) => Promise<void>;
@@ -148,6 +149,10 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {
+  if (e instanceof PortInUseError) {
+    process.stderr.write(`egress-gateway: port in use: ${e.message}\n`);
+    process.exit(2);
+  }
   if (e instanceof ConfigError) {
     process.stderr.write(`egress-gateway: bad config: ${e.message}\n`);
     process.exit(2);

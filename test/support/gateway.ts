@@ -4,13 +4,12 @@
  * and gives tests a small client for its API. Tokens: `tok-a` → account `acct-a`,
  * `tok-b` → account `acct-b`.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createLogger } from '../../src/log.js';
 import { loadConfig } from '../../src/config.js';
 import { sharedPostgres } from './postgres.js';
+import { tempDir } from './temp.js';
 import { type Gateway, startGateway } from '../../src/wiring/gateway.js';
 
 export const TOKEN_A = 'tok-a';
@@ -109,7 +108,7 @@ function loggerFor(level: string): Logger {
 }
 
 export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<TestGateway> {
-  const dir = mkdtempSync(join(tmpdir(), 'egw-test-'));
+  const dir = tempDir('test');
   const flags = new Map<string, string[]>([
     ['api', ['127.0.0.1:0']],
     ['http-proxy', ['127.0.0.1:0']],
