@@ -24,6 +24,23 @@ const UNIT = [
 ];
 
 /**
+ * Tests that time the gateway against a same-run control (CPU time, a victim's p99, the event
+ * loop's delay): project `timing`, run after everything else, one file at a time, so the other
+ * test files are not the load they measure.
+ */
+const TIMING = [
+  'test/linear-time/**/*.test.ts',
+  'test/attacks/parser-linear-time.test.ts',
+  'test/attacks/stall-budget-every-door.test.ts',
+  'test/attacks/api-list-stalls-doors.test.ts',
+  'test/attacks/tenant-complexity-attacks-victim.test.ts',
+  'test/attacks/dns-cache-flush-by-one-account.test.ts',
+  'test/attacks/dns-tcp-devbox-share.test.ts',
+  'test/attacks/upstream-pool-fd-exhaustion.test.ts',
+  'test/attacks/idle-connection-flood.test.ts',
+];
+
+/**
  * Parallel test files: VITEST_MAX_WORKERS, else 4. Most integration files spend their time
  * waiting (on child processes starting, on time-outs they test, on sockets), so on the
  * two-core development machine four files at a time finish the run sooner than two; the
@@ -53,7 +70,8 @@ export default defineConfig({
     reporters: ['./test/support/progress-reporter.ts'],
     projects: [
       { extends: true, test: { name: 'unit', include: UNIT } },
-      { extends: true, test: { name: 'integration', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...UNIT] } },
+      { extends: true, test: { name: 'integration', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...UNIT, ...TIMING] } },
+      { extends: true, test: { name: 'timing', include: TIMING, maxWorkers: 1, sequence: { groupOrder: 1 } } },
       // The whole API suite again with the control plane on a real PostgreSQL (test/support/api.ts):
       // one server for the whole run (test/support/postgres.ts), started by the first file that
       // needs it, which the others wait for: a budget for a loaded box.

@@ -27,7 +27,7 @@ const RUN_MARK = /^<!-- run by test\/docs\/shell-blocks\.test\.ts\b.*-->$/;
 const NOT_RUN_MARK = /^<!-- not run: (.+?) -->$/;
 
 /** The fenced sh/bash/shell blocks of a Markdown file, with the mark on the line before each (blank lines skipped). */
-export function shellBlocks(file: string): Block[] {
+function shellBlocks(file: string): Block[] {
   const lines = readFileSync(join(ROOT, file), 'utf8').split('\n');
   const out: Block[] = [];
   for (let i = 0; i < lines.length; i++) {

@@ -113,8 +113,10 @@ describe('signals (real CLI)', { timeout: 180_000 }, () => {
     const pgid = wrapper.pid!;
     try {
       await waitFor(async () => (await fetch(`http://127.0.0.1:${ports.api}/healthz`).catch(() => null))?.ok === true, 90_000, `the gateway under ${cmd}`);
-      const workers = logLines(out).find((l) => l.event === 'workers')?.pids as number[] | undefined;
+      // The API (healthz) may answer before the workers are up: wait for their line.
+      const workers = await waitFor(() => logLines(out).find((l) => l.event === 'workers')?.pids as number[] | undefined, 60_000, 'the workers line');
       expect(workers).toHaveLength(2);
+      await waitFor(() => logLines(out).some((l) => l.event === 'listening'), 60_000, 'the listening line');
       // Every process of the tree shares the wrapper's process group: npm (sh) node, 2 workers, the API process.
       expect(membersOf(pgid).length).toBeGreaterThanOrEqual(5);
       wrapper.kill('SIGTERM'); // kill $!
