@@ -73,7 +73,7 @@ describe("the run's end", { timeout: 120_000 }, () => {
     return runTree(process.execPath, [join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--config', 'test/fixtures/hygiene/vitest.config.ts'], {
       cwd: ROOT,
       timeoutMs: 90_000,
-      env: { ...process.env, EGW_FIXTURE_LEAK: leak, TMPDIR: tmp, EGW_TEST_RUN: '', EGW_TEST_RUN_DIR: '', VITEST_MAX_WORKERS: '1' },
+      env: { ...process.env, EGW_FIXTURE_LEAK: leak, TMPDIR: tmp, EGW_TEST_RUN: '', EGW_TEST_RUN_DIR: '', VITEST_MAX_WORKERS: '1', EGW_LEFTOVER_GRACE_MS: '500' },
     }).then((r) => ({ ...r, tmp }));
   };
 

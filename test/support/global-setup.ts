@@ -73,7 +73,7 @@ function marked(mark: string): Array<{ pid: number; cmd: string }> {
 
 /** Waits a moment for processes still on their way out, then kills and names the rest. */
 async function leftProcesses(mark: string): Promise<string[]> {
-  const end = Date.now() + 5000;
+  const end = Date.now() + (Number(process.env.EGW_LEFTOVER_GRACE_MS) || 5000);
   let left = marked(mark);
   while (left.length > 0 && Date.now() < end) {
     await new Promise((r) => setTimeout(r, 100));

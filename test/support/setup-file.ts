@@ -15,8 +15,9 @@ import { LEAKS_FILE, removeTempDirs } from './temp.js';
 import { eventually } from './wait.js';
 
 afterAll(async () => {
-  // A child whose parent is gone exits on its own when it notices (IPC disconnect): a moment.
-  await eventually(() => orphanedTrees().length === 0, 5000, 100);
+  // A child whose parent is gone exits on its own when it notices (IPC disconnect): a moment
+  // (EGW_LEFTOVER_GRACE_MS, 5 s unless set: the nested run of test/hygiene/ sets less).
+  await eventually(() => orphanedTrees().length === 0, Number(process.env.EGW_LEFTOVER_GRACE_MS) || 5000, 100);
   const orphans = orphanedTrees();
   killAllTrees();
   const notRemoved = removeTempDirs();
