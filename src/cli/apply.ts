@@ -185,9 +185,9 @@ export async function applyCommand(flags: Map<string, string[]>, positional: str
     }
   }
   const base = (flags.get('api-url')?.at(-1) ?? process.env.EGRESS_API_URL ?? DEFAULT_API_URL).replace(/\/+$/, '');
-  const token = flags.get('token')?.at(-1) ?? process.env.RUNLOOP_API_KEY ?? process.env.EGRESS_TOKEN ?? '';
+  const token = flags.get('token')?.at(-1) ?? process.env.RUNLOOP_API_KEY ?? '';
   if (!token) {
-    process.stderr.write(`egress-gateway apply: give --token, or set RUNLOOP_API_KEY or EGRESS_TOKEN\n${usage}\n`);
+    process.stderr.write(`egress-gateway apply: give --token, or set RUNLOOP_API_KEY\n${usage}\n`);
     process.exitCode = 2;
     return;
   }

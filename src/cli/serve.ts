@@ -3,12 +3,16 @@ import { ConfigError, describeConfig, loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import { handleSignals } from '../signals.js';
 import { VERSION } from '../version.js';
+import { checkListenersFree } from './listeners-free.js';
+import { watchWrappers, wrapperChain } from './wrapper-watch.js';
 
 /** Past the shutdown grace, the log flush (≤ 1 s) and some slack, the process exits regardless. */
 const EXIT_SLACK_MS = 3000;
 
 export async function serveCommand(flags: Map<string, string[]>): Promise<void> {
   const config = loadConfig(flags);
+  // A port in use is said at once, not after the store, the API process and the workers started.
+  await checkListenersFree(config);
   const { log, flush } = createLogger(config.logLevel, {}, undefined, config.logBufferBytes);
   log.info({ event: 'start', version: VERSION, node: process.version, pid: process.pid, settings: describeConfig(config) }, `egress-gateway ${VERSION} starting`);
   // Loaded here so `check`/`apply` do not pay for the whole server stack.
@@ -46,5 +50,10 @@ export async function serveCommand(flags: Map<string, string[]>): Promise<void> 
     onError(what, e) {
       log.error({ err: e, event: `${what}_failed` }, `${what} failed`);
     },
+  });
+  // Under npx/npm a signal to the wrapper may not reach this process: stop when the wrapper goes.
+  watchWrappers(wrapperChain(), (w) => {
+    log.warn({ event: 'wrapper_exited', pid: w.pid, command: w.command }, `the process that started this gateway (pid ${w.pid}: ${w.command}) has exited: stopping as for SIGTERM`);
+    process.kill(process.pid, 'SIGTERM');
   });
 }

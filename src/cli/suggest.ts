@@ -227,8 +227,8 @@ export async function suggestCommand(flags: Map<string, string[]>, positional: s
   if (since === null) return fail(`--since ${JSON.stringify(sinceText)} is not a duration like 90s, 30m, 1h or 7d`);
   const collapseText = flags.get('collapse')?.at(-1) ?? String(DEFAULT_COLLAPSE);
   if (!/^\d{1,4}$/.test(collapseText) || Number(collapseText) < 2) return fail('--collapse must be a whole number, 2 or more');
-  const token = flags.get('token')?.at(-1) ?? process.env.RUNLOOP_API_KEY ?? process.env.EGRESS_TOKEN ?? '';
-  if (!token) return fail('give --token, or set RUNLOOP_API_KEY or EGRESS_TOKEN');
+  const token = flags.get('token')?.at(-1) ?? process.env.RUNLOOP_API_KEY ?? '';
+  if (!token) return fail('give --token, or set RUNLOOP_API_KEY');
   const base = (flags.get('api-url')?.at(-1) ?? process.env.EGRESS_API_URL ?? DEFAULT_API_URL).replace(/\/+$/, '');
   const api = new Api(base, token);
   try {

@@ -6,12 +6,12 @@
  * The API, the official SDK, and policy files through the real CLI (`check`, `apply`).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Runloop from '@runloop/api-client';
 import { call, errorOf, startTestApi, TOKEN_A, type TestApi } from '../support/api.js';
 import { runCli } from '../support/run-cli.js';
+import { tempDir } from '../support/temp.js';
 
 /** Wildcards whose base is an ICANN public suffix: each would admit every registrant under it. */
 const ICANN_SUFFIX_WILDCARDS = ['*.co.uk', '*.com.au', '*.com', '*.org.uk', '*.ac.jp', '*.foo.kawasaki.jp', '*.Co.UK.', '*.xn--p1ai'];
@@ -98,7 +98,7 @@ describe('a CIDR the guardrail always refuses', () => {
 });
 
 describe('policy files: the same rules through the real CLI', { timeout: 60_000 }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'egw-rules-'));
+  const dir = tempDir('rules');
   const file = (fname: string, text: string) => {
     const path = join(dir, fname);
     writeFileSync(path, text);
@@ -117,17 +117,17 @@ describe('policy files: the same rules through the real CLI', { timeout: 60_000 
   });
 
   it('check warns about a CIDR the guardrail always refuses', async () => {
-    const r = await runCli(['check', '--policy', file('priv.yaml', 'name: priv\nallowed_cidrs: ["10.0.0.0/8"]\n'), '10.1.2.3', '--upstream-dns', '127.0.0.1:9']);
+    const r = await runCli(['check', '--policy', file('priv.yaml', 'name: priv\nallowed_cidrs: ["10.0.0.0/8"]\n'), '10.1.2.3']);
     expect(r.stderr).toMatch(/warning: .*priv\.yaml: allowed_cidrs\[0\]: 10\.0\.0\.0\/8 lies inside 10\.0\.0\.0\/8/);
   });
 
   it("apply refuses the folder before sending anything, and prints the gateway's warnings", async () => {
-    const bad = mkdtempSync(join(tmpdir(), 'egw-rules-bad-'));
+    const bad = tempDir('rules-bad');
     writeFileSync(join(bad, 'a.yaml'), 'name: a\nallowed_hostnames: ["*.com.au"]\n');
     const refused = await runCli(['apply', bad, '--api-url', api.base, '--token', TOKEN_A]);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/com\.au is a public suffix/);
-    const good = mkdtempSync(join(tmpdir(), 'egw-rules-good-'));
+    const good = tempDir('rules-good');
     writeFileSync(join(good, 'lan.yaml'), 'name: lan-only\nallowed_cidrs: ["192.168.10.0/24"]\n');
     const applied = await runCli(['apply', good, '--api-url', api.base, '--token', TOKEN_A]);
     expect(applied.code).toBe(0);

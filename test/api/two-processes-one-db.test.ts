@@ -1,5 +1,5 @@
 /** Two processes write the same sqlite file at once: nothing is lost, nothing is corrupt, and each sees the other's writes. */
-import { execFile } from 'node:child_process';
+import { runTree } from '../support/processes.js';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,13 +16,10 @@ afterAll(() => {
 
 const writer = fileURLToPath(new URL('../support/store-writer.ts', import.meta.url));
 
-function runWriter(path: string, count: number, tag: string): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', writer, path, String(count), tag], { cwd: process.cwd() }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${err.message}\n${stderr}`));
-      else resolve(JSON.parse(stdout) as string[]);
-    });
-  });
+async function runWriter(path: string, count: number, tag: string): Promise<string[]> {
+  const r = await runTree(process.execPath, ['--import', 'tsx', writer, path, String(count), tag], { cwd: process.cwd(), timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`the writer exited ${r.code}${r.timedOut ? ' (timed out)' : ''}\n${r.stderr}`);
+  return JSON.parse(r.stdout) as string[];
 }
 
 describe('two processes, one db file', () => {

@@ -14,8 +14,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type http from 'node:http';
-import { spawn } from 'node:child_process';
 import type { DnsUpstream } from '../support/dns-upstream.js';
+import { killTree, spawnTree } from '../support/processes.js';
 import { ATTACKER, P99_BUDGET_MS, type CliGateway, registerVictim, runVictim, startCliGateway, startOrigin } from '../support/tenants.js';
 
 const POLICIES = 20;
@@ -50,7 +50,7 @@ describe('admin API load vs. the doors', { timeout: 120_000 }, () => {
     const url = `http://127.0.0.1:${gw.ports.api}/v1/network-policies?limit=5000`;
     const script = `for i in $(seq 1 200); do curl -s -o /dev/null -w '%{size_download}\\n' -H 'authorization: Bearer ${ATTACKER}' '${url}'; done`;
     const loops = [0, 1].map(() => {
-      const c = spawn('bash', ['-c', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const c = spawnTree('bash', ['-c', script], { stdio: ['ignore', 'pipe', 'ignore'] });
       let out = '';
       c.stdout!.on('data', (d) => (out += d));
       return { c, out: () => out };
@@ -61,7 +61,7 @@ describe('admin API load vs. the doors', { timeout: 120_000 }, () => {
     while (calls() === 0 && Date.now() < wait) await new Promise((r) => setTimeout(r, 20));
     const started = Date.now();
     const report = await runVictim(gw, origin.port, () => Date.now() - started > 4000);
-    for (const l of loops) l.c.kill('SIGKILL');
+    for (const l of loops) killTree(l.c); // bash and its curl
     const pageBytes = Math.max(...loops.flatMap((l) => l.out().split('\n').filter(Boolean).map(Number)));
     console.log('victim while the API lists', JSON.stringify(report), 'list calls', calls(), 'largest page bytes', pageBytes, 'refused creates', refusals.length);
     for (const k of ['dns', 'http', 'connect'] as const) {

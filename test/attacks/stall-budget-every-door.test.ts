@@ -9,19 +9,18 @@
  * event-loop delay p99 (egress_event_loop_delay_seconds, read from its /metrics) <= 20 ms.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
 import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
 import { startHttpOrigin, type Origin } from '../support/origin.js';
 import { ApiClient, TOKEN_B } from '../support/gateway.js';
+import { killTree, spawnTree } from '../support/processes.js';
+import { tempDir } from '../support/temp.js';
 import { waitFor } from '../support/wait.js';
 
-const TSX = join(process.cwd(), 'node_modules', '.bin', 'tsx');
 const MAIN = join(process.cwd(), 'src', 'main.ts');
 const VICTIM = '127.0.0.3';
 const ATTACK_MS = 9000;
@@ -35,10 +34,12 @@ const port: Record<string, number> = {};
 beforeAll(async () => {
   dns = await startDnsUpstream({ records: loopbackRecords(['allowed.test']) });
   origin = await startHttpOrigin();
-  const dir = mkdtempSync(join(tmpdir(), 'egw-stall-'));
-  child = spawn(
-    TSX,
+  const dir = tempDir('stall');
+  child = spawnTree(
+    process.execPath,
     [
+      '--import',
+      'tsx',
       MAIN,
       'serve',
       '--db',
@@ -88,7 +89,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  child?.kill('SIGKILL');
+  if (child) killTree(child);
   await origin?.close();
   await dns?.close();
 });
@@ -179,7 +180,7 @@ describe('stall budget across doors', () => {
     const quiet = await victimSamples(BASELINE_MS);
     const quietLoop = await loopDelayP99();
 
-    const attacker = spawn(TSX, [join(process.cwd(), 'test', 'support', 'stall-attacker.ts'), JSON.stringify(port), String(ATTACK_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const attacker = spawnTree(process.execPath, ['--import', 'tsx', join(process.cwd(), 'test', 'support', 'stall-attacker.ts'), JSON.stringify(port), String(ATTACK_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let attackerOut = '';
     attacker.stdout!.on('data', (d) => (attackerOut += d));
     const attackerDone = new Promise((r) => attacker.on('exit', r));

@@ -15,11 +15,10 @@
  * victim's p99 stays within its budget, 50 ms, or within 2x of its p99 under the control
  * when the machine is too loaded for 50 ms.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import http from 'node:http';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
@@ -27,6 +26,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loopbackRecords, startDnsUpstream, type DnsUpstream } from '../support/dns-upstream.js';
 import { startHttpOrigin, type Origin } from '../support/origin.js';
 import { ApiClient } from '../support/gateway.js';
+import { spawnTree, stopTree } from '../support/processes.js';
+import { tempDir } from '../support/temp.js';
 import { collidingNames, longLabel, randomNames } from '../fixtures/worst-case-names.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -43,7 +44,7 @@ let b: ApiClient;
 let attackerPolicy: string;
 
 async function startServe(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'egw-victim-'));
+  const dir = tempDir('victim');
   const args = [
     '--import',
     'tsx',
@@ -76,7 +77,7 @@ async function startServe(): Promise<void> {
     '--log-level',
     'info',
   ];
-  child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, RUNLOOP_API_KEY: '', EGRESS_TOKEN: '', EGRESS_CONFIG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child = spawnTree(process.execPath, args, { cwd: ROOT, env: { ...process.env, RUNLOOP_API_KEY: '', EGRESS_TOKEN: '', EGRESS_CONFIG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stderr!.resume();
   const line = await new Promise<string>((resolve, reject) => {
@@ -107,10 +108,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  if (child && child.exitCode === null) {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  }
+  if (child) await stopTree(child);
   await origin?.close();
   await up?.close();
 });

@@ -45,7 +45,7 @@ afterAll(async () => {
   await upstream?.close();
 });
 
-/** Open descriptors of the gateway's processes (prlimit execs tsx, which runs node). */
+/** Open descriptors of the gateway's processes (prlimit execs node; with --workers, its children too). */
 function gatewayFds(): number {
   let n = 0;
   const walk = (pid: number) => {

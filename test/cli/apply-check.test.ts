@@ -2,19 +2,19 @@
  * `apply` and `check` as an operator runs them: the real gateway in-process (real sqlite
  * store, real API), the CLI as a child process.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TestGateway, TOKEN_A, startTestGateway } from '../support/gateway.js';
 import { runCli } from '../support/run-cli.js';
+import { tempDir } from '../support/temp.js';
 
 let gw: TestGateway;
 let dir: string;
 
 beforeAll(async () => {
   gw = await startTestGateway();
-  dir = mkdtempSync(join(tmpdir(), 'egw-apply-'));
+  dir = tempDir('apply');
   cpSync('policies', dir, { recursive: true });
 });
 afterAll(async () => {
@@ -89,7 +89,7 @@ describe('egress-gateway apply', () => {
   });
 
   it('a bad file stops everything before any call, naming file and entry', async () => {
-    const bad = mkdtempSync(join(tmpdir(), 'egw-bad-'));
+    const bad = tempDir('bad');
     writeFileSync(join(bad, 'good.yaml'), 'name: would-be-created\n');
     writeFileSync(join(bad, 'wild.yaml'), 'name: wild\nallowed_hostnames: ["*.com"]\n');
     const r = await runCli(['apply', bad, '--api-url', gw.apiUrl, '--token', TOKEN_A]);

@@ -1,5 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadPolicyFile, loadPolicyFolder, parsePolicySpec, policyFiles } from '../../src/cli/policy-file.js';
@@ -7,6 +6,7 @@ import { describeDiff, plan } from '../../src/cli/apply.js';
 import { parseDestination } from '../../src/cli/check.js';
 import { CompiledPolicy } from '../../src/policy/compiler.js';
 import { MemorySource } from '../../src/policy/memory-source.js';
+import { tempDir } from '../support/temp.js';
 
 describe('the shipped policies/ folder', () => {
   it('every file validates, one policy per name', () => {
@@ -82,7 +82,7 @@ describe('policy file validation', () => {
   });
 
   it('a folder with two files naming the same policy is refused', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'egw-pol-'));
+    const dir = tempDir('pol');
     writeFileSync(join(dir, 'a.yaml'), 'name: same\n');
     writeFileSync(join(dir, 'b.json'), '{"name":"same"}');
     writeFileSync(join(dir, 'README.md'), 'ignored');

@@ -3,20 +3,14 @@
  * `nft -c`, which validates against the kernel without applying), it says what the sidecar
  * needs, and deploy/nftables/egress-gateway.nft is exactly what the documented flags print.
  */
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { run } from '../support/netns.js';
+import { runTree } from '../support/processes.js';
 import { renderFirewall, DEFAULT_PORTS, defaultRouteInterfaces } from '../../src/cli/firewall.js';
 
-const cli = (args: string[], env: Record<string, string> = {}) =>
-  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { env: { ...process.env, ...env }, timeout: 20_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
+const cli = (args: string[], env: Record<string, string> = {}) => runTree(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { env: { ...process.env, ...env }, timeoutMs: 20_000 });
 
 /** The flags deploy/nftables/egress-gateway.nft and the README document. */
 const DOC_ARGS = ['firewall', '--devbox-cidr', '10.88.0.0/16', '--interface', 'vmtap*', '--gateway-addr', '10.88.0.1'];

@@ -13,11 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetnsLab, netnsUnavailable, run } from '../support/netns.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderFirewall } from '../../src/cli/firewall.js';
 import { CHROMIUM, chromiumFlags, requireProgram } from '../support/real-clients.js';
+import { tempDir } from '../support/temp.js';
 
 const why = netnsUnavailable();
 if (why !== null) process.stderr.write(`\n[netns] SKIPPING the sidecar proof: ${why}. It needs root and iproute2 (see docs/testing.md).\n\n`);
@@ -40,7 +40,7 @@ interface OriginEvent {
  * The origin's certificate, naming allowed.test and denied.test exactly (the shared test
  * certificate's `*.test` is a wildcard over a single label, which TLS clients refuse).
  */
-const certDir = mkdtempSync(join(tmpdir(), 'egw-netns-cert-'));
+const certDir = tempDir('netns-cert');
 function originCert(): { certPath: string; keyPath: string } {
   const keyPath = join(certDir, 'key.pem');
   const certPath = join(certDir, 'cert.pem');
@@ -138,6 +138,18 @@ suite(title('sidecar deployment in real network namespaces'), { timeout: 60_000 
     rmSync(certDir, { recursive: true, force: true });
   });
 
+  it("a devbox namespace has its own /etc/hosts: a host whose /etc/hosts names the test's names changes nothing", async () => {
+    // A host file naming the test's names, mounted over /etc/hosts in a mount namespace of
+    // its own (the host's real file is not touched): the host sees it, the devbox does not.
+    const hostile = join(certDir, 'hostile-hosts');
+    writeFileSync(hostile, '127.0.0.1 localhost\n127.0.0.1 allowed.test denied.test\n');
+    const host = await run('unshare', ['-m', 'sh', '-c', `mount --bind ${hostile} /etc/hosts && getent hosts allowed.test`]);
+    expect(host.stdout).toMatch(/^127\.0\.0\.1\s+allowed\.test/);
+    const devbox = await run('unshare', ['-m', 'sh', '-c', `mount --bind ${hostile} /etc/hosts && ip netns exec ${a.ns} getent hosts allowed.test`]);
+    // The devbox's answer comes from the gateway's DNS door (the origin's address), not the file.
+    expect(devbox.stdout.trim().split(/\s+/)).toEqual([originIp, 'allowed.test']);
+  });
+
   it('control: without the firewall a devbox reaches the origin directly (TCP and UDP 443)', () => {
     expect(control).toEqual({ tcp: true, udp: true });
   });
@@ -168,7 +180,7 @@ suite(title('sidecar deployment in real network namespaces'), { timeout: 60_000 
   /** Headless Chromium inside devbox-a (no proxy settings: the firewall takes it to the gateway); its DOM dump. */
   const chromium = async (args: string[]) => {
     requireProgram(CHROMIUM, 'chromium');
-    const dir = mkdtempSync(join(tmpdir(), 'egw-netns-chromium-'));
+    const dir = tempDir('netns-chromium');
     try {
       const r = await lab.exec('a', 'timeout', ['-s', 'KILL', '60', CHROMIUM, ...chromiumFlags(dir), '--ignore-certificate-errors', '--dump-dom', ...args], 70_000);
       const at = r.stdout.indexOf('<html');

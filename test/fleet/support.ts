@@ -4,9 +4,7 @@
  * (test/support/nats.ts), a DNS upstream and an origin. Replicas start through one helper,
  * `startReplica(db, …)`, `db` a fresh database on a real PostgreSQL (test/support/postgres.ts).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
@@ -16,6 +14,7 @@ import { type DnsUpstream, loopbackRecords, startDnsUpstream } from '../support/
 import { type NatsServer, startNats } from '../support/nats.js';
 import { sharedPostgres } from '../support/postgres.js';
 import { type Origin, startHttpOrigin } from '../support/origin.js';
+import { tempDir as registeredTempDir } from '../support/temp.js';
 
 export const TOKEN = 'egw_fleet_test_token_0123456789abcdef';
 export const ACCOUNT = 'default';
@@ -47,8 +46,9 @@ export async function startSidecar(nats: string, hostId: string, db: string, dns
   return withProxy(await startServe(['--follow', nats, '--host-id', hostId, '--db', db, '--api-token', `${TOKEN}:${ACCOUNT}`, '--allow-private', '127.0.0.0/8', '--upstream-dns', `127.0.0.1:${dnsPort}`, '--log-level', 'info', ...extra], {}, START_MS));
 }
 
+/** A folder removed by `remove()`, or after the test file if a test fails first (test/support/temp.ts). */
 export function tempDir(): { dir: string; remove(): void } {
-  const dir = mkdtempSync(join(tmpdir(), 'egw-fleet-'));
+  const dir = registeredTempDir('fleet');
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

@@ -4,14 +4,13 @@
  * process makes the batch wait for the next flush instead of blocking record() or losing it.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { openStore, type Store } from '../../src/store/index.js';
 import { DenialRecorder } from '../../src/doors/floor/denial-events.js';
 import { denial, reportOnly } from '../../src/policy/decision.js';
+import { tempDir } from '../support/temp.js';
 
 const log = pino({ level: 'silent' });
 let store: Store;
@@ -23,7 +22,7 @@ afterEach(() => {
 });
 
 function setup(opts: { maxPerDevbox: number; retentionHours?: number }) {
-  const path = join(mkdtempSync(join(tmpdir(), 'egw-events-')), 'e.db');
+  const path = join(tempDir('events'), 'e.db');
   store = openStore(path);
   const { devbox } = store.createDevbox('acct', { addresses: ['127.0.0.5'] });
   recorder = new DenialRecorder((id) => (id === devbox.id ? 'acct' : undefined), store, { flushMs: 60_000, retentionHours: opts.retentionHours ?? 1, ...opts }, log);

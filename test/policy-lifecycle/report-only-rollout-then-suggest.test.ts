@@ -8,8 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Runloop from '@runloop/api-client';
 import { type DnsUpstream, loopbackRecords, startDnsUpstream } from '../support/dns-upstream.js';
@@ -17,6 +16,7 @@ import { type Origin, startHttpOrigin } from '../support/origin.js';
 import { runCli } from '../support/run-cli.js';
 import { type Served, serve } from '../support/serve-lifecycle.js';
 import { waitFor } from '../support/wait.js';
+import { tempDir } from '../support/temp.js';
 
 const TOKEN = 'tok-rollout';
 const OTHER = 'tok-other';
@@ -58,7 +58,7 @@ async function metric(labels: string): Promise<number> {
 beforeAll(async () => {
   dns = await startDnsUpstream({ records: loopbackRecords(NAMES) });
   origin = await startHttpOrigin();
-  dir = mkdtempSync(join(tmpdir(), 'egw-rollout-'));
+  dir = tempDir('rollout');
   gw = await serve(['--db', join(dir, 'egress.db'), '--api-token', `${TOKEN}:acct-r`, '--api-token', `${OTHER}:acct-o`, '--upstream-dns', `127.0.0.1:${dns.port}`, '--events-flush-ms', '50']);
   client = new Runloop({ bearerToken: TOKEN, baseURL: api(), maxRetries: 0 });
 }, 60_000);

@@ -1,13 +1,13 @@
 /** The engine over the real sqlite store: a write is seen by the very next decision. */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { NO_TOGGLES } from '../support/policy-rig.js';
+import { tempDir } from '../support/temp.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'egw-engine-store-'));
+const dir = tempDir('engine-store');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('PolicyEngine over the sqlite store', () => {

@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type ProxyEnv, curl, metric, originPattern, rawExchange, startProxyEnv, statusOf } from '../support/proxy.js';
+import { tempDir } from '../support/temp.js';
 
 let env: ProxyEnv;
 beforeAll(async () => {
@@ -27,7 +27,7 @@ describe('HTTP proxy: absolute-form forwarding', () => {
 
   it('forwards a POST body intact and keeps the client Host header', async () => {
     const body = randomBytes(300_000).toString('base64');
-    const file = join(mkdtempSync(join(tmpdir(), 'egw-body-')), 'body');
+    const file = join(tempDir('body'), 'body');
     writeFileSync(file, body);
     const r = await curl(['--interface', '127.0.0.2', '-x', env.proxyUrl, '--data-binary', `@${file}`, '-H', 'content-type: text/plain', `http://www.allowed.test:${env.http.port}/echo?x=1`]);
     expect(r.status).toBe(200);

@@ -5,19 +5,13 @@
  * Before: the bin pointed at dist/ (absent until a build) and --help printed one text for all.
  */
 import { describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../support/cli-gateway.js';
+import { runTree } from '../support/processes.js';
 
-function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { cwd: ROOT, timeout: 60_000, env: { ...process.env, EGRESS_CONFIG: '' } }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** npx and npm exec start a shell and node under them: a time-out kills the whole tree. */
+const run = (cmd: string, args: string[]) => runTree(cmd, args, { cwd: ROOT, timeoutMs: 60_000, env: { ...process.env, EGRESS_CONFIG: '' } });
 
 describe('the egress-gateway command after npm ci', { timeout: 120_000 }, () => {
   it('the bin entry is a file in the repository that runs without a build', async () => {

@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, configChanges, loadConfig, OPTIONS, withReloaded } from '../../src/config.js';
 import { BOOLEAN_FLAGS, parseArgv } from '../support/argv.js';
+import { tempDir } from '../support/temp.js';
 
 const known = new Set([...OPTIONS.map((o) => o.flag), 'config', ...BOOLEAN_FLAGS]);
 const flags = (...argv: string[]) => parseArgv(argv, known).flags;
 
 function configFile(name: string, text: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'egw-cfg-'));
+  const dir = tempDir('cfg');
   const p = join(dir, name);
   writeFileSync(p, text);
   return p;

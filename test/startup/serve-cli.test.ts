@@ -3,21 +3,20 @@
  * one clear line and exit code 2 for a bad config, the first token printed once, and a
  * clean exit on SIGTERM.
  */
-import { afterAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, mkdirSync, chmodSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { existsSync, writeFileSync, mkdirSync, chmodSync } from 'node:fs';
+import dgram from 'node:dgram';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnTree } from '../support/processes.js';
+import { tempDir } from '../support/temp.js';
 import { waitFor } from '../support/wait.js';
 
-const TSX = join(process.cwd(), 'node_modules', '.bin', 'tsx');
 const MAIN = join(process.cwd(), 'src', 'main.ts');
-const children: ChildProcess[] = [];
 
+/** serve in its own process group; whatever is still running after the file is killed with its tree (test/support/setup-file.ts). */
 function run(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(TSX, [MAIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
+  const child = spawnTree(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
@@ -28,13 +27,9 @@ function run(args: string[], env: Record<string, string> = {}) {
 
 const loopbackOnly = ['--api', '127.0.0.1:0', '--http-proxy', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--agent-gateway', 'off', '--mcp-hub', 'off', '--upstream-dns', '127.0.0.1:9'];
 
-afterAll(() => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-});
-
 describe('serve', { timeout: 60_000 }, () => {
   it('starts on free ports, names every listener, prints the first token once, and stops cleanly on SIGTERM', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'egw-serve-'));
+    const dir = tempDir('serve');
     const db = join(dir, 'nested', 'egress.db');
     const first = run(['serve', '--db', db, ...loopbackOnly]);
     await waitFor(() => first.out().includes('egress-gateway listening'));
@@ -67,20 +62,38 @@ describe('serve', { timeout: 60_000 }, () => {
     expect(r.err()).toMatch(/--http-proxy/);
   });
 
-  it('refuses a port in use, naming the setting', async () => {
+  it('refuses a port in use at once, as its own error naming the port, the setting and the process holding it', async () => {
+    // Held by this test's process, so the holder the error names is known.
     const busy = net.createServer();
     await new Promise<void>((ok) => busy.listen(0, '127.0.0.1', ok));
     const port = (busy.address() as net.AddressInfo).port;
-    const dir = mkdtempSync(join(tmpdir(), 'egw-serve-'));
-    const r = run(['serve', '--db', join(dir, 'e.db'), ...loopbackOnly, '--socks', `127.0.0.1:${port}`]);
+    const dir = tempDir('serve');
+    const r = run(['serve', '--db', join(dir, 'e.db'), ...loopbackOnly, '--socks', `127.0.0.1:${port}`, '--workers', '2']);
     const code = await r.exited;
     busy.close();
     expect(code).toBe(2);
-    expect(r.err()).toMatch(/--socks.*address already in use/);
+    expect(r.err().trim().split('\n')).toHaveLength(1);
+    expect(r.err().startsWith(`egress-gateway: port in use: --socks: cannot listen on 127.0.0.1:${port}: address already in use by pid ${process.pid} (`)).toBe(true);
+    expect(r.err()).toMatch(new RegExp(`address already in use by pid ${process.pid} \\(.+\\); stop it or give --socks another address`));
+    // At once: before the start-up line, the store, the API process or any worker.
+    expect(r.out()).toBe('');
+    expect(existsSync(join(dir, 'e.db'))).toBe(false);
+  });
+
+  it('names the process holding the DNS port over UDP', async () => {
+    const busy = dgram.createSocket('udp4');
+    await new Promise<void>((ok) => busy.bind(0, '127.0.0.1', ok));
+    const port = busy.address().port;
+    const dir = tempDir('serve');
+    const r = run(['serve', '--db', join(dir, 'e.db'), ...loopbackOnly, '--dns', `127.0.0.1:${port}`]);
+    const code = await r.exited;
+    busy.close();
+    expect(code).toBe(2);
+    expect(r.err()).toMatch(new RegExp(`^egress-gateway: port in use: --dns: cannot listen on 127\\.0\\.0\\.1:${port}: address already in use by pid ${process.pid} `));
   });
 
   it('refuses an unreadable db with exit code 2', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'egw-serve-'));
+    const dir = tempDir('serve');
     const bad = join(dir, 'not-a-db');
     writeFileSync(bad, 'this is not sqlite '.repeat(100));
     const r = run(['serve', '--db', bad, ...loopbackOnly]);
@@ -89,7 +102,7 @@ describe('serve', { timeout: 60_000 }, () => {
   });
 
   it('refuses a db folder it cannot create', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'egw-serve-'));
+    const dir = tempDir('serve');
     mkdirSync(join(dir, 'ro'));
     writeFileSync(join(dir, 'ro', 'file'), '');
     chmodSync(join(dir, 'ro'), 0o500);

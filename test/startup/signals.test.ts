@@ -1,20 +1,21 @@
 /**
  * Issue 11, case 5 (signals and start), against the real CLI: SIGHUP reloads the reloadable
  * settings of the config file and logs what changed (or refuses in one line) and never exits
- * (before, it killed the gateway silently); `npm start` then `kill $!` leaves no process
- * holding the ports (before, tsx's child kept every port).
+ * (before, it killed the gateway silently); `npm start` or `npx egress-gateway serve`, then
+ * `kill $!`, stops the gateway cleanly and leaves no process (before, tsx's child kept every
+ * port; under npx the gateway ran on).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import net from 'node:net';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDnsUpstream, loopbackRecords, type DnsUpstream } from '../support/dns-upstream.js';
 import { startHttpOrigin, type Origin } from '../support/origin.js';
 import { ApiClient } from '../support/gateway.js';
 import { ROOT, logLines, loopbackPorts, startCliGateway } from '../support/cli-gateway.js';
+import { groupAlive, killTree, membersOf, spawnTree } from '../support/processes.js';
+import { tempDir } from '../support/temp.js';
 import { waitFor } from '../support/wait.js';
 
 const DEVBOX = '127.0.0.2';
@@ -55,7 +56,7 @@ function refuses(port: number): Promise<boolean> {
 
 describe('signals (real CLI)', { timeout: 180_000 }, () => {
   it('SIGHUP applies tokens, allow-private, rate limit and log level from the file, names what needs a restart, refuses a bad file in one line, never exits', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'egw-hup-'));
+    const dir = tempDir('hup');
     const file = join(dir, 'gateway.yaml');
     writeFileSync(file, 'api_token: ["tok-a:acct-a"]\nallow_private: []\nlog_level: info\n');
     const gw = await startCliGateway({ stdout: 'pipe', upstreamDnsPort: dns.port, configFile: file });
@@ -92,23 +93,40 @@ describe('signals (real CLI)', { timeout: 180_000 }, () => {
     }
   });
 
-  it('npm start, then kill $!: the gateway itself stops and no process keeps the ports', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'egw-npm-'));
+  // The wrapper's PID is what `cmd &` gives in $!, and what a supervisor signals. Before: under
+  // npx, npm passed SIGTERM to the shell it started, which exited without passing it on, and the
+  // gateway (primary, workers, API process) ran on under PID 1 without a shutdown line.
+  const wrappers: Array<[string, string, (flags: string[]) => string[]]> = [
+    ['npm start', 'npm', (f) => ['start', '--silent', '--', ...f]],
+    ['npx egress-gateway serve', 'npx', (f) => ['--no-install', 'egress-gateway', 'serve', ...f]],
+  ];
+  it.each(wrappers)('%s, then kill $! (SIGTERM to the wrapper): the gateway with its workers and API process stops with its shutdown line, and no process is left', async (_name, cmd, argv) => {
+    const dir = tempDir('wrapper');
     const { ports, flags } = await loopbackPorts();
-    const npm = spawn('npm', ['start', '--silent', '--', ...flags, '--db', join(dir, 'e.db'), '--upstream-dns', '127.0.0.1:9', '--shutdown-grace-ms', '500'], {
+    const wrapper = spawnTree(cmd, argv([...flags, '--db', join(dir, 'e.db'), '--upstream-dns', '127.0.0.1:9', '--shutdown-grace-ms', '500', '--workers', '2', '--log-level', 'info']), {
       cwd: ROOT,
-      stdio: ['ignore', 'ignore', 'ignore'],
+      stdio: ['ignore', 'pipe', 'ignore'],
       env: { ...process.env, EGRESS_CONFIG: '' },
     });
-    const npmExit = new Promise<void>((r) => npm.on('exit', () => r()));
+    let out = '';
+    wrapper.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const pgid = wrapper.pid!;
     try {
-      await waitFor(async () => (await fetch(`http://127.0.0.1:${ports.api}/healthz`).catch(() => null))?.ok === true, 60_000, 'gateway under npm start');
-      npm.kill('SIGTERM'); // kill $!
-      await npmExit;
-      // Within the grace (0.5 s) plus the log flush and slack, every port is free.
-      await waitFor(async () => (await refuses(ports.api)) && (await refuses(ports.proxy)) && (await refuses(ports.socks)), 5000, 'ports released');
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${ports.api}/healthz`).catch(() => null))?.ok === true, 90_000, `the gateway under ${cmd}`);
+      // The API (healthz) may answer before the workers are up: wait for their line.
+      const workers = await waitFor(() => logLines(out).find((l) => l.event === 'workers')?.pids as number[] | undefined, 60_000, 'the workers line');
+      expect(workers).toHaveLength(2);
+      await waitFor(() => logLines(out).some((l) => l.event === 'listening'), 60_000, 'the listening line');
+      // Every process of the tree shares the wrapper's process group: npm (sh) node, 2 workers, the API process.
+      expect(membersOf(pgid).length).toBeGreaterThanOrEqual(5);
+      wrapper.kill('SIGTERM'); // kill $!
+      await waitFor(() => !groupAlive(pgid), 15_000, `every process under ${cmd} to exit`);
+      expect(logLines(out).map((l) => l.event)).toEqual(expect.arrayContaining(['shutdown', 'stopped']));
+      expect(await refuses(ports.api)).toBe(true);
+      expect(await refuses(ports.proxy)).toBe(true);
+      expect(await refuses(ports.socks)).toBe(true);
     } finally {
-      npm.kill('SIGKILL');
+      killTree(wrapper);
     }
   });
 });

@@ -9,14 +9,14 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { killAll, spawnCli, startServe, LOOPBACK_DOORS } from '../support/serve-process.js';
 import { waitFor } from '../support/wait.js';
 import { runCli } from '../support/run-cli.js';
 import { openStore } from '../../src/store/index.js';
+import { tempDir } from '../support/temp.js';
 
-const root = mkdtempSync(join(tmpdir(), 'egw-store-faults-'));
+const root = tempDir('store-faults');
 const mounts: string[] = [];
 const immutable: string[] = [];
 

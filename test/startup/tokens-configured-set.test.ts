@@ -6,11 +6,11 @@
  * work on the db file while serve runs, and a revoke is refused by the running API at once.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { killAll, startServe } from '../support/serve-process.js';
 import { runCli } from '../support/run-cli.js';
+import { tempDir } from '../support/temp.js';
 
 afterAll(() => killAll());
 
@@ -29,7 +29,7 @@ async function expectStatus(apiUrl: string, token: string, want: number, ms = 20
 
 describe('configured tokens are exactly the set given', { timeout: 240_000 }, () => {
   it('removing one revokes it on restart (flag, then env, then a config file), also the last one', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'egw-tokens-'));
+    const dir = tempDir('tokens');
     const db = join(dir, 'egress.db');
 
     const one = await startServe(['--db', db, '--api-token', 'cfg-alpha-0001:acme', '--api-token', 'cfg-bravo-0002:acme']);
@@ -55,7 +55,7 @@ describe('configured tokens are exactly the set given', { timeout: 240_000 }, ()
   });
 
   it('tokens create|list|revoke on the db while serve runs: a revoke is refused at once, the first-start token too', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'egw-tokens-'));
+    const dir = tempDir('tokens');
     const db = join(dir, 'egress.db');
     const serve = await startServe(['--db', db]);
     const first = await serve.firstStartToken();
@@ -95,7 +95,7 @@ describe('configured tokens are exactly the set given', { timeout: 240_000 }, ()
   });
 
   it('revoke refuses an ambiguous or unknown reference, and usage errors are exit 2', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'egw-tokens-'));
+    const dir = tempDir('tokens');
     const db = join(dir, 'egress.db');
     expect((await runCli(['tokens', 'list', '--db', db])).code).toBe(2); // no store yet: not created by list
     for (let i = 0; i < 2; i++) expect((await runCli(['tokens', 'create', '--db', db])).code).toBe(0);

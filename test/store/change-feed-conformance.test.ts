@@ -5,8 +5,7 @@
  * nothing; a reader further behind than the retained window sees the gap and takes a snapshot,
  * after which it holds exactly the snapshot (never a partial mix).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ControlStore } from '../../src/store/backend.js';
@@ -14,6 +13,7 @@ import type { ChangeRecord } from '../../src/store/change-feed.js';
 import { FeedFollower } from '../../src/store/feed-follower.js';
 import { openControlStore } from '../../src/store/open.js';
 import { sharedPostgres } from '../support/postgres.js';
+import { tempDir } from '../support/temp.js';
 
 /** Generous for a loaded 2-core box: PostgreSQL round trips queue behind other work. */
 const BUDGET = 90_000;
@@ -30,7 +30,7 @@ afterAll(() => {
 
 async function newDb(backend: 'sqlite' | 'postgres'): Promise<string> {
   if (backend === 'postgres') return (await sharedPostgres()).createDatabase();
-  const dir = mkdtempSync(join(tmpdir(), 'egw-feed-'));
+  const dir = tempDir('feed');
   dirs.push(dir);
   return join(dir, 'egress.db');
 }

@@ -4,8 +4,7 @@
  * vitest.config.ts: the API suite runs against both) — a real PolicyEngine on what the data
  * plane reads, and two accounts' tokens.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadConfig, secretsKeyPath, type GatewayConfig } from '../../src/config.js';
@@ -17,6 +16,7 @@ import type { PolicySource } from '../../src/policy/source.js';
 import type { ControlStore } from '../../src/store/backend.js';
 import { openPlaneStore } from '../../src/store/open.js';
 import { sharedPostgres } from '../support/postgres.js';
+import { tempDir as registeredTempDir } from './temp.js';
 
 /** The backend this run of the API suite uses (vitest.config.ts runs it once per backend). */
 export const TEST_BACKEND: 'sqlite' | 'postgres' = process.env.EGRESS_TEST_DB === 'postgres' ? 'postgres' : 'sqlite';
@@ -51,8 +51,9 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
+/** A temporary folder, removed after the test file (test/support/temp.ts) if the test does not remove it first. */
 export function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'egw-api-'));
+  return registeredTempDir('api');
 }
 
 export async function startTestApi(opts: { dir?: string; db?: string; extraFlags?: [string, string[]][]; tokens?: string[]; logLines?: string[] } = {}): Promise<TestApi> {

@@ -3,23 +3,19 @@
  * wherever the test wants it (a pipe it reads, a pipe nobody reads, /dev/full, a file).
  * Ports are picked free up front, so a test whose log goes nowhere readable still knows them.
  */
-import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { mkdtempSync, openSync, closeSync, readFileSync } from 'node:fs';
+import type { ChildProcess, StdioOptions } from 'node:child_process';
+import { openSync, closeSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import dgram from 'node:dgram';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient, TOKEN_A, TOKEN_B } from './gateway.js';
+import { exitOf, spawnTree, stopTree } from './processes.js';
+import { tempDir } from './temp.js';
 import { waitFor } from './wait.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'egress-gateway.js');
-
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const c of live) c.kill('SIGKILL');
-});
 
 /** A TCP port free now on 127.0.0.1 whose UDP twin is free too (for DNS). */
 export async function freePort(): Promise<number> {
@@ -76,7 +72,7 @@ export async function loopbackPorts(): Promise<{ ports: CliGateway['ports']; fla
 }
 
 export async function startCliGateway(opts: CliGatewayOptions = {}): Promise<CliGateway> {
-  const dir = mkdtempSync(join(tmpdir(), 'egw-cli-'));
+  const dir = tempDir('cli');
   const { ports, flags } = await loopbackPorts();
   const args = [
     ...(opts.nodeArgs ?? []),
@@ -103,21 +99,15 @@ export async function startCliGateway(opts: CliGatewayOptions = {}): Promise<Cli
     fd = openSync(mode, 'w');
     stdio = ['ignore', fd, 'pipe'];
   }
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, EGRESS_CONFIG: '', ...opts.env }, stdio });
+  const child = spawnTree(process.execPath, args, { cwd: ROOT, env: { ...process.env, EGRESS_CONFIG: '', ...opts.env }, stdio });
   if (fd !== null) closeSync(fd);
-  live.add(child);
   let out = '';
   let err = '';
   if (mode === 'pipe') child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   // 'unread': the pipe stays open and is never read (the kernel's 64 KiB fill and stop).
   if (mode === 'unread') child.stdout!.pause();
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
-    child.on('exit', (code, signal) => {
-      live.delete(child);
-      r({ code, signal });
-    }),
-  );
+  const exited = exitOf(child);
   const apiUrl = `http://127.0.0.1:${ports.api}`;
   const gw: CliGateway = {
     child,
@@ -131,10 +121,7 @@ export async function startCliGateway(opts: CliGatewayOptions = {}): Promise<Cli
     exited,
     stop: async (ms = 15_000) => {
       const t0 = Date.now();
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-      const r = await exited;
-      clearTimeout(timer);
+      const r = await stopTree(child, ms);
       return { ...r, ms: Date.now() - t0 };
     },
   };

@@ -4,14 +4,13 @@
  * and gives tests a small client for its API. Tokens: `tok-a` → account `acct-a`,
  * `tok-b` → account `acct-b`.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createLogger } from '../../src/log.js';
 import { OPTIONS, flagOf, loadConfig } from '../../src/config.js';
 import { DOORS, type ListenerName } from '../../src/doors/registry.js';
 import { sharedPostgres } from './postgres.js';
+import { tempDir } from './temp.js';
 import { type Gateway, startGateway } from '../../src/wiring/gateway.js';
 
 export const TOKEN_A = 'tok-a';
@@ -112,7 +111,7 @@ function loggerFor(level: string): Logger {
 }
 
 export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<TestGateway> {
-  const dir = mkdtempSync(join(tmpdir(), 'egw-test-'));
+  const dir = tempDir('test');
   const flags = new Map<string, string[]>([
     ['api', ['127.0.0.1:0']],
     // Every door that is on by default listens on a free port (a test turns the others on by flag).

@@ -4,11 +4,12 @@
  * temporary folder. `kill()` is kill -9; `start()` again brings it back on the same port and
  * store, as a restarted server would come back.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { killTree, spawnTree } from './processes.js';
+import { tempDir } from './temp.js';
 
 const CANDIDATES = ['/usr/bin/nats-server', '/usr/sbin/nats-server', '/usr/local/bin/nats-server'];
 
@@ -46,7 +47,7 @@ export interface NatsServer {
 export async function startNats(opts: { config?: string } = {}): Promise<NatsServer> {
   const bin = binary();
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'egw-nats-'));
+  const dir = tempDir('nats');
   let child: ChildProcess | null = null;
   let exited: Promise<void> = Promise.resolve();
   let out = '';
@@ -56,7 +57,7 @@ export async function startNats(opts: { config?: string } = {}): Promise<NatsSer
     dir,
     async start() {
       const args = ['-js', '-sd', join(dir, 'js'), '-a', '127.0.0.1', '-p', String(port), ...(opts.config ? ['-c', opts.config] : [])];
-      const c = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const c = spawnTree(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       child = c;
       c.stdout!.on('data', (d) => (out += d));
       c.stderr!.on('data', (d) => (out += d));
@@ -70,7 +71,7 @@ export async function startNats(opts: { config?: string } = {}): Promise<NatsSer
     },
     async kill() {
       if (child && child.exitCode === null) {
-        child.kill('SIGKILL');
+        killTree(child);
         await exited;
       }
       child = null;

@@ -4,9 +4,10 @@
  * 198.18.0.0/15 (RFC 2544) picked per process so parallel or leftover runs don't clash.
  * Every name carries the pid; teardown is idempotent and also runs on process exit.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { killTree, spawnTree } from './processes.js';
 
 export interface RunResult {
   code: number;
@@ -59,6 +60,9 @@ export function netnsUnavailable(): string | null {
   }
   return null;
 }
+
+/** /etc/hosts inside every namespace: loopback only. */
+export const NAMESPACE_HOSTS = '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n';
 
 function v4ToInt(ip: string): number {
   return ip.split('.').reduce((a, o) => a * 256 + Number(o), 0);
@@ -173,14 +177,15 @@ export class NetnsLab {
       await must('ip', ['-n', l.ns, 'addr', 'add', `${l.nsIp}/30`, 'dev', l.nsIf]);
       await must('ip', ['-n', l.ns, 'link', 'set', l.nsIf, 'up']);
       await must('ip', ['-n', l.ns, 'route', 'add', 'default', 'via', l.hostIp]);
+      // `ip netns exec` bind-mounts each file in /etc/netns/<ns>/ over its namesake in /etc.
+      // Every namespace gets its own hosts file: the host's may name the test's names
+      // (allowed.test, denied.test), which would bypass the DNS door under test.
+      const dir = `/etc/netns/${l.ns}`;
+      mkdirSync(dir, { recursive: true });
+      this.etcDirs.push(dir);
+      writeFileSync(`${dir}/hosts`, NAMESPACE_HOSTS);
       const resolv = this.opts.resolvConf?.[role];
-      if (resolv !== undefined) {
-        // `ip netns exec` bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf.
-        const dir = `/etc/netns/${l.ns}`;
-        mkdirSync(dir, { recursive: true });
-        this.etcDirs.push(dir);
-        writeFileSync(`${dir}/resolv.conf`, resolv);
-      }
+      if (resolv !== undefined) writeFileSync(`${dir}/resolv.conf`, resolv);
     }
   }
 
@@ -203,7 +208,7 @@ export class NetnsLab {
 
   /** Starts a long-running process inside a namespace; it is killed by down(). Lines of stdout go to onLine. */
   spawnIn(role: string, cmd: string, args: readonly string[], onLine: (line: string) => void): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', this.link(role).ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
+    const child = spawnTree('ip', ['netns', 'exec', this.link(role).ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
     this.children.push(child);
     createInterface({ input: child.stdout! }).on('line', onLine);
     child.stderr!.on('data', (d: Buffer) => process.stderr.write(`[${role}] ${d.toString()}`));
@@ -222,15 +227,7 @@ export class NetnsLab {
     if (this.downDone) return;
     this.downDone = true;
     process.off('exit', this.onExit);
-    for (const c of this.children) {
-      if (c.exitCode === null && c.pid !== undefined) {
-        try {
-          process.kill(c.pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-    }
+    for (const c of this.children) killTree(c);
     const quiet = (cmd: string, args: string[]) => {
       try {
         execFileSync(cmd, args, { stdio: 'ignore' });

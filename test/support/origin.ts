@@ -1,13 +1,13 @@
 /**
  * Origin servers for tests on 127.0.0.1: plain HTTP and HTTPS (self-signed, made once per
- * run with openssl) that echo what they received, so a test can check a body arrived intact.
+ * test file with openssl) that echo what they received, so a test can check a body arrived intact.
  */
 import http from 'node:http';
 import https from 'node:https';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from './temp.js';
 import type { AddressInfo } from 'node:net';
 
 export interface Cert {
@@ -22,7 +22,7 @@ let cached: Cert | null = null;
 /** A self-signed certificate for the names tests use (*.test and localhost). */
 export function testCert(): Cert {
   if (cached) return cached;
-  const dir = mkdtempSync(join(tmpdir(), 'egw-cert-'));
+  const dir = tempDir('cert');
   const keyPath = join(dir, 'key.pem');
   const certPath = join(dir, 'cert.pem');
   if (!existsSync(certPath)) {

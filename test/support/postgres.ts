@@ -1,13 +1,17 @@
 /**
  * A real PostgreSQL for the tests, from Debian's packages: initdb into a temporary folder
  * (owned by the `postgres` user when the tests run as root: initdb refuses root), started
- * with pg_ctl on a free loopback port, trust authentication on 127.0.0.1 only. One server
- * per test file (`sharedPostgres()`, stopped after the file); a fresh database per test
- * (`createDatabase()`, CREATE DATABASE is fast). Tests may kill -9 it and start it again.
+ * with pg_ctl on a free loopback port, trust authentication on 127.0.0.1 only.
+ * `sharedPostgres()` is one server for the whole vitest run: the first test file that asks
+ * starts it (a lock file in the run's folder, test/support/global-setup.ts), the others use
+ * it, and the run's teardown stops it; outside a vitest run it is one server per process. A
+ * fresh database per test (`createDatabase()`, CREATE DATABASE is fast). A test that kills
+ * PostgreSQL starts its own with `startPostgres()`.
  * A missing binary fails with one line naming the package; nothing is skipped.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,6 +52,8 @@ function run(bin: string, args: string[]): void {
 
 export interface PostgresServer {
   readonly port: number;
+  /** Its folder (data, socket, log); '' for the run's shared server seen from another file. */
+  readonly dir: string;
   /** postgres://postgres@127.0.0.1:PORT/NAME */
   url(database: string): string;
   /** A new empty database; returns its URL. */
@@ -59,16 +65,27 @@ export interface PostgresServer {
   stop(): void;
 }
 
-let counter = 0;
+async function createDatabase(url: (db: string) => string): Promise<string> {
+  // Unique across the run's worker processes (a pid may come back for a later file).
+  const name = `egw_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const c = new pg.Client({ connectionString: url('postgres') });
+  await c.connect();
+  try {
+    await c.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await c.end();
+  }
+  return url(name);
+}
 
-export async function startPostgres(): Promise<PostgresServer> {
+export async function startPostgres(settings: { maxConnections?: number } = {}): Promise<PostgresServer> {
   const bin = binDir();
   const dir = mkdtempSync(join(tmpdir(), 'egw-pg-'));
   const data = join(dir, 'data');
   if (asRoot) chownSync(dir, Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()), Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()));
   run(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync']);
   const port = await freePort();
-  const opts = [`-p ${port}`, `-k ${dir}`, `-c listen_addresses=127.0.0.1`, '-c fsync=off', '-c full_page_writes=off', '-c shared_buffers=16MB', '-c max_connections=100', '-c log_min_messages=fatal'].join(' ');
+  const opts = [`-p ${port}`, `-k ${dir}`, `-c listen_addresses=127.0.0.1`, '-c fsync=off', '-c full_page_writes=off', '-c shared_buffers=16MB', `-c max_connections=${settings.maxConnections ?? 100}`, '-c log_min_messages=fatal'].join(' ');
   const url = (db: string) => `postgres://postgres@127.0.0.1:${port}/${db}`;
   let stopped = false;
 
@@ -128,18 +145,9 @@ export async function startPostgres(): Promise<PostgresServer> {
 
   const server: PostgresServer = {
     port,
+    dir,
     url,
-    async createDatabase() {
-      const name = `egw_${process.pid}_${++counter}`;
-      const c = new pg.Client({ connectionString: url('postgres') });
-      await c.connect();
-      try {
-        await c.query(`CREATE DATABASE ${name}`);
-      } finally {
-        await c.end();
-      }
-      return url(name);
-    },
+    createDatabase: () => createDatabase(url),
     kill9() {
       const pid = postmasterPid();
       if (pid === null) return;
@@ -168,17 +176,86 @@ export async function startPostgres(): Promise<PostgresServer> {
 }
 
 let shared: Promise<PostgresServer> | null = null;
+/** This process started the shared server (outside a run): stop it when the file ends. */
+let ownShared = false;
 
-/** One server for the whole test file, stopped after it. */
+const LOCK = 'postgres.lock';
+const INFO = 'postgres.json';
+
+interface SharedInfo {
+  port: number;
+  dir: string;
+  data: string;
+  bin: string;
+}
+
+/** One server for the whole vitest run (or, outside one, for this process). */
 export function sharedPostgres(): Promise<PostgresServer> {
-  return (shared ??= startPostgres());
+  const runDir = process.env.EGW_TEST_RUN_DIR;
+  if (!runDir) {
+    ownShared = true;
+    return (shared ??= startPostgres());
+  }
+  return (shared ??= runPostgres(runDir));
+}
+
+/** The run's server: started by the first file to ask (it takes the lock), awaited by the others. */
+async function runPostgres(runDir: string): Promise<PostgresServer> {
+  const info = join(runDir, INFO);
+  let mine = false;
+  try {
+    closeSync(openSync(join(runDir, LOCK), 'wx'));
+    mine = true;
+  } catch {
+    /* another file is starting it */
+  }
+  if (mine) {
+    // Several files at once, each with gateways holding pools.
+    const server = await startPostgres({ maxConnections: 300 });
+    const { port } = server;
+    const dir = server.dir;
+    writeFileSync(`${info}.tmp`, JSON.stringify({ port, dir, data: join(dir, 'data'), bin: binDir() } satisfies SharedInfo));
+    renameSync(`${info}.tmp`, info);
+  }
+  const deadline = Date.now() + 120_000;
+  while (!existsSync(info)) {
+    if (Date.now() > deadline) throw new Error(`the run's shared PostgreSQL did not start within 120 s (${info} missing; see the first file that used it)`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const { port } = JSON.parse(readFileSync(info, 'utf8')) as SharedInfo;
+  const url = (db: string) => `postgres://postgres@127.0.0.1:${port}/${db}`;
+  const notHere = () => {
+    throw new Error("the run's shared PostgreSQL is not a test's to kill or stop: use startPostgres()");
+  };
+  return { port, dir: '', url, createDatabase: () => createDatabase(url), kill9: notHere, start: async () => notHere(), stop: () => {} };
+}
+
+/** Stops the run's shared server, if one was started (the run's teardown); returns problems found. */
+export async function stopSharedPostgres(runDir: string): Promise<string[]> {
+  const info = join(runDir, INFO);
+  if (!existsSync(info)) {
+    // Never started, or its start failed (that file failed, naming why).
+    rmSync(join(runDir, LOCK), { force: true });
+    return [];
+  }
+  const s = JSON.parse(readFileSync(info, 'utf8')) as SharedInfo;
+  try {
+    run(join(s.bin, 'pg_ctl'), ['stop', '-m', 'immediate', '-w', '-D', s.data]);
+  } catch (e) {
+    return [`the shared PostgreSQL did not stop: ${(e as Error).message}`];
+  } finally {
+    rmSync(s.dir, { recursive: true, force: true });
+    rmSync(info, { force: true });
+    rmSync(join(runDir, LOCK), { force: true });
+  }
+  return [];
 }
 
 try {
   afterAll(async () => {
-    if (shared) (await shared.catch(() => null))?.stop();
+    if (shared && ownShared) (await shared.catch(() => null))?.stop();
   });
 } catch {
-  // Imported outside a vitest run (bench/*.ts start the gateway through test/support/gateway.ts):
-  // there is no test file to stop the server after, and a bench never starts one.
+  // Imported outside a vitest run (bench/*.ts start the gateway through test/support/gateway.ts),
+  // or by the run's global set-up: there is no test file to stop the server after.
 }

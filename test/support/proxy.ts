@@ -6,8 +6,7 @@
  */
 import net from 'node:net';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDnsUpstream, loopbackRecords, type DnsUpstream } from './dns-upstream.js';
 import { startHttpOrigin, startHttpsOrigin, testCert, type Origin } from './origin.js';
@@ -76,7 +75,7 @@ export interface CurlResult {
  * stdout). Extra `-w` text goes after the bodies; status/connectStatus are the last response's.
  */
 export function curl(args: string[], timeoutMs = 15_000): Promise<CurlResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'egw-curl-'));
+  const dir = tempDir('curl');
   const headerFile = join(dir, 'h');
   const w = args.indexOf('-w');
   let extraW = '';
@@ -172,6 +171,7 @@ export async function metric(env: { gw: TestGateway }, name: string, labels: Rec
 }
 
 import { sleep } from './wait.js';
+import { tempDir } from './temp.js';
 
 export { sleep };
 

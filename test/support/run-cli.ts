@@ -1,6 +1,6 @@
-/** Runs the real CLI (src/main.ts through tsx) as a child process. */
-import { execFile } from 'node:child_process';
+/** Runs the real CLI (src/main.ts through tsx) as a child process, killed with its tree past 30 s. */
 import { fileURLToPath } from 'node:url';
+import { runTree } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -10,11 +10,7 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { cwd: ROOT, env: { ...process.env, RUNLOOP_API_KEY: '', EGRESS_TOKEN: '', EGRESS_CONFIG: '', ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
+export async function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const r = await runTree(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { cwd: ROOT, env: { ...process.env, RUNLOOP_API_KEY: '', EGRESS_TOKEN: '', EGRESS_CONFIG: '', ...env }, timeoutMs: 30_000 });
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr };
 }

@@ -1,10 +1,13 @@
-/** A real `serve` process for the policy-lifecycle tests: started through the CLI, logs captured. */
-import { spawn, type ChildProcess } from 'node:child_process';
+/** A real `serve` process for the policy-lifecycle tests: started through the CLI, logs captured, its own process group. */
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { spawnTree, stopTree } from './processes.js';
 import { waitFor } from './wait.js';
 
-const TSX = join(process.cwd(), 'node_modules', '.bin', 'tsx');
 const MAIN = join(process.cwd(), 'src', 'main.ts');
+
+/** Every door on a free port, the agent gateway and MCP hub off (no fixed ports in parallel tests). */
+const DOORS_ON_PORT_0 = ['--api', '127.0.0.1:0', '--http-proxy', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--agent-gateway', 'off', '--mcp-hub', 'off'];
 
 export interface Served {
   child: ChildProcess;
@@ -15,18 +18,13 @@ export interface Served {
 
 /** `egress-gateway serve` on loopback port 0 with these extra arguments; resolves once it listens. */
 export async function serve(args: string[]): Promise<Served> {
-  const child = spawn(
-    TSX,
-    [MAIN, 'serve', '--api', '127.0.0.1:0', '--http-proxy', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--agent-gateway', 'off', '--mcp-hub', 'off', '--allow-private', '127.0.0.0/8', '--log-level', 'info', '--shutdown-grace-ms', '200', ...args],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const child = spawnTree(process.execPath, ['--import', 'tsx', MAIN, 'serve', ...DOORS_ON_PORT_0, '--allow-private', '127.0.0.0/8', '--log-level', 'info', '--shutdown-grace-ms', '200', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const line = await waitFor(
     () => {
       if (child.exitCode !== null) throw new Error(`serve exited: ${err}`);
@@ -41,9 +39,6 @@ export async function serve(args: string[]): Promise<Served> {
     child,
     ports,
     out: () => out,
-    stop: async () => {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      return exited;
-    },
+    stop: async () => (await stopTree(child)).code,
   };
 }

@@ -1,10 +1,12 @@
 /**
  * `egress-gateway serve` as a child process (node --import tsx src/main.ts), on loopback
  * port 0 for every door: waits for the start-up line, reads the API port and any printed
- * first-start token, and stops with SIGTERM.
+ * first-start token, and stops with SIGTERM. Each is its own process group
+ * (test/support/processes.ts): killed with its workers and API process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { killTree, spawnTree, stopTree } from './processes.js';
 import { waitFor } from './wait.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -31,7 +33,7 @@ const children = new Set<ChildProcess>();
 
 /** Spawns serve (or any command); the caller waits for what it expects. */
 export function spawnCli(args: string[], env: Record<string, string> = {}): ServeProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
+  const child = spawnTree(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
     cwd: ROOT,
     env: { ...process.env, EGRESS_API_TOKENS: '', EGRESS_CONFIG: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -73,13 +75,12 @@ export async function startServe(args: string[], env: Record<string, string> = {
       return printedToken()!;
     },
     async stop() {
-      if (p.child.exitCode === null) p.child.kill('SIGTERM');
-      return p.exited;
+      return (await stopTree(p.child)).code;
     },
   };
 }
 
-/** Kills what is left (afterAll). */
+/** Kills what is left, each with its process tree (afterAll). */
 export function killAll(): void {
-  for (const c of children) c.kill('SIGKILL');
+  for (const c of children) killTree(c);
 }

@@ -4,17 +4,16 @@
  * every 100 ms, each timed. The victim's names resolve to 127.0.0.1 through a test DNS
  * upstream; its origin is a keep-alive HTTP server on 127.0.0.1.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import http from 'node:http';
 import net from 'node:net';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
 import { startDnsUpstream, type DnsUpstream, type DnsUpstreamOptions, type TestRecord } from './dns-upstream.js';
+import { spawnTree, stopTree } from './processes.js';
+import { tempDir } from './temp.js';
 
-const TSX = join(process.cwd(), 'node_modules', '.bin', 'tsx');
 const MAIN = join(process.cwd(), 'src', 'main.ts');
 export const ATTACKER = 'tok-attacker';
 export const VICTIM = 'tok-victim';
@@ -41,8 +40,10 @@ export interface CliOptions {
 
 export async function startCliGateway(opts: CliOptions = {}): Promise<{ gw: CliGateway; upstream: DnsUpstream }> {
   const upstream = await startDnsUpstream({ ...opts.upstream, records: { 'victim.test': [{ type: 'A', data: '127.0.0.1', ttl: 300 }], ...opts.records } });
-  const dir = mkdtempSync(join(tmpdir(), 'egw-tenants-'));
+  const dir = tempDir('tenants');
   const args = [
+    '--import',
+    'tsx',
     MAIN,
     'serve',
     '--db',
@@ -73,7 +74,7 @@ export async function startCliGateway(opts: CliOptions = {}): Promise<{ gw: CliG
     'info',
     ...(opts.flags ?? []),
   ];
-  const child: ChildProcess = opts.nofile ? spawn('prlimit', [`--nofile=${opts.nofile}:${opts.nofile}`, TSX, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(TSX, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = opts.nofile ? spawnTree('prlimit', [`--nofile=${opts.nofile}:${opts.nofile}`, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawnTree(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d) => (out = (out + d).slice(-200_000)));
   child.stderr!.on('data', (d) => (out = (out + d).slice(-200_000)));
@@ -112,12 +113,7 @@ export async function startCliGateway(opts: CliOptions = {}): Promise<{ gw: CliG
       }
     },
     async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
+      await stopTree(child, 5000);
     },
   };
   return { gw, upstream };

@@ -7,12 +7,12 @@
  *   period, then everything exits 0.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { TOKEN_A, TOKEN_B } from '../support/gateway.js';
 import { connectThenGet, dnsAsk, dnsWireName } from '../support/door-clients.js';
 import { type HeldTunnel, type TwoWorkers, holdConnect, listeningPids, startTwoWorkers, workerPids, workersLogging } from './support.js';
+import { tempDir } from '../support/temp.js';
 
 const A = '127.0.0.2';
 const opts = { source: A };
@@ -36,7 +36,7 @@ const seq = async <T>(n: number, f: () => Promise<T>): Promise<T[]> => {
 const writeConfig = (allowPrivate: string[]) => writeFileSync(configFile, JSON.stringify({ api_token: [`${TOKEN_A}:acct-a`, `${TOKEN_B}:acct-b`], allow_private: allowPrivate, log_allowed: 'all' }));
 
 beforeAll(async () => {
-  configFile = join(mkdtempSync(join(tmpdir(), 'egw-workers-')), 'config.json');
+  configFile = join(tempDir('workers'), 'config.json');
   writeConfig(['127.0.0.0/8']);
   t = await startTwoWorkers({ 'learned.test': [{ type: 'A', data: '127.0.0.1', ttl: 60 }] }, { configFile, args: ['--shutdown-grace-ms', '4000'] });
   policy = await t.gw.api.policy('w', { allowed_hostnames: ['origin.test', 'learned.test'] });

@@ -1,11 +1,27 @@
 /** The one way a door opens and closes its TCP listener. */
 import type net from 'node:net';
 import { ConfigError, type HostPort } from '../../config.js';
+import { portHolder } from './port-holder.js';
+
+/**
+ * A listener's port is taken: its own error (not a bad setting), naming the port, the setting
+ * and, when it can be known, the process holding it.
+ */
+export class PortInUseError extends ConfigError {
+  constructor(
+    setting: string,
+    readonly at: { host: string; port: number },
+    readonly holder: string | null,
+  ) {
+    super(setting, `cannot listen on ${at.host}:${at.port}: address already in use${holder ? ` by ${holder}` : ''}; stop ${holder ? 'it' : 'what holds that port'} or give ${setting} another address`);
+  }
+}
 
 /** Turns a listen failure into the one-line start-up error that names the setting. */
 export function listenError(setting: string, at: { host: string; port: number }, err: unknown): Error {
   const e = err as NodeJS.ErrnoException;
-  const why = e.code === 'EADDRINUSE' ? 'address already in use' : e.code === 'EADDRNOTAVAIL' ? 'address not available on this host' : e.message;
+  if (e.code === 'EADDRINUSE') return new PortInUseError(setting, at, portHolder(at.port));
+  const why = e.code === 'EADDRNOTAVAIL' ? 'address not available on this host' : e.message;
   return new ConfigError(setting, `cannot listen on ${at.host}:${at.port}: ${why}`);
 }
 
