@@ -116,13 +116,15 @@ describe('README quick start, then the API examples of README.md and docs/api.md
     expect(r.stdout).toContain('"*.pythonhosted.org"');
   });
 
-  it('docs/api.md: the policy, devbox, check, report-mode and blueprint examples, in order', async () => {
+  it('docs/api.md: the policy, devbox, check, report-mode, blueprint and agent-resource examples, in order', async () => {
     const blocks = runBlocks('docs/api.md');
-    expect(blocks).toHaveLength(2);
+    expect(blocks).toHaveLength(3);
     const r = await bash(blocks.map((b) => b.text).join('\n'), { RUNLOOP_API_KEY: token });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('"decision":"allow"');
     expect(r.stdout).toContain('"matched":"*.npmjs.org"');
     expect(r.stdout).toMatch(/"blueprint_id":"bpt_/);
+    expect(r.stdout).toMatch(/"token":"egw_gt_[^"]+","url":"http:\/\/127\.0\.0\.1:8090"/);
+    expect(r.stdout).not.toContain('sk-ant-rotated');
   });
 });
