@@ -58,6 +58,11 @@ export interface Quotas {
   blueprintsPerAccount: number;
 }
 
+/** A second network policy of the same name in one account. */
+export function duplicateName(name: string): StoreError {
+  return new StoreError('duplicate_name', `a network policy named ${JSON.stringify(name)} already exists in this account; names must be unique`, { name });
+}
+
 /** The quota refusal both backends give (403 quota_exceeded, naming the quota, its limit and setting). */
 export function quotaExceeded(quota: string, setting: string, limit: number, what: string): StoreError {
   return new StoreError('quota_exceeded', `quota ${quota} exceeded: ${what}; the limit is ${limit} (--${setting})`, { quota, limit });

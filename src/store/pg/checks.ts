@@ -3,14 +3,10 @@
  * as the sqlite store words them: policy exists, addresses free, quotas.
  */
 import { type EgressRules, LIST_FIELDS, entryCount } from '../../policy/model.js';
-import { type Quotas, StoreError, addressQuotaExceeded, addressUnavailable, blueprintQuotaExceeded, quotaExceeded } from '../types.js';
+import { type Quotas, StoreError, addressQuotaExceeded, addressUnavailable, blueprintQuotaExceeded, duplicateName, quotaExceeded } from '../types.js';
 import type { Query } from './db.js';
 
-export { quotaExceeded };
-
-export function duplicateName(name: string): StoreError {
-  return new StoreError('duplicate_name', `a network policy named ${JSON.stringify(name)} already exists in this account; names must be unique`, { name });
-}
+export { duplicateName, quotaExceeded };
 
 export async function requirePolicy(q: Query, accountId: string, policyId: string, field = 'launch_parameters.network_policy_id'): Promise<void> {
   const r = await q('SELECT 1 FROM network_policies WHERE id = $1 AND account_id = $2', [policyId, accountId]);

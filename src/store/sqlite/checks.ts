@@ -6,10 +6,6 @@ import { type EgressRules, LIST_FIELDS, entryCount } from '../../policy/model.js
 import { type Quotas, StoreError, addressQuotaExceeded, addressUnavailable, blueprintQuotaExceeded, quotaExceeded } from '../types.js';
 import type { SqliteContext } from './context.js';
 
-export function duplicateName(name: string): StoreError {
-  return new StoreError('duplicate_name', `a network policy named ${JSON.stringify(name)} already exists in this account; names must be unique`, { name });
-}
-
 export class SqliteChecks {
   private quotas: Quotas | null = null;
   private readonly q;

@@ -3,8 +3,8 @@ import { type NetworkPolicy, DEFAULT_EGRESS, completeEgress } from '../../policy
 import type { PolicyRepository } from '../backend.js';
 import { newId } from '../ids.js';
 import { type PolicyRow, toPolicy } from '../rows.js';
-import { type Page, type PolicyInput, type PolicyPatch, type PolicyQuery, StoreError } from '../types.js';
-import { type SqliteChecks, duplicateName } from './checks.js';
+import { type Page, type PolicyInput, type PolicyPatch, type PolicyQuery, StoreError, duplicateName } from '../types.js';
+import type { SqliteChecks } from './checks.js';
 import { type SqliteContext, type Sync, accountFilter, isUniqueViolation } from './context.js';
 
 export class SqlitePolicies implements Sync<PolicyRepository> {
