@@ -4,10 +4,9 @@
  * storage fault rejects).
  */
 import type { AgentGatewayConfig, McpConfig } from '../../policy/credentials.js';
-import type { AgentConfigRepository, AgentKind, AgentTokenRepository, SecretRepository } from '../agents.js';
+import type { AgentConfigRepository, AgentTokenRepository, SecretRepository } from '../agents.js';
 import type { BlueprintRepository, ControlStore, DenialEventRepository, DevboxRepository, PolicyRepository, TokenRepository } from '../backend.js';
 import type { ChangeFeed } from '../change-feed.js';
-import type { SqliteAgentConfigs } from './agent-configs.js';
 import type { Sync } from './context.js';
 import type { SqliteStore } from './store.js';
 
@@ -32,17 +31,6 @@ export function promised<R extends object>(sync: Sync<R>): R {
   return out as R;
 }
 
-/** One kind's configs (gateway and MCP configs share the sqlite class and its table). */
-function configsOf<T extends AgentGatewayConfig>(configs: SqliteAgentConfigs, kind: AgentKind): AgentConfigRepository<T> {
-  return {
-    create: (a, i) => now(() => configs.create(kind, a, i) as T),
-    get: (a, id) => now(() => configs.get(kind, a, id) as T | undefined),
-    update: (a, id, p) => now(() => configs.update(kind, a, id, p) as T),
-    delete: (a, id) => now(() => configs.delete(kind, a, id) as T),
-    list: (a, q) => now(() => configs.list(kind, a, q) as { items: T[]; hasMore: boolean; totalCount: number | null }),
-  };
-}
-
 export function sqliteControlStore(store: SqliteStore): ControlStore {
   return {
     kind: 'sqlite',
@@ -53,8 +41,8 @@ export function sqliteControlStore(store: SqliteStore): ControlStore {
     blueprints: promised<BlueprintRepository>(store.blueprints),
     denialEvents: promised<DenialEventRepository>(store.denialEvents),
     secrets: promised<SecretRepository>(store.agents.secrets),
-    gatewayConfigs: configsOf<AgentGatewayConfig>(store.agents.configs, 'gateway'),
-    mcpConfigs: configsOf<McpConfig>(store.agents.configs, 'mcp'),
+    gatewayConfigs: promised<AgentConfigRepository<AgentGatewayConfig>>(store.agents.gatewayConfigs),
+    mcpConfigs: promised<AgentConfigRepository<McpConfig>>(store.agents.mcpConfigs),
     agentTokens: promised<AgentTokenRepository>(store.agents.tokens),
     feed: promised<ChangeFeed>(store.feed),
     setQuotas: (q) => store.setQuotas(q),
