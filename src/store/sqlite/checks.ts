@@ -3,7 +3,7 @@
  * are free, the account's quotas (worded as pg/checks.ts words them).
  */
 import { type EgressRules, LIST_FIELDS, entryCount } from '../../policy/model.js';
-import { type Quotas, StoreError, addressQuotaExceeded, addressUnavailable, blueprintQuotaExceeded, quotaExceeded } from '../types.js';
+import { type Quotas, addressInUse, addressQuotaExceeded, addressUnavailable, blueprintQuotaExceeded, devboxQuotaExceeded, entriesPerAccountExceeded, entriesPerPolicyExceeded, policyNotFound, policyQuotaExceeded } from '../types.js';
 import type { SqliteContext } from './context.js';
 
 export class SqliteChecks {
@@ -35,9 +35,7 @@ export class SqliteChecks {
   }
 
   requirePolicy(accountId: string, policyId: string, field = 'launch_parameters.network_policy_id'): void {
-    if (this.q.policy.get(policyId, accountId) === undefined) {
-      throw new StoreError('policy_not_found', `${field}: network policy ${policyId} does not exist in this account`);
-    }
+    if (this.q.policy.get(policyId, accountId) === undefined) throw policyNotFound(policyId, field);
   }
 
   /** The addresses, deduplicated, if no running devbox or active build holds one of them. */
@@ -51,7 +49,7 @@ export class SqliteChecks {
       // Name the owner only to its own account; another account gets the words a reserved
       // address gets, which neither say whose it is nor that a devbox there is running.
       if (ownerAccount !== accountId) throw addressUnavailable(a);
-      throw new StoreError('address_in_use', `network.addresses: ${a} is already the address of ${build ? 'blueprint build' : 'running devbox'} ${owner}`, { address: a, devbox_id: owner });
+      throw addressInUse(a, owner);
     }
     return addresses;
   }
@@ -60,25 +58,17 @@ export class SqliteChecks {
   policyQuotas(accountId: string, id: string | null, egress: EgressRules): void {
     const q = this.quotas;
     if (q === null) return;
-    if (id === null && (this.q.policyCount.get(accountId) as number) >= q.policiesPerAccount) {
-      throw quotaExceeded('policies_per_account', 'max-policies-per-account', q.policiesPerAccount, 'this account already holds that many network policies');
-    }
+    if (id === null && (this.q.policyCount.get(accountId) as number) >= q.policiesPerAccount) throw policyQuotaExceeded(q);
     const mine = entryCount(egress);
-    if (mine > q.entriesPerPolicy) {
-      throw quotaExceeded('entries_per_policy', 'max-entries-per-policy', q.entriesPerPolicy, `the policy would hold ${mine} ${LIST_FIELDS.join(' and ')} entries`);
-    }
+    if (mine > q.entriesPerPolicy) throw entriesPerPolicyExceeded(q, mine);
     const total = mine + (this.q.accountEntries.get(accountId, id) as number);
-    if (total > q.entriesPerAccount) {
-      throw quotaExceeded('entries_per_account', 'max-entries-per-account', q.entriesPerAccount, `this account's policies would hold ${total} entries`);
-    }
+    if (total > q.entriesPerAccount) throw entriesPerAccountExceeded(q, total);
   }
 
   devboxQuotas(accountId: string, addresses: number): void {
     const q = this.quotas;
     if (q === null) return;
-    if ((this.q.runningCount.get(accountId) as number) >= q.devboxesPerAccount) {
-      throw quotaExceeded('devboxes_per_account', 'max-devboxes-per-account', q.devboxesPerAccount, 'this account already has that many running devboxes');
-    }
+    if ((this.q.runningCount.get(accountId) as number) >= q.devboxesPerAccount) throw devboxQuotaExceeded(q);
     this.addressQuota(q, accountId, addresses);
   }
 
