@@ -1,9 +1,10 @@
 /**
  * The control plane's store as the API sees it: one repository per resource, the change feed,
  * and health, every call a Promise so that a backend over the network (PostgreSQL) and the
- * embedded one (sqlite, which answers at once) are used the same way. Two implementations:
- * `sqlite-backend.ts` (over the synchronous sqlite Store, which the data plane also reads as
- * its PolicySource) and `pg/` (PostgreSQL; the data plane follows its change feed into memory).
+ * embedded one (sqlite, which answers at once) are used the same way. Two implementations,
+ * one file per repository each: `sqlite/` (synchronous repositories made async by
+ * `sqlite/control.ts`; the sqlite store is also the data plane's PolicySource) and `pg/`
+ * (PostgreSQL; the data plane follows its change feed into memory).
  */
 import type { Devbox, NetworkPolicy } from '../policy/model.js';
 import type { AgentGatewayConfig, McpConfig } from '../policy/credentials.js';

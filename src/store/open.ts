@@ -12,8 +12,8 @@ import type { CredentialSource } from '../policy/credentials.js';
 import { SecretBox } from './secret-box.js';
 import { type ControlStore, isPostgresUrl } from './backend.js';
 import { FeedFollower } from './feed-follower.js';
-import { type OpenOptions, openStore } from './index.js';
-import { sqliteBackend } from './sqlite-backend.js';
+import { sqliteControlStore } from './sqlite/control.js';
+import { type OpenOptions, openSqliteStore } from './sqlite/store.js';
 import type { DenialEventBatchRow, DenialLimits } from './types.js';
 
 export interface ControlOpenOptions extends OpenOptions {
@@ -28,7 +28,7 @@ function boxOf(opts: ControlOpenOptions): SecretBox | null {
 }
 
 export async function openControlStore(db: string, opts: ControlOpenOptions = {}): Promise<ControlStore> {
-  if (!isPostgresUrl(db)) return sqliteBackend(openStore(db, opts));
+  if (!isPostgresUrl(db)) return sqliteControlStore(openSqliteStore(db, opts));
   // Loaded only for a PostgreSQL URL: the driver costs a sqlite user's every command nothing.
   const { PgOpenError, openPostgres } = await import('./pg/index.js');
   try {
@@ -53,13 +53,13 @@ export interface PlaneStore {
 
 export async function openPlaneStore(db: string, opts: ControlOpenOptions & { log?: Logger; pollMs?: number } = {}): Promise<PlaneStore> {
   if (!isPostgresUrl(db)) {
-    const store = openStore(db, opts);
+    const store = openSqliteStore(db, opts);
     return {
       source: store,
       credentials: store.credentials,
-      control: sqliteBackend(store),
+      control: sqliteControlStore(store),
       refresh: async () => store.refresh(),
-      denials: store,
+      denials: { writeDenialEvents: (rows, limits) => store.denialEvents.write(rows, limits) },
       close: async () => store.close(),
     };
   }

@@ -4,7 +4,7 @@
  * answer 503 (StorageUnavailable). Nothing here names a CLI flag.
  */
 import { createHash } from 'node:crypto';
-import type { DevboxStatus, EgressRules, Enforcement } from '../policy/model.js';
+import { type DevboxStatus, type EgressRules, type Enforcement, LIST_FIELDS } from '../policy/model.js';
 import type { BlueprintParameters, BlueprintStatus } from './blueprints.js';
 
 /** A token given in the configuration, and the account it authenticates. */
@@ -58,6 +58,11 @@ export interface Quotas {
   blueprintsPerAccount: number;
 }
 
+/** A second network policy of the same name in one account. */
+export function duplicateName(name: string): StoreError {
+  return new StoreError('duplicate_name', `a network policy named ${JSON.stringify(name)} already exists in this account; names must be unique`, { name });
+}
+
 /** The quota refusal both backends give (403 quota_exceeded, naming the quota, its limit and setting). */
 export function quotaExceeded(quota: string, setting: string, limit: number, what: string): StoreError {
   return new StoreError('quota_exceeded', `quota ${quota} exceeded: ${what}; the limit is ${limit} (--${setting})`, { quota, limit });
@@ -68,8 +73,36 @@ export function addressQuotaExceeded(q: Quotas, wouldHold: number): StoreError {
   return quotaExceeded('addresses_per_account', 'max-addresses-per-account', q.addressesPerAccount, `this account's running devboxes and active blueprint builds would hold ${wouldHold} addresses`);
 }
 
+export function policyQuotaExceeded(q: Quotas): StoreError {
+  return quotaExceeded('policies_per_account', 'max-policies-per-account', q.policiesPerAccount, 'this account already holds that many network policies');
+}
+
+/** `entries`: what the one policy would hold (the sum of its list fields). */
+export function entriesPerPolicyExceeded(q: Quotas, entries: number): StoreError {
+  return quotaExceeded('entries_per_policy', 'max-entries-per-policy', q.entriesPerPolicy, `the policy would hold ${entries} ${LIST_FIELDS.join(' and ')} entries`);
+}
+
+/** `entries`: what all the account's policies would hold. */
+export function entriesPerAccountExceeded(q: Quotas, entries: number): StoreError {
+  return quotaExceeded('entries_per_account', 'max-entries-per-account', q.entriesPerAccount, `this account's policies would hold ${entries} entries`);
+}
+
+export function devboxQuotaExceeded(q: Quotas): StoreError {
+  return quotaExceeded('devboxes_per_account', 'max-devboxes-per-account', q.devboxesPerAccount, 'this account already has that many running devboxes');
+}
+
 export function blueprintQuotaExceeded(q: Quotas): StoreError {
   return quotaExceeded('blueprints_per_account', 'max-blueprints-per-account', q.blueprintsPerAccount, 'this account already holds that many blueprints');
+}
+
+/** A policy a write names (in `field`) that the account does not have. */
+export function policyNotFound(policyId: string, field = 'launch_parameters.network_policy_id'): StoreError {
+  return new StoreError('policy_not_found', `${field}: network policy ${policyId} does not exist in this account`);
+}
+
+/** The refusal for an address the account's own running devbox or active build (`owner`) holds. */
+export function addressInUse(address: string, owner: string): StoreError {
+  return new StoreError('address_in_use', `network.addresses: ${address} is already the address of ${owner.startsWith('bpt_') ? 'blueprint build' : 'running devbox'} ${owner}`, { address, devbox_id: owner });
 }
 
 /** The refusal for an address another account holds: the same words as for a reserved one. */

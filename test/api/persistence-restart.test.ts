@@ -81,26 +81,26 @@ describe('store file', () => {
     dirs.push(dir);
     const path = join(dir, 'tokens.db');
     const s = openStore(path);
-    const token = s.ensureTokens([]);
+    const token = s.tokens.ensure([]);
     expect(token).toMatch(/^egw_[A-Za-z0-9_-]{43}$/);
-    expect(s.accountForToken(token!)).toBe('default');
-    expect(s.ensureTokens([])).toBeNull();
+    expect(s.tokens.accountFor(token!)).toBe('default');
+    expect(s.tokens.ensure([])).toBeNull();
     s.close();
     const again = openStore(path);
-    expect(again.ensureTokens([])).toBeNull();
-    expect(again.accountForToken(token!)).toBe('default');
+    expect(again.tokens.ensure([])).toBeNull();
+    expect(again.tokens.accountFor(token!)).toBe('default');
     // Configured tokens are used as given; one removed from the configuration stops working.
     expect(
-      again.ensureTokens([
+      again.tokens.ensure([
         { token: 'cfg-1', accountId: 'a1' },
         { token: 'cfg-2', accountId: 'a2' },
       ]),
     ).toBeNull();
-    expect(again.accountForToken('cfg-2')).toBe('a2');
-    again.ensureTokens([{ token: 'cfg-1', accountId: 'a1' }]);
-    expect(again.accountForToken('cfg-2')).toBeNull();
-    expect(again.accountForToken('cfg-1')).toBe('a1');
-    expect(again.accountForToken('nope')).toBeNull();
+    expect(again.tokens.accountFor('cfg-2')).toBe('a2');
+    again.tokens.ensure([{ token: 'cfg-1', accountId: 'a1' }]);
+    expect(again.tokens.accountFor('cfg-2')).toBeNull();
+    expect(again.tokens.accountFor('cfg-1')).toBe('a1');
+    expect(again.tokens.accountFor('nope')).toBeNull();
     again.close();
   });
 
@@ -117,17 +117,17 @@ describe('store file', () => {
     db.close();
 
     const s = openStore(path);
-    expect(s.accountForToken('old-configured')).toBe('acct-c');
-    expect(s.accountForToken('egw_old-generated')).toBe('default');
-    const list = s.listTokens();
+    expect(s.tokens.accountFor('old-configured')).toBe('acct-c');
+    expect(s.tokens.accountFor('egw_old-generated')).toBe('default');
+    const list = s.tokens.list();
     expect(list.map((t) => [t.accountId, t.origin, t.prefix, t.createTimeMs])).toEqual([
       ['acct-c', 'configured', null, 1000],
       ['default', 'first-start', null, 2000],
     ]);
     for (const t of list) expect(t.id).toMatch(/^tok_[0-9a-f]{22}$/);
     // The first-start token of a version 1 database is revocable like any other.
-    expect(s.revokeToken(list[1]!.id).accountId).toBe('default');
-    expect(s.accountForToken('egw_old-generated')).toBeNull();
+    expect(s.tokens.revoke(list[1]!.id).accountId).toBe('default');
+    expect(s.tokens.accountFor('egw_old-generated')).toBeNull();
     s.close();
   });
 });

@@ -33,14 +33,14 @@ describe('two processes, one db file', () => {
     const children = Promise.all([runWriter(path, 150, 'left'), runWriter(path, 150, 'right')]);
     const mine: string[] = [];
     for (let i = 0; i < 100; i++) {
-      mine.push(here.createPolicy('shared', { name: `here-${i}` }).id);
+      mine.push(here.policies.create('shared', { name: `here-${i}` }).id);
       await new Promise((r) => setImmediate(r));
     }
     const [left, right] = await children;
     const all = [...left, ...right, ...mine];
     expect(new Set(all).size).toBe(400);
 
-    const page = here.listPolicies('shared', { limit: 5000 });
+    const page = here.policies.list('shared', { limit: 5000 });
     expect(page.totalCount).toBe(400);
     expect(page.items.map((p) => p.id).sort()).toEqual([...all].sort());
     for (const id of left) {
@@ -48,7 +48,7 @@ describe('two processes, one db file', () => {
       expect(p.version).toBe(2);
       expect(p.description).toBe('updated by left');
     }
-    expect(here.listDevboxes('shared', { limit: 100 }).totalCount).toBe(30);
+    expect(here.devboxes.list('shared', { limit: 100 }).totalCount).toBe(30);
 
     // Writes from the other processes reach this process's change listeners (the engine re-reads them).
     await waitFor(() => [...left, ...right].every((id) => seen.has(id)), 10_000, "the other processes' writes announced");
@@ -68,14 +68,14 @@ describe('two processes, one db file', () => {
     const a = openStore(path);
     const b = openStore(path);
     for (let i = 0; i < 50; i++) {
-      a.createPolicy('acct', { name: `a-${i}` });
-      b.createPolicy('acct', { name: `b-${i}` });
+      a.policies.create('acct', { name: `a-${i}` });
+      b.policies.create('acct', { name: `b-${i}` });
     }
-    expect(() => b.createPolicy('acct', { name: 'a-3' })).toThrow(/already exists/);
-    const p = a.createPolicy('acct', { name: 'shared' });
-    b.updatePolicy('acct', p.id, { egress: { allow_all: true } });
+    expect(() => b.policies.create('acct', { name: 'a-3' })).toThrow(/already exists/);
+    const p = a.policies.create('acct', { name: 'shared' });
+    b.policies.update('acct', p.id, { egress: { allow_all: true } });
     expect(a.getPolicy(p.id)).toMatchObject({ version: 2, egress: { allow_all: true, allow_devbox_to_devbox: true } });
-    expect(a.listPolicies('acct', { limit: 1000 }).totalCount).toBe(101);
+    expect(a.policies.list('acct', { limit: 1000 }).totalCount).toBe(101);
     a.close();
     b.close();
   });

@@ -8,7 +8,7 @@
  * but the message and details name another account's devbox only to that account; to any
  * other account the refusal is a generic 409 `address_unavailable`, word for word the one
  * a reserved address gets, which says neither whose it is nor that a devbox there runs.
- * Fix: src/store/index.ts createDevbox() and src/api/validate.ts isReservedSource().
+ * Fix: src/store/sqlite/checks.ts freeAddresses() (pg/checks.ts alike) and src/api/validate.ts isReservedSource().
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOKEN_B, startTestGateway, type TestGateway } from '../support/gateway.js';

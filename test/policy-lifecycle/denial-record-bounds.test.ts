@@ -24,13 +24,13 @@ afterEach(() => {
 function setup(opts: { maxPerDevbox: number; retentionHours?: number }) {
   const path = join(tempDir('events'), 'e.db');
   store = openStore(path);
-  const { devbox } = store.createDevbox('acct', { addresses: ['127.0.0.5'] });
-  recorder = new DenialRecorder((id) => (id === devbox.id ? 'acct' : undefined), store, { flushMs: 60_000, retentionHours: opts.retentionHours ?? 1, ...opts }, log);
+  const { devbox } = store.devboxes.create('acct', { addresses: ['127.0.0.5'] });
+  recorder = new DenialRecorder((id) => (id === devbox.id ? 'acct' : undefined), { writeDenialEvents: (rows, limits) => store.denialEvents.write(rows, limits) }, { flushMs: 60_000, retentionHours: opts.retentionHours ?? 1, ...opts }, log);
   const who = { devboxId: devbox.id, via: 'address' as const, source: '127.0.0.5' };
   return { path, devbox, who };
 }
 
-const list = (devboxId: string) => store.listDenialEvents('acct', { devboxId, limit: 5000 }).items;
+const list = (devboxId: string) => store.denialEvents.list('acct', { devboxId, limit: 5000 }).items;
 
 describe('denial record bounds', () => {
   it('keeps at most --events-max-per-devbox destinations per devbox, the most recently seen', async () => {

@@ -3,18 +3,14 @@
  * as the sqlite store words them: policy exists, addresses free, quotas.
  */
 import { type EgressRules, LIST_FIELDS, entryCount } from '../../policy/model.js';
-import { type Quotas, StoreError, addressQuotaExceeded, addressUnavailable, blueprintQuotaExceeded, quotaExceeded } from '../types.js';
+import { type Quotas, type StoreError, addressInUse, addressQuotaExceeded, addressUnavailable, blueprintQuotaExceeded, devboxQuotaExceeded, duplicateName, entriesPerAccountExceeded, entriesPerPolicyExceeded, policyNotFound, policyQuotaExceeded, quotaExceeded } from '../types.js';
 import type { Query } from './db.js';
 
-export { quotaExceeded };
-
-export function duplicateName(name: string): StoreError {
-  return new StoreError('duplicate_name', `a network policy named ${JSON.stringify(name)} already exists in this account; names must be unique`, { name });
-}
+export { duplicateName, quotaExceeded };
 
 export async function requirePolicy(q: Query, accountId: string, policyId: string, field = 'launch_parameters.network_policy_id'): Promise<void> {
   const r = await q('SELECT 1 FROM network_policies WHERE id = $1 AND account_id = $2', [policyId, accountId]);
-  if (r.length === 0) throw new StoreError('policy_not_found', `${field}: network policy ${policyId} does not exist in this account`);
+  if (r.length === 0) throw policyNotFound(policyId, field);
 }
 
 /** The refusal for an address someone holds: its owner named only to the owner's own account. */
@@ -22,7 +18,7 @@ async function heldError(q: Query, accountId: string, address: string, owner: st
   const build = owner.startsWith('bpt_');
   const rows = await q<{ account_id: string }>(`SELECT account_id FROM ${build ? 'blueprints' : 'devboxes'} WHERE id = $1`, [owner]);
   if (rows[0]?.account_id !== accountId) return addressUnavailable(address);
-  return new StoreError('address_in_use', `network.addresses: ${address} is already the address of ${build ? 'blueprint build' : 'running devbox'} ${owner}`, { address, devbox_id: owner });
+  return addressInUse(address, owner);
 }
 
 /** The addresses, deduplicated, if no running devbox or active build holds one of them. */
@@ -58,31 +54,23 @@ export async function checkPolicyQuotas(q: Query, quotas: Quotas | null, account
   if (quotas === null) return;
   if (id === null) {
     const [{ n }] = (await q<{ n: number }>('SELECT count(*)::bigint AS n FROM network_policies WHERE account_id = $1', [accountId])) as [{ n: number }];
-    if (n >= quotas.policiesPerAccount) {
-      throw quotaExceeded('policies_per_account', 'max-policies-per-account', quotas.policiesPerAccount, 'this account already holds that many network policies');
-    }
+    if (n >= quotas.policiesPerAccount) throw policyQuotaExceeded(quotas);
   }
   const mine = entries(egress);
-  if (mine > quotas.entriesPerPolicy) {
-    throw quotaExceeded('entries_per_policy', 'max-entries-per-policy', quotas.entriesPerPolicy, `the policy would hold ${mine} ${LIST_FIELDS.join(' and ')} entries`);
-  }
+  if (mine > quotas.entriesPerPolicy) throw entriesPerPolicyExceeded(quotas, mine);
   const [{ n: others }] = (await q<{ n: number }>(
     `SELECT coalesce(sum(${ENTRIES_SQL}), 0)::bigint AS n
     FROM network_policies WHERE account_id = $1 AND id IS DISTINCT FROM $2`,
     [accountId, id],
   )) as [{ n: number }];
   const total = mine + others;
-  if (total > quotas.entriesPerAccount) {
-    throw quotaExceeded('entries_per_account', 'max-entries-per-account', quotas.entriesPerAccount, `this account's policies would hold ${total} entries`);
-  }
+  if (total > quotas.entriesPerAccount) throw entriesPerAccountExceeded(quotas, total);
 }
 
 export async function checkDevboxQuotas(q: Query, quotas: Quotas | null, accountId: string, addresses: number): Promise<void> {
   if (quotas === null) return;
   const [{ n }] = (await q<{ n: number }>(`SELECT count(*)::bigint AS n FROM devboxes WHERE account_id = $1 AND status = 'running'`, [accountId])) as [{ n: number }];
-  if (n >= quotas.devboxesPerAccount) {
-    throw quotaExceeded('devboxes_per_account', 'max-devboxes-per-account', quotas.devboxesPerAccount, 'this account already has that many running devboxes');
-  }
+  if (n >= quotas.devboxesPerAccount) throw devboxQuotaExceeded(quotas);
   await checkAddressQuota(q, quotas, accountId, addresses);
 }
 

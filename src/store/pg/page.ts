@@ -1,5 +1,6 @@
-/** Cursor pages over PostgreSQL: the same rules as the sqlite store's (ids in bytewise order). */
-import { type Page, type PageQuery, rowBytes } from '../types.js';
+/** Cursor pages over PostgreSQL: the same rules as the sqlite store's (ids in bytewise order, paging.ts). */
+import { takePage } from '../paging.js';
+import type { Page, PageQuery } from '../types.js';
 import type { PgDb } from './db.js';
 
 /** WHERE conditions with positional parameters. */
@@ -33,20 +34,8 @@ export async function pageOf<R extends object, T>(db: PgDb, table: string, where
     if (query.startingAfter) w.add((p) => `id > ${p}`, query.startingAfter);
     w.params.push(query.limit + 1);
     const all = await q<R & Record<string, unknown>>(`SELECT * FROM ${table} WHERE ${w.sql} ORDER BY id LIMIT $${w.params.length}`, w.params);
-    const rows: R[] = [];
-    let bytes = 0;
-    let cut = false;
-    for (const r of all) {
-      if (rows.length < query.limit && query.maxBytes !== undefined) {
-        bytes += rowBytes(r);
-        if (rows.length > 0 && bytes > query.maxBytes) {
-          cut = true;
-          break;
-        }
-      }
-      rows.push(r);
-    }
+    const { rows, hasMore } = takePage<R>(all, query);
     const total = query.includeTotalCount === false ? null : Number((await q<{ n: number }>(`SELECT count(*)::bigint AS n FROM ${table} WHERE ${where.sql}`, where.params))[0]!.n);
-    return { items: rows.slice(0, query.limit).map(map), hasMore: cut || rows.length > query.limit, totalCount: total };
+    return { items: rows.map(map), hasMore, totalCount: total };
   });
 }

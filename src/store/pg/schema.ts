@@ -166,6 +166,11 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE change_log DROP CONSTRAINT IF EXISTS change_log_kind_check;
   ALTER TABLE change_log ADD CONSTRAINT change_log_kind_check CHECK (kind IN ('policy', 'devbox', 'secret', 'gateway_config', 'mcp_config', 'agent_token'));
   `,
+  // 3: the index the denial record's per-devbox cap sorts by (ORDER BY last_seen_ms within a
+  //    devbox), which sqlite has had since its migration 3 (store/indexes.ts lists both schemas').
+  `
+  CREATE INDEX IF NOT EXISTS egress_events_devbox_seen ON egress_events (devbox_id, last_seen_ms);
+  `,
 ];
 
 /** Brings the database to the latest version (several replicas may call this at once). */

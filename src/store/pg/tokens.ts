@@ -1,15 +1,14 @@
 /** API tokens in PostgreSQL (hashes only); token writes serialise on their own advisory lock. */
+import { newApiToken, plausibleToken, tokenByRef, touchDue } from '../api-tokens.js';
 import type { TokenRepository } from '../backend.js';
-import { newId, randomSecret } from '../ids.js';
-import { type TokenInfo, type TokenOrigin, DEFAULT_ACCOUNT, StoreError, hashToken, tokenPrefix } from '../types.js';
+import { newId } from '../ids.js';
+import { type TokenInfo, type TokenOrigin, DEFAULT_ACCOUNT, hashToken, tokenPrefix } from '../types.js';
 import type { PgDb, Query } from './db.js';
 import { LOCK } from './schema.js';
 import { type TokenRow, toTokenInfo } from '../rows.js';
 
-const TOUCH_EVERY_MS = 60_000;
-
 async function insertToken(q: Query, accountId: string, origin: TokenOrigin, now: number): Promise<{ token: string; info: TokenInfo }> {
-  const token = `egw_${randomSecret(32)}`;
+  const token = newApiToken();
   const id = newId('tok_', now);
   await q('INSERT INTO api_tokens (id, token_hash, prefix, account_id, origin, create_time_ms) VALUES ($1, $2, $3, $4, $5, $6)', [id, hashToken(token), tokenPrefix(token), accountId, origin, now]);
   return { token, info: { id, prefix: tokenPrefix(token), accountId, origin, createTimeMs: now, lastUsedMs: null } };
@@ -42,12 +41,11 @@ export function pgTokens(db: PgDb): TokenRepository {
       }),
 
     async accountFor(token) {
-      if (token.length === 0 || token.length > 4096) return null;
+      if (!plausibleToken(token)) return null;
       const [row] = await db.query<TokenRow>('SELECT * FROM api_tokens WHERE token_hash = $1', [hashToken(token)]);
       if (!row) return null;
       const now = Date.now();
-      if ((row.last_used_ms === null || now - row.last_used_ms >= TOUCH_EVERY_MS) && now - (touched.get(row.id) ?? 0) >= TOUCH_EVERY_MS) {
-        touched.set(row.id, now);
+      if (touchDue(row, touched, now)) {
         // Informational: never fails or delays the request.
         db.query('UPDATE api_tokens SET last_used_ms = $1 WHERE id = $2', [now, row.id]).catch(() => {});
       }
@@ -68,16 +66,10 @@ export function pgTokens(db: PgDb): TokenRepository {
       db.write(null, async (q) => {
         await lock(q);
         const rows = await q<TokenRow>('SELECT * FROM api_tokens ORDER BY create_time_ms, id');
-        const hash = hashToken(ref);
-        const exact = rows.filter((r) => r.id === ref || r.token_hash === hash);
-        const matches = exact.length > 0 ? exact : ref.length < 4 ? [] : rows.filter((r) => r.id.startsWith(ref) || (r.prefix !== null && r.prefix.length >= 4 && r.prefix.startsWith(ref)));
-        if (matches.length === 0) throw new StoreError('not_found', `no token with id or prefix ${JSON.stringify(ref)}`);
-        if (matches.length > 1) {
-          throw new StoreError('ambiguous', `${JSON.stringify(ref)} matches ${matches.length} tokens (${matches.map((r) => r.id).join(', ')}); give the id`);
-        }
-        await q('DELETE FROM api_tokens WHERE id = $1', [matches[0]!.id]);
-        touched.delete(matches[0]!.id);
-        return toTokenInfo(matches[0]!);
+        const row = tokenByRef(rows, ref);
+        await q('DELETE FROM api_tokens WHERE id = $1', [row.id]);
+        touched.delete(row.id);
+        return toTokenInfo(row);
       }),
   };
 }

@@ -1,9 +1,13 @@
-/** Gateway and MCP configs in sqlite (one table, `kind`); gateway configs also answer with the system configs. */
+/**
+ * Gateway and MCP configs in sqlite (one table, `kind`): one repository per kind over it;
+ * gateway configs also answer with the system configs.
+ */
 import type { AgentGatewayConfig, CustomHeaderSpec, McpConfig } from '../../policy/credentials.js';
 import { newId } from '../ids.js';
 import {
   AGENT_LIMITS,
   type AgentConfigInput,
+  type AgentConfigRepository,
   type AgentConfigPatch,
   type AgentConfigRow,
   type AgentKind,
@@ -20,17 +24,24 @@ import {
   secretNotFound,
 } from '../agents.js';
 import type { Page } from '../types.js';
-import type { SqliteContext, StoreChange } from './context.js';
+import type { SqliteContext, StoreChange, Sync } from './context.js';
 import type { SqliteSecrets } from './secrets.js';
 
 type Config = AgentGatewayConfig | McpConfig;
 
-export class SqliteAgentConfigs {
+/** Both kinds' repositories (what agent tokens and the doors' lookups resolve a config in). */
+export interface AgentConfigsByKind {
+  readonly gateway: SqliteAgentConfigs<AgentGatewayConfig>;
+  readonly mcp: SqliteAgentConfigs<McpConfig>;
+}
+
+export class SqliteAgentConfigs<T extends Config> implements Sync<AgentConfigRepository<T>> {
   private readonly q;
 
   constructor(
     private readonly ctx: SqliteContext,
     private readonly secrets: SqliteSecrets,
+    readonly kind: AgentKind,
   ) {
     const p = (sql: string) => ctx.db.prepare(sql);
     this.q = {
@@ -47,27 +58,29 @@ export class SqliteAgentConfigs {
   }
 
   /** Any account's config of this kind by id, or a system gateway config (the doors' lookup). */
-  byId(kind: AgentKind, id: string): Config | undefined {
+  byId(id: string): T | undefined {
+    const kind = this.kind;
     const sys = kind === 'gateway' ? SYSTEM_GATEWAY_CONFIGS.find((c) => c.id === id) : undefined;
-    if (sys) return sys;
+    if (sys) return sys as T;
     const r = this.q.byId.get(id, kind) as AgentConfigRow | undefined;
-    return r && toAgentConfig(r);
+    return r && (toAgentConfig(r) as T);
   }
 
-  get(kind: AgentKind, accountId: string, id: string): Config | undefined {
-    const c = this.byId(kind, id);
+  get(accountId: string, id: string): T | undefined {
+    const c = this.byId(id);
     return c && (c.account_id === accountId || c.account_id === null) ? c : undefined;
   }
 
   /** The account's config (or a system config) by id or name; the account's own name wins. */
-  resolve(kind: AgentKind, accountId: string, ref: string): Config | undefined {
+  resolve(accountId: string, ref: string): T | undefined {
+    const kind = this.kind;
     if (ref.startsWith(configPrefix(kind))) {
-      const c = this.get(kind, accountId, ref);
+      const c = this.get(accountId, ref);
       if (c) return c;
     }
     const r = this.q.byName.get(kind, accountId, ref) as AgentConfigRow | undefined;
-    if (r) return toAgentConfig(r);
-    return kind === 'gateway' ? systemGatewayConfig(ref) : undefined;
+    if (r) return toAgentConfig(r) as T;
+    return kind === 'gateway' ? (systemGatewayConfig(ref) as T | undefined) : undefined;
   }
 
   /** Header secrets by name or id → `sec_` ids of the account. */
@@ -80,15 +93,17 @@ export class SqliteAgentConfigs {
     });
   }
 
-  private nameTaken(kind: AgentKind, accountId: string, name: string, self: string | null): boolean {
+  private nameTaken(accountId: string, name: string, self: string | null): boolean {
+    const kind = this.kind;
     if (kind === 'gateway' && systemGatewayConfig(name)?.name === name) return true;
     const r = this.q.byName.get(kind, accountId, name) as AgentConfigRow | undefined;
     return r !== undefined && r.id !== self;
   }
 
-  create(kind: AgentKind, accountId: string, input: AgentConfigInput): Config {
+  create(accountId: string, input: AgentConfigInput): T {
+    const kind = this.kind;
     return this.ctx.write((changes) => {
-      if (this.nameTaken(kind, accountId, input.name, null)) throw duplicateConfig(kind, input.name);
+      if (this.nameTaken(accountId, input.name, null)) throw duplicateConfig(kind, input.name);
       const limit = kind === 'gateway' ? AGENT_LIMITS.gatewayConfigsPerAccount : AGENT_LIMITS.mcpConfigsPerAccount;
       if ((this.q.count.get(kind, accountId) as number) >= limit) throw agentQuotaExceeded(`${kind}_configs_per_account`, limit);
       const now = Date.now();
@@ -106,28 +121,29 @@ export class SqliteAgentConfigs {
         create_time_ms: now,
         update_time_ms: now,
       });
-      return this.logged(kind, id, accountId, changes);
+      return this.logged(id, accountId, changes);
     });
   }
 
-  private logged(kind: AgentKind, id: string, accountId: string, changes: StoreChange[]): Config {
-    const c = this.byId(kind, id)!;
-    changes.push(kind === 'gateway' ? { kind: 'gateway_config', id, accountId, value: c } : { kind: 'mcp_config', id, accountId, value: c as McpConfig });
+  private logged(id: string, accountId: string, changes: StoreChange[]): T {
+    const c = this.byId(id)!;
+    changes.push(this.kind === 'gateway' ? { kind: 'gateway_config', id, accountId, value: c } : { kind: 'mcp_config', id, accountId, value: c as McpConfig });
     return c;
   }
 
   /** The account's own (writable) row, or not_found (system configs are not the account's to change). */
-  private own(kind: AgentKind, accountId: string, id: string): AgentConfigRow {
-    const r = this.q.byId.get(id, kind) as AgentConfigRow | undefined;
-    if (!r || r.account_id !== accountId) throw configNotFound(kind, id);
+  private own(accountId: string, id: string): AgentConfigRow {
+    const r = this.q.byId.get(id, this.kind) as AgentConfigRow | undefined;
+    if (!r || r.account_id !== accountId) throw configNotFound(this.kind, id);
     return r;
   }
 
-  update(kind: AgentKind, accountId: string, id: string, patch: AgentConfigPatch): Config {
+  update(accountId: string, id: string, patch: AgentConfigPatch): T {
+    const kind = this.kind;
     return this.ctx.write((changes) => {
-      const cur = this.own(kind, accountId, id);
+      const cur = this.own(accountId, id);
       const name = patch.name ?? cur.name;
-      if (name !== cur.name && this.nameTaken(kind, accountId, name, id)) throw duplicateConfig(kind, name);
+      if (name !== cur.name && this.nameTaken(accountId, name, id)) throw duplicateConfig(kind, name);
       this.q.update.run({
         id,
         name,
@@ -138,13 +154,14 @@ export class SqliteAgentConfigs {
         description: patch.description === undefined ? cur.description : patch.description,
         update_time_ms: Math.max(Date.now(), cur.update_time_ms),
       });
-      return this.logged(kind, id, accountId, changes);
+      return this.logged(id, accountId, changes);
     });
   }
 
-  delete(kind: AgentKind, accountId: string, id: string): Config {
+  delete(accountId: string, id: string): T {
+    const kind = this.kind;
     return this.ctx.write((changes) => {
-      const cur = toAgentConfig(this.own(kind, accountId, id));
+      const cur = toAgentConfig(this.own(accountId, id)) as T;
       this.q.deleteTokens.run(id);
       this.q.delete.run(id);
       changes.push({ kind: kind === 'gateway' ? 'gateway_config' : 'mcp_config', id, accountId, value: null });
@@ -152,7 +169,8 @@ export class SqliteAgentConfigs {
     });
   }
 
-  list(kind: AgentKind, accountId: string, query: ConfigQuery): Page<Config> {
+  list(accountId: string, query: ConfigQuery): Page<T> {
+    const kind = this.kind;
     const where = ['kind = @kind', 'account_id = @account'];
     const params: Record<string, unknown> = { kind, account: accountId };
     if (query.name) {
@@ -168,7 +186,7 @@ export class SqliteAgentConfigs {
       params.search = query.search;
       params.searchName = query.search.toLowerCase();
     }
-    const page = this.ctx.page<AgentConfigRow, Config>('agent_configs', where, params, query, toAgentConfig);
-    return kind === 'gateway' ? withSystemConfigs(page, query, SYSTEM_GATEWAY_CONFIGS) : page;
+    const page = this.ctx.page<AgentConfigRow, T>('agent_configs', where, params, query, (r) => toAgentConfig(r) as T);
+    return kind === 'gateway' ? (withSystemConfigs(page as Page<AgentGatewayConfig>, query, SYSTEM_GATEWAY_CONFIGS) as Page<T>) : page;
   }
 }

@@ -7,7 +7,7 @@ import type { AgentSpecs, AgentSpecsInput, AgentTokenRow, MintInput, MintedToken
 import { AGENT_LIMITS, agentQuotaExceeded, configNotFound, devboxNotRunning, hashAgentToken, newAgentToken, secretNotFound } from '../agents.js';
 import { newId } from '../ids.js';
 import { StoreError } from '../types.js';
-import type { SqliteAgentConfigs } from './agent-configs.js';
+import type { AgentConfigsByKind } from './agent-configs.js';
 import type { SqliteContext, StoreChange } from './context.js';
 import type { SqliteSecrets } from './secrets.js';
 
@@ -17,7 +17,7 @@ export class SqliteAgentTokens {
   constructor(
     private readonly ctx: SqliteContext,
     private readonly secrets: SqliteSecrets,
-    private readonly configs: SqliteAgentConfigs,
+    private readonly configs: AgentConfigsByKind,
   ) {
     const p = (sql: string) => ctx.db.prepare(sql);
     this.q = {
@@ -63,7 +63,7 @@ export class SqliteAgentTokens {
   }
 
   private insert(accountId: string, kind: 'gateway' | 'mcp', devboxId: string, configRef: string, secretRef: string, env: string | null, changes: StoreChange[], field: string): MintedToken {
-    const config = this.configs.resolve(kind, accountId, configRef);
+    const config = this.configs[kind].resolve(accountId, configRef);
     if (!config) throw configNotFound(kind, configRef, `${field}${kind === 'gateway' ? 'gateway' : 'mcp_config'}`);
     const secret = this.secrets.resolve(accountId, secretRef);
     if (!secret) throw secretNotFound(secretRef, `${field}secret`);

@@ -1,5 +1,5 @@
 /** The sqlite store's agent resources in one place: repositories, the doors' CredentialSource, the snapshot part. */
-import type { McpConfig } from '../../policy/credentials.js';
+import type { AgentGatewayConfig, McpConfig } from '../../policy/credentials.js';
 import { type AgentConfigRow, type AgentTokenRow, type SecretRow, toGatewayConfig, toMcpConfig } from '../agents.js';
 import type { AgentSnapshot } from '../change-feed.js';
 import { SqliteAgentConfigs } from './agent-configs.js';
@@ -10,15 +10,18 @@ import { SqliteSecrets } from './secrets.js';
 
 export class SqliteAgents {
   readonly secrets: SqliteSecrets;
-  readonly configs: SqliteAgentConfigs;
+  readonly gatewayConfigs: SqliteAgentConfigs<AgentGatewayConfig>;
+  readonly mcpConfigs: SqliteAgentConfigs<McpConfig>;
   readonly tokens: SqliteAgentTokens;
   readonly credentials: SqliteCredentials;
 
   constructor(private readonly ctx: SqliteContext) {
     this.secrets = new SqliteSecrets(ctx);
-    this.configs = new SqliteAgentConfigs(ctx, this.secrets);
-    this.tokens = new SqliteAgentTokens(ctx, this.secrets, this.configs);
-    this.credentials = new SqliteCredentials(ctx, this.configs);
+    this.gatewayConfigs = new SqliteAgentConfigs(ctx, this.secrets, 'gateway');
+    this.mcpConfigs = new SqliteAgentConfigs(ctx, this.secrets, 'mcp');
+    const configs = { gateway: this.gatewayConfigs, mcp: this.mcpConfigs };
+    this.tokens = new SqliteAgentTokens(ctx, this.secrets, configs);
+    this.credentials = new SqliteCredentials(ctx, configs);
   }
 
   /** Call inside a read transaction (the store's snapshot). */

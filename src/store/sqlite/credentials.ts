@@ -5,7 +5,7 @@
  */
 import type { AgentGatewayConfig, AgentToken, CredentialSource, McpConfig } from '../../policy/credentials.js';
 import { type AgentTokenRow, SYSTEM_GATEWAY_CONFIGS, toAgentToken } from '../agents.js';
-import type { SqliteAgentConfigs } from './agent-configs.js';
+import type { AgentConfigsByKind } from './agent-configs.js';
 import type { SqliteContext } from './context.js';
 
 const SYSTEM_IDS = SYSTEM_GATEWAY_CONFIGS.map((c) => `'${c.id}'`).join(', ');
@@ -15,7 +15,7 @@ export class SqliteCredentials implements CredentialSource {
 
   constructor(
     private readonly ctx: SqliteContext,
-    private readonly configs: SqliteAgentConfigs,
+    private readonly configs: AgentConfigsByKind,
   ) {
     const p = (sql: string) => ctx.db.prepare(sql);
     this.q = {
@@ -36,11 +36,11 @@ export class SqliteCredentials implements CredentialSource {
   }
 
   gatewayConfig(id: string): AgentGatewayConfig | undefined {
-    return this.configs.byId('gateway', id);
+    return this.configs.gateway.byId(id);
   }
 
   mcpConfig(id: string): McpConfig | undefined {
-    return this.configs.byId('mcp', id) as McpConfig | undefined;
+    return this.configs.mcp.byId(id);
   }
 
   secretValue(accountId: string, secretId: string): string | undefined {
