@@ -102,6 +102,10 @@ export interface GatewayConfig {
   natsUser: string | null;
   natsPassword: string | null;
   natsCreds: string | null;
+  /** Sidecar: seconds since the newest control-plane heartbeat past which it is not ready. */
+  maxStaleness: number;
+  /** Sidecar past --max-staleness: keep enforcing the last snapshot, or refuse new connections. */
+  stale: 'fail-static' | 'fail-closed';
   follow: string | null;
   hostId: string | null;
 }
@@ -200,6 +204,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'natsUser', flag: 'nats-user', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS user (with --nats-password)' },
   { key: 'natsPassword', flag: 'nats-password', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS password (with --nats-user)' },
   { key: 'natsCreds', flag: 'nats-creds', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS credentials file (JWT + nkey seed)' },
+  { key: 'maxStaleness', flag: 'max-staleness', kind: { t: 'int', min: 1, max: 86_400 }, def: () => 30, help: 'with --follow: seconds since the newest control-plane heartbeat after which the sidecar is not ready' },
+  { key: 'stale', flag: 'stale', kind: { t: 'enum', values: ['fail-static', 'fail-closed'] }, def: () => 'fail-static', help: 'with --follow, past --max-staleness: fail-static keeps enforcing the last snapshot, fail-closed refuses new connections' },
   { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', kind: { t: 'int', min: 0, max: 600_000 }, def: () => 10_000, help: 'how long shutdown waits for connections to drain' },
 ];
 

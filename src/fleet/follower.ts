@@ -2,27 +2,37 @@
  * The sidecar's follower (`serve --follow nats://… --host-id NAME`): keeps the local snapshot
  * (local-snapshot.ts) equal to the fleet bucket's `policy.>` and `devbox.<host>.>`.
  *
- * On every (re)connection it resyncs: both key ranges are read whole (the last value of each
- * key), built in memory and swapped into the snapshot in one transaction, so the doors see the
- * old state or the new one, never a mix; a sidecar away for longer than the bucket keeps
- * history is thereby covered like any other. After the swap, entries are applied as NATS
- * delivers them, in order (each range in stream order; a batch that arrived together in one
- * transaction). While NATS is down the doors keep enforcing the last good snapshot (fail-static);
- * nothing is ever dropped to allow, and a devbox the snapshot does not hold is unknown_client.
+ * On every (re)connection it relists, but only from a complete snapshot: the publisher's
+ * `meta.snapshot` marker must say the bucket's epoch was republished whole (before and after
+ * the read), its epoch must not be older than the snapshot's, and within one epoch the
+ * bucket's watermark must not be behind the snapshot's seq. Otherwise the sidecar keeps what
+ * it has and tries again (a half-filled bucket after NATS lost its store never replaces it).
+ * Both key ranges are read whole (the last value of each key), built in memory and swapped into
+ * the snapshot in one transaction, so the doors see the old state or the new one, never a mix.
+ * After the swap, entries are applied as NATS delivers them, in order, each only when newer by
+ * (epoch, seq) than the entry held for its key. A marker completing a newer epoch relists.
+ *
+ * Freshness: the age is now − the `at` of the newest control-plane heartbeat applied
+ * (`meta.heartbeat`, written by every live publisher), so it grows whenever the database,
+ * every publisher, NATS or this sidecar's link is away. Past --max-staleness the sidecar is
+ * not ready (and, with --stale fail-closed, refuses new connections). While NATS is down the
+ * doors keep enforcing the last good snapshot; nothing is ever dropped to allow, and a devbox
+ * the snapshot does not hold is unknown_client.
  */
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config.js';
-import { POLICY_FILTER, decodeEntry, hostFilter } from './keys.js';
+import { HEARTBEAT_KEY, POLICY_FILTER, SNAPSHOT_KEY, WATERMARK_KEY, type Heartbeat, type SnapshotMarker, decodeEntry, decodeHeartbeat, decodeMarker, decodePosition, hostFilter } from './keys.js';
 import type { LocalSnapshot, Revised } from './local-snapshot.js';
 import { type FleetConnection, openConnection } from './nats.js';
 import { followerGauges as g } from './metrics.js';
 
 const RETRY_MS = 500;
+const RETRY_MAX_MS = 10_000;
 /** A snapshot older than this (not live on NATS) is logged as behind, then once a minute. */
 const STALE_AFTER_MS = 30_000;
-const TOUCH_EVERY_MS = 1000;
+const TICK_MS = 250;
 /** A resync whose initial read stalls this long is abandoned and started again. */
 const RESYNC_TIMEOUT_MS = 30_000;
 
@@ -30,16 +40,24 @@ export interface FollowerStatus {
   host_id: string;
   revision: number;
   seq: number;
-  age_seconds: number | null;
+  epoch: number;
+  age_seconds: number;
+  max_staleness_seconds: number;
   connected: boolean;
   live: boolean;
+  stale: boolean;
 }
 
 interface Watch {
   iter: AsyncIterable<KvWatchEntry> & { stop(): void };
   /** Entries the key range held when the watch started (the initial read). */
   initial: number;
+  /** `meta.>`: markers and heartbeats, not snapshot entries. */
+  meta: boolean;
 }
+
+/** Why a relist was not done now (not an error of the connection: the sidecar waits and retries). */
+class NotComplete extends Error {}
 
 export class Follower {
   private conn: FleetConnection | null = null;
@@ -48,8 +66,11 @@ export class Follower {
   private currentAt: number;
   private revision: number;
   private seq: number;
+  private epoch: number;
+  private readonly startedAt = Date.now();
   private lastStaleLog = 0;
   private lastError = '';
+  private failures = 0;
   private readonly timer: NodeJS.Timeout;
   private done: Promise<void> | null = null;
   private stopWatches: (() => void) | null = null;
@@ -65,12 +86,15 @@ export class Follower {
     this.currentAt = s.currentAt;
     this.revision = s.revision;
     this.seq = s.seq;
+    this.epoch = s.epoch;
     g.revision.set(s.revision);
     g.seq.set(s.seq);
-    this.timer = setInterval(() => this.tick(), TOUCH_EVERY_MS);
+    g.epoch.set(s.epoch);
+    g.age.set(this.age());
+    this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
-    if (s.currentAt > 0) {
-      log.info({ event: 'fleet_snapshot_loaded', revision: s.revision, seq: s.seq, age_seconds: this.age() }, `enforcing the local policy snapshot (revision ${s.revision}, ${Math.round(this.age() ?? 0)} s old) until NATS answers`);
+    if (snapshot.synced()) {
+      log.info({ event: 'fleet_snapshot_loaded', revision: s.revision, seq: s.seq, epoch: s.epoch, age_seconds: Math.round(this.age()) }, `enforcing the local policy snapshot (revision ${s.revision}, ${Math.round(this.age())} s old) until NATS answers`);
     } else {
       log.warn({ event: 'fleet_snapshot_empty' }, 'no local policy snapshot yet: every devbox is unknown_client until the first sync');
     }
@@ -81,30 +105,50 @@ export class Follower {
   }
 
   status(): FollowerStatus {
-    return { host_id: this.config.hostId!, revision: this.revision, seq: this.seq, age_seconds: this.age(), connected: this.conn?.connected() ?? false, live: this.live };
+    const age = this.age();
+    return {
+      host_id: this.config.hostId!,
+      revision: this.revision,
+      seq: this.seq,
+      epoch: this.epoch,
+      age_seconds: Math.round(age * 10) / 10,
+      max_staleness_seconds: this.config.maxStaleness,
+      connected: this.conn?.connected() ?? false,
+      live: this.live,
+      stale: age > this.config.maxStaleness,
+    };
   }
 
   /** Ever synced: the snapshot holds something to enforce. */
   hasSnapshot(): boolean {
-    return this.currentAt > 0;
+    return this.snapshot.synced();
   }
 
-  private age(): number | null {
-    return this.currentAt > 0 ? Math.max(0, (Date.now() - this.currentAt) / 1000) : null;
+  /** Past --max-staleness (the doors refuse new connections with --stale fail-closed). */
+  stale(): boolean {
+    return this.age() > this.config.maxStaleness;
+  }
+
+  /**
+   * Seconds since the newest heartbeat applied; never negative. Before the first heartbeat:
+   * since this process started (unknown freshness counts as old, not as current).
+   */
+  private age(): number {
+    const since = this.currentAt > 0 ? this.currentAt : this.startedAt;
+    return Math.max(0, (Date.now() - since) / 1000);
   }
 
   private tick(): void {
     const now = Date.now();
-    if (this.live && this.conn?.connected()) {
-      this.currentAt = now;
-      if (now % 10_000 < TOUCH_EVERY_MS) this.snapshot.touch(now);
-    }
     const age = this.age();
-    g.age.set(age ?? -1);
+    g.age.set(age);
     g.connected.set(this.live && this.conn?.connected() ? 1 : 0);
-    if (age !== null && age * 1000 > STALE_AFTER_MS && now - this.lastStaleLog > 60_000) {
+    if (age * 1000 > STALE_AFTER_MS && now - this.lastStaleLog > 60_000) {
       this.lastStaleLog = now;
-      this.log.warn({ event: 'fleet_snapshot_behind', age_seconds: Math.round(age), revision: this.revision }, `the policy snapshot is ${Math.round(age)} s behind: NATS is unreachable; enforcing the last good snapshot`);
+      this.log.warn(
+        { event: 'fleet_snapshot_behind', age_seconds: Math.round(age), revision: this.revision, connected: this.conn?.connected() ?? false },
+        `the policy snapshot is ${Math.round(age)} s behind the control plane (no heartbeat since): ${this.conn?.connected() ? 'the control plane is not publishing' : 'NATS is unreachable'}; ${this.config.stale === 'fail-closed' && age > this.config.maxStaleness ? 'refusing new connections' : 'enforcing the last good snapshot'}`,
+      );
     }
   }
 
@@ -119,19 +163,52 @@ export class Follower {
         await this.conn.ready();
         const kv = await new Kvm(this.conn.nc).open(this.config.natsBucket);
         await this.follow(kv);
+        this.failures = 0;
       } catch (e) {
         if (this.closed) break;
         const why = (e as Error).message;
-        if (why !== this.lastError) this.log.warn({ event: 'fleet_follow_failed', err: why }, `following NATS failed: ${why}; retrying`);
+        if (why !== this.lastError) {
+          if (e instanceof NotComplete) this.log.warn({ event: 'fleet_resync_deferred', reason: why }, `not relisting now: ${why}; keeping the local snapshot`);
+          else this.log.warn({ event: 'fleet_follow_failed', err: why }, `following NATS failed: ${why}; retrying`);
+        }
         this.lastError = why;
+        this.failures++;
       }
       this.live = false;
-      if (!this.closed) await new Promise((r) => setTimeout(r, RETRY_MS));
+      if (!this.closed) await new Promise((r) => setTimeout(r, this.backoff()));
     }
   }
 
-  /** One connection's life: resync, then apply updates until the connection drops. */
+  /** Exponential with full jitter: a thousand sidecars coming back do not relist in step. */
+  private backoff(): number {
+    const cap = Math.min(RETRY_MAX_MS, RETRY_MS * 2 ** Math.min(this.failures, 10));
+    return RETRY_MS / 2 + Math.random() * (cap - RETRY_MS / 2);
+  }
+
+  /** The complete-snapshot marker and the watermark, checked against what the snapshot holds. */
+  private async completeMarker(kv: KV): Promise<SnapshotMarker> {
+    const e = await kv.get(SNAPSHOT_KEY);
+    const marker = e && e.operation === 'PUT' ? decodeMarker(e.value) : null;
+    if (marker === null) throw new NotComplete('the bucket holds no complete snapshot yet (new, or NATS lost its store and the control plane is refilling it)');
+    if (!marker.complete) throw new NotComplete(`fleet epoch ${marker.epoch} is being republished`);
+    if (marker.epoch < this.epoch) {
+      g.refused.inc({ reason: 'older_epoch' });
+      throw new NotComplete(`the bucket's epoch ${marker.epoch} is older than the snapshot's ${this.epoch}`);
+    }
+    if (marker.epoch === this.epoch) {
+      const w = await kv.get(WATERMARK_KEY);
+      const mark = w && w.operation === 'PUT' ? decodePosition(w.value) : null;
+      if (mark !== null && mark.epoch === this.epoch && mark.seq < this.seq) {
+        g.refused.inc({ reason: 'lower_seq' });
+        throw new NotComplete(`the bucket's watermark seq ${mark.seq} is below the snapshot's ${this.seq} in the same epoch`);
+      }
+    }
+    return marker;
+  }
+
+  /** One connection's life: relist from a complete snapshot, then apply updates until the connection drops. */
   private async follow(kv: KV): Promise<void> {
+    const marker = await this.completeMarker(kv);
     const filters = [POLICY_FILTER, hostFilter(this.config.hostId!)];
     const watches: Watch[] = [];
     this.stopWatches = () => {
@@ -139,8 +216,9 @@ export class Follower {
     };
     const started = Date.now();
     try {
-      for (const f of filters) watches.push(await this.watch(kv, f));
-      await this.consume(watches, started);
+      for (const f of filters) watches.push(await this.watch(kv, f, false));
+      watches.push(await this.watch(kv, 'meta.>', true));
+      await this.consume(kv, watches, marker, started);
     } finally {
       this.stopWatches();
       this.stopWatches = null;
@@ -148,28 +226,32 @@ export class Follower {
     }
   }
 
-  private async watch(kv: KV, filter: string): Promise<Watch> {
+  private async watch(kv: KV, filter: string, meta: boolean): Promise<Watch> {
     const jsm = await jetstreamManager(this.conn!.nc);
     // How many keys the range holds now: the initial read is done after that many entries (or
     // at the first with nothing pending behind it).
     const info = await jsm.streams.info(`KV_${this.config.natsBucket}`, { subjects_filter: `$KV.${this.config.natsBucket}.${filter}` });
     const initial = Object.keys(info.state.subjects ?? {}).length;
     const iter = await kv.watch({ key: filter });
-    return { iter: iter as unknown as Watch['iter'], initial };
+    return { iter: iter as unknown as Watch['iter'], initial, meta };
   }
 
-  private async consume(watches: Watch[], started: number): Promise<void> {
+  private async consume(kv: KV, watches: Watch[], marker: SnapshotMarker, started: number): Promise<void> {
     const initial: Revised[] = [];
+    let initialHeartbeat: Heartbeat | null = null;
     let queue: Revised[] = [];
     let pendingInitial = watches.filter((w) => w.initial > 0).length;
+    /** The initial read is done (later entries queue). */
     let synced = false;
+    /** The relist is in the snapshot (queued entries apply). */
+    let installed = false;
     let flushing = false;
     let fail: (e: Error) => void = () => {};
     const ended = new Promise<void>((_, reject) => (fail = reject));
     ended.catch(() => {});
 
     const flush = () => {
-      if (flushing || !synced || queue.length === 0) return;
+      if (flushing || !installed || queue.length === 0) return;
       flushing = true;
       setImmediate(() => {
         flushing = false;
@@ -186,17 +268,41 @@ export class Follower {
     const finishInitial = () => {
       if (synced || pendingInitial > 0) return;
       synced = true;
-      this.resync(initial, started);
-      flush();
+      // The marker again: an epoch started (or a bucket refilled) during the read is not relisted from.
+      void this.completeMarker(kv)
+        .then((now) => {
+          if (now.epoch !== marker.epoch || now.seq !== marker.seq) throw new NotComplete(`fleet epoch ${now.epoch} replaced epoch ${marker.epoch} during the read`);
+          this.resync(initial, marker, started);
+          installed = true;
+          if (initialHeartbeat) this.heartbeat(initialHeartbeat);
+          flush();
+        })
+        .catch((e: Error) => fail(e));
+    };
+    const onMeta = (e: KvWatchEntry) => {
+      if (e.operation !== 'PUT') return;
+      if (e.key === HEARTBEAT_KEY) {
+        const hb = decodeHeartbeat(e.value);
+        if (hb === null) return;
+        if (installed) this.heartbeat(hb);
+        else initialHeartbeat = hb;
+      } else if (e.key === SNAPSHOT_KEY && installed) {
+        const m = decodeMarker(e.value);
+        // A newer epoch republished whole: relist from it (its entries arrived one by one meanwhile).
+        if (m?.complete && m.epoch > this.epoch) fail(new Error(`fleet epoch ${m.epoch} is complete; relisting`));
+      }
     };
 
     const readers = watches.map(async (w) => {
       let seen = 0;
       let done = w.initial === 0;
       for await (const e of w.iter) {
-        const entry = e.operation === 'PUT' ? decodeEntry(e.value) : null;
-        if (entry !== null) (synced ? queue : done ? queue : initial).push({ revision: e.revision, entry });
-        g.lag.set(e.delta ?? 0);
+        if (w.meta) onMeta(e);
+        else {
+          const entry = e.operation === 'PUT' ? decodeEntry(e.value) : null;
+          if (entry !== null) (synced ? queue : done ? queue : initial).push({ revision: e.revision, entry });
+          g.lag.set(e.delta ?? 0);
+        }
         if (!done && (++seen >= w.initial || e.delta === 0)) {
           done = true;
           pendingInitial--;
@@ -224,41 +330,53 @@ export class Follower {
     }
   }
 
+  private heartbeat(hb: Heartbeat): void {
+    // A heartbeat of an older epoch is a replica that has not noticed the new one yet.
+    if (hb.epoch < this.epoch || hb.at <= this.currentAt) return;
+    this.currentAt = hb.at;
+    this.snapshot.heartbeat(hb.at);
+    g.age.set(this.age());
+  }
+
   /** `started`: when this connection's watches began (the log shows the read and the swap). */
-  private resync(entries: Revised[], started: number): void {
+  private resync(entries: Revised[], marker: SnapshotMarker, started: number): void {
     const t0 = Date.now();
-    const revision = entries.reduce((m, e) => Math.max(m, e.revision), this.revision);
+    const revision = entries.reduce((m, e) => Math.max(m, e.revision), 0);
     const changed = this.snapshot.replace(
       entries.map((e) => e.entry),
       revision,
+      marker.epoch,
+      marker.seq,
     );
-    this.note(revision, this.snapshot.state().seq);
+    const s = this.snapshot.state();
+    this.note(s.revision, s.seq, s.epoch);
     this.live = true;
     this.lastError = '';
-    this.currentAt = Date.now();
     g.resyncs.inc();
     if (changed > 0) this.changed();
     const policies = entries.filter((e) => e.entry.kind === 'policy').length;
     this.log.info(
-      { event: 'fleet_resync', revision, seq: this.seq, policies, devboxes: entries.length - policies, changed, read_ms: t0 - started, swap_ms: Date.now() - t0, ms: Date.now() - started },
-      `policy snapshot resynced: ${policies} policies, ${entries.length - policies} devboxes of host ${this.config.hostId}, ${changed} changed (revision ${revision})`,
+      { event: 'fleet_resync', revision, seq: this.seq, epoch: this.epoch, policies, devboxes: entries.length - policies, changed, read_ms: t0 - started, swap_ms: Date.now() - t0, ms: Date.now() - started },
+      `policy snapshot resynced: ${policies} policies, ${entries.length - policies} devboxes of host ${this.config.hostId}, ${changed} changed (revision ${revision}, epoch ${this.epoch})`,
     );
   }
 
   private applyBatch(batch: Revised[]): void {
-    const changed = this.snapshot.apply(batch);
+    const { changed, refused } = this.snapshot.apply(batch);
     const s = this.snapshot.state();
-    this.note(s.revision, s.seq);
-    this.currentAt = Date.now();
-    g.applied.inc(batch.length);
+    this.note(s.revision, s.seq, s.epoch);
+    g.applied.inc(batch.length - refused);
+    if (refused > 0) g.refused.inc({ reason: 'not_newer' }, refused);
     if (changed > 0) this.changed();
   }
 
-  private note(revision: number, seq: number): void {
+  private note(revision: number, seq: number, epoch: number): void {
     this.revision = revision;
     this.seq = seq;
+    this.epoch = epoch;
     g.revision.set(revision);
     g.seq.set(seq);
+    g.epoch.set(epoch);
   }
 
   async close(): Promise<void> {

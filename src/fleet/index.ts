@@ -18,8 +18,13 @@ export interface Fleet {
   start(): void;
   /** The sidecar's snapshot (null on a control plane). */
   follower(): FollowerStatus | null;
-  /** Why /readyz should fail, or null: a sidecar that never synced has nothing to enforce. */
+  /**
+   * Why /readyz should fail, or null: a sidecar that never synced has nothing to enforce, one
+   * past --max-staleness is behind the control plane; a replica whose publisher cannot publish.
+   */
   unready(): string | null;
+  /** A sidecar past --max-staleness with --stale fail-closed: the doors refuse new connections. */
+  refusing(): boolean;
   close(): Promise<void>;
 }
 
@@ -41,7 +46,12 @@ export function startFleet(config: GatewayConfig, store: PlaneStore, log: Logger
     return {
       start: () => follower.start(),
       follower: () => follower.status(),
-      unready: () => (follower.hasSnapshot() ? null : `no policy snapshot yet from ${config.follow} (host ${config.hostId})`),
+      unready: () => {
+        if (!follower.hasSnapshot()) return `no policy snapshot yet from NATS (host ${config.hostId})`;
+        const s = follower.status();
+        return s.stale ? `the policy snapshot is ${Math.round(s.age_seconds)} s behind the control plane (more than --max-staleness ${s.max_staleness_seconds} s)` : null;
+      },
+      refusing: () => config.stale === 'fail-closed' && follower.stale(),
       async close() {
         await follower.close();
         snapshot.close();
@@ -55,7 +65,8 @@ export function startFleet(config: GatewayConfig, store: PlaneStore, log: Logger
     return {
       start: () => publisher.start(),
       follower: () => null,
-      unready: () => null,
+      unready: () => publisher.unready(),
+      refusing: () => false,
       async close() {
         stop();
         await publisher.close();

@@ -4,7 +4,17 @@
  *   policy.<account>.<policy id>   every policy (sidecars read `policy.>`)
  *   devbox.<host>.<devbox id>      devboxes placed on a host (its sidecar reads `devbox.<host>.>`)
  *   devbox.=.<devbox id>           devboxes with no host_id: no sidecar reads them
- *   meta.watermark                 the highest change seq published contiguously
+ *   meta.watermark                 {epoch, seq}: the highest change seq published contiguously
+ *   meta.snapshot                  {epoch, seq, complete}: the complete-snapshot marker (below)
+ *   meta.heartbeat                 {epoch, seq, at}: written by every live publisher at least every second
+ *   dead.<key>                     a dead letter: an entry that could not be published (too large)
+ *
+ * Epochs: every entry carries the epoch it was published in, and entries compare by (epoch,
+ * seq). A publisher starts a new epoch (a number above every earlier one: the clock in ms, or
+ * the last + 1) when the bucket is new or lost its store, or when the database is behind the
+ * bucket (a restore or a failover that lost commits): it marks `meta.snapshot` incomplete,
+ * republishes the whole database under the new epoch, and then marks it complete. A sidecar
+ * replaces its snapshot only from a complete marker, so a half-filled bucket never replaces it.
  *
  * Ids are escaped into one key token each: bytes outside [A-Za-z0-9_-] become `=XX` (hex),
  * so a lone `=` names "no host" and cannot collide with an escaped host id.
@@ -25,6 +35,9 @@ export function hostOf(d: Devbox): string | null {
 }
 
 export const WATERMARK_KEY = 'meta.watermark';
+export const SNAPSHOT_KEY = 'meta.snapshot';
+export const HEARTBEAT_KEY = 'meta.heartbeat';
+export const deadLetterKey = (key: string) => `dead.${key}`;
 export const POLICY_FILTER = 'policy.>';
 export const UNPLACED = '=';
 
@@ -41,23 +54,50 @@ export const policyKey = (accountId: string, id: string) => `policy.${escapeToke
 export const devboxKey = (hostId: string | null, id: string) => `devbox.${hostId === null ? UNPLACED : escapeToken(hostId)}.${escapeToken(id)}`;
 export const hostFilter = (hostId: string) => `devbox.${escapeToken(hostId)}.>`;
 
-export type FleetEntry = { seq: number; kind: 'policy'; id: string; account_id: string; value: NetworkPolicy | null } | { seq: number; kind: 'devbox'; id: string; account_id: string; host_id: string | null; value: Devbox | null };
+/** `withheld`: a tombstone standing for a change that could not be published (see dead letters). */
+type EntryHead = { seq: number; epoch: number; withheld?: string };
+export type FleetEntry = (EntryHead & { kind: 'policy'; id: string; account_id: string; value: NetworkPolicy | null }) | (EntryHead & { kind: 'devbox'; id: string; account_id: string; host_id: string | null; value: Devbox | null });
+
+/** Where an entry or marker stands in the fleet's history: epoch first, then seq. */
+export interface Position {
+  epoch: number;
+  seq: number;
+}
+
+/** Negative when a is older than b, 0 when equal, positive when newer. */
+export function comparePosition(a: Position, b: Position): number {
+  return a.epoch !== b.epoch ? a.epoch - b.epoch : a.seq - b.seq;
+}
+
+export interface SnapshotMarker extends Position {
+  complete: boolean;
+  at: number;
+}
+
+export interface Heartbeat extends Position {
+  at: number;
+}
 
 export function keyOf(r: ChangeRecord): string {
   return r.kind === 'policy' ? policyKey(r.accountId, r.id) : devboxKey(r.hostId, r.id);
 }
 
-export function entryOf(r: ChangeRecord): FleetEntry {
-  return r.kind === 'policy' ? { seq: r.seq, kind: 'policy', id: r.id, account_id: r.accountId, value: r.value } : { seq: r.seq, kind: 'devbox', id: r.id, account_id: r.accountId, host_id: r.hostId, value: r.value };
+export function entryOf(r: ChangeRecord, epoch: number): FleetEntry {
+  return r.kind === 'policy' ? { seq: r.seq, epoch, kind: 'policy', id: r.id, account_id: r.accountId, value: r.value } : { seq: r.seq, epoch, kind: 'devbox', id: r.id, account_id: r.accountId, host_id: r.hostId, value: r.value };
+}
+
+/** The tombstone published in place of an entry that cannot be (fail closed: the resource is gone on the sidecars). */
+export function withheld(e: FleetEntry, why: string): FleetEntry {
+  return { ...e, value: null, withheld: why } as FleetEntry;
 }
 
 /** A tombstone for a key the database no longer has (a full republish found it in the bucket). */
-export function tombstoneFor(key: string, seq: number): FleetEntry | null {
+export function tombstoneFor(key: string, seq: number, epoch: number): FleetEntry | null {
   const parts = key.split('.');
   if (parts.length !== 3) return null;
   const [kind, owner, id] = parts as [string, string, string];
-  if (kind === 'policy') return { seq, kind: 'policy', id, account_id: owner, value: null };
-  if (kind === 'devbox') return { seq, kind: 'devbox', id, account_id: '', host_id: owner === UNPLACED ? null : owner, value: null };
+  if (kind === 'policy') return { seq, epoch, kind: 'policy', id, account_id: owner, value: null };
+  if (kind === 'devbox') return { seq, epoch, kind: 'devbox', id, account_id: '', host_id: owner === UNPLACED ? null : owner, value: null };
   return null;
 }
 
@@ -69,17 +109,36 @@ export function decodeEntry(data: Uint8Array): FleetEntry | null {
     const v = JSON.parse(Buffer.from(data).toString('utf8')) as Partial<FleetEntry> | null;
     if (v === null || typeof v !== 'object' || typeof v.seq !== 'number' || typeof v.id !== 'string') return null;
     if (v.kind !== 'policy' && v.kind !== 'devbox') return null;
-    return v as FleetEntry;
+    // Entries from before epochs were introduced are epoch 0: any epoch replaces them.
+    return { ...v, epoch: typeof v.epoch === 'number' ? v.epoch : 0 } as FleetEntry;
   } catch {
     return null;
   }
 }
 
-export function decodeSeq(data: Uint8Array): number | null {
+/** The (epoch, seq) of an entry, watermark, marker or heartbeat, or null when it has none. */
+export function decodePosition(data: Uint8Array): Position | null {
   try {
-    const v = JSON.parse(Buffer.from(data).toString('utf8')) as { seq?: unknown } | null;
-    return typeof v?.seq === 'number' ? v.seq : null;
+    const v = JSON.parse(Buffer.from(data).toString('utf8')) as { seq?: unknown; epoch?: unknown } | null;
+    if (typeof v?.seq !== 'number') return null;
+    return { seq: v.seq, epoch: typeof v.epoch === 'number' ? v.epoch : 0 };
   } catch {
     return null;
   }
 }
+
+export function decodeMarker(data: Uint8Array): SnapshotMarker | null {
+  const p = decodePosition(data);
+  if (p === null) return null;
+  const v = JSON.parse(Buffer.from(data).toString('utf8')) as { complete?: unknown; at?: unknown };
+  return { ...p, complete: v.complete === true, at: typeof v.at === 'number' ? v.at : 0 };
+}
+
+export function decodeHeartbeat(data: Uint8Array): Heartbeat | null {
+  const p = decodePosition(data);
+  if (p === null) return null;
+  const v = JSON.parse(Buffer.from(data).toString('utf8')) as { at?: unknown };
+  return typeof v.at === 'number' && Number.isFinite(v.at) ? { ...p, at: v.at } : null;
+}
+
+export const encodeJson = (v: unknown): Uint8Array => Buffer.from(JSON.stringify(v));

@@ -20,6 +20,7 @@ import { migrate } from './migrations.js';
 import { type Blueprint, type BlueprintRow, type BlueprintStatus, type FailureReason, ACTIVE_BUILD, buildRuntime, canMove, toBlueprint } from './blueprints.js';
 import { newId, randomAlnum, randomSecret } from './ids.js';
 import type { ChangeRecord } from './change-feed.js';
+import { checkPolicyFits } from './entry-limit.js';
 import { type DevboxRow, type PolicyRow, type TokenRow, toDevbox, toPolicy, toTokenInfo } from './rows.js';
 
 export * from './types.js';
@@ -612,8 +613,10 @@ class SqliteStore implements Store {
         if (isUniqueViolation(e)) throw this.duplicateName(input.name);
         throw e;
       }
+      const p = this.getPolicy(id)!;
+      checkPolicyFits(p);
       changes.push({ kind: 'policy', id, accountId });
-      return this.getPolicy(id)!;
+      return p;
     });
   }
 
@@ -638,8 +641,10 @@ class SqliteStore implements Store {
         if (isUniqueViolation(e)) throw this.duplicateName(name);
         throw e;
       }
+      const p = this.getPolicy(id)!;
+      checkPolicyFits(p);
       changes.push({ kind: 'policy', id, accountId });
-      return this.getPolicy(id)!;
+      return p;
     });
   }
 

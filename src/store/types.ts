@@ -31,7 +31,7 @@ export function rowBytes(r: unknown): number {
   return n;
 }
 
-export type StoreErrorCode = 'not_found' | 'duplicate_name' | 'policy_in_use' | 'policy_not_found' | 'address_in_use' | 'address_unavailable' | 'quota_exceeded' | 'blueprint_not_found' | 'blueprint_not_ready' | 'invalid_transition' | 'ambiguous';
+export type StoreErrorCode = 'not_found' | 'duplicate_name' | 'policy_in_use' | 'policy_not_found' | 'address_in_use' | 'address_unavailable' | 'quota_exceeded' | 'blueprint_not_found' | 'blueprint_not_ready' | 'invalid_transition' | 'ambiguous' | 'too_large';
 
 /** What one account may store (the API's settings; none by default, e.g. for `apply`). */
 export interface Quotas {
