@@ -26,7 +26,7 @@ import type { GatewayConfig } from '../config.js';
 import { HEARTBEAT_KEY, POLICY_FILTER, SNAPSHOT_KEY, WATERMARK_KEY, type Heartbeat, type SnapshotMarker, decodeEntry, decodeHeartbeat, decodeMarker, decodePosition, hostFilter } from './keys.js';
 import type { LocalSnapshot, Revised } from './local-snapshot.js';
 import { type FleetConnection, openConnection } from './nats.js';
-import { followerGauges as g } from './metrics.js';
+import { followerGauges as g, setAgeSource } from './metrics.js';
 
 const RETRY_MS = 500;
 const RETRY_MAX_MS = 10_000;
@@ -90,7 +90,7 @@ export class Follower {
     g.revision.set(s.revision);
     g.seq.set(s.seq);
     g.epoch.set(s.epoch);
-    g.age.set(this.age());
+    setAgeSource(() => this.age());
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
     if (snapshot.synced()) {

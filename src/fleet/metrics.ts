@@ -33,9 +33,23 @@ export const fleetDeadLetters = new Counter({
   registers: [registry],
 });
 
+let ageSource: (() => number) | null = null;
+/** The follower's age in seconds, read at every scrape. */
+export function setAgeSource(f: () => number): void {
+  ageSource = f;
+}
+
 /** Set by the follower (sidecar); collected on scrape. */
 export const followerGauges = {
-  age: new Gauge({ name: 'egress_policy_snapshot_age_seconds', help: "Seconds since the newest control-plane heartbeat this sidecar applied (grows when the database, every publisher, NATS or the sidecar's link is away)", registers: [registry] }),
+  age: new Gauge({
+    name: 'egress_policy_snapshot_age_seconds',
+    help: "Seconds since the newest control-plane heartbeat this sidecar applied (grows when the database, every publisher, NATS or the sidecar's link is away)",
+    registers: [registry],
+    // Computed at scrape: the same figure /readyz judges by.
+    collect() {
+      if (ageSource !== null) this.set(ageSource());
+    },
+  }),
   epoch: new Gauge({ name: 'egress_policy_snapshot_epoch', help: 'The fleet epoch of the local snapshot', registers: [registry] }),
   refused: new Counter({ name: 'egress_policy_entries_refused_total', help: 'Bucket entries or snapshots the sidecar refused', labelNames: ['reason'], registers: [registry] }),
   revision: new Gauge({ name: 'egress_policy_snapshot_revision', help: 'KV revision (stream sequence) of the last bucket entry applied to the local snapshot', registers: [registry] }),
