@@ -102,6 +102,10 @@ export interface GatewayConfig {
   natsUser: string | null;
   natsPassword: string | null;
   natsCreds: string | null;
+  /** Control plane: the Ed25519 private key (PEM) every bucket value is signed with. */
+  fleetSigningKey: string | null;
+  /** Sidecar: Ed25519 public keys (PEM files, comma-separated) a bucket value must be signed by; on a replica, the keys it also trusts. */
+  fleetVerifyKeys: string | null;
   /** Sidecar: seconds since the newest control-plane heartbeat past which it is not ready. */
   maxStaleness: number;
   /** Sidecar past --max-staleness: keep enforcing the last snapshot, or refuse new connections. */
@@ -204,6 +208,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'natsUser', flag: 'nats-user', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS user (with --nats-password)' },
   { key: 'natsPassword', flag: 'nats-password', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS password (with --nats-user)' },
   { key: 'natsCreds', flag: 'nats-creds', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS credentials file (JWT + nkey seed)' },
+  { key: 'fleetSigningKey', flag: 'fleet-signing-key', kind: { t: 'stringOrNull' }, def: () => null, help: 'with --nats: Ed25519 private key (PKCS#8 PEM) that signs every fleet bucket value (default: unsigned)' },
+  { key: 'fleetVerifyKeys', flag: 'fleet-verify-keys', kind: { t: 'stringOrNull' }, def: () => null, help: 'with --follow: Ed25519 public keys (PEM files, comma-separated) every bucket value must be signed by; with --nats: keys also trusted while keys rotate (default: off)' },
   { key: 'maxStaleness', flag: 'max-staleness', kind: { t: 'int', min: 1, max: 86_400 }, def: () => 30, help: 'with --follow: seconds since the newest control-plane heartbeat after which the sidecar is not ready' },
   { key: 'stale', flag: 'stale', kind: { t: 'enum', values: ['fail-static', 'fail-closed'] }, def: () => 'fail-static', help: 'with --follow, past --max-staleness: fail-static keeps enforcing the last snapshot, fail-closed refuses new connections' },
   { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', kind: { t: 'int', min: 0, max: 600_000 }, def: () => 10_000, help: 'how long shutdown waits for connections to drain' },
@@ -462,6 +468,8 @@ function takeNatsCredentials(cfg: GatewayConfig, flag: '--nats' | '--follow', v:
 function checkFleet(cfg: GatewayConfig): void {
   if (cfg.nats !== null) cfg.nats = takeNatsCredentials(cfg, '--nats', cfg.nats);
   if (cfg.follow !== null) cfg.follow = takeNatsCredentials(cfg, '--follow', cfg.follow);
+  if (cfg.fleetSigningKey !== null && cfg.nats === null) throw new ConfigError('--fleet-signing-key', 'only a control plane publishing to NATS (--nats) signs');
+  if (cfg.fleetVerifyKeys !== null && cfg.nats === null && cfg.follow === null) throw new ConfigError('--fleet-verify-keys', 'needs --follow (a sidecar) or --nats (a control plane)');
   if (cfg.nats !== null && cfg.follow !== null) throw new ConfigError('--follow', 'a process either publishes (--nats, control plane) or follows (--follow, sidecar), not both');
   if (cfg.follow !== null && cfg.stale === 'fail-closed' && cfg.workers > 1) throw new ConfigError('--stale', 'fail-closed needs --workers 1 on a sidecar (the snapshot age is kept in the process that follows NATS)');
   if (cfg.follow !== null && cfg.hostId === null) throw new ConfigError('--host-id', 'required with --follow: the host whose devboxes this sidecar serves');

@@ -23,10 +23,11 @@ import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config.js';
-import { HEARTBEAT_KEY, POLICY_FILTER, SNAPSHOT_KEY, WATERMARK_KEY, type Heartbeat, type SnapshotMarker, decodeEntry, decodeHeartbeat, decodeMarker, decodePosition, hostFilter } from './keys.js';
+import { localNameOf, HEARTBEAT_KEY, POLICY_FILTER, SNAPSHOT_KEY, WATERMARK_KEY, type Heartbeat, type Position, type SnapshotMarker, decodeEntry, decodeHeartbeat, decodeMarker, decodePosition, hostFilter } from './keys.js';
 import type { LocalSnapshot, Revised } from './local-snapshot.js';
 import { type FleetConnection, openConnection } from './nats.js';
 import { followerGauges as g, setAgeSource } from './metrics.js';
+import type { Verdict, Verifier } from './signing.js';
 
 const RETRY_MS = 500;
 const RETRY_MAX_MS = 10_000;
@@ -68,6 +69,7 @@ export class Follower {
   private seq: number;
   private epoch: number;
   private readonly startedAt = Date.now();
+  private readonly refusalLogged = new Map<string, number>();
   private lastStaleLog = 0;
   private lastError = '';
   private failures = 0;
@@ -81,6 +83,8 @@ export class Follower {
     /** Has the store re-read its change log (raises the change events the doors act on). */
     private readonly changed: () => void,
     private readonly log: Logger,
+    /** --fleet-verify-keys: only values signed by these apply (null: unsigned values accepted). */
+    private readonly verifier: Verifier | null = null,
   ) {
     const s = snapshot.state();
     this.currentAt = s.currentAt;
@@ -185,30 +189,45 @@ export class Follower {
     return RETRY_MS / 2 + Math.random() * (cap - RETRY_MS / 2);
   }
 
-  /** The complete-snapshot marker and the watermark, checked against what the snapshot holds. */
-  private async completeMarker(kv: KV): Promise<SnapshotMarker> {
-    const e = await kv.get(SNAPSHOT_KEY);
-    const marker = e && e.operation === 'PUT' ? decodeMarker(e.value) : null;
+  /** True when the value may be applied; else counted and logged (at most every 10 s per key). */
+  private trusted(key: string, data: Uint8Array): boolean {
+    if (this.verifier === null) return true;
+    const verdict: Verdict = this.verifier.check(key, data);
+    if (verdict === 'ok') return true;
+    g.refused.inc({ reason: verdict });
+    const now = Date.now();
+    if (now - (this.refusalLogged.get(key) ?? 0) > 10_000) {
+      if (this.refusalLogged.size > 10_000) this.refusalLogged.clear();
+      this.refusalLogged.set(key, now);
+      this.log.error(
+        { event: 'fleet_entry_refused', key, reason: verdict },
+        `refused the bucket's ${key}: ${verdict === 'unsigned' ? 'not signed' : verdict === 'unknown_key' ? 'signed by a key not in --fleet-verify-keys' : 'its signature does not verify'}; keeping what the snapshot holds`,
+      );
+    }
+    return false;
+  }
+
+  /**
+   * The complete-snapshot marker and the watermark (as the `meta.>` watch delivered them),
+   * checked against what the snapshot holds; throws NotComplete when a relist must wait.
+   * Read through the watch, not KV gets: a sidecar's NATS user needs no stream-wide read.
+   */
+  private completeMarker(marker: SnapshotMarker | null, mark: Position | null): SnapshotMarker {
     if (marker === null) throw new NotComplete('the bucket holds no complete snapshot yet (new, or NATS lost its store and the control plane is refilling it)');
     if (!marker.complete) throw new NotComplete(`fleet epoch ${marker.epoch} is being republished`);
     if (marker.epoch < this.epoch) {
       g.refused.inc({ reason: 'older_epoch' });
       throw new NotComplete(`the bucket's epoch ${marker.epoch} is older than the snapshot's ${this.epoch}`);
     }
-    if (marker.epoch === this.epoch) {
-      const w = await kv.get(WATERMARK_KEY);
-      const mark = w && w.operation === 'PUT' ? decodePosition(w.value) : null;
-      if (mark !== null && mark.epoch === this.epoch && mark.seq < this.seq) {
-        g.refused.inc({ reason: 'lower_seq' });
-        throw new NotComplete(`the bucket's watermark seq ${mark.seq} is below the snapshot's ${this.seq} in the same epoch`);
-      }
+    if (marker.epoch === this.epoch && mark !== null && mark.epoch === this.epoch && mark.seq < this.seq) {
+      g.refused.inc({ reason: 'lower_seq' });
+      throw new NotComplete(`the bucket's watermark seq ${mark.seq} is below the snapshot's ${this.seq} in the same epoch`);
     }
     return marker;
   }
 
   /** One connection's life: relist from a complete snapshot, then apply updates until the connection drops. */
   private async follow(kv: KV): Promise<void> {
-    const marker = await this.completeMarker(kv);
     const filters = [POLICY_FILTER, hostFilter(this.config.hostId!)];
     const watches: Watch[] = [];
     this.stopWatches = () => {
@@ -218,7 +237,7 @@ export class Follower {
     try {
       for (const f of filters) watches.push(await this.watch(kv, f, false));
       watches.push(await this.watch(kv, 'meta.>', true));
-      await this.consume(kv, watches, marker, started);
+      await this.consume(watches, started);
     } finally {
       this.stopWatches();
       this.stopWatches = null;
@@ -236,8 +255,10 @@ export class Follower {
     return { iter: iter as unknown as Watch['iter'], initial, meta };
   }
 
-  private async consume(kv: KV, watches: Watch[], marker: SnapshotMarker, started: number): Promise<void> {
+  private async consume(watches: Watch[], started: number): Promise<void> {
     const initial: Revised[] = [];
+    /** Names whose bucket value was refused during the initial read: the relist keeps them. */
+    const refused = new Set<string>();
     let initialHeartbeat: Heartbeat | null = null;
     let queue: Revised[] = [];
     let pendingInitial = watches.filter((w) => w.initial > 0).length;
@@ -265,28 +286,38 @@ export class Follower {
         if (queue.length > 0) flush();
       });
     };
+    /** The marker and watermark as the meta watch delivered them (first: at the start of the read). */
+    let firstMarker: string | null = null;
+    let marker: SnapshotMarker | null = null;
+    let mark: Position | null = null;
     const finishInitial = () => {
       if (synced || pendingInitial > 0) return;
       synced = true;
-      // The marker again: an epoch started (or a bucket refilled) during the read is not relisted from.
-      void this.completeMarker(kv)
-        .then((now) => {
-          if (now.epoch !== marker.epoch || now.seq !== marker.seq) throw new NotComplete(`fleet epoch ${now.epoch} replaced epoch ${marker.epoch} during the read`);
-          this.resync(initial, marker, started);
-          installed = true;
-          if (initialHeartbeat) this.heartbeat(initialHeartbeat);
-          flush();
-        })
-        .catch((e: Error) => fail(e));
+      try {
+        if (marker !== null && JSON.stringify(marker) !== firstMarker) throw new NotComplete(`the snapshot marker changed during the read (epoch ${marker.epoch})`);
+        const complete = this.completeMarker(marker, mark);
+        this.resync(initial, complete, started, refused);
+      } catch (e) {
+        fail(e as Error);
+        return;
+      }
+      installed = true;
+      if (initialHeartbeat) this.heartbeat(initialHeartbeat);
+      flush();
     };
     const onMeta = (e: KvWatchEntry) => {
-      if (e.operation !== 'PUT') return;
+      if (e.operation !== 'PUT' || !this.trusted(e.key, e.value)) return;
       if (e.key === HEARTBEAT_KEY) {
         const hb = decodeHeartbeat(e.value);
         if (hb === null) return;
         if (installed) this.heartbeat(hb);
         else initialHeartbeat = hb;
-      } else if (e.key === SNAPSHOT_KEY && installed) {
+      } else if (e.key === WATERMARK_KEY) {
+        mark = decodePosition(e.value);
+      } else if (e.key === SNAPSHOT_KEY && !installed) {
+        marker = decodeMarker(e.value);
+        firstMarker ??= JSON.stringify(marker);
+      } else if (e.key === SNAPSHOT_KEY) {
         const m = decodeMarker(e.value);
         // A newer epoch republished whole: relist from it (its entries arrived one by one meanwhile).
         if (m?.complete && m.epoch > this.epoch) fail(new Error(`fleet epoch ${m.epoch} is complete; relisting`));
@@ -299,7 +330,12 @@ export class Follower {
       for await (const e of w.iter) {
         if (w.meta) onMeta(e);
         else {
-          const entry = e.operation === 'PUT' ? decodeEntry(e.value) : null;
+          let entry = e.operation === 'PUT' ? decodeEntry(e.value) : null;
+          if (e.operation === 'PUT' && !this.trusted(e.key, e.value)) {
+            entry = null;
+            const name = localNameOf(e.key);
+            if (name !== null && !synced) refused.add(name);
+          }
           if (entry !== null) (synced ? queue : done ? queue : initial).push({ revision: e.revision, entry });
           g.lag.set(e.delta ?? 0);
         }
@@ -339,7 +375,7 @@ export class Follower {
   }
 
   /** `started`: when this connection's watches began (the log shows the read and the swap). */
-  private resync(entries: Revised[], marker: SnapshotMarker, started: number): void {
+  private resync(entries: Revised[], marker: SnapshotMarker, started: number, refused: ReadonlySet<string>): void {
     const t0 = Date.now();
     const revision = entries.reduce((m, e) => Math.max(m, e.revision), 0);
     const changed = this.snapshot.replace(
@@ -347,6 +383,7 @@ export class Follower {
       revision,
       marker.epoch,
       marker.seq,
+      refused,
     );
     const s = this.snapshot.state();
     this.note(s.revision, s.seq, s.epoch);

@@ -50,6 +50,30 @@ export function escapeToken(s: string): string {
   return out.length === 0 ? '=00' : out;
 }
 
+/** The id a key token stands for (escapeToken reversed); null when it is not one. */
+export function unescapeToken(t: string): string | null {
+  if (t === '=00') return '';
+  const bytes: number[] = [];
+  for (let i = 0; i < t.length; i++) {
+    const c = t[i]!;
+    if (c === '=') {
+      const hex = t.slice(i + 1, i + 3);
+      if (!/^[0-9a-f]{2}$/.test(hex)) return null;
+      bytes.push(Number.parseInt(hex, 16));
+      i += 2;
+    } else bytes.push(c.charCodeAt(0));
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/** The local snapshot's name (`kind:id`) of a bucket key, read from the key alone (never from a value that may be forged). */
+export function localNameOf(key: string): string | null {
+  const parts = key.split('.');
+  if (parts.length !== 3 || (parts[0] !== 'policy' && parts[0] !== 'devbox')) return null;
+  const id = unescapeToken(parts[2]!);
+  return id === null ? null : `${parts[0]}:${id}`;
+}
+
 export const policyKey = (accountId: string, id: string) => `policy.${escapeToken(accountId)}.${escapeToken(id)}`;
 export const devboxKey = (hostId: string | null, id: string) => `devbox.${hostId === null ? UNPLACED : escapeToken(hostId)}.${escapeToken(id)}`;
 export const hostFilter = (hostId: string) => `devbox.${escapeToken(hostId)}.>`;
@@ -82,8 +106,14 @@ export function keyOf(r: ChangeRecord): string {
   return r.kind === 'policy' ? policyKey(r.accountId, r.id) : devboxKey(r.hostId, r.id);
 }
 
+/**
+ * A devbox entry carries what a sidecar uses: its addresses, policy, status, the proxy
+ * password's hash (the sidecar checks proxy credentials) and the tunnel key (tunnel
+ * hostnames); never the operator's metadata.
+ */
 export function entryOf(r: ChangeRecord, epoch: number): FleetEntry {
-  return r.kind === 'policy' ? { seq: r.seq, epoch, kind: 'policy', id: r.id, account_id: r.accountId, value: r.value } : { seq: r.seq, epoch, kind: 'devbox', id: r.id, account_id: r.accountId, host_id: r.hostId, value: r.value };
+  if (r.kind === 'policy') return { seq: r.seq, epoch, kind: 'policy', id: r.id, account_id: r.accountId, value: r.value };
+  return { seq: r.seq, epoch, kind: 'devbox', id: r.id, account_id: r.accountId, host_id: r.hostId, value: r.value === null ? null : { ...r.value, metadata: {} } };
 }
 
 /** The tombstone published in place of an entry that cannot be (fail closed: the resource is gone on the sidecars). */

@@ -102,24 +102,27 @@ export class LocalSnapshot {
    * Makes the snapshot exactly `entries` (a resync read whole), in one transaction: rows not
    * in it go, rows whose entry differs are rewritten, the rest stay untouched.
    */
-  replace(entries: readonly FleetEntry[], revision: number, epoch: number, seqAt: number): number {
+  replace(entries: readonly FleetEntry[], revision: number, epoch: number, seqAt: number, keep: ReadonlySet<string> = new Set()): number {
     const tx = this.db.transaction(() => {
       const had = new Map((this.q.entries.all() as { key: string; json: string }[]).map((r) => [r.key, r.json]));
       let changed = 0;
       let seq = seqAt;
-      const keep = new Set<string>();
+      // `keep`: names whose bucket value was refused (forged): what the snapshot holds for them stays.
+      const kept = new Set<string>(keep);
       for (const e of entries) {
-        keep.add(key(e));
+        kept.add(key(e));
         seq = Math.max(seq, e.seq);
         const json = JSON.stringify(e);
         const prev = had.get(key(e));
         if (prev === json) continue;
+        // Within one epoch a key never goes back (a replayed older value, even genuinely signed).
+        if (prev !== undefined && (JSON.parse(prev) as FleetEntry).epoch === e.epoch && (JSON.parse(prev) as FleetEntry).seq > e.seq) continue;
         // Republished under a new epoch with the same value: only its position changes.
         if (prev !== undefined && JSON.stringify((JSON.parse(prev) as FleetEntry).value) === JSON.stringify(e.value)) this.q.setEntry.run(key(e), json);
         else changed += this.write(e);
       }
       for (const [k, json] of had) {
-        if (keep.has(k)) continue;
+        if (kept.has(k)) continue;
         const old = JSON.parse(json) as FleetEntry;
         changed += this.write({ ...old, value: null } as FleetEntry);
       }

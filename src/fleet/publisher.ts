@@ -30,8 +30,9 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { ChangeFeed, ChangeRecord } from '../store/change-feed.js';
 import type { GatewayConfig } from '../config.js';
-import { type FleetEntry, HEARTBEAT_KEY, type Position, SNAPSHOT_KEY, type SnapshotMarker, WATERMARK_KEY, comparePosition, deadLetterKey, decodeMarker, decodePosition, encodeEntry, encodeJson, entryOf, hostOf, keyOf, tombstoneFor, withheld } from './keys.js';
+import { type FleetEntry, HEARTBEAT_KEY, type Position, SNAPSHOT_KEY, type SnapshotMarker, WATERMARK_KEY, comparePosition, deadLetterKey, decodeMarker, decodePosition, encodeJson, entryOf, hostOf, keyOf, tombstoneFor, withheld } from './keys.js';
 import { type FleetConnection, openConnection } from './nats.js';
+import type { Signer, Verifier } from './signing.js';
 import { fleetDeadLetters, fleetEpoch, fleetPublished, fleetPublishedSeq, fleetSnapshots } from './metrics.js';
 
 const BATCH = 256;
@@ -71,7 +72,20 @@ export class Publisher {
     private readonly config: GatewayConfig,
     private readonly feed: ChangeFeed,
     private readonly log: Logger,
+    /** Signs every value written (null: unsigned). */
+    private readonly signer: Signer | null = null,
+    /** With a signer: the keys whose values count as genuine (its own and --fleet-verify-keys). */
+    private readonly trust: Verifier | null = null,
   ) {}
+
+  private encode(key: string, value: object): Uint8Array {
+    return this.signer ? this.signer.encode(key, value) : encodeJson(value);
+  }
+
+  /** Written by a trusted publisher (always, when unsigned): anything else in the bucket is overwritten. */
+  private genuine(key: string, data: Uint8Array): boolean {
+    return this.trust === null || this.trust.check(key, data) === 'ok';
+  }
 
   start(): void {
     this.done = this.run();
@@ -227,13 +241,13 @@ export class Publisher {
     const kv = this.kv;
     if (kv === null) return;
     const at = Date.now();
-    await kv.put(HEARTBEAT_KEY, encodeJson({ epoch: this.epoch, seq: this.cursor, at }));
+    await kv.put(HEARTBEAT_KEY, this.encode(HEARTBEAT_KEY, { epoch: this.epoch, seq: this.cursor, at }));
     this.lastHeartbeat = at;
   }
 
   /** Writes the entry unless the key holds one as new or newer; an entry too large is withheld. */
   private async put(kv: KV, key: string, entry: FleetEntry): Promise<void> {
-    let data = encodeEntry(entry);
+    let data = this.encode(key, entry);
     const max = (this.conn?.nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM;
     if (data.length > max) {
       data = await this.deadLetter(kv, key, entry, data.length, `the entry is ${data.length} bytes; NATS carries at most ${max} (max_payload less headers)`);
@@ -244,7 +258,10 @@ export class Publisher {
         if (cur === null) await kv.create(key, data);
         else {
           const at = cur.operation === 'PUT' ? decodePosition(cur.value) : null;
-          if (at !== null && comparePosition(at, entry) >= 0) return;
+          if (at !== null && comparePosition(at, entry) >= 0) {
+            if (this.genuine(key, cur.value)) return;
+            this.log.error({ event: 'fleet_forged_entry_replaced', key, claimed_seq: at.seq, claimed_epoch: at.epoch }, `the bucket's ${key} is not signed by a trusted key (claims seq ${at.seq}): overwritten with the database's`);
+          }
           await kv.update(key, data, cur.revision);
         }
         return;
@@ -266,20 +283,21 @@ export class Publisher {
       { event: 'fleet_publish_dead_letter', key, kind: entry.kind, id: entry.id, account_id: entry.account_id, seq: entry.seq, bytes, err: why },
       `change seq ${entry.seq} (${entry.kind} ${entry.id}) cannot be published: ${why}; withheld (the ${entry.kind} is gone on the sidecars until a publishable change replaces it), dead letter at ${deadLetterKey(key)}; every other change goes on`,
     );
-    await kv.put(deadLetterKey(key), encodeJson({ epoch: entry.epoch, seq: entry.seq, kind: entry.kind, id: entry.id, account_id: entry.account_id, bytes, reason: why, at: Date.now() }));
-    return encodeEntry(withheld(entry, why));
+    await kv.put(deadLetterKey(key), this.encode(deadLetterKey(key), { epoch: entry.epoch, seq: entry.seq, kind: entry.kind, id: entry.id, account_id: entry.account_id, bytes, reason: why, at: Date.now() }));
+    return this.encode(key, withheld(entry, why));
   }
 
   private async marker(kv: KV): Promise<(SnapshotMarker & { revision: number }) | null> {
     const cur = await kv.get(SNAPSHOT_KEY);
     if (cur === null || cur.operation !== 'PUT') return null;
-    const m = decodeMarker(cur.value);
-    return m && { ...m, revision: cur.revision };
+    const m = this.genuine(SNAPSHOT_KEY, cur.value) ? decodeMarker(cur.value) : null;
+    // A forged or unreadable marker is an incomplete claim nobody holds: the next round replaces it.
+    return m === null ? { epoch: 0, seq: 0, complete: false, at: 0, revision: cur.revision } : { ...m, revision: cur.revision };
   }
 
   private async watermark(kv: KV): Promise<Position & { revision: number; tip: string | null }> {
     const cur = await kv.get(WATERMARK_KEY);
-    if (cur === null || cur.operation !== 'PUT') return { seq: 0, epoch: 0, revision: cur?.revision ?? 0, tip: null };
+    if (cur === null || cur.operation !== 'PUT' || !this.genuine(WATERMARK_KEY, cur.value)) return { seq: 0, epoch: 0, revision: cur?.revision ?? 0, tip: null };
     const v = JSON.parse(Buffer.from(cur.value).toString('utf8')) as { tip?: unknown };
     return { ...(decodePosition(cur.value) ?? { seq: 0, epoch: 0 }), revision: cur.revision, tip: typeof v.tip === 'string' ? v.tip : null };
   }
@@ -294,7 +312,7 @@ export class Publisher {
 
   /** Raises the watermark to `to` (a later epoch replaces it whatever its seq). */
   private async raiseWatermark(kv: KV, to: Position): Promise<void> {
-    const data = encodeJson({ ...to, tip: await this.tipAt(to.seq), at: Date.now() });
+    const data = this.encode(WATERMARK_KEY, { ...to, tip: await this.tipAt(to.seq), at: Date.now() });
     for (;;) {
       const cur = await this.watermark(kv);
       if (comparePosition(cur, to) >= 0) break;
@@ -316,7 +334,7 @@ export class Publisher {
    */
   private async newEpoch(kv: KV, marker: (SnapshotMarker & { revision: number }) | null, why: string): Promise<void> {
     const epoch = Math.max(Date.now(), (marker?.epoch ?? 0) + 1, this.epoch + 1);
-    const claim = encodeJson({ epoch, seq: 0, complete: false, at: Date.now() });
+    const claim = this.encode(SNAPSHOT_KEY, { epoch, seq: 0, complete: false, at: Date.now() });
     try {
       if (marker === null) await kv.create(SNAPSHOT_KEY, claim);
       else await kv.update(SNAPSHOT_KEY, claim, marker.revision);
@@ -331,7 +349,7 @@ export class Publisher {
     const seq = await this.republish(kv, epoch, true);
     const cur = await this.marker(kv);
     if (cur?.epoch !== epoch) return; // a newer epoch took over meanwhile
-    await kv.update(SNAPSHOT_KEY, encodeJson({ epoch, seq, complete: true, at: Date.now() }), cur.revision);
+    await kv.update(SNAPSHOT_KEY, this.encode(SNAPSHOT_KEY, { epoch, seq, complete: true, at: Date.now() }), cur.revision);
     this.log.info({ event: 'fleet_snapshot_complete', epoch, seq }, `fleet epoch ${epoch} republished whole (as of seq ${seq})`);
   }
 
@@ -339,7 +357,7 @@ export class Publisher {
   private async refreshClaim(kv: KV, epoch: number): Promise<void> {
     const cur = await this.marker(kv);
     if (cur?.epoch !== epoch || cur.complete) throw new Error(`fleet epoch ${epoch} was taken over by another replica`);
-    await kv.update(SNAPSHOT_KEY, encodeJson({ epoch, seq: 0, complete: false, at: Date.now() }), cur.revision);
+    await kv.update(SNAPSHOT_KEY, this.encode(SNAPSHOT_KEY, { epoch, seq: 0, complete: false, at: Date.now() }), cur.revision);
   }
 
   /** The whole database under `epoch`, and tombstones for keys it no longer has; returns its seq. */
