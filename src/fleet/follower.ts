@@ -24,7 +24,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config.js';
 import { localNameOf, HEARTBEAT_KEY, POLICY_FILTER, SNAPSHOT_KEY, WATERMARK_KEY, type Heartbeat, type Position, type SnapshotMarker, decodeEntry, decodeHeartbeat, decodeMarker, decodePosition, hostFilter } from './keys.js';
-import type { LocalSnapshot, Revised } from './local-snapshot.js';
+import type { LocalSnapshot, Revised, WatchSource } from './local-snapshot.js';
 import { type FleetConnection, openConnection } from './nats.js';
 import { followerGauges as g, setAgeSource } from './metrics.js';
 import type { Verdict, Verifier } from './signing.js';
@@ -51,10 +51,10 @@ export interface FollowerStatus {
 
 interface Watch {
   iter: AsyncIterable<KvWatchEntry> & { stop(): void };
-  /** Entries the key range held when the watch started (the initial read). */
+  /** Entries the key range held when the watch started (the initial read; 0 when resumed). */
   initial: number;
-  /** `meta.>`: markers and heartbeats, not snapshot entries. */
-  meta: boolean;
+  /** The entry range it watches; null: `meta.>` (markers and heartbeats, not snapshot entries). */
+  source: WatchSource | null;
 }
 
 /** Why a relist was not done now (not an error of the connection: the sidecar waits and retries). */
@@ -70,6 +70,9 @@ export class Follower {
   private epoch: number;
   private readonly startedAt = Date.now();
   private readonly refusalLogged = new Map<string, number>();
+  private persistedAt = 0;
+  /** The next connection relists (a newer epoch was completed, or resuming is not possible). */
+  private relistNext = false;
   private lastStaleLog = 0;
   private lastError = '';
   private failures = 0;
@@ -226,18 +229,37 @@ export class Follower {
     return marker;
   }
 
-  /** One connection's life: relist from a complete snapshot, then apply updates until the connection drops. */
+  /**
+   * One connection's life. Resume when the snapshot was last relisted from this same bucket
+   * (its stream's creation time): each entry watch starts at its stored revision + 1, so what
+   * changed while away arrives as updates (the bucket keeps the last value of every key and
+   * never deletes one: nothing between is lost). Else relist from a complete snapshot. Then
+   * apply updates until the connection drops.
+   */
   private async follow(kv: KV): Promise<void> {
-    const filters = [POLICY_FILTER, hostFilter(this.config.hostId!)];
+    const jsm = await jetstreamManager(this.conn!.nc);
+    const bucket = (await jsm.streams.info(`KV_${this.config.natsBucket}`)).created;
+    const s = this.snapshot.state();
+    const resume = !this.relistNext && s.bucket !== '' && s.bucket === bucket && s.epoch > 0;
+    const sources: Array<[WatchSource, string]> = [
+      ['policy', POLICY_FILTER],
+      ['host', hostFilter(this.config.hostId!)],
+    ];
     const watches: Watch[] = [];
     this.stopWatches = () => {
       for (const w of watches) w.iter.stop();
     };
     const started = Date.now();
     try {
-      for (const f of filters) watches.push(await this.watch(kv, f, false));
-      watches.push(await this.watch(kv, 'meta.>', true));
-      await this.consume(watches, started);
+      for (const [source, f] of sources) watches.push(await this.watch(kv, f, source, resume ? s.revs[source] + 1 : 0));
+      watches.push(await this.watch(kv, 'meta.>', null, 0));
+      if (resume) {
+        this.live = true;
+        this.lastError = '';
+        g.resumes.inc();
+        this.log.info({ event: 'fleet_resumed', from: s.revs, epoch: s.epoch }, `resumed following from revisions policy ${s.revs.policy}, host ${s.revs.host} (no relist)`);
+      }
+      await this.consume(watches, started, resume ? null : bucket);
     } finally {
       this.stopWatches();
       this.stopWatches = null;
@@ -245,27 +267,34 @@ export class Follower {
     }
   }
 
-  private async watch(kv: KV, filter: string, meta: boolean): Promise<Watch> {
+  private async watch(kv: KV, filter: string, source: WatchSource | null, from: number): Promise<Watch> {
+    if (from > 0) {
+      const iter = await kv.watch({ key: filter, resumeFromRevision: from });
+      return { iter: iter as unknown as Watch['iter'], initial: 0, source };
+    }
     const jsm = await jetstreamManager(this.conn!.nc);
     // How many keys the range holds now: the initial read is done after that many entries (or
     // at the first with nothing pending behind it).
     const info = await jsm.streams.info(`KV_${this.config.natsBucket}`, { subjects_filter: `$KV.${this.config.natsBucket}.${filter}` });
     const initial = Object.keys(info.state.subjects ?? {}).length;
     const iter = await kv.watch({ key: filter });
-    return { iter: iter as unknown as Watch['iter'], initial, meta };
+    return { iter: iter as unknown as Watch['iter'], initial, source };
   }
 
-  private async consume(watches: Watch[], started: number): Promise<void> {
+  /** `relistFrom`: the bucket a relist reads (null: resumed, everything is an update). */
+  private async consume(watches: Watch[], started: number, relistFrom: string | null): Promise<void> {
     const initial: Revised[] = [];
     /** Names whose bucket value was refused during the initial read: the relist keeps them. */
     const refused = new Set<string>();
     let initialHeartbeat: Heartbeat | null = null;
     let queue: Revised[] = [];
-    let pendingInitial = watches.filter((w) => w.initial > 0).length;
+    let pendingInitial = relistFrom === null ? 0 : watches.filter((w) => w.initial > 0).length;
     /** The initial read is done (later entries queue). */
-    let synced = false;
+    let synced = relistFrom === null;
     /** The relist is in the snapshot (queued entries apply). */
-    let installed = false;
+    let installed = relistFrom === null;
+    /** Per entry range, the newest revision the initial read delivered (its resume point). */
+    const seenRev: Record<WatchSource, number> = { policy: 0, host: 0 };
     let flushing = false;
     let fail: (e: Error) => void = () => {};
     const ended = new Promise<void>((_, reject) => (fail = reject));
@@ -296,7 +325,7 @@ export class Follower {
       try {
         if (marker !== null && JSON.stringify(marker) !== firstMarker) throw new NotComplete(`the snapshot marker changed during the read (epoch ${marker.epoch})`);
         const complete = this.completeMarker(marker, mark);
-        this.resync(initial, complete, started, refused);
+        this.resync(initial, complete, started, refused, { bucket: relistFrom!, revs: seenRev });
       } catch (e) {
         fail(e as Error);
         return;
@@ -320,7 +349,10 @@ export class Follower {
       } else if (e.key === SNAPSHOT_KEY) {
         const m = decodeMarker(e.value);
         // A newer epoch republished whole: relist from it (its entries arrived one by one meanwhile).
-        if (m?.complete && m.epoch > this.epoch) fail(new Error(`fleet epoch ${m.epoch} is complete; relisting`));
+        if (m?.complete && m.epoch > this.epoch) {
+          this.relistNext = true;
+          fail(new Error(`fleet epoch ${m.epoch} is complete; relisting`));
+        }
       }
     };
 
@@ -328,15 +360,19 @@ export class Follower {
       let seen = 0;
       let done = w.initial === 0;
       for await (const e of w.iter) {
-        if (w.meta) onMeta(e);
+        if (w.source === null) onMeta(e);
         else {
+          if (!synced && !done) seenRev[w.source] = Math.max(seenRev[w.source], e.revision);
           let entry = e.operation === 'PUT' ? decodeEntry(e.value) : null;
-          if (e.operation === 'PUT' && !this.trusted(e.key, e.value)) {
+          // Not one of ours (unsigned by a trusted key, or not an entry at all: something else
+          // answered into the key): refused, and a relist keeps what the snapshot holds for it.
+          if (e.operation === 'PUT' && (!this.trusted(e.key, e.value) || entry === null)) {
+            if (entry === null && this.verifier === null) g.refused.inc({ reason: 'not_an_entry' });
             entry = null;
             const name = localNameOf(e.key);
             if (name !== null && !synced) refused.add(name);
           }
-          if (entry !== null) (synced ? queue : done ? queue : initial).push({ revision: e.revision, entry });
+          if (entry !== null) (synced ? queue : done ? queue : initial).push({ revision: e.revision, entry, source: w.source });
           g.lag.set(e.delta ?? 0);
         }
         if (!done && (++seen >= w.initial || e.delta === 0)) {
@@ -370,12 +406,16 @@ export class Follower {
     // A heartbeat of an older epoch is a replica that has not noticed the new one yet.
     if (hb.epoch < this.epoch || hb.at <= this.currentAt) return;
     this.currentAt = hb.at;
-    this.snapshot.heartbeat(hb.at);
+    // Kept for a restart every 5 s, not at every heartbeat (a restart then reads it as older, never newer).
+    if (hb.at - this.persistedAt >= 5000) {
+      this.persistedAt = hb.at;
+      this.snapshot.heartbeat(hb.at);
+    }
     g.age.set(this.age());
   }
 
   /** `started`: when this connection's watches began (the log shows the read and the swap). */
-  private resync(entries: Revised[], marker: SnapshotMarker, started: number, refused: ReadonlySet<string>): void {
+  private resync(entries: Revised[], marker: SnapshotMarker, started: number, refused: ReadonlySet<string>, at: { bucket: string; revs: Record<WatchSource, number> }): void {
     const t0 = Date.now();
     const revision = entries.reduce((m, e) => Math.max(m, e.revision), 0);
     const changed = this.snapshot.replace(
@@ -384,7 +424,9 @@ export class Follower {
       marker.epoch,
       marker.seq,
       refused,
+      at,
     );
+    this.relistNext = false;
     const s = this.snapshot.state();
     this.note(s.revision, s.seq, s.epoch);
     this.live = true;

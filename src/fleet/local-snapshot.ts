@@ -17,12 +17,20 @@ export interface SnapshotState {
   epoch: number;
   /** The `at` of the newest control-plane heartbeat applied (ms since the epoch); 0: none yet. */
   currentAt: number;
+  /** The bucket's stream (its creation time) the revisions below belong to; '' before the first relist. */
+  bucket: string;
+  /** Per watched range, the newest KV revision delivered: a reconnect resumes each from here + 1. */
+  revs: Record<WatchSource, number>;
 }
+
+export type WatchSource = 'policy' | 'host';
 
 /** A bucket entry with the KV revision it was read at. */
 export interface Revised {
   revision: number;
   entry: FleetEntry;
+  /** The watch it came from (its resume point moves). */
+  source?: WatchSource;
 }
 
 const key = (e: FleetEntry) => `${e.kind}:${e.id}`;
@@ -61,7 +69,14 @@ export class LocalSnapshot {
 
   state(): SnapshotState {
     const n = (k: string) => Number(this.q.meta.get(k) ?? 0) || 0;
-    return { revision: n('fleet_revision'), seq: n('fleet_seq'), epoch: n('fleet_epoch'), currentAt: n('fleet_current_ms') };
+    return {
+      revision: n('fleet_revision'),
+      seq: n('fleet_seq'),
+      epoch: n('fleet_epoch'),
+      currentAt: n('fleet_current_ms'),
+      bucket: String(this.q.meta.get('fleet_bucket') ?? ''),
+      revs: { policy: n('fleet_rev_policy'), host: n('fleet_rev_host') },
+    };
   }
 
   /** Ever synced: something to enforce (an empty fleet included). */
@@ -80,9 +95,10 @@ export class LocalSnapshot {
     const tx = this.db.transaction(() => {
       let changed = 0;
       let refused = 0;
-      let { revision, seq, epoch } = this.state();
+      let { revision, seq, epoch, revs } = this.state();
       for (const b of batch) {
         revision = Math.max(revision, b.revision);
+        if (b.source !== undefined) revs = { ...revs, [b.source]: Math.max(revs[b.source], b.revision) };
         const held = this.q.entry.get(key(b.entry)) as string | undefined;
         const heldAt = held === undefined ? { epoch, seq: 0 } : (JSON.parse(held) as FleetEntry);
         if (b.entry.epoch < epoch || comparePosition(b.entry, { epoch: heldAt.epoch ?? 0, seq: heldAt.seq }) <= 0) {
@@ -93,6 +109,7 @@ export class LocalSnapshot {
         if (b.entry.epoch === epoch) seq = Math.max(seq, b.entry.seq);
       }
       this.mark(revision, seq, epoch);
+      this.markRevs(revs);
       return { changed, refused };
     });
     return tx.immediate();
@@ -102,7 +119,7 @@ export class LocalSnapshot {
    * Makes the snapshot exactly `entries` (a resync read whole), in one transaction: rows not
    * in it go, rows whose entry differs are rewritten, the rest stay untouched.
    */
-  replace(entries: readonly FleetEntry[], revision: number, epoch: number, seqAt: number, keep: ReadonlySet<string> = new Set()): number {
+  replace(entries: readonly FleetEntry[], revision: number, epoch: number, seqAt: number, keep: ReadonlySet<string> = new Set(), at?: { bucket: string; revs: Record<WatchSource, number> }): number {
     const tx = this.db.transaction(() => {
       const had = new Map((this.q.entries.all() as { key: string; json: string }[]).map((r) => [r.key, r.json]));
       let changed = 0;
@@ -127,9 +144,18 @@ export class LocalSnapshot {
         changed += this.write({ ...old, value: null } as FleetEntry);
       }
       this.mark(revision, seq, epoch);
+      if (at) {
+        this.q.setMeta.run('fleet_bucket', at.bucket);
+        this.markRevs(at.revs);
+      }
       return changed;
     });
     return tx.immediate();
+  }
+
+  private markRevs(revs: Record<WatchSource, number>): void {
+    this.q.setMeta.run('fleet_rev_policy', String(revs.policy));
+    this.q.setMeta.run('fleet_rev_host', String(revs.host));
   }
 
   /** Records the newest control-plane heartbeat applied (its `at`): the snapshot was current then. */

@@ -26,6 +26,12 @@ export const fleetEpoch = new Gauge({
   registers: [registry],
 });
 
+export const fleetForgeries = new Counter({
+  name: 'egress_fleet_forged_entries_total',
+  help: 'Bucket entries written by no trusted publisher, seen by this replica (each makes it republish the database over them)',
+  registers: [registry],
+});
+
 export const fleetDeadLetters = new Counter({
   name: 'egress_fleet_dead_letters_total',
   help: 'Changes that could not be published (larger than NATS carries): withheld on the sidecars, recorded under dead.<key>',
@@ -57,5 +63,6 @@ export const followerGauges = {
   lag: new Gauge({ name: 'egress_policy_snapshot_lag', help: 'Bucket entries for this host delivered by NATS but not yet applied (0 when caught up)', registers: [registry] }),
   connected: new Gauge({ name: 'egress_policy_follow_connected', help: '1 while the sidecar is connected to NATS and watching the bucket', registers: [registry] }),
   resyncs: new Counter({ name: 'egress_policy_resyncs_total', help: 'Full resyncs: the bucket read whole and swapped into the local snapshot in one transaction', registers: [registry] }),
+  resumes: new Counter({ name: 'egress_policy_resumes_total', help: 'Reconnections that resumed each watch from the stored revision + 1 (no relist)', registers: [registry] }),
   applied: new Counter({ name: 'egress_policy_updates_applied_total', help: 'Bucket entries applied to the local snapshot one by one after a resync', registers: [registry] }),
 };

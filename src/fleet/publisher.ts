@@ -25,7 +25,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
-import { Kvm } from '@nats-io/kv';
+import { KvWatchInclude, Kvm } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { ChangeFeed, ChangeRecord } from '../store/change-feed.js';
@@ -33,7 +33,7 @@ import type { GatewayConfig } from '../config.js';
 import { type FleetEntry, HEARTBEAT_KEY, type Position, SNAPSHOT_KEY, type SnapshotMarker, WATERMARK_KEY, comparePosition, deadLetterKey, decodeMarker, decodePosition, encodeJson, entryOf, hostOf, keyOf, tombstoneFor, withheld } from './keys.js';
 import { type FleetConnection, openConnection } from './nats.js';
 import type { Signer, Verifier } from './signing.js';
-import { fleetDeadLetters, fleetEpoch, fleetPublished, fleetPublishedSeq, fleetSnapshots } from './metrics.js';
+import { fleetDeadLetters, fleetEpoch, fleetForgeries, fleetPublished, fleetPublishedSeq, fleetSnapshots } from './metrics.js';
 
 const BATCH = 256;
 /** A safety net: changes are announced (nudge), but another replica's commit may not be. */
@@ -67,6 +67,9 @@ export class Publisher {
   private lastError = '';
   /** The watermark whose tip was last checked against the database (once per watermark). */
   private verified = '';
+  /** A forged entry was seen: the next round republishes. */
+  private repair = false;
+  private stopForgeryWatch: (() => void) | null = null;
 
   constructor(
     private readonly config: GatewayConfig,
@@ -84,7 +87,24 @@ export class Publisher {
 
   /** Written by a trusted publisher (always, when unsigned): anything else in the bucket is overwritten. */
   private genuine(key: string, data: Uint8Array): boolean {
-    return this.trust === null || this.trust.check(key, data) === 'ok';
+    return this.trust === null ? decodePosition(data) !== null : this.trust.check(key, data) === 'ok';
+  }
+
+  /**
+   * Watches the bucket for values no trusted publisher wrote (anyone able to publish into a
+   * key, e.g. a JetStream API answer sent to a `$KV.…` reply subject): a forged entry makes
+   * the next round republish the database in the current epoch, which overwrites it.
+   */
+  private async watchForgeries(kv: KV): Promise<void> {
+    const iter = await kv.watch({ key: '>', include: KvWatchInclude.UpdatesOnly });
+    this.stopForgeryWatch = () => iter.stop();
+    for await (const e of iter) {
+      if (e.operation !== 'PUT' || !(e.key.startsWith('policy.') || e.key.startsWith('devbox.')) || this.genuine(e.key, e.value)) continue;
+      fleetForgeries.inc();
+      this.log.error({ event: 'fleet_forged_entry_detected', key: e.key, revision: e.revision }, `the bucket's ${e.key} was written by no trusted publisher; republishing the database over it`);
+      this.repair = true;
+      this.nudge();
+    }
   }
 
   start(): void {
@@ -157,6 +177,8 @@ export class Publisher {
       }
       this.bucketId = info.created;
       this.kv = kv;
+      this.stopForgeryWatch?.();
+      void this.watchForgeries(kv).catch((e: unknown) => this.log.warn({ event: 'fleet_forgery_watch_ended', err: (e as Error).message }, 'the forged-entry watch ended; it restarts with the next bucket'));
     }
     return this.kv;
   }
@@ -216,6 +238,10 @@ export class Publisher {
     }
     this.cursor = Math.max(this.cursor, mark.epoch === this.epoch ? mark.seq : 0);
     fleetPublishedSeq.set(this.cursor);
+    if (this.repair) {
+      this.repair = false;
+      await this.republish(kv, this.epoch);
+    }
     for (;;) {
       const records = await this.feed.changesSince(this.cursor, BATCH);
       if (records.length === 0) {
@@ -393,6 +419,7 @@ export class Publisher {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.stopForgeryWatch?.();
     this.wake?.();
     await this.conn?.close();
     // A first connection still being attempted (NATS down since start) is not waited for.
