@@ -23,7 +23,7 @@ import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config.js';
-import { localNameOf, HEARTBEAT_KEY, POLICY_FILTER, SNAPSHOT_KEY, WATERMARK_KEY, type Heartbeat, type Position, type SnapshotMarker, decodeEntry, decodeHeartbeat, decodeMarker, decodePosition, hostFilter } from './keys.js';
+import { localNameOf, HEARTBEAT_KEY, hostPolicyFilter, SNAPSHOT_KEY, WATERMARK_KEY, type Heartbeat, type Position, type SnapshotMarker, decodeEntry, decodeHeartbeat, decodeMarker, decodePosition, hostFilter } from './keys.js';
 import type { LocalSnapshot, Revised, WatchSource } from './local-snapshot.js';
 import { type FleetConnection, openConnection } from './nats.js';
 import { followerGauges as g, setAgeSource } from './metrics.js';
@@ -242,7 +242,7 @@ export class Follower {
     const s = this.snapshot.state();
     const resume = !this.relistNext && s.bucket !== '' && s.bucket === bucket && s.epoch > 0;
     const sources: Array<[WatchSource, string]> = [
-      ['policy', POLICY_FILTER],
+      ['policy', hostPolicyFilter(this.config.hostId!)],
       ['host', hostFilter(this.config.hostId!)],
     ];
     const watches: Watch[] = [];
@@ -270,7 +270,11 @@ export class Follower {
   private async watch(kv: KV, filter: string, source: WatchSource | null, from: number): Promise<Watch> {
     if (from > 0) {
       const iter = await kv.watch({ key: filter, resumeFromRevision: from });
-      return { iter: iter as unknown as Watch['iter'], initial: 0, source };
+      // The backlog since `from`: the watch's consumer counted it when created (the client
+      // keeps that info on the iterator; without it the backlog applies as it arrives).
+      const consumer = (iter as unknown as { _data?: { info?: (cached: boolean) => Promise<{ num_pending?: number }> } })._data;
+      const backlog = (await consumer?.info?.(true).catch(() => null))?.num_pending ?? 0;
+      return { iter: iter as unknown as Watch['iter'], initial: backlog, source };
     }
     const jsm = await jetstreamManager(this.conn!.nc);
     // How many keys the range holds now: the initial read is done after that many entries (or
@@ -288,11 +292,11 @@ export class Follower {
     const refused = new Set<string>();
     let initialHeartbeat: Heartbeat | null = null;
     let queue: Revised[] = [];
-    let pendingInitial = relistFrom === null ? 0 : watches.filter((w) => w.initial > 0).length;
-    /** The initial read is done (later entries queue). */
-    let synced = relistFrom === null;
-    /** The relist is in the snapshot (queued entries apply). */
-    let installed = relistFrom === null;
+    let pendingInitial = watches.filter((w) => w.initial > 0).length;
+    /** The initial read (resumed: the backlog since the stored revisions) is done (later entries queue). */
+    let synced = false;
+    /** The relist or backlog is in the snapshot (queued entries apply). */
+    let installed = false;
     /** Per entry range, the newest revision the initial read delivered (its resume point). */
     const seenRev: Record<WatchSource, number> = { policy: 0, host: 0 };
     let flushing = false;
@@ -323,9 +327,19 @@ export class Follower {
       if (synced || pendingInitial > 0) return;
       synced = true;
       try {
-        if (marker !== null && JSON.stringify(marker) !== firstMarker) throw new NotComplete(`the snapshot marker changed during the read (epoch ${marker.epoch})`);
-        const complete = this.completeMarker(marker, mark);
-        this.resync(initial, complete, started, refused, { bucket: relistFrom!, revs: seenRev });
+        if (relistFrom === null) {
+          // Resumed while a newer epoch was completed (a restore while away): relist from it instead.
+          if (marker?.complete && marker.epoch > this.epoch) {
+            this.relistNext = true;
+            throw new Error(`fleet epoch ${marker.epoch} is complete; relisting`);
+          }
+          // Resumed: the backlog in one transaction, like a relist's swap (never half of it).
+          if (initial.length > 0) this.applyBatch(initial);
+        } else {
+          if (marker !== null && JSON.stringify(marker) !== firstMarker) throw new NotComplete(`the snapshot marker changed during the read (epoch ${marker.epoch})`);
+          const complete = this.completeMarker(marker, mark);
+          this.resync(initial, complete, started, refused, { bucket: relistFrom, revs: seenRev });
+        }
       } catch (e) {
         fail(e as Error);
         return;

@@ -1,7 +1,9 @@
 /**
  * The layout of the fleet's JetStream KV bucket and what each entry holds.
  *
- *   policy.<account>.<policy id>   every policy (sidecars read `policy.>`)
+ *   policy.<host>.<account>.<policy id>
+ *                                  a policy a running devbox on that host references (its
+ *                                  sidecar reads `policy.<host>.>`: nothing of other hosts')
  *   devbox.<host>.<devbox id>      devboxes placed on a host (its sidecar reads `devbox.<host>.>`)
  *   devbox.=.<devbox id>           devboxes with no host_id: no sidecar reads them
  *   meta.watermark                 {epoch, seq}: the highest change seq published contiguously
@@ -38,7 +40,8 @@ export const WATERMARK_KEY = 'meta.watermark';
 export const SNAPSHOT_KEY = 'meta.snapshot';
 export const HEARTBEAT_KEY = 'meta.heartbeat';
 export const deadLetterKey = (key: string) => `dead.${key}`;
-export const POLICY_FILTER = 'policy.>';
+/** The layout of the keys above (in the snapshot marker): a replica republishes a bucket of another layout. */
+export const LAYOUT = 2;
 export const UNPLACED = '=';
 
 export function escapeToken(s: string): string {
@@ -69,12 +72,14 @@ export function unescapeToken(t: string): string | null {
 /** The local snapshot's name (`kind:id`) of a bucket key, read from the key alone (never from a value that may be forged). */
 export function localNameOf(key: string): string | null {
   const parts = key.split('.');
-  if (parts.length !== 3 || (parts[0] !== 'policy' && parts[0] !== 'devbox')) return null;
-  const id = unescapeToken(parts[2]!);
+  const n = parts[0] === 'policy' ? 4 : parts[0] === 'devbox' ? 3 : 0;
+  if (parts.length !== n) return null;
+  const id = unescapeToken(parts[n - 1]!);
   return id === null ? null : `${parts[0]}:${id}`;
 }
 
-export const policyKey = (accountId: string, id: string) => `policy.${escapeToken(accountId)}.${escapeToken(id)}`;
+export const policyKey = (hostId: string, accountId: string, id: string) => `policy.${escapeToken(hostId)}.${escapeToken(accountId)}.${escapeToken(id)}`;
+export const hostPolicyFilter = (hostId: string) => `policy.${escapeToken(hostId)}.>`;
 export const devboxKey = (hostId: string | null, id: string) => `devbox.${hostId === null ? UNPLACED : escapeToken(hostId)}.${escapeToken(id)}`;
 export const hostFilter = (hostId: string) => `devbox.${escapeToken(hostId)}.>`;
 
@@ -96,14 +101,17 @@ export function comparePosition(a: Position, b: Position): number {
 export interface SnapshotMarker extends Position {
   complete: boolean;
   at: number;
+  /** The key layout it was published in (LAYOUT); 1 before per-host scope. */
+  layout: number;
 }
 
 export interface Heartbeat extends Position {
   at: number;
 }
 
-export function keyOf(r: ChangeRecord): string {
-  return r.kind === 'policy' ? policyKey(r.accountId, r.id) : devboxKey(r.hostId, r.id);
+/** A devbox record's key (a policy's keys are per host: host-scope.ts). */
+export function devboxKeyOf(r: ChangeRecord & { kind: 'devbox' }): string {
+  return devboxKey(r.hostId, r.id);
 }
 
 /**
@@ -124,9 +132,14 @@ export function withheld(e: FleetEntry, why: string): FleetEntry {
 /** A tombstone for a key the database no longer has (a full republish found it in the bucket). */
 export function tombstoneFor(key: string, seq: number, epoch: number): FleetEntry | null {
   const parts = key.split('.');
+  if (parts[0] === 'policy' && (parts.length === 4 || parts.length === 3)) {
+    // policy.<host>.<account>.<id>; three tokens: the layout before per-host scope.
+    const id = unescapeToken(parts.at(-1)!);
+    const account = unescapeToken(parts.at(-2)!);
+    return id === null || account === null ? null : { seq, epoch, kind: 'policy', id, account_id: account, value: null };
+  }
   if (parts.length !== 3) return null;
   const [kind, owner, id] = parts as [string, string, string];
-  if (kind === 'policy') return { seq, epoch, kind: 'policy', id, account_id: owner, value: null };
   if (kind === 'devbox') return { seq, epoch, kind: 'devbox', id, account_id: '', host_id: owner === UNPLACED ? null : owner, value: null };
   return null;
 }
@@ -160,8 +173,8 @@ export function decodePosition(data: Uint8Array): Position | null {
 export function decodeMarker(data: Uint8Array): SnapshotMarker | null {
   const p = decodePosition(data);
   if (p === null) return null;
-  const v = JSON.parse(Buffer.from(data).toString('utf8')) as { complete?: unknown; at?: unknown };
-  return { ...p, complete: v.complete === true, at: typeof v.at === 'number' ? v.at : 0 };
+  const v = JSON.parse(Buffer.from(data).toString('utf8')) as { complete?: unknown; at?: unknown; layout?: unknown };
+  return { ...p, complete: v.complete === true, at: typeof v.at === 'number' ? v.at : 0, layout: typeof v.layout === 'number' ? v.layout : 1 };
 }
 
 export function decodeHeartbeat(data: Uint8Array): Heartbeat | null {

@@ -30,7 +30,8 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { ChangeFeed, ChangeRecord } from '../store/change-feed.js';
 import type { GatewayConfig } from '../config.js';
-import { type FleetEntry, HEARTBEAT_KEY, type Position, SNAPSHOT_KEY, type SnapshotMarker, WATERMARK_KEY, comparePosition, deadLetterKey, decodeMarker, decodePosition, encodeJson, entryOf, hostOf, keyOf, tombstoneFor, withheld } from './keys.js';
+import { type FleetEntry, HEARTBEAT_KEY, type Position, SNAPSHOT_KEY, type SnapshotMarker, WATERMARK_KEY, comparePosition, deadLetterKey, decodeMarker, decodePosition, encodeJson, entryOf, devboxKeyOf, hostOf, LAYOUT, policyKey, tombstoneFor, withheld } from './keys.js';
+import { HostScope, type ScopeChanges } from './host-scope.js';
 import { type FleetConnection, openConnection } from './nats.js';
 import type { Signer, Verifier } from './signing.js';
 import { fleetDeadLetters, fleetEpoch, fleetForgeries, fleetPublished, fleetPublishedSeq, fleetSnapshots } from './metrics.js';
@@ -70,6 +71,8 @@ export class Publisher {
   /** A forged entry was seen: the next round republishes. */
   private repair = false;
   private stopForgeryWatch: (() => void) | null = null;
+  /** Which host references which policy (per-host scope), as of the cursor. */
+  private scope: HostScope | null = null;
 
   constructor(
     private readonly config: GatewayConfig,
@@ -205,9 +208,16 @@ export class Publisher {
     const marker = await this.marker(kv);
     if (marker !== null && !marker.complete && Date.now() - marker.at < CLAIM_MS) {
       // Another replica is republishing a new epoch (it refreshes the claim as it goes): wait for it.
-      if (marker.epoch > this.epoch) this.cursor = 0;
+      if (marker.epoch > this.epoch) {
+        this.cursor = 0;
+        this.scope = null;
+      }
       this.epoch = Math.max(this.epoch, marker.epoch);
       return false;
+    }
+    if (marker?.complete && marker.layout !== LAYOUT) {
+      await this.newEpoch(kv, marker, `the bucket holds key layout ${marker.layout}; this build writes layout ${LAYOUT}`);
+      return true;
     }
     if (marker === null || !marker.complete) {
       // A bucket with no complete snapshot: new, refilled after a loss, or a republish that
@@ -217,8 +227,10 @@ export class Publisher {
     }
     const mark = await this.watermark(kv);
     if (mark.epoch > this.epoch) {
+      // Another replica started an epoch (the database may have been restored): the scope index is rebuilt from it.
       this.epoch = mark.epoch;
       this.cursor = 0;
+      this.scope = null;
     }
     fleetEpoch.set(this.epoch);
     const head = await this.feed.lastSeq();
@@ -252,14 +264,30 @@ export class Publisher {
         await this.republish(kv, this.epoch);
         continue;
       }
+      this.scope ??= HostScope.from(await this.feed.snapshot());
       for (const r of records) {
         if (r.seq >= this.faultFrom) process.kill(process.pid, 'SIGKILL');
-        await this.put(kv, keyOf(r), entryOf(r, this.epoch));
+        await this.publishRecord(kv, r, this.scope.apply(r));
         this.cursor = r.seq;
         fleetPublished.inc();
       }
       await this.raiseWatermark(kv, { epoch: this.epoch, seq: this.cursor });
       if (records.length < BATCH) return true;
+    }
+  }
+
+  /**
+   * One record: a policy newly referenced on a host (or changed) first, so a sidecar never
+   * holds a devbox without its policy; then the devbox; then policies no devbox on a host
+   * references any more.
+   */
+  private async publishRecord(kv: KV, r: ChangeRecord, scope: ScopeChanges): Promise<void> {
+    for (const { host, policy } of scope.put) {
+      await this.put(kv, policyKey(host, policy.account_id, policy.id), entryOf({ seq: r.seq, kind: 'policy', id: policy.id, accountId: policy.account_id, value: policy }, this.epoch));
+    }
+    if (r.kind === 'devbox') await this.put(kv, devboxKeyOf(r), entryOf(r, this.epoch));
+    for (const d of scope.drop) {
+      await this.put(kv, policyKey(d.host, d.accountId, d.policyId), entryOf({ seq: r.seq, kind: 'policy', id: d.policyId, accountId: d.accountId, value: null }, this.epoch));
     }
   }
 
@@ -318,7 +346,7 @@ export class Publisher {
     if (cur === null || cur.operation !== 'PUT') return null;
     const m = this.genuine(SNAPSHOT_KEY, cur.value) ? decodeMarker(cur.value) : null;
     // A forged or unreadable marker is an incomplete claim nobody holds: the next round replaces it.
-    return m === null ? { epoch: 0, seq: 0, complete: false, at: 0, revision: cur.revision } : { ...m, revision: cur.revision };
+    return m === null ? { epoch: 0, seq: 0, complete: false, at: 0, layout: LAYOUT, revision: cur.revision } : { ...m, revision: cur.revision };
   }
 
   private async watermark(kv: KV): Promise<Position & { revision: number; tip: string | null }> {
@@ -360,7 +388,7 @@ export class Publisher {
    */
   private async newEpoch(kv: KV, marker: (SnapshotMarker & { revision: number }) | null, why: string): Promise<void> {
     const epoch = Math.max(Date.now(), (marker?.epoch ?? 0) + 1, this.epoch + 1);
-    const claim = this.encode(SNAPSHOT_KEY, { epoch, seq: 0, complete: false, at: Date.now() });
+    const claim = this.encode(SNAPSHOT_KEY, { epoch, seq: 0, complete: false, at: Date.now(), layout: LAYOUT });
     try {
       if (marker === null) await kv.create(SNAPSHOT_KEY, claim);
       else await kv.update(SNAPSHOT_KEY, claim, marker.revision);
@@ -375,7 +403,7 @@ export class Publisher {
     const seq = await this.republish(kv, epoch, true);
     const cur = await this.marker(kv);
     if (cur?.epoch !== epoch) return; // a newer epoch took over meanwhile
-    await kv.update(SNAPSHOT_KEY, this.encode(SNAPSHOT_KEY, { epoch, seq, complete: true, at: Date.now() }), cur.revision);
+    await kv.update(SNAPSHOT_KEY, this.encode(SNAPSHOT_KEY, { epoch, seq, complete: true, at: Date.now(), layout: LAYOUT }), cur.revision);
     this.log.info({ event: 'fleet_snapshot_complete', epoch, seq }, `fleet epoch ${epoch} republished whole (as of seq ${seq})`);
   }
 
@@ -383,7 +411,7 @@ export class Publisher {
   private async refreshClaim(kv: KV, epoch: number): Promise<void> {
     const cur = await this.marker(kv);
     if (cur?.epoch !== epoch || cur.complete) throw new Error(`fleet epoch ${epoch} was taken over by another replica`);
-    await kv.update(SNAPSHOT_KEY, this.encode(SNAPSHOT_KEY, { epoch, seq: 0, complete: false, at: Date.now() }), cur.revision);
+    await kv.update(SNAPSHOT_KEY, this.encode(SNAPSHOT_KEY, { epoch, seq: 0, complete: false, at: Date.now(), layout: LAYOUT }), cur.revision);
   }
 
   /** The whole database under `epoch`, and tombstones for keys it no longer has; returns its seq. */
@@ -391,11 +419,15 @@ export class Publisher {
     const snap = await this.feed.snapshot();
     this.log.warn({ event: 'fleet_republish', epoch, seq: snap.seq, from: this.cursor, policies: snap.policies.length, devboxes: snap.devboxes.length }, `republishing a full snapshot as of seq ${snap.seq} (epoch ${epoch}; published up to seq ${this.cursor})`);
     const want = new Map<string, FleetEntry>();
-    const records: ChangeRecord[] = [
-      ...snap.policies.map((p): ChangeRecord => ({ seq: snap.seq, kind: 'policy', id: p.id, accountId: p.account_id, value: p })),
-      ...snap.devboxes.map((d): ChangeRecord => ({ seq: snap.seq, kind: 'devbox', id: d.id, accountId: d.account_id, hostId: hostOf(d), value: d })),
-    ];
-    for (const r of records) want.set(keyOf(r), entryOf(r, epoch));
+    this.scope = HostScope.from(snap);
+    // Policies before devboxes: a sidecar relisting from a half-done republish still finds each devbox's policy.
+    for (const { host, policy } of this.scope.wanted()) {
+      want.set(policyKey(host, policy.account_id, policy.id), entryOf({ seq: snap.seq, kind: 'policy', id: policy.id, accountId: policy.account_id, value: policy }, epoch));
+    }
+    for (const d of snap.devboxes) {
+      const r = { seq: snap.seq, kind: 'devbox' as const, id: d.id, accountId: d.account_id, hostId: hostOf(d), value: d };
+      want.set(devboxKeyOf(r), entryOf(r, epoch));
+    }
     let refreshed = Date.now();
     for (const [key, entry] of want) {
       await this.put(kv, key, entry);

@@ -93,7 +93,7 @@ describe('a compromised host with the documented per-host NATS user', () => {
       const victimKey = `devbox.h2.${victim.id}`;
       expect(await refused(async () => kv.watch({ key: 'devbox.h2.>' }))).toMatch(/Permissions Violation/);
       expect(await refused(() => kv.get(victimKey))).not.toBeNull();
-      expect(await refused(() => kv.put(`policy.default.${policy}`, '{}'))).not.toBeNull();
+      expect(await refused(() => kv.put(`policy.h2.default.${policy}`, '{}'))).not.toBeNull();
       const jsm = await jetstreamManager(attacker);
       expect(await refused(() => jsm.consumers.delete('KV_egress-policy', 'any'))).toMatch(/Permissions Violation|timeout/i);
       // Traffic meanwhile: another devbox on h2, answered to h2's inbox and the control plane's.

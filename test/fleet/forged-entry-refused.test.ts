@@ -56,7 +56,7 @@ describe('forged bucket entries', () => {
 
     const nc = await connect({ servers: base.nats.url });
     const kv = await new Kvm(nc).open('egress-policy');
-    const key = `policy.default.${policy}`;
+    const key = `policy.h1.default.${policy}`;
     const attacker = generateKeyPairSync('ed25519');
     const forge = async (hosts: string[]) => {
       const cur = JSON.parse(new TextDecoder().decode((await kv.get(key))!.value)) as Record<string, any>;
@@ -81,11 +81,11 @@ describe('forged bucket entries', () => {
       await until(async () => (await decisionAt(h1!.apiUrl, box, 'g0.test')) === 'allow', 60_000, 'the real update to reach h1 past the forged seq');
       expect(a.out()).toMatch(/"event":"fleet_forged_entry_replaced"/);
 
-      // A relist that meets a forgery keeps the good entry.
+      // A restarted sidecar that meets a forgery (resuming from its file) keeps the good entry.
       await forge(['allowed.test', 'g0.test', 'other.test']);
       await h1!.stop();
       h1 = await startSidecar(...sidecarArgs);
-      await until(async () => /"event":"fleet_resync"/.test(h1!.out()), 60_000, 'the restarted sidecar to relist');
+      await until(async () => /"event":"fleet_(resumed|resync)"/.test(h1!.out()), 60_000, 'the restarted sidecar to follow again');
       expect(await decisionAt(h1.apiUrl, box, 'g0.test')).toBe('allow');
       expect(await decisionAt(h1.apiUrl, box, 'other.test')).toBe('deny');
       expect(await refusedCount(h1)).toBeGreaterThanOrEqual(1);

@@ -45,7 +45,10 @@ describe('a NATS restart is resumed, not relisted', () => {
 
     await until(
       async () =>
-        (await decisionAt(h1.apiUrl, d1.id, 'allowed.test')) === 'deny' && (await decisionAt(h1.apiUrl, d1.id, 'other.test')) === 'allow' && (await decisionAt(h1.apiUrl, d3.id, 'other.test')) === 'allow' && ['deny', 'unknown'].includes(await decisionAt(h1.apiUrl, d2.id, 'other.test')),
+        (await decisionAt(h1.apiUrl, d1.id, 'allowed.test')) === 'deny' &&
+        (await decisionAt(h1.apiUrl, d1.id, 'other.test')) === 'allow' &&
+        (await decisionAt(h1.apiUrl, d3.id, 'other.test')) === 'allow' &&
+        ['deny', 'unknown'].includes(await decisionAt(h1.apiUrl, d2.id, 'other.test')),
       90_000,
       'h1 to converge after NATS returned',
     );

@@ -101,7 +101,7 @@ describe("one tenant's write cannot freeze the fleet", () => {
     const nc = await connect({ servers: nats.url });
     try {
       const kv = await new Kvm(nc).open('egress-policy');
-      const dead = await kv.get(`dead.policy.default.${p1.body.id}`);
+      const dead = await kv.get(`dead.policy.h1.default.${p1.body.id}`);
       expect(dead).not.toBeNull();
       expect(JSON.parse(new TextDecoder().decode(dead!.value))).toMatchObject({ kind: 'policy', id: p1.body.id });
     } finally {

@@ -45,6 +45,16 @@ describe('the local snapshot never goes back within an epoch', () => {
     snap.close();
   });
 
+  it('a relist keeps what it holds for a key whose bucket value was refused, and drops keys gone from the bucket', () => {
+    const { snap, hosts } = open('c.db');
+    snap.replace([entry(10, 5, ['tight.test'])], 7, 10, 5);
+    expect(snap.replace([], 8, 10, 6, new Set(['policy:npol_1']))).toBe(0);
+    expect(hosts()).toEqual(['tight.test']);
+    expect(snap.replace([], 9, 10, 7)).toBe(1);
+    expect(hosts()).toBeUndefined();
+    snap.close();
+  });
+
   it('takes a newer epoch whatever its seq, then a newer seq in it', () => {
     const { snap, hosts } = open('b.db');
     snap.replace([entry(10, 50, ['old.test'])], 7, 10, 50);
