@@ -429,20 +429,34 @@ export class Publisher {
       want.set(devboxKeyOf(r), entryOf(r, epoch));
     }
     let refreshed = Date.now();
-    for (const [key, entry] of want) {
-      await this.put(kv, key, entry);
+    const refresh = async () => {
       if (claimed && Date.now() - refreshed > CLAIM_MS / 5) {
-        await this.refreshClaim(kv, epoch);
         refreshed = Date.now();
+        await this.refreshClaim(kv, epoch);
       }
-    }
-    for (const filter of ['policy.>', 'devbox.>']) {
-      for await (const key of await kv.keys(filter)) {
-        if (want.has(key)) continue;
-        const tomb = tombstoneFor(key, snap.seq, epoch);
-        if (tomb) await this.put(kv, key, tomb);
-      }
-    }
+    };
+    // Keys are independent: PIPELINE puts in flight at once, policies first (see above).
+    const entries = [...want];
+    await pipelined(
+      entries.filter(([k]) => k.startsWith('policy.')),
+      async ([key, entry]) => {
+        await this.put(kv, key, entry);
+        await refresh();
+      },
+    );
+    await pipelined(
+      entries.filter(([k]) => !k.startsWith('policy.')),
+      async ([key, entry]) => {
+        await this.put(kv, key, entry);
+        await refresh();
+      },
+    );
+    const stale: string[] = [];
+    for (const filter of ['policy.>', 'devbox.>']) for await (const key of await kv.keys(filter)) if (!want.has(key)) stale.push(key);
+    await pipelined(stale, async (key) => {
+      const tomb = tombstoneFor(key, snap.seq, epoch);
+      if (tomb) await this.put(kv, key, tomb);
+    });
     this.cursor = Math.max(this.cursor, snap.seq);
     await this.raiseWatermark(kv, { epoch, seq: this.cursor });
     fleetSnapshots.inc();
@@ -457,6 +471,19 @@ export class Publisher {
     // A first connection still being attempted (NATS down since start) is not waited for.
     await Promise.race([this.done?.catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
   }
+}
+
+/** Puts in flight at once during a republish. */
+const PIPELINE = 32;
+
+/** Runs `fn` over `items`, at most PIPELINE at a time; the first failure fails the whole. */
+async function pipelined<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(PIPELINE, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
 }
 
 function isRevisionConflict(e: unknown): boolean {
