@@ -248,6 +248,7 @@ export class Publisher {
       }
       this.verified = `${mark.epoch}:${mark.seq}`;
     }
+    if (mark.epoch === this.epoch && mark.seq > this.cursor) await this.catchUpScope(mark.seq);
     this.cursor = Math.max(this.cursor, mark.epoch === this.epoch ? mark.seq : 0);
     fleetPublishedSeq.set(this.cursor);
     if (this.repair) {
@@ -273,6 +274,27 @@ export class Publisher {
       }
       await this.raiseWatermark(kv, { epoch: this.epoch, seq: this.cursor });
       if (records.length < BATCH) return true;
+    }
+  }
+
+  /**
+   * Another replica published up to `to`: move the scope index past those records too (they are
+   * skipped here), or, when the outbox no longer holds them, rebuild it at the next records.
+   */
+  private async catchUpScope(to: number): Promise<void> {
+    if (this.scope === null) return;
+    let at = this.cursor;
+    while (at < to) {
+      const records = await this.feed.changesSince(at, BATCH);
+      if (records.length === 0 || records[0]!.seq !== at + 1) {
+        this.scope = null;
+        return;
+      }
+      for (const r of records) {
+        if (r.seq > to) return;
+        this.scope.apply(r);
+        at = r.seq;
+      }
     }
   }
 
