@@ -265,10 +265,10 @@ export class Publisher {
         await this.republish(kv, this.epoch);
         continue;
       }
-      this.scope ??= HostScope.from(await this.feed.snapshot());
+      const scope = this.scope ?? (await this.rebuildScope(kv));
       for (const r of records) {
         if (r.seq >= this.faultFrom) process.kill(process.pid, 'SIGKILL');
-        await this.publishRecord(kv, r, this.scope.apply(r));
+        await this.publishRecord(kv, r, scope.apply(r));
         this.cursor = r.seq;
         fleetPublished.inc();
       }
@@ -434,6 +434,31 @@ export class Publisher {
     const cur = await this.marker(kv);
     if (cur?.epoch !== epoch || cur.complete) throw new Error(`fleet epoch ${epoch} was taken over by another replica`);
     await kv.update(SNAPSHOT_KEY, this.encode(SNAPSHOT_KEY, { epoch, seq: 0, complete: false, at: Date.now(), layout: LAYOUT }), cur.revision);
+  }
+
+  /**
+   * Builds the scope index from a snapshot (at S, past the cursor) and makes the bucket's policy
+   * keys match it: the records up to S that this replica will replay find their references
+   * already counted and emit no puts or tombstones of their own, and another replica may have
+   * published them from an index that had not yet seen them. Keys only; devboxes are published
+   * by their records.
+   */
+  private async rebuildScope(kv: KV): Promise<HostScope> {
+    const snap = await this.feed.snapshot();
+    const scope = HostScope.from(snap);
+    const want = new Map<string, FleetEntry>();
+    for (const { host, policy } of scope.wanted()) {
+      want.set(policyKey(host, policy.account_id, policy.id), entryOf({ seq: snap.seq, kind: 'policy', id: policy.id, accountId: policy.account_id, value: policy }, this.epoch));
+    }
+    await pipelined([...want], ([key, entry]) => this.put(kv, key, entry));
+    const stale: string[] = [];
+    for await (const key of await kv.keys('policy.>')) if (!want.has(key)) stale.push(key);
+    await pipelined(stale, async (key) => {
+      const tomb = tombstoneFor(key, snap.seq, this.epoch);
+      if (tomb) await this.put(kv, key, tomb);
+    });
+    this.scope = scope;
+    return scope;
   }
 
   /** The whole database under `epoch`, and tombstones for keys it no longer has; returns its seq. */
