@@ -265,6 +265,8 @@ export class Publisher {
         await this.republish(kv, this.epoch);
         continue;
       }
+      // The fault hook dies before the rebuild too: the rebuild's snapshot would carry the change.
+      if (this.scope === null && records.at(-1)!.seq >= this.faultFrom) process.kill(process.pid, 'SIGKILL');
       const scope = this.scope ?? (await this.rebuildScope(kv));
       for (const r of records) {
         if (r.seq >= this.faultFrom) process.kill(process.pid, 'SIGKILL');
