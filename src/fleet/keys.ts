@@ -28,10 +28,7 @@
 import type { Devbox, NetworkPolicy } from '../policy/model.js';
 import type { ChangeRecord } from '../store/change-feed.js';
 
-/**
- * The host a devbox is placed on: `host_id`, or, until the API takes `network.host_id` on this
- * branch, its metadata `fleet.host_id` (the stand-in the fleet tests register with).
- */
+/** The host a devbox is placed on (`network.host_id`); null: not placed. */
 export function hostOf(d: Devbox): string | null {
   return d.host_id ?? null;
 }
