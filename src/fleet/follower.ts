@@ -36,6 +36,8 @@ const STALE_AFTER_MS = 30_000;
 const TICK_MS = 250;
 /** A resync whose initial read stalls this long is abandoned and started again. */
 const RESYNC_TIMEOUT_MS = 30_000;
+/** How often each watch's consumer is checked to still exist. */
+const CONSUMER_PROBE_MS = 5000;
 
 export interface FollowerStatus {
   host_id: string;
@@ -55,7 +57,13 @@ interface Watch {
   initial: number;
   /** The entry range it watches; null: `meta.>` (markers and heartbeats, not snapshot entries). */
   source: WatchSource | null;
+  /** Asks JetStream for the watch's consumer (rejects with "consumer not found" once deleted). */
+  probe: () => Promise<unknown>;
 }
+
+/** The consumer the client keeps on a KV watch's iterator (not in its types): its info call. */
+type WatchConsumer = { info?: (cached: boolean) => Promise<{ num_pending?: number }> } | undefined;
+const consumerOf = (iter: unknown): WatchConsumer => (iter as { _data?: WatchConsumer })._data;
 
 /** Why a relist was not done now (not an error of the connection: the sidecar waits and retries). */
 class NotComplete extends Error {}
@@ -272,9 +280,9 @@ export class Follower {
       const iter = await kv.watch({ key: filter, resumeFromRevision: from });
       // The backlog since `from`: the watch's consumer counted it when created (the client
       // keeps that info on the iterator; without it the backlog applies as it arrives).
-      const consumer = (iter as unknown as { _data?: { info?: (cached: boolean) => Promise<{ num_pending?: number }> } })._data;
+      const consumer = consumerOf(iter);
       const backlog = (await consumer?.info?.(true).catch(() => null))?.num_pending ?? 0;
-      return { iter: iter as unknown as Watch['iter'], initial: backlog, source };
+      return { iter: iter as unknown as Watch['iter'], initial: backlog, source, probe: () => consumer?.info?.(false) ?? Promise.resolve() };
     }
     const jsm = await jetstreamManager(this.conn!.nc);
     // How many keys the range holds now: the initial read is done after that many entries (or
@@ -282,7 +290,8 @@ export class Follower {
     const info = await jsm.streams.info(`KV_${this.config.natsBucket}`, { subjects_filter: `$KV.${this.config.natsBucket}.${filter}` });
     const initial = Object.keys(info.state.subjects ?? {}).length;
     const iter = await kv.watch({ key: filter });
-    return { iter: iter as unknown as Watch['iter'], initial, source };
+    const consumer = consumerOf(iter);
+    return { iter: iter as unknown as Watch['iter'], initial, source, probe: () => consumer?.info?.(false) ?? Promise.resolve() };
   }
 
   /** `relistFrom`: the bucket a relist reads (null: resumed, everything is an update). */
@@ -401,6 +410,17 @@ export class Follower {
     const timeout = setTimeout(() => {
       if (!synced) fail(new Error(`the initial read of the bucket did not finish within ${RESYNC_TIMEOUT_MS / 1000} s`));
     }, RESYNC_TIMEOUT_MS);
+    // A consumer deleted under a watch delivers nothing more, silently, while the meta watch
+    // keeps the age fresh: each one is asked for now and then, and a lost one ends this
+    // connection's life (the next resumes from the stored revisions).
+    const probing = setInterval(() => {
+      for (const w of watches) {
+        w.probe().catch((e: Error) => {
+          if (/consumer not found/i.test(e.message)) fail(new Error(`the watch consumer of ${w.source ?? 'meta'} was deleted`));
+        });
+      }
+    }, CONSUMER_PROBE_MS);
+    probing.unref();
     const watchEnded = readers.map((r) =>
       r.then(() => {
         throw new Error('the bucket watch ended');
@@ -412,6 +432,7 @@ export class Follower {
       await Promise.race([this.conn!.disconnected(), ended, ...watchEnded]);
     } finally {
       clearTimeout(timeout);
+      clearInterval(probing);
       this.log.debug({ event: 'fleet_follow_ended', ms: Date.now() - started }, 'following ended');
     }
   }
