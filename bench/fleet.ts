@@ -77,7 +77,7 @@ async function load(db: string, replicas: Node[], policy: string): Promise<{ pid
       for (let i = 0; i < POLICIES - 1; i++) pids.push(store.policies.create(ACCOUNT, { name: `p${i}`, egress: { allowed_hostnames: [`g${i % 8}.test`] } }).id);
       const big = [];
       for (let i = 0; i < DEVBOXES; i++) {
-        big.push(store.devboxes.create(ACCOUNT, { metadata: { 'fleet.host_id': 'big' }, networkPolicyId: pids[i % pids.length]! }).devbox);
+        big.push(store.devboxes.create(ACCOUNT, { hostId: 'big', networkPolicyId: pids[i % pids.length]! }).devbox);
       }
       return { pids, big, how: 'through the store' };
     } finally {

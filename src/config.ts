@@ -145,6 +145,10 @@ export const OPTIONS = [
   opt({ key: 'natsUser', flag: 'nats-user', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS user (with --nats-password)' }),
   opt({ key: 'natsPassword', flag: 'nats-password', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS password (with --nats-user)' }),
   opt({ key: 'natsCreds', flag: 'nats-creds', kind: { t: 'stringOrNull' }, def: () => null, help: 'NATS credentials file (JWT + nkey seed)' }),
+  opt({ key: 'fleetSigningKey', flag: 'fleet-signing-key', kind: { t: 'stringOrNull' }, def: () => null, help: 'with --nats: Ed25519 private key (PKCS#8 PEM) that signs every fleet bucket value (default: unsigned)' }),
+  opt({ key: 'fleetVerifyKeys', flag: 'fleet-verify-keys', kind: { t: 'stringOrNull' }, def: () => null, help: 'with --follow: Ed25519 public keys (PEM files, comma-separated) a bucket value must be signed by; with --nats: also trusted while keys rotate' }),
+  opt({ key: 'maxStaleness', flag: 'max-staleness', kind: { t: 'int', min: 1, max: 86_400 }, def: () => 30, help: 'with --follow: seconds since the newest control-plane heartbeat after which the sidecar is not ready' }),
+  opt({ key: 'stale', flag: 'stale', kind: { t: 'enum', values: ['fail-static', 'fail-closed'] }, def: () => 'fail-static', help: 'with --follow, past --max-staleness: fail-static keeps enforcing the last snapshot, fail-closed refuses new connections' }),
   opt({ key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', kind: { t: 'int', min: 0, max: 600_000 }, def: () => 10_000, help: 'how long shutdown waits for connections to drain' }),
 ];
 
@@ -316,14 +320,57 @@ export function loadConfig(flags: Map<string, string[]>, env: NodeJS.ProcessEnv 
 /** NATS server lists: nats:// or tls:// URLs, comma-separated. */
 const NATS_URL = /^(nats|tls):\/\/[^\s,/]+$/;
 
-function checkFleet(cfg: GatewayConfig): void {
-  for (const [flag, v] of [
-    ['--nats', cfg.nats],
-    ['--follow', cfg.follow],
-  ] as const) {
-    if (v !== null && !v.split(',').every((u) => NATS_URL.test(u.trim()))) throw new ConfigError(flag, `"${v}" is not nats://HOST:PORT[,nats://HOST:PORT…]`);
+/** One server of a list, with `user:password@` taken out. */
+const NATS_SERVER = /^((?:nats|tls):\/\/)(?:([^@\s,/]*)@)?([^@\s,/]+)$/;
+
+/** A NATS URL list as it may be shown: any `user:password@` replaced by `***@`. */
+export function natsForDisplay(v: string): string {
+  return v.replace(/(\/\/)[^@\s,/]*@/g, '$1***@');
+}
+
+/**
+ * The servers of --nats / --follow without credentials; `user:password@` in them becomes
+ * --nats-user / --nats-password (the NATS client takes them only that way), so no credential
+ * is ever logged or shown with the URL. A token (`nats://TOKEN@…`) or servers with different
+ * credentials are refused.
+ */
+function takeNatsCredentials(cfg: GatewayConfig, flag: '--nats' | '--follow', v: string): string {
+  const servers: string[] = [];
+  let creds: { user: string; pass: string } | null = null;
+  for (const raw of v.split(',')) {
+    const m = NATS_SERVER.exec(raw.trim());
+    if (!m || !NATS_URL.test(`${m[1]}${m[3]}`)) throw new ConfigError(flag, `"${natsForDisplay(v)}" is not nats://[USER:PASSWORD@]HOST:PORT[,…]`);
+    servers.push(`${m[1]}${m[3]}`);
+    if (m[2] === undefined) continue;
+    const at = m[2].indexOf(':');
+    if (at < 0) throw new ConfigError(flag, 'a token in the URL is not supported: give --nats-user and --nats-password, or --nats-creds');
+    let c: { user: string; pass: string };
+    try {
+      c = { user: decodeURIComponent(m[2].slice(0, at)), pass: decodeURIComponent(m[2].slice(at + 1)) };
+    } catch {
+      throw new ConfigError(flag, 'the user:password in the URL is not valid percent-encoding');
+    }
+    if (creds !== null && (creds.user !== c.user || creds.pass !== c.pass)) throw new ConfigError(flag, 'every server in the list must carry the same user:password (or none)');
+    creds = c;
   }
+  if (creds !== null) {
+    if ((cfg.natsUser !== null && cfg.natsUser !== creds.user) || (cfg.natsPassword !== null && cfg.natsPassword !== creds.pass)) {
+      throw new ConfigError(flag, 'the user:password in the URL differs from --nats-user / --nats-password: give them once');
+    }
+    if (cfg.natsCreds !== null) throw new ConfigError(flag, 'give either user:password in the URL or --nats-creds, not both');
+    cfg.natsUser = creds.user;
+    cfg.natsPassword = creds.pass;
+  }
+  return servers.join(',');
+}
+
+function checkFleet(cfg: GatewayConfig): void {
+  if (cfg.nats !== null) cfg.nats = takeNatsCredentials(cfg, '--nats', cfg.nats);
+  if (cfg.follow !== null) cfg.follow = takeNatsCredentials(cfg, '--follow', cfg.follow);
+  if (cfg.fleetSigningKey !== null && cfg.nats === null) throw new ConfigError('--fleet-signing-key', 'only a control plane publishing to NATS (--nats) signs');
+  if (cfg.fleetVerifyKeys !== null && cfg.nats === null && cfg.follow === null) throw new ConfigError('--fleet-verify-keys', 'needs --follow (a sidecar) or --nats (a control plane)');
   if (cfg.nats !== null && cfg.follow !== null) throw new ConfigError('--follow', 'a process either publishes (--nats, control plane) or follows (--follow, sidecar), not both');
+  if (cfg.follow !== null && cfg.stale === 'fail-closed' && cfg.workers > 1) throw new ConfigError('--stale', 'fail-closed needs --workers 1 on a sidecar (the snapshot age is kept in the process that follows NATS)');
   if (cfg.follow !== null && cfg.hostId === null) throw new ConfigError('--host-id', 'required with --follow: the host whose devboxes this sidecar serves');
   if (cfg.hostId !== null && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(cfg.hostId)) throw new ConfigError('--host-id', `"${cfg.hostId}" is not a host name (letters, digits, . _ -; at most 253)`);
   if ((cfg.natsUser === null) !== (cfg.natsPassword === null)) throw new ConfigError('--nats-password', 'give --nats-user and --nats-password together');

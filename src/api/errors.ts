@@ -120,6 +120,8 @@ export function toErrorBody(err: unknown): ErrorBody {
         return errorBody(409, 'address_unavailable', err.message);
       case 'quota_exceeded':
         return errorBody(403, 'quota_exceeded', err.message);
+      case 'too_large':
+        return errorBody(413, 'payload_too_large', err.message);
       case 'devbox_not_running':
       case 'policy_not_found':
       case 'blueprint_not_found':

@@ -239,7 +239,7 @@ export async function runApiProcess(): Promise<void> {
         false,
         2000,
       ),
-    ...(config.follow !== null
+    ...(config.follow !== null || config.nats !== null
       ? {
           fleet: () =>
             ask(

@@ -1,26 +1,36 @@
 /**
  * The sidecar's last good snapshot, kept in its local sqlite file (--db): the same tables the
  * store reads, so the engine and the doors run unchanged on it, plus `fleet_entries` (the
- * bucket entry each row came from, to diff a resync) and three `meta` rows (revision, seq,
- * when it was last known current). Each write is one transaction and logs its changes in
+ * bucket entry each row came from, to diff a resync and to refuse an older entry) and four
+ * `meta` rows (revision, seq, epoch, and the time of the newest control-plane heartbeat applied). Each write is one transaction and logs its changes in
  * `change_log`; the caller then has the store re-read the log, which raises the change events
  * that re-decide and cut open tunnels, exactly as an API write does.
  */
 import Database from 'better-sqlite3';
 import type { Devbox, NetworkPolicy } from '../policy/model.js';
-import type { FleetEntry } from './keys.js';
+import { type FleetEntry, comparePosition } from './keys.js';
 
 export interface SnapshotState {
   revision: number;
   seq: number;
-  /** When the snapshot was last known current (ms since the epoch); 0: never synced. */
+  /** The fleet epoch it was last relisted in (0: never, or before epochs). */
+  epoch: number;
+  /** The `at` of the newest control-plane heartbeat applied (ms since the epoch); 0: none yet. */
   currentAt: number;
+  /** The bucket's stream (its creation time) the revisions below belong to; '' before the first relist. */
+  bucket: string;
+  /** Per watched range, the newest KV revision delivered: a reconnect resumes each from here + 1. */
+  revs: Record<WatchSource, number>;
 }
+
+export type WatchSource = 'policy' | 'host';
 
 /** A bucket entry with the KV revision it was read at. */
 export interface Revised {
   revision: number;
   entry: FleetEntry;
+  /** The watch it came from (its resume point moves). */
+  source?: WatchSource;
 }
 
 const key = (e: FleetEntry) => `${e.kind}:${e.id}`;
@@ -40,6 +50,7 @@ export class LocalSnapshot {
     const p = (sql: string) => this.db.prepare(sql);
     this.q = {
       entries: p('SELECT key, json FROM fleet_entries'),
+      entry: p('SELECT json FROM fleet_entries WHERE key = ?').pluck(),
       setEntry: p('INSERT INTO fleet_entries (key, json) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET json = excluded.json'),
       dropEntry: p('DELETE FROM fleet_entries WHERE key = ?'),
       meta: p(`SELECT value FROM meta WHERE key = ?`).pluck(),
@@ -58,22 +69,48 @@ export class LocalSnapshot {
 
   state(): SnapshotState {
     const n = (k: string) => Number(this.q.meta.get(k) ?? 0) || 0;
-    return { revision: n('fleet_revision'), seq: n('fleet_seq'), currentAt: n('fleet_current_ms') };
+    return {
+      revision: n('fleet_revision'),
+      seq: n('fleet_seq'),
+      epoch: n('fleet_epoch'),
+      currentAt: n('fleet_current_ms'),
+      bucket: String(this.q.meta.get('fleet_bucket') ?? ''),
+      revs: { policy: n('fleet_rev_policy'), host: n('fleet_rev_host') },
+    };
   }
 
-  /** Applies entries in order, in one transaction; returns how many rows changed. */
-  apply(batch: readonly Revised[]): number {
-    if (batch.length === 0) return 0;
+  /** Ever synced: something to enforce (an empty fleet included). */
+  synced(): boolean {
+    const s = this.state();
+    return s.epoch > 0 || s.revision > 0 || s.currentAt > 0;
+  }
+
+  /**
+   * Applies entries in order, in one transaction. An entry from an epoch before the snapshot's,
+   * or not newer (epoch, seq) than the entry held for its key, is refused: within an epoch a
+   * key never goes back. Returns the rows changed and the entries refused.
+   */
+  apply(batch: readonly Revised[]): { changed: number; refused: number } {
+    if (batch.length === 0) return { changed: 0, refused: 0 };
     const tx = this.db.transaction(() => {
       let changed = 0;
-      let { revision, seq } = this.state();
+      let refused = 0;
+      let { revision, seq, epoch, revs } = this.state();
       for (const b of batch) {
-        changed += this.write(b.entry);
         revision = Math.max(revision, b.revision);
-        seq = Math.max(seq, b.entry.seq);
+        if (b.source !== undefined) revs = { ...revs, [b.source]: Math.max(revs[b.source], b.revision) };
+        const held = this.q.entry.get(key(b.entry)) as string | undefined;
+        const heldAt = held === undefined ? { epoch, seq: 0 } : (JSON.parse(held) as FleetEntry);
+        if (b.entry.epoch < epoch || comparePosition(b.entry, { epoch: heldAt.epoch ?? 0, seq: heldAt.seq }) <= 0) {
+          refused++;
+          continue;
+        }
+        changed += this.write(b.entry);
+        if (b.entry.epoch === epoch) seq = Math.max(seq, b.entry.seq);
       }
-      this.mark(revision, seq);
-      return changed;
+      this.mark(revision, seq, epoch);
+      this.markRevs(revs);
+      return { changed, refused };
     });
     return tx.immediate();
   }
@@ -82,37 +119,54 @@ export class LocalSnapshot {
    * Makes the snapshot exactly `entries` (a resync read whole), in one transaction: rows not
    * in it go, rows whose entry differs are rewritten, the rest stay untouched.
    */
-  replace(entries: readonly FleetEntry[], revision: number): number {
+  replace(entries: readonly FleetEntry[], revision: number, epoch: number, seqAt: number, keep: ReadonlySet<string> = new Set(), at?: { bucket: string; revs: Record<WatchSource, number> }): number {
     const tx = this.db.transaction(() => {
       const had = new Map((this.q.entries.all() as { key: string; json: string }[]).map((r) => [r.key, r.json]));
       let changed = 0;
-      let seq = 0;
-      const keep = new Set<string>();
+      let seq = seqAt;
+      // `keep`: names whose bucket value was refused (forged): what the snapshot holds for them stays.
+      const kept = new Set<string>(keep);
       for (const e of entries) {
-        keep.add(key(e));
+        kept.add(key(e));
         seq = Math.max(seq, e.seq);
-        if (had.get(key(e)) !== JSON.stringify(e)) changed += this.write(e);
+        const json = JSON.stringify(e);
+        const prev = had.get(key(e));
+        if (prev === json) continue;
+        // Within one epoch a key never goes back (a replayed older value, even genuinely signed).
+        if (prev !== undefined && (JSON.parse(prev) as FleetEntry).epoch === e.epoch && (JSON.parse(prev) as FleetEntry).seq > e.seq) continue;
+        // Republished under a new epoch with the same value: only its position changes.
+        if (prev !== undefined && JSON.stringify((JSON.parse(prev) as FleetEntry).value) === JSON.stringify(e.value)) this.q.setEntry.run(key(e), json);
+        else changed += this.write(e);
       }
       for (const [k, json] of had) {
-        if (keep.has(k)) continue;
+        if (kept.has(k)) continue;
         const old = JSON.parse(json) as FleetEntry;
         changed += this.write({ ...old, value: null } as FleetEntry);
       }
-      this.mark(revision, seq);
+      this.mark(revision, seq, epoch);
+      if (at) {
+        this.q.setMeta.run('fleet_bucket', at.bucket);
+        this.markRevs(at.revs);
+      }
       return changed;
     });
     return tx.immediate();
   }
 
-  /** Records that the snapshot is current now (the follower calls it while live). */
-  touch(now = Date.now()): void {
-    this.q.setMeta.run('fleet_current_ms', String(now));
+  private markRevs(revs: Record<WatchSource, number>): void {
+    this.q.setMeta.run('fleet_rev_policy', String(revs.policy));
+    this.q.setMeta.run('fleet_rev_host', String(revs.host));
   }
 
-  private mark(revision: number, seq: number): void {
+  /** Records the newest control-plane heartbeat applied (its `at`): the snapshot was current then. */
+  heartbeat(at: number): void {
+    this.q.setMeta.run('fleet_current_ms', String(at));
+  }
+
+  private mark(revision: number, seq: number, epoch: number): void {
     this.q.setMeta.run('fleet_revision', String(revision));
     this.q.setMeta.run('fleet_seq', String(seq));
-    this.q.setMeta.run('fleet_current_ms', String(Date.now()));
+    this.q.setMeta.run('fleet_epoch', String(epoch));
   }
 
   /** One entry into the store's tables; 1 when it changed something. */

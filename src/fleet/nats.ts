@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { ConfigError, type GatewayConfig } from '../config.js';
+import { escapeToken } from './keys.js';
 
 export interface FleetConnection {
   nc: NatsConnection;
@@ -17,6 +18,11 @@ export interface FleetConnection {
   /** Resolves once connected (at once when connected). */
   ready(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** The inbox prefix of a sidecar's connection: `_INBOX_` and its host id escaped as in bucket keys. */
+export function inboxPrefixFor(hostId: string): string {
+  return `_INBOX_${escapeToken(hostId)}`;
 }
 
 export async function openConnection(config: GatewayConfig, servers: string, role: string, log: Logger): Promise<FleetConnection> {
@@ -35,6 +41,9 @@ export async function openConnection(config: GatewayConfig, servers: string, rol
     name: `egress-gateway ${role}${config.hostId ? ` ${config.hostId}` : ''}`,
     ...(config.natsUser !== null ? { user: config.natsUser, pass: config.natsPassword ?? '' } : {}),
     ...(authenticator ? { authenticator } : {}),
+    // A sidecar's replies (its watches' deliveries included) come to an inbox of its own host,
+    // so its NATS user may subscribe to `_INBOX_<host>.>` only, never to everyone's `_INBOX.>`.
+    ...(role === 'follower' && config.hostId !== null ? { inboxPrefix: inboxPrefixFor(config.hostId) } : {}),
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,

@@ -17,6 +17,7 @@ export type Reason =
   | 'unknown_client'
   | 'invalid_host'
   | 'policy_missing'
+  | 'policy_stale'
   | 'sni_mismatch'
   | 'ech_refused'
   | 'host_mismatch'

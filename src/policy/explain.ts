@@ -23,6 +23,7 @@ const REASON_TEXT: Record<string, string> = {
   unknown_client: 'this client is not a running devbox (or gave no valid proxy credentials)',
   invalid_host: 'the destination is not a valid host name',
   policy_missing: "the devbox's network policy does not exist",
+  policy_stale: "the gateway's policy snapshot is older than --max-staleness and it fails closed (--stale fail-closed): new connections are refused until the control plane is heard from again",
   sni_mismatch: 'the TLS server name does not match the requested host',
   ech_refused: 'the TLS ClientHello uses Encrypted ClientHello, which hides the server name',
   host_mismatch: 'the Host header does not match the request URL',

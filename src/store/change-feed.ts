@@ -27,6 +27,10 @@ export type ChangeRecord = { seq: number; kind: 'policy'; id: string; accountId:
 /** A record of a policy or a devbox (what fleet mode publishes today). */
 export type PlaneRecord = Extract<ChangeRecord, { kind: 'policy' | 'devbox' }>;
 
+export function isPlaneRecord(r: ChangeRecord): r is PlaneRecord {
+  return r.kind === 'policy' || r.kind === 'devbox';
+}
+
 /** Every agent resource as of a snapshot's seq (tokens only of running devboxes). */
 export interface AgentSnapshot {
   secrets: SecretRow[];

@@ -45,7 +45,8 @@ export type StoreErrorCode =
   | 'ambiguous'
   | 'secret_in_use'
   | 'devbox_not_running'
-  | 'secrets_unavailable';
+  | 'secrets_unavailable'
+  | 'too_large';
 
 /** What one account may store (the API's settings; none by default, e.g. for `apply`). */
 export interface Quotas {

@@ -75,6 +75,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
   const fleet: Fleet | null = worker ? null : startFleet(config, store, log);
   const resolver = createResolver(config);
   const gate = new Gate(engine, resolver, log);
+  if (fleet) gate.refusing = () => fleet.refusing();
   const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store.denials, recorderOptions(config), log);
   gate.denials = denials;
   gate.allowLogEvery = allowLogEvery(config.logAllowed);

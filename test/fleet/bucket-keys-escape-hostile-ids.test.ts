@@ -4,17 +4,19 @@
  * or collide with the unplaced marker; distinct ids give distinct keys.
  */
 import { describe, expect, it } from 'vitest';
-import { UNPLACED, devboxKey, escapeToken, hostFilter, policyKey } from '../../src/fleet/keys.js';
+import { UNPLACED, devboxKey, escapeToken, hostFilter, hostPolicyFilter, localNameOf, policyKey, unescapeToken } from '../../src/fleet/keys.js';
 
 const HOSTILE = ['h1.>', '*', '>', 'h1.devbox', 'a b', '=', '=2e', '', 'ü', 'h1\u0000', '_', 'h1.', '.h1', 'x'.repeat(300)];
 
 describe('bucket keys', () => {
-  it('every id is one token of [A-Za-z0-9_=-], so keys have exactly three tokens', () => {
+  it('every id is one token of [A-Za-z0-9_=-], so devbox keys have three tokens and policy keys four', () => {
     for (const id of HOSTILE) {
       const t = escapeToken(id);
       expect(t).toMatch(/^[A-Za-z0-9_=-]+$/);
       expect(devboxKey(id, 'dbx_1').split('.')).toHaveLength(3);
-      expect(policyKey(id, 'npol_1').split('.')).toHaveLength(3);
+      expect(policyKey(id, id, 'npol_1').split('.')).toHaveLength(4);
+      expect(unescapeToken(t)).toBe(id);
+      expect(localNameOf(policyKey(id, 'acct', id))).toBe(`policy:${id}`);
     }
   });
 
@@ -32,7 +34,13 @@ describe('bucket keys', () => {
     for (const other of ['h1.>', 'h1.', 'h10', 'h1=2e']) expect(devboxKey(other, 'dbx_1').startsWith('devbox.h1.')).toBe(false);
   });
 
+  it("a host's policy filter covers the policies placed on it and no other host's", () => {
+    expect(hostPolicyFilter('h1')).toBe('policy.h1.>');
+    expect(policyKey('h1', 'default', 'npol_1').startsWith('policy.h1.')).toBe(true);
+    for (const other of ['h1.>', 'h1.', 'h10', 'h1=2e']) expect(policyKey(other, 'default', 'npol_1').startsWith('policy.h1.')).toBe(false);
+  });
+
   it('readable ids stay readable', () => {
-    expect(policyKey('default', 'npol_01abc')).toBe('policy.default.npol_01abc');
+    expect(policyKey('h1', 'default', 'npol_01abc')).toBe('policy.h1.default.npol_01abc');
   });
 });

@@ -5,7 +5,7 @@
  * protocol's words.
  */
 import type { Logger } from 'pino';
-import { type Decision, type Door, decisionLabel } from '../../policy/decision.js';
+import { type Decision, type Door, decisionLabel, denial } from '../../policy/decision.js';
 import { explainDenial } from '../../policy/explain.js';
 import type { Identity, PolicyEngine } from '../../policy/engine.js';
 import { type Resolver, ResolveError } from '../../resolver/resolver.js';
@@ -29,6 +29,8 @@ export type Admission = { ok: true; decision: Decision; address: string } | { ok
 const seconds = new Map<Door, { observe(v: number): void }>();
 
 export class Gate {
+  /** A fleet sidecar past --max-staleness with --stale fail-closed: every new connection is refused. */
+  refusing: (() => boolean) | null = null;
   constructor(
     readonly engine: PolicyEngine,
     readonly resolver: Resolver,
@@ -49,7 +51,7 @@ export class Gate {
    */
   admitNow(identity: Identity, host: string, port: number, door: Door): Admission | Promise<Admission> {
     const started = performance.now();
-    const decision = this.engine.decide(identity, host, port);
+    const decision = this.refusing?.() ? denial('policy_stale', host) : this.engine.decide(identity, host, port);
     return this.admitDecided(identity, port, door, started, decision);
   }
 

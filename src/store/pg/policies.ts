@@ -6,6 +6,7 @@ import { type PolicyRow, toPolicy } from '../rows.js';
 import { type Quotas, StoreError } from '../types.js';
 import { type PgDb, type Query, uniqueViolation } from './db.js';
 import { checkPolicyQuotas, duplicateName } from './checks.js';
+import { checkPolicyFits } from '../entry-limit.js';
 import { Where, pageOf } from './page.js';
 
 async function policyFor(q: Query, accountId: string, id: string, lock = false): Promise<NetworkPolicy | undefined> {
@@ -40,6 +41,7 @@ export function pgPolicies(db: PgDb, quotas: () => Quotas | null): PolicyReposit
           [id, accountId, input.name, input.description ?? null, JSON.stringify(egress), input.enforcement ?? 'enforce', now],
         ).catch(rethrowDuplicate(input.name));
         const p = toPolicy(r!);
+        checkPolicyFits(p);
         changes.push({ kind: 'policy', id, accountId, value: p });
         return p;
       }),
@@ -58,6 +60,7 @@ export function pgPolicies(db: PgDb, quotas: () => Quotas | null): PolicyReposit
           [id, name, patch.description === undefined ? cur.description : patch.description, JSON.stringify(egress), patch.enforcement ?? cur.enforcement, Math.max(Date.now(), cur.update_time_ms)],
         ).catch(rethrowDuplicate(name));
         const p = toPolicy(r!);
+        checkPolicyFits(p);
         changes.push({ kind: 'policy', id, accountId, value: p });
         return p;
       }),

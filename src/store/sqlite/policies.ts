@@ -6,6 +6,13 @@ import { type PolicyRow, toPolicy } from '../rows.js';
 import { type Page, type PolicyInput, type PolicyPatch, type PolicyQuery, StoreError, duplicateName } from '../types.js';
 import type { SqliteChecks } from './checks.js';
 import { type SqliteContext, type Sync, accountFilter, isUniqueViolation } from './context.js';
+import { checkPolicyFits } from '../entry-limit.js';
+
+/** The policy as stored, refused (rolled back) when it would not fit one fleet entry. */
+function fitting(p: NetworkPolicy): NetworkPolicy {
+  checkPolicyFits(p);
+  return p;
+}
 
 export class SqlitePolicies implements Sync<PolicyRepository> {
   private readonly q;
@@ -67,7 +74,7 @@ export class SqlitePolicies implements Sync<PolicyRepository> {
         throw e;
       }
       changes.push({ kind: 'policy', id, accountId });
-      return this.byId(id)!;
+      return fitting(this.byId(id)!);
     });
   }
 
@@ -93,7 +100,7 @@ export class SqlitePolicies implements Sync<PolicyRepository> {
         throw e;
       }
       changes.push({ kind: 'policy', id, accountId });
-      return this.byId(id)!;
+      return fitting(this.byId(id)!);
     });
   }
 
