@@ -182,7 +182,8 @@ suite(title('sidecar deployment in real network namespaces'), { timeout: 60_000 
     requireProgram(CHROMIUM, 'chromium');
     const dir = tempDir('netns-chromium');
     try {
-      const r = await lab.exec('a', 'timeout', ['-s', 'KILL', '60', CHROMIUM, ...chromiumFlags(dir), '--ignore-certificate-errors', '--dump-dom', ...args], 70_000);
+      // Its own TMPDIR: a killed Chromium leaves org.chromium.* files there, removed with dir.
+      const r = await lab.exec('a', 'env', [`TMPDIR=${dir}`, 'timeout', '-s', 'KILL', '60', CHROMIUM, ...chromiumFlags(dir), '--ignore-certificate-errors', '--dump-dom', ...args], 70_000);
       const at = r.stdout.indexOf('<html');
       return at >= 0 ? r.stdout.slice(at) : '';
     } finally {

@@ -63,9 +63,12 @@ export interface Spawned {
   kill(): Promise<void>;
 }
 
-/** Spawns argv in its own process group with a temp folder `dir`; kill() ends the group and removes it. */
+/**
+ * Spawns argv in its own process group with a temp folder `dir` as its HOME and TMPDIR (Chromium
+ * leaves org.chromium.* files in TMPDIR when killed); kill() ends the group and removes it.
+ */
 export function spawnGroup(argv: string[], dir: string, env: Record<string, string> = {}): Spawned {
-  const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: dir, ...env } });
+  const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: dir, TMPDIR: dir, ...env } });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
