@@ -4,7 +4,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { parseCidr, parseIpLiteral } from './policy/ip.js';
 import { normalizeAllowedHostname } from './policy/hostname.js';
@@ -67,6 +66,10 @@ export interface GatewayConfig {
   dnsLearnGrace: number;
   dnsRateLimit: number;
   dnsCacheSize: number;
+  dnsCacheBytes: number;
+  dnsCacheBytesPerAccount: number;
+  dnsLearnPerAnswer: number;
+  dnsLearnPerDevbox: number;
   dnsUpstreamTimeoutMs: number;
   /** Removed (replaced by --workers): set only to refuse it at start-up with the way out. */
   dnsWorkers: number | null;
@@ -167,8 +170,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'dnsLearnGrace', flag: 'dns-learn-grace', kind: { t: 'int', min: 0, max: 86400 }, def: () => 60, help: 'seconds past TTL a DNS-learned address stays admitted' },
   { key: 'dnsRateLimit', flag: 'dns-rate-limit', kind: { t: 'int', min: 0, max: 10_000_000 }, def: () => 2000, help: 'queries per second per client (0: unlimited)' },
   { key: 'dnsCacheSize', flag: 'dns-cache-size', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 20_000, help: 'answers the DNS cache holds (name/type/class)' },
+  { key: 'dnsCacheBytes', flag: 'dns-cache-bytes', kind: { t: 'int', min: 65_536, max: 17_179_869_184 }, def: () => 64 * 1024 * 1024, help: "bytes the DNS answer cache holds in all, per host (past it the largest account's oldest answers go)" },
+  { key: 'dnsCacheBytesPerAccount', flag: 'dns-cache-bytes-per-account', kind: { t: 'int', min: 65_536, max: 17_179_869_184 }, def: () => 16 * 1024 * 1024, help: "bytes of DNS answers one account's partition of the cache holds" },
+  { key: 'dnsLearnPerAnswer', flag: 'dns-learn-per-answer', kind: { t: 'int', min: 1, max: 65_535 }, def: () => 32, help: 'addresses of one DNS answer a devbox learns (may then dial by address); the answer is still served whole, the rest counted as dropped' },
+  { key: 'dnsLearnPerDevbox', flag: 'dns-learn-per-devbox', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 4096, help: 'DNS-learned addresses one devbox holds at once; past it new ones are dropped (counted) until old ones expire' },
   { key: 'dnsUpstreamTimeoutMs', flag: 'dns-upstream-timeout-ms', kind: { t: 'int', min: 10, max: 60_000 }, def: () => 1000, help: 'time one upstream has to answer before the next is tried' },
-  { key: 'workers', flag: 'workers', kind: { t: 'int', min: 1, max: 256 }, def: () => availableParallelism(), help: 'processes running every door, sharing each listener (default: one per core; 1: this process alone)' },
+  { key: 'workers', flag: 'workers', kind: { t: 'int', min: 1, max: 256 }, def: () => 1, help: 'processes running every door, sharing each listener (1: this process alone, the sidecar default; N > 1 adds a primary that only hands out connections, see docs/operations.md)' },
   { key: 'dnsWorkers', flag: 'dns-workers', kind: { t: 'int', min: 0, max: 64 }, def: () => null, help: 'removed: use --workers N (every door, DNS included, in N processes)' },
   { key: 'connectTimeoutMs', flag: 'connect-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'upstream connect time-out' },
   { key: 'idleTimeoutMs', flag: 'idle-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 300_000, help: 'idle tunnel/connection time-out' },
@@ -475,10 +482,11 @@ export function defaultText(o: OptionSpec): string {
 }
 
 /** The engine options the gateway's settings give (serve, DNS workers and `check` alike). */
-export function engineOptions(config: Pick<GatewayConfig, 'agentGatewayHosts' | 'mcpGatewayHosts' | 'mirrorHosts' | 'allowPrivate' | 'tunnelDomain'>): EngineOptions {
+export function engineOptions(config: Pick<GatewayConfig, 'agentGatewayHosts' | 'mcpGatewayHosts' | 'mirrorHosts' | 'allowPrivate' | 'tunnelDomain'> & Partial<Pick<GatewayConfig, 'dnsLearnPerDevbox'>>): EngineOptions {
   return {
     toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
     allowPrivate: config.allowPrivate,
     tunnelDomain: config.tunnelDomain,
+    learnedPerDevbox: config.dnsLearnPerDevbox,
   };
 }

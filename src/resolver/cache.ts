@@ -23,8 +23,12 @@ export interface CacheEntry {
   readonly storedAt: number;
   /** When the entry stops being served (ms, Date.now clock). */
   readonly expiresAt: number;
-  /** A and AAAA addresses of the answer section. */
+  /** A and AAAA addresses of the answer section: the first --dns-learn-per-answer of them. */
   readonly addresses: readonly string[];
+  /** A and AAAA records in the answer section (the answer served has them all). */
+  readonly addressCount: number;
+  /** What the entry costs the cache, in bytes (estimated; see entryBytes). */
+  readonly size: number;
   /**
    * Set on a resolution failure (RFC 9520): what the upstreams did (timeout, servfail,
    * refused, …). The entry is then an empty SERVFAIL answer kept for --dns-failure-ttl.
@@ -58,15 +62,15 @@ export function cacheKey(name: string, qtype: number, qclass: number): string {
  * TTLs bounded. `ttl` is how long it may be cached (0: serve once, do not keep).
  * Returns null when the answer is malformed or cannot be cleaned.
  */
-export function prepareAnswer(raw: Buffer, bounds: TtlBounds, now: number): { entry: CacheEntry; ttl: number } | null {
-  let info = inspectAnswer(raw);
+export function prepareAnswer(raw: Buffer, bounds: TtlBounds, now: number, maxAddresses = Number.MAX_SAFE_INTEGER): { entry: CacheEntry; ttl: number } | null {
+  let info = inspectAnswer(raw, maxAddresses);
   if (info === null) return null;
   let bytes: Buffer;
   if (info.hasEch || (info.optAt >= 0 && info.optAt + info.optLen !== raw.length)) {
     const rebuilt = rebuild(raw);
     if (rebuilt === null) return null;
     bytes = rebuilt;
-    info = inspectAnswer(bytes);
+    info = inspectAnswer(bytes, maxAddresses);
     if (info === null || info.hasEch) return null;
   } else {
     const end = info.optAt >= 0 ? info.optAt : raw.length;
@@ -94,6 +98,8 @@ export function prepareAnswer(raw: Buffer, bounds: TtlBounds, now: number): { en
     storedAt: now,
     expiresAt: now + ttl * 1000,
     addresses: info.addresses,
+    addressCount: info.addressCount,
+    size: entryBytes(bytes.length, info.ttlOffsets.length, info.addresses.length),
     age: 0,
   };
   return { entry, ttl };
@@ -118,6 +124,8 @@ export function failureEntry(name: string, qtype: number, qclass: number, kind: 
     storedAt: now,
     expiresAt: now + ttl * 1000,
     addresses: [],
+    addressCount: 0,
+    size: entryBytes(bytes.length, 0, 0),
     failure: kind,
     age: 0,
   };
@@ -140,6 +148,15 @@ export function failureOfRcode(rcode: number): FailureKind | null {
     default:
       return 'other';
   }
+}
+
+/**
+ * What an entry holds on the heap, roughly: its wire bytes, the TTL tables, the address
+ * strings and the objects around them (key, LRU node). Measured with 4,000-address answers,
+ * the address strings were most of it, so they are counted, not only the bytes.
+ */
+export function entryBytes(wire: number, ttls: number, addresses: number): number {
+  return 320 + wire + ttls * 12 + addresses * 56;
 }
 
 function clamp(ttl: number, b: TtlBounds): number {
@@ -215,14 +232,27 @@ new Gauge({
 
 const evictions = new Counter({
   name: 'egress_dns_cache_evictions_total',
-  help: "Answers evicted because their account's partition was full (--dns-cache-size per account)",
+  help: "Answers evicted because their account's partition was full (--dns-cache-size, --dns-cache-bytes-per-account) or the host's cache was (--dns-cache-bytes: from the largest partition)",
   registers: [registry],
 });
 
+/** The byte bounds of an AnswerCache (estimated heap bytes, see entryBytes). */
+export interface CacheBytes {
+  /** One account's partition. */
+  perPartition: number;
+  /** Every partition together: past it, the largest partition gives way. */
+  total: number;
+}
+
+const UNBOUNDED: CacheBytes = { perPartition: 2 ** 40, total: 2 ** 40 };
+
 /**
  * Answers partitioned by account: each account's answers live in an LRU of their own of
- * `max` entries, so one account asking for many unique names evicts only its own answers,
- * never another account's. Partition '' holds answers not asked for by an account.
+ * `max` entries and `bytes.perPartition` bytes, so one account asking for many unique names
+ * (or names with huge answers) evicts only its own answers, never another account's. All
+ * partitions together hold at most `bytes.total`: past it, the largest partition's least
+ * recently used answers go first, so a small account keeps its answers while a large one is
+ * trimmed. Partition '' holds answers not asked for by an account.
  */
 export class AnswerCache {
   private readonly parts = new Map<string, LRUCache<string, CacheEntry>>();
@@ -234,8 +264,16 @@ export class AnswerCache {
   constructor(
     readonly bounds: TtlBounds,
     readonly max = 20_000,
+    readonly bytes: CacheBytes = UNBOUNDED,
   ) {
     caches.add(this.ref);
+  }
+
+  /** Estimated bytes every partition holds. */
+  get byteSize(): number {
+    let n = 0;
+    for (const l of this.parts.values()) n += l.calculatedSize;
+    return n;
   }
 
   get partitions(): number {
@@ -254,13 +292,26 @@ export class AnswerCache {
   }
 
   set(key: string, entry: CacheEntry, ttl: number, partition = ''): void {
-    if (ttl <= 0) return;
+    if (ttl <= 0 || entry.size > this.bytes.perPartition) return;
     let lru = this.parts.get(partition);
     if (lru === undefined) {
-      lru = new LRUCache<string, CacheEntry>({ max: this.max, disposeAfter: (_v, _k, reason) => reason === 'evict' && evictions.inc() });
+      lru = new LRUCache<string, CacheEntry>({
+        max: this.max,
+        maxSize: this.bytes.perPartition,
+        sizeCalculation: (e) => e.size,
+        disposeAfter: (_v, _k, reason) => reason === 'evict' && evictions.inc(),
+      });
       this.parts.set(partition, lru);
     }
     lru.set(key, entry);
+    let total = this.byteSize;
+    while (total > this.bytes.total) {
+      let largest: LRUCache<string, CacheEntry> | undefined;
+      for (const l of this.parts.values()) if (largest === undefined || l.calculatedSize > largest.calculatedSize) largest = l;
+      const gone = largest?.pop(); // counted by disposeAfter ('evict')
+      if (gone === undefined) break;
+      total -= gone.size;
+    }
   }
 
   /** Entries in all partitions. */

@@ -14,6 +14,8 @@ export function createResolver(config: GatewayConfig): CachedResolver {
     { minTtl: config.dnsMinTtl, maxTtl: config.dnsMaxTtl },
     {
       cacheSize: config.dnsCacheSize,
+      cacheBytes: { perPartition: config.dnsCacheBytesPerAccount, total: config.dnsCacheBytes },
+      learnPerAnswer: config.dnsLearnPerAnswer,
       timeoutMs: config.dnsUpstreamTimeoutMs,
       failureTtl: config.dnsFailureTtl,
     },

@@ -5,7 +5,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { HostPort } from '../config.js';
-import { AnswerCache, type CacheEntry, type FailureKind, type TtlBounds, cacheKey, clockMs, failureEntry, failureOfRcode, prepareAnswer } from './cache.js';
+import { AnswerCache, type CacheBytes, type CacheEntry, type FailureKind, type TtlBounds, cacheKey, clockMs, failureEntry, failureOfRcode, prepareAnswer } from './cache.js';
 import { UpstreamClient, UpstreamError, type UpstreamOptions } from './upstream.js';
 import { CLASS_IN, RCODE, T } from './wire.js';
 import { dnsMetrics } from './metrics.js';
@@ -62,13 +62,16 @@ export class CachedResolver implements Resolver {
 
   /** Seconds a resolution failure is kept (RFC 9520: 1 s to 5 min). */
   readonly failureTtl: number;
+  /** Addresses of one answer kept in its entry (learned, dialled); the answer served has them all. */
+  readonly learnPerAnswer: number;
 
   constructor(
     upstreams: readonly HostPort[],
     readonly bounds: TtlBounds,
-    opts: UpstreamOptions & { cacheSize?: number; failureTtl?: number } = {},
+    opts: UpstreamOptions & { cacheSize?: number; cacheBytes?: CacheBytes; failureTtl?: number; learnPerAnswer?: number } = {},
   ) {
-    this.cache = new AnswerCache(bounds, opts.cacheSize);
+    this.cache = new AnswerCache(bounds, opts.cacheSize, opts.cacheBytes);
+    this.learnPerAnswer = opts.learnPerAnswer ?? Number.MAX_SAFE_INTEGER;
     this.upstream = new UpstreamClient(upstreams, opts);
     this.failureTtl = opts.failureTtl ?? DEFAULT_FAILURE_TTL;
   }
@@ -105,7 +108,7 @@ export class CachedResolver implements Resolver {
           const now = clockMs();
           const failed = failureOfRcode(a.bytes[3]! & 0xf);
           if (failed !== null) return this.failed(key, name, qtype, qclass, failed, partition);
-          const prepared = prepareAnswer(a.bytes, this.bounds, now);
+          const prepared = prepareAnswer(a.bytes, this.bounds, now, this.learnPerAnswer);
           if (prepared === null) return this.failed(key, name, qtype, qclass, 'malformed', partition);
           this.cache.set(key, prepared.entry, prepared.ttl, partition);
           return prepared.entry;
