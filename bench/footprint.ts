@@ -60,9 +60,9 @@ function group(pgid: number): Array<{ pid: number; rssMb: number; cmd: string }>
 
 function role(cmd: string, leader: boolean): string {
   if (cmd.includes('worker-main')) return 'worker';
-  if (cmd.includes('process-main')) return 'api';
+  if (cmd.includes('process-main')) return 'api process';
   if (cmd.includes('esbuild')) return 'esbuild (tsx)';
-  return leader ? 'primary' : 'other';
+  return leader ? 'serve' : 'other';
 }
 
 const killGroup = (pgid: number, sig: NodeJS.Signals = 'SIGKILL') => {

@@ -17,7 +17,7 @@ import type { DoorContext, RunningDoor } from '../doors/floor/context.js';
 import { listenError } from '../doors/floor/listen.js';
 import { storageFault } from '../store/index.js';
 import { type PlaneStore, openPlaneStore } from '../store/open.js';
-import { startApiProcess } from '../api/process.js';
+import { startApiThread } from '../api/thread.js';
 import { registry } from '../metrics.js';
 import { createResolver } from '../resolver/index.js';
 import { startDnsDoor } from '../doors/dns/door.js';
@@ -111,10 +111,10 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
     await store.close();
   };
   try {
-    // The admin API runs in a process of its own: no request to it takes time from the doors.
+    // The admin API runs in a thread of its own: no request to it takes time from the doors.
     const metrics = async () => [await registry.getMetricsAsJSON()];
     if (!worker) {
-      running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, fleet: fleet ? () => ({ snapshot: fleet.follower(), unready: fleet.unready() }) : undefined }));
+      running.push(await startApiThread({ config, store, engine, log, metrics, readiness, fleet: fleet ? () => ({ snapshot: fleet.follower(), unready: fleet.unready() }) : undefined }));
     } else await worker.ready();
     for (const [at, start] of plan) if (at !== null) running.push(await start(ctx, at));
   } catch (e) {

@@ -24,13 +24,14 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { dirname, extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import { createLogger } from '../log.js';
 import { ConfigError, type GatewayConfig, type HostPort, RELOADABLE, configChanges, engineOptions } from '../config.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { registry } from '../metrics.js';
-import { childExecArgv, startApiProcess } from '../api/process.js';
+import { startApiThread } from '../api/thread.js';
 import type { RunningDoor } from '../doors/floor/context.js';
 import type { PlaneStore } from '../store/open.js';
 import { type Fleet, startFleet } from '../fleet/index.js';
@@ -38,6 +39,13 @@ import { type Gateway, logListening, openOwnedStore } from './gateway.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const ENTRY = join(dirname(SELF), `worker-main${extname(SELF)}`);
+
+/** Node flags for a worker process: tsx's loader when running from the sources (the tests), else none. */
+function childExecArgv(): string[] {
+  if (extname(SELF) !== '.ts') return process.execArgv.filter((a) => !a.startsWith('--inspect'));
+  if (process.execArgv.some((a) => a.includes('tsx'))) return process.execArgv;
+  return ['--import', pathToFileURL(createRequire(SELF).resolve('tsx')).href];
+}
 
 /** One learned address, as LearnedAddresses.learnUntil takes it. */
 export type LearnedEntry = [devboxId: string, name: string, ip: string, expiresAt: number];
@@ -254,7 +262,7 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
     fleet = startFleet(config, store, log, () => void askAll(peers, (id) => ({ egw: 'changed', id })));
     // The API last, as in one process: once it answers, every door does.
     const f = fleet;
-    api = await startApiProcess({
+    api = await startApiThread({
       config,
       store,
       engine,
