@@ -13,6 +13,7 @@
  * - `supervise`: starts a part, restarts it when it exits (after a pause; not again after
  *   repeated quick exits), and stops it (its own drain message, then a kill after the grace).
  */
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 
 /** Every message has a kind; a request carries `id`, its answer `re`. */
@@ -77,6 +78,56 @@ export function portLink(p: PortLike, closeEvent: 'exit' | 'close' = 'exit'): Li
       if (!closed) p.postMessage(m);
     },
     on: (cb) => void p.on('message', cb),
+    onClose: (cb) => void (closed ? cb() : closers.push(cb)),
+    get open() {
+      return !closed;
+    },
+  };
+}
+
+/** Longest line a socket link reads: a peer sending more is cut off (the link closes). */
+const MAX_LINE = 64 * 1024 * 1024;
+
+/**
+ * A stream socket carrying one JSON message a line (the workers' side channel, a socket pair
+ * of its own beside node's IPC channel, so nothing sent on it waits behind, or delays, what
+ * the IPC channel carries).
+ */
+export function socketLink(s: Socket): Link {
+  const handlers: Array<(m: unknown) => void> = [];
+  const closers: Array<() => void> = [];
+  let closed = false;
+  let buf = '';
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    for (const c of closers.splice(0)) c();
+  };
+  s.setEncoding('utf8');
+  s.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl = buf.indexOf('\n');
+    while (nl >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let m: unknown;
+      try {
+        m = JSON.parse(line);
+      } catch {
+        m = null;
+      }
+      if (m !== null) for (const h of handlers) h(m);
+      nl = buf.indexOf('\n');
+    }
+    if (buf.length > MAX_LINE) s.destroy();
+  });
+  s.on('error', () => {});
+  s.on('close', close);
+  return {
+    send: (m) => {
+      if (!closed && s.writable) s.write(`${JSON.stringify(m)}\n`);
+    },
+    on: (cb) => void handlers.push(cb),
     onClose: (cb) => void (closed ? cb() : closers.push(cb)),
     get open() {
       return !closed;

@@ -342,6 +342,43 @@ export class AnswerCache {
   }
 }
 
+/** A cache entry as JSON carries it between processes (the host's one cache, `--workers N`). */
+export interface WireEntry {
+  bytes: string;
+  rcode: number;
+  ar: number;
+  ttlOffsets: number[];
+  ttls: number[];
+  storedAt: number;
+  expiresAt: number;
+  addresses: string[];
+  addressCount: number;
+  size: number;
+  failure?: FailureKind;
+}
+
+export function entryToWire(e: CacheEntry): WireEntry {
+  const w: WireEntry = {
+    bytes: e.bytes.toString('base64'),
+    rcode: e.rcode,
+    ar: e.ar,
+    ttlOffsets: [...e.ttlOffsets],
+    ttls: [...e.ttls],
+    storedAt: e.storedAt,
+    expiresAt: e.expiresAt,
+    addresses: [...e.addresses],
+    addressCount: e.addressCount,
+    size: e.size,
+  };
+  if (e.failure !== undefined) w.failure = e.failure;
+  return w;
+}
+
+/** A fresh entry from its wire form (its TTLs are brought to its age when served). */
+export function entryFromWire(w: WireEntry): CacheEntry {
+  return { ...w, bytes: Buffer.from(w.bytes, 'base64'), ttls: Uint32Array.from(w.ttls), age: -1 };
+}
+
 /** Brings the template's TTLs to the entry's current age (in place; cheap when unchanged). */
 export function refreshTtls(e: CacheEntry, now: number): void {
   const age = Math.floor((now - e.storedAt) / 1000);

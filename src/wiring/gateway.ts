@@ -19,7 +19,7 @@ import { storageFault } from '../store/index.js';
 import { type PlaneStore, openPlaneStore } from '../store/open.js';
 import { startApiThread } from '../api/thread.js';
 import { registry } from '../metrics.js';
-import { createResolver } from '../resolver/index.js';
+import { type RemoteLookup, createResolver } from '../resolver/index.js';
 import { startDnsDoor } from '../doors/dns/door.js';
 import { startHttpProxy, startTransparentHttp } from '../doors/http/door.js';
 import { startSocksDoor } from '../doors/socks5/door.js';
@@ -52,6 +52,8 @@ export interface WorkerRole {
   ready(): Promise<void>;
   /** Addresses learned while answering, on their way to every other worker (the answer waits). */
   learnedShared(): Promise<void> | null;
+  /** The host's one DNS answer cache, in the primary. */
+  dnsLookup: RemoteLookup;
 }
 
 /** Opens the store and sets up the configured API tokens (the process that owns the store). */
@@ -72,7 +74,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
   const engine = new PolicyEngine(store.source, engineOptions(config));
   worker?.onEngine(engine, store);
   const fleet: Fleet | null = worker ? null : startFleet(config, store, log);
-  const resolver = createResolver(config);
+  const resolver = createResolver(config, worker?.dnsLookup);
   const gate = new Gate(engine, resolver, log);
   const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store.denials, recorderOptions(config), log);
   gate.denials = denials;
