@@ -133,7 +133,7 @@ class Primary {
     const out: WorkerProcess[] = [];
     for (const s of this.slots) {
       const w = s?.current();
-      if (w && w.control.open) out.push(w);
+      if (w?.control.open) out.push(w);
     }
     return out;
   }
