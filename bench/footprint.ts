@@ -2,9 +2,10 @@
  * `npm run bench:footprint`: what the gateway costs the host it runs on, beside references
  * run in the same sitting.
  *
- * For each worker count (FOOTPRINT_WORKERS, default "default,1,2"; "default" passes no
- * --workers): `egress-gateway serve` is started the way an operator starts it (the bin,
- * compiled code when built), and measured
+ * For each worker count (FOOTPRINT_WORKERS, default "default,1,2,2:none"; "default" passes no
+ * --workers, "N:none" runs N workers with NODE_CLUSTER_SCHED_POLICY=none, each accepting on the
+ * shared socket itself): `egress-gateway serve` is started the way an operator starts it (the
+ * bin, compiled code: run `npm run build` first), and measured
  * - start-up: from spawn to the first 200 from /readyz;
  * - RSS of every process of the gateway (primary, workers, API process) once idle;
  * - RSS with HELD idle CONNECT tunnels (default 1,000) open through the HTTP proxy, from
@@ -12,7 +13,8 @@
  * - CONNECT churn (open, one byte echoed, close) for CHURN_MS with CHURN_CONCURRENCY
  *   clients, the whole gateway pinned to core 0 and the load to core 1 (taskset), so
  *   `--workers 2` and `--workers 1` run on the same one core and the difference is the
- *   cost of the primary's hand-off.
+ *   cost of the primary's hand-off; the balance is each worker's share of the CPU the
+ *   workers used during the churn.
  * References, same sitting, same load: a bare Node CONNECT relay (no policy, one process),
  * Squid as a plain forward proxy and unbound (idle) when installed.
  * Loopback only, every process in its own group and killed at the end; bounded: each step
@@ -31,7 +33,7 @@ import { onPath } from './_dns-references.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'egress-gateway.js');
-const WORKERS = (process.env.FOOTPRINT_WORKERS ?? 'default,1,2').split(',');
+const WORKERS = (process.env.FOOTPRINT_WORKERS ?? 'default,1,2,2:none').split(',').filter((w) => w !== '' && w !== 'skip');
 const HELD = Number(process.env.FOOTPRINT_TUNNELS ?? 1000);
 const DEVBOXES = 10;
 const CHURN_MS = Number(process.env.FOOTPRINT_CHURN_MS ?? 4000);
@@ -174,8 +176,27 @@ function pinGroup(pgid: number, cpus: string): boolean {
   }
 }
 
+/** CPU seconds (user + system) of each process, by pid. */
+function cpuOf(pids: number[]): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(pid, (Number(f[11]) + Number(f[12])) / 100);
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
 interface Row {
   who: string;
+  /** CPU seconds the whole tree used until ready (what start-up costs, whatever else the machine runs). */
+  startupCpu?: number;
+  /** Each worker's share of the workers' CPU during the churn (null with one door process). */
+  balance?: number[] | null;
   startupMs: number | null;
   idle: Array<{ role: string; rssMb: number }>;
   held: Array<{ role: string; rssMb: number }>;
@@ -190,18 +211,23 @@ function unpinSelf(): void {
 
 const sum = (ps: Array<{ rssMb: number }>) => ps.reduce((a, p) => a + p.rssMb, 0);
 
-async function measureGateway(workers: string, originPort: number, dnsPort: number): Promise<Row> {
+async function measureGateway(spec: string, originPort: number, dnsPort: number): Promise<Row> {
+  const [workers, sched] = spec.split(':') as [string, string | undefined];
   const dir = mkdtempSync(join(os.tmpdir(), 'egw-footprint-'));
   const [api, proxy, socks, dns] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const args = [BIN, 'serve', '--db', join(dir, 'egress.db'), '--api', `127.0.0.1:${api}`, '--http-proxy', `127.0.0.1:${proxy}`, '--socks', `127.0.0.1:${socks}`, '--dns', `127.0.0.1:${dns}`];
   args.push('--upstream-dns', `127.0.0.1:${dnsPort}`, '--api-token', 'bench-token:bench', '--allow-private', '127.0.0.0/8', '--log-allowed', 'none', '--shutdown-grace-ms', '500');
   if (workers !== 'default') args.push('--workers', workers);
   const t0 = performance.now();
-  const child = spawn(process.execPath, args, { cwd: ROOT, detached: true, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, EGRESS_CONFIG: '' } });
+  const env: NodeJS.ProcessEnv = { ...process.env, EGRESS_CONFIG: '' };
+  delete env.EGRESS_WORKERS;
+  if (sched) env.NODE_CLUSTER_SCHED_POLICY = sched;
+  const child = spawn(process.execPath, args, { cwd: ROOT, detached: true, stdio: ['ignore', 'ignore', 'inherit'], env });
   const pgid = child.pid!;
   live.add(pgid);
   try {
     let startupMs: number | null = null;
+    let startupCpu: number | undefined;
     while (performance.now() - t0 < START_LIMIT_MS && child.exitCode === null) {
       const ok = await fetch(`http://127.0.0.1:${api}/readyz`).then(
         (r) => r.ok,
@@ -209,6 +235,7 @@ async function measureGateway(workers: string, originPort: number, dnsPort: numb
       );
       if (ok) {
         startupMs = performance.now() - t0;
+        startupCpu = [...cpuOf(group(pgid).map((p) => p.pid)).values()].reduce((a, b) => a + b, 0);
         break;
       }
       await sleep(10);
@@ -226,11 +253,22 @@ async function measureGateway(workers: string, originPort: number, dnsPort: numb
     const held = name(group(pgid));
     for (const s of open) s.destroy();
     let churnRow: Row['churn'] = null;
+    let balance: number[] | null = null;
     if (CHURN_MS > 0 && pinGroup(pgid, '0')) {
       await churn(proxy, target, 500, CHURN_CONCURRENCY); // warm-up
+      const workerPids = group(pgid)
+        .filter((p) => role(p.cmd, p.pid === pgid) === 'worker')
+        .map((p) => p.pid);
+      const before = cpuOf(workerPids);
       churnRow = await churn(proxy, target, CHURN_MS, CHURN_CONCURRENCY);
+      const after = cpuOf(workerPids);
+      const used = workerPids.map((p) => (after.get(p) ?? 0) - (before.get(p) ?? 0));
+      const total = used.reduce((a, b) => a + b, 0);
+      balance = workerPids.length > 1 && total > 0 ? used.map((u) => u / total) : null;
     }
-    return { who: `gateway ${workers === 'default' ? 'default' : `--workers ${workers}`} (${idle.filter((p) => p.role === 'worker').length || 1} door process${idle.length > 1 ? 'es' : ''})`, startupMs, idle, held, heldFailed: failed, churn: churnRow };
+    const doorProcesses = idle.filter((p) => p.role === 'worker').length || 1;
+    const who = `gateway ${workers === 'default' ? 'default' : `--workers ${workers}`}${sched ? `, NODE_CLUSTER_SCHED_POLICY=${sched}` : ''} (${doorProcesses} door process${doorProcesses > 1 ? 'es' : ''})`;
+    return { who, startupMs, startupCpu, idle, held, heldFailed: failed, churn: churnRow, balance };
   } finally {
     killGroup(pgid, 'SIGTERM');
     await Promise.race([new Promise((r) => child.once('exit', r)), sleep(3000)]);
@@ -285,13 +323,13 @@ async function measureProcess(who: string, cmd: string[], port: number, ready: (
     const idle = group(pgid).map((p) => ({ role: 'all', rssMb: p.rssMb }));
     if (port === 0) return { who, startupMs, idle, held: [], heldFailed: 0, churn: null };
     const target = `allowed.test:${originPort}`;
-    const { open, failed } = await holdTunnels(port, who.includes('squid') ? `127.0.0.1:${originPort}` : target, HELD);
+    const { open, failed } = await holdTunnels(port, who.toLowerCase().includes('squid') ? `127.0.0.1:${originPort}` : target, HELD);
     await sleep(SETTLE_MS);
     const held = group(pgid).map((p) => ({ role: 'all', rssMb: p.rssMb }));
     for (const s of open) s.destroy();
     let churnRow: Row['churn'] = null;
     if (CHURN_MS > 0 && pinGroup(pgid, '0')) {
-      const t = who.includes('squid') ? `127.0.0.1:${originPort}` : target;
+      const t = who.toLowerCase().includes('squid') ? `127.0.0.1:${originPort}` : target;
       await churn(port, t, 500, CHURN_CONCURRENCY);
       churnRow = await churn(port, t, CHURN_MS, CHURN_CONCURRENCY);
     }
@@ -377,11 +415,11 @@ async function main(): Promise<void> {
   const lines = [
     `### footprint (${os.cpus().length} cores, Node ${process.version}; ${HELD.toLocaleString('en')} held tunnels; churn ${CHURN_CONCURRENCY} clients × ${CHURN_MS / 1000} s, servers pinned to one core)`,
     '',
-    '| process tree | start-up to ready ms | idle RSS MB (total) | idle RSS per process MB | RSS with held tunnels MB | KB per held tunnel | CONNECT churn /s | vs bare relay | errors |',
-    '|---|---:|---:|---|---:|---:|---:|---:|---:|',
+    "| process tree | start-up to ready ms | idle RSS MB (total) | idle RSS per process MB | RSS with held tunnels MB | KB per held tunnel | CONNECT churn /s | vs bare relay | workers' CPU shares in churn | errors |",
+    '|---|---:|---:|---|---:|---:|---:|---:|---|---:|',
     ...rows.map((r) => {
       const kb = r.held.length ? ((sum(r.held) - sum(r.idle)) * 1024) / HELD : null;
-      return `| ${r.who} | ${f(r.startupMs)} | ${f(sum(r.idle))} | ${per(r.idle)} | ${r.held.length ? f(sum(r.held)) : '–'} | ${f(kb, 1)} | ${f(r.churn?.rate)} | ${r.churn && relay ? `${(r.churn.rate / relay).toFixed(2)}×` : '–'} | ${r.heldFailed + (r.churn?.errors ?? 0)} |`;
+      return `| ${r.who} | ${f(r.startupMs)}${r.startupCpu === undefined ? '' : ` (${r.startupCpu.toFixed(2)})`} | ${f(sum(r.idle))} | ${per(r.idle)} | ${r.held.length ? f(sum(r.held)) : '–'} | ${f(kb, 1)} | ${f(r.churn?.rate)} | ${r.churn && relay ? `${(r.churn.rate / relay).toFixed(2)}×` : '–'} | ${r.balance ? r.balance.map((b) => `${Math.round(b * 100)} %`).join(' / ') : '–'} | ${r.heldFailed + (r.churn?.errors ?? 0)} |`;
     }),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -23,10 +23,13 @@ export interface Message {
   re?: number;
 }
 
-/** One end of a message channel. */
+/**
+ * One end of a message channel. `bin`: bytes that go beside the message as they are (a socket
+ * link frames them raw; the others do not carry them).
+ */
 export interface Link {
-  send(m: unknown): void;
-  on(cb: (m: unknown) => void): void;
+  send(m: unknown, bin?: Buffer): void;
+  on(cb: (m: unknown, bin?: Buffer) => void): void;
   onClose(cb: () => void): void;
   readonly open: boolean;
 }
@@ -85,47 +88,65 @@ export function portLink(p: PortLike, closeEvent: 'exit' | 'close' = 'exit'): Li
   };
 }
 
-/** Longest line a socket link reads: a peer sending more is cut off (the link closes). */
-const MAX_LINE = 64 * 1024 * 1024;
+/** Largest frame a socket link reads: a peer sending more is cut off (the link closes). */
+const MAX_FRAME = 64 * 1024 * 1024;
 
 /**
- * A stream socket carrying one JSON message a line (the workers' side channel, a socket pair
- * of its own beside node's IPC channel, so nothing sent on it waits behind, or delays, what
- * the IPC channel carries).
+ * A stream socket carrying framed messages (the workers' side channel, a socket pair of its
+ * own beside node's IPC channel, so nothing sent on it waits behind, or delays, what the IPC
+ * channel carries). A frame: u32 JSON length, u32 bytes length, the JSON, the bytes (raw, so
+ * a DNS answer crosses as it is, not as base64 in JSON).
  */
 export function socketLink(s: Socket): Link {
-  const handlers: Array<(m: unknown) => void> = [];
+  const handlers: Array<(m: unknown, bin?: Buffer) => void> = [];
   const closers: Array<() => void> = [];
   let closed = false;
-  let buf = '';
+  let chunks: Buffer[] = [];
+  let have = 0;
   const close = () => {
     if (closed) return;
     closed = true;
     for (const c of closers.splice(0)) c();
   };
-  s.setEncoding('utf8');
-  s.on('data', (chunk: string) => {
-    buf += chunk;
-    let nl = buf.indexOf('\n');
-    while (nl >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      let m: unknown;
+  s.on('data', (chunk: Buffer) => {
+    chunks.push(chunk);
+    have += chunk.length;
+    if (have < 8) return;
+    let buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, have);
+    let at = 0;
+    while (buf.length - at >= 8) {
+      const jl = buf.readUInt32BE(at);
+      const bl = buf.readUInt32BE(at + 4);
+      if (jl + bl > MAX_FRAME) return void s.destroy();
+      if (buf.length - at < 8 + jl + bl) break;
+      let m: unknown = null;
       try {
-        m = JSON.parse(line);
+        m = JSON.parse(buf.toString('utf8', at + 8, at + 8 + jl));
       } catch {
-        m = null;
+        /* not ours: dropped */
       }
-      if (m !== null) for (const h of handlers) h(m);
-      nl = buf.indexOf('\n');
+      const bin = bl > 0 ? Buffer.from(buf.subarray(at + 8 + jl, at + 8 + jl + bl)) : undefined;
+      at += 8 + jl + bl;
+      if (m !== null) for (const h of handlers) h(m, bin);
     }
-    if (buf.length > MAX_LINE) s.destroy();
+    buf = buf.subarray(at);
+    chunks = buf.length > 0 ? [buf] : [];
+    have = buf.length;
   });
   s.on('error', () => {});
   s.on('close', close);
   return {
-    send: (m) => {
-      if (!closed && s.writable) s.write(`${JSON.stringify(m)}\n`);
+    send: (m, bin) => {
+      if (closed || !s.writable) return;
+      const json = Buffer.from(JSON.stringify(m));
+      const head = Buffer.allocUnsafe(8);
+      head.writeUInt32BE(json.length, 0);
+      head.writeUInt32BE(bin?.length ?? 0, 4);
+      s.cork();
+      s.write(head);
+      s.write(json);
+      if (bin !== undefined && bin.length > 0) s.write(bin);
+      s.uncork();
     },
     on: (cb) => void handlers.push(cb),
     onClose: (cb) => void (closed ? cb() : closers.push(cb)),
@@ -137,7 +158,7 @@ export function socketLink(s: Socket): Link {
 
 /** A request's answer never came: what `ask` resolves with after its deadline, and the line it logs (once a second at most). */
 interface Waiting {
-  done: (m: Message | null) => void;
+  done: (m: Message | null, bin?: Buffer) => void;
   timer: NodeJS.Timeout;
 }
 
@@ -149,15 +170,15 @@ export class Channel<Out extends Message, In extends Message> {
 
   constructor(
     readonly link: Link,
-    handle: (m: In) => void,
+    handle: (m: In, bin?: Buffer) => void,
     /** Called (at most once a second) when a request went unanswered: the peer is slow or gone. */
     private readonly onLate?: (kind: string, waitedMs: number) => void,
   ) {
-    link.on((raw) => {
+    link.on((raw, bin) => {
       if (raw === null || typeof raw !== 'object') return;
       const m = raw as In;
-      if (typeof m.re === 'number') this.waiting.get(m.re)?.done(m);
-      else handle(m);
+      if (typeof m.re === 'number') this.waiting.get(m.re)?.done(m, bin);
+      else handle(m, bin);
     });
     link.onClose(() => {
       for (const w of [...this.waiting.values()]) w.done(null);
@@ -172,25 +193,25 @@ export class Channel<Out extends Message, In extends Message> {
     this.link.send(m);
   }
 
-  /** Answers request `to` with `m` (the answer carries its id as `re`). */
-  reply(to: { id?: number }, m: Out): void {
-    this.link.send({ ...m, re: to.id });
+  /** Answers request `to` with `m` (the answer carries its id as `re`), and raw bytes beside it on a socket link. */
+  reply(to: { id?: number }, m: Out, bin?: Buffer): void {
+    this.link.send({ ...m, re: to.id }, bin);
   }
 
   /**
    * Sends the request `build(id)` and resolves with `read(answer)`, or `fallback` when no answer
    * comes within `ms` or the link closes first.
    */
-  ask<T>(build: (id: number) => Out, ms: number, fallback: T, read: (m: In) => T): Promise<T> {
+  ask<T>(build: (id: number) => Out, ms: number, fallback: T, read: (m: In, bin?: Buffer) => T): Promise<T> {
     if (!this.link.open) return Promise.resolve(fallback);
     return new Promise((resolve) => {
       const id = this.nextId++;
       const request = build(id);
       const w: Waiting = {
-        done: (m) => {
+        done: (m, bin) => {
           clearTimeout(w.timer);
           this.waiting.delete(id);
-          resolve(m === null ? fallback : read(m as In));
+          resolve(m === null ? fallback : read(m as In, bin));
         },
         timer: setTimeout(() => {
           if (this.onLate && Date.now() - this.lastLate >= 1000) {

@@ -342,13 +342,16 @@ export class AnswerCache {
   }
 }
 
-/** A cache entry as JSON carries it between processes (the host's one cache, `--workers N`). */
+/**
+ * A cache entry between processes (the host's one cache, `--workers N`): this beside one run
+ * of bytes, the answer and then its TTL offsets (u16 each), raw. The TTLs as stored are the
+ * answer's own (the process holding the cache never serves, so never counts them down).
+ */
 export interface WireEntry {
-  bytes: string;
   rcode: number;
   ar: number;
-  ttlOffsets: number[];
-  ttls: number[];
+  /** Length of the answer at the start of the bytes. */
+  len: number;
   storedAt: number;
   expiresAt: number;
   addresses: string[];
@@ -357,13 +360,14 @@ export interface WireEntry {
   failure?: FailureKind;
 }
 
-export function entryToWire(e: CacheEntry): WireEntry {
+export function entryToWire(e: CacheEntry): { w: WireEntry; bin: Buffer } {
+  const bin = Buffer.allocUnsafe(e.bytes.length + 2 * e.ttlOffsets.length);
+  e.bytes.copy(bin, 0);
+  for (let i = 0; i < e.ttlOffsets.length; i++) bin.writeUInt16BE(e.ttlOffsets[i]!, e.bytes.length + 2 * i);
   const w: WireEntry = {
-    bytes: e.bytes.toString('base64'),
     rcode: e.rcode,
     ar: e.ar,
-    ttlOffsets: [...e.ttlOffsets],
-    ttls: [...e.ttls],
+    len: e.bytes.length,
     storedAt: e.storedAt,
     expiresAt: e.expiresAt,
     addresses: [...e.addresses],
@@ -371,12 +375,24 @@ export function entryToWire(e: CacheEntry): WireEntry {
     size: e.size,
   };
   if (e.failure !== undefined) w.failure = e.failure;
-  return w;
+  return { w, bin };
 }
 
-/** A fresh entry from its wire form (its TTLs are brought to its age when served). */
-export function entryFromWire(w: WireEntry): CacheEntry {
-  return { ...w, bytes: Buffer.from(w.bytes, 'base64'), ttls: Uint32Array.from(w.ttls), age: -1 };
+/** A fresh entry from its wire form (its TTLs are brought to its age when served); null when the bytes do not fit. */
+export function entryFromWire(w: WireEntry, bin: Buffer | undefined): CacheEntry | null {
+  if (bin === undefined || w.len > bin.length || (bin.length - w.len) % 2 !== 0) return null;
+  const bytes = bin.subarray(0, w.len);
+  const n = (bin.length - w.len) / 2;
+  const ttlOffsets: number[] = new Array(n);
+  const ttls = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const off = bin.readUInt16BE(w.len + 2 * i);
+    if (off + 4 > w.len) return null;
+    ttlOffsets[i] = off;
+    ttls[i] = bytes.readUInt32BE(off);
+  }
+  const { len: _len, ...rest } = w;
+  return { ...rest, bytes, ttlOffsets, ttls, age: -1 };
 }
 
 /** Brings the template's TTLs to the entry's current age (in place; cheap when unchanged). */

@@ -131,18 +131,9 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
   if (!worker) logListening(log, running);
   let closing: Promise<void> | null = null;
   const reload = (next: GatewayConfig) => {
-    const { reloadable, restart } = configChanges(config, next);
-    if (reloadable.length === 0) return { applied: reloadable, ignored: restart };
-    if (reloadable.includes('--api-token') && !worker) {
-      store.control.tokens.ensure(next.apiTokens).catch((e: unknown) => log.error({ err: e }, 'could not store the reloaded API tokens'));
-    }
-    engine.reconfigure(engineOptions(next));
-    log.level = next.logLevel;
-    // Doors read these from the shared config object.
-    const live = config as unknown as Record<string, unknown>;
-    for (const k of RELOADABLE) live[k] = next[k];
-    for (const d of running) d.reload?.(next);
-    return { applied: reloadable, ignored: restart };
+    const r = applyReload(config, next, { engine, log, owner: worker ? null : store });
+    if (r.applied.length > 0) for (const d of running) d.reload?.(next);
+    return r;
   };
   return {
     config,
@@ -153,6 +144,26 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
     reload,
     close: () => (closing ??= closeAll(config.shutdownGraceMs)),
   };
+}
+
+/**
+ * SIGHUP's one path, for every assembly (one process, a worker, the primary): what changed,
+ * applied to the engine, the log level and the shared config object the doors read; the
+ * caller passes it on (to its doors, or to its workers). `owner`: the store whose API tokens
+ * this process sets up (not a worker's).
+ */
+export function applyReload(config: GatewayConfig, next: GatewayConfig, parts: { engine: PolicyEngine; log: Logger; owner: PlaneStore | null }): { applied: string[]; ignored: string[] } {
+  const { reloadable, restart } = configChanges(config, next);
+  if (reloadable.length === 0) return { applied: reloadable, ignored: restart };
+  if (reloadable.includes('--api-token') && parts.owner !== null) {
+    parts.owner.control.tokens.ensure(next.apiTokens).catch((e: unknown) => parts.log.error({ err: e }, 'could not store the reloaded API tokens'));
+  }
+  parts.engine.reconfigure(engineOptions(next));
+  parts.log.level = next.logLevel;
+  // Doors read these from the shared config object.
+  const live = config as unknown as Record<string, unknown>;
+  for (const k of RELOADABLE) live[k] = next[k];
+  return { applied: reloadable, ignored: restart };
 }
 
 /** The start-up line operators and tests read the bound addresses from. */

@@ -1,12 +1,13 @@
 /**
  * `--workers N` (N > 1): every door runs in N worker processes sharing each listener
- * through node's cluster module (TCP: the primary accepts and hands connections out in
- * turn; UDP: one socket all workers read). This process, the primary, runs no door: it
+ * through node's cluster module (TCP: each worker accepts on the shared socket,
+ * NODE_CLUSTER_SCHED_POLICY=none unless set; UDP: one socket all workers read). This process, the primary, runs no door: it
  * owns the store's set-up, the API thread, the host's one DNS answer cache, and is the one
  * place the workers meet.
  *
  * Two channels to each worker (src/ipc.ts):
- * - control, node's IPC channel (the one cluster hands accepted connections on): start-up,
+ * - control, node's IPC channel (the one cluster hands accepted connections on with
+ *   NODE_CLUSTER_SCHED_POLICY=rr, and listening sockets on): start-up,
  *   `changed`/`synced`, `metrics?`, `reload`, `shutdown` — a few small messages;
  * - side, a socket pair of its own (fd 4 in the worker): DNS lookups and learned addresses,
  *   whatever their volume, so they never queue in front of a connection being handed out.
@@ -39,7 +40,7 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import { createLogger } from '../log.js';
-import { ConfigError, type GatewayConfig, type HostPort, RELOADABLE, configChanges, engineOptions } from '../config.js';
+import { ConfigError, type GatewayConfig, type HostPort, engineOptions } from '../config.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { registry } from '../metrics.js';
 import { startApiThread } from '../api/thread.js';
@@ -47,9 +48,9 @@ import type { RunningDoor } from '../doors/floor/context.js';
 import type { PlaneStore } from '../store/open.js';
 import { type Fleet, startFleet } from '../fleet/index.js';
 import { type CachedResolver, createResolver } from '../resolver/index.js';
-import { type WireEntry, entryFromWire, entryToWire } from '../resolver/cache.js';
+import { type CacheEntry, type WireEntry, entryFromWire, entryToWire } from '../resolver/cache.js';
 import { Channel, type Instance, type Supervisor, askAll, processLink, socketLink, supervise } from '../ipc.js';
-import { type Gateway, logListening, openOwnedStore } from './gateway.js';
+import { type Gateway, applyReload, logListening, openOwnedStore } from './gateway.js';
 import { type LearnedEntry, LearnedOutbox } from './learned-sharing.js';
 
 export type { LearnedEntry } from './learned-sharing.js';
@@ -80,6 +81,7 @@ type Side =
   | { egw: 'learned'; re?: number }
   | { egw: 'dns?'; id: number; name: string; qtype: number; qclass: number; partition: string }
   | { egw: 'dns'; re?: number; entry: WireEntry | null };
+// A 'dns' answer's entry travels with its bytes beside it (entryToWire).
 
 /** How long the primary waits for every worker to answer (a worker that does not is not waited for longer). */
 const ASK_MS = 1000;
@@ -202,15 +204,15 @@ class Primary {
         return;
       }
       case 'dns?': {
-        const answer = (entry: WireEntry | null) => from.side.reply(m, { egw: 'dns', entry });
+        const answer = (e: CacheEntry | null) => {
+          if (e === null) return from.side.reply(m, { egw: 'dns', entry: null });
+          const { w, bin } = entryToWire(e);
+          from.side.reply(m, { egw: 'dns', entry: w }, bin);
+        };
         try {
           const r = this.resolver.lookup(m.name, m.qtype, m.qclass, undefined, m.partition);
-          if (r instanceof Promise)
-            r.then(
-              (e) => answer(entryToWire(e)),
-              () => answer(null),
-            );
-          else answer(entryToWire(r));
+          if (r instanceof Promise) r.then(answer, () => answer(null));
+          else answer(r);
         } catch {
           answer(null);
         }
@@ -229,6 +231,12 @@ class Primary {
 
   async start(): Promise<Gateway> {
     const { config, log, store, engine } = this;
+    // Each worker accepts on the shared listening socket itself: no connection waits for the
+    // primary's event loop (it holds the host's DNS cache and passes learned addresses on).
+    // Measured on one core (bench/RESULTS.md, footprint): the round-robin hop cost about a
+    // quarter of the CONNECT churn rate, and the kernel balanced the two workers evenly.
+    // NODE_CLUSTER_SCHED_POLICY=rr brings node's round-robin back.
+    if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({ exec: ENTRY, execArgv: childExecArgv(), args: [], stdio: ['inherit', 'inherit', 'inherit', 'ipc', 'pipe'] });
     const started = await Promise.allSettled(
       this.slots.map((_, slot) =>
@@ -291,17 +299,9 @@ class Primary {
   }
 
   private reload(next: GatewayConfig): { applied: string[]; ignored: string[] } {
-    const { reloadable, restart } = configChanges(this.config, next);
-    if (reloadable.length === 0) return { applied: reloadable, ignored: restart };
-    if (reloadable.includes('--api-token')) {
-      this.store.control.tokens.ensure(next.apiTokens).catch((e: unknown) => this.log.error({ err: e }, 'could not store the reloaded API tokens'));
-    }
-    this.engine.reconfigure(engineOptions(next));
-    this.log.level = next.logLevel;
-    const live = this.config as unknown as Record<string, unknown>;
-    for (const k of RELOADABLE) live[k] = next[k];
-    for (const w of this.live()) w.control.send({ egw: 'reload', config: next });
-    return { applied: reloadable, ignored: restart };
+    const r = applyReload(this.config, next, { engine: this.engine, log: this.log, owner: this.store });
+    if (r.applied.length > 0) for (const w of this.live()) w.control.send({ egw: 'reload', config: next });
+    return r;
   }
 
   private async finish(graceMs: number): Promise<void> {
@@ -422,14 +422,14 @@ export async function runWorker(): Promise<void> {
         return toPrimary.push(entries);
       },
       dnsLookup: async (name, qtype, qclass, partition) => {
-        const w = await side.ask(
+        const e = await side.ask(
           (id) => ({ egw: 'dns?', id, name, qtype, qclass, partition }),
           DNS_ASK_MS,
           null,
-          (m) => (m.egw === 'dns' ? m.entry : null),
+          (m, bin) => (m.egw === 'dns' && m.entry !== null ? entryFromWire(m.entry, bin) : null),
         );
-        if (w === null) throw new Error(`the primary did not answer for ${name}`);
-        return entryFromWire(w);
+        if (e === null) throw new Error(`the primary did not answer for ${name}`);
+        return e;
       },
       ready: () => seeded,
     });

@@ -17,6 +17,7 @@ const FLOORS: Record<string, number> = {
   policy: 0,
   'log.ts': 1,
   'metrics.ts': 1,
+  'ipc.ts': 1,
   'config.ts': 1,
   'version.ts': 1,
   'byte-appender.ts': 1,
