@@ -2,9 +2,9 @@
  * `npm run bench:footprint`: what the gateway costs the host it runs on, beside references
  * run in the same sitting.
  *
- * For each worker count (FOOTPRINT_WORKERS, default "default,1,2,2:none"; "default" passes no
- * --workers, "N:none" runs N workers with NODE_CLUSTER_SCHED_POLICY=none, each accepting on the
- * shared socket itself): `egress-gateway serve` is started the way an operator starts it (the
+ * For each worker count (FOOTPRINT_WORKERS, default "default,1,2,2:rr"; "default" passes no
+ * --workers, "N:rr" runs N workers with NODE_CLUSTER_SCHED_POLICY=rr, node's round-robin
+ * hand-off through the primary, instead of the gateway's own `none`): `egress-gateway serve` is started the way an operator starts it (the
  * bin, compiled code: run `npm run build` first), and measured
  * - start-up: from spawn to the first 200 from /readyz;
  * - RSS of every process of the gateway (primary, workers, API process) once idle;
@@ -17,6 +17,8 @@
  *   workers used during the churn.
  * References, same sitting, same load: a bare Node CONNECT relay (no policy, one process),
  * Squid as a plain forward proxy and unbound (idle) when installed.
+ * FOOTPRINT_NODE_ARGS adds node flags to the gateway (a CPU profile of the churn:
+ * "--cpu-prof --cpu-prof-dir=DIR"). FOOTPRINT_ROOT measures another checkout's gateway (an older commit, for a before/after).
  * Loopback only, every process in its own group and killed at the end; bounded: each step
  * stops by itself. Prints markdown.
  */
@@ -31,9 +33,10 @@ import { freePort } from '../test/support/cli-gateway.js';
 import { ApiClient } from '../test/support/gateway.js';
 import { onPath } from './_dns-references.js';
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
+/** The checkout whose gateway is measured (FOOTPRINT_ROOT: another one, e.g. an older commit, in the same sitting). */
+const ROOT = process.env.FOOTPRINT_ROOT ?? fileURLToPath(new URL('../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'egress-gateway.js');
-const WORKERS = (process.env.FOOTPRINT_WORKERS ?? 'default,1,2,2:none').split(',').filter((w) => w !== '' && w !== 'skip');
+const WORKERS = (process.env.FOOTPRINT_WORKERS ?? 'default,1,2,2:rr').split(',').filter((w) => w !== '' && w !== 'skip');
 const HELD = Number(process.env.FOOTPRINT_TUNNELS ?? 1000);
 const DEVBOXES = 10;
 const CHURN_MS = Number(process.env.FOOTPRINT_CHURN_MS ?? 4000);
@@ -138,7 +141,9 @@ async function holdTunnels(proxy: number, target: string, n: number): Promise<{ 
 }
 
 /** CONNECT, one byte there and back, close; `concurrency` loops for `ms`. */
-async function churn(proxy: number, target: string, ms: number, concurrency: number): Promise<{ rate: number; errors: number }> {
+async function churn(proxy: number, target: string, ms: number, concurrency: number, pgid?: number): Promise<{ rate: number; errors: number; cpuMsPerTunnel?: number }> {
+  const cpu = () => (pgid === undefined ? 0 : [...cpuOf(group(pgid).map((p) => p.pid)).values()].reduce((a, b) => a + b, 0));
+  const cpu0 = cpu();
   const end = performance.now() + ms;
   let count = 0;
   let errors = 0;
@@ -161,7 +166,8 @@ async function churn(proxy: number, target: string, ms: number, concurrency: num
   };
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, (_, i) => loop(i)));
-  return { rate: count / ((performance.now() - t0) / 1000), errors };
+  const rate = count / ((performance.now() - t0) / 1000);
+  return pgid === undefined || count === 0 ? { rate, errors } : { rate, errors, cpuMsPerTunnel: ((cpu() - cpu0) * 1000) / count };
 }
 
 /** The measured group on core 0 and this load generator on core 1 (undone by unpinSelf). */
@@ -201,7 +207,7 @@ interface Row {
   idle: Array<{ role: string; rssMb: number }>;
   held: Array<{ role: string; rssMb: number }>;
   heldFailed: number;
-  churn: { rate: number; errors: number } | null;
+  churn: { rate: number; errors: number; cpuMsPerTunnel?: number } | null;
 }
 
 /** Children started later must not inherit the load generator's core (it would change the default --workers). */
@@ -215,7 +221,8 @@ async function measureGateway(spec: string, originPort: number, dnsPort: number)
   const [workers, sched] = spec.split(':') as [string, string | undefined];
   const dir = mkdtempSync(join(os.tmpdir(), 'egw-footprint-'));
   const [api, proxy, socks, dns] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const args = [BIN, 'serve', '--db', join(dir, 'egress.db'), '--api', `127.0.0.1:${api}`, '--http-proxy', `127.0.0.1:${proxy}`, '--socks', `127.0.0.1:${socks}`, '--dns', `127.0.0.1:${dns}`];
+  // FOOTPRINT_NODE_ARGS: node flags for the gateway, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const args = [...(process.env.FOOTPRINT_NODE_ARGS ?? '').split(' ').filter(Boolean), BIN, 'serve', '--db', join(dir, 'egress.db'), '--api', `127.0.0.1:${api}`, '--http-proxy', `127.0.0.1:${proxy}`, '--socks', `127.0.0.1:${socks}`, '--dns', `127.0.0.1:${dns}`];
   args.push('--upstream-dns', `127.0.0.1:${dnsPort}`, '--api-token', 'bench-token:bench', '--allow-private', '127.0.0.0/8', '--log-allowed', 'none', '--shutdown-grace-ms', '500');
   if (workers !== 'default') args.push('--workers', workers);
   const t0 = performance.now();
@@ -260,7 +267,7 @@ async function measureGateway(spec: string, originPort: number, dnsPort: number)
         .filter((p) => role(p.cmd, p.pid === pgid) === 'worker')
         .map((p) => p.pid);
       const before = cpuOf(workerPids);
-      churnRow = await churn(proxy, target, CHURN_MS, CHURN_CONCURRENCY);
+      churnRow = await churn(proxy, target, CHURN_MS, CHURN_CONCURRENCY, pgid);
       const after = cpuOf(workerPids);
       const used = workerPids.map((p) => (after.get(p) ?? 0) - (before.get(p) ?? 0));
       const total = used.reduce((a, b) => a + b, 0);
@@ -331,7 +338,7 @@ async function measureProcess(who: string, cmd: string[], port: number, ready: (
     if (CHURN_MS > 0 && pinGroup(pgid, '0')) {
       const t = who.toLowerCase().includes('squid') ? `127.0.0.1:${originPort}` : target;
       await churn(port, t, 500, CHURN_CONCURRENCY);
-      churnRow = await churn(port, t, CHURN_MS, CHURN_CONCURRENCY);
+      churnRow = await churn(port, t, CHURN_MS, CHURN_CONCURRENCY, pgid);
     }
     return { who, startupMs, idle, held, heldFailed: failed, churn: churnRow };
   } finally {
@@ -411,15 +418,17 @@ async function main(): Promise<void> {
 
   const f = (n: number | null | undefined, d = 0) => (n === null || n === undefined || Number.isNaN(n) ? '–' : n.toFixed(d));
   const per = (ps: Row['idle']) => ps.map((p) => `${p.role} ${f(p.rssMb)}`).join(', ');
-  const relay = rows.find((r) => r.who.includes('bare Node'))?.churn?.rate;
+  const relayRow = rows.find((r) => r.who.includes('bare Node'));
+  const relay = relayRow?.churn?.rate;
+  const relayCpu = relayRow?.churn?.cpuMsPerTunnel;
   const lines = [
     `### footprint (${os.cpus().length} cores, Node ${process.version}; ${HELD.toLocaleString('en')} held tunnels; churn ${CHURN_CONCURRENCY} clients × ${CHURN_MS / 1000} s, servers pinned to one core)`,
     '',
-    "| process tree | start-up to ready ms | idle RSS MB (total) | idle RSS per process MB | RSS with held tunnels MB | KB per held tunnel | CONNECT churn /s | vs bare relay | workers' CPU shares in churn | errors |",
-    '|---|---:|---:|---|---:|---:|---:|---:|---|---:|',
+    "| process tree | start-up to ready ms (CPU s used) | idle RSS MB (total) | idle RSS per process MB | RSS with held tunnels MB | KB per held tunnel | CONNECT churn /s | vs bare relay | CPU ms per tunnel (vs relay) | workers' CPU shares in churn | errors |",
+    '|---|---:|---:|---|---:|---:|---:|---:|---:|---|---:|',
     ...rows.map((r) => {
       const kb = r.held.length ? ((sum(r.held) - sum(r.idle)) * 1024) / HELD : null;
-      return `| ${r.who} | ${f(r.startupMs)}${r.startupCpu === undefined ? '' : ` (${r.startupCpu.toFixed(2)})`} | ${f(sum(r.idle))} | ${per(r.idle)} | ${r.held.length ? f(sum(r.held)) : '–'} | ${f(kb, 1)} | ${f(r.churn?.rate)} | ${r.churn && relay ? `${(r.churn.rate / relay).toFixed(2)}×` : '–'} | ${r.balance ? r.balance.map((b) => `${Math.round(b * 100)} %`).join(' / ') : '–'} | ${r.heldFailed + (r.churn?.errors ?? 0)} |`;
+      return `| ${r.who} | ${f(r.startupMs)}${r.startupCpu === undefined ? '' : ` (${r.startupCpu.toFixed(2)})`} | ${f(sum(r.idle))} | ${per(r.idle)} | ${r.held.length ? f(sum(r.held)) : '–'} | ${f(kb, 1)} | ${f(r.churn?.rate)} | ${r.churn && relay ? `${(r.churn.rate / relay).toFixed(2)}×` : '–'} | ${f(r.churn?.cpuMsPerTunnel, 3)}${r.churn?.cpuMsPerTunnel && relayCpu ? ` (${(r.churn.cpuMsPerTunnel / relayCpu).toFixed(2)}×)` : ''} | ${r.balance ? r.balance.map((b) => `${Math.round(b * 100)} %`).join(' / ') : '–'} | ${r.heldFailed + (r.churn?.errors ?? 0)} |`;
     }),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
