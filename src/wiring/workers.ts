@@ -116,6 +116,8 @@ interface WorkerProcess extends Instance {
 class Primary {
   private readonly slots: Array<Supervisor<WorkerProcess> | null>;
   private readonly readiness = { listening: false };
+  /** Workers that asked for what was learned so far: every later address goes to them too (a starting one included). */
+  private readonly peers = new Set<WorkerProcess>();
   private closing = false;
   private api: RunningDoor | null = null;
   private fleet: Fleet | null = null;
@@ -152,7 +154,6 @@ class Primary {
     const w = cluster.fork({ EGRESS_WORKER_CONFIG: JSON.stringify(this.config), EGRESS_WORKER_SLOT: String(slot), EGRESS_WORKER_COUNT: String(n) });
     this.log.info({ event: 'worker_started', slot, pid: w.process.pid }, `worker ${slot} started (pid ${w.process.pid})`);
     const exited = new Promise<string>((r) => w.on('exit', (code, signal) => r(signal !== null ? `signal ${signal}` : `code ${code}`)));
-    void exited.then(() => this.updateReadiness());
     const sideSocket = w.process.stdio[SIDE_FD] as Socket;
     return new Promise((resolve, reject) => {
       const side = new Channel<Side, Side>(socketLink(sideSocket), (m) => this.onSide(wp, m), this.late);
@@ -189,17 +190,23 @@ class Primary {
         drain: (graceMs) => (wp.doors.length > 0 ? control.send({ egw: 'shutdown', graceMs }) : w.process.kill('SIGKILL')),
         kill: () => w.process.kill('SIGKILL'),
       };
-      void exited.then((how) => reject(new Error(`a worker exited while starting (${how})`)));
+      void exited.then((how) => {
+        this.peers.delete(wp);
+        this.updateReadiness();
+        reject(new Error(`a worker exited while starting (${how})`));
+      });
     });
   }
 
   private onSide(from: WorkerProcess, m: Side): void {
     switch (m.egw) {
       case 'seed?':
+        // Everything learned so far, then every later address (the outbox keeps the order).
+        this.peers.add(from);
         return from.side.reply(m, { egw: 'seed', entries: [...this.engine.learned.entries()] });
       case 'learn': {
         for (const [devbox, name, ip, expiresAt] of m.entries) this.engine.learned.learnUntil(devbox, name, [ip], expiresAt);
-        const others = this.live().filter((w) => w !== from);
+        const others = [...this.peers].filter((w) => w !== from && w.side.open);
         void Promise.all(others.map((w) => w.outbox.push(m.entries))).then(() => from.side.reply(m, { egw: 'learned' }));
         return;
       }
