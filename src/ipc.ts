@@ -103,6 +103,8 @@ export function socketLink(s: Socket): Link {
   let closed = false;
   let chunks: Buffer[] = [];
   let have = 0;
+  /** Bytes the frame at the head needs in all (0: its header is not in yet). */
+  let need = 0;
   const close = () => {
     if (closed) return;
     closed = true;
@@ -111,7 +113,8 @@ export function socketLink(s: Socket): Link {
   s.on('data', (chunk: Buffer) => {
     chunks.push(chunk);
     have += chunk.length;
-    if (have < 8) return;
+    // A large frame arrives in many chunks: they are joined once it is whole, not on each one.
+    if (have < 8 || (need > 0 && have < need)) return;
     let buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, have);
     let at = 0;
     while (buf.length - at >= 8) {
@@ -132,6 +135,8 @@ export function socketLink(s: Socket): Link {
     buf = buf.subarray(at);
     chunks = buf.length > 0 ? [buf] : [];
     have = buf.length;
+    need = have >= 8 ? 8 + buf.readUInt32BE(0) + buf.readUInt32BE(4) : 0;
+    if (need > 8 + MAX_FRAME) s.destroy();
   });
   s.on('error', () => {});
   s.on('close', close);
