@@ -251,7 +251,7 @@ export interface Instance {
 export interface SuperviseOptions<I extends Instance> {
   /** For log lines: "the API", "worker 1". */
   name: string;
-  /** Log event name for an exit, e.g. api_process_exit, worker_exit. */
+  /** Log event name for an exit, e.g. api_thread_exit, worker_exit. */
   event: string;
   log: Logger;
   /** Starts one instance; resolves once it is up (rejects when it fails to start). */
