@@ -47,10 +47,10 @@ import { startApiThread } from '../api/thread.js';
 import type { RunningDoor } from '../doors/floor/context.js';
 import type { PlaneStore } from '../store/open.js';
 import { type Fleet, startFleet } from '../fleet/index.js';
-import { type CachedResolver, createResolver } from '../resolver/index.js';
+import { type CachedResolver, type RemoteLookup, createResolver } from '../resolver/index.js';
 import { type CacheEntry, type WireEntry, entryFromWire, entryToWire } from '../resolver/cache.js';
 import { Channel, type Instance, type Supervisor, askAll, processLink, socketLink, supervise } from '../ipc.js';
-import { type Gateway, applyReload, logListening, openOwnedStore } from './gateway.js';
+import { type Gateway, type WorkerRole, applyReload, logListening, openOwnedStore } from './gateway.js';
 import { type LearnedEntry, LearnedOutbox } from './learned-sharing.js';
 
 export type { LearnedEntry } from './learned-sharing.js';
@@ -330,123 +330,164 @@ export async function startWorkers(config: GatewayConfig, log: Logger): Promise<
   return { ...gw, createdToken };
 }
 
-/** The worker side (worker-main.ts): the whole data plane, no API, reporting to the primary. */
+/**
+ * The worker side (worker-main.ts): the whole data plane, no API, reporting to the primary.
+ * It is the WorkerRole startGateway() is given: the engine handed over, the seed awaited
+ * before the doors listen, learned addresses passed on, DNS asked of the primary's cache.
+ */
+class WorkerSide implements WorkerRole {
+  private engine: PolicyEngine | null = null;
+  private store: PlaneStore | null = null;
+  private gw: Gateway | null = null;
+  private stopAsked = false;
+  private reloadAsked: GatewayConfig | null = null;
+  /** Addresses learned here since the last answer. */
+  private fresh: LearnedEntry[] = [];
+  /** Taking the others' addresses (those are not sent back). */
+  private applying = false;
+  private seeded: Promise<void> = Promise.resolve();
+  private readonly control: Channel<FromWorker, ToWorker>;
+  private readonly side: Channel<Side, Side>;
+  private readonly toPrimary: LearnedOutbox;
+
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly slot: number,
+    private readonly n: number,
+    private readonly log: Logger,
+    private readonly flush: (ms: number) => Promise<void>,
+  ) {
+    this.control = new Channel<FromWorker, ToWorker>(processLink(process), (m) => this.onControl(m));
+    const late = (kind: string, waitedMs: number) => log.warn({ event: 'primary_slow', kind, waited_ms: waitedMs }, 'the primary did not answer in time; going on');
+    this.side = new Channel<Side, Side>(
+      socketLink(new Socket({ fd: SIDE_FD, readable: true, writable: true })),
+      (m) => {
+        if (m.egw === 'learn') {
+          this.take(m.entries);
+          this.side.reply(m, { egw: 'learned' });
+        }
+      },
+      late,
+    );
+    this.toPrimary = new LearnedOutbox((entries) =>
+      this.side.ask(
+        (id) => ({ egw: 'learn', id, entries }),
+        ASK_MS,
+        undefined,
+        () => undefined,
+      ),
+    );
+  }
+
+  private share(config: GatewayConfig): GatewayConfig {
+    return workerShare(config, this.slot, this.n);
+  }
+
+  private onControl(m: ToWorker): void {
+    switch (m.egw) {
+      case 'changed':
+        return void (this.store?.refresh() ?? Promise.resolve()).then(() => this.control.reply(m, { egw: 'synced' }));
+      case 'metrics?':
+        return void registry.getMetricsAsJSON().then((metrics) => this.control.reply(m, { egw: 'metrics', metrics }));
+      case 'reload':
+        // One that arrives while this worker is starting is applied once it runs.
+        if (this.gw !== null) this.gw.reload(this.share(m.config));
+        else this.reloadAsked = m.config;
+        return;
+      case 'shutdown':
+        if (this.gw !== null) this.stop();
+        else this.stopAsked = true;
+    }
+  }
+
+  private take(entries: LearnedEntry[]): void {
+    this.applying = true;
+    try {
+      for (const [devbox, name, ip, expiresAt] of entries) this.engine?.learned.learnUntil(devbox, name, [ip], expiresAt);
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  private stop(): void {
+    this.log.info({ event: 'worker_stopping', slot: this.slot }, `worker ${this.slot} stopping`);
+    void (this.gw?.close() ?? Promise.resolve()).finally(() => this.flush(1000).finally(() => process.exit(0)));
+  }
+
+  // ── WorkerRole ──
+
+  onEngine(e: PolicyEngine, s: PlaneStore): void {
+    this.engine = e;
+    this.store = s;
+    e.learned.onLearn = (devbox, name, ip, expiresAt) => {
+      if (!this.applying) this.fresh.push([devbox, name, ip, expiresAt]);
+    };
+    // What the other workers learned so far, before this one answers anybody.
+    this.seeded = this.side
+      .ask(
+        (id) => ({ egw: 'seed?', id }),
+        10_000,
+        [] as LearnedEntry[],
+        (m) => (m.egw === 'seed' ? m.entries : []),
+      )
+      .then((entries) => {
+        this.take(entries);
+        return s.refresh();
+      });
+  }
+
+  ready(): Promise<void> {
+    return this.seeded;
+  }
+
+  /** An arrow: the doors call it unbound (DoorContext.learnedShared). */
+  learnedShared = (): Promise<void> | null => {
+    if (this.fresh.length === 0) return null;
+    const entries = this.fresh;
+    this.fresh = [];
+    return this.toPrimary.push(entries);
+  };
+
+  dnsLookup: RemoteLookup = async (name, qtype, qclass, partition) => {
+    const e = await this.side.ask(
+      (id) => ({ egw: 'dns?', id, name, qtype, qclass, partition }),
+      DNS_ASK_MS,
+      null,
+      (m, bin) => (m.egw === 'dns' && m.entry !== null ? entryFromWire(m.entry, bin) : null),
+    );
+    if (e === null) throw new Error(`the primary did not answer for ${name}`);
+    return e;
+  };
+
+  /** Runs the doors; tells the primary they listen, or why they could not start. */
+  async run(): Promise<void> {
+    try {
+      const { startGateway } = await import('./gateway.js');
+      this.gw = await startGateway(this.share(this.config), this.log, this);
+      if (this.stopAsked) return this.stop();
+      if (this.reloadAsked !== null) this.gw.reload(this.share(this.reloadAsked));
+      this.control.send({ egw: 'listening', doors: Object.entries(this.gw.doors).map(([name, address]) => ({ name, address })) });
+    } catch (e) {
+      const cause = (e as { cause?: NodeJS.ErrnoException }).cause ?? (e as NodeJS.ErrnoException);
+      this.control.send({ egw: 'failed', message: (e as Error).message, setting: e instanceof ConfigError ? e.setting : null, code: cause.code ?? null });
+      this.log.error({ err: e }, `worker ${this.slot} failed to start`);
+      setTimeout(() => process.exit(1), 100);
+    }
+  }
+}
+
+/** Entry of a worker process (worker-main.ts). */
 export async function runWorker(): Promise<void> {
   const config = JSON.parse(process.env.EGRESS_WORKER_CONFIG ?? 'null') as GatewayConfig;
   const slot = Number(process.env.EGRESS_WORKER_SLOT);
-  const n = Number(process.env.EGRESS_WORKER_COUNT);
   // Its own bounded writer (whole lines per write: several processes share stdout).
   const { log, flush } = createLogger(config.logLevel, { worker: slot, pid: process.pid }, undefined, config.logBufferBytes);
-  const late = (kind: string, waitedMs: number) => log.warn({ event: 'primary_slow', kind, waited_ms: waitedMs }, 'the primary did not answer in time; going on');
-
-  let engine: PolicyEngine | null = null;
-  let store: PlaneStore | null = null;
-  let gw: Gateway | null = null;
-  let stopAsked = false;
-  let reloadAsked: GatewayConfig | null = null;
-  /** Addresses learned here since the last answer; `applying`: taking the others' (not sent back). */
-  let fresh: LearnedEntry[] = [];
-  let applying = false;
-  const take = (entries: LearnedEntry[]) => {
-    applying = true;
-    try {
-      for (const [devbox, name, ip, expiresAt] of entries) engine?.learned.learnUntil(devbox, name, [ip], expiresAt);
-    } finally {
-      applying = false;
-    }
-  };
-  const stop = () => {
-    log.info({ event: 'worker_stopping', slot }, `worker ${slot} stopping`);
-    void (gw?.close() ?? Promise.resolve()).finally(() => flush(1000).finally(() => process.exit(0)));
-  };
-  const control = new Channel<FromWorker, ToWorker>(processLink(process), (m) => {
-    switch (m.egw) {
-      case 'changed':
-        return void (store?.refresh() ?? Promise.resolve()).then(() => control.reply(m, { egw: 'synced' }));
-      case 'metrics?':
-        return void registry.getMetricsAsJSON().then((metrics) => control.reply(m, { egw: 'metrics', metrics }));
-      case 'reload':
-        // One that arrives while this worker is starting is applied once it runs.
-        if (gw !== null) gw.reload(workerShare(m.config, slot, n));
-        else reloadAsked = m.config;
-        return;
-      case 'shutdown':
-        if (gw !== null) stop();
-        else stopAsked = true;
-    }
-  });
-  const side = new Channel<Side, Side>(
-    socketLink(new Socket({ fd: SIDE_FD, readable: true, writable: true })),
-    (m) => {
-      if (m.egw === 'learn') {
-        take(m.entries);
-        side.reply(m, { egw: 'learned' });
-      }
-    },
-    late,
-  );
-  const toPrimary = new LearnedOutbox((entries) =>
-    side.ask(
-      (id) => ({ egw: 'learn', id, entries }),
-      ASK_MS,
-      undefined,
-      () => undefined,
-    ),
-  );
+  const worker = new WorkerSide(config, slot, Number(process.env.EGRESS_WORKER_COUNT), log, flush);
   // The primary going away takes its workers with it; signals to the group (Ctrl-C, a
   // supervisor's SIGTERM or SIGHUP) are the primary's to act on, and it tells every worker.
   process.on('disconnect', () => process.exit(0));
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, () => {});
   process.stdout.on('error', () => {});
   process.stderr.on('error', () => {});
-  let seeded: Promise<void> = Promise.resolve();
-  try {
-    const { startGateway } = await import('./gateway.js');
-    gw = await startGateway(workerShare(config, slot, n), log, {
-      onEngine(e, s) {
-        engine = e;
-        store = s;
-        e.learned.onLearn = (devbox, name, ip, expiresAt) => {
-          if (!applying) fresh.push([devbox, name, ip, expiresAt]);
-        };
-        // What the other workers learned so far, before this one answers anybody.
-        seeded = side
-          .ask(
-            (id) => ({ egw: 'seed?', id }),
-            10_000,
-            [] as LearnedEntry[],
-            (m) => (m.egw === 'seed' ? m.entries : []),
-          )
-          .then((entries) => {
-            take(entries);
-            return s.refresh();
-          });
-      },
-      learnedShared() {
-        if (fresh.length === 0) return null;
-        const entries = fresh;
-        fresh = [];
-        return toPrimary.push(entries);
-      },
-      dnsLookup: async (name, qtype, qclass, partition) => {
-        const e = await side.ask(
-          (id) => ({ egw: 'dns?', id, name, qtype, qclass, partition }),
-          DNS_ASK_MS,
-          null,
-          (m, bin) => (m.egw === 'dns' && m.entry !== null ? entryFromWire(m.entry, bin) : null),
-        );
-        if (e === null) throw new Error(`the primary did not answer for ${name}`);
-        return e;
-      },
-      ready: () => seeded,
-    });
-    if (stopAsked) return stop();
-    if (reloadAsked !== null) gw.reload(workerShare(reloadAsked, slot, n));
-    control.send({ egw: 'listening', doors: Object.entries(gw.doors).map(([name, address]) => ({ name, address })) });
-  } catch (e) {
-    const cause = (e as { cause?: NodeJS.ErrnoException }).cause ?? (e as NodeJS.ErrnoException);
-    control.send({ egw: 'failed', message: (e as Error).message, setting: e instanceof ConfigError ? e.setting : null, code: cause.code ?? null });
-    log.error({ err: e }, `worker ${slot} failed to start`);
-    setTimeout(() => process.exit(1), 100);
-  }
+  await worker.run();
 }
