@@ -240,8 +240,8 @@ class Primary {
     const { config, log, store, engine } = this;
     // Each worker accepts on the shared listening socket itself: no connection waits for the
     // primary's event loop (it holds the host's DNS cache and passes learned addresses on).
-    // Measured on one core (bench/RESULTS.md, footprint): the round-robin hop cost about a
-    // quarter of the CONNECT churn rate, and the kernel balanced the two workers evenly.
+    // Measured on one core (bench/RESULTS.md, footprint): the round-robin hop cost 28–42 % of
+    // the CONNECT churn rate, and the kernel balanced the two workers evenly.
     // NODE_CLUSTER_SCHED_POLICY=rr brings node's round-robin back.
     if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({ exec: ENTRY, execArgv: childExecArgv(), args: [], stdio: ['inherit', 'inherit', 'inherit', 'ipc', 'pipe'] });
