@@ -230,6 +230,17 @@ new Gauge({
   },
 });
 
+new Gauge({
+  name: 'egress_dns_cache_bytes',
+  help: 'Estimated bytes the DNS answer cache holds (bounded by --dns-cache-bytes per host and --dns-cache-bytes-per-account)',
+  registers: [registry],
+  collect() {
+    let bytes = 0;
+    for (const ref of caches) bytes += ref.deref()?.byteSize ?? 0;
+    this.set(bytes);
+  },
+});
+
 const evictions = new Counter({
   name: 'egress_dns_cache_evictions_total',
   help: "Answers evicted because their account's partition was full (--dns-cache-size, --dns-cache-bytes-per-account) or the host's cache was (--dns-cache-bytes: from the largest partition)",

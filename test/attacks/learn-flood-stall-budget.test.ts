@@ -12,13 +12,15 @@
  * and for AFTER_MS after, account B's devbox is timed through DNS and CONNECT (plus a GET
  * through the tunnel). Budget (the stall budget of stall-budget-every-door.test.ts): B's p99
  * within 50 ms of what the same traffic costs with no flood, and nothing fails. The flood
- * must have been served (answers came back) and its learning capped (the dropped counter).
+ * must have been served (answers came back), its learning capped (the dropped counter) and
+ * the memory it costs bounded (RSS growth of the gateway's processes).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import dnsPacket from 'dns-packet';
-import { type CliGateway, cliMetric, startCliGateway } from '../support/cli-gateway.js';
+import { readFileSync } from 'node:fs';
+import { type CliGateway, cliMetric, rssOf, startCliGateway } from '../support/cli-gateway.js';
 import { type DnsUpstream, loopbackRecords, manyAddressesAnswer, startDnsUpstream } from '../support/dns-upstream.js';
 import { type Origin, startHttpOrigin } from '../support/origin.js';
 import { TOKEN_B } from '../support/gateway.js';
@@ -141,6 +143,17 @@ async function flood(port: number, ms: number): Promise<number> {
   return answers;
 }
 
+/** RSS of the gateway and its workers, MB. */
+function treeRssMb(pid: number): number {
+  let kids: number[] = [];
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    /* none */
+  }
+  return [pid, ...kids].reduce((sum, p) => sum + rssOf(p), 0) / 1024 / 1024;
+}
+
 const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.99) - 1)] ?? 0;
 
 describe.each([2, 1])('a learn flood with --workers %i', (workers) => {
@@ -160,16 +173,41 @@ describe.each([2, 1])('a learn flood with --workers %i', (workers) => {
     const quiet = await victim(gw, BASELINE_MS);
     expect(quiet.failures).toEqual([]);
 
+    const rssBefore = treeRssMb(gw.pid);
+    await cliMetric(gw.apiUrl, 'egress_event_loop_delay_seconds'); // a fresh window for the flood's
     const flooding = flood(gw.ports.dns, ATTACK_MS);
     const during = await victim(gw, ATTACK_MS);
+    const loopMaxMs = (await cliMetric(gw.apiUrl, 'egress_event_loop_delay_seconds', { quantile: '1' })) * 1000;
     const answered = await flooding;
     const after = await victim(gw, AFTER_MS);
 
     const dropped = await cliMetric(gw.apiUrl, 'egress_dns_learned_dropped_total');
-    console.log(JSON.stringify({ workers, answered, dropped, quietP99: p99(quiet.ms), duringP99: p99(during.ms), afterP99: p99(after.ms), during: during.ms.length, after: after.ms.length }));
+    const rssGrowthMb = treeRssMb(gw.pid) - rssBefore;
+    const cacheMb = (await cliMetric(gw.apiUrl, 'egress_dns_cache_bytes')) / 1024 / 1024;
+    console.log(
+      JSON.stringify({
+        workers,
+        answered,
+        dropped,
+        cacheMb: Math.round(cacheMb * 10) / 10,
+        rssGrowthMb: Math.round(rssGrowthMb),
+        loopMaxMs: Math.round(loopMaxMs),
+        quietP99: p99(quiet.ms),
+        duringP99: p99(during.ms),
+        afterP99: p99(after.ms),
+        during: during.ms.length,
+        after: after.ms.length,
+      }),
+    );
     // The flood was served (answers are still answered) and its learning was capped.
     expect(answered).toBeGreaterThan((RATE * ATTACK_MS) / 1000 / 2);
     expect(dropped).toBeGreaterThan(0);
+    // What the flood may hold: the attacker's partition of the answer cache (one per host,
+    // --dns-cache-bytes-per-account: 4 MiB) and 4,096 learned addresses per process; RSS also
+    // moves with the heap's own slack, so its bound is loose. Without the bounds every answer
+    // was kept with every address as a string (~240 KB an answer here).
+    expect(cacheMb).toBeLessThanOrEqual(4.5);
+    expect(rssGrowthMb).toBeLessThan(200);
     expect(during.failures).toEqual([]);
     expect(after.failures).toEqual([]);
     expect(during.ms.length).toBeGreaterThan(20);
