@@ -36,9 +36,12 @@ beforeAll(async () => {
   dns = await startDnsUpstream({ records: loopbackRecords(['allowed.test']) });
   origin = await startHttpOrigin();
   const dir = mkdtempSync(join(tmpdir(), 'egw-stall-'));
+  // node itself with tsx's loader (not the tsx wrapper, whose child a SIGKILL would orphan).
   child = spawn(
-    TSX,
+    process.execPath,
     [
+      '--import',
+      'tsx',
       MAIN,
       'serve',
       '--db',
