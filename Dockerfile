@@ -4,11 +4,11 @@
 FROM node:24.18.0-bookworm-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && npm prune --omit=dev
+COPY bin ./bin
+# npm ci builds dist/ (the `prepare` script); the image runs that JavaScript, no transpiler.
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev
 
 FROM node:24.18.0-bookworm-slim
 ENV NODE_ENV=production \
@@ -22,6 +22,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/bin ./bin
 COPY package.json ./
 COPY policies ./policies
 # nft: the DaemonSet's init container loads the host firewall from this image.
@@ -32,5 +33,5 @@ VOLUME ["/data"]
 # API + metrics, HTTP proxy, SOCKS5, DNS (UDP and TCP), transparent TLS, transparent HTTP
 EXPOSE 8080 3128 1080 5353/udp 5353/tcp 8443 8081
 HEALTHCHECK --interval=10s --timeout=2s CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["node", "dist/src/main.js"]
+ENTRYPOINT ["node", "bin/egress-gateway.js"]
 CMD ["serve"]

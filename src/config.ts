@@ -8,7 +8,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isIP } from 'node:net';
-import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { parseCidr, parseIpLiteral } from './policy/ip.js';
 import { normalizeAllowedHostname } from './policy/hostname.js';
@@ -110,8 +109,18 @@ export const OPTIONS = [
   opt({ key: 'dnsLearnGrace', flag: 'dns-learn-grace', kind: { t: 'int', min: 0, max: 86400 }, def: () => 60, help: 'seconds past TTL a DNS-learned address stays admitted' }),
   opt({ key: 'dnsRateLimit', flag: 'dns-rate-limit', kind: { t: 'int', min: 0, max: 10_000_000 }, def: () => 2000, help: 'DNS queries per second per devbox, all its addresses together (per source address for unknown clients; 0: unlimited)' }),
   opt({ key: 'dnsCacheSize', flag: 'dns-cache-size', kind: { t: 'int', min: 1, max: 10_000_000 }, def: () => 20_000, help: 'answers the DNS cache holds (name/type/class)' }),
+  opt({ key: 'dnsCacheBytes', flag: 'dns-cache-bytes', kind: { t: 'int', min: 65_536, max: 17_179_869_184 }, def: () => 32 * 1024 * 1024, help: "bytes the DNS answer cache holds in all, per host (past it the largest account's oldest answers go)" }),
+  opt({ key: 'dnsCacheBytesPerAccount', flag: 'dns-cache-bytes-per-account', kind: { t: 'int', min: 65_536, max: 17_179_869_184 }, def: () => 4 * 1024 * 1024, help: "bytes of DNS answers one account's partition of the cache holds" }),
+  opt({ key: 'dnsLearnPerAnswer', flag: 'dns-learn-per-answer', kind: { t: 'int', min: 1, max: 65_535 }, def: () => 32, help: 'addresses of one DNS answer a devbox learns (may then dial by address); the answer is still served whole, the rest counted as dropped' }),
+  opt({ key: 'dnsLearnPerDevbox', flag: 'dns-learn-per-devbox', kind: { t: 'int', min: 1, max: 1_000_000 }, def: () => 4096, help: 'DNS-learned addresses one devbox holds at once; past it new ones are dropped (counted) until old ones expire' }),
   opt({ key: 'dnsUpstreamTimeoutMs', flag: 'dns-upstream-timeout-ms', kind: { t: 'int', min: 10, max: 60_000 }, def: () => 1000, help: 'time one upstream has to answer before the next is tried' }),
-  opt({ key: 'workers', flag: 'workers', kind: { t: 'int', min: 1, max: 256 }, def: () => availableParallelism(), help: 'processes running every door, sharing each listener (default: one per core; 1: this process alone)' }),
+  opt({
+    key: 'workers',
+    flag: 'workers',
+    kind: { t: 'int', min: 1, max: 256 },
+    def: () => 1,
+    help: 'processes running every door, sharing each listener (1: this process alone, the sidecar default; N > 1: N door processes beside a primary holding the store, the API and the DNS cache, see docs/operations.md)',
+  }),
   opt({ key: 'dnsWorkers', flag: 'dns-workers', kind: { t: 'intOrNull', min: 0, max: 64 }, def: () => null, help: 'removed: use --workers N (every door, DNS included, in N processes)' }),
   opt({ key: 'connectTimeoutMs', flag: 'connect-timeout-ms', kind: { t: 'int', min: 1, max: 600_000 }, def: () => 10_000, help: 'upstream connect time-out' }),
   opt({ key: 'idleTimeoutMs', flag: 'idle-timeout-ms', kind: { t: 'int', min: 1, max: 86_400_000 }, def: () => 300_000, help: 'idle tunnel/connection time-out' }),
@@ -443,11 +452,12 @@ export function defaultText(o: OptionSpec): string {
 }
 
 /** The engine options the gateway's settings give (serve, DNS workers and `check` alike). */
-export function engineOptions(config: Pick<GatewayConfig, 'agentGatewayHosts' | 'mcpGatewayHosts' | 'mirrorHosts' | 'allowPrivate' | 'tunnelDomain'>): EngineOptions {
+export function engineOptions(config: Pick<GatewayConfig, 'agentGatewayHosts' | 'mcpGatewayHosts' | 'mirrorHosts' | 'allowPrivate' | 'tunnelDomain'> & Partial<Pick<GatewayConfig, 'dnsLearnPerDevbox'>>): EngineOptions {
   return {
     toggles: { agentGateway: config.agentGatewayHosts, mcpGateway: config.mcpGatewayHosts, mirrors: config.mirrorHosts },
     allowPrivate: config.allowPrivate,
     tunnelDomain: config.tunnelDomain,
+    learnedPerDevbox: config.dnsLearnPerDevbox,
   };
 }
 

@@ -1,11 +1,14 @@
 /** The gateway's one Prometheus registry and the metrics every part shares. */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { isMainThread } from 'node:worker_threads';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { type Decision, type DecisionLabel, type Door, type Reason, decisionLabel } from './policy/decision.js';
 import { logLinesDropped } from './log.js';
 
 export const registry = new Registry();
-collectDefaultMetrics({ register: registry, prefix: 'egress_' });
+// Process-wide figures (RSS, CPU, descriptors) once per process: the API thread's would be the
+// same process counted twice when /metrics sums the parts.
+if (isMainThread) collectDefaultMetrics({ register: registry, prefix: 'egress_' });
 
 /**
  * Every decision a door enforces, by door, decision (allow, deny, or would_deny: let through

@@ -1,5 +1,5 @@
 /**
- * Before `serve` starts anything slow (the store, the API process, workers), it tries every
+ * Before `serve` starts anything slow (the store, the API thread, workers), it tries every
  * configured listener's address once (TCP, and UDP for the DNS door) and closes it again, so a
  * port already taken is reported at once, as its own error naming the port, the setting and
  * the process holding it (doors/floor/port-holder.ts). Port 0 needs no check.

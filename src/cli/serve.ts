@@ -11,7 +11,7 @@ const EXIT_SLACK_MS = 3000;
 
 export async function serveCommand(flags: Map<string, string[]>): Promise<void> {
   const config = loadConfig(flags);
-  // A port in use is said at once, not after the store, the API process and the workers started.
+  // A port in use is said at once, not after the store, the API thread and the workers started.
   await checkListenersFree(config);
   const { log, flush } = createLogger(config.logLevel, {}, undefined, config.logBufferBytes);
   log.info({ event: 'start', version: VERSION, node: process.version, pid: process.pid, settings: describeConfig(config) }, `egress-gateway ${VERSION} starting`);

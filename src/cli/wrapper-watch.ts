@@ -3,7 +3,7 @@
  * wrapper processes, and a signal sent to the wrapper's PID (`kill $!`, a supervisor stopping
  * what it started) may never reach the gateway: npm passes SIGTERM to its child, which under
  * npx is a shell that exits without passing it on, and the gateway ran on under PID 1 with its
- * workers and API process. So serve watches the processes between itself and that npm, and
+ * workers and API thread. So serve watches the processes between itself and that npm, and
  * stops as for SIGTERM when one of them is gone. Without npm in the environment it watches
  * nothing: a parent that is a supervisor or a shell is the operator's, not a wrapper.
  */

@@ -30,6 +30,8 @@ export interface EngineOptions {
   tunnelDomain: string;
   /** Decisions cached per compiled policy (default 4096; 0 disables the cache). */
   decisionCacheSize?: number;
+  /** DNS-learned addresses one devbox holds at once (--dns-learn-per-devbox). */
+  learnedPerDevbox?: number;
 }
 
 interface AccountIndex {
@@ -54,7 +56,7 @@ export class PolicyEngine {
    * decisions are not cached per policy (learned and account addresses change under them).
    */
   private readonly ipFacts = new DecisionCache<IpFacts>(4096);
-  readonly learned = new LearnedAddresses();
+  readonly learned: LearnedAddresses;
   private readonly events = new EventEmitter();
   private readonly compiled = new Map<string, CompiledPolicy>();
   private readonly runtimes = new Map<string, Runtime>();
@@ -70,6 +72,7 @@ export class PolicyEngine {
     private opts: EngineOptions,
   ) {
     this.guardrails = new Guardrails(opts.allowPrivate);
+    this.learned = new LearnedAddresses(opts.learnedPerDevbox);
     this.cacheSize = opts.decisionCacheSize ?? DECISION_CACHE_MAX;
     this.defaultPolicy = new CompiledPolicy(null, opts.toggles, this.cacheSize);
     this.tunnelSuffix = `.${opts.tunnelDomain.toLowerCase()}`;

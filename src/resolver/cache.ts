@@ -23,8 +23,12 @@ export interface CacheEntry {
   readonly storedAt: number;
   /** When the entry stops being served (ms, Date.now clock). */
   readonly expiresAt: number;
-  /** A and AAAA addresses of the answer section. */
+  /** A and AAAA addresses of the answer section: the first --dns-learn-per-answer of them. */
   readonly addresses: readonly string[];
+  /** A and AAAA records in the answer section (the answer served has them all). */
+  readonly addressCount: number;
+  /** What the entry costs the cache, in bytes (estimated; see entryBytes). */
+  readonly size: number;
   /**
    * Set on a resolution failure (RFC 9520): what the upstreams did (timeout, servfail,
    * refused, …). The entry is then an empty SERVFAIL answer kept for --dns-failure-ttl.
@@ -58,15 +62,15 @@ export function cacheKey(name: string, qtype: number, qclass: number): string {
  * TTLs bounded. `ttl` is how long it may be cached (0: serve once, do not keep).
  * Returns null when the answer is malformed or cannot be cleaned.
  */
-export function prepareAnswer(raw: Buffer, bounds: TtlBounds, now: number): { entry: CacheEntry; ttl: number } | null {
-  let info = inspectAnswer(raw);
+export function prepareAnswer(raw: Buffer, bounds: TtlBounds, now: number, maxAddresses = Number.MAX_SAFE_INTEGER): { entry: CacheEntry; ttl: number } | null {
+  let info = inspectAnswer(raw, maxAddresses);
   if (info === null) return null;
   let bytes: Buffer;
   if (info.hasEch || (info.optAt >= 0 && info.optAt + info.optLen !== raw.length)) {
     const rebuilt = rebuild(raw);
     if (rebuilt === null) return null;
     bytes = rebuilt;
-    info = inspectAnswer(bytes);
+    info = inspectAnswer(bytes, maxAddresses);
     if (info === null || info.hasEch) return null;
   } else {
     const end = info.optAt >= 0 ? info.optAt : raw.length;
@@ -94,6 +98,8 @@ export function prepareAnswer(raw: Buffer, bounds: TtlBounds, now: number): { en
     storedAt: now,
     expiresAt: now + ttl * 1000,
     addresses: info.addresses,
+    addressCount: info.addressCount,
+    size: entryBytes(bytes.length, info.ttlOffsets.length, info.addresses.length),
     age: 0,
   };
   return { entry, ttl };
@@ -118,6 +124,8 @@ export function failureEntry(name: string, qtype: number, qclass: number, kind: 
     storedAt: now,
     expiresAt: now + ttl * 1000,
     addresses: [],
+    addressCount: 0,
+    size: entryBytes(bytes.length, 0, 0),
     failure: kind,
     age: 0,
   };
@@ -140,6 +148,15 @@ export function failureOfRcode(rcode: number): FailureKind | null {
     default:
       return 'other';
   }
+}
+
+/**
+ * What an entry holds on the heap, roughly: its wire bytes, the TTL tables, the address
+ * strings and the objects around them (key, LRU node). Measured with 4,000-address answers,
+ * the address strings were most of it, so they are counted, not only the bytes.
+ */
+export function entryBytes(wire: number, ttls: number, addresses: number): number {
+  return 320 + wire + ttls * 12 + addresses * 56;
 }
 
 function clamp(ttl: number, b: TtlBounds): number {
@@ -213,16 +230,40 @@ new Gauge({
   },
 });
 
+new Gauge({
+  name: 'egress_dns_cache_bytes',
+  help: 'Estimated bytes the DNS answer cache holds (bounded by --dns-cache-bytes per host and --dns-cache-bytes-per-account)',
+  registers: [registry],
+  collect() {
+    let bytes = 0;
+    for (const ref of caches) bytes += ref.deref()?.byteSize ?? 0;
+    this.set(bytes);
+  },
+});
+
 const evictions = new Counter({
   name: 'egress_dns_cache_evictions_total',
-  help: "Answers evicted because their account's partition was full (--dns-cache-size per account)",
+  help: "Answers evicted because their account's partition was full (--dns-cache-size, --dns-cache-bytes-per-account) or the host's cache was (--dns-cache-bytes: from the largest partition)",
   registers: [registry],
 });
 
+/** The byte bounds of an AnswerCache (estimated heap bytes, see entryBytes). */
+export interface CacheBytes {
+  /** One account's partition. */
+  perPartition: number;
+  /** Every partition together: past it, the largest partition gives way. */
+  total: number;
+}
+
+const UNBOUNDED: CacheBytes = { perPartition: 2 ** 40, total: 2 ** 40 };
+
 /**
  * Answers partitioned by account: each account's answers live in an LRU of their own of
- * `max` entries, so one account asking for many unique names evicts only its own answers,
- * never another account's. Partition '' holds answers not asked for by an account.
+ * `max` entries and `bytes.perPartition` bytes, so one account asking for many unique names
+ * (or names with huge answers) evicts only its own answers, never another account's. All
+ * partitions together hold at most `bytes.total`: past it, the largest partition's least
+ * recently used answers go first, so a small account keeps its answers while a large one is
+ * trimmed. Partition '' holds answers not asked for by an account.
  */
 export class AnswerCache {
   private readonly parts = new Map<string, LRUCache<string, CacheEntry>>();
@@ -234,8 +275,16 @@ export class AnswerCache {
   constructor(
     readonly bounds: TtlBounds,
     readonly max = 20_000,
+    readonly bytes: CacheBytes = UNBOUNDED,
   ) {
     caches.add(this.ref);
+  }
+
+  /** Estimated bytes every partition holds. */
+  get byteSize(): number {
+    let n = 0;
+    for (const l of this.parts.values()) n += l.calculatedSize;
+    return n;
   }
 
   get partitions(): number {
@@ -254,13 +303,26 @@ export class AnswerCache {
   }
 
   set(key: string, entry: CacheEntry, ttl: number, partition = ''): void {
-    if (ttl <= 0) return;
+    if (ttl <= 0 || entry.size > this.bytes.perPartition) return;
     let lru = this.parts.get(partition);
     if (lru === undefined) {
-      lru = new LRUCache<string, CacheEntry>({ max: this.max, disposeAfter: (_v, _k, reason) => reason === 'evict' && evictions.inc() });
+      lru = new LRUCache<string, CacheEntry>({
+        max: this.max,
+        maxSize: this.bytes.perPartition,
+        sizeCalculation: (e) => e.size,
+        disposeAfter: (_v, _k, reason) => reason === 'evict' && evictions.inc(),
+      });
       this.parts.set(partition, lru);
     }
     lru.set(key, entry);
+    let total = this.byteSize;
+    while (total > this.bytes.total) {
+      let largest: LRUCache<string, CacheEntry> | undefined;
+      for (const l of this.parts.values()) if (largest === undefined || l.calculatedSize > largest.calculatedSize) largest = l;
+      const gone = largest?.pop(); // counted by disposeAfter ('evict')
+      if (gone === undefined) break;
+      total -= gone.size;
+    }
   }
 
   /** Entries in all partitions. */
@@ -289,6 +351,59 @@ export class AnswerCache {
     caches.delete(this.ref);
     this.parts.clear();
   }
+}
+
+/**
+ * A cache entry between processes (the host's one cache, `--workers N`): this beside one run
+ * of bytes, the answer and then its TTL offsets (u16 each), raw. The TTLs as stored are the
+ * answer's own (the process holding the cache never serves, so never counts them down).
+ */
+export interface WireEntry {
+  rcode: number;
+  ar: number;
+  /** Length of the answer at the start of the bytes. */
+  len: number;
+  storedAt: number;
+  expiresAt: number;
+  addresses: string[];
+  addressCount: number;
+  size: number;
+  failure?: FailureKind;
+}
+
+export function entryToWire(e: CacheEntry): { w: WireEntry; bin: Buffer } {
+  const bin = Buffer.allocUnsafe(e.bytes.length + 2 * e.ttlOffsets.length);
+  e.bytes.copy(bin, 0);
+  for (let i = 0; i < e.ttlOffsets.length; i++) bin.writeUInt16BE(e.ttlOffsets[i]!, e.bytes.length + 2 * i);
+  const w: WireEntry = {
+    rcode: e.rcode,
+    ar: e.ar,
+    len: e.bytes.length,
+    storedAt: e.storedAt,
+    expiresAt: e.expiresAt,
+    addresses: [...e.addresses],
+    addressCount: e.addressCount,
+    size: e.size,
+  };
+  if (e.failure !== undefined) w.failure = e.failure;
+  return { w, bin };
+}
+
+/** A fresh entry from its wire form (its TTLs are brought to its age when served); null when the bytes do not fit. */
+export function entryFromWire(w: WireEntry, bin: Buffer | undefined): CacheEntry | null {
+  if (bin === undefined || w.len > bin.length || (bin.length - w.len) % 2 !== 0) return null;
+  const bytes = bin.subarray(0, w.len);
+  const n = (bin.length - w.len) / 2;
+  const ttlOffsets: number[] = new Array(n);
+  const ttls = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const off = bin.readUInt16BE(w.len + 2 * i);
+    if (off + 4 > w.len) return null;
+    ttlOffsets[i] = off;
+    ttls[i] = bytes.readUInt32BE(off);
+  }
+  const { len: _len, ...rest } = w;
+  return { ...rest, bytes, ttlOffsets, ttls, age: -1 };
 }
 
 /** Brings the template's TTLs to the entry's current age (in place; cheap when unchanged). */

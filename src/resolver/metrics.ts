@@ -167,6 +167,7 @@ class DnsMetrics {
   readonly failuresStored = new FastCounter('egress_dns_failure_cache_stored_total', 'Resolution failures cached (RFC 9520), by kind (timeout, servfail, refused, formerr, notimp, malformed, other)', ['kind'] as const, registry);
   readonly failureHits = new FastCounter('egress_dns_failure_cache_hits_total', 'Lookups answered from a cached resolution failure instead of asking upstream again, by kind', ['kind'] as const, registry);
   readonly upstreamSeconds = new FastHistogram('egress_dns_upstream_duration_seconds', 'Time an upstream DNS server took to answer, by transport', 'transport', LATENCY_BUCKETS, registry);
+  readonly learnDropped = new FastCounter('egress_dns_learned_dropped_total', 'Addresses of served DNS answers a devbox did not learn, by reason (per_answer: past --dns-learn-per-answer; per_devbox: the devbox holds --dns-learn-per-devbox)', ['reason'] as const, registry);
   readonly answerSeconds = new FastHistogram('egress_dns_answer_duration_seconds', 'Time from a query reaching the DNS door to its answer, by source (cache, upstream, denied, local, refused)', 'source', LATENCY_BUCKETS, registry);
 
   constructor() {
@@ -211,6 +212,10 @@ class DnsMetrics {
 
   upstreamLatency(transport: 'udp' | 'tcp', seconds: number): void {
     this.upstreamSeconds.observe(transport, seconds);
+  }
+
+  learnedDropped(reason: 'per_answer' | 'per_devbox', n: number): void {
+    if (n > 0) this.learnDropped.inc(reason, () => [reason], n);
   }
 
   answered(source: string, seconds: number): void {

@@ -5,7 +5,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { HostPort } from '../config.js';
-import { AnswerCache, type CacheEntry, type FailureKind, type TtlBounds, cacheKey, clockMs, failureEntry, failureOfRcode, prepareAnswer } from './cache.js';
+import { AnswerCache, type CacheBytes, type CacheEntry, type FailureKind, type TtlBounds, cacheKey, clockMs, failureEntry, failureOfRcode, prepareAnswer } from './cache.js';
 import { UpstreamClient, UpstreamError, type UpstreamOptions } from './upstream.js';
 import { CLASS_IN, RCODE, T } from './wire.js';
 import { dnsMetrics } from './metrics.js';
@@ -31,6 +31,9 @@ export interface Resolver {
    */
   resolveCached?(name: string, partition?: string): string[] | undefined;
 }
+
+/** The lookup of another process's resolver (the primary's, with --workers N); rejects as lookup() does. */
+export type RemoteLookup = (name: string, qtype: number, qclass: number, partition: string) => Promise<CacheEntry>;
 
 /** Seconds a resolution failure is cached unless configured (--dns-failure-ttl). */
 export const DEFAULT_FAILURE_TTL = 5;
@@ -62,13 +65,23 @@ export class CachedResolver implements Resolver {
 
   /** Seconds a resolution failure is kept (RFC 9520: 1 s to 5 min). */
   readonly failureTtl: number;
+  /**
+   * With --workers N: the host's one answer cache and upstream client, in the primary. Every
+   * lookup goes there (this process then keeps no answer of its own), so a name answered to
+   * one worker is not asked upstream again by another, and the cache's bound is per host.
+   */
+  private readonly remote: RemoteLookup | null;
+  /** Addresses of one answer kept in its entry (learned, dialled); the answer served has them all. */
+  readonly learnPerAnswer: number;
 
   constructor(
     upstreams: readonly HostPort[],
     readonly bounds: TtlBounds,
-    opts: UpstreamOptions & { cacheSize?: number; failureTtl?: number } = {},
+    opts: UpstreamOptions & { cacheSize?: number; cacheBytes?: CacheBytes; failureTtl?: number; learnPerAnswer?: number; remote?: RemoteLookup } = {},
   ) {
-    this.cache = new AnswerCache(bounds, opts.cacheSize);
+    this.remote = opts.remote ?? null;
+    this.cache = new AnswerCache(bounds, opts.cacheSize, opts.cacheBytes);
+    this.learnPerAnswer = opts.learnPerAnswer ?? Number.MAX_SAFE_INTEGER;
     this.upstream = new UpstreamClient(upstreams, opts);
     this.failureTtl = opts.failureTtl ?? DEFAULT_FAILURE_TTL;
   }
@@ -80,6 +93,7 @@ export class CachedResolver implements Resolver {
    * that cannot be used.
    */
   lookup(name: string, qtype: number, qclass: number, now = clockMs(), partition = ''): CacheEntry | Promise<CacheEntry> {
+    if (this.remote !== null) return this.remote(name, qtype, qclass, partition);
     const key = cacheKey(name, qtype, qclass);
     const hit = this.cache.get(key, now, partition);
     dnsMetrics.cacheLookup(hit !== undefined);
@@ -105,7 +119,7 @@ export class CachedResolver implements Resolver {
           const now = clockMs();
           const failed = failureOfRcode(a.bytes[3]! & 0xf);
           if (failed !== null) return this.failed(key, name, qtype, qclass, failed, partition);
-          const prepared = prepareAnswer(a.bytes, this.bounds, now);
+          const prepared = prepareAnswer(a.bytes, this.bounds, now, this.learnPerAnswer);
           if (prepared === null) return this.failed(key, name, qtype, qclass, 'malformed', partition);
           this.cache.set(key, prepared.entry, prepared.ttl, partition);
           return prepared.entry;
@@ -130,6 +144,7 @@ export class CachedResolver implements Resolver {
   }
 
   resolveCached(name: string, partition = ''): string[] | undefined {
+    if (this.remote !== null) return undefined;
     const n = name.endsWith('.') ? name.slice(0, -1).toLowerCase() : name.toLowerCase();
     if (!isPlainName(n)) return undefined;
     const now = clockMs();

@@ -228,14 +228,19 @@ export interface AnswerInfo {
   /** TTL and MINIMUM of an SOA in the authority section (-1 without one). */
   soaTtl: number;
   soaMinimum: number;
-  /** A and AAAA addresses in the answer section, as text. */
+  /** A and AAAA addresses in the answer section, as text (the first maxAddresses of them). */
   addresses: string[];
+  /** A and AAAA records in the answer section, all of them (addresses may hold fewer). */
+  addressCount: number;
   /** An HTTPS or SVCB record carries the `ech` parameter. */
   hasEch: boolean;
 }
 
-/** Walks an upstream answer. Returns null when it is malformed. */
-export function inspectAnswer(msg: Buffer): AnswerInfo | null {
+/**
+ * Walks an upstream answer. Returns null when it is malformed. Only the first `maxAddresses`
+ * addresses are turned into text (an answer of thousands costs no more than its bytes).
+ */
+export function inspectAnswer(msg: Buffer, maxAddresses = Number.MAX_SAFE_INTEGER): AnswerInfo | null {
   const len = msg.length;
   if (len < 12) return null;
   const flags = (msg[2]! << 8) | msg[3]!;
@@ -263,6 +268,7 @@ export function inspectAnswer(msg: Buffer): AnswerInfo | null {
     soaTtl: -1,
     soaMinimum: -1,
     addresses: [],
+    addressCount: 0,
     hasEch: false,
   };
   const total = an + ns + ar;
@@ -286,9 +292,8 @@ export function inspectAnswer(msg: Buffer): AnswerInfo | null {
     if (i >= an + ns) info.ar++;
     info.ttlOffsets.push(e + 4);
     if (i < an + ns && (info.minTtl < 0 || ttl < info.minTtl)) info.minTtl = ttl;
-    if (i < an && cls === CLASS_IN) {
-      if (type === T.A && rdlen === 4) info.addresses.push(ipBytesToText(msg, rd, 4));
-      else if (type === T.AAAA && rdlen === 16) info.addresses.push(ipBytesToText(msg, rd, 16));
+    if (i < an && cls === CLASS_IN && ((type === T.A && rdlen === 4) || (type === T.AAAA && rdlen === 16))) {
+      if (info.addressCount++ < maxAddresses) info.addresses.push(ipBytesToText(msg, rd, rdlen));
     }
     if (type === T.SOA && i >= an && i < an + ns && rdlen >= 22) {
       info.soaTtl = ttl;

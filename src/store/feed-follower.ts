@@ -3,7 +3,7 @@
  * devboxes held in memory (the engine reads synchronously, per connection), loaded from the
  * change feed's snapshot and kept current by following `changesSince`. A short poll (100 ms)
  * picks up other replicas' writes; this process's own API asks for a `refresh()` after each
- * write it commits and answers its client only once the doors have it (see api/process.ts).
+ * write it commits and answers its client only once the doors have it (see api/thread.ts).
  * A poll rather than LISTEN/NOTIFY: a held LISTEN connection adds a reconnect path of its own
  * and NOTIFY gives nothing the seq does not; the poll is one indexed query.
  *

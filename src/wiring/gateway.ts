@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { ConfigError, type GatewayConfig, type HostPort, configChanges, flagOf, formatHostPort, reloadableOf, withReloaded } from '../config.js';
+import { ConfigError, type GatewayConfig, type HostPort, type Reloadable, configChanges, flagOf, formatHostPort, reloadableOf, withReloaded } from '../config.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { engineOptions, secretsKeyPath } from '../config.js';
 import { Gate, allowLogEvery } from '../doors/floor/gate.js';
@@ -20,9 +20,9 @@ import { DOORS, type DoorEntry } from '../doors/registry.js';
 import type { CredentialSource } from '../policy/credentials.js';
 import { storageFault } from '../store/index.js';
 import { type PlaneStore, openPlaneStore } from '../store/open.js';
-import { startApiProcess } from '../api/process.js';
+import { startApiThread } from '../api/thread.js';
 import { registry } from '../metrics.js';
-import { createResolver } from '../resolver/index.js';
+import { type RemoteLookup, createResolver } from '../resolver/index.js';
 import { type Fleet, startFleet } from '../fleet/index.js';
 
 export interface Gateway {
@@ -49,6 +49,8 @@ export interface WorkerRole {
   ready(): Promise<void>;
   /** Addresses learned while answering, on their way to every other worker (the answer waits). */
   learnedShared(): Promise<void> | null;
+  /** The host's one DNS answer cache, in the primary. */
+  dnsLookup: RemoteLookup;
 }
 
 /** Opens the store and sets up the configured API tokens (the process that owns the store). */
@@ -73,7 +75,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
   const engine = new PolicyEngine(store.source, engineOptions(config));
   worker?.onEngine(engine, store);
   const fleet: Fleet | null = worker ? null : startFleet(config, store, log);
-  const resolver = createResolver(config);
+  const resolver = createResolver(config, worker?.dnsLookup);
   const gate = new Gate(engine, resolver, log);
   if (fleet) gate.refusing = () => fleet.refusing();
   const denials = new DenialRecorder((id) => engine.devbox(id)?.account_id, store.denials, recorderOptions(config), log);
@@ -119,10 +121,10 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
     await store.close();
   };
   try {
-    // The admin API runs in a process of its own: no request to it takes time from the doors.
+    // The admin API runs in a thread of its own: no request to it takes time from the doors.
     const metrics = async () => [await registry.getMetricsAsJSON()];
     if (!worker) {
-      running.push(await startApiProcess({ config, store, engine, log, metrics, readiness, fleet: fleet ? () => ({ snapshot: fleet.follower(), unready: fleet.unready() }) : undefined }));
+      running.push(await startApiThread({ config, store, engine, log, metrics, readiness, fleet: fleet ? () => ({ snapshot: fleet.follower(), unready: fleet.unready() }) : undefined }));
     } else await worker.ready();
     for (const entry of DOORS) {
       const at = config[entry.setting];
@@ -142,17 +144,10 @@ export async function startGateway(config: GatewayConfig, log: Logger, worker?: 
   /** The settings in force: as started, with the reloadable ones of each SIGHUP since. */
   let current = config;
   const reload = (next: GatewayConfig) => {
-    const { reloadable, restart } = configChanges(current, next);
-    if (reloadable.length === 0) return { applied: reloadable, ignored: restart };
-    const taken = reloadableOf(next);
-    current = withReloaded(current, taken);
-    if (reloadable.includes('--api-token') && !worker) {
-      store.control.tokens.ensure(taken.apiTokens).catch((e: unknown) => log.error({ err: e }, 'could not store the reloaded API tokens'));
-    }
-    engine.reconfigure(engineOptions(current));
-    log.level = taken.logLevel;
-    for (const d of running) d.reload?.(taken);
-    return { applied: reloadable, ignored: restart };
+    const r = applyReload(current, next, { engine, log, owner: worker ? null : store });
+    current = r.config;
+    if (r.taken !== null) for (const d of running) d.reload?.(r.taken);
+    return { applied: r.applied, ignored: r.ignored };
   };
   return {
     get config() {
@@ -186,6 +181,26 @@ export async function startDoor(entry: DoorEntry, services: DoorServices, at: Ho
 /** The store's credential source (tokens, configs, secrets) for the doors that name it; undefined when the store offers none. */
 export function credentialsOf(store: PlaneStore): CredentialSource | undefined {
   return (store as PlaneStore & { credentials?: CredentialSource }).credentials;
+}
+
+/**
+ * SIGHUP's one path, for every assembly (one process, a worker, the primary): the flags that
+ * changed, the running settings after it (`current` with the reloadable ones of `next`; every
+ * other setting stays as started), applied to the engine and the log level; the caller passes
+ * `taken` on (to its doors, or its workers). `owner`: the store whose API tokens this process
+ * sets up (not a worker's). `taken` is null when nothing reloadable changed.
+ */
+export function applyReload(current: GatewayConfig, next: GatewayConfig, parts: { engine: PolicyEngine; log: Logger; owner: PlaneStore | null }): { applied: string[]; ignored: string[]; config: GatewayConfig; taken: Reloadable | null } {
+  const { reloadable, restart } = configChanges(current, next);
+  if (reloadable.length === 0) return { applied: reloadable, ignored: restart, config: current, taken: null };
+  const taken = reloadableOf(next);
+  const config = withReloaded(current, taken);
+  if (reloadable.includes('--api-token') && parts.owner !== null) {
+    parts.owner.control.tokens.ensure(taken.apiTokens).catch((e: unknown) => parts.log.error({ err: e }, 'could not store the reloaded API tokens'));
+  }
+  parts.engine.reconfigure(engineOptions(config));
+  parts.log.level = taken.logLevel;
+  return { applied: reloadable, ignored: restart, config, taken };
 }
 
 /** The start-up line operators and tests read the bound addresses from. */

@@ -19,6 +19,7 @@ const FLOORS: Record<string, number> = {
   policy: 0,
   'log.ts': 1,
   'metrics.ts': 1,
+  'ipc.ts': 1,
   'config.ts': 1,
   'config-error.ts': 1,
   'host-port.ts': 1,

@@ -10,7 +10,7 @@
  * Expected: the victim is served (≥ 95 %, p99 ≤ P99_BUDGET_MS, 500 ms: see test/support/tenants.ts; run alone it is tens to hundreds of ms:
  * the API's work runs in its own process); the attacker's store is bounded (403
  * quota_exceeded naming the quota); each list page stops at the byte budget with has_more.
- * Fix: src/api/process.ts (the API apart), store quotas and page byte budget.
+ * Fix: src/api/thread.ts (the API apart), store quotas and page byte budget.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type http from 'node:http';

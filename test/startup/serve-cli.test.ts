@@ -75,7 +75,7 @@ describe('serve', { timeout: 60_000 }, () => {
     expect(r.err().trim().split('\n')).toHaveLength(1);
     expect(r.err().startsWith(`egress-gateway: port in use: --socks: cannot listen on 127.0.0.1:${port}: address already in use by pid ${process.pid} (`)).toBe(true);
     expect(r.err()).toMatch(new RegExp(`address already in use by pid ${process.pid} \\(.+\\); stop it or give --socks another address`));
-    // At once: before the start-up line, the store, the API process or any worker.
+    // At once: before the start-up line, the store, the API thread or any worker.
     expect(r.out()).toBe('');
     expect(existsSync(join(dir, 'e.db'))).toBe(false);
   });

@@ -1,5 +1,6 @@
 /**
- * The real CLI (`bin/egress-gateway.js serve`) as a child process on loopback, with stdout
+ * The real CLI (`serve`, from the sources: `node --import tsx src/main.ts`, so a test never runs
+ * a stale build) as a child process on loopback, with stdout
  * wherever the test wants it (a pipe it reads, a pipe nobody reads, /dev/full, a file).
  * Ports are picked free up front, so a test whose log goes nowhere readable still knows them.
  */
@@ -16,6 +17,8 @@ import { waitFor } from './wait.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'egress-gateway.js');
+/** The CLI's entry in the sources, run through tsx (the bin runs the compiled build). */
+export const MAIN = join(ROOT, 'src', 'main.ts');
 
 /** A TCP port free now on 127.0.0.1 whose UDP twin is free too (for DNS). */
 export async function freePort(): Promise<number> {
@@ -76,7 +79,9 @@ export async function startCliGateway(opts: CliGatewayOptions = {}): Promise<Cli
   const { ports, flags } = await loopbackPorts();
   const args = [
     ...(opts.nodeArgs ?? []),
-    BIN,
+    '--import',
+    'tsx',
+    MAIN,
     'serve',
     ...flags,
     '--db',

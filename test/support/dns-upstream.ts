@@ -27,6 +27,8 @@ export interface DnsUpstreamOptions {
   rcodeFor?: (name: string, type: string) => number | undefined;
   /** When set, NXDOMAIN and NODATA answers carry this SOA in authority (RFC 2308 negative caching). */
   negativeSoa?: { ttl: number; minimum: number };
+  /** Answers built by the test itself (e.g. thousands of records for any name of a zone); undefined: as usual. */
+  rawAnswer?: (query: Buffer, name: string, type: string) => Buffer | undefined;
 }
 
 function udpName(p: dnsPacket.Packet): string {
@@ -74,7 +76,7 @@ export async function startDnsUpstream(opts: DnsUpstreamOptions): Promise<DnsUps
     }
     note(p, 'udp');
     if (opts.dropUdp?.has(udpName(p))) return;
-    udp.send(answer(p, opts, 'udp'), rinfo.port, rinfo.address);
+    udp.send(opts.rawAnswer?.(msg, udpName(p), p.questions?.[0]?.type ?? '') ?? answer(p, opts, 'udp'), rinfo.port, rinfo.address);
   };
   const tcp = net.createServer((sock) => {
     let buf = Buffer.alloc(0);
@@ -89,7 +91,7 @@ export async function startDnsUpstream(opts: DnsUpstreamOptions): Promise<DnsUps
         try {
           const p = dnsPacket.decode(msg);
           note(p, 'tcp');
-          const out = answer(p, opts, 'tcp');
+          const out = opts.rawAnswer?.(Buffer.from(msg), udpName(p), p.questions?.[0]?.type ?? '') ?? answer(p, opts, 'tcp');
           const framed = Buffer.alloc(2 + out.length);
           framed.writeUInt16BE(out.length, 0);
           out.copy(framed, 2);
@@ -130,6 +132,33 @@ export async function startDnsUpstream(opts: DnsUpstreamOptions): Promise<DnsUps
       await new Promise<void>((r) => tcp.close(() => r()));
     },
   };
+}
+
+/**
+ * An answer to `query` (its id and question) with `count` A records of `ttl` seconds, built
+ * from bytes (names compressed to the question): cheap enough to send hundreds a second.
+ */
+export function manyAddressesAnswer(query: Buffer, count: number, ttl = 300): Buffer {
+  let end = 12;
+  while (query[end] !== 0) end += query[end]! + 1;
+  end += 5; // the root label, QTYPE, QCLASS
+  const head = Buffer.from(query.subarray(0, end));
+  head.writeUInt16BE(0x8180, 2); // response, RD, RA
+  head.writeUInt16BE(1, 4);
+  head.writeUInt16BE(count, 6);
+  head.writeUInt16BE(0, 8);
+  head.writeUInt16BE(0, 10);
+  const rr = Buffer.alloc(16 * count);
+  for (let i = 0; i < count; i++) {
+    const o = i * 16;
+    rr.writeUInt16BE(0xc00c, o);
+    rr.writeUInt16BE(1, o + 2);
+    rr.writeUInt16BE(1, o + 4);
+    rr.writeUInt32BE(ttl, o + 6);
+    rr.writeUInt16BE(4, o + 10);
+    rr.writeUInt32BE((10 << 24) | i, o + 12);
+  }
+  return Buffer.concat([head, rr]);
 }
 
 /** A records map where each name resolves to 127.0.0.1 (A) only. */

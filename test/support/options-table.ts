@@ -16,14 +16,13 @@ export const END = '<!-- end of the settings table -->';
 /** Defaults that depend on the machine --help runs on, as the docs state them. */
 const DOC_DEFAULTS: Readonly<Record<string, string>> = {
   'upstream-dns': 'nameservers in /etc/resolv.conf',
-  workers: 'one per core (`os.availableParallelism()`)',
 };
 
 /** What the docs add after a setting's help text (links, consequences). */
 const DOC_NOTES: Readonly<Record<string, string>> = {
   db: 'see [below](#the-store---db)',
   'api-token': 'exactly the configured set (a token removed is revoked at the next start; see [tokens](operations.md#api-tokens))',
-  workers: '`1`: this process alone (see [Operations: processes](operations.md#processes-and-cores))',
+  workers: 'what each process costs: [Operations: processes](operations.md#processes-and-cores)',
 };
 
 const cell = (s: string) => s.replaceAll('|', '\\|');

@@ -1,7 +1,7 @@
 /**
  * Child processes a test starts, each the leader of its own process group (`detached`), so one
  * signal reaches the whole tree: tsx's wrapper and its node child, a gateway's workers and its
- * API process, npm and the shell and node it runs. `killTree` signals the group; every group
+ * API thread, npm and the shell and node it runs. `killTree` signals the group; every group
  * this process started that still has a member is SIGKILLed after each test file (the
  * `afterAll` in test/support/setup-file.ts) and when this process exits. Spawn through here,
  * never `child_process.spawn` directly, for anything that may outlive a failed assertion.

@@ -2,7 +2,7 @@
  * `egress-gateway serve` as a child process (node --import tsx src/main.ts), on loopback
  * port 0 for every door: waits for the start-up line, reads the API port and any printed
  * first-start token, and stops with SIGTERM. Each is its own process group
- * (test/support/processes.ts): killed with its workers and API process.
+ * (test/support/processes.ts): killed with its workers and API thread.
  */
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

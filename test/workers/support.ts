@@ -17,7 +17,9 @@ export interface TwoWorkers {
 export async function startTwoWorkers(records: Record<string, TestRecord[]>, opts: CliGatewayOptions = {}): Promise<TwoWorkers> {
   const upstream = await startDnsUpstream({ records: { 'origin.test': [{ type: 'A', data: '127.0.0.1', ttl: 60 }], ...records } });
   const origin = await startHttpOrigin();
-  const gw = await startCliGateway({ startTimeoutMs: 220_000, ...opts, upstreamDnsPort: upstream.port, args: ['--workers', '2', ...(opts.args ?? [])] });
+  // Node's round-robin hand-off (not the gateway's default): consecutive connections then
+  // alternate between the workers, so a test knows both took some.
+  const gw = await startCliGateway({ startTimeoutMs: 220_000, ...opts, env: { NODE_CLUSTER_SCHED_POLICY: 'rr', ...opts.env }, upstreamDnsPort: upstream.port, args: ['--workers', '2', ...(opts.args ?? [])] });
   return {
     gw,
     upstream,

@@ -279,7 +279,9 @@ export class DnsHandler {
     if (e.addresses.length > 0) {
       // Expiry of the answer + grace; stable across hits, so repeated learning is a no-op.
       const ttl = (e.expiresAt - now) / 1000 + this.graceSeconds;
-      this.deps.engine.learned.learn(identity.devboxId!, q.name, e.addresses, ttl > 0 ? ttl : this.graceSeconds, now);
+      const dropped = this.deps.engine.learned.learn(identity.devboxId!, q.name, e.addresses, ttl > 0 ? ttl : this.graceSeconds, now);
+      dnsMetrics.learnedDropped('per_devbox', dropped);
+      dnsMetrics.learnedDropped('per_answer', e.addressCount - e.addresses.length);
       // Another worker may take the devbox's connection to these addresses: they have them first.
       const shared = this.deps.learnedShared?.();
       if (shared) {
