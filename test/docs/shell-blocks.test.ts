@@ -219,7 +219,10 @@ describe('docs/deployment.md "Run a fleet": PostgreSQL, NATS, two replicas, two 
     const exited = new Promise<number | null>((r) => fleet!.once('exit', (code) => r(code)));
     let code: number | null | undefined;
     void exited.then((c) => (code = c));
-    await waitFor(() => out.includes('fleet-walkthrough-done') || code !== undefined, 300_000, 'the fleet walk-through to finish');
+    // A process the page started in the background that fails (its `until curl` would wait for it forever) ends the wait too.
+    const fatal = () => /"level":60|^egress-gateway: /m.exec(`${out}\n${err}`);
+    await waitFor(() => out.includes('fleet-walkthrough-done') || code !== undefined || fatal(), 300_000, 'the fleet walk-through to finish');
+    expect(fatal(), `a process the page started failed:\n${err.slice(-4000)}\n${out.slice(-4000)}`).toBeNull();
     expect(code, `the walk-through stopped (exit ${code}):\n${err.slice(-4000)}\n${out.slice(-4000)}`).toBeUndefined();
 
     const lines = out.split('\n');
