@@ -25,7 +25,17 @@ const config = (id: string, headerSecret: string | null = null, account = 'acct'
   description: null,
   create_time_ms: 1,
 });
-const token = (id: string, devbox: string, configId: string, secretId: string, account = 'acct'): AgentTokenRow => ({ id, token_hash: `hash-${id}`, kind: 'gateway', account_id: account, devbox_id: devbox, config_id: configId, secret_id: secretId, env_name: null, create_time_ms: 1 });
+const token = (id: string, devbox: string, configId: string, secretId: string, account = 'acct'): AgentTokenRow => ({
+  id,
+  token_hash: `hash-${id}`,
+  kind: 'gateway',
+  account_id: account,
+  devbox_id: devbox,
+  config_id: configId,
+  secret_id: secretId,
+  env_name: null,
+  create_time_ms: 1,
+});
 
 let seq = 0;
 const D = (d: Devbox): ChangeRecord => ({ seq: ++seq, kind: 'devbox', id: d.id, accountId: d.account_id, hostId: d.host_id ?? null, value: d });
@@ -116,4 +126,3 @@ describe('agent scope: what each host receives', () => {
     expect(norm(s.wanted()).filter((k) => k.startsWith('agent.h2.'))).toHaveLength(2);
   });
 });
-
