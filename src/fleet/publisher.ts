@@ -473,7 +473,7 @@ export class Publisher {
     }
     await pipelined([...want], ([key, entry]) => this.put(kv, key, entry));
     const agentWant = new Map(agents.wanted().map(({ key, value }) => [key, agentEntry(value, snap.seq, this.epoch)] as const));
-    for (const [key, entry] of agentWant) await this.put(kv, key, entry);
+    await this.putAgentEntries(kv, agentWant, async () => {});
     const stale: string[] = [];
     for await (const key of await kv.keys('policy.>')) if (!want.has(key)) stale.push(key);
     for await (const key of await kv.keys('agent.>')) if (!agentWant.has(key)) stale.push(key);
@@ -484,6 +484,20 @@ export class Publisher {
     this.scope = scope;
     this.agents = agents;
     return scope;
+  }
+
+  /** Agent keys, PIPELINE at a time: secrets and configs first, then the tokens naming them. */
+  private async putAgentEntries(kv: KV, entries: Map<string, FleetEntry>, after: () => Promise<void>): Promise<void> {
+    const all = [...entries];
+    for (const tokens of [false, true]) {
+      await pipelined(
+        all.filter(([, e]) => (e.kind === 'agent_token') === tokens),
+        async ([key, entry]) => {
+          await this.put(kv, key, entry);
+          await after();
+        },
+      );
+    }
   }
 
   /** The whole database under `epoch`, and tombstones for keys it no longer has; returns its seq. */
@@ -525,17 +539,7 @@ export class Publisher {
         await refresh();
       },
     );
-    // Agent keys after the devboxes: secrets and configs before the tokens naming them.
-    const agentEntries = [...agentWant];
-    for (const tokens of [false, true]) {
-      await pipelined(
-        agentEntries.filter(([, e]) => (e.kind === 'agent_token') === tokens),
-        async ([key, entry]) => {
-          await this.put(kv, key, entry);
-          await refresh();
-        },
-      );
-    }
+    await this.putAgentEntries(kv, agentWant, refresh);
     const stale: string[] = [];
     for (const filter of ['policy.>', 'devbox.>']) for await (const key of await kv.keys(filter)) if (!want.has(key)) stale.push(key);
     for await (const key of await kv.keys('agent.>')) if (!agentWant.has(key)) stale.push(key);
