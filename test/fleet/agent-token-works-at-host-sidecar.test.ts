@@ -5,7 +5,7 @@
  * token from the devbox's address and applies the real secret (which it opens with the same
  * --secrets-key-file), h2 and the bucket hold nothing of it in plaintext or for h2, a rotated
  * value applies at the next request through the sidecar, and a deleted secret makes the
- * sidecar refuse the token (401) without reaching the upstream.
+ * sidecar refuse the token (401) without reaching the upstream. No log line carries a value.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -171,5 +171,7 @@ describe("fleet: a gateway token minted at the control plane works at its devbox
     expect(fake.received.length).toBe(seen);
     await until(async () => snapshotRows(join(base.dir, 'h1.db')).tokens.length === 0, 30_000, "h1's snapshot to drop the token");
     expect(snapshotRows(join(base.dir, 'h1.db')).secrets.map((s) => s.id)).toHaveLength(0);
+    // No log line of either role carries a secret value or the token.
+    for (const n of [cp, h1, h2]) for (const plain of [API_KEY_1, API_KEY_2, ORG, token]) expect(n.out() + n.err()).not.toContain(plain);
   }, 300_000);
 });
