@@ -15,6 +15,7 @@ import { connect } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeLlm, startFakeLlm } from '../support/fake-llm-upstream.js';
+import { type McpUpstream, startMcpUpstream } from '../support/mcp-upstream.js';
 import { curl } from '../support/proxy.js';
 import { type TestCa, makeTestCa } from '../support/test-ca.js';
 import { type FleetBase, type Node, api, fleetBase, startReplica, startSidecar, until } from './support.js';
@@ -22,6 +23,7 @@ import { type FleetBase, type Node, api, fleetBase, startReplica, startSidecar, 
 let base: FleetBase;
 let ca: TestCa;
 let fake: FakeLlm;
+let mcp: McpUpstream;
 let cp: Node;
 let h1: Node;
 let h2: Node;
@@ -33,13 +35,15 @@ const API_KEY_1 = `sk-real-${randomBytes(8).toString('hex')}`;
 const API_KEY_2 = `sk-rotated-${randomBytes(8).toString('hex')}`;
 const ORG = `org-${randomBytes(8).toString('hex')}`;
 
-function agentPort(n: Node): number {
+function doorPort(n: Node, door: 'agent-gateway' | 'mcp-hub'): number {
   const line = n
     .out()
     .split('\n')
     .find((l) => l.includes('egress-gateway listening'))!;
-  return Number(/"agent-gateway":"127\.0\.0\.1:(\d+)"/.exec(line)![1]);
+  const addr = (JSON.parse(line) as { listeners: Record<string, string> }).listeners[door]!;
+  return Number(addr.slice(addr.lastIndexOf(':') + 1));
 }
+const agentPort = (n: Node) => doorPort(n, 'agent-gateway');
 
 /** What the devbox's client does: its gateway token to the sidecar's agent gateway, from its own address. */
 function ask(sidecar: Node, token: string) {
@@ -98,10 +102,11 @@ beforeAll(async () => {
   base = await fleetBase();
   ca = makeTestCa();
   fake = await startFakeLlm(ca);
+  mcp = await startMcpUpstream(ca, 'json');
   // The control plane's secrets key, given to every sidecar too (docs/deployment.md).
   keyFile = join(base.dir, 'secrets.key');
   writeFileSync(keyFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
-  const doors = ['--agent-gateway', '127.0.0.1:0', '--upstream-ca-file', ca.caFile, '--secrets-key-file', keyFile];
+  const doors = ['--agent-gateway', '127.0.0.1:0', '--mcp-hub', '127.0.0.1:0', '--upstream-ca-file', ca.caFile, '--secrets-key-file', keyFile];
   [cp, h1, h2] = await Promise.all([
     startReplica(base.controlDb, base.nats.url, {}, ['--allow-private', '127.0.0.0/8', ...doors]),
     startSidecar(base.nats.url, 'h1', join(base.dir, 'h1.db'), base.dns.port, doors),
@@ -112,6 +117,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await base?.close([cp, h1, h2]);
   await fake?.close();
+  await mcp?.close();
   ca?.remove();
 });
 
@@ -173,5 +179,21 @@ describe("fleet: a gateway token minted at the control plane works at its devbox
     expect(snapshotRows(join(base.dir, 'h1.db')).secrets.map((s) => s.id)).toHaveLength(0);
     // No log line of either role carries a secret value or the token.
     for (const n of [cp, h1, h2]) for (const plain of [API_KEY_1, API_KEY_2, ORG, token]) expect(n.out() + n.err()).not.toContain(plain);
+  }, 300_000);
+
+  it("an MCP token minted at the control plane is admitted by h1's MCP hub, which sends the real secret upstream", async () => {
+    const MCP_KEY = `ghp-real-${randomBytes(8).toString('hex')}`;
+    const from = '127.0.0.8';
+    await post('/v1/secrets', { name: 'GITHUB_TOKEN', value: MCP_KEY });
+    const cfg = await post<{ id: string }>('/v1/mcp-configs', { name: 'github-readonly', endpoint: `${mcp.url}/mcp`, auth_mechanism: { type: 'bearer' }, allowed_tools: ['search_*'] });
+    const policy = await post<{ id: string }>('/v1/network-policies', { name: 'mcp-agents', allow_mcp_gateway: true });
+    const box = await post<{ id: string }>('/v1/devboxes', { name: 'mcp-box', network: { host_id: 'h1', addresses: [from] }, launch_parameters: { network_policy_id: policy.id } });
+    const { token } = await post<{ token: string }>(`/v1/devboxes/${box.id}/create_mcp_token`, { mcp_config: cfg.id, secret: 'GITHUB_TOKEN' });
+    const initialize = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'fleet-test', version: '1' } } });
+    const ask = () => curl(['--interface', from, '-H', `authorization: Bearer ${token}`, '-H', 'content-type: application/json', '-H', 'accept: application/json, text/event-stream', '--data', initialize, `http://127.0.0.1:${doorPort(h1, 'mcp-hub')}/mcp`]);
+    await until(async () => (await ask()).status === 200, 60_000, "h1's MCP hub to admit the token");
+    const init = mcp.seen.filter((x) => x.messages.some((m) => m.method === 'initialize')).at(-1)!;
+    expect(init.headers.authorization).toBe(`Bearer ${MCP_KEY}`);
+    expect(snapshotRows(join(base.dir, 'h2.db'))).toEqual({ secrets: [], configs: 0, tokens: [] });
   }, 300_000);
 });
