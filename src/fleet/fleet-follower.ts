@@ -1,6 +1,7 @@
 /**
  * The sidecar's follower (`serve --follow nats://… --host-id NAME`): keeps the local snapshot
- * (local-snapshot.ts) equal to the fleet bucket's `policy.>` and `devbox.<host>.>`.
+ * (local-snapshot.ts) equal to the fleet bucket's `policy.<host>.>`, `devbox.<host>.>` and
+ * `agent.<host>.>` (the agent tokens, configs and sealed secrets its devboxes use).
  *
  * On every (re)connection it relists, but only from a complete snapshot: the publisher's
  * `meta.snapshot` marker must say the bucket's epoch was republished whole (before and after
@@ -23,7 +24,7 @@ import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config.js';
-import { localNameOf, HEARTBEAT_KEY, hostPolicyFilter, SNAPSHOT_KEY, WATERMARK_KEY, type Heartbeat, type Position, type SnapshotMarker, decodeEntry, decodeHeartbeat, decodeMarker, decodePosition, hostFilter } from './keys.js';
+import { localNameOf, HEARTBEAT_KEY, hostAgentFilter, hostPolicyFilter, SNAPSHOT_KEY, WATERMARK_KEY, type Heartbeat, type Position, type SnapshotMarker, decodeEntry, decodeHeartbeat, decodeMarker, decodePosition, hostFilter } from './keys.js';
 import type { LocalSnapshot, Revised, WatchSource } from './local-snapshot.js';
 import { type FleetConnection, openConnection } from './nats.js';
 import { followerGauges as g, setAgeSource } from './metrics.js';
@@ -252,6 +253,7 @@ export class Follower {
     const sources: Array<[WatchSource, string]> = [
       ['policy', hostPolicyFilter(this.config.hostId!)],
       ['host', hostFilter(this.config.hostId!)],
+      ['agent', hostAgentFilter(this.config.hostId!)],
     ];
     const watches: Watch[] = [];
     this.stopWatches = () => {
@@ -265,7 +267,7 @@ export class Follower {
         this.live = true;
         this.lastError = '';
         g.resumes.inc();
-        this.log.info({ event: 'fleet_resumed', from: s.revs, epoch: s.epoch }, `resumed following from revisions policy ${s.revs.policy}, host ${s.revs.host} (no relist)`);
+        this.log.info({ event: 'fleet_resumed', from: s.revs, epoch: s.epoch }, `resumed following from revisions policy ${s.revs.policy}, host ${s.revs.host}, agent ${s.revs.agent} (no relist)`);
       }
       await this.consume(watches, started, resume ? null : bucket);
     } finally {
@@ -307,7 +309,7 @@ export class Follower {
     /** The relist or backlog is in the snapshot (queued entries apply). */
     let installed = false;
     /** Per entry range, the newest revision the initial read delivered (its resume point). */
-    const seenRev: Record<WatchSource, number> = { policy: 0, host: 0 };
+    const seenRev: Record<WatchSource, number> = { policy: 0, host: 0, agent: 0 };
     let flushing = false;
     let fail: (e: Error) => void = () => {};
     const ended = new Promise<void>((_, reject) => (fail = reject));
@@ -469,9 +471,11 @@ export class Follower {
     g.resyncs.inc();
     if (changed > 0) this.changed();
     const policies = entries.filter((e) => e.entry.kind === 'policy').length;
+    const devboxes = entries.filter((e) => e.entry.kind === 'devbox').length;
+    const agents = entries.length - policies - devboxes;
     this.log.info(
-      { event: 'fleet_resync', revision, seq: this.seq, epoch: this.epoch, policies, devboxes: entries.length - policies, changed, read_ms: t0 - started, swap_ms: Date.now() - t0, ms: Date.now() - started },
-      `policy snapshot resynced: ${policies} policies, ${entries.length - policies} devboxes of host ${this.config.hostId}, ${changed} changed (revision ${revision}, epoch ${this.epoch})`,
+      { event: 'fleet_resync', revision, seq: this.seq, epoch: this.epoch, policies, devboxes, agent_entries: agents, changed, read_ms: t0 - started, swap_ms: Date.now() - t0, ms: Date.now() - started },
+      `policy snapshot resynced: ${policies} policies, ${devboxes} devboxes, ${agents} agent tokens, configs and sealed secrets of host ${this.config.hostId}, ${changed} changed (revision ${revision}, epoch ${this.epoch})`,
     );
   }
 

@@ -6,6 +6,13 @@
  *                                  sidecar reads `policy.<host>.>`: nothing of other hosts')
  *   devbox.<host>.<devbox id>      devboxes placed on a host (its sidecar reads `devbox.<host>.>`)
  *   devbox.=.<devbox id>           devboxes with no host_id: no sidecar reads them
+ *   agent.<host>.<kind>.<account>.<id>
+ *                                  agent resources a host's running devboxes use (agent-scope.ts):
+ *                                  kind `agent_token` (the SHA-256 hash, never the text), the
+ *                                  `gateway_config` / `mcp_config` a token names (system configs
+ *                                  are built in, never published) and every `secret` a token or
+ *                                  config header references, as its sealed row (AES-256-GCM
+ *                                  ciphertext as stored, never plaintext); the sidecar reads `agent.<host>.>`
  *   meta.watermark                 {epoch, seq}: the highest change seq published contiguously
  *   meta.snapshot                  {epoch, seq, complete}: the complete-snapshot marker (below)
  *   meta.heartbeat                 {epoch, seq, at}: written by every live publisher at least every second
@@ -25,8 +32,10 @@
  * or a devbox that left the host is an entry whose `value` is null (a tombstone that keeps
  * its seq), never a KV delete.
  */
+import type { AgentGatewayConfig, McpConfig } from '../policy/credentials.js';
 import type { Devbox, NetworkPolicy } from '../policy/model.js';
-import type { PlaneRecord } from '../store/change-feed.js';
+import type { AgentTokenRow, SecretRow } from '../store/agents.js';
+import { AGENT_CHANGE_KINDS, type AgentChangeKind, type PlaneRecord } from '../store/change-feed.js';
 
 /** The host a devbox is placed on (`network.host_id`); null: not placed. */
 export function hostOf(d: Devbox): string | null {
@@ -37,8 +46,8 @@ export const WATERMARK_KEY = 'meta.watermark';
 export const SNAPSHOT_KEY = 'meta.snapshot';
 export const HEARTBEAT_KEY = 'meta.heartbeat';
 export const deadLetterKey = (key: string) => `dead.${key}`;
-/** The layout of the keys above (in the snapshot marker): a replica republishes a bucket of another layout. */
-export const LAYOUT = 2;
+/** The layout of the keys above (in the snapshot marker): a replica republishes a bucket of another layout. 3: agent keys. */
+export const LAYOUT = 3;
 export const UNPLACED = '=';
 
 export function escapeToken(s: string): string {
@@ -69,20 +78,33 @@ export function unescapeToken(t: string): string | null {
 /** The local snapshot's name (`kind:id`) of a bucket key, read from the key alone (never from a value that may be forged). */
 export function localNameOf(key: string): string | null {
   const parts = key.split('.');
-  const n = parts[0] === 'policy' ? 4 : parts[0] === 'devbox' ? 3 : 0;
+  const n = parts[0] === 'policy' ? 4 : parts[0] === 'devbox' ? 3 : parts[0] === 'agent' ? 5 : 0;
   if (parts.length !== n) return null;
   const id = unescapeToken(parts[n - 1]!);
+  if (parts[0] === 'agent') return id === null || !isAgentKind(parts[2]!) ? null : `${parts[2]}:${id}`;
   return id === null ? null : `${parts[0]}:${id}`;
+}
+
+export function isAgentKind(k: unknown): k is AgentChangeKind {
+  return (AGENT_CHANGE_KINDS as readonly unknown[]).includes(k);
 }
 
 export const policyKey = (hostId: string, accountId: string, id: string) => `policy.${escapeToken(hostId)}.${escapeToken(accountId)}.${escapeToken(id)}`;
 export const hostPolicyFilter = (hostId: string) => `policy.${escapeToken(hostId)}.>`;
 export const devboxKey = (hostId: string | null, id: string) => `devbox.${hostId === null ? UNPLACED : escapeToken(hostId)}.${escapeToken(id)}`;
 export const hostFilter = (hostId: string) => `devbox.${escapeToken(hostId)}.>`;
+export const agentKey = (hostId: string, kind: AgentChangeKind, accountId: string, id: string) => `agent.${escapeToken(hostId)}.${kind}.${escapeToken(accountId)}.${escapeToken(id)}`;
+export const hostAgentFilter = (hostId: string) => `agent.${escapeToken(hostId)}.>`;
 
 /** `withheld`: a tombstone standing for a change that could not be published (see dead letters). */
 type EntryHead = { seq: number; epoch: number; withheld?: string };
-export type FleetEntry = (EntryHead & { kind: 'policy'; id: string; account_id: string; value: NetworkPolicy | null }) | (EntryHead & { kind: 'devbox'; id: string; account_id: string; host_id: string | null; value: Devbox | null });
+/** An agent resource on one host's sidecar (agent-scope.ts): secrets only sealed, tokens only hashed. */
+export type AgentEntry =
+  | (EntryHead & { kind: 'secret'; id: string; account_id: string; value: SecretRow | null })
+  | (EntryHead & { kind: 'gateway_config'; id: string; account_id: string; value: AgentGatewayConfig | null })
+  | (EntryHead & { kind: 'mcp_config'; id: string; account_id: string; value: McpConfig | null })
+  | (EntryHead & { kind: 'agent_token'; id: string; account_id: string; value: AgentTokenRow | null });
+export type FleetEntry = (EntryHead & { kind: 'policy'; id: string; account_id: string; value: NetworkPolicy | null }) | (EntryHead & { kind: 'devbox'; id: string; account_id: string; host_id: string | null; value: Devbox | null }) | AgentEntry;
 
 /** Where an entry or marker stands in the fleet's history: epoch first, then seq. */
 export interface Position {
@@ -135,6 +157,12 @@ export function tombstoneFor(key: string, seq: number, epoch: number): FleetEntr
     const account = unescapeToken(parts.at(-2)!);
     return id === null || account === null ? null : { seq, epoch, kind: 'policy', id, account_id: account, value: null };
   }
+  if (parts[0] === 'agent' && parts.length === 5) {
+    const kind = parts[2];
+    const account = unescapeToken(parts[3]!);
+    const id = unescapeToken(parts[4]!);
+    return id === null || account === null || !isAgentKind(kind) ? null : ({ seq, epoch, kind, id, account_id: account, value: null } as AgentEntry);
+  }
   if (parts.length !== 3) return null;
   const [kind, owner, id] = parts as [string, string, string];
   if (kind === 'devbox') return { seq, epoch, kind: 'devbox', id, account_id: '', host_id: owner === UNPLACED ? null : owner, value: null };
@@ -148,7 +176,7 @@ export function decodeEntry(data: Uint8Array): FleetEntry | null {
   try {
     const v = JSON.parse(Buffer.from(data).toString('utf8')) as Partial<FleetEntry> | null;
     if (v === null || typeof v !== 'object' || typeof v.seq !== 'number' || typeof v.id !== 'string') return null;
-    if (v.kind !== 'policy' && v.kind !== 'devbox') return null;
+    if (v.kind !== 'policy' && v.kind !== 'devbox' && !isAgentKind(v.kind)) return null;
     // Entries from before epochs were introduced are epoch 0: any epoch replaces them.
     return { ...v, epoch: typeof v.epoch === 'number' ? v.epoch : 0 } as FleetEntry;
   } catch {

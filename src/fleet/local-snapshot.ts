@@ -2,13 +2,18 @@
  * The sidecar's last good snapshot, kept in its local sqlite file (--db): the same tables the
  * store reads, so the engine and the doors run unchanged on it, plus `fleet_entries` (the
  * bucket entry each row came from, to diff a resync and to refuse an older entry) and four
- * `meta` rows (revision, seq, epoch, and the time of the newest control-plane heartbeat applied). Each write is one transaction and logs its changes in
+ * `meta` rows (revision, seq, epoch, and the time of the newest control-plane heartbeat applied).
+ * Agent entries fill the store's `secrets` (sealed, as the control plane stored them),
+ * `agent_configs` and `agent_tokens` tables, so the store's CredentialSource serves the agent
+ * gateway and MCP hub doors here as on the control plane. Each write is one transaction and logs its changes in
  * `change_log`; the caller then has the store re-read the log, which raises the change events
  * that re-decide and cut open tunnels, exactly as an API write does.
  */
 import Database from 'better-sqlite3';
+import type { AgentGatewayConfig, McpConfig } from '../policy/credentials.js';
 import type { Devbox, NetworkPolicy } from '../policy/model.js';
-import { type FleetEntry, comparePosition } from './keys.js';
+import type { AgentTokenRow, SecretRow } from '../store/agents.js';
+import { type AgentEntry, type FleetEntry, comparePosition } from './keys.js';
 
 export interface SnapshotState {
   revision: number;
@@ -23,7 +28,7 @@ export interface SnapshotState {
   revs: Record<WatchSource, number>;
 }
 
-export type WatchSource = 'policy' | 'host';
+export type WatchSource = 'policy' | 'host' | 'agent';
 
 /** A bucket entry with the KV revision it was read at. */
 export interface Revised {
@@ -64,6 +69,16 @@ export class LocalSnapshot {
       dropAddresses: p('DELETE FROM running_addresses WHERE devbox_id = ?'),
       putAddress: p('INSERT OR REPLACE INTO running_addresses (address, devbox_id) VALUES (?, ?)'),
       logChange: p('INSERT INTO change_log (kind, id, account_id) VALUES (?, ?, ?)'),
+      // A name held by another id (deleted and created again, its tombstone not applied yet) gives way.
+      putSecret: p(`INSERT OR REPLACE INTO secrets (id, account_id, name, ciphertext, create_time_ms, update_time_ms)
+                    VALUES (@id, @account_id, @name, @ciphertext, @create_time_ms, @update_time_ms)`),
+      dropSecret: p('DELETE FROM secrets WHERE id = ?'),
+      putConfig: p(`INSERT OR REPLACE INTO agent_configs (id, kind, account_id, name, endpoint, auth_mechanism, custom_headers, allowed_tools, description, create_time_ms, update_time_ms)
+                    VALUES (@id, @kind, @account_id, @name, @endpoint, @auth_mechanism, @custom_headers, @allowed_tools, @description, @create_time_ms, @create_time_ms)`),
+      dropConfig: p('DELETE FROM agent_configs WHERE id = ?'),
+      putToken: p(`INSERT OR REPLACE INTO agent_tokens (id, token_hash, kind, account_id, devbox_id, config_id, secret_id, env_name, create_time_ms)
+                   VALUES (@id, @token_hash, @kind, @account_id, @devbox_id, @config_id, @secret_id, @env_name, @create_time_ms)`),
+      dropToken: p('DELETE FROM agent_tokens WHERE id = ?'),
     };
   }
 
@@ -75,7 +90,7 @@ export class LocalSnapshot {
       epoch: n('fleet_epoch'),
       currentAt: n('fleet_current_ms'),
       bucket: String(this.q.meta.get('fleet_bucket') ?? ''),
-      revs: { policy: n('fleet_rev_policy'), host: n('fleet_rev_host') },
+      revs: { policy: n('fleet_rev_policy'), host: n('fleet_rev_host'), agent: n('fleet_rev_agent') },
     };
   }
 
@@ -156,6 +171,7 @@ export class LocalSnapshot {
   private markRevs(revs: Record<WatchSource, number>): void {
     this.q.setMeta.run('fleet_rev_policy', String(revs.policy));
     this.q.setMeta.run('fleet_rev_host', String(revs.host));
+    this.q.setMeta.run('fleet_rev_agent', String(revs.agent));
   }
 
   /** Records the newest control-plane heartbeat applied (its `at`): the snapshot was current then. */
@@ -176,6 +192,8 @@ export class LocalSnapshot {
     if (e.kind === 'policy') {
       if (e.value === null) this.q.dropPolicy.run(e.id);
       else this.putPolicy(e.value);
+    } else if (e.kind !== 'devbox') {
+      this.writeAgent(e);
     } else {
       this.q.dropAddresses.run(e.id);
       if (e.value === null) this.q.dropDevbox.run(e.id);
@@ -185,6 +203,44 @@ export class LocalSnapshot {
     else this.q.setEntry.run(k, json);
     this.q.logChange.run(e.kind, e.id, e.account_id);
     return 1;
+  }
+
+  /** An agent entry into the store's tables (only under its own id and account: never another row's). */
+  private writeAgent(e: AgentEntry): void {
+    switch (e.kind) {
+      case 'secret':
+        if (e.value === null) this.q.dropSecret.run(e.id);
+        else this.putSecret({ ...e.value, id: e.id, account_id: e.account_id });
+        break;
+      case 'gateway_config':
+      case 'mcp_config':
+        if (e.value === null) this.q.dropConfig.run(e.id);
+        else this.putConfig(e.kind === 'mcp_config' ? 'mcp' : 'gateway', { ...e.value, id: e.id, account_id: e.account_id });
+        break;
+      case 'agent_token':
+        if (e.value === null) this.q.dropToken.run(e.id);
+        else this.q.putToken.run({ ...pick(e.value), id: e.id, account_id: e.account_id });
+        break;
+    }
+  }
+
+  private putSecret(s: SecretRow): void {
+    this.q.putSecret.run({ id: s.id, account_id: s.account_id, name: s.name, ciphertext: s.ciphertext, create_time_ms: s.create_time_ms, update_time_ms: s.update_time_ms });
+  }
+
+  private putConfig(kind: 'gateway' | 'mcp', c: AgentGatewayConfig | McpConfig): void {
+    this.q.putConfig.run({
+      id: c.id,
+      kind,
+      account_id: c.account_id,
+      name: c.name,
+      endpoint: c.endpoint,
+      auth_mechanism: JSON.stringify(c.auth_mechanism),
+      custom_headers: JSON.stringify(c.custom_headers),
+      allowed_tools: kind === 'mcp' ? JSON.stringify((c as McpConfig).allowed_tools ?? []) : null,
+      description: c.description,
+      create_time_ms: c.create_time_ms,
+    });
   }
 
   private putPolicy(p: NetworkPolicy): void {
@@ -222,4 +278,8 @@ export class LocalSnapshot {
   close(): void {
     this.db.close();
   }
+}
+
+function pick(t: AgentTokenRow): Omit<AgentTokenRow, 'id' | 'account_id'> {
+  return { token_hash: t.token_hash, kind: t.kind, devbox_id: t.devbox_id, config_id: t.config_id, secret_id: t.secret_id, env_name: t.env_name, create_time_ms: t.create_time_ms };
 }

@@ -32,6 +32,7 @@ import { type ChangeFeed, type PlaneRecord, isPlaneRecord } from '../store/chang
 import type { GatewayConfig } from '../config.js';
 import { type FleetEntry, HEARTBEAT_KEY, type Position, SNAPSHOT_KEY, type SnapshotMarker, WATERMARK_KEY, comparePosition, deadLetterKey, decodeMarker, decodePosition, encodeJson, entryOf, devboxKeyOf, hostOf, LAYOUT, policyKey, tombstoneFor, withheld } from './keys.js';
 import { HostScope, type ScopeChanges } from './host-scope.js';
+import { type AgentChanges, AgentScope, type AgentValue } from './agent-scope.js';
 import { type FleetConnection, openConnection } from './nats.js';
 import type { Signer, Verifier } from './signing.js';
 import { fleetDeadLetters, fleetEpoch, fleetForgeries, fleetPublished, fleetPublishedSeq, fleetSnapshots } from './metrics.js';
@@ -73,6 +74,8 @@ export class Publisher {
   private stopForgeryWatch: (() => void) | null = null;
   /** Which host references which policy (per-host scope), as of the cursor. */
   private scope: HostScope | null = null;
+  /** Which host holds which agent token, config and secret, as of the cursor (null with `scope`). */
+  private agents: AgentScope | null = null;
 
   constructor(
     private readonly config: GatewayConfig,
@@ -102,7 +105,7 @@ export class Publisher {
     const iter = await kv.watch({ key: '>', include: KvWatchInclude.UpdatesOnly });
     this.stopForgeryWatch = () => iter.stop();
     for await (const e of iter) {
-      if (e.operation !== 'PUT' || !(e.key.startsWith('policy.') || e.key.startsWith('devbox.')) || this.genuine(e.key, e.value)) continue;
+      if (e.operation !== 'PUT' || !ENTRY_PREFIXES.some((p) => e.key.startsWith(`${p}.`)) || this.genuine(e.key, e.value)) continue;
       fleetForgeries.inc();
       this.log.error({ event: 'fleet_forged_entry_detected', key: e.key, revision: e.revision }, `the bucket's ${e.key} was written by no trusted publisher; republishing the database over it`);
       this.repair = true;
@@ -211,6 +214,7 @@ export class Publisher {
       if (marker.epoch > this.epoch) {
         this.cursor = 0;
         this.scope = null;
+        this.agents = null;
       }
       this.epoch = Math.max(this.epoch, marker.epoch);
       return false;
@@ -231,6 +235,7 @@ export class Publisher {
       this.epoch = mark.epoch;
       this.cursor = 0;
       this.scope = null;
+      this.agents = null;
     }
     fleetEpoch.set(this.epoch);
     const head = await this.feed.lastSeq();
@@ -268,10 +273,11 @@ export class Publisher {
       // The fault hook dies before the rebuild too: the rebuild's snapshot would carry the change.
       if (this.scope === null && records.at(-1)!.seq >= this.faultFrom) process.kill(process.pid, 'SIGKILL');
       const scope = this.scope ?? (await this.rebuildScope(kv));
+      const agents = this.agents!;
       for (const r of records) {
         if (r.seq >= this.faultFrom) process.kill(process.pid, 'SIGKILL');
-        // Agent resources (secrets, configs, tokens) are in the feed but not fanned out to sidecars yet.
-        if (isPlaneRecord(r)) await this.publishRecord(kv, r, scope.apply(r));
+        if (isPlaneRecord(r)) await this.publishRecord(kv, r, scope.apply(r), agents.apply(r));
+        else await this.publishAgents(kv, r.seq, agents.apply(r), 'both');
         this.cursor = r.seq;
         fleetPublished.inc();
       }
@@ -285,17 +291,19 @@ export class Publisher {
    * skipped here), or, when the outbox no longer holds them, rebuild it at the next records.
    */
   private async catchUpScope(to: number): Promise<void> {
-    if (this.scope === null) return;
+    if (this.scope === null || this.agents === null) return;
     let at = this.cursor;
     while (at < to) {
       const records = await this.feed.changesSince(at, BATCH);
       if (records.length === 0 || records[0]!.seq !== at + 1) {
         this.scope = null;
+        this.agents = null;
         return;
       }
       for (const r of records) {
         if (r.seq > to) return;
         if (isPlaneRecord(r)) this.scope.apply(r);
+        this.agents.apply(r);
         at = r.seq;
       }
     }
@@ -304,16 +312,25 @@ export class Publisher {
   /**
    * One record: a policy newly referenced on a host (or changed) first, so a sidecar never
    * holds a devbox without its policy; then the devbox; then policies no devbox on a host
-   * references any more.
+   * references any more. A devbox's agent keys are tombstoned before its entry is written and
+   * written after it.
    */
-  private async publishRecord(kv: KV, r: PlaneRecord, scope: ScopeChanges): Promise<void> {
+  private async publishRecord(kv: KV, r: PlaneRecord, scope: ScopeChanges, agents: AgentChanges): Promise<void> {
     for (const { host, policy } of scope.put) {
       await this.put(kv, policyKey(host, policy.account_id, policy.id), entryOf({ seq: r.seq, kind: 'policy', id: policy.id, accountId: policy.account_id, value: policy }, this.epoch));
     }
+    await this.publishAgents(kv, r.seq, agents, 'drop');
     if (r.kind === 'devbox') await this.put(kv, devboxKeyOf(r), entryOf(r, this.epoch));
+    await this.publishAgents(kv, r.seq, agents, 'put');
     for (const d of scope.drop) {
       await this.put(kv, policyKey(d.host, d.accountId, d.policyId), entryOf({ seq: r.seq, kind: 'policy', id: d.policyId, accountId: d.accountId, value: null }, this.epoch));
     }
+  }
+
+  /** One record's agent keys: tombstones (tokens before what they named), then puts (secrets and configs before tokens). */
+  private async publishAgents(kv: KV, seq: number, changes: AgentChanges, which: 'drop' | 'put' | 'both'): Promise<void> {
+    if (which !== 'put') for (const d of changes.drop) await this.put(kv, d.key, agentEntry(d.value, seq, this.epoch));
+    if (which !== 'drop') for (const p of changes.put) await this.put(kv, p.key, agentEntry(p.value, seq, this.epoch));
   }
 
   private async heartbeat(): Promise<void> {
@@ -449,19 +466,38 @@ export class Publisher {
   private async rebuildScope(kv: KV): Promise<HostScope> {
     const snap = await this.feed.snapshot();
     const scope = HostScope.from(snap);
+    const agents = AgentScope.from(snap);
     const want = new Map<string, FleetEntry>();
     for (const { host, policy } of scope.wanted()) {
       want.set(policyKey(host, policy.account_id, policy.id), entryOf({ seq: snap.seq, kind: 'policy', id: policy.id, accountId: policy.account_id, value: policy }, this.epoch));
     }
     await pipelined([...want], ([key, entry]) => this.put(kv, key, entry));
+    const agentWant = new Map(agents.wanted().map(({ key, value }) => [key, agentEntry(value, snap.seq, this.epoch)] as const));
+    await this.putAgentEntries(kv, agentWant, async () => {});
     const stale: string[] = [];
     for await (const key of await kv.keys('policy.>')) if (!want.has(key)) stale.push(key);
+    for await (const key of await kv.keys('agent.>')) if (!agentWant.has(key)) stale.push(key);
     await pipelined(stale, async (key) => {
       const tomb = tombstoneFor(key, snap.seq, this.epoch);
       if (tomb) await this.put(kv, key, tomb);
     });
     this.scope = scope;
+    this.agents = agents;
     return scope;
+  }
+
+  /** Agent keys, PIPELINE at a time: secrets and configs first, then the tokens naming them. */
+  private async putAgentEntries(kv: KV, entries: Map<string, FleetEntry>, after: () => Promise<void>): Promise<void> {
+    const all = [...entries];
+    for (const tokens of [false, true]) {
+      await pipelined(
+        all.filter(([, e]) => (e.kind === 'agent_token') === tokens),
+        async ([key, entry]) => {
+          await this.put(kv, key, entry);
+          await after();
+        },
+      );
+    }
   }
 
   /** The whole database under `epoch`, and tombstones for keys it no longer has; returns its seq. */
@@ -470,6 +506,7 @@ export class Publisher {
     this.log.warn({ event: 'fleet_republish', epoch, seq: snap.seq, from: this.cursor, policies: snap.policies.length, devboxes: snap.devboxes.length }, `republishing a full snapshot as of seq ${snap.seq} (epoch ${epoch}; published up to seq ${this.cursor})`);
     const want = new Map<string, FleetEntry>();
     this.scope = HostScope.from(snap);
+    this.agents = AgentScope.from(snap);
     // Policies before devboxes: a sidecar relisting from a half-done republish still finds each devbox's policy.
     for (const { host, policy } of this.scope.wanted()) {
       want.set(policyKey(host, policy.account_id, policy.id), entryOf({ seq: snap.seq, kind: 'policy', id: policy.id, accountId: policy.account_id, value: policy }, epoch));
@@ -478,6 +515,7 @@ export class Publisher {
       const r = { seq: snap.seq, kind: 'devbox' as const, id: d.id, accountId: d.account_id, hostId: hostOf(d), value: d };
       want.set(devboxKeyOf(r), entryOf(r, epoch));
     }
+    const agentWant = new Map(this.agents.wanted().map(({ key, value }) => [key, agentEntry(value, snap.seq, epoch)] as const));
     let refreshed = Date.now();
     const refresh = async () => {
       if (claimed && Date.now() - refreshed > CLAIM_MS / 5) {
@@ -501,8 +539,10 @@ export class Publisher {
         await refresh();
       },
     );
+    await this.putAgentEntries(kv, agentWant, refresh);
     const stale: string[] = [];
     for (const filter of ['policy.>', 'devbox.>']) for await (const key of await kv.keys(filter)) if (!want.has(key)) stale.push(key);
+    for await (const key of await kv.keys('agent.>')) if (!agentWant.has(key)) stale.push(key);
     await pipelined(stale, async (key) => {
       const tomb = tombstoneFor(key, snap.seq, epoch);
       if (tomb) await this.put(kv, key, tomb);
@@ -521,6 +561,13 @@ export class Publisher {
     // A first connection still being attempted (NATS down since start) is not waited for.
     await Promise.race([this.done?.catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
   }
+}
+
+/** The key prefixes holding entries (keys.ts); `meta.` and `dead.` hold none. */
+const ENTRY_PREFIXES = ['policy', 'devbox', 'agent'] as const;
+
+function agentEntry(v: AgentValue, seq: number, epoch: number): FleetEntry {
+  return { ...v, seq, epoch } as FleetEntry;
 }
 
 /** Puts in flight at once during a republish. */

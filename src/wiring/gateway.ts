@@ -56,10 +56,13 @@ export interface WorkerRole {
 /** Opens the store and sets up the configured API tokens (the process that owns the store). */
 export async function openOwnedStore(config: GatewayConfig, log: Logger): Promise<{ store: PlaneStore; createdToken: string | null }> {
   // The owner creates the secrets key (0600) on first start, as it creates the first API token.
+  // A sidecar never does: it opens the control plane's sealed secrets with the control plane's key.
   const keyFile = resolve(secretsKeyPath(config));
   const keyExisted = existsSync(keyFile);
-  const store = await openPlaneStore(config.db, { writable: true, log, secrets: { keyFile, create: true } });
-  if (!keyExisted) log.info({ event: 'secrets_key_created', file: keyFile }, `created the secrets key ${keyFile} (mode 0600); back it up with the database: secrets cannot be read without it`);
+  const sidecar = config.follow !== null;
+  const store = await openPlaneStore(config.db, { writable: true, log, secrets: { keyFile, create: !sidecar } });
+  if (!keyExisted && !sidecar) log.info({ event: 'secrets_key_created', file: keyFile }, `created the secrets key ${keyFile} (mode 0600); back it up with the database: secrets cannot be read without it`);
+  if (!keyExisted && sidecar) log.warn({ event: 'secrets_key_missing', file: keyFile }, `no secrets key at ${keyFile}: the agent gateway and MCP hub here apply no credential until the control plane's key is put there (--secrets-key-file)`);
   try {
     return { store, createdToken: await store.control.tokens.ensure(config.apiTokens) };
   } catch (e) {
