@@ -18,7 +18,9 @@ ENV NODE_ENV=production \
     EGRESS_SOCKS=0.0.0.0:1080 \
     EGRESS_DNS=0.0.0.0:5353 \
     EGRESS_TRANSPARENT_TLS=0.0.0.0:8443 \
-    EGRESS_TRANSPARENT_HTTP=0.0.0.0:8081
+    EGRESS_TRANSPARENT_HTTP=0.0.0.0:8081 \
+    EGRESS_AGENT_GATEWAY=0.0.0.0:8090 \
+    EGRESS_MCP_HUB=0.0.0.0:8091
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
@@ -30,8 +32,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends nftables && rm 
  && mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
-# API + metrics, HTTP proxy, SOCKS5, DNS (UDP and TCP), transparent TLS, transparent HTTP
-EXPOSE 8080 3128 1080 5353/udp 5353/tcp 8443 8081
+# API + metrics, HTTP proxy, SOCKS5, DNS (UDP and TCP), transparent TLS, transparent HTTP, agent gateway, MCP hub
+EXPOSE 8080 3128 1080 5353/udp 5353/tcp 8443 8081 8090 8091
 HEALTHCHECK --interval=10s --timeout=2s CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 ENTRYPOINT ["node", "bin/egress-gateway.js"]
 CMD ["serve"]

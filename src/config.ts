@@ -329,8 +329,20 @@ export function loadConfig(flags: Map<string, string[]>, env: NodeJS.ProcessEnv 
 /** NATS server lists: nats:// or tls:// URLs, comma-separated. */
 const NATS_URL = /^(nats|tls):\/\/[^\s,/]+$/;
 
-/** One server of a list, with `user:password@` taken out. */
-const NATS_SERVER = /^((?:nats|tls):\/\/)(?:([^@\s,/]*)@)?([^@\s,/]+)$/;
+/** Characters a NATS server's user:password or host:port cannot hold. */
+const NOT_IN_SERVER = /[@\s,/]/;
+
+/** One server of a list split as scheme, `user:password` (undefined: none) and host:port; null when it is not one. */
+function splitNatsServer(raw: string): [scheme: string, userinfo: string | undefined, host: string] | null {
+  const scheme = /^(?:nats|tls):\/\//.exec(raw)?.[0];
+  if (scheme === undefined) return null;
+  const rest = raw.slice(scheme.length);
+  const at = rest.indexOf('@');
+  const userinfo = at < 0 ? undefined : rest.slice(0, at);
+  const host = at < 0 ? rest : rest.slice(at + 1);
+  if (host.length === 0 || NOT_IN_SERVER.test(host) || (userinfo !== undefined && NOT_IN_SERVER.test(userinfo))) return null;
+  return [scheme, userinfo, host];
+}
 
 /** A NATS URL list as it may be shown: any `user:password@` replaced by `***@`. */
 export function natsForDisplay(v: string): string {
@@ -347,15 +359,16 @@ function takeNatsCredentials(cfg: GatewayConfig, flag: '--nats' | '--follow', v:
   const servers: string[] = [];
   let creds: { user: string; pass: string } | null = null;
   for (const raw of v.split(',')) {
-    const m = NATS_SERVER.exec(raw.trim());
-    if (!m || !NATS_URL.test(`${m[1]}${m[3]}`)) throw new ConfigError(flag, `"${natsForDisplay(v)}" is not nats://[USER:PASSWORD@]HOST:PORT[,…]`);
-    servers.push(`${m[1]}${m[3]}`);
-    if (m[2] === undefined) continue;
-    const at = m[2].indexOf(':');
+    const m = splitNatsServer(raw.trim());
+    if (!m || !NATS_URL.test(`${m[0]}${m[2]}`)) throw new ConfigError(flag, `"${natsForDisplay(v)}" is not nats://[USER:PASSWORD@]HOST:PORT[,…]`);
+    servers.push(`${m[0]}${m[2]}`);
+    const userinfo = m[1];
+    if (userinfo === undefined) continue;
+    const at = userinfo.indexOf(':');
     if (at < 0) throw new ConfigError(flag, 'a token in the URL is not supported: give --nats-user and --nats-password, or --nats-creds');
     let c: { user: string; pass: string };
     try {
-      c = { user: decodeURIComponent(m[2].slice(0, at)), pass: decodeURIComponent(m[2].slice(at + 1)) };
+      c = { user: decodeURIComponent(userinfo.slice(0, at)), pass: decodeURIComponent(userinfo.slice(at + 1)) };
     } catch {
       throw new ConfigError(flag, 'the user:password in the URL is not valid percent-encoding');
     }
