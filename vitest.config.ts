@@ -41,6 +41,7 @@ const TIMING = [
   'test/attacks/dns-tcp-devbox-share.test.ts',
   'test/attacks/upstream-pool-fd-exhaustion.test.ts',
   'test/attacks/idle-connection-flood.test.ts',
+  'test/attacks/learn-flood-stall-budget.test.ts',
   // RSS under a 60 s load against its own warmed-up baseline: grew past its budget with four files beside it.
   'test/startup/log-destination-faults.test.ts',
 ];
