@@ -11,7 +11,8 @@ import type { HostPort } from '../../config.js';
 import type { Door } from '../../policy/decision.js';
 import { protocolErrors } from '../../metrics.js';
 import type { DoorContext, RunningDoor } from './context.js';
-import { closeServer, listenDoor } from './listen.js';
+import { closeServer } from './listen.js';
+import { answerClientError, httpBehindClosable, listenHttpBehind } from './http-behind.js';
 import { rawError } from './denial.js';
 
 /** The parts of the gateway the credential doors use (their registry lines' `needs`). */
@@ -25,11 +26,6 @@ export interface AgentServerOptions {
   /** Called once the listener is closed (agents, timers). */
   onClose?(): void;
 }
-
-const CLIENT_ERROR: Record<string, [number, string, string]> = {
-  HPE_HEADER_OVERFLOW: [431, 'header_overflow', 'request headers too large'],
-  ERR_HTTP_REQUEST_TIMEOUT: [408, 'header_timeout', 'request headers took too long'],
-};
 
 export async function startAgentServer(ctx: AgentContext, at: HostPort, opts: AgentServerOptions): Promise<RunningDoor> {
   const cfg = ctx.config;
@@ -71,32 +67,11 @@ export async function startAgentServer(ctx: AgentContext, at: HostPort, opts: Ag
     socket.on('error', () => socket.destroy());
     socket.end(rawError(405, 'CONNECT is not accepted here'));
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    socket.on('error', () => {});
-    const code = err.code ?? '';
-    if (code === 'ECONNRESET' || code === 'EPIPE' || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    const [status, kind, message] = CLIENT_ERROR[code] ?? [400, 'bad_request', 'malformed HTTP request'];
-    protocolErrors.labels(opts.door, kind).inc();
-    socket.end(rawError(status, message), () => socket.destroy());
-    const t = setTimeout(() => socket.destroy(), 1000);
-    socket.once('close', () => clearTimeout(t));
-  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(opts.door, err, socket));
   let draining = false;
-  const address = await listenDoor(listener, at, opts.setting, (e) => ctx.log.error({ err: e, door: opts.door }, 'listener error'));
-  // node:http checks its connections' header time-outs only once it has heard 'listening'.
-  server.emit('listening');
-  const closable = {
-    close: (cb: () => void) => {
-      server.close();
-      return listener.close(cb);
-    },
-    closeIdleConnections: () => {
-      draining = true;
-      server.closeIdleConnections();
-    },
-  };
+  const address = await listenHttpBehind(listener, server, at, opts.setting, (e) => ctx.log.error({ err: e, door: opts.door }, 'listener error'));
+  const closable = httpBehindClosable(listener, server, () => {
+    draining = true;
+  });
   return { name: opts.door, address, close: (graceMs) => closeServer(closable, sockets, graceMs, opts.onClose) };
 }

@@ -9,7 +9,8 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HostPort } from '../../config.js';
 import type { RunningDoor } from '../floor/context.js';
-import { closeServer, listenDoor } from '../floor/listen.js';
+import { closeServer } from '../floor/listen.js';
+import { answerClientError, httpBehindClosable, listenHttpBehind } from '../floor/http-behind.js';
 import type { Door } from '../../policy/decision.js';
 import type { Identity } from '../../policy/engine.js';
 import { protocolErrors } from '../../metrics.js';
@@ -137,43 +138,13 @@ export async function startHttpDoor(ctx: HttpContext, at: HostPort, opts: HttpDo
     });
   }
 
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    socket.on('error', () => {});
-    const code = err.code ?? '';
-    if (code === 'ECONNRESET' || code === 'EPIPE' || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    let status = 400;
-    let kind = 'bad_request';
-    if (code === 'HPE_HEADER_OVERFLOW') {
-      status = 431;
-      kind = 'header_overflow';
-    } else if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      status = 408;
-      kind = 'header_timeout';
-    }
-    protocolErrors.labels(opts.door, kind).inc();
-    socket.end(rawError(status, STATUS_MESSAGE[status]!), () => socket.destroy());
-    // If the client never reads, do not keep the socket.
-    const t = setTimeout(() => socket.destroy(), 1000);
-    socket.once('close', () => clearTimeout(t));
-  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(opts.door, err, socket));
 
-  const address = await listenDoor(listener, at, opts.setting, (e) => ctx.log.error({ err: e, door: opts.name }, 'listener error'));
-  // node:http checks its connections' header time-outs only once it has heard 'listening'.
-  server.emit('listening');
-  const closable = {
-    close: (cb: () => void) => {
-      server.close();
-      return listener.close(cb);
-    },
-    closeIdleConnections: () => {
-      forwarder.draining = true;
-      front.closeIdle();
-      server.closeIdleConnections();
-    },
-  };
+  const address = await listenHttpBehind(listener, server, at, opts.setting, (e) => ctx.log.error({ err: e, door: opts.name }, 'listener error'));
+  const closable = httpBehindClosable(listener, server, () => {
+    forwarder.draining = true;
+    front.closeIdle();
+  });
   return {
     name: opts.name,
     address,
@@ -184,12 +155,6 @@ export async function startHttpDoor(ctx: HttpContext, at: HostPort, opts: HttpDo
       }),
   };
 }
-
-const STATUS_MESSAGE: Record<number, string> = {
-  400: 'malformed HTTP request',
-  408: 'request headers took too long',
-  431: 'request headers too large',
-};
 
 export async function startHttpProxy(ctx: HttpContext, at: HostPort): Promise<RunningDoor> {
   return startHttpDoor(ctx, at, { door: 'http', name: 'http-proxy', setting: '--http-proxy', proxy: true, originPort: () => 80 });
