@@ -4,31 +4,17 @@
  * (a row larger than the budget still comes back, so a reader paging on starting_after never
  * stalls), and paging on through cut pages yields every row once, in id order.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ControlStore } from '../../src/store/backend.js';
-import { openControlStore } from '../../src/store/open.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { BACKENDS, type Backend, openBackend } from '../support/backends.js';
 import { sharedPostgres } from '../support/postgres.js';
 
 beforeAll(async () => {
   await sharedPostgres();
 }, 120_000);
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const open = (backend: Backend) => openBackend(backend, 'pagebytes');
 
-async function open(backend: 'sqlite' | 'postgres'): Promise<ControlStore> {
-  if (backend === 'postgres') return openControlStore(await (await sharedPostgres()).createDatabase());
-  const dir = mkdtempSync(join(tmpdir(), 'egw-pagebytes-'));
-  dirs.push(dir);
-  return openControlStore(join(dir, 'egress.db'));
-}
-
-describe.each(['sqlite', 'postgres'] as const)('the page byte budget on %s', (backend) => {
+describe.each(BACKENDS)('the page byte budget on %s', (backend) => {
   it('cuts a page before the row that passes the budget, never below one row, and pages on through every row', async () => {
     const s = await open(backend);
     try {

@@ -4,30 +4,16 @@
  * shorter REF names only by exact id or text; a REF several tokens share is refused naming
  * them, and nothing is deleted.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ControlStore } from '../../src/store/backend.js';
-import { openControlStore } from '../../src/store/open.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { StoreError } from '../../src/store/types.js';
+import { BACKENDS, type Backend, openBackend } from '../support/backends.js';
 import { sharedPostgres } from '../support/postgres.js';
 
 beforeAll(async () => {
   await sharedPostgres();
 }, 120_000);
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-async function open(backend: 'sqlite' | 'postgres'): Promise<ControlStore> {
-  if (backend === 'postgres') return openControlStore(await (await sharedPostgres()).createDatabase());
-  const dir = mkdtempSync(join(tmpdir(), 'egw-tokref-'));
-  dirs.push(dir);
-  return openControlStore(join(dir, 'egress.db'));
-}
+const open = (backend: Backend) => openBackend(backend, 'tokref');
 
 async function refusal(p: Promise<unknown>): Promise<StoreError> {
   const e = await p.then(
@@ -38,7 +24,7 @@ async function refusal(p: Promise<unknown>): Promise<StoreError> {
   return e as StoreError;
 }
 
-describe.each(['sqlite', 'postgres'] as const)('token references on %s', (backend) => {
+describe.each(BACKENDS)('token references on %s', (backend) => {
   it('revokes by id, full text, id prefix and display prefix; each REF names exactly one token', async () => {
     const s = await open(backend);
     try {
