@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, configChanges, loadConfig, OPTIONS, withReloaded } from '../../src/config.js';
+import { ConfigError, configChanges, loadConfig, OPTIONS, secretsKeyPath, withReloaded } from '../../src/config.js';
 import { BOOLEAN_FLAGS, parseArgv } from '../support/argv.js';
 import { tempDir } from '../support/temp.js';
 
@@ -130,5 +130,14 @@ describe('SIGHUP takes the reloadable settings and nothing else', () => {
     expect([started.dnsRateLimit, started.logLevel, started.allowPrivate]).toEqual([10, 'info', []]);
     // A second SIGHUP with the same file: nothing left to apply, the restart-only change still named.
     expect(configChanges(running, next)).toEqual({ reloadable: [], restart: ['--tunnel-domain'] });
+  });
+});
+
+describe('the secrets key file', () => {
+  it('sits beside the sqlite --db unless --secrets-key-file says otherwise (a gateway on a temporary db writes nothing into the working folder)', () => {
+    expect(secretsKeyPath(loadConfig(new Map([['db', ['/var/lib/egress/egress.db']]]), {}))).toBe('/var/lib/egress/secrets.key');
+    expect(secretsKeyPath(loadConfig(new Map(), {}))).toBe('data/secrets.key');
+    expect(secretsKeyPath(loadConfig(new Map([['db', ['postgres://u@127.0.0.1:5432/egress']]]), {}))).toBe('./data/secrets.key');
+    expect(secretsKeyPath(loadConfig(new Map([['secrets-key-file', ['/etc/egress/key']]]), {}))).toBe('/etc/egress/key');
   });
 });
